@@ -1,0 +1,61 @@
+"""``chatflow`` console script: one subcommand per job, each a thin layer over a library module.
+
+Subcommands are imported lazily so that ``chatflow mixture`` never pays for torch/transformers.
+Each target module exposes ``cli_main(argv: list[str], prog: str) -> int | None``.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import ChatflowError
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "preprocess": ("chatflow_plugin.preprocess", "tokenize and pack a mixture's sources into token shards"),
+    "mixture": ("chatflow_plugin.mixture_cli", "print, check and plot a mixture's dynamic schedule"),
+    "expand-vocab": ("chatflow_plugin.vocab", "append pieces to a sentencepiece model and expand weights"),
+    "convert": ("chatflow_plugin.convert", "convert LLaMA checkpoints TencentPretrain <-> HuggingFace"),
+    "train": ("chatflow_plugin.hosts.hf_train", "train a HuggingFace LLaMA on a shard directory"),
+    "demo": ("chatflow_plugin.demo", "end-to-end miniature ChatFlow run on a CPU"),
+    "eval": ("chatflow_plugin.evaluation.cli", "k-shot MMLU / C-Eval / CMMLU / GAOKAO evaluation"),
+    "elo": ("chatflow_plugin.evaluation.elo", "Elo and Bradley-Terry ratings from pairwise votes"),
+    "clo-data": ("chatflow_plugin.clo_data", "build Cross-Lingual Optimization preference triples"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: chatflow <command> [options]", "", "commands:"]
+    lines += [f"  {name:<13} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    lines += ["", "`chatflow <command> --help` lists a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"chatflow: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, _ = SUBCOMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        print(f"chatflow {name}: needs the missing module {exc.name!r}; "
+              f"install the matching extra (pip install 'chatflow-plugin[hf]')", file=sys.stderr)
+        return 2
+    try:
+        code = module.cli_main(rest, prog=f"chatflow {name}")
+    except ChatflowError as exc:
+        print(f"chatflow {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"chatflow {name}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Command-line options as dataclasses (argparse-dataclass), with the host's ``--snake_case`` spelling.
+
+Every subcommand declares a dataclass whose fields are made with :func:`option`; the flag is
+``--<field name>`` exactly as written (underscores kept, as TencentPretrain spells its options).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+from typing import Any, Sequence, TypeVar
+
+import argparse_dataclass
+
+T = TypeVar("T")
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, positional: bool = False,
+           repeatable: bool = False, default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
+    """A dataclass field that becomes one command-line option.
+
+    ``repeatable`` lists accept both ``--x 1 2`` and ``--x 1 --x 2``.
+    """
+    meta = dict(metadata, help=help, _positional=positional, _repeatable=repeatable)
+    if repeatable:
+        meta.setdefault("nargs", "+")
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _with_flag_names(cls: type) -> None:
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        if "args" not in meta:
+            meta["args"] = [f.name] if meta.get("_positional") else [f"--{f.name}"]
+            if f.type in (bool, "bool") and f.default is True:
+                meta["args"] = [f"--no_{f.name}"]
+        f.metadata = types.MappingProxyType(meta)
+
+
+def build_parser(cls: type, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
+    _with_flag_names(cls)
+    parser = argparse_dataclass.ArgumentParser(
+        cls, prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    repeatable = {f.name for f in dataclasses.fields(cls) if f.metadata.get("_repeatable")}
+    for action in parser._actions:
+        if action.dest in repeatable:
+            # argparse's "extend" action: later occurrences add to, not replace, earlier ones.
+            action.__class__ = argparse._ExtendAction
+    return parser
+
+
+def parse_options(cls: type[T], argv: Sequence[str] | None, prog: str | None = None,
+                  description: str | None = None) -> T:
+    parser = build_parser(cls, prog=prog, description=description)
+    return parser.parse_args(list(argv) if argv is not None else None)
