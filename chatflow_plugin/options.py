@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import types
+import typing
 from typing import Any, Sequence, TypeVar
 
 import argparse_dataclass
@@ -30,13 +31,26 @@ def option(default: Any = dataclasses.MISSING, *, help: str, positional: bool = 
 
 
 def _with_flag_names(cls: type) -> None:
+    hints = typing.get_type_hints(cls)   # modules use `from __future__ import annotations`
     for f in dataclasses.fields(cls):
+        f.type = hints.get(f.name, f.type)
+        if typing.get_origin(f.type) is list and "type" not in f.metadata:
+            raise TypeError(f"option {f.name}: list options need metadata type=")
         meta = dict(f.metadata)
         if "args" not in meta:
             meta["args"] = [f.name] if meta.get("_positional") else [f"--{f.name}"]
-            if f.type in (bool, "bool") and f.default is True:
+            if f.type is bool and f.default is True:
                 meta["args"] = [f"--no_{f.name}"]
         f.metadata = types.MappingProxyType(meta)
+
+
+class _Extend(argparse.Action):
+    """Later occurrences add to, not replace, earlier ones (argparse-dataclass's default is MISSING)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = getattr(namespace, self.dest, None)
+        items = [] if items is None or items is dataclasses.MISSING else list(items)
+        setattr(namespace, self.dest, items + list(values))
 
 
 def build_parser(cls: type, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
@@ -46,8 +60,7 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
     repeatable = {f.name for f in dataclasses.fields(cls) if f.metadata.get("_repeatable")}
     for action in parser._actions:
         if action.dest in repeatable:
-            # argparse's "extend" action: later occurrences add to, not replace, earlier ones.
-            action.__class__ = argparse._ExtendAction
+            action.__class__ = _Extend
     return parser
 
 

@@ -62,6 +62,12 @@ def nth_events(cumulative: Callable[[np.ndarray], np.ndarray], n, n_streams: int
     return streams, counts
 
 
+def realized_group_counts(schedule: Schedule, n: int) -> np.ndarray:
+    """How many of the first n samples each group gets: exact, without drawing them."""
+    _, counts = nth_events(schedule.expected_counts, np.array([n]), len(schedule.alpha))
+    return counts[0]
+
+
 @dataclass(frozen=True)
 class Draw:
     """Where global samples come from (arrays, one entry per requested index)."""
@@ -107,8 +113,7 @@ class MixtureSampler:
     # -- counts ---------------------------------------------------------------------------
     def group_counts(self, n: int) -> np.ndarray:
         """How many of the first n samples each group gets: exact, without drawing them."""
-        _, counts = nth_events(self.schedule.expected_counts, np.array([n]), len(self.schedule.alpha))
-        return counts[0]
+        return realized_group_counts(self.schedule, n)
 
     # -- draws ----------------------------------------------------------------------------
     def groups(self, t) -> np.ndarray:
