@@ -199,9 +199,10 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
     source_names: set[str] = set()
     for gi, graw in enumerate(groups_raw):
         gwhere = f"{where}.groups[{gi}]"
-        _check_keys(graw, _GROUP_KEYS, gwhere)
+        _check_keys(graw, set(graw) if isinstance(graw, dict) else set(), gwhere)
         gname = _name(graw, gwhere)
         gwhere = f"{where}.groups[{gi}] ({gname})"
+        _check_keys(graw, _GROUP_KEYS, gwhere)
         if gname in group_names:
             raise ChatflowError(f"{gwhere}: duplicate group name {gname!r}")
         group_names.add(gname)
@@ -215,9 +216,10 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
         sources = []
         for si, sraw in enumerate(sources_raw):
             swhere = f"{gwhere}.sources[{si}]"
-            _check_keys(sraw, _SOURCE_KEYS, swhere)
+            _check_keys(sraw, set(sraw) if isinstance(sraw, dict) else set(), swhere)
             sname = _name(sraw, swhere)
             swhere = f"{gwhere}.sources[{si}] ({sname})"
+            _check_keys(sraw, _SOURCE_KEYS, swhere)
             if sname in source_names:
                 raise ChatflowError(f"{swhere}: duplicate source name {sname!r}")
             source_names.add(sname)

@@ -42,7 +42,7 @@ class PreprocessOptions:
     data_root: str = option("", help="folder relative source paths resolve against (default: the mixture's)")
     source_path: list = option(default_factory=list, repeatable=True, type=str,
                                help="override a source's files: NAME=PATH[,PATH...] (repeatable)")
-    chunk_mb: float = option(4.0, help="size of the input pieces handed to workers, in MB")
+    chunk_mb: float = option(1.0, help="size of the input pieces handed to workers, in MB")
     force: bool = option(False, help="replace output_dir if it exists")
     quiet: bool = option(False, help="no progress bar or summary")
 
