@@ -140,25 +140,39 @@ def _records(data: bytes, chunk: Chunk, source: SourceSpec) -> Iterator[tuple[in
             yield i, exc
 
 
+def _encode_ids(sp, texts: list[str]) -> list:
+    # one thread per worker: the pool is the parallelism; numpy arrays where sentencepiece offers them
+    try:
+        return sp.encode(texts, num_threads=1, return_type="numpy")
+    except (TypeError, ValueError):  # sentencepiece < 0.2.1
+        return sp.encode(texts, num_threads=1)
+
+
 def _encode_plain(sp, texts: list[str], bos: int, eos: int) -> np.ndarray:
-    ids = sp.encode(texts)
+    """BOS + ids + EOS for every document, concatenated."""
+    if not texts:
+        return np.empty(0, np.int64)
+    ids = _encode_ids(sp, texts)
     lengths = np.fromiter((len(x) + 2 for x in ids), dtype=np.int64, count=len(ids))
-    out = np.empty(int(lengths.sum()), dtype=np.int64)
     ends = np.cumsum(lengths)
     starts = ends - lengths
+    out = np.empty(int(ends[-1]), dtype=np.int64)
+    out[starts] = bos
+    out[ends - 1] = eos
     body = np.ones(len(out), dtype=bool)
     body[starts] = False
     body[ends - 1] = False
-    out[starts] = bos
-    out[ends - 1] = eos
-    out[body] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(body.sum()))
+    if isinstance(ids[0], np.ndarray):
+        out[body] = np.concatenate(ids)
+    else:
+        out[body] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(body.sum()))
     return out
 
 
 def _encode_with_prompts(sp, docs: list[tuple[str, list[tuple[int, int]]]], bos: int, eos: int):
     """Tokenize whole texts (exactly as at inference) and mark tokens outside response spans as prompt."""
     token_parts, prompt_parts = [], []
-    for (text, spans), enc in zip(docs, sp.encode([d[0] for d in docs], return_type="offset_mapping")):
+    for (text, spans), enc in zip(docs, sp.encode([d[0] for d in docs], num_threads=1, return_type="offset_mapping")):
         ids = np.asarray(enc["ids"], dtype=np.int64)
         offsets = np.asarray(enc["offsets"], dtype=np.int64).reshape(-1, 2)
         prompt = np.ones(len(ids), dtype=np.uint8)
