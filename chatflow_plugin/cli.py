@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("chatflow_plugin.evaluation.cli", "k-shot MMLU / C-Eval / CMMLU / GAOKAO evaluation"),
     "elo": ("chatflow_plugin.evaluation.elo", "Elo and Bradley-Terry ratings from pairwise votes"),
     "clo-data": ("chatflow_plugin.clo_data", "build Cross-Lingual Optimization preference triples"),
+    "clo-train": ("chatflow_plugin.clo_train", "train with the CLO objective (or its SFT baseline) on triples"),
 }
 
 
