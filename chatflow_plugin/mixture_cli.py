@@ -21,6 +21,8 @@ class MixtureOptions:
                            "default: 0, T_grow/2, T_grow")
     realized: int = option(0, help="also count the groups of the first N samples the sampler draws, "
                                    "next to the expected counts (0: skip)")
+    dataset: str = option("", help="a preprocessed shard directory: with --realized, also report per-source "
+                                   "samples and epochs (passes over each source) of the first N samples")
     plot: str = option("", help="draw p_k(t) over [0, 1.2 T_grow] to this PNG file")
     json: bool = option(False, help="print one JSON object instead of tables")
 
@@ -48,6 +50,20 @@ def schedule_report(spec: MixtureSpec, at: list[float], realized: int = 0) -> di
     return report
 
 
+def source_report(spec: MixtureSpec, dataset: str, n: int) -> dict:
+    from .batches import MixtureDataset
+    from .shards import ShardSet
+
+    ds = MixtureDataset(ShardSet(dataset), spec=spec)
+    draw = ds.sampler.draw(np.arange(n)) if n else None
+    out = {}
+    for s, name in enumerate(ds.source_names):
+        count = int((draw.source == s).sum()) if draw is not None else 0
+        windows = ds.source_shards[s].windows
+        out[name] = {"samples": count, "windows": windows, "epochs": count / windows}
+    return out
+
+
 def format_report(spec: MixtureSpec, report: dict) -> str:
     names = spec.group_names
     width = max(12, *(len(n) for n in names))
@@ -66,6 +82,10 @@ def format_report(spec: MixtureSpec, report: dict) -> str:
         for name in names:
             r = report["realized"][name]
             lines.append(f"{name:<{width}} {r['count']:>10} {r['expected']:>12.2f} {r['count'] - r['expected']:>8.2f}")
+    if "sources" in report:
+        lines += ["", f"{'source':<24} {'samples':>10} {'windows':>10} {'epochs':>8}"]
+        for name, r in report["sources"].items():
+            lines.append(f"{name:<24} {r['samples']:>10} {r['windows']:>10} {r['epochs']:>8.2f}")
     return "\n".join(lines)
 
 
@@ -98,6 +118,8 @@ def cli_main(argv: list[str], prog: str = "chatflow mixture") -> int:
     spec = load_mixture(opts.mixture)
     at = opts.at or [0.0, spec.t_grow_samples / 2, spec.t_grow_samples]
     report = schedule_report(spec, at, opts.realized)
+    if opts.dataset:
+        report["sources"] = source_report(spec, opts.dataset, opts.realized)
     if opts.plot:
         plot_schedule(spec, opts.plot)
     if opts.json:

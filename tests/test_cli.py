@@ -54,3 +54,19 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "T_grow" in err and "Traceback" not in err
     assert cli.main(["no-such-command"]) == 2
     assert cli.main([]) == 0 and "commands:" in capsys.readouterr().out
+
+
+def test_mixture_reports_sources_and_epochs_of_a_dataset(tmp_path, spm_model, capsys):
+    from test_preprocess import make_mixture
+
+    from chatflow_plugin.mixture import load_mixture
+    from chatflow_plugin.preprocess import preprocess
+
+    mixture = make_mixture(tmp_path / "data")
+    preprocess(load_mixture(mixture), spm_model, tmp_path / "shards", workers=1)
+    assert cli.main(["mixture", str(mixture), "--realized", "500", "--dataset", str(tmp_path / "shards"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    sources = report["sources"]
+    assert sum(v["samples"] for v in sources.values()) == 500
+    for v in sources.values():
+        assert v["epochs"] == pytest.approx(v["samples"] / v["windows"])
