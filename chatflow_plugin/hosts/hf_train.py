@@ -18,6 +18,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -407,8 +408,12 @@ def train(options: TrainOptions) -> dict:
                "final_model": str(output_dir / "final")}
     if trainer.is_world_process_zero():
         if spm_path:
-            from .hf_tokenizer import save_hf_tokenizer
-            save_hf_tokenizer(spm_path, partial, model_max_length=shards.seq_length)
+            from ..convert import write_hf_tokenizer_files
+            mismatches = write_hf_tokenizer_files(spm_path, partial, model_max_length=shards.seq_length)
+            summary["tokenizer_mismatches"] = len(mismatches)
+            if mismatches:
+                print(f"warning: the saved HF tokenizer differs from sentencepiece on {len(mismatches)} probe "
+                      f"text(s), e.g. {mismatches[0][:40]!r}", file=sys.stderr)
         (partial / "chatflow_train.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         final = output_dir / "final"
         if final.exists():
