@@ -466,8 +466,11 @@ class _PlannedTensor:
                 (self.storage, 0, tuple(self.shape), tuple(reversed(stride)), False, collections.OrderedDict()))
 
 
-def write_torch_file(path: Path, items: list[OutTensor], progress=None) -> None:
-    """A ``torch.load``-able ordered state dict, streamed tensor by tensor (same records as ``torch.save``)."""
+def write_torch_file(path, items: list[OutTensor], progress=None) -> None:
+    """A ``torch.load``-able ordered state dict, streamed tensor by tensor (same records as ``torch.save``).
+
+    ``path`` is a file name or a seekable binary handle (e.g. from :func:`chatflow_plugin.atomic.atomic_file`).
+    """
     storage_names = {dtype: name for dtype, name in torch.storage._dtype_to_storage_type_map().items()}
     planned = collections.OrderedDict()
     for key, item in enumerate(items):
@@ -476,7 +479,11 @@ def write_torch_file(path: Path, items: list[OutTensor], progress=None) -> None:
     buffer = io.BytesIO()
     _TorchPickler(buffer, protocol=2).dump(planned)
     prefix = "archive/"
-    with open(path, "wb") as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, "wb") as raw:
+            return write_torch_file(raw, items, progress)
+    raw = path
+    with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         archive.writestr(prefix + "data.pkl", buffer.getvalue())
         archive.writestr(prefix + ".format_version", "1")
         archive.writestr(prefix + ".storage_alignment", "64")

@@ -331,13 +331,13 @@ class ConvertOptions:
     input: str = option(positional=True, help="tp2hf: state-dict file, converted directory, blocks directory or "
                                               "DeepSpeed checkpoint directory; hf2tp: HF model directory")
     output: str = option(positional=True, help="output directory (must not exist unless --force)")
-    tp_config: str | None = option(None, help="tp2hf: the host's LLaMA config JSON (default: <input>/config.json)")
-    tokenizer: str | None = option(None, help="sentencepiece model (default: <input>/tokenizer.model); its piece "
+    tp_config: str | None = option(None, type=str, help="tp2hf: the host's LLaMA config JSON (default: <input>/config.json)")
+    tokenizer: str | None = option(None, type=str, help="sentencepiece model (default: <input>/tokenizer.model); its piece "
                                               "count must equal the embedding rows")
     dtype: str = option("keep", choices=["keep", "float32", "float16", "bfloat16"], help="output dtype")
     max_shard_size: str = option("5GB", help="tp2hf: largest safetensors shard (decimal units: 500MB, 5GB; GiB binary)")
-    tag: str | None = option(None, help="tp2hf, DeepSpeed input: checkpoint tag (default: the 'latest' file)")
-    max_positions: int | None = option(None, help="max_position_embeddings (tp2hf) / max_seq_length (hf2tp); "
+    tag: str | None = option(None, type=str, help="tp2hf, DeepSpeed input: checkpoint tag (default: the 'latest' file)")
+    max_positions: int | None = option(None, type=int, help="max_position_embeddings (tp2hf) / max_seq_length (hf2tp); "
                                                   "default: taken from the input config")
     force: bool = option(False, help="replace an existing output directory (only once the new one is complete)")
     quiet: bool = option(False, help="no progress bar")
