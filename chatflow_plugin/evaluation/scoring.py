@@ -1,0 +1,238 @@
+"""Batched log-likelihood of answer continuations under a HuggingFace causal LM.
+
+What is scored: for a context ending in the answer cue (``Answer:``, ``答案：`` ...) and the
+continuations ``" A" ... " D"`` (or ``"A" ... "D"``), the summed log-probability of each
+continuation's tokens; the prediction is the arg-max (ties go to the earlier letter). Tokens are split
+as in lm-evaluation-harness: encode ``context + continuation`` and ``context``, and the continuation
+is what follows the context's tokens (trailing spaces of the context move to the continuation). With
+a LLaMA tokenizer every letter continuation is one token (``▁A`` after a space, ``A`` otherwise).
+
+A tokenizer that cannot encode a letter as one token (or merges it with the cue) is handled, not
+refused: the scored continuation is every token after the longest common prefix with the context,
+and the log-probabilities of all of them are summed. Such questions are counted in
+``ScoreStats.multi_token_questions`` and reported, since multi-token letters make the comparison
+between letters depend on more than one prediction.
+
+Speed: when all continuations are single tokens that extend the context (the usual case), one forward
+pass over the context gives all four log-probabilities (4x fewer tokens than scoring each choice);
+rows are sorted by length, left-padded with explicit position ids, and only the last positions' logits
+are materialised (``logits_to_keep``), so memory does not grow with vocabulary x sequence length.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ChatflowError
+
+
+@dataclass
+class ScoreStats:
+    questions: int = 0
+    single_token_questions: int = 0     # scored from one forward pass over the context
+    multi_token_questions: int = 0      # some continuation is not one token extending the context
+    truncated_rows: int = 0             # left-truncated to max_length
+    forward_passes: int = 0
+    tokens: int = 0                     # non-padding tokens run through the model
+    seconds_tokenize: float = 0.0
+    seconds_model: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Row:
+    request: int
+    input_ids: list[int]
+    readouts: list[tuple[int, list[int]]] = field(default_factory=list)  # (choice, targets at the last positions)
+
+
+def split_continuation(tokenizer, context: str, continuation: str, add_bos: bool) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) as lm-evaluation-harness splits them, robust to merges at the seam."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    prefix = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+    whole = prefix + tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    ctx = prefix + tokenizer(context, add_special_tokens=False)["input_ids"]
+    k = len(ctx)
+    if whole[:k] != ctx:   # the continuation merged with the context's last token(s): score from the seam
+        k = next(i for i, (a, b) in enumerate(zip(whole, ctx)) if a != b)
+    if k >= len(whole):
+        raise ChatflowError(f"continuation {continuation!r} adds no token after the context ending "
+                            f"{context[-30:]!r}; the tokenizer cannot score it")
+    return whole[:k], whole[k:]
+
+
+def _logits_kwarg(model) -> str | None:
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return name
+    return None
+
+
+def _device(model) -> torch.device:
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
+class LetterScorer:
+    """Scores (context, continuations) requests with ``model``; see the module docstring for the method."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, max_length: int | None = None,
+                 add_bos: bool = True, progress: bool = False):
+        if batch_size < 1:
+            raise ChatflowError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.add_bos, self.progress = batch_size, add_bos, progress
+        config = getattr(model, "config", None)
+        self.max_length = max_length or getattr(config, "max_position_embeddings", None) or 4096
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
+            tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0)
+        self.keep_kwarg = _logits_kwarg(model)
+        self.device = _device(model)
+        self.stats = ScoreStats()
+
+    def _rows(self, index: int, context: str, continuations: Sequence[str]) -> list[_Row]:
+        pairs = [split_continuation(self.tokenizer, context, c, self.add_bos) for c in continuations]
+        ctx0 = pairs[0][0]
+        if all(len(cont) == 1 and ctx == ctx0 for ctx, cont in pairs):
+            self.stats.single_token_questions += 1
+            return [_Row(index, list(ctx0), [(j, cont) for j, (_, cont) in enumerate(pairs)])]
+        self.stats.multi_token_questions += 1
+        return [_Row(index, (ctx + cont)[:-1], [(j, cont)]) for j, (ctx, cont) in enumerate(pairs)]
+
+    def _truncate(self, row: _Row) -> None:
+        if len(row.input_ids) > self.max_length:
+            row.input_ids = row.input_ids[-self.max_length:]
+            self.stats.truncated_rows += 1
+        longest = max(len(t) for _, t in row.readouts)
+        if longest > len(row.input_ids):
+            raise ChatflowError(f"max_length {self.max_length} is shorter than a continuation ({longest} tokens)")
+
+    @torch.inference_mode()
+    def _forward(self, rows: list[_Row], scores: np.ndarray) -> None:
+        width = max(len(r.input_ids) for r in rows)
+        keep = max(len(t) for r in rows for _, t in r.readouts)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, r in enumerate(rows):   # left padding: every row ends at the last column
+            ids[b, width - len(r.input_ids):] = torch.tensor(r.input_ids)
+            mask[b, width - len(r.input_ids):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
+                  "position_ids": positions.to(self.device)}
+        if self.keep_kwarg:
+            kwargs[self.keep_kwarg] = keep
+        out = self.model(**kwargs)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        logprobs = logits[:, -keep:, :].float().log_softmax(-1).cpu()
+        for b, r in enumerate(rows):
+            for choice, targets in r.readouts:
+                n = len(targets)
+                picked = logprobs[b, keep - n:, :].gather(-1, torch.tensor(targets).unsqueeze(-1))
+                scores[r.request, choice] += float(picked.sum())
+        self.stats.forward_passes += 1
+        self.stats.tokens += int(mask.sum())
+
+    def loglikelihoods(self, requests: Sequence[tuple[str, Sequence[str]]], desc: str = "scoring") -> np.ndarray:
+        """(len(requests), n_choices) summed log-probabilities of each continuation given its context."""
+        if not requests:
+            return np.zeros((0, 0))
+        n_choices = len(requests[0][1])
+        t0 = time.perf_counter()
+        rows: list[_Row] = []
+        for i, (context, continuations) in enumerate(requests):
+            if len(continuations) != n_choices:
+                raise ChatflowError(f"request {i} has {len(continuations)} continuations, expected {n_choices}")
+            rows.extend(self._rows(i, context, continuations))
+        for r in rows:
+            self._truncate(r)
+        self.stats.questions += len(requests)
+        self.stats.seconds_tokenize += time.perf_counter() - t0
+        # Longest first: the first batch shows an out-of-memory at once, and similar lengths pad little.
+        rows.sort(key=lambda r: -len(r.input_ids))
+        scores = np.zeros((len(requests), n_choices), dtype=np.float64)
+        t0 = time.perf_counter()
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(requests), desc=desc, unit="q", disable=not self.progress, leave=False) as bar:
+            done: set[int] = set()
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start:start + self.batch_size]
+                self._forward(batch, scores)
+                new = {r.request for r in batch} - done
+                done |= new
+                bar.update(len(new))
+        self.stats.seconds_model += time.perf_counter() - t0
+        return scores
+
+
+def predictions(scores: np.ndarray) -> np.ndarray:
+    """Index of the best continuation per row; ties go to the earliest (``np.argmax``)."""
+    return np.argmax(scores, axis=1)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ChatflowError(f"--device {device}: no CUDA device is available")
+    return device
+
+
+DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_model(path: str, device: str = "auto", dtype: str = "auto", device_map: str = ""):
+    """(model, tokenizer) from a HuggingFace causal LM directory, in eval mode, offline."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not Path(path).is_dir() or not (Path(path) / "config.json").is_file():
+        raise ChatflowError(f"--model {path}: not a HuggingFace model directory (no config.json)")
+    if dtype not in DTYPES:
+        raise ChatflowError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ChatflowError(f"--model {path}: cannot load its tokenizer: {exc}") from None
+    torch_dtype = DTYPES[dtype]
+    if torch_dtype == "auto" and resolve_device(device) == "cpu":
+        torch_dtype = torch.float32   # half-precision matmuls on CPU are slow and imprecise
+    import transformers
+
+    # transformers < 4.56 spells the argument torch_dtype
+    major_minor = tuple(int(x) for x in re.findall(r"\d+", transformers.__version__)[:2])
+    kwargs: dict = {"dtype" if major_minor >= (4, 56) else "torch_dtype": torch_dtype, "local_files_only": True}
+    if device_map:
+        kwargs["device_map"] = device_map
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ChatflowError(f"--model {path}: cannot load the model: {exc}") from None
+    if not device_map:
+        model.to(resolve_device(device))
+    model.eval()
+    vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise ChatflowError(f"--model {path}: tokenizer has {len(tokenizer)} tokens but the embedding only "
+                            f"{vocab} rows (a vocabulary expansion without resized weights?)")
+    return model, tokenizer
