@@ -36,7 +36,7 @@ from . import checkpoint_io as cio
 from . import llama_layout as L
 
 TP_WEIGHTS = "tencentpretrain_model.bin"
-_TOKENIZER_PROBE = ("Hello world, the model learns 语言 from data.  Two  spaces,\ttabs\nand lines; 数字 12345; "
+_TOKENIZER_PROBE = ("  Hello world, the model learns 语言 from data.  Two  spaces,\ttabs\nand lines; 数字 12345; "
                     "émojis 😀, ｆｕｌｌ-width！ rare 龘 char. 中文和English混合的句子。")
 
 
@@ -127,11 +127,12 @@ def _hf_normalizer(spec):
 def write_hf_tokenizer_files(sp_model: str | Path, output_dir: str | Path, model_max_length: int = 2048) -> list[str]:
     """``tokenizer.model`` + ``tokenizer_config.json`` + ``special_tokens_map.json`` (+ ``tokenizer.json``).
 
-    A LLaMA-style model (identity normalizer, whitespace kept) is described as ``LlamaTokenizer``.
-    Other normalizers (NFKC, whitespace collapsing, as ``spm_train`` does by default) are not applied by
-    ``LlamaTokenizer``, so for those a ``tokenizer.json`` reproducing them is written as well. Either
-    way the result is checked against sentencepiece on a mixed English/Chinese probe; the returned list
-    names any text on which ids differ (empty when they agree).
+    ``tokenizer.json`` is the fast (``tokenizers``) pipeline transformers derives from ``tokenizer.model``
+    with its normalizer replaced by one reproducing the model's NormalizerSpec (identity or NFKC,
+    whitespace collapsing, dummy prefix), because transformers' ``LlamaTokenizer`` differs from
+    sentencepiece on leading/repeated spaces and ignores normalization. The result is checked against
+    sentencepiece on a mixed English/Chinese probe; the returned list names any probe text on which ids
+    differ (empty when they agree).
     """
     from sentencepiece import sentencepiece_model_pb2 as pb
 
@@ -153,20 +154,18 @@ def write_hf_tokenizer_files(sp_model: str | Path, output_dir: str | Path, model
     }
     if "pad_token" not in config:
         config["pad_token"] = None
-    spec = proto.normalizer_spec
-    llama_like = (spec.name in ("identity", "") and not spec.remove_extra_whitespaces and spec.add_dummy_prefix
-                  and proto.trainer_spec.model_type == pb.TrainerSpec.BPE)
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     from transformers import AutoTokenizer
-    if not llama_like:
-        tokenizer = AutoTokenizer.from_pretrained(str(out))
-        backend = tokenizer.backend_tokenizer
-        backend.normalizer = _hf_normalizer(spec)
-        backend.pre_tokenizer = None
-        backend.save(str(out / "tokenizer.json"))
-        config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # transformers' LlamaTokenizer builds its pipeline from tokenizer.model but (5.x) differs from
+    # sentencepiece on leading/repeated spaces and ignores NFKC/whitespace collapsing; the tokenizer.json
+    # written here replaces its normalizer with one that reproduces the model's NormalizerSpec.
+    backend = AutoTokenizer.from_pretrained(str(out)).backend_tokenizer
+    backend.normalizer = _hf_normalizer(proto.normalizer_spec)
+    backend.pre_tokenizer = None
+    backend.save(str(out / "tokenizer.json"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     mismatches = []
     for text in [_TOKENIZER_PROBE, *_TOKENIZER_PROBE.split(" ")]:
