@@ -25,7 +25,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 from .atomic import atomic_directory, sha256_file
 from .errors import ChatflowError, DataError
@@ -127,7 +127,7 @@ def _parsed(items: Iterable[tuple[str, object]]) -> Iterator[tuple[str, tuple[st
 class SkipLog:
     """Counts skipped pairs by reason; prints the first few with their location."""
 
-    def __init__(self, on_bad_record: str = "skip", stream=sys.stderr):
+    def __init__(self, on_bad_record: str = "skip", stream="stderr"):
         if on_bad_record not in ("skip", "error"):
             raise ChatflowError(f"--on_bad_record must be 'skip' or 'error', got {on_bad_record!r}")
         self.on_bad_record = on_bad_record
@@ -143,7 +143,7 @@ class SkipLog:
         if len(self.examples) < MAX_REPORTED:
             self.examples.append(message)
             if self.stream is not None:
-                print(message, file=self.stream)
+                print(message, file=sys.stderr if self.stream == "stderr" else self.stream)
 
 
 def aligned_pairs(english: str, target: str, log: SkipLog) -> Iterator[InstructionPair]:
@@ -370,25 +370,25 @@ def translated_pairs(english: str, model_dir: str, log: SkipLog, limit: int | No
 @dataclass
 class CLODataOptions:
     output_dir: str = option(help="directory to create with triples.jsonl and build.json")
-    english: str | None = option(None, help="English instruction file (JSONL or JSON array; Alpaca "
+    english: Optional[str] = option(None, help="English instruction file (JSONL or JSON array; Alpaca "
                                  "instruction/input/output or prompt/response records)")
-    target: str | None = option(None, help="target-language instruction file aligned record by record with "
+    target: Optional[str] = option(None, help="target-language instruction file aligned record by record with "
                                 "--english (mode a)")
-    parallel: str | None = option(None, help="parallel instruction file, one {SOURCE_LANG: record, "
+    parallel: Optional[str] = option(None, help="parallel instruction file, one {SOURCE_LANG: record, "
                                   "TARGET_LANG: record} object per line (mode b)")
-    translation_model: str | None = option(None, help="local HuggingFace seq2seq model directory that "
+    translation_model: Optional[str] = option(None, help="local HuggingFace seq2seq model directory that "
                                            "translates --english into the target language (mode c)")
     source_lang: str = option("en", help="language code of the English side (as written in the triples)")
     target_lang: str = option("zh", help="language code of the target side (as written in the triples)")
-    source_code: str | None = option(None, help="mode c: the translation tokenizer's source language code "
+    source_code: Optional[str] = option(None, help="mode c: the translation tokenizer's source language code "
                                      "(M2M100 'en', NLLB 'eng_Latn'); omit for Marian")
-    target_code: str | None = option(None, help="mode c: the translation model's target language code "
+    target_code: Optional[str] = option(None, help="mode c: the translation model's target language code "
                                      "(M2M100 'zh', NLLB 'zho_Hans'); omit for Marian")
     translation_batch_size: int = option(16, help="mode c: lines per translation batch")
     num_beams: int = option(4, help="mode c: beam size of the translation model")
     max_new_tokens: int = option(256, help="mode c: maximum tokens generated per translated line")
     device: str = option("auto", help="mode c: torch device for translation (auto = cuda if available)")
-    max_pairs: int | None = option(None, help="stop after this many usable pairs (default: all)")
+    max_pairs: Optional[int] = option(None, help="stop after this many usable pairs (default: all)")
     no_language_check: bool = option(False, help="keep pairs whose target side is detected as still being "
                                      "in the source language (detection is script-based; never applied "
                                      "when both languages share a script)")

@@ -29,6 +29,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class CLOTrainOptions:
                             "clo, all for sft")
     sft_languages: str = option("target", help="sft: train on the target-language side only (target) or on "
                                 "both sides (both)")
-    max_pairs: int | None = option(None, help="use the first N pairs of the data (CLO: N pairs; SFT target: N "
+    max_pairs: Optional[int] = option(None, help="use the first N pairs of the data (CLO: N pairs; SFT target: N "
                                    "samples); default all")
     max_length: int = option(1024, help="tokens per sequence (prompt + response); longer ones are truncated")
     per_device_batch_size: int = option(4, help="pairs (clo) or sequences (sft) per device per micro-batch")
@@ -79,7 +80,7 @@ class CLOTrainOptions:
     save_total_limit: int = option(2, help="checkpoints kept")
     bf16: bool = option(False, help="bfloat16 mixed precision (GPU)")
     gradient_checkpointing: bool = option(False, help="recompute activations in backward (less memory)")
-    eval_data: str | None = option(None, help="triples directory whose chosen-response NLL (source and target "
+    eval_data: Optional[str] = option(None, help="triples directory whose chosen-response NLL (source and target "
                                    "language) is measured before and after training")
     eval_batch_size: int = option(8, help="pairs per batch for reference log-probs and evaluation")
     use_cpu: bool = option(False, help="train on CPU even if a GPU is available")

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import sentencepiece as spm
+
+from chatflow_plugin.convert import write_hf_tokenizer_files
 
 EN = ["the model learns language from data", "people read books about science", "a student asks the teacher",
       "water runs down the mountain river", "the computer program is fast", "music and history at school",
@@ -28,10 +29,8 @@ def tiny_llama_dir(out: Path, spm_model: Path, seed: int = 0, hidden: int = 32, 
     model = LlamaForCausalLM(config)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
-    shutil.copy(spm_model, out / "tokenizer.model")
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-        "add_bos_token": True, "add_eos_token": False, "legacy": True}), encoding="utf-8")
+    mismatches = write_hf_tokenizer_files(spm_model, out)
+    assert not mismatches, mismatches
     return out
 
 

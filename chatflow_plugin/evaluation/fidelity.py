@@ -37,6 +37,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from ..errors import ChatflowError, DataError
 from ..options import option, parse_options
@@ -369,10 +370,10 @@ class FidelityOptions:
                           "chatflow clo-data directory")
     max_new_tokens: int = option(128, help="tokens generated per response")
     batch_size: int = option(8, help="prompts per generation batch")
-    limit: int | None = option(None, help="use only the first N prompts")
+    limit: Optional[int] = option(None, help="use only the first N prompts")
     template: str = option("chatflow", help="chatflow: wrap prompts in '### Instruction:' format; raw: as is")
     device: str = option("auto", help="torch device (auto = cuda if available)")
-    output: str | None = option(None, help="also write the JSON report here")
+    output: Optional[str] = option(None, help="also write the JSON report here")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m chatflow_plugin.evaluation.fidelity") -> int:
