@@ -36,12 +36,13 @@ def write_tokenizer_dir(spm_model: Path, out: Path) -> Path:
     return out
 
 
-def write_tiny_llama(spm_model: Path, out: Path, seed: int = 0, layers: int = 2, hidden: int = 32) -> Path:
+def write_tiny_llama(spm_model: Path, out: Path, seed: int = 0, layers: int = 2, hidden: int = 32,
+                     vocab_size: int | None = None) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     import sentencepiece as spm
 
-    vocab = spm.SentencePieceProcessor(model_file=str(spm_model)).vocab_size()
+    vocab = vocab_size or spm.SentencePieceProcessor(model_file=str(spm_model)).vocab_size()
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,

@@ -82,8 +82,6 @@ BENCHMARK_NAMES = ("mmlu", "ceval", "cmmlu", "gaokao")
 def _csv_columns(path: Path, header_row: list[str], expected: tuple[str, ...]) -> list[int]:
     """Column index of each expected header name (C-Eval dev files carry an extra ``explanation``)."""
     names = [h.strip() for h in header_row]
-    if names[:1] == ["\ufeff"] or (names and names[0].startswith("\ufeff")):
-        names[0] = names[0].lstrip("\ufeff")
     lowered = [n.lower() for n in names]
     columns = []
     for want in expected:
@@ -108,7 +106,7 @@ def read_csv_questions(path: str | Path, header: tuple[str, ...] | None,
                     header_row = next(reader)
                 except StopIteration:
                     raise DataError("empty file (expected a header row)", f"{path}:1") from None
-                columns = [c for c in _csv_columns(path, header_row, header)][1:]
+                columns = _csv_columns(path, header_row, header[1:])   # the id column is not needed
                 first_line = reader.line_num + 1
             line = first_line
             for row in reader:

@@ -226,7 +226,7 @@ def load_model(path: str, device: str = "auto", dtype: str = "auto", device_map:
         kwargs["device_map"] = device_map
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         raise ChatflowError(f"--model {path}: cannot load the model: {exc}") from None
     if not device_map:
         model.to(resolve_device(device))

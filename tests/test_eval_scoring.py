@@ -1,0 +1,154 @@
+"""Letter scoring: exact log-likelihoods vs an unbatched reference, oracle = 100 %, uniform = chance."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_eval_benchmarks import write_ceval, write_gaokao, write_mmlu
+from test_eval_models import OracleLM, hf_tokenizer_dir, tiny_llama_dir, write_tiny_llama  # noqa: F401 (fixtures)
+
+from chatflow_plugin.errors import ChatflowError
+from chatflow_plugin.evaluation.benchmarks import LETTERS, load_benchmark
+from chatflow_plugin.evaluation.prompts import build_prompt
+from chatflow_plugin.evaluation.run import EvalSettings, evaluate_benchmark, evaluate_model, letter_tokens
+from chatflow_plugin.evaluation.scoring import (LetterScorer, load_model, predictions, resolve_device,
+                                                split_continuation)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir):
+    return load_model(str(tiny_llama_dir), device="cpu")
+
+
+def _requests(bench, k):
+    return [build_prompt(bench.name, s, q, k) for s in bench.subjects for q in s.questions]
+
+
+def _reference(model, tokenizer, requests):
+    """One unpadded forward per (context, continuation), full-vocabulary log-softmax, summed."""
+    out = np.zeros((len(requests), len(requests[0][1])))
+    with torch.no_grad():
+        for i, (context, conts) in enumerate(requests):
+            for j, cont in enumerate(conts):
+                ctx, ids = split_continuation(tokenizer, context, cont, True)
+                logits = model(input_ids=torch.tensor([ctx + ids])).logits[0].float().log_softmax(-1)
+                out[i, j] = sum(float(logits[len(ctx) - 1 + t, tok]) for t, tok in enumerate(ids))
+    return out
+
+
+def test_split_continuation_follows_lm_eval_and_handles_merges(tiny):
+    _, tok = tiny
+    ctx, cont = split_continuation(tok, "Answer: ", "A", True)   # trailing space moves to the continuation
+    assert ctx == split_continuation(tok, "Answer:", " A", True)[0] and cont == split_continuation(tok, "Answer:", " A", True)[1]
+    assert ctx[0] == tok.bos_token_id
+    assert split_continuation(tok, "Answer:", " A", False)[0][0] != tok.bos_token_id
+    # "mod" + "el" is one piece in this vocabulary: the scored part starts where the encodings diverge
+    ctx, cont = split_continuation(tok, "the mod", "el", True)
+    whole = [tok.bos_token_id] + tok("the model", add_special_tokens=False)["input_ids"]
+    assert ctx + cont == whole and len(cont) >= 1
+    with pytest.raises(ChatflowError, match="adds no token"):
+        split_continuation(tok, "Answer:", "", True)
+
+
+@pytest.mark.parametrize("name,writer", [("mmlu", write_mmlu), ("ceval", write_ceval), ("gaokao", write_gaokao)])
+def test_scores_equal_unbatched_reference_and_are_batch_invariant(tmp_path, tiny, name, writer):
+    model, tok = tiny
+    bench = load_benchmark(name, writer(tmp_path / name), 2)
+    requests = _requests(bench, 2)[:6]
+    ref = _reference(model, tok, requests)
+    scores = {b: LetterScorer(model, tok, batch_size=b).loglikelihoods(requests) for b in (1, 4)}
+    np.testing.assert_allclose(scores[1], ref, atol=2e-4)
+    np.testing.assert_allclose(scores[4], ref, atol=2e-4)   # left padding + position ids change nothing
+    again = LetterScorer(model, tok, batch_size=4).loglikelihoods(requests)
+    np.testing.assert_array_equal(again, scores[4])          # deterministic
+
+
+def test_single_token_fast_path_and_multi_token_letters_are_counted(tmp_path, tiny):
+    model, tok = tiny
+    # In this tiny vocabulary "A" after "答案：" is one token but " A" after "Answer:" is "▁" + "A".
+    assert letter_tokens(tok, "ceval")["A"] == ["<0x41>"]
+    assert letter_tokens(tok, "mmlu")[" A"] == ["▁", "<0x41>"]
+    ceval = load_benchmark("ceval", write_ceval(tmp_path / "ceval"), 1)
+    mmlu = load_benchmark("mmlu", write_mmlu(tmp_path / "mmlu"), 1)
+    scorer = LetterScorer(model, tok, batch_size=8)
+    scorer.loglikelihoods(_requests(ceval, 1))
+    assert scorer.stats.single_token_questions == 16 and scorer.stats.multi_token_questions == 0
+    assert scorer.stats.forward_passes == 2   # one row per question
+    scorer.loglikelihoods(_requests(mmlu, 1))
+    assert scorer.stats.multi_token_questions == 16 and scorer.stats.forward_passes == 2 + 8   # 4 rows each
+
+
+@pytest.mark.parametrize("name,writer", [("mmlu", write_mmlu), ("ceval", write_ceval), ("gaokao", write_gaokao)])
+def test_oracle_lm_scores_100_percent(tmp_path, tiny, name, writer):
+    _, tok = tiny
+    bench = load_benchmark(name, writer(tmp_path / name), 3)
+    answers = {}
+    for s in bench.subjects:
+        for q in s.questions:
+            ctx, conts = build_prompt(name, s, q, 3)
+            answers[ctx] = conts[LETTERS.index(q.answer)]
+    oracle = OracleLM(tok, answers)
+    result = evaluate_benchmark(LetterScorer(oracle, tok, batch_size=3), bench, EvalSettings(num_fewshot=3, progress=False))
+    assert result["average"] == 1.0 and result["accuracy_micro"] == 1.0 and result["accuracy_macro"] == 1.0
+    assert all(s["correct"] == s["n"] for s in result["subjects"].values())
+
+
+def test_uniform_lm_scores_chance_and_random_model_near_chance(tmp_path, tiny):
+    model, tok = tiny
+    bench = load_benchmark("mmlu", write_mmlu(tmp_path / "mmlu", subjects=("a", "b", "c", "d"), n_test=20), 3)
+    uniform = evaluate_benchmark(LetterScorer(OracleLM(tok), tok), bench, EvalSettings(progress=False))
+    assert uniform["average"] == pytest.approx(0.25)   # all tied -> always "A"; a quarter of the golds are A
+    random_model = evaluate_benchmark(LetterScorer(model, tok, batch_size=16), bench, EvalSettings(progress=False))
+    assert 0.1 <= random_model["average"] <= 0.45 and random_model["n_questions"] == 80
+
+
+def test_limit_predictions_and_averages(tmp_path, tiny):
+    model, tok = tiny
+    bench = load_benchmark("gaokao", write_gaokao(tmp_path / "gk", n=12), 3)
+    seen = []
+    result = evaluate_benchmark(LetterScorer(model, tok), bench, EvalSettings(limit=4, progress=False), seen.append)
+    assert result["n_questions"] == 4 == len(seen) and result["average_kind"] == "points"
+    rec = result["subjects"]["2010-2022_Biology_MCQs"]
+    assert result["average"] == pytest.approx(rec["points_correct"] / rec["points"])
+    assert seen[0]["location"].endswith("#example[3]") and len(seen[0]["loglikelihoods"]) == 4
+    assert {p["prediction"] for p in seen} <= set(LETTERS)
+    json.dumps(result)
+
+
+def test_truncation_is_counted(tmp_path, tiny):
+    model, tok = tiny
+    bench = load_benchmark("ceval", write_ceval(tmp_path / "ceval"), 3)
+    requests = _requests(bench, 3)[:3]
+    scorer = LetterScorer(model, tok, max_length=32)
+    scores = scorer.loglikelihoods(requests)
+    assert scorer.stats.truncated_rows == 3 and np.isfinite(scores).all()
+
+
+def test_bad_arguments(tiny, tmp_path, spm_model):
+    model, tok = tiny
+    with pytest.raises(ChatflowError, match="batch_size"):
+        LetterScorer(model, tok, batch_size=0)
+    with pytest.raises(ChatflowError, match="continuations, expected 4"):
+        LetterScorer(model, tok).loglikelihoods([("q", [" A", " B", " C", " D"]), ("q", [" A"])])
+    assert LetterScorer(model, tok).loglikelihoods([]).shape == (0, 0)
+    with pytest.raises(ChatflowError, match="not a HuggingFace model directory"):
+        load_model(str(tmp_path), device="cpu")
+    with pytest.raises(ChatflowError, match="--dtype"):
+        load_model(str(write_tiny_llama(spm_model, tmp_path / "m")), device="cpu", dtype="int3")
+    assert resolve_device("cpu") == "cpu" and resolve_device("auto") in ("cpu", "cuda")
+    assert list(predictions(np.array([[0.0, 0.0, -1.0, 0.0], [-3.0, -2.0, -1.0, -0.5]]))) == [0, 3]
+
+
+def test_tokenizer_larger_than_embedding_is_refused(tmp_path, spm_model):
+    out = write_tiny_llama(spm_model, tmp_path / "m", vocab_size=100)
+    with pytest.raises(ChatflowError, match="tokenizer has .* tokens but the embedding only"):
+        load_model(str(out), device="cpu")
+
+
+def test_evaluate_model_reports_letter_tokens(tmp_path, tiny):
+    model, tok = tiny
+    bench = load_benchmark("cmmlu", __import__("test_eval_benchmarks").write_cmmlu(tmp_path / "c"), 1)
+    out = evaluate_model(model, tok, [bench], EvalSettings(num_fewshot=1, limit=2, progress=False))
+    assert out["letter_tokens"]["cmmlu"]["A"] == ["<0x41>"] and out["benchmarks"]["cmmlu"]["n_questions"] == 4
