@@ -270,3 +270,24 @@ def test_mining_real_chinese_corpus(spm_model, tmp_path):
     for line in lines:
         assert new.decode(new.encode(line)) == old.decode(old.encode(line))
     assert sum(len(new.encode(l)) for l in lines) < sum(len(old.encode(l)) for l in lines)
+
+
+@pytest.mark.skipif(shutil.which("chatflow") is None or shutil.which("bash") is None,
+                    reason="needs the chatflow console script (pip install -e .) and bash")
+def test_expand_vocab_script(spm_model, tmp_path):
+    import subprocess
+    _tiny_hf(tmp_path / "hf", _sp(spm_model).get_piece_size())
+    shutil.copyfile(spm_model, tmp_path / "hf" / "tokenizer.model")
+    (tmp_path / "zh.jsonl").write_text(json.dumps({"text": "龘龘龍鑫 的"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "symbols.txt").write_text("中文\n", encoding="utf-8")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "expand_vocab.sh"
+    env = dict(os.environ, MAX_NEW_PIECES="2", SYMBOLS_FILE=str(tmp_path / "symbols.txt"), PAD_TO_MULTIPLE="4")
+    proc = subprocess.run(["bash", str(script), str(tmp_path / "hf"), str(tmp_path / "out"), str(tmp_path / "zh.jsonl")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out.expand_report.json").read_text(encoding="utf-8"))
+    assert report["added"] == ["中文", "龘", "鑫"] and report["size"] % 4 == 0   # 鑫 < 龍: ties by code point
+    sp = _sp(tmp_path / "out.tokenizer.model")
+    assert sp.get_piece_size() == json.loads((tmp_path / "out" / "config.json").read_text())["vocab_size"]
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage: scripts/expand_vocab.sh" in usage.stderr
