@@ -1,0 +1,286 @@
+"""``chatflow elo``: ratings of chat models from pairwise human votes (ChatFlow's Table 3).
+
+Votes are JSON lines ``{"model_a": ..., "model_b": ..., "winner": "a" | "b" | "tie"}`` (the Chatbot
+Arena spellings ``"model_a"``, ``"model_b"``, ``"tie (bothbad)"`` are accepted too). Two ratings:
+
+* **Online Elo**, as arena platforms display it: votes applied one by one in file order,
+  ``R_a += K (S_a - E_a)`` with ``E_a = 1 / (1 + 10^((R_b - R_a) / 400))`` and ``S_a`` = 1, 0 or 0.5.
+  It depends on vote order and K.
+* **Bradley-Terry** maximum likelihood, order-independent: ``P(i beats j) = p_i / (p_i + p_j)``,
+  fitted by Hunter's (2004) MM iteration, a tie counted as half a win for each side, reported on the
+  Elo scale ``initial + 400 log10 p_i`` centred on ``initial``; 95 % intervals from a bootstrap over
+  votes. An optional prior (``--prior N``: N virtual ties of every model against an average model)
+  keeps ratings finite for a model that never won or never lost.
+
+Outputs: a Table-3-shaped markdown table, a win-rate matrix (JSON + PNG heat map).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_file
+from ..errors import ChatflowError, DataError
+from ..options import option, parse_options
+
+WINNERS = {"a": 1.0, "model_a": 1.0, "b": 0.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
+
+
+@dataclass(frozen=True)
+class Votes:
+    models: list[str]           # sorted names
+    a: np.ndarray               # index of model_a per vote
+    b: np.ndarray               # index of model_b per vote
+    score_a: np.ndarray         # 1 (a won), 0 (b won), 0.5 (tie)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+
+def votes_from_records(records: list[tuple[str, str, float]]) -> Votes:
+    models = sorted({m for a, b, _ in records for m in (a, b)})
+    index = {m: i for i, m in enumerate(models)}
+    return Votes(models, np.array([index[a] for a, _, _ in records], dtype=np.int64),
+                 np.array([index[b] for _, b, _ in records], dtype=np.int64),
+                 np.array([s for _, _, s in records], dtype=np.float64))
+
+
+def read_votes(path: str | Path, strict: bool = False) -> tuple[Votes, list[str]]:
+    """Votes of a JSONL file and the problems of lines skipped (``strict``: the first one raises)."""
+    records, problems = [], []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line_no, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                location = f"{path}:{line_no}"
+                try:
+                    rec = json.loads(line)
+                    a, b, w = rec["model_a"], rec["model_b"], rec["winner"]
+                    if not (isinstance(a, str) and isinstance(b, str) and a.strip() and b.strip()):
+                        raise ValueError("model_a and model_b must be non-empty strings")
+                    if a == b:
+                        raise ValueError(f"a model against itself ({a!r})")
+                    if not isinstance(w, str) or w.strip().lower() not in WINNERS:
+                        raise ValueError(f"winner {w!r} is not one of 'a', 'b', 'tie'")
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                    reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                    if strict:
+                        raise DataError(reason, location) from None
+                    problems.append(f"{location}: {reason}")
+                    continue
+                records.append((a, b, WINNERS[w.strip().lower()]))
+    except FileNotFoundError:
+        raise ChatflowError(f"votes file {path} not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", str(path)) from None
+    if not records:
+        raise ChatflowError(f"{path}: no valid votes" + (f" ({len(problems)} bad lines, first: {problems[0]})"
+                                                         if problems else ""))
+    return votes_from_records(records), problems
+
+
+def online_elo(votes: Votes, k: float = 4.0, initial: float = 1000.0, scale: float = 400.0) -> np.ndarray:
+    """Sequential Elo over votes in their order."""
+    ratings = np.full(len(votes.models), float(initial))
+    for a, b, s in zip(votes.a.tolist(), votes.b.tolist(), votes.score_a.tolist()):
+        expected_a = 1.0 / (1.0 + 10.0 ** ((ratings[b] - ratings[a]) / scale))
+        ratings[a] += k * (s - expected_a)
+        ratings[b] -= k * (s - expected_a)
+    return ratings
+
+
+def pair_counts(votes: Votes, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(wins[i, j] = points of i against j, games[i, j]); ``weights`` = bootstrap multiplicities."""
+    m = len(votes.models)
+    w = np.ones(len(votes)) if weights is None else weights
+    wins = np.zeros((m, m))
+    np.add.at(wins, (votes.a, votes.b), w * votes.score_a)
+    np.add.at(wins, (votes.b, votes.a), w * (1.0 - votes.score_a))
+    return wins, wins + wins.T
+
+
+def bradley_terry(wins: np.ndarray, games: np.ndarray, prior: float = 0.0, tol: float = 1e-10,
+                  max_iter: int = 100_000) -> np.ndarray:
+    """Log-strengths (natural log, mean 0) maximising the Bradley-Terry likelihood (MM algorithm).
+
+    ``prior`` adds that many virtual ties of every model against a fixed model of strength 1.
+    """
+    m = wins.shape[0]
+    total = wins.sum(1) + prior / 2.0
+    if prior <= 0:
+        played = games.sum(1) > 0
+        if np.any(total[played] <= 0) or np.any(total[played] >= games.sum(1)[played]):
+            raise ChatflowError("a model never won or never lost: its Bradley-Terry rating is infinite; "
+                                "pass --prior 1 (one virtual tie against an average model)")
+    p = np.ones(m)
+    for _ in range(max_iter):
+        denom = (games / (p[:, None] + p[None, :])).sum(1) + prior / (p + 1.0)
+        new = np.where(denom > 0, total / np.where(denom > 0, denom, 1.0), p)
+        if prior <= 0:
+            new = new / np.exp(np.mean(np.log(new)))
+        if np.max(np.abs(np.log(new) - np.log(p))) < tol:
+            p = new
+            break
+        p = new
+    logp = np.log(p)
+    return logp - logp.mean()
+
+
+def to_elo_scale(log_strength: np.ndarray, initial: float = 1000.0, scale: float = 400.0) -> np.ndarray:
+    return initial + scale * log_strength / math.log(10.0)
+
+
+@dataclass
+class Ratings:
+    models: list[str]
+    online: np.ndarray
+    bt: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    win_rate: np.ndarray        # [i, j]: share of points i took from games against j (NaN: never met)
+    games: np.ndarray
+    level: float
+
+    def order(self) -> list[int]:
+        return sorted(range(len(self.models)), key=lambda i: (-self.bt[i], self.models[i]))
+
+
+def rate(votes: Votes, k: float = 4.0, initial: float = 1000.0, scale: float = 400.0, prior: float = 0.0,
+         bootstrap: int = 1000, level: float = 0.95, seed: int = 0) -> Ratings:
+    """Online Elo, Bradley-Terry ratings with bootstrap intervals, and the win-rate matrix."""
+    if not 0 < level < 1:
+        raise ChatflowError(f"confidence level must be in (0, 1), got {level}")
+    wins, games = pair_counts(votes)
+    bt = to_elo_scale(bradley_terry(wins, games, prior), initial, scale)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(bootstrap):
+        weights = np.bincount(rng.integers(0, len(votes), len(votes)), minlength=len(votes)).astype(float)
+        w, g = pair_counts(votes, weights)
+        try:
+            samples.append(to_elo_scale(bradley_terry(w, g, prior), initial, scale))
+        except ChatflowError:
+            continue   # a resample where some model never won: its rating there is unbounded
+    if bootstrap and len(samples) < 0.9 * bootstrap:
+        raise ChatflowError(f"only {len(samples)} of {bootstrap} bootstrap resamples had finite ratings; "
+                            "pass --prior 1")
+    if samples:
+        arr = np.array(samples)
+        lo, hi = np.percentile(arr, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
+    else:
+        lo = hi = np.full(len(bt), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        win_rate = np.where(games > 0, wins / games, np.nan)
+    return Ratings(votes.models, online_elo(votes, k, initial, scale), bt, lo, hi, win_rate, games, level)
+
+
+def table3_markdown(r: Ratings) -> str:
+    pct = round(100 * r.level)
+    lines = [f"| Rank | Model | Elo (online) | Bradley-Terry | {pct}% CI | Votes | Win rate |",
+             "|---:|---|---:|---:|---|---:|---:|"]
+    for rank, i in enumerate(r.order(), 1):
+        n = r.games[i].sum()
+        points = np.nansum(r.win_rate[i] * r.games[i])
+        lines.append(f"| {rank} | {r.models[i]} | {r.online[i]:.0f} | {r.bt[i]:.0f} | "
+                     f"{r.ci_low[i]:.0f} – {r.ci_high[i]:.0f} | {int(n)} | {100 * points / n:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def win_rate_markdown(r: Ratings) -> str:
+    order = r.order()
+    names = [r.models[i] for i in order]
+    lines = ["| row beats column | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for i in order:
+        cells = ["–" if i == j or np.isnan(r.win_rate[i, j]) else f"{100 * r.win_rate[i, j]:.0f}%" for j in order]
+        lines.append(f"| {r.models[i]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ratings_json(r: Ratings) -> dict:
+    return {"models": [{"model": r.models[i], "online_elo": float(r.online[i]), "bradley_terry": float(r.bt[i]),
+                        "ci_low": float(r.ci_low[i]), "ci_high": float(r.ci_high[i]), "votes": int(r.games[i].sum())}
+                       for i in r.order()],
+            "confidence_level": r.level,
+            "win_rate": {r.models[i]: {r.models[j]: (None if np.isnan(r.win_rate[i, j]) else float(r.win_rate[i, j]))
+                                       for j in r.order() if j != i} for i in r.order()}}
+
+
+def plot_win_rates(r: Ratings, path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = r.order()
+    names = [r.models[i] for i in order]
+    matrix = r.win_rate[np.ix_(order, order)]
+    size = max(4.0, 0.7 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("opponent (model B)")
+    ax.set_ylabel("model A")
+    if len(names) <= 15:
+        for y in range(len(names)):
+            for x in range(len(names)):
+                if not np.isnan(matrix[y, x]):
+                    ax.text(x, y, f"{matrix[y, x]:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(im, ax=ax, label="win rate of A against B (ties = 1/2)")
+    ax.set_title("Pairwise win rates, ordered by Bradley-Terry rating")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)
+
+
+@dataclass
+class EloOptions:
+    votes: str = option(help="JSON lines of {\"model_a\", \"model_b\", \"winner\": \"a\"|\"b\"|\"tie\"}",
+                        positional=True)
+    k: float = option(4.0, help="online Elo K factor (rating points per unit surprise)")
+    initial: float = option(1000.0, help="initial online Elo rating, and the centre of the Bradley-Terry scale")
+    scale: float = option(400.0, help="Elo scale: a 'scale'-point gap means 10:1 odds")
+    prior: float = option(0.0, help="virtual ties of each model against an average model (Bradley-Terry "
+                                    "regularisation; needed when a model never won or never lost)")
+    bootstrap: int = option(1000, help="bootstrap resamples of the votes for the intervals (0: none)")
+    level: float = option(0.95, help="confidence level of the intervals")
+    seed: int = option(0, help="bootstrap random seed")
+    output: str = option("", help="output prefix: writes PREFIX.json, PREFIX.md and PREFIX_win_rates.png")
+    strict: bool = option(False, help="fail on the first malformed vote line instead of skipping it")
+
+
+def cli_main(argv: list[str], prog: str = "chatflow elo") -> int:
+    opts = parse_options(EloOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+    if opts.k <= 0 or opts.scale <= 0 or opts.prior < 0 or opts.bootstrap < 0:
+        raise ChatflowError("--k and --scale must be > 0, --prior and --bootstrap >= 0")
+    votes, problems = read_votes(opts.votes, strict=opts.strict)
+    if problems:
+        print(f"{len(problems)} malformed vote line(s) skipped:", file=sys.stderr)
+        for p in problems[:10]:
+            print(f"  {p}", file=sys.stderr)
+    ratings = rate(votes, opts.k, opts.initial, opts.scale, opts.prior, opts.bootstrap, opts.level, opts.seed)
+    table = table3_markdown(ratings)
+    print(f"{len(votes)} votes, {len(votes.models)} models\n")
+    print(table)
+    print(win_rate_markdown(ratings))
+    if opts.output:
+        prefix = Path(opts.output)
+        report = ratings_json(ratings)
+        report.update(votes=len(votes), skipped_lines=problems,
+                      settings={"k": opts.k, "initial": opts.initial, "scale": opts.scale, "prior": opts.prior,
+                                "bootstrap": opts.bootstrap, "seed": opts.seed})
+        with atomic_file(f"{prefix}.json", encoding="utf-8") as handle:
+            handle.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        with atomic_file(f"{prefix}.md", encoding="utf-8") as handle:
+            handle.write(table + "\n" + win_rate_markdown(ratings))
+        plot_win_rates(ratings, f"{prefix}_win_rates.png")
+        print(f"wrote {prefix}.json, {prefix}.md, {prefix}_win_rates.png", file=sys.stderr)
+    return 0
