@@ -10,7 +10,7 @@ line i), (b) a parallel instruction file (``{"en": {...}, "zh": {...}}`` per lin
 file plus a local HuggingFace seq2seq translation model (Marian, M2M100, NLLB ...). Instruction
 records are Alpaca-style (``instruction``, optional ``input``, ``output``) or ``prompt``/``response``;
 files are JSONL or one JSON array. Bad pairs (unreadable record, empty side, the same text on both
-sides, a target side that is detectably still in the source language, surplus lines of unequal
+sides, a target response that is detectably still in the source language, surplus lines of unequal
 files) are reported with their file and line and skipped; ``--on_bad_record error`` stops instead.
 
 The output directory holds ``triples.jsonl`` and ``build.json`` (counts, skip reasons, inputs,
@@ -214,9 +214,9 @@ def checked_pairs(pairs: Iterable[InstructionPair], log: SkipLog, source_lang: s
             log.skip(pair.origin, "identical_response", "chosen and rejected would be the same text")
         elif pair.source_prompt.strip() == pair.target_prompt.strip():
             log.skip(pair.origin, "identical_prompt", "the prompt was not translated")
-        elif check_language and (_looks_like_source(pair.target_response, source_lang, target_lang)
-                                 or _looks_like_source(pair.target_prompt, source_lang, target_lang)):
-            log.skip(pair.origin, "untranslated", f"target side detected as {source_lang!r}")
+        elif check_language and _looks_like_source(pair.target_response, source_lang, target_lang):
+            # only the response: a target-language prompt may quote source text (translation tasks)
+            log.skip(pair.origin, "untranslated", f"target response detected as {source_lang!r}")
         else:
             yield pair
 

@@ -61,8 +61,8 @@ class CLOTrainOptions:
     beta: float = option(DEFAULT_BETA, help="CLO DPO temperature beta (assumption; DPO's customary value)")
     trainable: str = option("auto", help="all | attention (q/k/v/o projections only) | auto = attention for "
                             "clo, all for sft")
-    sft_languages: str = option("target", help="sft: train on the target-language side only (target) or on "
-                                "both sides (both)")
+    sft_languages: str = option("target", help="sft: train on the target-language responses (target), the "
+                                "English ones (source) or both")
     max_pairs: Optional[int] = option(None, help="use the first N pairs of the data (CLO: N pairs; SFT target: N "
                                    "samples); default all")
     max_length: int = option(1024, help="tokens per sequence (prompt + response); longer ones are truncated")
@@ -149,10 +149,10 @@ def encode_pairs(encoder: TextEncoder, triples: TripleSet, indices: np.ndarray, 
 
 
 def sft_sequences(pair_seqs: list[list[EncodedSequence]], languages: str) -> list[EncodedSequence]:
-    """SFT data from the same pairs: target chosen (column 2), plus source chosen (column 0) for ``both``."""
-    if languages not in ("target", "both"):
-        raise ChatflowError(f"--sft_languages must be 'target' or 'both', got {languages!r}")
-    columns = (2,) if languages == "target" else (0, 2)
+    """SFT data from the same pairs: target chosen (column 2), source chosen (column 0), or both."""
+    columns = {"target": (2,), "source": (0,), "both": (0, 2)}.get(languages)
+    if columns is None:
+        raise ChatflowError(f"--sft_languages must be 'target', 'source' or 'both', got {languages!r}")
     return [seqs[c] for seqs in pair_seqs for c in columns]
 
 

@@ -120,3 +120,4 @@ def test_option_errors(env):
     with pytest.raises(ChatflowError, match="--sft_languages"):
         sft_sequences([[1, 2, 3, 4]], "all")
     assert sft_sequences([[1, 2, 3, 4]], "both") == [1, 3]
+    assert sft_sequences([[1, 2, 3, 4]], "source") == [1] and sft_sequences([[1, 2, 3, 4]], "target") == [3]
