@@ -5,15 +5,14 @@
 * ``ChatflowMixtureDataloader`` (``str2dataloader['dynamic_mixture']``): streams the core sampler's
   order, this rank's slice of each step, as ``(src, tgt, seg, group)``.
 * ``ChatflowInstructionTarget`` (``str2target['chatflow_instruction']``): the LM loss of eq. (1) over
-  every target token with ``seg > 0``, plus per-row sums for per-group loss; its weights are saved
-  under the stock ``target.lm.`` keys.
+  every target token with ``seg > 0``, plus per-row sums for per-group loss. Through the launcher
+  the model keeps the stock ``target.lm`` module (stock checkpoint keys) and the trainer adopts it.
 * ``ChatflowTrainer`` (``str2trainer['dynamic_mixture']``): the host's LM training loop, resuming at
   the checkpoint's step and sample, logging per-group loss and mixture weights, always saving the
   last step.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -152,25 +151,39 @@ class ChatflowMixtureDataloader:
 
 
 class ChatflowInstructionTarget(LmTarget):
-    """The host's LM target (its ``output_layer`` and log-softmax), returning per-row loss sums too.
+    """The host's LM target (its ``output_layer`` and log-softmax) that can also report per-row loss.
 
-    ``forward`` returns ``(loss, row_loss_sum (B,), row_tokens (B,))``: loss is the mean token
-    negative log-likelihood over positions with ``seg > 0`` (``seg > 1`` with --prefix_lm_loss), the
-    paper's eq. (1) when ``seg`` marks every token; the data's ``--response_only_loss`` narrows it.
-    State dicts use the stock ``target.lm.`` keys in both directions.
+    The loss is the mean token negative log-likelihood over positions with ``seg > 0`` (``seg > 1``
+    with --prefix_lm_loss), exactly the stock ``lm`` loss and the paper's eq. (1) when ``seg`` marks
+    every token (``--response_only_loss`` narrows it to responses on instruction sources). With
+    ``report_rows`` set, ``forward`` returns ``(loss, row_loss_sum (B,), row_tokens (B,))``.
+
+    The launcher builds the model with the stock ``lm`` target under its stock name (so every
+    checkpoint has the stock ``target.lm.`` keys and every host loader, ZeRO-3 included, fills it)
+    and the trainer then adopts that module: see :meth:`adopt`.
     """
+
+    report_rows = False
 
     def __init__(self, args, vocab_size):
         super().__init__(args, vocab_size)
+        self.check(args)
+
+    def check(self, args) -> None:
         if self.tensor_model_parallel_size > 1 or self.pipeline_model_parallel_size > 1:
             raise ChatflowError(f"--target {TARGET} does not support tensor or pipeline parallelism; use --target lm")
         if self.label_smoothing is not None:
             raise ChatflowError(f"--target {TARGET} has no label smoothing; drop --label_smoothing or use --target lm")
-        if getattr(args, "tie_weights", False):
-            raise ChatflowError(f"--target {TARGET} cannot tie the output layer to the embedding; "
-                                f"drop --tie_weights (LLaMA does not tie them)")
-        self._register_state_dict_hook(_save_under_stock_name)
-        self._register_load_state_dict_pre_hook(_load_from_stock_name)
+
+    @classmethod
+    def adopt(cls, target: LmTarget, args) -> "ChatflowInstructionTarget":
+        """Turn the model's stock ``LmTarget`` into this class in place (same parameters and keys)."""
+        if not isinstance(target, LmTarget):
+            raise ChatflowError(f"--target {TARGET} needs the model's target.lm to be an LM target")
+        target.__class__ = cls
+        target.check(args)
+        target.report_rows = True
+        return target
 
     def forward(self, memory_bank, tgt, seg):
         batch, length = seg.shape
@@ -182,59 +195,13 @@ class ChatflowInstructionTarget(LmTarget):
             loss = token_loss.mean()
         else:                                        # no loss-bearing token: a zero that keeps the graph
             loss = log_probs.sum() * 0.0
+        if not self.report_rows:
+            return loss
         rows = torch.div(keep.nonzero().squeeze(1), length, rounding_mode="floor")
         row_loss = torch.zeros(batch, dtype=torch.float32, device=token_loss.device)
         row_loss.index_add_(0, rows, token_loss.detach().float())
         row_tokens = torch.bincount(rows, minlength=batch)
         return loss, row_loss, row_tokens
-
-
-def _stock_prefix(prefix: str) -> str | None:
-    suffix = f"{TARGET}."
-    return prefix[: -len(suffix)] + f"{STOCK_TARGET_NAME}." if prefix.endswith(suffix) else None
-
-
-def _save_under_stock_name(module, state_dict, prefix, local_metadata):
-    stock = _stock_prefix(prefix)
-    if stock is None:
-        return state_dict
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        state_dict[stock + key[len(prefix):]] = state_dict.pop(key)
-    return state_dict
-
-
-def _load_from_stock_name(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-    stock = _stock_prefix(prefix)
-    if stock is None:
-        return
-    for key in [k for k in state_dict if k.startswith(stock)]:
-        state_dict[prefix + key[len(stock):]] = state_dict.pop(key)
-
-
-def load_output_layer_zero3(model, path: str) -> None:
-    """Copy ``target.lm.output_layer.weight`` from a pretrained TencentPretrain checkpoint into a
-    ZeRO-3 partitioned ``chatflow_instruction`` target.
-
-    The host's ZeRO-3 loader only visits modules whose own prefix occurs in the checkpoint, so it
-    never reaches a target registered under another name.
-    """
-    import deepspeed
-
-    key = f"target.{STOCK_TARGET_NAME}.output_layer.weight"
-    path = Path(path)
-    if path.is_dir():
-        index = json.loads((path / "tencentpretrain_model.bin.index.json").read_text(encoding="utf-8"))
-        if key not in index["weight_map"]:
-            return
-        path = path / index["weight_map"][key]
-    weights = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    if key not in weights:
-        return
-    module = model.module if hasattr(model, "module") else model
-    param = getattr(module.target, TARGET).output_layer.weight
-    with deepspeed.zero.GatheredParameters([param], modifier_rank=0):
-        if dist.get_rank() == 0:
-            param.data.copy_(weights[key].to(param.dtype))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,12 +247,14 @@ class ChatflowTrainer(LmTrainer):
             if self.is_logger:
                 self.logger.info(f"chatflow: nothing to do, {position.steps_done} of {self.total_steps} steps done")
             return
-        if (args.deepspeed and getattr(args, "enable_zero3", False) and args.pretrained_model_path
-                and getattr(args, "resume_from_checkpoint", None) is None
-                and isinstance(getattr(_unwrap(model).target, TARGET, None), ChatflowInstructionTarget)):
-            load_output_layer_zero3(model, args.pretrained_model_path)
-
+        if getattr(args, "chatflow_instruction", False):
+            host_target = getattr(_unwrap(model).target, STOCK_TARGET_NAME, None)
+            ChatflowInstructionTarget.adopt(host_target, args)
+        own = getattr(_unwrap(model).target, TARGET, None)      # built under the plugin's own name
+        if isinstance(own, ChatflowInstructionTarget):
+            own.report_rows = True
         model.train()
+        self.steps_since_report = 0            # a resumed run's first report covers fewer steps
         loader_iter = iter(loader)
         self.start_time = time.time()
         while self.current_step <= self.total_steps:
@@ -296,6 +265,7 @@ class ChatflowTrainer(LmTrainer):
             if local_rank is not None:
                 batch = [b.cuda(local_rank) if torch.is_tensor(b) else b for b in batch]
             loss = self.forward_propagation(batch, model)
+            self.steps_since_report += 1
             if args.deepspeed:
                 model.backward(loss)
             else:
@@ -331,13 +301,15 @@ class ChatflowTrainer(LmTrainer):
         group_losses, _ = self.group_meter.reduce_and_reset(reduce)
         has_groups = any(value is not None for value in group_losses)
         if self.is_logger:
-            done_tokens = self.batch_size * self.seq_length * self.report_steps * self.dp_world
+            steps = max(self.steps_since_report, 1)
+            done_tokens = self.batch_size * self.seq_length * steps * self.dp_world
             p = self.dataset.spec.schedule().probabilities(float(self.loader.samples_done))
             self.logger.info(format_report(self.current_step, self.total_steps,
                                            done_tokens / max(time.time() - self.start_time, 1e-9),
-                                           float(total[0]) / self.report_steps, self.dataset.group_names,
+                                           float(total[0]) / steps, self.dataset.group_names,
                                            group_losses if has_groups else None, p.tolist()))
         self.total_loss = 0.0
+        self.steps_since_report = 0
         self.start_time = time.time()
 
     # -- checkpoints ---------------------------------------------------------------------

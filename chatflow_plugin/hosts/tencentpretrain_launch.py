@@ -22,6 +22,7 @@ from .tencentpretrain import DATA_PROCESSOR, TARGET, locate_host, register
 
 SCRIPTS = ("preprocess", "pretrain")
 GIVEN = "chatflow_given_options"      # namespace attribute: option names given on the command line
+STOCK_TARGET = "lm"
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
@@ -105,6 +106,21 @@ def extend_host_parser(parser: argparse.ArgumentParser, script: str, argv: Seque
     add_plugin_options(parser, script)
 
 
+def translate_target(namespace: argparse.Namespace) -> None:
+    """``--target chatflow_instruction`` -> build the stock ``lm`` target, flag the namespace.
+
+    The host names the target module after the registry key, and checkpoint keys after the module;
+    building the stock target keeps ``target.lm.output_layer.weight`` (which every host loader and
+    converter expects, ZeRO-3 included) and the plugin's trainer adopts that module.
+    """
+    targets = getattr(namespace, "target", None)
+    if isinstance(targets, list) and TARGET in targets:
+        if STOCK_TARGET in targets:
+            raise ChatflowError(f"--target {TARGET} already is the {STOCK_TARGET} loss; give one of them")
+        namespace.target = [STOCK_TARGET if t == TARGET else t for t in targets]
+        namespace.chatflow_instruction = True
+
+
 def _data_processor(argv: Sequence[str]) -> str | None:
     value = None
     for i, token in enumerate(argv[:-1]):
@@ -124,6 +140,7 @@ def host_parser_extended(script: str, argv: Sequence[str]) -> Iterator[None]:
             extend_host_parser(self, script, argv)
             parsed = original(self, args, namespace)
             setattr(parsed, GIVEN, set(given))
+            translate_target(parsed)
             return parsed
         return original(self, args, namespace)
 
