@@ -1,0 +1,70 @@
+"""``chatflow eval`` end to end on a tiny model and tiny files in all four layouts."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_eval_benchmarks import write_ceval, write_cmmlu, write_gaokao, write_mmlu
+from test_eval_models import tiny_llama_dir  # noqa: F401 (fixture)
+
+from chatflow_plugin.cli import main as chatflow_main
+from chatflow_plugin.evaluation.cli import parse_tasks
+from chatflow_plugin.errors import ChatflowError
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("benchmarks")
+    write_mmlu(root / "mmlu", subjects=("algebra",), n_test=4)
+    write_ceval(root / "ceval", subjects=("law",), n_val=4)
+    write_cmmlu(root / "cmmlu", subjects=("arts",), n_test=4)
+    write_gaokao(root / "gaokao", n=7)
+    return root
+
+
+def test_eval_writes_results_tables_and_predictions(tmp_path, tiny_llama_dir, data_dir, capsys):
+    out = tmp_path / "res" / "results.json"
+    argv = ["eval", "--model", str(tiny_llama_dir), "--model", str(tiny_llama_dir), "--model_name", "base",
+            "--model_name", "chatflow", "--data_dir", str(data_dir), "--limit", "3", "--batch_size", "4",
+            "--output", str(out), "--predictions", str(tmp_path / "pred.jsonl"), "--no_progress", "--device", "cpu"]
+    assert chatflow_main(argv) == 0
+    captured = capsys.readouterr()
+    assert "| Model | MMLU | C-Eval | CMMLU | GAOKAO |" in captured.out and "| chatflow |" in captured.out
+    assert "Geography_MCQs.json: prompt type 'multi_question_choice'" in captured.err   # skipped, reported
+    assert "multi-token letters" in captured.err    # this tiny vocabulary spells " A" as "▁" + "A"
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["settings"]["num_fewshot"] == 3 and "log-probability" in results["settings"]["scoring"]
+    base, chat = results["models"]["base"], results["models"]["chatflow"]
+    assert set(base["benchmarks"]) == {"mmlu", "ceval", "cmmlu", "gaokao"}
+    for name, r in base["benchmarks"].items():
+        assert r["n_questions"] == 3 and r["average"] == chat["benchmarks"][name]["average"]   # same weights
+        assert r["subjects"] and r["stats"]["questions"] == 3
+    assert base["benchmarks"]["gaokao"]["n_skipped"] == 1
+    assert base["letter_tokens"]["mmlu"][" A"] == ["▁", "<0x41>"]
+    preds = [json.loads(line) for line in open(tmp_path / "pred.jsonl", encoding="utf-8")]
+    assert len(preds) == 2 * 4 * 3 and {p["model"] for p in preds} == {"base", "chatflow"}
+    md = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert md.startswith("| Model | MMLU | C-Eval | CMMLU | GAOKAO |") and "### C-Eval" in md and "| law | 3 |" in md
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--tasks", "mmlu,arc"], "unknown ['arc']"),
+    (["--model_name", "a", "--model_name", "b"], "2 --model_name for 1 --model"),
+    (["--limit", "-1"], "--limit must be >= 0"),
+])
+def test_bad_arguments_exit_2_with_a_message(tmp_path, tiny_llama_dir, data_dir, capsys, extra, message):
+    argv = ["eval", "--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--no_progress"] + extra
+    assert chatflow_main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_inputs(tmp_path, data_dir, capsys):
+    assert chatflow_main(["eval", "--data_dir", str(data_dir)]) == 2
+    assert "--model is required" in capsys.readouterr().err
+    assert chatflow_main(["eval", "--model", str(tmp_path), "--data_dir", str(data_dir), "--tasks", "mmlu"]) == 2
+    assert "not a HuggingFace model directory" in capsys.readouterr().err
+    assert chatflow_main(["eval", "--model", str(tmp_path), "--data_dir", str(tmp_path), "--tasks", "ceval"]) == 2
+    assert "ceval: directory" in capsys.readouterr().err
+    assert parse_tasks(" MMLU, ceval ,mmlu") == ["mmlu", "ceval"]
+    with pytest.raises(ChatflowError):
+        parse_tasks(",")
