@@ -282,12 +282,15 @@ def _read_legacy_torch(path: Path) -> dict[str, TensorRef]:
 # ---- files, indexes, directories, DeepSpeed -----------------------------------------------------
 
 def read_file_refs(path: Path) -> dict[str, TensorRef]:
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if path.suffix == ".safetensors" or (len(head) == 8 and head[:2] != b"PK" and struct.unpack("<Q", head)[0] < (100 << 20)
-                                         and path.suffix not in (".bin", ".pt", ".pth")):
+    """One checkpoint file: safetensors by suffix, torch zip/legacy by suffix or content, else by trying."""
+    if path.suffix == ".safetensors":
         return read_safetensors_refs(path)
-    return read_torch_refs(path)
+    if path.suffix in (".bin", ".pt", ".pth") or zipfile.is_zipfile(path):
+        return read_torch_refs(path)
+    try:
+        return read_safetensors_refs(path)
+    except ChatflowError:
+        return read_torch_refs(path)
 
 
 def read_index_refs(index_path: Path) -> dict[str, TensorRef]:
@@ -317,12 +320,11 @@ def resolve_deepspeed(path: Path, tag: str | None = None) -> Path | None:
     (``zero_pp_rank_*_mp_rank_00_model_states.pt``); tensor/pipeline parallel runs write several ranks.
     Those are refused with the command that consolidates them.
     """
-    if tag is not None:
+    if tag is not None or (path / "latest").is_file():
+        tag = tag if tag is not None else (path / "latest").read_text().strip()
+        if not (path / tag).is_dir():
+            raise ChatflowError(f"{path}: DeepSpeed checkpoint tag {tag!r} has no directory {path / tag}")
         path = path / tag
-    elif (path / "latest").is_file():
-        path = path / (path / "latest").read_text().strip()
-    if not path.is_dir():
-        return None
     states = path / "mp_rank_00_model_states.pt"
     ranks = sorted(path.glob("mp_rank_*_model_states.pt"))
     zero3 = sorted(path.glob("zero_pp_rank_*_model_states.pt"))
@@ -360,12 +362,6 @@ def open_state_dict(path: str | os.PathLike, tag: str | None = None) -> dict[str
         return read_torch_refs(states)
     raise ChatflowError(f"{path}: no checkpoint found (looked for {', '.join(INDEX_NAMES + SINGLE_NAMES)}, "
                         "and a DeepSpeed 'latest' / mp_rank_00_model_states.pt)")
-
-
-def checkpoint_files(path: str | os.PathLike) -> list[Path]:
-    """The weight files a checkpoint path refers to (for size reports)."""
-    refs = open_state_dict(path)
-    return sorted({ref.path for ref in refs.values()})
 
 
 # ---- writing ------------------------------------------------------------------------------------

@@ -118,10 +118,16 @@ def _strings(value):
 
 
 def _corpus_texts(path: Path):
-    """Lines of a text file, or every string field of each JSON line of a ``.jsonl`` file."""
-    is_jsonl = path.suffix in (".jsonl", ".json")
+    """Lines of a text file; every string field of each line of a ``.jsonl`` file or of a ``.json`` file."""
+    is_jsonl = path.suffix == ".jsonl"
     try:
         with open(path, encoding="utf-8") as handle:
+            if path.suffix == ".json":
+                try:
+                    yield from _strings(json.load(handle))
+                except ValueError as exc:
+                    raise DataError(f"not JSON ({exc})", str(path)) from None
+                return
             for number, line in enumerate(handle, 1):
                 if not is_jsonl:
                     yield line
@@ -389,7 +395,7 @@ class ExpandVocabOptions:
     pieces: list[str] = option(default_factory=list, repeatable=True, type=str,
                                help="files of new pieces, one per line (added first, in file order)")
     corpus: list[str] = option(default_factory=list, repeatable=True, type=str,
-                               help="text or .jsonl files to mine characters from (every string field of a JSON line)")
+                               help="text, .jsonl or .json files to mine characters from (every string field of the JSON)")
     script: list[str] = option(default_factory=lambda: ["cjk"], repeatable=True, type=str,
                                help=f"scripts to mine: {', '.join(SCRIPTS)}")
     min_count: int = option(1, help="mined characters must occur at least this many times")

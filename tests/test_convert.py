@@ -252,7 +252,10 @@ def test_deepspeed_checkpoint_directories(spm_model, tmp_path):
                      dtype="float32")
     back = _state(tmp_path / "out")
     assert torch.equal(back["model.embed_tokens.weight"], sd[L.TP_EMBEDDING].half().float())
-    # an explicit tag, a ZeRO-3 checkpoint, a tensor-parallel one
+    # a 'latest' naming a missing tag, an explicit tag, a ZeRO-3 checkpoint, a tensor-parallel one
+    (ds / "latest").write_text("global_step99")
+    with pytest.raises(ChatflowError, match="tag 'global_step99' has no directory"):
+        convert_tp_to_hf(ds, tmp_path / "o2", tp_config=tmp_path / "tp" / "config.json", tokenizer=spm_model)
     (ds / "global_step30").mkdir()
     (ds / "global_step30" / "zero_pp_rank_0_mp_rank_00_model_states.pt").write_bytes(b"")
     with pytest.raises(ChatflowError, match="ZeRO-3.*zero_to_fp32.py"):
@@ -281,6 +284,14 @@ def test_blocks_directory_and_legacy_torch_files(spm_model, tmp_path):
     _assert_same(sd, _state(blocks))
     torch.save(sd, tmp_path / "legacy.bin", _use_new_zipfile_serialization=False)
     _assert_same(sd, _state(tmp_path / "legacy.bin"))
+    # an HF directory with pytorch_model.bin instead of safetensors converts the same
+    hf_bin = tmp_path / "hf_bin"
+    hf_bin.mkdir()
+    for name in ("config.json", "tokenizer.model"):
+        shutil.copyfile(tmp_path / "hf" / name, hf_bin / name)
+    torch.save(_state(tmp_path / "hf"), hf_bin / "pytorch_model.bin")
+    convert_hf_to_tp(hf_bin, tmp_path / "tp_bin")
+    _assert_same(sd, _state(tmp_path / "tp_bin"))
 
 
 def test_lazy_reader_handles_views_shared_storage_and_truncation(tmp_path):

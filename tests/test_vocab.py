@@ -127,6 +127,8 @@ def test_mine_pieces_ranks_new_characters_of_the_script(spm_model, tmp_path):
     assert punct == [("，", 2)]
     with pytest.raises(ChatflowError, match="unknown script"):
         mine_pieces([tmp_path / "a.txt"], spm_model, scripts=("klingon",))
+    (tmp_path / "c.json").write_text(json.dumps([{"instruction": "犇"}, "龘"], ensure_ascii=False), encoding="utf-8")
+    assert mine_pieces([tmp_path / "c.json"], spm_model) == [("犇", 1), ("龘", 1)]
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{broken\n', encoding="utf-8")
     with pytest.raises(DataError, match="bad.jsonl:2"):
         mine_pieces([tmp_path / "bad.jsonl"], spm_model)
