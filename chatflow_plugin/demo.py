@@ -64,9 +64,9 @@ PROFILES = {
                      budget=SplitBudget(heldout_chars=6_000, heldout_max_fraction=0.2, train_chars=250_000,
                                         code_bytes=150_000)),
     "full": Profile(model_config="models/hf/demo_small.json", seq_length=256, vocab_size=4000, new_chars=1500,
-                    foundation_steps=500, run_steps=360, micro_batch_size=8, learning_rate=2e-3, heldout_every=30,
-                    heldout_windows=48, seeds=(0, 1, 2), warmup_steps=20, tokenizer_sentences=300_000, bf16=True,
-                    threads=2,
+                    foundation_steps=400, run_steps=200, micro_batch_size=8, learning_rate=2e-3, heldout_every=40,
+                    heldout_windows=24, seeds=(0, 1, 2), warmup_steps=20, tokenizer_sentences=300_000, bf16=True,
+                    threads=1,
                     budget=SplitBudget(heldout_chars=60_000, heldout_max_fraction=0.1, train_chars=None,
                                        code_bytes=2_000_000)),
 }
@@ -82,7 +82,7 @@ class DemoOptions:
     run_steps: int = option(0, help="optimizer steps per continued-training run (0: the profile's)")
     foundation_steps: int = option(0, help="optimizer steps of the English foundation (0: the profile's)")
     t_grow_fraction: float = option(0.6, help="T_grow as a fraction of the continued-training run")
-    threads: int = option(0, help="torch CPU threads (0: the profile's: 1 quick, 2 full)")
+    threads: int = option(0, help="torch CPU threads (0: the profile's: 1; more threads only pay off on an idle machine)")
     precision: str = option("auto", choices=["auto", "bf16", "fp32"],
                             help="auto: fp32 for --quick's tiny model, bf16 autocast for the full miniature "
                                  "(about 5x faster than fp32 there on a CPU with bf16 support)")
@@ -143,27 +143,16 @@ def _groups_from_base(weights: dict[str, tuple[float, float]] | None = None) -> 
 
 
 def run_mixtures(run_samples: int, t_grow: float, seq_length: int, data_root: Path) -> dict[str, dict]:
-    """The mixture files of the three runs (two for the two-stage run) and each one's length in samples.
-
-    static = time-average of the dynamic schedule over the run; the two stages split the static
-    shares into pre-training and instruction groups, each stage as long as its groups' share.
-    """
+    """The mixture files of the three runs (two for the two-stage run): see :mod:`chatflow_plugin.baselines`."""
+    from .baselines import instruction_groups, static_mixture, time_average_shares, two_stage_mixtures
     from .mixture import parse_mixture
 
     dynamic = _mixture_json(_groups_from_base(), seq_length, t_grow, data_root, "demo_dynamic")
     spec = parse_mixture(dynamic, where="demo mixture")
-    averages = spec.schedule().expected_counts(float(run_samples)) / run_samples
-    names = spec.group_names
-    share = dict(zip(names, averages.tolist()))
-    static = _mixture_json(_groups_from_base({n: (share[n], share[n]) for n in names}), seq_length, t_grow,
-                           data_root, "demo_static")
-    inst_share = sum(share[n] for n in INSTRUCTION_GROUPS)
-    stage1 = _mixture_json(_groups_from_base({n: (0.0, 0.0) if n in INSTRUCTION_GROUPS else (share[n], share[n])
-                                              for n in names}), seq_length, t_grow, data_root, "demo_stage1_pretrain")
-    stage2 = _mixture_json(_groups_from_base({n: (share[n], share[n]) if n in INSTRUCTION_GROUPS else (0.0, 0.0)
-                                              for n in names}), seq_length, t_grow, data_root, "demo_stage2_instructions")
-    return {"dynamic": dynamic, "static": static, "stage1": stage1, "stage2": stage2,
-            "shares": share, "instruction_share": inst_share}
+    shares = time_average_shares(spec, run_samples)
+    stage1, stage2, _ = two_stage_mixtures(spec, run_samples)
+    return {"dynamic": dynamic, "static": static_mixture(spec, run_samples), "stage1": stage1, "stage2": stage2,
+            "shares": shares, "instruction_share": sum(shares[g] for g in instruction_groups(spec))}
 
 
 def _train(**kw) -> dict:
