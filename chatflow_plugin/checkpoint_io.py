@@ -312,13 +312,13 @@ def read_index_refs(index_path: Path) -> dict[str, TensorRef]:
     return refs
 
 
-def resolve_deepspeed(path: Path, tag: str | None = None) -> Path | None:
-    """The ``mp_rank_00_model_states.pt`` of a DeepSpeed checkpoint directory, or None if ``path`` is not one.
+def resolve_deepspeed(path: Path, tag: str | None = None) -> list[Path]:
+    """The ``mp_rank_XX_model_states.pt`` files of a DeepSpeed checkpoint directory ([] if it is not one).
 
     DeepSpeed's ``save_checkpoint(dir, tag)`` writes ``dir/<tag>/mp_rank_00_model_states.pt`` (ZeRO 0-2:
-    the full module under ``"module"``) and ``dir/latest`` naming the tag. ZeRO-3 keeps only partitions
-    (``zero_pp_rank_*_mp_rank_00_model_states.pt``); tensor/pipeline parallel runs write several ranks.
-    Those are refused with the command that consolidates them.
+    the full module under ``"module"``; one file per tensor-parallel rank) and ``dir/latest`` naming the
+    tag. ZeRO-3 keeps only partitions (``zero_pp_rank_*_mp_rank_00_model_states.pt``) and pipeline
+    parallelism writes ``layer_*-model_states.pt``; those are refused with the command that consolidates them.
     """
     if tag is not None or (path / "latest").is_file():
         tag = tag if tag is not None else (path / "latest").read_text().strip()
@@ -336,14 +336,46 @@ def resolve_deepspeed(path: Path, tag: str | None = None) -> Path | None:
     if layers:
         raise ChatflowError(f"{path}: a pipeline-parallel checkpoint (layer_*-model_states.pt); merge it with the "
                             "host's scripts/convert_llama_from_3d_parallelism_checkpoint_to_pytorch_checkpoint.py first")
-    if len(ranks) > 1:
-        raise ChatflowError(f"{path}: {len(ranks)} tensor-parallel ranks (mp_rank_*); merge them with the host's "
-                            "scripts/convert_llama_from_megatron_checkpoint_to_pytorch_checkpoint.py first")
-    return states if states.is_file() else None
+    if ranks and ranks != [path / f"mp_rank_{k:02d}_model_states.pt" for k in range(len(ranks))]:
+        raise ChatflowError(f"{path}: tensor-parallel ranks are not numbered 00..{len(ranks) - 1:02d}: "
+                            f"{', '.join(p.name for p in ranks)}")
+    return ranks
 
 
-def open_state_dict(path: str | os.PathLike, tag: str | None = None) -> dict[str, TensorRef]:
-    """Tensor handles of any supported checkpoint file or directory (see the module docstring)."""
+def merge_ranks(ranks: list[dict[str, TensorRef]], parallel_dim: Callable[[str], int | None],
+                where: str) -> dict[str, TensorRef]:
+    """One state dict from tensor-parallel slices: ``parallel_dim(name)`` says which dimension to
+    concatenate (None: replicated, rank 0's copy is used). Reading a merged tensor reads its slices."""
+    names = list(ranks[0])
+    for k, rank in enumerate(ranks[1:], 1):
+        if set(rank) != set(names):
+            raise ChatflowError(f"{where}: tensor-parallel rank {k} holds other tensors than rank 0 "
+                                f"(e.g. {sorted(set(rank) ^ set(names))[0]})")
+    merged = {}
+    for name in names:
+        dim = parallel_dim(name)
+        parts = [rank[name] for rank in ranks]
+        if dim is None:
+            if any(p.shape != parts[0].shape for p in parts):
+                raise ChatflowError(f"{where}: replicated tensor {name} differs in shape across ranks")
+            merged[name] = parts[0]
+            continue
+        shape = list(parts[0].shape)
+        shape[dim] = sum(p.shape[dim] for p in parts)
+
+        def read(parts=parts, dim=dim):
+            return torch.cat([p.read() for p in parts], dim=dim)
+        merged[name] = TensorRef(name, tuple(shape), parts[0].dtype, parts[0].path, read)
+    return merged
+
+
+def open_state_dict(path: str | os.PathLike, tag: str | None = None,
+                    parallel_dim: Callable[[str], int | None] | None = None) -> dict[str, TensorRef]:
+    """Tensor handles of any supported checkpoint file or directory (see the module docstring).
+
+    ``parallel_dim`` lets a DeepSpeed checkpoint of several tensor-parallel ranks be merged
+    (see :func:`merge_ranks`); without it such a checkpoint is an error.
+    """
     path = Path(path)
     if not path.exists():
         raise ChatflowError(f"{path}: no such file or directory")
@@ -357,9 +389,13 @@ def open_state_dict(path: str | os.PathLike, tag: str | None = None) -> dict[str
     for name in SINGLE_NAMES:
         if (path / name).is_file():
             return read_file_refs(path / name)
-    states = resolve_deepspeed(path, tag)
-    if states is not None:
-        return read_torch_refs(states)
+    ranks = resolve_deepspeed(path, tag)
+    if len(ranks) == 1:
+        return read_torch_refs(ranks[0])
+    if ranks:
+        if parallel_dim is None:
+            raise ChatflowError(f"{path}: {len(ranks)} tensor-parallel ranks (mp_rank_*) and no rule to merge them")
+        return merge_ranks([read_torch_refs(r) for r in ranks], parallel_dim, str(path))
     raise ChatflowError(f"{path}: no checkpoint found (looked for {', '.join(INDEX_NAMES + SINGLE_NAMES)}, "
                         "and a DeepSpeed 'latest' / mp_rank_00_model_states.pt)")
 

@@ -12,7 +12,8 @@ Python API (other modules call these)::
 
 ``tp_path`` is a state-dict file (``.bin``/``.pt``/``.safetensors``), a directory written by
 ``convert_hf_to_tp``, a TencentPretrain blocks directory (``tencentpretrain_model.bin.index.json``) or
-a DeepSpeed checkpoint directory (ZeRO 0-2; ``tag`` picks a tag other than ``latest``). Its config is
+a DeepSpeed checkpoint directory (ZeRO 0-2, tensor-parallel ranks merged; ``tag`` picks a tag other
+than ``latest``). Its config is
 ``tp_config`` or the directory's ``config.json``; its tokenizer is ``tokenizer`` or the directory's
 ``tokenizer.model``. ``dtype`` is ``None`` (keep), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
 
@@ -278,7 +279,7 @@ def load_tp(tp_path, tp_config=None, tag: str | None = None):
         raise ChatflowError(f"{tp_path}: pass --tp_config, the host's model config (e.g. models/llama2/7b_config.json)")
     cfg = _read_json(cfg_path, "TencentPretrain config")
     L.check_tp_config(cfg, str(cfg_path))
-    refs = cio.open_state_dict(tp_path, tag=tag)
+    refs = cio.open_state_dict(tp_path, tag=tag, parallel_dim=L.tp_parallel_dim)
     if L.detect_layout(refs) != "tp":
         raise ChatflowError(f"{tp_path}: holds HuggingFace keys, not a TencentPretrain checkpoint")
     layers = L.count_layers(refs, "tp")

@@ -80,6 +80,23 @@ def key_mappings(shape: LlamaShape) -> list[KeyMapping]:
     return maps
 
 
+# How the host's tensor parallelism (tencentpretrain/mpu) splits each tensor across ranks: column-parallel
+# linears and the vocab-parallel embedding by rows (dim 0), row-parallel linears by columns (dim 1);
+# norms are replicated. Its own merge script (convert_llama_from_megatron_checkpoint_to_pytorch_checkpoint.py)
+# concatenates the same way.
+_TP_ROW_SPLIT = ("self_attn.linear_layers.", "feed_forward.linear_gate.", "feed_forward.linear_1.")
+_TP_COLUMN_SPLIT = ("self_attn.final_linear.weight", "feed_forward.linear_2.weight")
+
+
+def tp_parallel_dim(name: str) -> int | None:
+    """The dimension along which tensor-parallel ranks hold slices of ``name`` (None: replicated)."""
+    if name in (TP_EMBEDDING, TP_OUTPUT) or any(part in name for part in _TP_ROW_SPLIT):
+        return 0
+    if name.endswith(_TP_COLUMN_SPLIT):
+        return 1
+    return None
+
+
 def detect_layout(keys) -> str:
     """``"tp"`` or ``"hf"`` from a checkpoint's tensor names; a clear error for anything else."""
     keys = set(keys)

@@ -339,7 +339,7 @@ def expand_checkpoint_rows(checkpoint, output, base_model, expanded_model, tp_co
     else:
         tp_cfg, refs, _ = conv.load_tp(checkpoint, tp_config) if (tp_config or checkpoint.is_dir() and
                                                                    (checkpoint / "config.json").is_file()) \
-            else (None, cio.open_state_dict(checkpoint), None)
+            else (None, cio.open_state_dict(checkpoint, parallel_dim=L.tp_parallel_dim), None)
         if L.detect_layout(refs) != "tp":
             raise ChatflowError(f"{checkpoint}: expected a TencentPretrain LLaMA checkpoint (or an HF directory with config.json)")
         names = [L.TP_EMBEDDING, L.TP_OUTPUT]

@@ -261,12 +261,27 @@ def test_deepspeed_checkpoint_directories(spm_model, tmp_path):
     with pytest.raises(ChatflowError, match="ZeRO-3.*zero_to_fp32.py"):
         convert_tp_to_hf(ds, tmp_path / "o3", tp_config=tmp_path / "tp" / "config.json", tokenizer=spm_model,
                          tag="global_step30")
-    (ds / "global_step40").mkdir()
-    for rank in (0, 1):
-        (ds / "global_step40" / f"mp_rank_0{rank}_model_states.pt").write_bytes(b"")
-    with pytest.raises(ChatflowError, match="2 tensor-parallel ranks"):
-        convert_tp_to_hf(ds, tmp_path / "o4", tp_config=tmp_path / "tp" / "config.json", tokenizer=spm_model,
+    # tensor-parallel ranks, split the way the host's mpu layers split them, are merged
+    tp4 = ds / "global_step40"
+    tp4.mkdir()
+    for rank in range(2):
+        piece = {k: (v if L.tp_parallel_dim(k) is None else v.chunk(2, dim=L.tp_parallel_dim(k))[rank].clone())
+                 for k, v in sd.items()}
+        torch.save({"module": piece, "mp_world_size": 2}, tp4 / f"mp_rank_{rank:02d}_model_states.pt")
+    convert_tp_to_hf(ds, tmp_path / "o4", tp_config=tmp_path / "tp" / "config.json", tokenizer=spm_model,
+                     tag="global_step40")
+    _assert_same(_state(tmp_path / "hf"), _state(tmp_path / "o4"))
+    assert L.tp_parallel_dim("encoder.transformer.3.self_attn.final_linear.weight") == 1
+    assert L.tp_parallel_dim("encoder.transformer.3.layer_norm_1.weight") is None
+    (tp4 / "mp_rank_03_model_states.pt").write_bytes(b"")
+    with pytest.raises(ChatflowError, match="not numbered 00..02"):
+        convert_tp_to_hf(ds, tmp_path / "o5", tp_config=tmp_path / "tp" / "config.json", tokenizer=spm_model,
                          tag="global_step40")
+    with pytest.raises(ChatflowError, match="pipeline-parallel"):
+        (ds / "global_step50").mkdir()
+        (ds / "global_step50" / "layer_01-model_states.pt").write_bytes(b"")
+        convert_tp_to_hf(ds, tmp_path / "o6", tp_config=tmp_path / "tp" / "config.json", tokenizer=spm_model,
+                         tag="global_step50")
 
 
 def test_blocks_directory_and_legacy_torch_files(spm_model, tmp_path):
