@@ -156,7 +156,8 @@ def plot_curves(path: Path, series: dict, panels: list[str], title: str, ylabel:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     with atomic_file(path, "wb") as handle:
@@ -300,3 +301,144 @@ def write_report(out_dir: str | Path, runs: dict[str, Path], context: dict | Non
     with atomic_file(report) as handle:
         handle.write("\n".join(lines))
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 1 / Figure 2 plots from any run's logs (used by scripts/figure*.sh at both scales)
+
+HOST_LINE = re.compile(r"\|\s*(?P<step>\d+)/\s*(?P<total>\d+) steps\|.*?\| loss\s+(?P<loss>[-+\d.eE]+)")
+
+
+def training_curve(source: str | Path, tokens_per_step: int = 0) -> list[tuple[int, float]]:
+    """(tokens, training loss) from a ``chatflow train`` run folder (log.jsonl) or a TencentPretrain log
+    (``| step/total steps| ... | loss X`` lines; tokens = step x ``tokens_per_step``)."""
+    source = Path(source)
+    if source.is_dir():
+        log = source / "log.jsonl"
+        if not log.is_file():
+            raise ChatflowError(f"{source}: no log.jsonl (not a chatflow train run folder)")
+        rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+        return [(r["tokens"], r["loss"]) for r in rows if r.get("kind") == "train" and r.get("loss") is not None]
+    if not source.is_file():
+        raise ChatflowError(f"{source}: not found")
+    if tokens_per_step <= 0:
+        raise ChatflowError(f"{source}: a host log needs --tokens_per_step (global batch x seq_length per step)")
+    points = []
+    for line in source.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = HOST_LINE.search(line)
+        if match:
+            points.append((int(match["step"]) * tokens_per_step, float(match["loss"])))
+    if not points:
+        raise ChatflowError(f"{source}: no training-loss lines found")
+    return points
+
+
+def _named(items: list[str], what: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ChatflowError(f"--{what} expects NAME=VALUE, got {item!r}")
+        out.append((name, value))
+    return out
+
+
+def figure1(runs: list[tuple[str, str]], output: str | Path, tokens_per_step: int = 0) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    rows = []
+    for name, source in runs:
+        points = training_curve(source, tokens_per_step)
+        ax.plot([t / 1e9 if points[-1][0] > 1e9 else t / 1e6 for t, _ in points], [v for _, v in points], label=name)
+        rows += [{"run": name, "tokens": t, "loss": v} for t, v in points]
+    big = max(r["tokens"] for r in rows) > 1e9
+    ax.set_xlabel(f"training tokens ({'B' if big else 'M'})")
+    ax.set_ylabel("training loss (nats/token)")
+    ax.set_title("Training loss vs tokens (Figure 1); mixtures differ, so compare held-out loss too", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    output = Path(output)
+    with atomic_file(output, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+    _write_csv(output.with_suffix(".csv"), rows)
+    return output
+
+
+def figure2(results: str | Path, tokens: list[tuple[str, str]], output: str | Path) -> Path:
+    """Benchmark averages of ``chatflow eval`` results (one model per checkpoint) against training tokens."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads(Path(results).read_text(encoding="utf-8"))
+    models = data.get("models", {})
+    rows = []
+    for name, count in tokens:
+        if name not in models:
+            raise ChatflowError(f"{results}: no model named {name!r} (have {sorted(models)})")
+        for bench, r in models[name]["benchmarks"].items():
+            rows.append({"model": name, "tokens": int(float(count)), "benchmark": bench, "accuracy": r["average"]})
+    if not rows:
+        raise ChatflowError("--tokens names no evaluated model")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    big = max(r["tokens"] for r in rows) > 1e9
+    for bench in sorted({r["benchmark"] for r in rows}):
+        pts = sorted((r["tokens"], r["accuracy"]) for r in rows if r["benchmark"] == bench)
+        ax.plot([t / (1e9 if big else 1e6) for t, _ in pts], [100 * a for _, a in pts], marker="o", label=bench)
+    ax.set_xlabel(f"training tokens ({'B' if big else 'M'})")
+    ax.set_ylabel(f"{data.get('settings', {}).get('num_fewshot', '?')}-shot accuracy (%)")
+    ax.set_title("Benchmarks over training tokens (Figure 2)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    output = Path(output)
+    with atomic_file(output, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+    _write_csv(output.with_suffix(".csv"), rows)
+    return output
+
+
+def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.miniature") -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description="Ablation report and Figure 1/2 plots.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("report", help="held-out report over run folders named <kind>_s<seed>")
+    rep.add_argument("--runs_dir", required=True, help="folder holding dynamic_s0/, static_s0/, ... run folders")
+    rep.add_argument("--output_dir", required=True, help="where report.md, CSVs and PNGs go")
+    f1 = sub.add_parser("figure1", help="training loss vs tokens")
+    f1.add_argument("--run", action="append", required=True,
+                    help="NAME=PATH: a chatflow train run folder or a TencentPretrain log file (repeatable)")
+    f1.add_argument("--tokens_per_step", type=int, default=0, help="host logs: tokens per logged step")
+    f1.add_argument("--output", required=True, help="PNG path (a CSV of the points goes next to it)")
+    f2 = sub.add_parser("figure2", help="benchmark accuracy vs tokens from `chatflow eval` results")
+    f2.add_argument("--results", required=True, help="results JSON written by chatflow eval --output")
+    f2.add_argument("--tokens", action="append", required=True, help="MODEL_NAME=TOKENS (repeatable)")
+    f2.add_argument("--output", required=True, help="PNG path (a CSV of the points goes next to it)")
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        runs = {p.name: p for p in sorted(Path(args.runs_dir).iterdir()) if p.is_dir() and RUN_NAME.match(p.name)}
+        if not runs:
+            raise ChatflowError(f"{args.runs_dir}: no run folders named <kind>_s<seed>")
+        print(write_report(args.output_dir, runs))
+    elif args.command == "figure1":
+        print(figure1(_named(args.run, "run"), args.output, args.tokens_per_step))
+    else:
+        print(figure2(args.results, _named(args.tokens, "tokens"), args.output))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(cli_main(sys.argv[1:]))
+    except ChatflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

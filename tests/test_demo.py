@@ -228,3 +228,34 @@ def test_demo_quick_on_the_bundled_corpora(tmp_path):
         final = list(csv.DictReader(handle))
     assert {r["kind"] for r in final} == {"dynamic", "static", "two_stage"}
     assert all(math.isfinite(float(r["mean"])) for r in final)
+
+
+def test_figure_plots_from_chatflow_runs_host_logs_and_eval_results(tmp_path, capsys):
+    from chatflow_plugin.miniature import cli_main as miniature_main, training_curve
+
+    run = _fake_run(tmp_path / "runs" / "dynamic_s0", {"en_corpus": [6.0, 5.0, 4.0]})
+    host_log = tmp_path / "host.log"
+    host_log.write_text("noise\n|       10/     100 steps|  1234.00 tokens/s| loss    5.50| group loss: en 5.1| p: en 1.000\n"
+                        "|       20/     100 steps|  1234.00 tokens/s| loss    4.25| p: en 1.000\n", encoding="utf-8")
+    assert training_curve(host_log, tokens_per_step=100) == [(1000, 5.5), (2000, 4.25)]
+    assert training_curve(run) == [(1000, 4.0), (2000, 3.0)]
+    with pytest.raises(ChatflowError, match="tokens_per_step"):
+        training_curve(host_log)
+    out = tmp_path / "fig1.png"
+    assert miniature_main(["figure1", "--run", f"dynamic={run}", "--run", f"host={host_log}",
+                           "--tokens_per_step", "100", "--output", str(out)]) == 0
+    assert out.stat().st_size > 0 and "host,2000,4.25" in out.with_suffix(".csv").read_text()
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"settings": {"num_fewshot": 3}, "models": {
+        "t1000": {"benchmarks": {"mmlu": {"average": 0.25}, "cmmlu": {"average": 0.26}}},
+        "t2000": {"benchmarks": {"mmlu": {"average": 0.27}, "cmmlu": {"average": 0.30}}}}}))
+    out2 = tmp_path / "fig2.png"
+    assert miniature_main(["figure2", "--results", str(results), "--tokens", "t1000=1000", "--tokens", "t2000=2000",
+                           "--output", str(out2)]) == 0
+    assert "t2000,2000,cmmlu,0.3" in out2.with_suffix(".csv").read_text()
+    with pytest.raises(ChatflowError, match="no model named"):
+        miniature_main(["figure2", "--results", str(results), "--tokens", "nope=1", "--output", str(out2)])
+    for kind in ("static", "two_stage"):
+        _fake_run(tmp_path / "runs" / f"{kind}_s0", {"en_corpus": [6.0, 5.5, 4.5]})
+    assert miniature_main(["report", "--runs_dir", str(tmp_path / "runs"), "--output_dir", str(tmp_path / "rep")]) == 0
+    assert "| en_corpus | static |" in (tmp_path / "rep" / "report.md").read_text()
