@@ -157,6 +157,17 @@ def test_expand_rows_means_and_fallback():
     assert out.dtype == torch.bfloat16 and out.shape == (6, 2)
     assert torch.equal(out[:3], matrix)
     assert out[3:].float().tolist() == [[4.0, 6.0], [4.0, 6.0], [4.0, 6.0]]
+    # many lists, repeated ids count twice (a piece "的的" averages the same row twice), float32 means
+    torch.manual_seed(1)
+    big = torch.randn(50, 7)
+    lists = [[int(i) for i in torch.randint(0, 50, (k % 5 + 1,))] for k in range(40)] + [[3, 3, 9], []]
+    out = expand_rows(big, lists)
+    for k, ids in enumerate(lists):
+        want = big[ids].mean(0) if ids else big.mean(0)
+        torch.testing.assert_close(out[50 + k], want, rtol=0, atol=1e-6)
+    assert torch.equal(expand_rows(big, []), big)
+    with pytest.raises(ChatflowError, match="outside"):
+        expand_rows(big, [[50]])
 
 
 def _tiny_hf(path: Path, vocab: int, tied: bool = False) -> None:
