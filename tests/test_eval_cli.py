@@ -5,7 +5,7 @@ import json
 
 import pytest
 from test_eval_benchmarks import write_ceval, write_cmmlu, write_gaokao, write_mmlu
-from test_eval_models import tiny_llama_dir  # noqa: F401 (fixture)
+from test_eval_models import tiny_llama_dir, torch_single_thread  # noqa: F401 (fixtures)
 
 from chatflow_plugin.cli import main as chatflow_main
 from chatflow_plugin.evaluation.cli import parse_tasks

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_eval_benchmarks import write_ceval, write_mmlu
-from test_eval_models import tiny_llama_dir  # noqa: F401 (fixture)
+from test_eval_models import tiny_llama_dir, torch_single_thread  # noqa: F401 (fixtures)
 
 from chatflow_plugin.evaluation.benchmarks import LETTERS, load_benchmark
 from chatflow_plugin.evaluation.prompts import build_prompt

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from test_eval_benchmarks import write_ceval, write_mmlu
-from test_eval_models import OracleLM, write_tiny_llama
+from test_eval_models import OracleLM, torch_single_thread, write_tiny_llama  # noqa: F401 (fixture)
 
 from chatflow_plugin.errors import ChatflowError
 from chatflow_plugin.evaluation.benchmarks import LETTERS, load_benchmark

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 from test_eval_benchmarks import write_ceval, write_gaokao, write_mmlu
-from test_eval_models import OracleLM, hf_tokenizer_dir, tiny_llama_dir, write_tiny_llama  # noqa: F401 (fixtures)
+from test_eval_models import (OracleLM, hf_tokenizer_dir, tiny_llama_dir, torch_single_thread,  # noqa: F401
+                              write_tiny_llama)
 
 from chatflow_plugin.errors import ChatflowError
 from chatflow_plugin.evaluation.benchmarks import LETTERS, load_benchmark
