@@ -176,11 +176,11 @@ def write_hf_tokenizer_files(sp_model: str | Path, output_dir: str | Path, model
     return mismatches
 
 
-def _tokenizer_files(sp_model: Path | None, out: Path, model_max_length: int, quiet: bool) -> None:
+def _tokenizer_files(sp_model: Path | None, out: Path, model_max_length: int) -> None:
     if sp_model is None:
         return
     mismatches = write_hf_tokenizer_files(sp_model, out, model_max_length)
-    if mismatches and not quiet:
+    if mismatches:
         print(f"warning: the HF tokenizer differs from sentencepiece on {len(mismatches)} probe text(s), "
               f"e.g. {mismatches[0]!r}", file=sys.stderr)
 
@@ -318,7 +318,7 @@ def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=
         (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
         generation = {"bos_token_id": hf_cfg["bos_token_id"], "eos_token_id": hf_cfg["eos_token_id"]}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
-        _tokenizer_files(tokenizer, tmp, hf_cfg["max_position_embeddings"], quiet=not progress)
+        _tokenizer_files(tokenizer, tmp, hf_cfg["max_position_embeddings"])
     return output_dir
 
 

@@ -386,7 +386,7 @@ def expand_checkpoint_rows(checkpoint, output, base_model, expanded_model, tp_co
             if out_dtype is not None:
                 hf_cfg["torch_dtype"] = hf_cfg["dtype"] = conv._dtype_name(out_dtype)
             (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
-            conv._tokenizer_files(Path(expanded_model), tmp, hf_cfg.get("max_position_embeddings", 2048), quiet=not progress)
+            conv._tokenizer_files(Path(expanded_model), tmp, hf_cfg.get("max_position_embeddings", 2048))
     elif output.suffix in (".bin", ".pt"):
         if output.exists() and not force:
             raise ChatflowError(f"output {output} already exists (pass --force to replace it)")
