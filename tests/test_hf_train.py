@@ -239,7 +239,7 @@ def test_continue_from_pretrained_directory_and_cli(dataset, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_read_disjoint_samples(dataset, tmp_path):
+def test_two_cpu_processes_read_disjoint_samples(dataset, heldout, tmp_path):
     """torchrun --nproc_per_node 2 (gloo): both ranks together read exactly the single-process order."""
     script = tmp_path / "record.py"
     script.write_text(
@@ -258,7 +258,7 @@ def test_two_cpu_processes_read_disjoint_samples(dataset, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            str(script), "--dataset_dir", str(dataset), "--output_dir", str(out), "--model_config", str(TINY_CONFIG),
            "--train_steps", "3", "--micro_batch_size", "2", "--gradient_accumulation_steps", "2",
-           "--log_every", "1", "--threads", "1", "--quiet"]
+           "--log_every", "1", "--threads", "1", "--quiet", "--heldout_dir", str(heldout), "--heldout_windows", "4"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rank0 = json.loads((out / "seen_0.json").read_text())
@@ -271,3 +271,6 @@ def test_two_cpu_processes_read_disjoint_samples(dataset, tmp_path):
     records = [r for r in _read_jsonl(out / "log.jsonl") if r["kind"] == "train"]
     assert [r["samples"] for r in records] == [8, 16, 24]
     assert all(r["loss"] is not None for r in records)
+    assert all(r.get(f"loss_{g}") is not None or r[f"mix_{g}"] == 0 for r in records for g in ("en",))
+    held = [r for r in _read_jsonl(out / "log.jsonl") if r["kind"] == "heldout"]
+    assert [r["step"] for r in held] == [0, 3]      # evaluated on every rank, logged once by rank 0

@@ -223,13 +223,14 @@ def _make_trainer_class():
             super().log(logs, start_time)
 
         def evaluate_heldout(self) -> dict[str, float] | None:
-            if self.heldout is None or not self.is_world_process_zero():
+            # Every rank evaluates (same windows): ZeRO-3 needs all ranks in each forward; rank 0 logs.
+            if self.heldout is None:
                 return None
             from .hf_heldout import heldout_losses
             losses = heldout_losses(self.model, self.heldout, device=self.args.device,
                                     autocast_dtype=torch.bfloat16 if self.args.bf16 else None)
             samples = self.state.global_step * self.samples_per_step()
-            if self.run_log is not None:
+            if self.run_log is not None and self.is_world_process_zero():
                 record = {"kind": "heldout", "step": self.state.global_step, "samples": samples,
                           "tokens": samples * self.mixture.seq_length}
                 record.update({f"heldout_{g}": v for g, v in losses.items()})
