@@ -271,6 +271,8 @@ def convert_hf_to_tp(hf_dir, output_dir, tokenizer=None, dtype=None, force: bool
 def load_tp(tp_path, tp_config=None, tag: str | None = None):
     """(config dict, tensor refs, tokenizer path or None) of a TencentPretrain LLaMA checkpoint."""
     tp_path = Path(tp_path)
+    if not tp_path.exists():
+        raise ChatflowError(f"{tp_path}: no such file or directory")
     if tp_config is not None:
         cfg_path = Path(tp_config)
     elif tp_path.is_dir() and (tp_path / "config.json").is_file():

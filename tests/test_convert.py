@@ -368,6 +368,10 @@ def test_bad_inputs_get_clear_errors(spm_model, tmp_path):
     wrong_cfg.write_text(json.dumps(dict(json.loads(cfg.read_text()), heads_num=4)))
     with pytest.raises(ChatflowError, match="shape"):
         convert_tp_to_hf(tmp_path / "tp", tmp_path / "o5", tp_config=wrong_cfg)
+    with pytest.raises(ChatflowError, match="no such file"):
+        convert_tp_to_hf(tmp_path / "nothing", tmp_path / "o6", tp_config=cfg, tokenizer=spm_model)
+    with pytest.raises(ChatflowError, match="expected a HuggingFace model directory"):
+        convert_hf_to_tp(tmp_path / "nothing", tmp_path / "o6")
     with pytest.raises(ChatflowError, match="--tp_config"):
         convert_tp_to_hf(tmp_path / "tp" / "tencentpretrain_model.bin", tmp_path / "o6", tokenizer=spm_model)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".") or p.name in {f"o{k}" for k in range(1, 7)}]
