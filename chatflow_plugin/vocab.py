@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,7 +324,6 @@ class RowExpansion:
 def _copy_extra_files(src: Path, dst: Path, skip) -> None:
     for item in src.iterdir():
         if item.is_file() and not skip(item.name):
-            import shutil
             shutil.copyfile(item, dst / item.name)
 
 
@@ -353,9 +352,10 @@ def expand_checkpoint_rows(checkpoint, output, base_model, expanded_model, tp_co
         names = [L.HF_EMBEDDING] + ([] if shape.tied else [L.HF_OUTPUT])
         layout = "hf"
     else:
-        tp_cfg, refs, _ = conv.load_tp(checkpoint, tp_config) if (tp_config or checkpoint.is_dir() and
-                                                                   (checkpoint / "config.json").is_file()) \
-            else (None, cio.open_state_dict(checkpoint, parallel_dim=L.tp_parallel_dim), None)
+        if tp_config or (checkpoint.is_dir() and (checkpoint / "config.json").is_file()):
+            tp_cfg, refs, _ = conv.load_tp(checkpoint, tp_config)   # config known: checked against the weights
+        else:
+            tp_cfg, refs = None, cio.open_state_dict(checkpoint, parallel_dim=L.tp_parallel_dim)
         if L.detect_layout(refs) != "tp":
             raise ChatflowError(f"{checkpoint}: expected a TencentPretrain LLaMA checkpoint (or an HF directory with config.json)")
         names = [L.TP_EMBEDDING, L.TP_OUTPUT]
@@ -397,7 +397,6 @@ def expand_checkpoint_rows(checkpoint, output, base_model, expanded_model, tp_co
             cio.write_torch_file(tmp / conv.TP_WEIGHTS, items, progress=bar)
             if tp_cfg is not None:
                 (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")
-            import shutil
             shutil.copyfile(expanded_model, tmp / "tokenizer.model")
     return RowExpansion(output, layout, old_vocab, new_vocab, sum(1 for ids in id_lists if not ids), names)
 

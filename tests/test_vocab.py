@@ -72,7 +72,7 @@ def test_expansion_is_deterministic_and_reports_skips(spm_model, tmp_path):
     present = _sp(spm_model).id_to_piece(300)
     new = ["龘", "", "   ", "龘", present, "你好世界", "龍"]
     a = expand_sentencepiece(spm_model, new, tmp_path / "a.model")
-    b = expand_sentencepiece(spm_model, new, tmp_path / "b.model")
+    expand_sentencepiece(spm_model, new, tmp_path / "b.model")
     assert sha256_file(tmp_path / "a.model") == sha256_file(tmp_path / "b.model")
     assert a.added == ["龘", "龍"]
     assert a.skipped["empty or whitespace-only"] == ["", "   "]
