@@ -304,3 +304,22 @@ def test_expand_vocab_script(spm_model, tmp_path):
     assert sp.get_piece_size() == json.loads((tmp_path / "out" / "config.json").read_text())["vocab_size"]
     usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage: scripts/expand_vocab.sh" in usage.stderr
+
+
+def test_llama_style_identity_model_takes_full_width_symbols(tmp_path):
+    """With LLaMA's identity normalizer (no NFKC) full-width punctuation can be added: the paper's symbols."""
+    from conftest import _training_text
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_training_text().splitlines()), model_prefix=str(tmp_path / "llama"), vocab_size=700,
+        model_type="bpe", byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1,
+        minloglevel=2)
+    base = tmp_path / "llama.model"
+    present = {p.piece for p in _proto(base).pieces}
+    symbols = [s for s in "，！？：；“”《》、（）" if s not in present]
+    result = expand_sentencepiece(base, symbols + NEW_CHARS, tmp_path / "x.model")
+    assert result.added == symbols + NEW_CHARS and not result.skipped["that would not tokenize as one token"]
+    old, new = _sp(base), _sp(tmp_path / "x.model")
+    text = "  他说：“你好！”  龘龍\n下一行（括号）"
+    assert new.decode(new.encode(text)) == text == old.decode(old.encode(text))
+    assert len(new.encode(text)) < len(old.encode(text))
