@@ -58,7 +58,16 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
     parser = argparse_dataclass.ArgumentParser(
         cls, prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     repeatable = {f.name for f in dataclasses.fields(cls) if f.metadata.get("_repeatable")}
+    defaults = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
     for action in parser._actions:
+        # argparse-dataclass leaves MISSING as the parser default; show (and use) the field's own
+        if action.dest in defaults and action.default is dataclasses.MISSING:
+            action.default = defaults[action.dest]
         if action.dest in repeatable:
             action.__class__ = _Extend
     return parser

@@ -70,3 +70,10 @@ def test_mixture_reports_sources_and_epochs_of_a_dataset(tmp_path, spm_model, ca
     assert sum(v["samples"] for v in sources.values()) == 500
     for v in sources.values():
         assert v["epochs"] == pytest.approx(v["samples"] / v["windows"])
+
+
+def test_help_shows_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        parse_options(Opts, ["--help"])
+    out = capsys.readouterr().out
+    assert "MISSING" not in out and "(default: 3)" in out
