@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from chatflow_plugin.demo import DemoOptions, cli_main, run_demo, run_mixtures  # noqa: E402
+from chatflow_plugin.demo import cli_main, run_mixtures  # noqa: E402
 from chatflow_plugin.demo_data import (GROUP_DIRS, SplitBudget, iter_texts, prepare_data, read_group,  # noqa: E402
                                        split_records, stdlib_code_records)
 from chatflow_plugin.errors import ChatflowError, DataError  # noqa: E402
@@ -176,32 +176,47 @@ def test_report_numbers_and_paired_differences(tmp_path):
 
 # --- end to end ----------------------------------------------------------------------------------
 
-def test_demo_end_to_end_on_a_small_data_dir(tmp_path, capsys):
-    """Every stage on synthetic data with two seeds; rerunning reuses finished stages."""
-    data = make_data_dir(tmp_path / "data", n=80, with_code=True)
+def test_demo_quick_on_the_bundled_corpora(tmp_path, capsys):
+    """The README's command, as CI runs it: `chatflow demo --quick`; every stage checked; a rerun reuses them."""
+    corpora = ROOT / "corpora"
+    if not all((corpora / g).is_dir() for g in GROUP_DIRS if g != "code"):
+        pytest.skip("the bundled corpora/ are not in this checkout")
     out = tmp_path / "demo"
-    argv = ["--quick", "--data_dir", str(data), "--output_dir", str(out), "--seeds", "2", "--run_steps", "6",
-            "--foundation_steps", "8"]
+    argv = ["--quick", "--output_dir", str(out)]
     assert cli_main(argv, prog="chatflow demo") == 0
-    assert json.loads(capsys.readouterr().out.split("\n{\n", 1)[1].join(["{\n", ""]))["runs"]
+    printed = capsys.readouterr().out
+    result = json.loads(printed[printed.index("\n{\n") + 1:])
+    assert result["seconds"] < 300 and set(result["runs"]) == {"dynamic_s0", "static_s0", "two_stage_s0"}
+    with open(out / "report" / "final.csv", newline="") as handle:
+        final = list(csv.DictReader(handle))
+    assert {r["kind"] for r in final} == {"dynamic", "static", "two_stage"}
+    assert {r["group"] for r in final} == set(GROUP_DIRS)
+    assert all(math.isfinite(float(r["mean"])) for r in final)
     report = (out / "report" / "report.md").read_text(encoding="utf-8")
-    assert "| zh_corpus |" in report and "dynamic_s1" in report
+    assert "| zh_corpus |" in report and "can and cannot show" in report
     context = json.loads((out / "report" / "context.json").read_text(encoding="utf-8"))
     assert context["tokenizer"]["expanded_pieces"] > context["tokenizer"]["english_pieces"]
     added = (out / "tokenizer" / "added_pieces.txt").read_text(encoding="utf-8").split()
     assert added and all(len(p) == 1 for p in added)
-    # every run is scored on the same held-out windows at step 0 (same expanded foundation)
+    # no held-out document is in the training split
+    for group in GROUP_DIRS:
+        train = set((out / "data" / "train" / group / "data.jsonl").read_text(encoding="utf-8").splitlines())
+        held = set((out / "data" / "heldout" / group / "data.jsonl").read_text(encoding="utf-8").splitlines())
+        assert held and not train & held
+    # every run is scored on the same held-out windows: at step 0 (the expanded foundation) all agree
     with open(out / "report" / "heldout.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    at_zero = {(r["group"]): set() for r in rows}
+    at_zero: dict = {}
     for r in rows:
         if r["step"] == "0":
-            at_zero[r["group"]].add(round(float(r["loss"]), 5))
-    assert all(len(v) == 1 for v in at_zero.values())
-    # the English foundation learned English before the transfer
+            at_zero.setdefault(r["group"], set()).add(round(float(r["loss"]), 5))
+    assert set(at_zero) == set(GROUP_DIRS) and all(len(v) == 1 for v in at_zero.values())
+    # the runs learn Chinese (new rows) and the English foundation had learned English
+    zh = {r["kind"]: float(r["mean"]) for r in final if r["group"] == "zh_corpus"}
+    assert all(v < next(iter(at_zero["zh_corpus"])) for v in zh.values())
     foundation = [json.loads(line) for line in (out / "foundation" / "log.jsonl").read_text().splitlines()]
-    held = [r["heldout_en_corpus"] for r in foundation if r["kind"] == "heldout"]
-    assert held[-1] < held[0]
+    held_en = [r["heldout_en_corpus"] for r in foundation if r["kind"] == "heldout"]
+    assert held_en[-1] < held_en[0] - 0.5
     # the released model: transformers loads it offline; tokenizer ids equal sentencepiece's
     generations = json.loads((out / "generations.json").read_text(encoding="utf-8"))
     assert set(generations) == {"zh", "en"} and generations["zh"]["prompt"].startswith("### Instruction:\n")
@@ -211,23 +226,10 @@ def test_demo_end_to_end_on_a_small_data_dir(tmp_path, capsys):
     sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer" / "expanded.model"))
     for text in ("### Instruction:\n长城在哪里？### Response: ", "The teacher reads music books.\n第二行"):
         assert tok(text)["input_ids"] == [1] + sp.encode(text)
-    # rerun: all stages reused (nothing retrained), same numbers
+    # rerun: every stage reused, same numbers
     before = (out / "report" / "final.csv").read_text()
     assert cli_main(argv, prog="chatflow demo") == 0
     assert (out / "report" / "final.csv").read_text() == before
-
-
-def test_demo_quick_on_the_bundled_corpora(tmp_path):
-    """The README's command, exactly as CI runs it: `chatflow demo --quick`."""
-    corpora = ROOT / "corpora"
-    if not all((corpora / g).is_dir() for g in GROUP_DIRS if g != "code"):
-        pytest.skip("the bundled corpora/ are not in this checkout yet")
-    result = run_demo(DemoOptions(quick=True, output_dir=str(tmp_path / "demo")))
-    assert result["seconds"] < 300
-    with open(Path(result["report"]).parent / "final.csv", newline="") as handle:
-        final = list(csv.DictReader(handle))
-    assert {r["kind"] for r in final} == {"dynamic", "static", "two_stage"}
-    assert all(math.isfinite(float(r["mean"])) for r in final)
 
 
 def test_figure_plots_from_chatflow_runs_host_logs_and_eval_results(tmp_path, capsys):

@@ -206,7 +206,6 @@ def test_resume_refuses_changed_batch_geometry(dataset, tmp_path):
 
 
 def test_response_only_loss_masks_prompts(dataset, tmp_path):
-    from chatflow_plugin.hosts.hf_train import _make_trainer_class  # noqa: F401
     mixture_all = MixtureDataset(ShardSet(dataset))
     mixture_resp = MixtureDataset(ShardSet(dataset), response_only=True)
     idx = np.arange(64)
