@@ -392,7 +392,7 @@ class CLODataOptions:
     no_language_check: bool = option(False, help="keep pairs whose target side is detected as still being "
                                      "in the source language (detection is script-based; never applied "
                                      "when both languages share a script)")
-    on_bad_record: str = option("skip", help="skip: report bad pairs and go on; error: stop at the first")
+    on_bad_record: str = option("skip", choices=["skip", "error"], help="skip: report bad pairs and go on; error: stop at the first")
     force: bool = option(False, help="replace an existing output directory")
     quiet: bool = option(False, help="no progress bar")
 

@@ -55,13 +55,13 @@ class CLOTrainOptions:
                         "also the frozen CLO reference")
     data: str = option(help="triples directory from `chatflow clo-data`")
     output_dir: str = option(help="run directory (run.json, log.jsonl, checkpoints/, eval.json, model/)")
-    objective: str = option("clo", help="clo: lambda*NLL + (1-lambda)*DPO on both triples; sft: response NLL only")
+    objective: str = option("clo", choices=["clo", "sft"], help="clo: lambda*NLL + (1-lambda)*DPO on both triples; sft: response NLL only")
     lam: float = option(DEFAULT_LAMBDA, help="CLO weight of the target-language NLL term, in [0, 1] "
                         "(assumption; not in the public record)")
     beta: float = option(DEFAULT_BETA, help="CLO DPO temperature beta (assumption; DPO's customary value)")
-    trainable: str = option("auto", help="all | attention (q/k/v/o projections only) | auto = attention for "
+    trainable: str = option("auto", choices=["auto", "all", "attention"], help="all | attention (q/k/v/o projections only) | auto = attention for "
                             "clo, all for sft")
-    sft_languages: str = option("target", help="sft: train on the target-language responses (target), the "
+    sft_languages: str = option("target", choices=["target", "source", "both"], help="sft: train on the target-language responses (target), the "
                                 "English ones (source) or both")
     max_pairs: Optional[int] = option(None, help="use the first N pairs of the data (CLO: N pairs; SFT target: N "
                                    "samples); default all")
@@ -83,6 +83,8 @@ class CLOTrainOptions:
     eval_data: Optional[str] = option(None, help="triples directory whose chosen-response NLL (source and target "
                                    "language) is measured before and after training")
     eval_batch_size: int = option(8, help="pairs per batch for reference log-probs and evaluation")
+    deepspeed: Optional[str] = option(None, help="DeepSpeed config JSON passed to the HF Trainer (ZeRO for "
+                                      "full-parameter SFT of 7B+ models on GPUs)")
     use_cpu: bool = option(False, help="train on CPU even if a GPU is available")
     resume: bool = option(False, help="continue from the last checkpoint in OUTPUT_DIR/checkpoints (starts "
                           "fresh when there is none)")
@@ -356,6 +358,8 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
     evaluation = {}
     if eval_set is not None and last_checkpoint is None and _is_main_process():
         evaluation["before"] = response_nll(model, encoder, eval_set, options.max_length, options.eval_batch_size)
+        with atomic_file(out / "eval.json", encoding="utf-8") as handle:   # kept for a resumed run
+            json.dump(evaluation, handle, indent=2)
     if last_checkpoint is not None:
         state = json.loads((Path(last_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
         _truncate_log(log_path, int(state["global_step"]))
@@ -371,7 +375,7 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
         weight_decay=options.weight_decay, seed=options.seed,
         data_seed=options.seed, logging_steps=options.logging_steps, save_strategy="steps",
         save_steps=options.save_steps, save_total_limit=options.save_total_limit, bf16=options.bf16,
-        use_cpu=options.use_cpu, remove_unused_columns=False, report_to="none", dataloader_num_workers=0,
+        use_cpu=options.use_cpu, deepspeed=options.deepspeed, remove_unused_columns=False, report_to="none", dataloader_num_workers=0,
         disable_tqdm=not progress, save_only_model=False)
     trainer_cls, jsonl_log = _make_trainer_class()
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=Collator(encoder.pad_id),

@@ -75,11 +75,13 @@ def test_clo_attention_only_and_exact_resume(env):
     assert run["reference"]["computed_pairs"] == 8 and run["pairs"] == 8
 
     # interrupted after step 2, then resumed: the same weights as the uninterrupted run, the same log
-    interrupted = run_training(_options(env, "resumed"), callbacks=[StopAt(2).callback])
+    interrupted = run_training(_options(env, "resumed", eval_data=str(data)), callbacks=[StopAt(2).callback])
     assert interrupted.get("stopped_early") and not (root / "resumed" / "model").exists()
     with open(root / "resumed" / "log.jsonl", "a") as handle:   # a line written after the checkpoint
         handle.write(json.dumps({"step": 3, "loss": 99.0}) + "\n")
-    resumed = run_training(_options(env, "resumed", resume=True))
+    resumed = run_training(_options(env, "resumed", resume=True, eval_data=str(data)))
+    assert resumed["eval"]["before"] == evaluation["before"]   # measured before the interruption, kept
+    assert resumed["eval"]["after"] == pytest.approx(evaluation["after"], rel=1e-6)
     assert resumed["reference"]["computed_pairs"] == 0   # cache reused
     final = _weights(root / "resumed" / "model")
     for name, tensor in end.items():

@@ -322,7 +322,9 @@ def generate_responses(model_dir: str | os.PathLike, prompts: list[str], *, max_
     encoder = TextEncoder.from_model_dir(model_dir)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
+    # the checkpoint's own dtype on GPU (bf16 for LLaMA-2), float32 on CPU
+    dtype = "auto" if str(device).startswith("cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     texts = [INSTRUCTION_HEADER + p + RESPONSE_HEADER if template == "chatflow" else p for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))   # similar lengths share a batch
     responses: list[str] = [""] * len(texts)
@@ -371,7 +373,7 @@ class FidelityOptions:
     max_new_tokens: int = option(128, help="tokens generated per response")
     batch_size: int = option(8, help="prompts per generation batch")
     limit: Optional[int] = option(None, help="use only the first N prompts")
-    template: str = option("chatflow", help="chatflow: wrap prompts in '### Instruction:' format; raw: as is")
+    template: str = option("chatflow", choices=["chatflow", "raw"], help="chatflow: wrap prompts in '### Instruction:' format; raw: as is")
     device: str = option("auto", help="torch device (auto = cuda if available)")
     output: Optional[str] = option(None, help="also write the JSON report here")
 
