@@ -4,9 +4,9 @@
 # is scored by `chatflow eval` (the same prompts and scoring as Table 2) and the points are plotted by
 # `python -m chatflow_plugin.miniature figure2`.
 #
-#   scripts/figure2_metrics_over_tokens.sh --tiny [--output DIR] [--bench_dir DIR] [--limit 20]
+#   scripts/figure2_metrics_over_tokens.sh --tiny [--output DIR] [--bench_dir DIR] [--limit 3]
 #       CPU: `chatflow demo --quick` for the expanded foundation and the tokenized mixture, then a dynamic
-#       run keeping a checkpoint every 10 of 40 steps, each scored on --limit questions per subject.
+#       run keeping a checkpoint every 10 of 40 steps, each scored on --limit questions per subject (3 by default).
 #       Benchmarks default to ../shared/data/benchmarks (the public layouts: mmlu/, ceval/, cmmlu/, gaokao/).
 #       A few minutes on 2 cores. A model this small scores at chance: the run checks the pipeline, it is
 #       not evidence about the paper's curves.
@@ -41,7 +41,7 @@ say() { echo "[figure2 $(date -u +%H:%M:%S)] $*" >&2; }
 
 models=(); names=(); tokens=()
 if [[ $TINY == 1 ]]; then
-  OUT=${OUT:-runs/figure2_tiny}; LIMIT=${LIMIT:-20}
+  OUT=${OUT:-runs/figure2_tiny}; LIMIT=${LIMIT:-3}
   chatflow demo --quick --skip_generation --output_dir "$OUT/demo"
   D=$OUT/demo
   chatflow train --dataset_dir "$D/shards/mixture_train" --model_path "$D/foundation_expanded" \
