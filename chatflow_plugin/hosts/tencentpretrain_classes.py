@@ -243,6 +243,13 @@ class ChatflowTrainer(LmTrainer):
             self.logger.info(f"chatflow: {self.dataset.group_names} from {args.dataset_path}; starting at step "
                              f"{self.current_step} = global sample {position.samples_done} ({position.origin}); "
                              f"{global_batch} samples per step over {self.dp_world} data-parallel ranks")
+        # The host saves into a folder it never creates: fail now, not after the first save interval.
+        folder = self.output_model_path if args.deepspeed and not args.use_lora else os.path.dirname(
+            os.path.abspath(self.output_model_path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise ChatflowError(f"--output_model_path {self.output_model_path}: cannot create {folder} ({exc})") from None
         if self.current_step > self.total_steps:
             if self.is_logger:
                 self.logger.info(f"chatflow: nothing to do, {position.steps_done} of {self.total_steps} steps done")
@@ -325,7 +332,9 @@ class ChatflowTrainer(LmTrainer):
             return
         if first:
             target = f"{self.output_model_path}-{step}"
-            save_model(model, target, args.use_lora)
+            partial = f"{target}.partial"         # a killed save never leaves a file that loads as valid
+            save_model(model, partial, args.use_lora)
+            os.replace(partial, target)
             write_state(target + STATE_SUFFIX, **state)
 
 
