@@ -17,7 +17,7 @@ from test_eval_benchmarks import write_ceval, write_mmlu
 from test_eval_models import tiny_llama_dir, torch_single_thread  # noqa: F401 (fixtures)
 
 from chatflow_plugin.evaluation.benchmarks import LETTERS, load_benchmark
-from chatflow_plugin.evaluation.prompts import build_prompt
+from chatflow_plugin.evaluation.prompts import build_prompt, shared_prefix
 from chatflow_plugin.evaluation.scoring import LetterScorer, load_model, predictions
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-evaluation-harness not installed (pip install lm-eval); "
@@ -82,7 +82,8 @@ def test_scores_agree_with_lm_evaluation_harness(tmp_path, tiny_llama_dir):
     for name, (bench, _) in tasks.items():
         subject = bench.subjects[0]
         requests = [build_prompt(bench.name, subject, q, K) for q in subject.questions]
-        ours = scorer.loglikelihoods(requests)
+        ours = scorer.loglikelihoods(requests, prefixes=[shared_prefix(bench.name, subject, K)] * len(requests))
+        assert scorer.stats.shared_prefix_rows > 0   # the path chatflow eval takes
         samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
         assert len(samples) == len(requests) == 12
         for s, (context, conts) in zip(samples, requests):

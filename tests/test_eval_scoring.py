@@ -12,7 +12,7 @@ from test_eval_models import (OracleLM, hf_tokenizer_dir, tiny_llama_dir, torch_
 
 from chatflow_plugin.errors import ChatflowError
 from chatflow_plugin.evaluation.benchmarks import LETTERS, load_benchmark
-from chatflow_plugin.evaluation.prompts import build_prompt
+from chatflow_plugin.evaluation.prompts import build_prompt, shared_prefix
 from chatflow_plugin.evaluation.run import EvalSettings, evaluate_benchmark, evaluate_model, letter_tokens
 from chatflow_plugin.evaluation.scoring import (LetterScorer, load_model, predictions, resolve_device,
                                                 split_continuation)
@@ -64,6 +64,27 @@ def test_scores_equal_unbatched_reference_and_are_batch_invariant(tmp_path, tiny
     np.testing.assert_allclose(scores[4], ref, atol=2e-4)   # left padding + position ids change nothing
     again = LetterScorer(model, tok, batch_size=4).loglikelihoods(requests)
     np.testing.assert_array_equal(again, scores[4])          # deterministic
+    # the shared few-shot prefix computed once and its key/value cache reused: same numbers
+    prefixes = [shared_prefix(name, s, 2) for s in bench.subjects for q in s.questions][:6]
+    shared = LetterScorer(model, tok, batch_size=4)
+    np.testing.assert_allclose(shared.loglikelihoods(requests, prefixes=prefixes), ref, atol=2e-4)
+    rows = 6 if name == "ceval" else 24   # ceval letters are single tokens here, the others "▁" + letter
+    assert shared.stats.shared_prefix_rows == rows
+    assert shared.stats.prefix_forward_passes == len(set(prefixes))
+    plain = LetterScorer(model, tok, batch_size=4)
+    plain.loglikelihoods(requests)
+    assert shared.stats.tokens < plain.stats.tokens / 2   # the exemplars dominate a 2-shot prompt
+
+
+def test_prefix_that_does_not_match_the_tokens_is_not_shared(tmp_path, tiny):
+    model, tok = tiny
+    bench = load_benchmark("ceval", write_ceval(tmp_path / "ceval"), 2)
+    requests = _requests(bench, 2)[:4]
+    scorer = LetterScorer(model, tok, batch_size=4)
+    got = scorer.loglikelihoods(requests, prefixes=["not the prefix"] * 4)
+    assert scorer.stats.shared_prefix_rows == 0
+    np.testing.assert_allclose(got, LetterScorer(model, tok, share_prefix=False).loglikelihoods(requests), atol=1e-5)
+    assert LetterScorer(OracleLM(tok), tok).share_prefix is False   # a model without a cache is scored plainly
 
 
 def test_single_token_fast_path_and_multi_token_letters_are_counted(tmp_path, tiny):

@@ -44,6 +44,8 @@ class EvalOptions:
     device_map: str = option("", help="passed to from_pretrained (e.g. 'auto' to spread a large model over "
                                       "GPUs); overrides --device")
     add_bos: bool = option(True, help="prepend the BOS token to every prompt, as LLaMA was trained")
+    share_prefix: bool = option(True, help="run each subject's header + exemplars once and reuse their key/value "
+                                           "cache for all its questions (same scores, less compute)")
     output: str = option("", help="results JSON path; the markdown tables go next to it (.md)")
     predictions: str = option("", help="also write one JSON line per scored question to this file")
     progress: bool = option(True, help="show a progress bar")
@@ -82,7 +84,8 @@ def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
         _report_skipped(bench)
         benchmarks.append(bench)
     settings = EvalSettings(num_fewshot=opts.num_fewshot, limit=opts.limit, batch_size=opts.batch_size,
-                            max_length=opts.max_length, add_bos=opts.add_bos, progress=opts.progress)
+                            max_length=opts.max_length, add_bos=opts.add_bos, progress=opts.progress,
+                            share_prefix=opts.share_prefix)
     names = opts.model_name or [Path(m).resolve().name for m in opts.model]
     if len(set(names)) != len(names):
         raise ChatflowError(f"model names {names} are not unique; pass --model_name")

@@ -98,9 +98,13 @@ class PromptFormat:
     def continuations(self) -> list[str]:
         return [self.delimiter + letter for letter in LETTERS]
 
-    def context(self, subject: Subject, q: Question, k: int) -> str:
+    def prefix(self, subject: Subject, k: int) -> str:
+        """Header and exemplars: the part of the context every question of the subject shares."""
         shots = [self.body(ex) + self.delimiter + ex.answer + self.exemplar_suffix for ex in subject.fewshot_pool[:k]]
-        return self.header(subject) + "".join(s + self.exemplar_separator for s in shots) + self.body(q)
+        return self.header(subject) + "".join(s + self.exemplar_separator for s in shots)
+
+    def context(self, subject: Subject, q: Question, k: int) -> str:
+        return self.prefix(subject, k) + self.body(q)
 
 
 FORMATS = {
@@ -109,6 +113,11 @@ FORMATS = {
     "cmmlu": PromptFormat("cmmlu", delimiter="", answer_cue="答案是：", question_prefix="题目："),
     "gaokao": PromptFormat("gaokao", delimiter=" ", answer_cue="【答案】:", exemplar_suffix=" <eoa>"),
 }
+
+
+def shared_prefix(benchmark: str, subject: Subject, num_fewshot: int) -> str:
+    """The leading part of every context of ``subject`` (see :func:`build_prompt`)."""
+    return FORMATS[benchmark].prefix(subject, num_fewshot)
 
 
 def build_prompt(benchmark: str, subject: Subject, question: Question, num_fewshot: int) -> tuple[str, list[str]]:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .benchmarks import LETTERS, Benchmark
-from .prompts import FORMATS, build_prompt
+from .prompts import FORMATS, build_prompt, shared_prefix
 from .scoring import LetterScorer, predictions, split_continuation
 
 AVERAGE_KIND = {"mmlu": "questions", "ceval": "subjects", "cmmlu": "questions", "gaokao": "points"}
@@ -37,6 +37,7 @@ class EvalSettings:
     max_length: int = 0       # 0: the model's max_position_embeddings
     add_bos: bool = True
     progress: bool = True
+    share_prefix: bool = True  # run each subject's header + exemplars once and reuse its key/value cache
 
 
 def letter_tokens(tokenizer, benchmark: str, add_bos: bool = True) -> dict[str, list[str]]:
@@ -68,15 +69,18 @@ def evaluate_benchmark(scorer: LetterScorer, bench: Benchmark, settings: EvalSet
                        on_prediction: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Score every (limited) question of ``bench``; returns the benchmark's result record."""
     t0 = time.perf_counter()
-    requests, owners = [], []
+    requests, owners, prefixes = [], [], []
     for subject in bench.subjects:
         questions = subject.questions[: settings.limit] if settings.limit else subject.questions
+        prefix = shared_prefix(bench.name, subject, settings.num_fewshot)
         for q in questions:
             requests.append(build_prompt(bench.name, subject, q, settings.num_fewshot))
             owners.append((subject, q))
+            prefixes.append(prefix)
     seconds_prompts = time.perf_counter() - t0
     before = scorer.stats.as_dict()
-    scores = scorer.loglikelihoods(requests, desc=f"{bench.name} ({len(requests)} q)")
+    scores = scorer.loglikelihoods(requests, desc=f"{bench.name} ({len(requests)} q)",
+                                   prefixes=prefixes if settings.share_prefix else None)
     pred = predictions(scores)
     subjects: dict[str, dict] = {}
     for i, (subject, q) in enumerate(owners):
@@ -106,7 +110,7 @@ def evaluate_benchmark(scorer: LetterScorer, bench: Benchmark, settings: EvalSet
 def evaluate_model(model, tokenizer, benchmarks: list[Benchmark], settings: EvalSettings,
                    on_prediction: Callable[[dict], None] | None = None) -> dict[str, Any]:
     scorer = LetterScorer(model, tokenizer, batch_size=settings.batch_size, max_length=settings.max_length or None,
-                          add_bos=settings.add_bos, progress=settings.progress)
+                          add_bos=settings.add_bos, progress=settings.progress, share_prefix=settings.share_prefix)
     out = {"benchmarks": {}, "letter_tokens": {}}
     for bench in benchmarks:
         out["benchmarks"][bench.name] = evaluate_benchmark(scorer, bench, settings, on_prediction)

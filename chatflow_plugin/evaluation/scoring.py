@@ -15,11 +15,15 @@ between letters depend on more than one prediction.
 
 Speed: when all continuations are single tokens that extend the context (the usual case), one forward
 pass over the context gives all four log-probabilities (4x fewer tokens than scoring each choice);
-rows are sorted by length, left-padded with explicit position ids, and only the last positions' logits
-are materialised (``logits_to_keep``), so memory does not grow with vocabulary x sequence length.
+the header and exemplars that all questions of a subject share are run once and their key/value cache
+reused for every batch of that subject (``prefixes``); rows are sorted by length, left-padded with
+explicit position ids, and only the last positions' logits are materialised (``logits_to_keep``), so
+memory does not grow with vocabulary x sequence length. None of this changes the scores (tested
+against an unbatched full-vocabulary reference and lm-evaluation-harness).
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 import time
@@ -38,6 +42,8 @@ class ScoreStats:
     single_token_questions: int = 0     # scored from one forward pass over the context
     multi_token_questions: int = 0      # some continuation is not one token extending the context
     truncated_rows: int = 0             # left-truncated to max_length
+    shared_prefix_rows: int = 0         # rows whose few-shot prefix came from a cached forward pass
+    prefix_forward_passes: int = 0      # forward passes over a shared prefix (one per prefix)
     forward_passes: int = 0
     tokens: int = 0                     # non-padding tokens run through the model
     seconds_tokenize: float = 0.0
@@ -52,6 +58,7 @@ class _Row:
     request: int
     input_ids: list[int]
     readouts: list[tuple[int, list[int]]] = field(default_factory=list)  # (choice, targets at the last positions)
+    prefix: tuple[int, ...] = ()   # leading input_ids shared with other rows, computed once and cached
 
 
 def split_continuation(tokenizer, context: str, continuation: str, add_bos: bool) -> tuple[list[int], list[int]]:
@@ -82,6 +89,13 @@ def _logits_kwarg(model) -> str | None:
     return None
 
 
+def _accepts(model, name: str) -> bool:
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _device(model) -> torch.device:
     device = getattr(model, "device", None)
     if isinstance(device, torch.device):
@@ -96,7 +110,7 @@ class LetterScorer:
     """Scores (context, continuations) requests with ``model``; see the module docstring for the method."""
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, max_length: int | None = None,
-                 add_bos: bool = True, progress: bool = False):
+                 add_bos: bool = True, progress: bool = False, share_prefix: bool = True):
         if batch_size < 1:
             raise ChatflowError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer = model, tokenizer
@@ -107,7 +121,21 @@ class LetterScorer:
             tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0)
         self.keep_kwarg = _logits_kwarg(model)
         self.device = _device(model)
+        self.share_prefix = share_prefix and _accepts(model, "past_key_values")
+        self._prefix_ids: dict[str, list[int]] = {}
         self.stats = ScoreStats()
+
+    def _attach_prefix(self, row: _Row, prefix_text: str) -> None:
+        """Mark ``row``'s leading tokens as the shared prefix if they are exactly ``prefix_text``'s tokens."""
+        ids = self._prefix_ids.get(prefix_text)
+        if ids is None:
+            bos = [self.tokenizer.bos_token_id] if self.add_bos and self.tokenizer.bos_token_id is not None else []
+            ids = self._prefix_ids[prefix_text] = bos + self.tokenizer(prefix_text, add_special_tokens=False)["input_ids"]
+        n = len(ids)
+        longest = max(len(t) for _, t in row.readouts)
+        # the read-out positions must lie after the prefix; a seam merge or truncation disables sharing
+        if n and len(row.input_ids) - n >= longest and row.input_ids[:n] == ids:
+            row.prefix = tuple(ids)
 
     def _rows(self, index: int, context: str, continuations: Sequence[str]) -> list[_Row]:
         pairs = [split_continuation(self.tokenizer, context, c, self.add_bos) for c in continuations]
@@ -127,17 +155,34 @@ class LetterScorer:
             raise ChatflowError(f"max_length {self.max_length} is shorter than a continuation ({longest} tokens)")
 
     @torch.inference_mode()
-    def _forward(self, rows: list[_Row], scores: np.ndarray) -> None:
-        width = max(len(r.input_ids) for r in rows)
+    def _prefix_cache(self, prefix: tuple[int, ...]):
+        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True,
+                         **({self.keep_kwarg: 1} if self.keep_kwarg else {}))
+        self.stats.prefix_forward_passes += 1
+        self.stats.tokens += len(prefix)
+        cache = getattr(out, "past_key_values", None)
+        return cache if hasattr(cache, "batch_repeat_interleave") else None
+
+    @torch.inference_mode()
+    def _forward(self, rows: list[_Row], scores: np.ndarray, prefix_cache=None, prefix_len: int = 0) -> None:
+        """One batch; with ``prefix_cache`` the rows' first ``prefix_len`` tokens come from the cache."""
+        suffixes = [r.input_ids[prefix_len:] for r in rows]
+        width = max(len(x) for x in suffixes)
         keep = max(len(t) for r in rows for _, t in r.readouts)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, r in enumerate(rows):   # left padding: every row ends at the last column
-            ids[b, width - len(r.input_ids):] = torch.tensor(r.input_ids)
-            mask[b, width - len(r.input_ids):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.zeros((len(rows), prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for b, x in enumerate(suffixes):   # left padding: every row ends at the last column
+            ids[b, width - len(x):] = torch.tensor(x)
+            mask[b, prefix_len + width - len(x):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
         kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
                   "position_ids": positions.to(self.device)}
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)   # the forward appends to the cache it is given
+            cache.batch_repeat_interleave(len(rows))
+            kwargs.update(past_key_values=cache, use_cache=True)
+            self.stats.shared_prefix_rows += len(rows)
         if self.keep_kwarg:
             kwargs[self.keep_kwarg] = keep
         out = self.model(**kwargs)
@@ -149,10 +194,16 @@ class LetterScorer:
                 picked = logprobs[b, keep - n:, :].gather(-1, torch.tensor(targets).unsqueeze(-1))
                 scores[r.request, choice] += float(picked.sum())
         self.stats.forward_passes += 1
-        self.stats.tokens += int(mask.sum())
+        self.stats.tokens += int(mask[:, prefix_len:].sum())
 
-    def loglikelihoods(self, requests: Sequence[tuple[str, Sequence[str]]], desc: str = "scoring") -> np.ndarray:
-        """(len(requests), n_choices) summed log-probabilities of each continuation given its context."""
+    def loglikelihoods(self, requests: Sequence[tuple[str, Sequence[str]]], desc: str = "scoring",
+                       prefixes: Sequence[str] | None = None) -> np.ndarray:
+        """(len(requests), n_choices) summed log-probabilities of each continuation given its context.
+
+        ``prefixes[i]``, a leading part of request i's context shared by many requests (the header and
+        exemplars of a subject), is run through the model once and its key/value cache reused; the
+        scores are the same as without it.
+        """
         if not requests:
             return np.zeros((0, 0))
         n_choices = len(requests[0][1])
@@ -164,22 +215,30 @@ class LetterScorer:
             rows.extend(self._rows(i, context, continuations))
         for r in rows:
             self._truncate(r)
+            if prefixes is not None and self.share_prefix and prefixes[r.request]:
+                self._attach_prefix(r, prefixes[r.request])
         self.stats.questions += len(requests)
         self.stats.seconds_tokenize += time.perf_counter() - t0
-        # Longest first: the first batch shows an out-of-memory at once, and similar lengths pad little.
-        rows.sort(key=lambda r: -len(r.input_ids))
+        # Rows grouped by shared prefix; longest first within a group: the first batch shows an
+        # out-of-memory at once, and similar lengths pad little.
+        groups: dict[tuple[int, ...], list[_Row]] = {}
+        for r in sorted(rows, key=lambda r: -len(r.input_ids)):
+            groups.setdefault(r.prefix, []).append(r)
         scores = np.zeros((len(requests), n_choices), dtype=np.float64)
         t0 = time.perf_counter()
         from tqdm.auto import tqdm
 
         with tqdm(total=len(requests), desc=desc, unit="q", disable=not self.progress, leave=False) as bar:
             done: set[int] = set()
-            for start in range(0, len(rows), self.batch_size):
-                batch = rows[start:start + self.batch_size]
-                self._forward(batch, scores)
-                new = {r.request for r in batch} - done
-                done |= new
-                bar.update(len(new))
+            for prefix, group in groups.items():
+                cache = self._prefix_cache(prefix) if prefix else None
+                for start in range(0, len(group), self.batch_size):
+                    batch = group[start:start + self.batch_size]
+                    self._forward(batch, scores, cache, len(prefix) if cache is not None else 0)
+                    new = {r.request for r in batch} - done
+                    done |= new
+                    bar.update(len(new))
+                del cache
         self.stats.seconds_model += time.perf_counter() - t0
         return scores
 
