@@ -284,8 +284,13 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines after the resumed checkpoint, so the log reads as one uninterrupted run."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, AttributeError):
+            pass   # a line cut short by the interruption
     with atomic_file(path, encoding="utf-8") as handle:
         handle.write("".join(line + "\n" for line in kept))
 

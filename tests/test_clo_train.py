@@ -78,7 +78,7 @@ def test_clo_attention_only_and_exact_resume(env):
     interrupted = run_training(_options(env, "resumed", eval_data=str(data)), callbacks=[StopAt(2).callback])
     assert interrupted.get("stopped_early") and not (root / "resumed" / "model").exists()
     with open(root / "resumed" / "log.jsonl", "a") as handle:   # a line written after the checkpoint
-        handle.write(json.dumps({"step": 3, "loss": 99.0}) + "\n")
+        handle.write(json.dumps({"step": 3, "loss": 99.0}) + "\n" + '{"step": 3, "lo')   # and a torn line
     resumed = run_training(_options(env, "resumed", resume=True, eval_data=str(data)))
     assert resumed["eval"]["before"] == evaluation["before"]   # measured before the interruption, kept
     assert resumed["eval"]["after"] == pytest.approx(evaluation["after"], rel=1e-6)
