@@ -43,12 +43,12 @@ class EvalOptions:
                                      "bfloat16 or float16")
     device_map: str = option("", help="passed to from_pretrained (e.g. 'auto' to spread a large model over "
                                       "GPUs); overrides --device")
-    add_bos: bool = option(True, help="prepend the BOS token to every prompt, as LLaMA was trained")
-    share_prefix: bool = option(True, help="run each subject's header + exemplars once and reuse their key/value "
-                                           "cache for all its questions (same scores, less compute)")
+    add_bos: bool = option(True, help="do not prepend the BOS token (by default every prompt starts with BOS, as LLaMA was trained)")
+    share_prefix: bool = option(True, help="do not reuse the key/value cache of each subject's header + exemplars "
+                                           "(by default they are run once per subject: same scores, less compute)")
     output: str = option("", help="results JSON path; the markdown tables go next to it (.md)")
     predictions: str = option("", help="also write one JSON line per scored question to this file")
-    progress: bool = option(True, help="show a progress bar")
+    progress: bool = option(True, help="no progress bar (shown by default)")
 
 
 def parse_tasks(text: str) -> list[str]:

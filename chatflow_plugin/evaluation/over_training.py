@@ -196,7 +196,7 @@ class CurveOptions:
     batch_size: int = option(8, help="sequences per forward pass")
     device: str = option("auto", help="cpu, cuda or auto")
     dtype: str = option("auto", help="auto, float32, bfloat16 or float16")
-    progress: bool = option(True, help="show progress bars")
+    progress: bool = option(True, help="no progress bars (shown by default)")
 
 
 def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.evaluation.over_training") -> int:
