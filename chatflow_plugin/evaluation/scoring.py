@@ -61,14 +61,23 @@ class _Row:
     prefix: tuple[int, ...] = ()   # leading input_ids shared with other rows, computed once and cached
 
 
-def split_continuation(tokenizer, context: str, continuation: str, add_bos: bool) -> tuple[list[int], list[int]]:
-    """(context ids, continuation ids) as lm-evaluation-harness splits them, robust to merges at the seam."""
+def split_continuation(tokenizer, context: str, continuation: str, add_bos: bool,
+                       _context_ids: dict | None = None) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) as lm-evaluation-harness splits them, robust to merges at the seam.
+
+    ``_context_ids``: a dict memoising the context's encoding across the continuations of one question.
+    """
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
     prefix = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
     whole = prefix + tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-    ctx = prefix + tokenizer(context, add_special_tokens=False)["input_ids"]
+    if _context_ids is not None and context in _context_ids:
+        ctx = _context_ids[context]
+    else:
+        ctx = prefix + tokenizer(context, add_special_tokens=False)["input_ids"]
+        if _context_ids is not None:
+            _context_ids[context] = ctx
     k = len(ctx)
     if whole[:k] != ctx:   # the continuation merged with the context's last token(s): score from the seam
         k = next(i for i, (a, b) in enumerate(zip(whole, ctx)) if a != b)
@@ -138,7 +147,8 @@ class LetterScorer:
             row.prefix = tuple(ids)
 
     def _rows(self, index: int, context: str, continuations: Sequence[str]) -> list[_Row]:
-        pairs = [split_continuation(self.tokenizer, context, c, self.add_bos) for c in continuations]
+        memo: dict = {}
+        pairs = [split_continuation(self.tokenizer, context, c, self.add_bos, memo) for c in continuations]
         ctx0 = pairs[0][0]
         if all(len(cont) == 1 and ctx == ctx0 for ctx, cont in pairs):
             self.stats.single_token_questions += 1
