@@ -68,6 +68,12 @@ def _report_skipped(bench) -> None:
             print(f"  ... {len(bench.skipped) - 10} more (all listed in the results JSON)", file=sys.stderr)
 
 
+def _prediction_writer(sink, model_name: str):
+    if sink is None:
+        return None
+    return lambda rec: sink.write(json.dumps({"model": model_name, **rec}, ensure_ascii=False) + "\n")
+
+
 def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
     opts = parse_options(EvalOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
     if not opts.model:
@@ -99,11 +105,7 @@ def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
         for name, path in zip(names, opts.model):
             model, tokenizer = load_model(path, opts.device, opts.dtype, opts.device_map)
             t0 = time.perf_counter()
-            on_prediction = None
-            if sink is not None:
-                def on_prediction(rec, _name=name):
-                    sink.write(json.dumps({"model": _name, **rec}, ensure_ascii=False) + "\n")
-            record = evaluate_model(model, tokenizer, benchmarks, settings, on_prediction)
+            record = evaluate_model(model, tokenizer, benchmarks, settings, _prediction_writer(sink, name))
             record.update(path=str(path), seconds=time.perf_counter() - t0)
             results["models"][name] = record
             for b, r in record["benchmarks"].items():
