@@ -3,9 +3,11 @@
 # paper's 3,200 vs 6,400), reporting target-language loss, English loss and language fidelity.
 #
 #   scripts/clo_vs_sft.sh --tiny [--output DIR]
-#       CPU-sized: builds a tokenizer and a tiny random LLaMA, makes it English-centric with English
-#       SFT, then compares CLO (100 pairs, attention only) with SFT (200 target samples, all weights)
-#       on aligned en/zh instruction pairs from the bundled synthetic world (corpora/). Minutes on 2 cores.
+#       CPU-sized: builds a tokenizer and a tiny random LLaMA, makes it English-centric (English
+#       instructions + Chinese text continuation), then compares CLO (100 pairs, attention only) with
+#       SFT (200 target samples, all weights) on aligned en/zh instruction pairs from the bundled
+#       synthetic world (corpora/). About 10-15 minutes on 2 cores. `--tiny --model DIR` starts
+#       from an existing small model (e.g. the demo's) instead.
 #       The numbers exercise the pipeline; a model this small is not evidence about the method.
 #
 #   scripts/clo_vs_sft.sh --model START_MODEL --data TRIPLES_DIR --eval_data TRIPLES_DIR --output DIR \
@@ -27,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     --pairs) PAIRS=$2; shift 2 ;;
     --fidelity_limit) FID_LIMIT=$2; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "clo_vs_sft.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -51,7 +53,7 @@ from synth_world import build_world
 world = build_world(0)
 rng = random.Random("clo_vs_sft/tiny")
 seen, records = set(), []
-while len(records) < 1500 + 260 + 80:          # English SFT start | CLO/SFT pairs | held-out pairs
+while len(records) < 800 + 260 + 80:           # English SFT start | CLO/SFT pairs | held-out pairs
     # (more than 2 x 100 and 60: clo-data drops pairs whose two responses are identical, e.g. arithmetic)
     q = synth_instructions.instruction(rng, world)
     key = (q["en"], q["zh"])
@@ -59,9 +61,21 @@ while len(records) < 1500 + 260 + 80:          # English SFT start | CLO/SFT pai
         continue
     seen.add(key)
     records.append({lang: {"instruction": t[0], "input": t[1], "output": t[2]} for lang, t in q.items()})
-for name, part in (("start", records[:1500]), ("train", records[1500:1760]), ("eval", records[1760:])):
+for name, part in (("train", records[800:1060]), ("eval", records[1060:])):
     with open(out / f"{name}_pairs.jsonl", "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in part)
+# The start model must know Chinese but follow instructions in English, like the paper's English-centric
+# models: English instructions, plus Chinese text continuation ("continue the text" with a Chinese
+# first sentence) standing in for pre-training on Chinese text. Written as pairs so that
+# `clo-train --objective sft --sft_languages both` trains on both columns; they are not translations.
+zh_texts = [json.loads(line)["text"] for line in open("corpora/zh_corpus/synthetic_zh.jsonl", encoding="utf-8")]
+with open(out / "start_pairs.jsonl", "w", encoding="utf-8") as handle:
+    for record, text in zip(records[:800], zh_texts):
+        head, sep, rest = text.partition("。")
+        if not rest.strip():
+            continue
+        zh = {"instruction": "续写下面的文字。", "input": head + sep, "output": rest}
+        handle.write(json.dumps({"en": record["en"], "zh": zh}, ensure_ascii=False) + "\n")
 # tokenizer training text: the bundled corpora, both languages
 with open(out / "spm_text.txt", "w", encoding="utf-8") as handle:
     for path in sorted(Path("corpora").glob("*/*.jsonl")):
@@ -98,16 +112,16 @@ LlamaForCausalLM(config).save_pretrained(model_dir)
 bad = write_hf_tokenizer_files(out / "inputs/spm.model", model_dir)
 assert not bad, bad
 EOF
-    say "English-centric start: SFT on about 1,500 English instructions -> $OUT/start"
+    say "English-centric start: SFT on ~800 English instructions + ~800 Chinese text continuations -> $OUT/start"
     chatflow clo-train --model "$OUT/random_model" --data "$OUT/start_triples" --output_dir "$OUT/start" \
-      --objective sft --sft_languages source --epochs 6 --per_device_batch_size 16 --learning_rate 3e-3 \
+      --objective sft --sft_languages both --epochs 3 --per_device_batch_size 16 --learning_rate 3e-3 \
       --max_length 128 --logging_steps 50 --save_steps 100000 --use_cpu --quiet --force
     MODEL="$OUT/start/model"
   fi
   DATA="$OUT/train_triples"; EVAL="$OUT/eval_triples"
   COMMON=(--max_length 128 --epochs 3 --logging_steps 10 --save_steps 100000 --use_cpu --quiet --force)
   SFT_ARGS=(--per_device_batch_size 8 --learning_rate 3e-3)
-  CLO_ARGS=(--per_device_batch_size 4 --learning_rate 3e-3)
+  CLO_ARGS=(--per_device_batch_size 4 --learning_rate 1e-3)
 else
   [[ -n $MODEL && -n $DATA && -n $EVAL && -n $OUT ]] || { echo "clo_vs_sft.sh: need --tiny, or --model, --data, --eval_data and --output" >&2; exit 2; }
   COMMON=(--save_steps 500 "${EXTRA[@]}")
