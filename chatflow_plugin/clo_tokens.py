@@ -16,11 +16,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ChatflowError
 from .formats import INSTRUCTION_HEADER, RESPONSE_HEADER
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TextEncoder:

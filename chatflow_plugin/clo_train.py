@@ -22,7 +22,6 @@ written atomically).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
