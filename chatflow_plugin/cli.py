@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("chatflow_plugin.hosts.hf_train", "train a HuggingFace LLaMA on a shard directory"),
     "demo": ("chatflow_plugin.demo", "end-to-end miniature ChatFlow run on a CPU"),
     "eval": ("chatflow_plugin.evaluation.cli", "k-shot MMLU / C-Eval / CMMLU / GAOKAO evaluation"),
+    "eval-curve": ("chatflow_plugin.evaluation.over_training", "accuracy over training tokens (Figure 2)"),
     "elo": ("chatflow_plugin.evaluation.elo", "Elo and Bradley-Terry ratings from pairwise votes"),
     "clo-data": ("chatflow_plugin.clo_data", "build Cross-Lingual Optimization preference triples"),
     "clo-train": ("chatflow_plugin.clo_train", "train with the CLO objective (or its SFT baseline) on triples"),

@@ -68,6 +68,8 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
         # argparse-dataclass leaves MISSING as the parser default; show (and use) the field's own
         if action.dest in defaults and action.default is dataclasses.MISSING:
             action.default = defaults[action.dest]
+        if isinstance(action, argparse._StoreFalseAction) and action.help and "%(default)" not in action.help:
+            action.help += f" (without this flag {action.dest} is on)"
         if action.dest in repeatable:
             action.__class__ = _Extend
     return parser

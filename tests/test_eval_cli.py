@@ -68,3 +68,18 @@ def test_missing_inputs(tmp_path, data_dir, capsys):
     assert parse_tasks(" MMLU, ceval ,mmlu") == ["mmlu", "ceval"]
     with pytest.raises(ChatflowError):
         parse_tasks(",")
+
+
+def test_eval_reports_language_fidelity(tmp_path, tiny_llama_dir, data_dir):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Name a colour.", "lang": "en"}\n{"prompt": "说一个颜色。", "lang": "zh"}\n',
+                       encoding="utf-8")
+    out = tmp_path / "results.json"
+    argv = ["eval", "--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--tasks", "mmlu",
+            "--limit", "2", "--fidelity_prompts", str(prompts), "--output", str(out), "--no_progress",
+            "--device", "cpu"]
+    assert chatflow_main(argv) == 0
+    record = next(iter(json.loads(out.read_text(encoding="utf-8"))["models"].values()))
+    fidelity = record["language_fidelity"]
+    assert fidelity["n"] == 2 and 0.0 <= fidelity["fidelity"] <= 1.0
+    assert set(fidelity["per_language"]) == {"en", "zh"}

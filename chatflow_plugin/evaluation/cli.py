@@ -46,6 +46,8 @@ class EvalOptions:
     add_bos: bool = option(True, help="do not prepend the BOS token (by default every prompt starts with BOS, as LLaMA was trained)")
     share_prefix: bool = option(True, help="do not reuse the key/value cache of each subject's header + exemplars "
                                            "(by default they are run once per subject: same scores, less compute)")
+    fidelity_prompts: str = option("", help="also report language fidelity (share of answers in the prompt's "
+                                            "language): JSONL of {prompt, lang} or a chatflow clo-data directory")
     output: str = option("", help="results JSON path; the markdown tables go next to it (.md)")
     predictions: str = option("", help="also write one JSON line per scored question to this file")
     progress: bool = option(True, help="no progress bar (shown by default)")
@@ -108,6 +110,13 @@ def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
             record = evaluate_model(model, tokenizer, benchmarks, settings, _prediction_writer(sink, name))
             record.update(path=str(path), seconds=time.perf_counter() - t0)
             results["models"][name] = record
+            if opts.fidelity_prompts:
+                from .fidelity import evaluate_fidelity
+
+                report = evaluate_fidelity(path, opts.fidelity_prompts, limit=opts.limit or None,
+                                           batch_size=opts.batch_size, device=opts.device)
+                record["language_fidelity"] = report
+                print(f"{name} language fidelity: {report.get('fidelity')}", file=sys.stderr)
             for b, r in record["benchmarks"].items():
                 multi = r["stats"]["multi_token_questions"]
                 note = (f"; {multi} question(s) with multi-token letters (summed log-probs)" if multi else "")
