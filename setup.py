@@ -19,7 +19,9 @@ setup(
     extras_require={
         "test": ["pytest>=7"],
         "plot": ["matplotlib>=3.5"],
-        "hf": ["transformers>=4.40", "safetensors>=0.4", "accelerate>=0.30", "protobuf>=3.20"],
+        "hf": ["transformers>=4.40", "safetensors>=0.4", "accelerate>=0.30", "protobuf>=3.20", "sacremoses"],
+        # only for the test that checks our scores against lm-evaluation-harness
+        "lmeval": ["lm-eval==0.4.13"],
         "host": ["six", "regex", "packaging", "deepspeed"],
     },
     entry_points={"console_scripts": ["chatflow=chatflow_plugin.cli:main"]},
