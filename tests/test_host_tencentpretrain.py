@@ -241,6 +241,16 @@ def test_pretrain_cpu_learns_logs_groups_and_saves_a_loadable_final_checkpoint(d
     assert "LOADED" in loaded.stdout
 
 
+def test_pretrain_refuses_a_config_for_another_vocabulary(dataset, corpus, home, tmp_path):
+    config = json.loads(TINY.read_text())
+    config["vocab_size"] = 40763
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    args = _pretrain_args(dataset, corpus, str(tmp_path / "o" / "m"), 2, 2)
+    args[args.index(str(TINY))] = str(tmp_path / "c.json")
+    proc = subprocess.run([sys.executable, *args], cwd=corpus / "cwd", env=_env(home), capture_output=True, text=True)
+    assert proc.returncode == 2 and "40763-piece vocabulary" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def _torchrun(nproc: int, args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                  "--master_port", str(_free_port()), *args], cwd=cwd, env=env, timeout=900)

@@ -317,3 +317,23 @@ def test_format_report_has_host_fields_groups_and_weights():
     assert line.startswith("|       20/      40 steps|  1234.50 tokens/s| loss    3.25")
     assert "group loss: en 2.500 zh -" in line and line.endswith("p: en 0.750 zh 0.250")
     assert "group loss" not in format_report(1, 2, 1.0, 1.0, ["en"], None, [1.0])
+
+
+def test_preflight_checks_dataset_tokenizer_and_config_early(shards, spm_model, unigram_spm_model, tmp_path):
+    from chatflow_plugin.hosts.tencentpretrain_launch import preflight_pretrain
+
+    base = ["--data_processor", "dynamic_mixture", "--dataset_path", str(shards.path), "--spm_model_path", str(spm_model)]
+    preflight_pretrain(base)                                       # fine
+    preflight_pretrain(["--data_processor", "lm"])                 # stock processors are not checked
+    with pytest.raises(ChatflowError, match="another tokenizer"):
+        preflight_pretrain(base[:-1] + [str(unigram_spm_model)])
+    with pytest.raises(ChatflowError, match="missing"):
+        preflight_pretrain(base[:3] + [str(tmp_path)] + base[4:])
+    with pytest.raises(ChatflowError, match="needs --spm_model_path"):
+        preflight_pretrain(base[:4])
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"vocab_size": 40763}))
+    with pytest.raises(ChatflowError, match="40763-piece vocabulary but .* has 600 pieces"):
+        preflight_pretrain(base + ["--config_path", str(config)])
+    config.write_text(json.dumps({"vocab_size": 600}))
+    preflight_pretrain(base + ["--config_path", str(config)])

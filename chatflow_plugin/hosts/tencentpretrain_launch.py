@@ -151,6 +151,41 @@ def host_parser_extended(script: str, argv: Sequence[str]) -> Iterator[None]:
         argparse.ArgumentParser.parse_args = original
 
 
+def _option(argv: Sequence[str], name: str) -> str | None:
+    value = None
+    for i, token in enumerate(argv[:-1]):
+        if token == f"--{name}":
+            value = argv[i + 1]
+    return value
+
+
+def preflight_pretrain(argv: Sequence[str]) -> None:
+    """Check dataset, tokenizer and config before the host spends minutes building a large model."""
+    if _data_processor(argv) != DATA_PROCESSOR:
+        return
+    import json
+
+    import sentencepiece as spm
+
+    from ..shards import ShardSet
+
+    spm_path, dataset, config = (_option(argv, n) for n in ("spm_model_path", "dataset_path", "config_path"))
+    if not spm_path:
+        raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --spm_model_path")
+    if not os.path.isfile(spm_path):
+        raise ChatflowError(f"--spm_model_path {spm_path}: no such file")
+    ShardSet(dataset or "dataset.pt", spm_model_path=spm_path)
+    if config and os.path.isfile(config):
+        try:
+            configured = json.loads(Path(config).read_text(encoding="utf-8")).get("vocab_size")
+        except (OSError, ValueError) as exc:
+            raise ChatflowError(f"--config_path {config}: unreadable ({exc})") from None
+        pieces = spm.SentencePieceProcessor(model_file=spm_path).get_piece_size()
+        if configured is not None and int(configured) != pieces:
+            raise ChatflowError(f"{config} is for a {configured}-piece vocabulary but {spm_path} has {pieces} "
+                                f"pieces (expand the tokenizer first: chatflow expand-vocab)")
+
+
 def _load_host_script(home: Path, script: str):
     path = home / f"{script}.py"
     if not path.is_file():
@@ -172,6 +207,7 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
         if script == "pretrain":
             import torch
             argv = runtime_defaults(argv, os.environ, torch.cuda.is_available())
+            preflight_pretrain(argv)
         home = locate_host()
         register()
         module, path = _load_host_script(home, script)
