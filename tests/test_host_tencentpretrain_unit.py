@@ -337,3 +337,18 @@ def test_preflight_checks_dataset_tokenizer_and_config_early(shards, spm_model, 
         preflight_pretrain(base + ["--config_path", str(config)])
     config.write_text(json.dumps({"vocab_size": 600}))
     preflight_pretrain(base + ["--config_path", str(config)])
+
+
+def test_a_config_target_goes_through_the_command_line(tmp_path):
+    from chatflow_plugin.hosts.tencentpretrain_launch import target_from_config
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"target": ["chatflow_instruction"]}))
+    argv = ["--config_path", str(config)]
+    assert target_from_config(argv) == argv + ["--target", "chatflow_instruction"]
+    assert target_from_config(argv + ["--target", "lm"]) == argv + ["--target", "lm"]
+    config.write_text(json.dumps({"target": ["lm"]}))
+    assert target_from_config(argv) == argv
+    config.write_text("{")
+    with pytest.raises(ChatflowError, match="unreadable"):
+        target_from_config(argv)

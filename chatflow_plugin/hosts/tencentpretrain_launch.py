@@ -159,6 +159,27 @@ def _option(argv: Sequence[str], name: str) -> str | None:
     return value
 
 
+def target_from_config(argv: Sequence[str]) -> list[str]:
+    """A ``"target": ["chatflow_instruction"]`` in --config_path is moved onto the command line.
+
+    load_hyperparam applies config values after parsing, past the launcher's translation to the
+    stock module name (which keeps checkpoint keys stock); on the command line it goes through it.
+    """
+    argv = list(argv)
+    config = _option(argv, "config_path")
+    if "target" in given_options(argv) or not config or not os.path.isfile(config):
+        return argv
+    import json
+
+    try:
+        targets = json.loads(Path(config).read_text(encoding="utf-8")).get("target")
+    except (OSError, ValueError) as exc:
+        raise ChatflowError(f"--config_path {config}: unreadable ({exc})") from None
+    if isinstance(targets, list) and TARGET in targets:
+        argv += ["--target", *targets]
+    return argv
+
+
 def preflight_pretrain(argv: Sequence[str]) -> None:
     """Check dataset, tokenizer and config before the host spends minutes building a large model."""
     if _data_processor(argv) != DATA_PROCESSOR:
@@ -207,6 +228,7 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
         if script == "pretrain":
             import torch
             argv = runtime_defaults(argv, os.environ, torch.cuda.is_available())
+            argv = target_from_config(argv)
             preflight_pretrain(argv)
         home = locate_host()
         register()
