@@ -76,8 +76,9 @@ class ChatflowMixtureDataset:
 # pretrain.py --data_processor dynamic_mixture
 
 
-def data_parallel_position(global_rank: int, world_size: int, args) -> tuple[int, int]:
-    """This process's data-parallel rank and world, from the live process group when there is one.
+def data_parallel_position(global_rank: int, world_size: int, args) -> tuple[int, int, object]:
+    """This process's data-parallel rank, world and process group (None: the default group),
+    from the live process group when there is one.
 
     The host passes (0, 1) whenever ``--world_size`` is left at 1, e.g. under ``torchrun`` with
     DeepSpeed; trusting it would make every rank read the same samples.
@@ -85,9 +86,9 @@ def data_parallel_position(global_rank: int, world_size: int, args) -> tuple[int
     if dist.is_available() and dist.is_initialized():
         if getattr(args, "tensor_model_parallel_size", 1) > 1 or getattr(args, "pipeline_model_parallel_size", 1) > 1:
             from tencentpretrain import mpu
-            return mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size()
-        return dist.get_rank(), dist.get_world_size()
-    return int(global_rank or 0), int(world_size or 1)
+            return mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size(), mpu.get_data_parallel_group()
+        return dist.get_rank(), dist.get_world_size(), None
+    return int(global_rank or 0), int(world_size or 1), None
 
 
 class ChatflowMixtureDataloader:
@@ -120,7 +121,7 @@ class ChatflowMixtureDataloader:
             raise ChatflowError(f"{dataset_path}: sequences of {shards.seq_length} tokens exceed the model's "
                                 f"max_seq_length {max_len} ({args.config_path})")
         self.batch_size = int(batch_size)
-        self.rank, self.world_size = data_parallel_position(global_rank, world_size, args)
+        self.rank, self.world_size, self.group = data_parallel_position(global_rank, world_size, args)
         if self.world_size != int(world_size or 1) and self.rank == 0:
             print(f"note: {self.world_size} data-parallel processes but --world_size {world_size}; "
                   f"the data is split over the {self.world_size} processes", file=sys.stderr)
@@ -295,12 +296,7 @@ class ChatflowTrainer(LmTrainer):
     # -- logging -------------------------------------------------------------------------
     def report(self, args) -> None:
         """Every rank takes part (the sums are all-reduced); the first rank writes the line."""
-        reduce = None
-        if dist.is_available() and dist.is_initialized() and self.dp_world > 1:
-            def reduce(tensor):
-                moved = tensor.to(_reduce_device())
-                dist.all_reduce(moved)
-                tensor.copy_(moved)
+        reduce = _all_reducer(self.loader.group) if self.dp_world > 1 else None
         total = torch.tensor([self.total_loss], dtype=torch.float64)
         if reduce is not None:
             reduce(total)
@@ -340,6 +336,15 @@ class ChatflowTrainer(LmTrainer):
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
+
+
+def _all_reducer(group):
+    """Sum a tensor in place over the data-parallel group (on the device the backend needs)."""
+    def reduce(tensor: torch.Tensor) -> None:
+        moved = tensor.to(_reduce_device())
+        dist.all_reduce(moved, group=group)
+        tensor.copy_(moved)
+    return reduce
 
 
 def _reduce_device() -> torch.device:
