@@ -130,7 +130,7 @@ def test_run_host_script_rejects_unknown_scripts():
 
 def test_run_host_script_reports_a_missing_host_cleanly(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(tp.HOME_VARIABLE, str(tmp_path))
-    assert run_host_script("preprocess", ["--data_processor", "dynamic_mixture"]) == 2
+    assert run_host_script("preprocess", ["--data_processor", "lm"]) == 2
     err = capsys.readouterr().err
     assert "preprocess.py: error:" in err and "not a TencentPretrain work tree" in err
 
@@ -352,3 +352,17 @@ def test_a_config_target_goes_through_the_command_line(tmp_path):
     config.write_text("{")
     with pytest.raises(ChatflowError, match="unreadable"):
         target_from_config(argv)
+
+
+def test_preflight_preprocess_names_the_missing_file(tmp_path, spm_model):
+    from chatflow_plugin.hosts.tencentpretrain_launch import preflight_preprocess
+
+    mixture = tmp_path / "m.json"
+    mixture.write_text("{}")
+    base = ["--data_processor", "dynamic_mixture"]
+    preflight_preprocess(base + ["--mixture_config", str(mixture), "--spm_model_path", str(spm_model)])
+    preflight_preprocess(["--data_processor", "lm"])
+    with pytest.raises(ChatflowError, match="needs --mixture_config"):
+        preflight_preprocess(base + ["--spm_model_path", str(spm_model)])
+    with pytest.raises(ChatflowError, match="--spm_model_path .*nope.model: no such file"):
+        preflight_preprocess(base + ["--mixture_config", str(mixture), "--spm_model_path", str(tmp_path / "nope.model")])

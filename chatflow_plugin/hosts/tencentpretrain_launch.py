@@ -207,6 +207,18 @@ def preflight_pretrain(argv: Sequence[str]) -> None:
                                 f"pieces (expand the tokenizer first: chatflow expand-vocab)")
 
 
+def preflight_preprocess(argv: Sequence[str]) -> None:
+    """The files the plugin's preprocessing needs, checked before the host loads its tokenizer."""
+    if _data_processor(argv) != DATA_PROCESSOR:
+        return
+    for name in ("mixture_config", "spm_model_path"):
+        value = _option(argv, name)
+        if not value:
+            raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --{name}")
+        if not os.path.isfile(value):
+            raise ChatflowError(f"--{name} {value}: no such file")
+
+
 def _load_host_script(home: Path, script: str):
     path = home / f"{script}.py"
     if not path.is_file():
@@ -230,6 +242,8 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
             argv = runtime_defaults(argv, os.environ, torch.cuda.is_available())
             argv = target_from_config(argv)
             preflight_pretrain(argv)
+        if script == "preprocess":
+            preflight_preprocess(argv)
         home = locate_host()
         register()
         module, path = _load_host_script(home, script)
