@@ -118,10 +118,15 @@ def paired(a: dict[int, dict[int, float]], b: dict[int, dict[int, float]], fract
     return float(np.mean(diffs)), sd, len(diffs)
 
 
+# Two-sided 95% quantiles of Student's t by degrees of freedom (n - 1 seeds).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
 def _verdict(mean: float, sd: float, n: int, lower_is: str) -> str:
+    """Whether the 95% paired-t interval of the per-seed differences excludes zero."""
     if n < 2 or not math.isfinite(sd):
         return f"one seed only: no spread to judge by ({'baseline higher' if mean > 0 else 'baseline lower'})"
-    if abs(mean) <= 2 * sd / math.sqrt(n):
+    if abs(mean) <= T95.get(n - 1, 2.0) * sd / math.sqrt(n):
         return "within seed noise"
     return f"{lower_is} lower, beyond seed noise" if mean > 0 else "baseline lower, beyond seed noise"
 
@@ -254,8 +259,29 @@ def write_report(out_dir: str | Path, runs: dict[str, Path], context: dict | Non
                     cells.append(f"{mean:+.3f}" + (f" (sd {sd:.3f}, n={n})" if n > 1 else f" (n={n})"))
                 mean, sd, n = paired(a, b, 1.0)
                 lines.append(f"| {panel} | {baseline} | " + " | ".join(cells) + f" | {_verdict(mean, sd, n, 'dynamic')} |")
-    lines += ["", "Verdict rule: a difference counts as beyond seed noise when |mean| > 2 sd/sqrt(n) of the "
-              "per-seed paired differences (n >= 2).", ""]
+    lines += ["", "Verdict rule: beyond seed noise when the 95% paired-t interval of the per-seed differences "
+              "excludes zero (|mean| > t(0.975, n-1) sd/sqrt(n); n >= 2 seeds).", ""]
+
+    lines += ["## Findings at this scale (generated from the numbers above)", ""]
+    for kind in kinds:
+        r = finals.get((kind, "en_corpus"))
+        if r is not None and "en_corpus" in start:
+            change = r["mean"] - start["en_corpus"]
+            lines.append(f"- English corpus, {kind}: held-out loss {'rises' if change > 0 else 'falls'} by "
+                         f"{abs(change):.3f} from the expanded foundation "
+                         f"({'forgetting' if change > 0 else 'no forgetting at this foundation strength'}).")
+    for language in LANGUAGE_GROUPS:
+        for baseline in ("static", "two_stage"):
+            a, b = by_language.get(("dynamic", language)), by_language.get((baseline, language))
+            if not a or not b:
+                continue
+            parts = []
+            for label, fraction in (("at 1/3 of the run", 1 / 3), ("at the end", 1.0)):
+                mean, sd, n = paired(a, b, fraction)
+                parts.append(f"{label} dynamic is {'lower' if mean > 0 else 'higher'} by {abs(mean):.3f} "
+                             f"({_verdict(mean, sd, n, 'dynamic')})")
+            lines.append(f"- {language} vs {baseline}: " + "; ".join(parts) + ".")
+    lines.append("")
 
     lines += ["## Samples per group of each run (the comparison is fair only if these match)", "",
               "| run | " + " | ".join(groups) + " | total |", "|---|" + "---|" * (len(groups) + 1)]
@@ -412,6 +438,7 @@ def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.miniature")
     rep = sub.add_parser("report", help="held-out report over run folders named <kind>_s<seed>")
     rep.add_argument("--runs_dir", required=True, help="folder holding dynamic_s0/, static_s0/, ... run folders")
     rep.add_argument("--output_dir", required=True, help="where report.md, CSVs and PNGs go")
+    rep.add_argument("--context", default="", help="context.json of a demo report (profile, timings, generations)")
     f1 = sub.add_parser("figure1", help="training loss vs tokens")
     f1.add_argument("--run", action="append", required=True,
                     help="NAME=PATH: a chatflow train run folder or a TencentPretrain log file (repeatable)")
@@ -426,7 +453,8 @@ def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.miniature")
         runs = {p.name: p for p in sorted(Path(args.runs_dir).iterdir()) if p.is_dir() and RUN_NAME.match(p.name)}
         if not runs:
             raise ChatflowError(f"{args.runs_dir}: no run folders named <kind>_s<seed>")
-        print(write_report(args.output_dir, runs))
+        context = json.loads(Path(args.context).read_text(encoding="utf-8")) if args.context else None
+        print(write_report(args.output_dir, runs, context))
     elif args.command == "figure1":
         print(figure1(_named(args.run, "run"), args.output, args.tokens_per_step))
     else:
