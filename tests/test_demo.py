@@ -186,7 +186,7 @@ def test_demo_quick_on_the_bundled_corpora(tmp_path, capsys):
     assert cli_main(argv, prog="chatflow demo") == 0
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("\n{\n") + 1:])
-    assert result["seconds"] < 300 and set(result["runs"]) == {"dynamic_s0", "static_s0", "two_stage_s0"}
+    assert set(result["runs"]) == {"dynamic_s0", "static_s0", "two_stage_s0"}
     with open(out / "report" / "final.csv", newline="") as handle:
         final = list(csv.DictReader(handle))
     assert {r["kind"] for r in final} == {"dynamic", "static", "two_stage"}
