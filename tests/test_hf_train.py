@@ -254,7 +254,11 @@ def test_two_cpu_processes_read_disjoint_samples(dataset, heldout, tmp_path):
         "json.dump(seen, open(out, 'w'))\n", encoding="utf-8")
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    import socket
+    with socket.socket() as sock:      # a free port, so parallel CI jobs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            str(script), "--dataset_dir", str(dataset), "--output_dir", str(out), "--model_config", str(TINY_CONFIG),
            "--train_steps", "3", "--micro_batch_size", "2", "--gradient_accumulation_steps", "2",
            "--log_every", "1", "--threads", "1", "--quiet", "--heldout_dir", str(heldout), "--heldout_windows", "4"]
