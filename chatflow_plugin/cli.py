@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("chatflow_plugin.convert", "convert LLaMA checkpoints TencentPretrain <-> HuggingFace"),
     "train": ("chatflow_plugin.hosts.hf_train", "train a HuggingFace LLaMA on a shard directory"),
     "demo": ("chatflow_plugin.demo", "end-to-end miniature ChatFlow run on a CPU"),
+    "baselines": ("chatflow_plugin.baselines", "static / two-stage ablation mixtures matched to a dynamic run"),
+    "miniature": ("chatflow_plugin.miniature", "ablation report and Figure 1/2 plots"),
     "eval": ("chatflow_plugin.evaluation.cli", "k-shot MMLU / C-Eval / CMMLU / GAOKAO evaluation"),
     "eval-curve": ("chatflow_plugin.evaluation.over_training", "accuracy over training tokens (Figure 2)"),
     "elo": ("chatflow_plugin.evaluation.elo", "Elo and Bradley-Terry ratings from pairwise votes"),
