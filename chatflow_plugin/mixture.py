@@ -173,6 +173,19 @@ def _name(obj: dict, where: str) -> str:
     return name
 
 
+def _named_entry(raw: Any, allowed: set[str], where: str, seen: set[str], what: str) -> tuple[str, str]:
+    """Check a group/source object: its name (unique among ``seen``) and keys. Returns (name, where)."""
+    if not isinstance(raw, dict):
+        raise ChatflowError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    name = _name(raw, where)
+    where = f"{where} ({name})"
+    _check_keys(raw, allowed, where)
+    if name in seen:
+        raise ChatflowError(f"{where}: duplicate {what} name {name!r}")
+    seen.add(name)
+    return name, where
+
+
 def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path(".")) -> MixtureSpec:
     top = _check_keys(data, _TOP_KEYS, where)
     warnings: list[str] = []
@@ -198,14 +211,7 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
     group_names: set[str] = set()
     source_names: set[str] = set()
     for gi, graw in enumerate(groups_raw):
-        gwhere = f"{where}.groups[{gi}]"
-        _check_keys(graw, set(graw) if isinstance(graw, dict) else set(), gwhere)
-        gname = _name(graw, gwhere)
-        gwhere = f"{where}.groups[{gi}] ({gname})"
-        _check_keys(graw, _GROUP_KEYS, gwhere)
-        if gname in group_names:
-            raise ChatflowError(f"{gwhere}: duplicate group name {gname!r}")
-        group_names.add(gname)
+        gname, gwhere = _named_entry(graw, _GROUP_KEYS, f"{where}.groups[{gi}]", group_names, "group")
         alpha = _number(graw, "alpha", gwhere)
         beta = _number(graw, "beta", gwhere)
         if alpha == 0 and beta == 0:
@@ -215,14 +221,7 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
             raise ChatflowError(f"{gwhere}.sources: expected a non-empty list of sources")
         sources = []
         for si, sraw in enumerate(sources_raw):
-            swhere = f"{gwhere}.sources[{si}]"
-            _check_keys(sraw, set(sraw) if isinstance(sraw, dict) else set(), swhere)
-            sname = _name(sraw, swhere)
-            swhere = f"{gwhere}.sources[{si}] ({sname})"
-            _check_keys(sraw, _SOURCE_KEYS, swhere)
-            if sname in source_names:
-                raise ChatflowError(f"{swhere}: duplicate source name {sname!r}")
-            source_names.add(sname)
+            sname, swhere = _named_entry(sraw, _SOURCE_KEYS, f"{gwhere}.sources[{si}]", source_names, "source")
             kind = sraw.get("kind")
             if kind not in KINDS:
                 raise ChatflowError(f"{swhere}.kind: expected one of {KINDS}, got {kind!r}")
