@@ -174,3 +174,34 @@ def test_evaluate_model_reports_letter_tokens(tmp_path, tiny):
     bench = load_benchmark("cmmlu", __import__("test_eval_benchmarks").write_cmmlu(tmp_path / "c"), 1)
     out = evaluate_model(model, tok, [bench], EvalSettings(num_fewshot=1, limit=2, progress=False))
     assert out["letter_tokens"]["cmmlu"]["A"] == ["<0x41>"] and out["benchmarks"]["cmmlu"]["n_questions"] == 4
+
+
+class _ForwardWith:
+    """A stand-in model whose forward takes the key/value cache under one transformers release's name."""
+
+    def __init__(self, keyword):
+        params = ", ".join(["input_ids=None", "attention_mask=None", "use_cache=None"] +
+                           ([f"{keyword}=None"] if keyword else []))
+        namespace = {}
+        exec(f"def forward({params}): pass", namespace)
+        self.forward = namespace["forward"]
+
+
+@pytest.mark.parametrize("keyword", ["cache", "past_key_values"])
+def test_cache_keyword_of_either_transformers_release_is_used(tiny, keyword):
+    """transformers >= 5.24 takes ``cache``, earlier releases ``past_key_values``: both share prefixes."""
+    from chatflow_plugin.evaluation.scoring import cache_kwarg
+
+    assert cache_kwarg(_ForwardWith(keyword)) == keyword
+    model, tok = tiny
+    assert LetterScorer(model, tok).share_prefix   # the installed release's keyword is found
+
+
+def test_a_model_without_a_cache_keyword_says_so_once(tiny):
+    from chatflow_plugin.evaluation.scoring import cache_kwarg
+
+    _, tok = tiny
+    assert cache_kwarg(_ForwardWith(None)) is None
+    with pytest.warns(UserWarning, match="no key/value cache"):
+        scorer = LetterScorer(_ForwardWith(None), tok)
+    assert not scorer.share_prefix

@@ -27,6 +27,7 @@ import copy
 import inspect
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -98,11 +99,26 @@ def _logits_kwarg(model) -> str | None:
     return None
 
 
-def _accepts(model, name: str) -> bool:
+CACHE_KWARGS = ("cache", "past_key_values")   # transformers >= 5.24 names it ``cache``; earlier releases
+                                               # ``past_key_values`` (still accepted there, deprecated)
+
+
+def cache_kwarg(model) -> str | None:
+    """The forward's key/value-cache keyword (``cache`` or ``past_key_values``), or None if it has none."""
     try:
-        return name in inspect.signature(model.forward).parameters
+        params = inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
-        return False
+        return None
+    return next((name for name in CACHE_KWARGS if name in params), None)
+
+
+def output_cache(output) -> Any:
+    """The key/value cache a forward returned, under whichever name this transformers release uses."""
+    for name in CACHE_KWARGS:
+        cache = getattr(output, name, None)
+        if cache is not None:
+            return cache
+    return None
 
 
 def _device(model) -> torch.device:
@@ -130,8 +146,13 @@ class LetterScorer:
             tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0)
         self.keep_kwarg = _logits_kwarg(model)
         self.device = _device(model)
-        self.share_prefix = share_prefix and _accepts(model, "past_key_values")
+        self.cache_kwarg = cache_kwarg(model)
+        self.share_prefix = share_prefix and self.cache_kwarg is not None
+        if share_prefix and self.cache_kwarg is None:
+            warnings.warn(f"{type(model).__name__}.forward takes no key/value cache ({' or '.join(CACHE_KWARGS)}): "
+                          "few-shot prefixes are recomputed for every question (same scores, slower)", stacklevel=2)
         self._prefix_ids: dict[str, list[int]] = {}
+        self._warned_cache = False
         self.stats = ScoreStats()
 
     def _attach_prefix(self, row: _Row, prefix_text: str) -> None:
@@ -170,8 +191,15 @@ class LetterScorer:
                          **({self.keep_kwarg: 1} if self.keep_kwarg else {}))
         self.stats.prefix_forward_passes += 1
         self.stats.tokens += len(prefix)
-        cache = getattr(out, "past_key_values", None)
-        return cache if hasattr(cache, "batch_repeat_interleave") else None
+        cache = output_cache(out)
+        if hasattr(cache, "batch_repeat_interleave"):
+            return cache
+        if not self._warned_cache:
+            self._warned_cache = True
+            warnings.warn(f"{type(self.model).__name__} returned a key/value cache of type {type(cache).__name__}, "
+                          "which cannot be repeated over a batch: few-shot prefixes are recomputed for every "
+                          "question (same scores, slower)", stacklevel=2)
+        return None
 
     @torch.inference_mode()
     def _forward(self, rows: list[_Row], scores: np.ndarray, prefix_cache=None, prefix_len: int = 0) -> None:
@@ -191,7 +219,7 @@ class LetterScorer:
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)   # the forward appends to the cache it is given
             cache.batch_repeat_interleave(len(rows))
-            kwargs.update(past_key_values=cache, use_cache=True)
+            kwargs.update({self.cache_kwarg: cache, "use_cache": True})
             self.stats.shared_prefix_rows += len(rows)
         if self.keep_kwarg:
             kwargs[self.keep_kwarg] = keep
