@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .atomic import atomic_file
 from .errors import ChatflowError
-from .mixture import MixtureSpec, load_mixture
+from .mixture import MixtureSpec, load_mixture, write_mixture
 from .options import option, parse_options
 
 
@@ -77,8 +77,7 @@ def write_baselines(spec: MixtureSpec, run_samples: int, output_dir: str | Path)
     first, second, stage2 = two_stage_mixtures(spec, run_samples)
     files = {"dynamic": spec.to_json(), "static": static_mixture(spec, run_samples), "stage1": first, "stage2": second}
     for name, data in files.items():
-        with atomic_file(out / f"{name}.json") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
+        write_mixture(data, out / f"{name}.json", tree=out)
     info = {"run_samples": run_samples, "shares": time_average_shares(spec, run_samples),
             "instruction_groups": instruction_groups(spec), "stage1_samples": run_samples - stage2,
             "stage2_samples": stage2}

@@ -30,7 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = ["usage: chatflow <command> [options]", "", "commands:"]
     lines += [f"  {name:<13} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
-    lines += ["", "`chatflow <command> --help` lists a command's options."]
+    lines += ["", "`chatflow <command> --help` lists a command's options; `chatflow --version` prints the version."]
     return "\n".join(lines)
 
 
@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"chatflow-plugin {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:

@@ -28,10 +28,12 @@ from pathlib import Path
 
 from .demo_data import SplitBudget, iter_texts, prepare_data
 from .errors import ChatflowError
+from .files import path_for_file
+from .mixture import write_mixture
 from .options import option, parse_options
+from .resources import resource
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-BASE_MIXTURE = PACKAGE_ROOT / "models" / "mixtures" / "tiny_corpora.json"
+BASE_MIXTURE = "models/mixtures/tiny_corpora.json"   # a packaged file (chatflow_plugin.resources)
 INSTRUCTION_GROUPS = ("en_inst", "zh_inst")
 RUN_KINDS = ("dynamic", "static", "two_stage")
 PROMPTS = {"zh": "请用一句话介绍一下长城。", "en": "Give three tips for staying healthy."}
@@ -77,7 +79,7 @@ class DemoOptions:
     output_dir: str = option("chatflow_demo", help="folder for everything the demo writes")
     quick: bool = option(False, help="a few-minute run (CI): tiny model, one seed, few steps")
     data_dir: str = option("", help="folder with en_corpus/ zh_corpus/ parallel/ en_inst/ zh_inst/ [code/] "
-                                    "*.jsonl (default: the bundled corpora/; e.g. ../shared/data)")
+                                    "*.jsonl (default: the bundled corpora/)")
     seeds: int = option(0, help="seeds per run kind (0: the profile's: 1 quick, 3 full)")
     run_steps: int = option(0, help="optimizer steps per continued-training run (0: the profile's)")
     foundation_steps: int = option(0, help="optimizer steps of the English foundation (0: the profile's)")
@@ -95,7 +97,7 @@ def _say(message: str) -> None:
 
 
 def default_data_dir() -> Path:
-    return PACKAGE_ROOT / "corpora"
+    return resource("corpora")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def _mixture_json(groups: list[dict], seq_length: int, t_grow: float, data_root:
 
 def _groups_from_base(weights: dict[str, tuple[float, float]] | None = None) -> list[dict]:
     """The paper's six groups (alpha, beta from models/mixtures/tiny_corpora.json), one source each."""
-    base = json.loads(BASE_MIXTURE.read_text(encoding="utf-8"))
+    base = json.loads(resource(BASE_MIXTURE).read_text(encoding="utf-8"))
     groups = []
     for g in base["groups"]:
         alpha, beta = (g["alpha"], g["beta"]) if weights is None else weights[g["name"]]
@@ -211,7 +213,7 @@ def _merge_stage_logs(run_dir: Path, parts: list[tuple[Path, int]], offset_steps
     total = {"steps": sum(s["steps"] for s in summaries), "samples": sum(s["samples"] for s in summaries),
              "tokens": sum(s["tokens"] for s in summaries), "group_samples": group_samples,
              "seconds_this_session": sum(s["seconds_this_session"] for s in summaries),
-             "final_model": str(parts[-1][0] / "final")}
+             "final_model": path_for_file(parts[-1][0] / "final", run_dir / "train_summary.json", tree=run_dir)}
     (run_dir / "train_summary.json").write_text(json.dumps(total, indent=2) + "\n")
 
 
@@ -309,13 +311,12 @@ def run_demo(options: DemoOptions) -> dict:
         for g in en_groups:
             g["alpha"] = g["beta"] = 1.0
         for split_name in ("train", "heldout"):
-            mix = work / "mixtures" / f"english_{split_name}.json"
-            mix.parent.mkdir(exist_ok=True)
-            mix.write_text(json.dumps(_mixture_json(en_groups, profile.seq_length, 1.0, data / split_name,
-                                                    "english_foundation")), encoding="utf-8")
+            mix = write_mixture(_mixture_json(en_groups, profile.seq_length, 1.0, data / split_name,
+                                              "english_foundation"),
+                                work / "mixtures" / f"english_{split_name}.json", tree=work)
             preprocess(load_mixture(mix), en_model, work / "shards" / f"english_{split_name}", workers=0, force=True)
         _train(dataset_dir=str(work / "shards" / "english_train"), output_dir=str(foundation_run),
-               model_config=str(PACKAGE_ROOT / profile.model_config), spm_model_path=str(en_model),
+               model_config=str(resource(profile.model_config)), spm_model_path=str(en_model),
                heldout_dir=str(work / "shards" / "english_heldout"), train_steps=profile.foundation_steps,
                init_seed=1234, **common)
 
@@ -338,7 +339,7 @@ def run_demo(options: DemoOptions) -> dict:
     t_grow = max(1.0, options.t_grow_fraction * run_samples)
     mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, data / "train")
     for name in ("dynamic", "static", "stage1", "stage2"):
-        (work / "mixtures" / f"{name}.json").write_text(json.dumps(mixtures[name], indent=2), encoding="utf-8")
+        write_mixture(mixtures[name], work / "mixtures" / f"{name}.json", tree=work)
     if not (shards_train / "manifest.json").is_file():
         preprocess(load_mixture(work / "mixtures" / "dynamic.json"), zh_model, shards_train, workers=0, force=True)
     if not (shards_held / "manifest.json").is_file():
@@ -371,13 +372,18 @@ def run_demo(options: DemoOptions) -> dict:
     stage("write the report")
     from .miniature import write_report
     timings["total"] = round(time.time() - started, 1)
-    context = {"profile": "quick" if options.quick else "full", "data_dir": str(data_dir), "split": split,
+    context_file = work / "report" / "context.json"   # paths in it follow chatflow_plugin.files' rule
+
+    def where(path: Path) -> str:
+        return path_for_file(path, context_file, tree=work)
+
+    context = {"profile": "quick" if options.quick else "full", "data_dir": where(data_dir), "split": split,
                "profile_settings": {k: v for k, v in profile.__dict__.items() if k != "budget"},
                "t_grow_samples": t_grow, "run_samples": run_samples, "shares": mixtures["shares"],
                "instruction_share": mixtures["instruction_share"], "timings_seconds": timings,
                "tokenizer": {"english_pieces": _pieces(en_model), "expanded_pieces": _pieces(zh_model)},
-               "generations": generations, "release_dir": str(release), "bf16": profile.bf16,
-               "foundation_dir": str(foundation_run)}
+               "generations": generations, "release_dir": where(release), "bf16": profile.bf16,
+               "foundation_dir": where(foundation_run)}
     report = write_report(work / "report", runs, context)
     _say(f"done in {timings['total']:.0f} s; report: {report}")
     return {"report": str(report), "seconds": timings["total"], "runs": {k: str(v) for k, v in runs.items()}}

@@ -1,8 +1,7 @@
 """Data for the demo: each group's documents split into train and held-out BEFORE tokenization.
 
 The input folder has one sub-folder per group (``en_corpus``, ``zh_corpus``, ``parallel``, ``en_inst``,
-``zh_inst``, ``code``) of ``*.jsonl`` files: the layout of the bundled ``corpora/`` and of
-``../shared/data``. A missing ``code`` folder is replaced by the Python standard library's own ``.py``
+``zh_inst``, ``code``) of ``*.jsonl`` files: the layout of the bundled ``corpora/``. A missing ``code`` folder is replaced by the Python standard library's own ``.py``
 files read at run time. Documents are shuffled with a fixed seed per group; the first ones, up to a
 character budget, become the held-out set, so no held-out text is ever trained on.
 """

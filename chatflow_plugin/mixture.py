@@ -8,8 +8,10 @@ Format (JSON; ``comment``/``description`` keys are allowed anywhere and ignored)
                  "sources": [{"name": "refinedweb", "kind": "corpus", "paths": ["en/*.jsonl"]}]}]}
 
 Relative paths resolve against ``data_root``, itself relative to the mixture file (default: the
-file's folder); ``--data_root`` on the command line overrides it. A source's share inside its group
-is proportional to its tokens unless it gives ``share``.
+file's folder); ``--data_root`` on the command line (relative to the working directory) overrides it.
+A parsed spec always holds an absolute ``data_root``; :func:`write_mixture` writes it back following the
+project's path rule (:mod:`chatflow_plugin.files`). A source's share inside its group is proportional to
+its tokens unless it gives ``share``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_file
 from .errors import ChatflowError
+from .files import path_for_file
 from .schedule import Schedule
 
 KINDS = ("corpus", "code", "parallel", "instruction")
@@ -86,7 +90,7 @@ class MixtureSpec:
                        source_paths: dict[str, list[str]] | None = None) -> "MixtureSpec":
         spec = self
         if data_root is not None:
-            spec = replace(spec, data_root=Path(data_root))
+            spec = replace(spec, data_root=_absolute(data_root))
         if seq_length is not None:
             if seq_length <= 0:
                 raise ChatflowError(f"seq_length must be positive, got {seq_length}")
@@ -123,6 +127,7 @@ class MixtureSpec:
         return resolved
 
     def to_json(self) -> dict[str, Any]:
+        """The spec as a mixture file's JSON (``data_root`` absolute; :func:`write_mixture` relativises it)."""
         return {
             "name": self.name, "seq_length": self.seq_length, "T_grow": self.t_grow,
             "schedule_unit": self.schedule_unit, "seed": self.seed, "data_root": str(self.data_root),
@@ -254,9 +259,10 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
         raise ChatflowError(f"{where}: all group weights are zero at t = 0 (every alpha is 0)")
     if sum(g.beta for g in groups) <= 0:
         raise ChatflowError(f"{where}: all group weights are zero from t = T_grow on (every beta is 0)")
-    data_root = Path(top.get("data_root", "."))
-    if not data_root.is_absolute():
-        data_root = base_dir / data_root
+    data_root = top.get("data_root", ".")
+    if not isinstance(data_root, str) or not data_root:
+        raise ChatflowError(f"{where}.data_root: expected a folder path, got {data_root!r}")
+    data_root = _absolute(Path(base_dir) / os.path.expanduser(data_root))
     return MixtureSpec(name=top.get("name", "mixture"), groups=tuple(groups), t_grow=t_grow,
                        seq_length=seq_length, schedule_unit=unit, seed=seed, data_root=data_root,
                        warnings=tuple(warnings))
@@ -276,6 +282,23 @@ def load_mixture(path: str | os.PathLike) -> MixtureSpec:
         raise ChatflowError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     spec = parse_mixture(data, where=str(path), base_dir=path.parent)
     return replace(spec, path=path)
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    return Path(os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(path)))))
+
+
+def write_mixture(data: dict[str, Any], path: str | os.PathLike, tree: str | os.PathLike | None = None) -> Path:
+    """Write a mixture file (atomically). ``data_root`` becomes relative to the file when both lie inside
+    ``tree`` (the output folder being written), else absolute, so that :func:`load_mixture` finds the same
+    folder from any working directory."""
+    path = Path(path)
+    data = dict(data)
+    data["data_root"] = path_for_file(data.get("data_root") or ".", path, tree)
+    with atomic_file(path) as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    return path
 
 
 def parse_source_overrides(items: list[str] | None) -> dict[str, list[str]]:

@@ -5,13 +5,13 @@
 # dynamic data sampler (T_grow = 5M samples of 2048 tokens), and convert the result to HuggingFace format
 # for release.
 #
-#   scripts/chatflow_full_run.sh --tiny [--output DIR] [--data_dir DIR]
+#   scripts/chatflow_full_run.sh --tiny [--output_dir DIR] [--data_dir DIR] [--full]
 #       CPU, no host: `chatflow demo --quick` does the same steps in miniature with the HuggingFace backend
 #       (English tokenizer and foundation -> expansion -> dynamic/static/two-stage -> HF release ->
-#       generation). About 1-5 minutes on 2 cores; with --data_dir ../shared/data and --full, the 3-seed
-#       miniature (25-40 minutes on a 2-core machine, see docs/demo.md).
+#       generation). About a minute on 2 cores; --data_dir DIR runs on your own data (one folder per group, see
+#       `chatflow demo --help`); --full runs the 3-seed miniature (about 15 minutes on 2 cores, docs/demo.md).
 #
-#   scripts/chatflow_full_run.sh --llama2 HF_DIR --data_root DIR --output DIR [--symbols FILE] [--gpus 8]
+#   scripts/chatflow_full_run.sh --llama2 HF_DIR --data_root DIR --output_dir DIR [--symbols FILE] [--gpus 8]
 #       [--steps 60000] [--batch_size 8] [--lr 2e-5] [--workers 32] [--backend host|hf]
 #       Full scale. HF_DIR: LLaMA-2-7B in HuggingFace format (with tokenizer.model); DIR: the Table 1 sources
 #       laid out as models/mixtures/chatflow_table1.json names them (or edit that file); --symbols: a file
@@ -23,47 +23,28 @@
 #       with 32 workers ~2-4 h; training ~4 days on 8 A100-80GB at an assumed ~3k tokens/s/GPU; conversion
 #       ~15 min.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python}
-TINY=0; FULL_MINIATURE=0; OUT=""; DATA_DIR=""; LLAMA=""; DATA_ROOT=""; SYMBOLS=""; GPUS=8; STEPS=60000; BATCH=8
+source "$(dirname "$0")/_common.sh"
+TINY=0; FULL=0; OUTPUT_DIR=""; DATA_DIR=""; LLAMA2=""; DATA_ROOT=""; SYMBOLS=""; GPUS=8; STEPS=60000; BATCH_SIZE=8
 LR=2e-5; WORKERS=32; BACKEND=host
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --tiny) TINY=1; shift ;;
-    --full) FULL_MINIATURE=1; shift ;;
-    --output) OUT=$2; shift 2 ;;
-    --data_dir) DATA_DIR=$2; shift 2 ;;
-    --llama2) LLAMA=$2; shift 2 ;;
-    --data_root) DATA_ROOT=$2; shift 2 ;;
-    --symbols) SYMBOLS=$2; shift 2 ;;
-    --gpus) GPUS=$2; shift 2 ;;
-    --steps) STEPS=$2; shift 2 ;;
-    --batch_size) BATCH=$2; shift 2 ;;
-    --lr) LR=$2; shift 2 ;;
-    --workers) WORKERS=$2; shift 2 ;;
-    --backend) BACKEND=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
-    *) echo "chatflow_full_run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-chatflow() { "$PY" -m chatflow_plugin.cli "$@"; }
-say() { echo "[chatflow_full_run $(date -u +%H:%M:%S)] $*" >&2; }
+parse_flags "bool:tiny bool:full value:output_dir value:data_dir value:llama2 value:data_root value:symbols value:gpus
+             value:steps value:batch_size value:lr value:workers value:backend" "$@"
 
 if [[ $TINY == 1 ]]; then
-  OUT=${OUT:-runs/chatflow_tiny}
-  args=(--output_dir "$OUT")
-  [[ $FULL_MINIATURE == 0 ]] && args+=(--quick)
+  OUTPUT_DIR=${OUTPUT_DIR:-runs/chatflow_tiny}
+  args=()
+  [[ $FULL == 0 ]] && args+=(--quick)
   [[ -n $DATA_DIR ]] && args+=(--data_dir "$DATA_DIR")
-  chatflow demo "${args[@]}"
-  say "released HF model: $OUT/release; report: $OUT/report/report.md"
+  say "chatflow demo ${args[*]} --output_dir $OUTPUT_DIR"
+  chatflow demo --output_dir "$OUTPUT_DIR" "${args[@]}"
+  say "released HF model: $OUTPUT_DIR/release; report: $OUTPUT_DIR/report/report.md"
   exit 0
 fi
 
-[[ -n $LLAMA && -n $DATA_ROOT && -n $OUT ]] || { echo "full scale needs --llama2, --data_root and --output (see --help)" >&2; exit 2; }
-[[ -f $LLAMA/tokenizer.model && -f $LLAMA/config.json ]] || { echo "$LLAMA: expected an HF LLaMA-2 directory with tokenizer.model" >&2; exit 2; }
-mkdir -p "$OUT"
-MIXTURE=models/mixtures/chatflow_table1.json
-
+[[ -n $LLAMA2 && -n $DATA_ROOT && -n $OUTPUT_DIR ]] || usage_error "full scale needs --llama2, --data_root and --output_dir (see --help)"
+[[ -f $LLAMA2/tokenizer.model && -f $LLAMA2/config.json ]] || die "$LLAMA2: expected an HF LLaMA-2 directory with tokenizer.model"
+mkdir -p "$OUTPUT_DIR"
+OUT=$OUTPUT_DIR; LLAMA=$LLAMA2; BATCH=$BATCH_SIZE
+MIXTURE=$ROOT/models/mixtures/chatflow_table1.json
 say "1/5 vocabulary expansion: mine Chinese characters from the Chinese sources, sub-token-mean rows"
 if [[ ! -d $OUT/llama2_expanded_hf ]]; then
   mapfile -t ZH < <("$PY" - "$MIXTURE" "$DATA_ROOT" <<'PYEOF'
@@ -92,12 +73,12 @@ fi
 
 say "3/5 continued training with the dynamic sampler ($BACKEND backend)"
 if [[ $BACKEND == host ]]; then
-  [[ -n ${TENCENTPRETRAIN_HOME:-} ]] || { echo "set TENCENTPRETRAIN_HOME to a TencentPretrain clone" >&2; exit 2; }
+  [[ -n ${TENCENTPRETRAIN_HOME:-} ]] || die "set TENCENTPRETRAIN_HOME to a TencentPretrain clone"
   [[ -f $OUT/llama2_expanded_tp/tencentpretrain_model.bin ]] || \
     chatflow convert hf2tp "$OUT/llama2_expanded_hf" "$OUT/llama2_expanded_tp"
-  deepspeed --num_gpus "$GPUS" pretrain.py --deepspeed --deepspeed_config models/deepspeed_zero3_config.json \
+  deepspeed --num_gpus "$GPUS" "$ROOT/pretrain.py" --deepspeed --deepspeed_config "$ROOT/models/deepspeed_zero3_config.json" \
     --enable_zero3 --pretrained_model_path "$OUT/llama2_expanded_tp/tencentpretrain_model.bin" \
-    --dataset_path "$OUT/dataset" --spm_model_path "$OUT/tokenizer.model" --config_path models/llama2/7b_config.json \
+    --dataset_path "$OUT/dataset" --spm_model_path "$OUT/tokenizer.model" --config_path "$ROOT/models/llama2/7b_config.json" \
     --output_model_path "$OUT/chatflow_tp" --world_size "$GPUS" --data_processor dynamic_mixture \
     --target chatflow_instruction --total_steps "$STEPS" --save_checkpoint_steps 5000 --batch_size "$BATCH" \
     --learning_rate "$LR" --report_steps 50 --deepspeed_checkpoint_activations 2>&1 | tee -a "$OUT/train.log"
@@ -107,7 +88,7 @@ else
   torchrun --nproc_per_node "$GPUS" -m chatflow_plugin.cli train --dataset_dir "$OUT/dataset" \
     --model_path "$OUT/llama2_expanded_hf" --spm_model_path "$OUT/tokenizer.model" --output_dir "$OUT/chatflow_run" \
     --train_steps "$STEPS" --micro_batch_size "$BATCH" --learning_rate "$LR" --warmup_steps 500 --bf16 \
-    --log_every 50 --save_every 5000 --deepspeed models/hf/deepspeed_zero3_hf.json
+    --log_every 50 --save_every 5000 --deepspeed "$ROOT/models/hf/deepspeed_zero3_hf.json"
   say "4/5 the HF backend trains in HuggingFace format already: release $OUT/chatflow_run/final"
   rm -rf "$OUT/chatflow_hf" && cp -r "$OUT/chatflow_run/final" "$OUT/chatflow_hf"
 fi

@@ -2,52 +2,35 @@
 # CLO vs SFT side by side on the same data (CLO arXiv 2505.14297: N CLO pairs vs 2N SFT samples, the
 # paper's 3,200 vs 6,400), reporting target-language loss, English loss and language fidelity.
 #
-#   scripts/clo_vs_sft.sh --tiny [--output DIR]
+#   scripts/clo_vs_sft.sh --tiny [--output_dir DIR]
 #       CPU-sized: builds a tokenizer and a tiny random LLaMA, makes it English-centric (English
 #       instructions + Chinese text continuation), then compares CLO (100 pairs, attention only) with
 #       SFT (200 target samples, all weights) on aligned en/zh instruction pairs from the bundled
-#       synthetic world (corpora/). About 10-15 minutes on 2 cores. `--tiny --model DIR` starts
+#       synthetic world (corpora/). About 2 minutes on 2 cores. `--tiny --model DIR` starts
 #       from an existing small model (e.g. the demo's) instead.
 #       The numbers exercise the pipeline; a model this small is not evidence about the method.
 #
-#   scripts/clo_vs_sft.sh --model START_MODEL --data TRIPLES_DIR --eval_data TRIPLES_DIR --output DIR \
+#   scripts/clo_vs_sft.sh --model START_MODEL --data TRIPLES_DIR --eval_data TRIPLES_DIR --output_dir DIR \
 #       [--pairs 3200] [--fidelity_limit 400] [-- extra clo-train options for both runs]
 #       Full size: START_MODEL is an English-centric HF LLaMA directory, TRIPLES_DIR a `chatflow clo-data`
 #       directory with at least 2 x pairs pairs, EVAL_DATA held-out triples.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python}
-
-TINY=0; MODEL=""; DATA=""; EVAL=""; OUT=""; PAIRS=3200; FID_LIMIT=400; EXTRA=()
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --tiny) TINY=1; shift ;;
-    --model) MODEL=$2; shift 2 ;;
-    --data) DATA=$2; shift 2 ;;
-    --eval_data) EVAL=$2; shift 2 ;;
-    --output) OUT=$2; shift 2 ;;
-    --pairs) PAIRS=$2; shift 2 ;;
-    --fidelity_limit) FID_LIMIT=$2; shift 2 ;;
-    --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
-    *) echo "clo_vs_sft.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-
-chatflow() { "$PY" -m chatflow_plugin.cli "$@"; }
-say() { echo "[clo_vs_sft $(date -u +%H:%M:%S)] $*" >&2; }
+source "$(dirname "$0")/_common.sh"
+TINY=0; MODEL=""; DATA=""; EVAL_DATA=""; OUTPUT_DIR=""; PAIRS=3200; FIDELITY_LIMIT=400
+parse_flags "bool:tiny value:model value:data value:eval_data value:output_dir value:pairs value:fidelity_limit" "$@"
+OUT=$OUTPUT_DIR; EVAL=$EVAL_DATA; FID_LIMIT=$FIDELITY_LIMIT
 
 if [[ $TINY == 1 ]]; then
   OUT=${OUT:-runs/clo_vs_sft_tiny}
   PAIRS=100; FID_LIMIT=80
   mkdir -p "$OUT"
   say "aligned en/zh instruction pairs from the synthetic world in corpora/ -> $OUT/inputs"
-  "$PY" - "$OUT" <<'EOF'
+  "$PY" - "$OUT" "$ROOT/corpora" <<'EOF'
 import json, random, sys
 from pathlib import Path
-out = Path(sys.argv[1]) / "inputs"
+out, corpora = Path(sys.argv[1]) / "inputs", Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
-sys.path.insert(0, "corpora")
+sys.path.insert(0, str(corpora))
 import synth_instructions                      # the bundled corpora's generator: both languages per task
 from synth_world import build_world
 world = build_world(0)
@@ -68,7 +51,7 @@ for name, part in (("train", records[800:1060]), ("eval", records[1060:])):
 # models: English instructions, plus Chinese text continuation ("continue the text" with a Chinese
 # first sentence) standing in for pre-training on Chinese text. Written as pairs so that
 # `clo-train --objective sft --sft_languages both` trains on both columns; they are not translations.
-zh_texts = [json.loads(line)["text"] for line in open("corpora/zh_corpus/synthetic_zh.jsonl", encoding="utf-8")]
+zh_texts = [json.loads(line)["text"] for line in open(corpora / "zh_corpus/synthetic_zh.jsonl", encoding="utf-8")]
 with open(out / "start_pairs.jsonl", "w", encoding="utf-8") as handle:
     for record, text in zip(records[:800], zh_texts):
         head, sep, rest = text.partition("。")
@@ -78,7 +61,7 @@ with open(out / "start_pairs.jsonl", "w", encoding="utf-8") as handle:
         handle.write(json.dumps({"en": record["en"], "zh": zh}, ensure_ascii=False) + "\n")
 # tokenizer training text: the bundled corpora, both languages
 with open(out / "spm_text.txt", "w", encoding="utf-8") as handle:
-    for path in sorted(Path("corpora").glob("*/*.jsonl")):
+    for path in sorted(corpora.glob("*/*.jsonl")):
         for line in open(path, encoding="utf-8"):
             record = json.loads(line)
             for value in ([record.get("text")] + [record.get(k) for k in ("en", "zh", "instruction", "input", "output")]):
@@ -123,7 +106,7 @@ EOF
   SFT_ARGS=(--per_device_batch_size 8 --learning_rate 3e-3)
   CLO_ARGS=(--per_device_batch_size 4 --learning_rate 1e-3)
 else
-  [[ -n $MODEL && -n $DATA && -n $EVAL && -n $OUT ]] || { echo "clo_vs_sft.sh: need --tiny, or --model, --data, --eval_data and --output" >&2; exit 2; }
+  [[ -n $MODEL && -n $DATA && -n $EVAL && -n $OUT ]] || usage_error "need --tiny, or --model, --data, --eval_data and --output_dir"
   COMMON=(--save_steps 500 "${EXTRA[@]}")
   SFT_ARGS=(); CLO_ARGS=()
 fi

@@ -1,43 +1,42 @@
 #!/usr/bin/env bash
-# ChatFlow's vocabulary expansion in one go: mine Chinese characters from corpora, append them (and an
-# optional file of symbols) to a LLaMA tokenizer, and expand the checkpoint's embedding and output rows
-# with sub-token means.
+# ChatFlow's vocabulary expansion in one go (arXiv 2405.10626, Sec. 2.2): mine Chinese characters from corpora,
+# append them (and an optional file of symbols; the paper adds 62) to a LLaMA tokenizer, and expand the
+# checkpoint's embedding and output rows with the mean of the rows of the pieces the ORIGINAL tokenizer splits
+# each new character into.
 #
-# usage: scripts/expand_vocab.sh CHECKPOINT OUTPUT CORPUS [CORPUS ...]
-#   CHECKPOINT  HF LLaMA directory (with tokenizer.model), or a TencentPretrain checkpoint (then set BASE_MODEL)
-#   OUTPUT      output checkpoint (directory; for a TencentPretrain state-dict file a .bin path works too)
-#   CORPUS      text or .jsonl files whose Chinese characters are mined, most frequent first
+#   scripts/expand_vocab.sh --checkpoint CKPT --output_dir OUT [options] CORPUS [CORPUS ...]
+#       CKPT: an HF LLaMA directory (with tokenizer.model), or a TencentPretrain checkpoint (then --base_model
+#       and --tp_config). CORPUS: text or .jsonl files whose Chinese characters are mined, most frequent first.
+#       Writes OUT/ (the expanded checkpoint, with the expanded tokenizer.model when CKPT is an HF directory),
+#       OUT.tokenizer.model and OUT.expand_report.json. About 10 minutes for LLaMA-2-7B on a CPU (estimate).
+#   scripts/expand_vocab.sh --tiny [--output_dir DIR]
+#       CPU, about a minute: the English foundation of `chatflow demo --quick` expanded with Chinese characters
+#       mined from the bundled corpora/zh_corpus and zh_inst files.
 #
-# environment (defaults in brackets):
-#   BASE_MODEL       the original sentencepiece model [CHECKPOINT/tokenizer.model]
-#   TOKENIZER_OUT    where the expanded sentencepiece model goes [OUTPUT.tokenizer.model]
-#   MAX_NEW_PIECES   how many mined characters to add [8701, the paper's count]
-#   MIN_COUNT        a mined character must occur at least this often [1]
-#   SYMBOLS_FILE     extra pieces, one per line, added before the mined ones (the paper adds 62 symbols) []
-#   PAD_TO_MULTIPLE  pad the vocabulary to a multiple of this with reserved pieces [none]
-#   TP_CONFIG        TencentPretrain config JSON when CHECKPOINT is a TencentPretrain checkpoint []
-#   DTYPE            keep | float32 | float16 | bfloat16 [keep]
+# Options [defaults]: --base_model [CKPT/tokenizer.model], --max_new_pieces [8701, the paper's count],
+# --min_count [1], --symbols FILE (extra pieces, one per line, added before the mined ones) [],
+# --pad_to_multiple N [], --tp_config FILE [], --dtype keep|float32|float16|bfloat16 [keep].
 set -euo pipefail
-
-if [ "$#" -lt 3 ]; then
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
-    exit 2
+source "$(dirname "$0")/_common.sh"
+TINY=0; CHECKPOINT=""; OUTPUT_DIR=""; BASE_MODEL=""; MAX_NEW_PIECES=8701; MIN_COUNT=1; SYMBOLS=""
+PAD_TO_MULTIPLE=""; TP_CONFIG=""; DTYPE=keep
+parse_flags "bool:tiny value:checkpoint value:output_dir value:base_model value:max_new_pieces value:min_count
+             value:symbols value:pad_to_multiple value:tp_config value:dtype" "$@"
+corpora=("${POSITIONAL[@]}")
+if [[ $TINY == 1 ]]; then
+  work=${OUTPUT_DIR:-runs/expand_vocab_tiny}
+  tiny_demo "$work/demo" --skip_generation
+  CHECKPOINT=$work/demo/foundation/final; OUTPUT_DIR=$work/expanded; MAX_NEW_PIECES=400; MIN_COUNT=2
+  corpora=("$ROOT"/corpora/zh_corpus/*.jsonl "$ROOT"/corpora/zh_inst/*.jsonl)
 fi
-checkpoint=$1
-output=$2
-shift 2
-
-base_model=${BASE_MODEL:-$checkpoint/tokenizer.model}
-tokenizer_out=${TOKENIZER_OUT:-${output%/}.tokenizer.model}
-args=(--base_model "$base_model" --output_model "$tokenizer_out"
-      --script cjk --max_new_pieces "${MAX_NEW_PIECES:-8701}" --min_count "${MIN_COUNT:-1}"
-      --checkpoint "$checkpoint" --output_checkpoint "$output" --dtype "${DTYPE:-keep}"
-      --report "${output%/}.expand_report.json")
-for corpus in "$@"; do
-    args+=(--corpus "$corpus")
-done
-[ -n "${SYMBOLS_FILE:-}" ] && args+=(--pieces "$SYMBOLS_FILE")
-[ -n "${PAD_TO_MULTIPLE:-}" ] && args+=(--pad_to_multiple "$PAD_TO_MULTIPLE")
-[ -n "${TP_CONFIG:-}" ] && args+=(--tp_config "$TP_CONFIG")
-
-exec chatflow expand-vocab "${args[@]}"
+[[ -n $CHECKPOINT && -n $OUTPUT_DIR && ${#corpora[@]} -gt 0 ]] || usage_error "need --checkpoint, --output_dir and at least one CORPUS, or --tiny (see --help)"
+BASE_MODEL=${BASE_MODEL:-$CHECKPOINT/tokenizer.model}
+args=(--base_model "$BASE_MODEL" --output_model "${OUTPUT_DIR%/}.tokenizer.model" --script cjk
+      --max_new_pieces "$MAX_NEW_PIECES" --min_count "$MIN_COUNT" --checkpoint "$CHECKPOINT"
+      --output_checkpoint "$OUTPUT_DIR" --dtype "$DTYPE" --report "${OUTPUT_DIR%/}.expand_report.json")
+for corpus in "${corpora[@]}"; do args+=(--corpus "$corpus"); done
+[[ -n $SYMBOLS ]] && args+=(--pieces "$SYMBOLS")
+[[ -n $PAD_TO_MULTIPLE ]] && args+=(--pad_to_multiple "$PAD_TO_MULTIPLE")
+[[ -n $TP_CONFIG ]] && args+=(--tp_config "$TP_CONFIG")
+chatflow expand-vocab "${args[@]}"
+say "expanded checkpoint: $OUTPUT_DIR; tokenizer: ${OUTPUT_DIR%/}.tokenizer.model; report: ${OUTPUT_DIR%/}.expand_report.json"

@@ -3,35 +3,27 @@
 # T_grow, printed as the dynamic sampler's probabilities p_k(t) at t = 0, T_grow/2, T_grow and 2 T_grow,
 # the exact realised group counts of the sampler, and a plot of p_k(t).
 #
-#   scripts/table1_schedule.sh [--output DIR]          full scale: models/mixtures/chatflow_table1.json
-#                                                      (T_grow = 5M samples of 2048 tokens)
-#   scripts/table1_schedule.sh --tiny [--output DIR]   models/mixtures/tiny_corpora.json (T_grow = 2,000)
-#   MIXTURE=path.json scripts/table1_schedule.sh       any other mixture file
+#   scripts/table1_schedule.sh [--output_dir DIR] [--mixture FILE]
+#       Full scale: models/mixtures/chatflow_table1.json (T_grow = 5M samples of 2048 tokens), or FILE.
+#   scripts/table1_schedule.sh --tiny [--output_dir DIR]
+#       models/mixtures/tiny_corpora.json (the bundled corpora's mixture, T_grow = 2,000).
 #
 # Inputs: the mixture file only (no data, no GPU, no host). Outputs in DIR (default runs/table1[_tiny]):
 # table1.txt (tables), table1.json, table1_schedule.png.
 # Expected run time: a few seconds at either scale (the realised counts are computed in closed form).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python}
-TINY=0; OUT=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --tiny) TINY=1; shift ;;
-    --output) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "table1_schedule.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
+source "$(dirname "$0")/_common.sh"
+TINY=0; OUTPUT_DIR=""; MIXTURE=""
+parse_flags "bool:tiny value:output_dir value:mixture" "$@"
 if [[ $TINY == 1 ]]; then
-  MIXTURE=${MIXTURE:-models/mixtures/tiny_corpora.json}; OUT=${OUT:-runs/table1_tiny}
+  MIXTURE=${MIXTURE:-$ROOT/models/mixtures/tiny_corpora.json}; OUTPUT_DIR=${OUTPUT_DIR:-runs/table1_tiny}
 else
-  MIXTURE=${MIXTURE:-models/mixtures/chatflow_table1.json}; OUT=${OUT:-runs/table1}
+  MIXTURE=${MIXTURE:-$ROOT/models/mixtures/chatflow_table1.json}; OUTPUT_DIR=${OUTPUT_DIR:-runs/table1}
 fi
-mkdir -p "$OUT"
+mkdir -p "$OUTPUT_DIR"
 T_GROW=$("$PY" -c "import sys; from chatflow_plugin.mixture import load_mixture; print(int(load_mixture(sys.argv[1]).t_grow_samples))" "$MIXTURE")
 AT=(--at 0 --at $((T_GROW / 2)) --at "$T_GROW" --at $((2 * T_GROW)))
-"$PY" -m chatflow_plugin.cli mixture "$MIXTURE" "${AT[@]}" --realized "$T_GROW" --plot "$OUT/table1_schedule.png" \
-  | tee "$OUT/table1.txt"
-"$PY" -m chatflow_plugin.cli mixture "$MIXTURE" "${AT[@]}" --realized "$T_GROW" --json > "$OUT/table1.json"
-echo "wrote $OUT/table1.txt, $OUT/table1.json, $OUT/table1_schedule.png" >&2
+chatflow mixture "$MIXTURE" "${AT[@]}" --realized "$T_GROW" --plot "$OUTPUT_DIR/table1_schedule.png" \
+  | tee "$OUTPUT_DIR/table1.txt"
+chatflow mixture "$MIXTURE" "${AT[@]}" --realized "$T_GROW" --json > "$OUTPUT_DIR/table1.json"
+say "wrote $OUTPUT_DIR/table1.txt, $OUTPUT_DIR/table1.json, $OUTPUT_DIR/table1_schedule.png"

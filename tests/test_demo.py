@@ -176,14 +176,23 @@ def test_report_numbers_and_paired_differences(tmp_path):
 
 # --- end to end ----------------------------------------------------------------------------------
 
-def test_demo_quick_on_the_bundled_corpora(tmp_path, capsys):
-    """The README's command, as CI runs it: `chatflow demo --quick`; every stage checked; a rerun reuses them."""
+def test_demo_quick_on_the_bundled_corpora(tmp_path, capsys, monkeypatch):
+    """The README's command as a user runs it: `chatflow demo --quick` with a relative output directory, from a
+    working directory that is not the checkout; every stage checked; a rerun reuses them."""
     corpora = ROOT / "corpora"
     if not all((corpora / g).is_dir() for g in GROUP_DIRS if g != "code"):
         pytest.skip("the bundled corpora/ are not in this checkout")
-    out = tmp_path / "demo"
-    argv = ["--quick", "--output_dir", str(out)]
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "runs" / "demo"
+    argv = ["--quick", "--output_dir", "runs/demo"]
     assert cli_main(argv, prog="chatflow demo") == 0
+    # paths written into generated files are relative to that file (inside the output tree) or absolute
+    from chatflow_plugin.mixture import load_mixture
+    dynamic = json.loads((out / "mixtures" / "dynamic.json").read_text(encoding="utf-8"))
+    assert dynamic["data_root"] == "../data/train"
+    monkeypatch.chdir(ROOT)   # the same file loads the same folder from anywhere
+    assert load_mixture(out / "mixtures" / "dynamic.json").data_root == out / "data" / "train"
+    monkeypatch.chdir(tmp_path)
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("\n{\n") + 1:])
     assert set(result["runs"]) == {"dynamic_s0", "static_s0", "two_stage_s0"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -294,9 +295,10 @@ def test_expand_vocab_script(spm_model, tmp_path):
     (tmp_path / "zh.jsonl").write_text(json.dumps({"text": "龘龘龍鑫 的"}, ensure_ascii=False) + "\n", encoding="utf-8")
     (tmp_path / "symbols.txt").write_text("中文\n", encoding="utf-8")
     script = Path(__file__).resolve().parents[1] / "scripts" / "expand_vocab.sh"
-    env = dict(os.environ, MAX_NEW_PIECES="2", SYMBOLS_FILE=str(tmp_path / "symbols.txt"), PAD_TO_MULTIPLE="4")
-    proc = subprocess.run(["bash", str(script), str(tmp_path / "hf"), str(tmp_path / "out"), str(tmp_path / "zh.jsonl")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(script), "--checkpoint", str(tmp_path / "hf"), "--output_dir", str(tmp_path / "out"),
+                           "--max_new_pieces", "2", "--symbols", str(tmp_path / "symbols.txt"), "--pad_to_multiple", "4",
+                           str(tmp_path / "zh.jsonl")], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out.expand_report.json").read_text(encoding="utf-8"))
     assert report["added"] == ["中文", "龘", "鑫"] and report["size"] % 4 == 0   # 鑫 < 龍: ties by code point

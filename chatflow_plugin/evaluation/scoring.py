@@ -145,6 +145,9 @@ class LetterScorer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
             tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0)
         self.keep_kwarg = _logits_kwarg(model)
+        if self.keep_kwarg is None:
+            warnings.warn(f"{type(model).__name__}.forward takes neither logits_to_keep nor num_logits_to_keep: "
+                          "logits of every position are computed (same scores, more memory)", stacklevel=2)
         self.device = _device(model)
         self.cache_kwarg = cache_kwarg(model)
         self.share_prefix = share_prefix and self.cache_kwarg is not None

@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 
 from ..errors import ChatflowError
+from ..resources import resource_root
 
 DATA_PROCESSOR = "dynamic_mixture"
 TARGET = "chatflow_instruction"
 HOME_VARIABLE = "TENCENTPRETRAIN_HOME"
 # The project's LLaMA special-token map: the host reads models/special_tokens_map.json relative to
 # the working directory when tencentpretrain.utils.constants is first imported.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SPECIAL_TOKENS_MAP = Path("models") / "special_tokens_map.json"
 
 _HOW_TO_GET = ("clone https://github.com/Tencent/TencentPretrain and set TENCENTPRETRAIN_HOME to it "
@@ -54,15 +54,10 @@ def locate_host() -> Path:
 def special_tokens_root() -> Path:
     """The folder whose ``models/special_tokens_map.json`` the host should read at import.
 
-    The project's own (LLaMA's sentencepiece tokens) when the plugin runs from its source tree;
-    otherwise the working directory, as the host itself does.
+    The plugin's own (LLaMA's sentencepiece tokens), shipped with the package (a checkout's top-level
+    ``models/``, or the copy a regular install bundles).
     """
-    if (PROJECT_ROOT / SPECIAL_TOKENS_MAP).is_file():
-        return PROJECT_ROOT
-    if (Path.cwd() / SPECIAL_TOKENS_MAP).is_file():
-        return Path.cwd()
-    raise ChatflowError(f"the host needs {SPECIAL_TOKENS_MAP} in the working directory ({Path.cwd()}); "
-                        f"copy the plugin's models/special_tokens_map.json there")
+    return resource_root()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,67 @@
+# Shared by every script in scripts/ (sourced, not run): the checkout's root, the Python and `chatflow` to use,
+# messages, the flag parser and the --tiny demo. Scripts never change the working directory: relative paths the
+# user gives are relative to where the user runs the script; the project's own files are named by $ROOT.
+#
+# Flags: a script declares its flags and defaults, then calls `parse_flags "SPEC" "$@"`, where SPEC lists
+# `bool:NAME` (a switch, sets NAME=1) and `value:NAME` (takes one argument) words; `--NAME` sets the upper-case
+# shell variable of that name (--output_dir DIR sets OUTPUT_DIR). Arguments after `--` go to EXTRA, other
+# arguments to POSITIONAL. `-h`/`--help` prints the script's header comment.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRIPT=$(basename "$0" .sh)
+PY=${PYTHON:-python}
+EXTRA=(); POSITIONAL=()
+
+chatflow() { "$PY" -m chatflow_plugin.cli "$@"; }
+say() { echo "[$SCRIPT $(date -u +%H:%M:%S)] $*" >&2; }
+die() { echo "$SCRIPT: error: $*" >&2; exit 2; }
+usage() { sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+# usage_error MESSAGE: the script's synopsis lines (its header's `scripts/NAME.sh ...` lines), the message, exit 2
+usage_error() {
+  sed -n '2,/^[^#]/p' "$0" | grep -E '^#   scripts/' | sed -E 's/^#   /usage: /' >&2
+  die "$*"
+}
+
+parse_flags() {
+  local spec=" $1 " name var
+  shift
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      -h|--help) usage; exit 0 ;;
+      --) shift; EXTRA=("$@"); return 0 ;;
+      --*)
+        name=${1#--}; var=${name^^}
+        if [[ $spec == *" bool:$name "* ]]; then
+          printf -v "$var" 1; shift
+        elif [[ $spec == *" value:$name "* ]]; then
+          [[ $# -ge 2 && $2 != --* ]] || die "--$name needs a value (see --help)"
+          printf -v "$var" '%s' "$2"; shift 2
+        else
+          die "unknown argument $1 (see --help)"
+        fi ;;
+      *) POSITIONAL+=("$1"); shift ;;
+    esac
+  done
+}
+
+# json_field FILE KEY[.KEY...]: one field of a JSON file
+json_field() {
+  "$PY" - "$1" "$2" <<'PYEOF'
+import json, sys
+value = json.load(open(sys.argv[1], encoding="utf-8"))
+for key in sys.argv[2].split("."):
+    value = value[key]
+print(value)
+PYEOF
+}
+
+# tiny_demo OUTPUT_DIR [demo options...]: the CPU miniature (`chatflow demo --quick`) other --tiny modes build on:
+# English tokenizer and foundation -> vocabulary expansion -> dynamic / static / two-stage runs -> HF release.
+tiny_demo() {
+  local out=$1; shift
+  say "the CPU miniature: chatflow demo --quick --output_dir $out $*"
+  chatflow demo --quick --output_dir "$out" "$@"
+}
+
+# The bundled synthetic benchmark files (public layouts of MMLU, C-Eval, CMMLU and GAOKAO-Bench).
+TINY_BENCHMARKS=$ROOT/corpora/benchmarks
