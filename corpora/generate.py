@@ -194,10 +194,9 @@ def benchmark_table(summary: dict[str, tuple[int, int]]) -> str:
 
 def cli_main(argv: Iterable[str] | None = None, prog: str = "generate.py") -> int:
     opts = parse_options(GenerateOptions, list(argv) if argv is not None else None, prog=prog,
-                         description="Generate the synthetic bilingual corpora (deterministic).")
+                         description="Generate the synthetic bilingual corpora and benchmark files (deterministic).")
     try:
-        if opts.benchmark_questions < 1:          # checked before anything is written
-            raise ChatflowError(f"--benchmark_questions must be >= 1, got {opts.benchmark_questions}")
+        synth_benchmarks.check_question_count(opts.benchmark_questions)     # before anything is written
         summary = generate(opts.output_dir, opts.scale, opts.seed)
         benchmarks = generate_benchmarks(opts.output_dir, opts.seed, opts.benchmark_questions)
     except ChatflowError as err:

@@ -100,11 +100,11 @@ def _options_text(options: list[str]) -> str:
 class QuestionDrawer:
     """Questions with a stem not used before in the same benchmark (dev exemplars never reappear as test items)."""
 
-    def __init__(self, world: World, what: str):
-        self.world, self.what = world, what
-        self.seen: set[str] = set()
+    def __init__(self, world: World):
+        self.world = world
+        self.seen: set = set()
 
-    def unique(self, make, key, count: int) -> list:
+    def unique(self, make, key, count: int, what: str) -> list:
         """``count`` items whose key is new; gives up after MAX_MISSES draws in a row bring nothing new."""
         out, misses = [], 0
         while misses < MAX_MISSES:
@@ -121,11 +121,11 @@ class QuestionDrawer:
             out.append(item)
             if len(out) == count:
                 return out
-        raise ChatflowError(f"{self.what}: only {len(out)} distinct questions (wanted {count}); "
+        raise ChatflowError(f"{what}: only {len(out)} distinct questions (wanted {count}); "
                             "the world has too few facts of these kinds: ask for fewer questions per subject")
 
-    def single(self, rng: random.Random, kinds: tuple[str, ...], style: str, count: int) -> list[Drawn]:
-        return self.unique(lambda: draw(rng, self.world, KINDS[rng.choice(kinds)]), lambda q: q.stem(style), count)
+    def single(self, rng: random.Random, kinds: tuple[str, ...], style: str, count: int, what: str) -> list[Drawn]:
+        return self.unique(lambda: draw(rng, self.world, KINDS[rng.choice(kinds)]), lambda q: q.stem(style), count, what)
 
 
 # ---- MMLU, C-Eval, CMMLU ----------------------------------------------------------------------------
@@ -161,11 +161,11 @@ def csv_benchmark_files(world: World, seed: int, benchmark: str, questions: int)
     style, subjects = CSV_BENCHMARKS[benchmark]
     scored_split = "val" if benchmark == "ceval" else "test"
     files = {}
-    drawer = QuestionDrawer(world, benchmark)
+    drawer = QuestionDrawer(world)
     for subject, kinds in subjects.items():
         rng = random.Random(f"{seed}/benchmarks/{benchmark}/{subject}")
         for split, count in (("dev", FEWSHOT), (scored_split, questions)):
-            drawn = drawer.single(rng, kinds, style, count)
+            drawn = drawer.single(rng, kinds, style, count, f"{benchmark}/{subject} ({split})")
             files[_csv_path(benchmark, subject, split)] = (count, _csv_bytes(_csv_rows(rng, benchmark, style, drawn, split)))
     return files
 
@@ -177,9 +177,9 @@ def _example(question: str, answer: list[str], analysis: str, index: int, score:
             "analysis": analysis, "index": index, "score": score}
 
 
-def _single_choice(rng, drawer: QuestionDrawer, kinds, count: int, balancer: LetterBalancer) -> list[tuple]:
+def _single_choice(rng, drawer: QuestionDrawer, kinds, count: int, balancer: LetterBalancer, what: str) -> list[tuple]:
     out = []
-    for q in drawer.single(rng, kinds, "exam", count):
+    for q in drawer.single(rng, kinds, "exam", count, what):
         letter = balancer.pick()[0]
         question = q.stem("exam") + "\n" + _options_text(_arrange(rng, q.options("exam"), letter))
         out.append((question, [letter], f"{q.fact}所以答案是{letter}。"))
@@ -197,7 +197,7 @@ def _entity_kinds(world: World, entity) -> tuple[str, ...]:
     return tuple(n for n in names if any(e is entity for e in KINDS[n].entities(world)))
 
 
-def _multi_choice(rng, drawer: QuestionDrawer, count: int, balancer: LetterBalancer) -> list[tuple]:
+def _multi_choice(rng, drawer: QuestionDrawer, count: int, balancer: LetterBalancer, what: str) -> list[tuple]:
     """'Which of these statements about X are true?': four statements from four kinds, one to three true."""
     world = drawer.world
     sizes = [1 + i % 3 for i in range(count)]
@@ -208,7 +208,8 @@ def _multi_choice(rng, drawer: QuestionDrawer, count: int, balancer: LetterBalan
         return entity, rng.sample(_entity_kinds(world, entity), 4)
 
     out = []
-    for (entity, kinds), size in zip(drawer.unique(make, lambda item: item[0].name.zh, count), sizes):
+    drawn = drawer.unique(make, lambda item: ("statements about", item[0].name.zh), count, what)
+    for (entity, kinds), size in zip(drawn, sizes):
         true_letters = balancer.pick(size)
         statements, notes = [], []
         for letter, kind in zip(LETTERS, kinds):
@@ -222,7 +223,7 @@ def _multi_choice(rng, drawer: QuestionDrawer, count: int, balancer: LetterBalan
     return out
 
 
-def _reading(rng, drawer: QuestionDrawer, count: int, balancer: LetterBalancer) -> list[tuple]:
+def _reading(rng, drawer: QuestionDrawer, count: int, balancer: LetterBalancer, what: str) -> list[tuple]:
     """A short passage of true facts about one person, country or city, then two or three sub-questions."""
     world = drawer.world
     entities = [e for e in world.people + world.countries + world.cities if len(_entity_kinds(world, e)) >= 4]
@@ -237,7 +238,7 @@ def _reading(rng, drawer: QuestionDrawer, count: int, balancer: LetterBalancer) 
         return entity, passage, asked
 
     out = []
-    for entity, passage, asked in drawer.unique(make, lambda item: item[0].name.zh, count):
+    for entity, passage, asked in drawer.unique(make, lambda item: ("passage about", item[0].name.zh), count, what):
         parts = ["阅读下面的材料，完成下列小题。\n" + "".join(q.fact for q in passage) + "\n"]
         answer, notes = [], []
         for i, q in enumerate(asked, 1):
@@ -255,17 +256,18 @@ def _json_bytes(obj) -> bytes:
 
 def gaokao_files(world: World, seed: int, questions: int) -> dict[str, tuple[int, bytes]]:
     """Obj_Prompt.json and one question file per subject; each file holds FEWSHOT + ``questions`` examples."""
-    drawer = QuestionDrawer(world, "gaokao")
+    drawer = QuestionDrawer(world)
     files, prompts = {}, []
     for keyword, (qtype, kinds, score, prompt) in GAOKAO_SUBJECTS.items():
         rng = random.Random(f"{seed}/benchmarks/gaokao/{keyword}")
         balancer, count = LetterBalancer(rng), FEWSHOT + questions
+        what = f"gaokao/{keyword}"
         if qtype == "single_choice":
-            items = _single_choice(rng, drawer, kinds, count, balancer)
+            items = _single_choice(rng, drawer, kinds, count, balancer, what)
         elif qtype == "multi_choice":
-            items = _multi_choice(rng, drawer, count, balancer)
+            items = _multi_choice(rng, drawer, count, balancer, what)
         else:
-            items = _reading(rng, drawer, count, balancer)
+            items = _reading(rng, drawer, count, balancer, what)
         examples = [_example(q, a, analysis, i, score) for i, (q, a, analysis) in enumerate(items)]
         files[f"gaokao/Objective_Questions/{keyword}.json"] = (len(examples), _json_bytes({"keywords": keyword,
                                                                                            "example": examples}))
@@ -274,10 +276,14 @@ def gaokao_files(world: World, seed: int, questions: int) -> dict[str, tuple[int
     return files
 
 
-def benchmark_files(world: World, seed: int, questions: int = QUESTIONS_PER_SUBJECT) -> dict[str, tuple[int, bytes]]:
-    """{path under benchmarks/: (records, file bytes)} for the four benchmarks."""
+def check_question_count(questions: int) -> None:
     if questions < 1:
         raise ChatflowError(f"--benchmark_questions must be >= 1, got {questions}")
+
+
+def benchmark_files(world: World, seed: int, questions: int = QUESTIONS_PER_SUBJECT) -> dict[str, tuple[int, bytes]]:
+    """{path under benchmarks/: (records, file bytes)} for the four benchmarks."""
+    check_question_count(questions)
     files = {}
     for benchmark in CSV_BENCHMARKS:
         files.update(csv_benchmark_files(world, seed, benchmark, questions))

@@ -464,8 +464,8 @@ def test_generation_is_deterministic_and_seed_dependent(tmp_path):
 def test_bad_question_counts_are_clear_errors_and_write_nothing(tmp_path, capsys):
     with pytest.raises(ChatflowError, match="--benchmark_questions must be >= 1"):
         gen.generate_benchmarks(tmp_path, questions=0)
-    with pytest.raises(ChatflowError, match="distinct questions"):
-        gen.generate_benchmarks(tmp_path, questions=5000)    # more than the world has facts for
+    with pytest.raises(ChatflowError, match="gaokao/World_Facts_Multi_Answer: only 92 distinct questions"):
+        gen.generate_benchmarks(tmp_path, questions=88)      # one multiple-answer item per person and country
     assert gen.cli_main(["--benchmark_questions", "0", "--output_dir", str(tmp_path)]) == 2
     assert "error: --benchmark_questions must be >= 1" in capsys.readouterr().err
     assert not any(tmp_path.iterdir()), "nothing may be written on bad options"
