@@ -6,7 +6,9 @@
 One invented world (countries, cities, rivers, people; see synth_world.py) is described in English
 text, Chinese text, en-zh pairs, instructions, conversations and small Python modules. Every
 record is independent of the others, so any split of a file is a valid held-out split; records
-are unique within each file. Each file is written under a temporary name and moved into place
+are unique within each file. Small benchmark files asking about the same world (MMLU, C-Eval,
+CMMLU and GAOKAO-Bench layouts, under benchmarks/; see synth_benchmarks.py) are written too; their
+size does not follow --scale. Each file is written under a temporary name and moved into place
 when complete.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(HERE))                 # the synth_* modules next to this
 if str(HERE.parent) not in sys.path:          # chatflow_plugin when run from a checkout without install
     sys.path.append(str(HERE.parent))
 
+import synth_benchmarks                        # noqa: E402
 import synth_code                              # noqa: E402
 import synth_instructions                      # noqa: E402
 import synth_sentences as S                    # noqa: E402
@@ -51,6 +54,9 @@ class GenerateOptions:
     output_dir: str = option(str(HERE), help="directory the corpus files are written under (default: corpora/ next to this script)")
     scale: float = option(1.0, help="multiplier on the number of records per file (> 0); 1.0 gives about 3 MB, 20 about 70 MB")
     seed: int = option(0, help="random seed of the world and of every file; the same seed and scale give byte-identical files")
+    benchmark_questions: int = option(synth_benchmarks.QUESTIONS_PER_SUBJECT,
+                                      help="scored questions per benchmark subject (>= 1; each subject also has "
+                                           f"{synth_benchmarks.FEWSHOT} few-shot exemplars); not affected by --scale")
 
 
 def json_line(record: dict) -> str:
@@ -143,6 +149,25 @@ def generate(output_dir: str | Path, scale: float = 1.0, seed: int = 0) -> dict[
     return summary
 
 
+BENCHMARK_DIR = "benchmarks"
+
+
+def generate_benchmarks(output_dir: str | Path, seed: int = 0,
+                        questions: int = synth_benchmarks.QUESTIONS_PER_SUBJECT) -> dict[str, tuple[int, int]]:
+    """Write the benchmark files under ``output_dir/benchmarks``; returns {relative path: (records, bytes)}.
+
+    Records are question rows for CSV files, examples for GAOKAO question files, prompts for Obj_Prompt.json.
+    """
+    files = synth_benchmarks.benchmark_files(build_world(seed), seed, questions)   # all drawn before any write
+    summary = {}
+    for rel_path, (records, data) in files.items():
+        rel_path = f"{BENCHMARK_DIR}/{rel_path}"
+        with atomic_file(Path(output_dir) / rel_path, "wb") as handle:
+            handle.write(data)
+        summary[rel_path] = (records, len(data))
+    return summary
+
+
 def summary_table(summary: dict[str, tuple[int, int]]) -> str:
     rows = ["| file | records | bytes |", "|---|---:|---:|"]
     rows += [f"| `{path}` | {n:,} | {size:,} |" for path, (n, size) in summary.items()]
@@ -150,15 +175,36 @@ def summary_table(summary: dict[str, tuple[int, int]]) -> str:
     return "\n".join(rows)
 
 
+def benchmark_table(summary: dict[str, tuple[int, int]]) -> str:
+    """One row per benchmark and split directory: files, records (questions), bytes."""
+    groups: dict[str, list[int]] = {}
+    for path, (n, size) in summary.items():
+        parent = path.rsplit("/", 1)[0]
+        group = parent + "/" if parent.count("/") >= 2 else path      # a split directory, or a top-level file
+        counts = groups.setdefault(group, [0, 0, 0])
+        counts[0] += 1
+        counts[1] += n
+        counts[2] += size
+    rows = ["| benchmark files | files | records | bytes |", "|---|---:|---:|---:|"]
+    rows += [f"| `{group}` | {f} | {n:,} | {size:,} |" for group, (f, n, size) in groups.items()]
+    rows.append(f"| total | {len(summary)} | {sum(n for n, _ in summary.values()):,} | "
+                f"{sum(s for _, s in summary.values()):,} |")
+    return "\n".join(rows)
+
+
 def cli_main(argv: Iterable[str] | None = None, prog: str = "generate.py") -> int:
     opts = parse_options(GenerateOptions, list(argv) if argv is not None else None, prog=prog,
-                         description="Generate the synthetic bilingual corpora (deterministic).")
+                         description="Generate the synthetic bilingual corpora and benchmark files (deterministic).")
     try:
+        synth_benchmarks.check_question_count(opts.benchmark_questions)     # before anything is written
         summary = generate(opts.output_dir, opts.scale, opts.seed)
+        benchmarks = generate_benchmarks(opts.output_dir, opts.seed, opts.benchmark_questions)
     except ChatflowError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary_table(summary))
+    print()
+    print(benchmark_table(benchmarks))
     return 0
 
 

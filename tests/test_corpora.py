@@ -86,6 +86,7 @@ def committed() -> dict[str, list[dict]]:
 def fresh_default(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("default")
     gen.generate(out, scale=1.0, seed=0)
+    gen.generate_benchmarks(out, seed=0)
     return out
 
 
@@ -97,6 +98,17 @@ def test_committed_files_are_exactly_a_fresh_default_generation(fresh_default):
             f"corpora/{rel} differs from `python corpora/generate.py` output: regenerate, never hand-edit")
     committed_jsonl = sorted(str(p.relative_to(CORPORA)) for p in CORPORA.glob("*/*.jsonl"))
     assert committed_jsonl == sorted(FILES), "a corpus file exists that the generator does not write"
+
+
+def test_committed_benchmarks_are_exactly_a_fresh_default_generation(fresh_default):
+    def files(root: Path) -> list[str]:
+        return sorted(str(p.relative_to(root)) for p in (root / gen.BENCHMARK_DIR).rglob("*") if p.is_file())
+
+    generated = files(fresh_default)
+    assert files(CORPORA) == generated, "corpora/benchmarks holds a file the generator does not write, or lacks one"
+    for rel in generated:
+        assert (CORPORA / rel).read_bytes() == (fresh_default / rel).read_bytes(), (
+            f"corpora/{rel} differs from `python corpora/generate.py` output: regenerate, never hand-edit")
 
 
 def test_committed_files_have_the_documented_layouts(committed):
