@@ -271,9 +271,9 @@ def _prepare_output(options: CLOTrainOptions) -> tuple[Path, str | None, bool]:
     finished = not options.force and (out / "model" / "config.json").is_file()
     if out.exists() and any(out.iterdir()):
         if not options.resume:
-            raise ChatflowError(f"{out} already exists " + (f"and holds a finished run (its final model: {out / 'model'}"
-                                f"; pass --force to replace it)" if finished else
-                                "(pass --resume to continue it or --force to replace it)"))
+            raise ChatflowError(f"{out} already exists " + (
+                f"and holds a finished run (its final model: {out / 'model'}; pass --force to replace it)"
+                if finished else "(pass --resume to continue it or --force to replace it)"))
         if run_file.is_file():
             previous = json.loads(run_file.read_text(encoding="utf-8")).get("settings", {})
             changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}

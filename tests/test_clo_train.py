@@ -138,7 +138,8 @@ def test_sft_baseline_trains_everything(env, capsys):
             "--max_steps", "1", "--logging_steps", "1", "--per_device_batch_size", "4", "--learning_rate", "1e-3",
             "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet", "--max_pairs", "4", "--resume"]
     assert cli_main(argv) == 0
-    assert capsys.readouterr().out == f"{root / 'sft'}: finished (1 steps); the final model is {root / 'sft' / 'model'}\n"
+    finished = f"{root / 'sft'}: finished (1 steps); the final model is {root / 'sft' / 'model'}\n"
+    assert capsys.readouterr().out == finished
     assert _tree(root / "sft") == before
 
 

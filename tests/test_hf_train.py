@@ -230,6 +230,28 @@ def test_checkpoints_hold_the_tokenizer_and_load_as_they_are(dataset, tmp_path, 
     assert (out / "checkpoint-4" / "model.safetensors").read_bytes() == final["model.safetensors"]
 
 
+def test_tokenizer_from_the_start_model_when_the_datasets_is_gone(tmp_path, spm_model, capsys):
+    """The dataset's sentencepiece file moved away: the start model's identical tokenizer.model is used;
+    with neither, the run says at once that its checkpoints will hold no tokenizer."""
+    import shutil
+
+    moved = tmp_path / "spm" / "moved.model"
+    moved.parent.mkdir()
+    shutil.copyfile(spm_model, moved)
+    data = make_dataset(tmp_path, moved, n_docs=30)
+    first = tmp_path / "first"
+    train(_options(data, first, train_steps=1))
+    moved.unlink()
+    second = tmp_path / "second"
+    train(_options(data, second, model_config="", model_path=str(first / "final"), train_steps=2, save_every=1))
+    assert "no tokenizer to save" not in capsys.readouterr().err
+    for name in TOKENIZER_FILES:
+        assert (second / "checkpoint-1" / name).read_bytes() == (first / "final" / name).read_bytes()
+    train(_options(data, tmp_path / "third", train_steps=1))
+    assert "warning: no tokenizer to save" in capsys.readouterr().err
+    assert not (tmp_path / "third" / "checkpoint-1" / "tokenizer.model").exists()
+
+
 def test_tokenizer_files_are_written_before_the_model(dataset, tmp_path, monkeypatch):
     """A save killed while writing the weights leaves a folder that has its tokenizer (or no config.json)."""
     from transformers import PreTrainedModel

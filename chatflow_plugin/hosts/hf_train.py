@@ -372,8 +372,8 @@ def _spm_path(options: TrainOptions, tok: dict) -> str:
     --spm_model_path, else the dataset's or the start model's ``tokenizer.model`` if it is the dataset's."""
     if options.spm_model_path:
         return options.spm_model_path
-    candidates = [tok.get("path", "")] + ([str(Path(options.model_path, "tokenizer.model"))] if options.model_path else [])
-    for path in candidates:
+    start_model = str(Path(options.model_path, "tokenizer.model")) if options.model_path else ""
+    for path in (tok.get("path", ""), start_model):
         if path and os.path.isfile(path) and sha256_file(path) == tok["sha256"]:
             return path
     return ""
