@@ -88,6 +88,22 @@ def _tree(folder: Path) -> dict[str, bytes]:
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
+def _record_samples(monkeypatch) -> list[list[int]]:
+    """The global sample indices of every micro-batch the trainer reads from now on (appended as read)."""
+    from chatflow_plugin.hosts import hf_data
+
+    seen: list[list[int]] = []
+    original = hf_data.collate_windows
+
+    def recording(samples):
+        batch = original(samples)
+        seen.append(batch["t"].tolist())
+        return batch
+
+    monkeypatch.setattr("chatflow_plugin.hosts.hf_train.collate_windows", recording)
+    return seen
+
+
 # --- data plumbing -------------------------------------------------------------------------------
 
 def test_rank_batch_sampler_is_rank_indices_and_starts_where_told(dataset):
@@ -151,17 +167,7 @@ def test_training_lowers_loss_and_writes_logs_and_model(dataset, heldout, tmp_pa
 
 def test_resume_reads_exactly_the_samples_of_an_uninterrupted_run(dataset, tmp_path, monkeypatch):
     """Record each micro-batch's global indices; an interrupted + resumed run equals a straight one."""
-    from chatflow_plugin.hosts import hf_data
-
-    seen: list[list[int]] = []
-    original = hf_data.collate_windows
-
-    def recording(samples):
-        batch = original(samples)
-        seen.append(batch["t"].tolist())
-        return batch
-
-    monkeypatch.setattr("chatflow_plugin.hosts.hf_train.collate_windows", recording)
+    seen = _record_samples(monkeypatch)
     straight = tmp_path / "straight"
     train(_options(dataset, straight, train_steps=6, save_every=3))
     uninterrupted = list(seen)
@@ -301,20 +307,10 @@ def test_more_steps_continue_a_finished_run(dataset, tmp_path, monkeypatch, caps
     order, the learning-rate schedule recomputed over the new length from the first resumed step."""
     import math
 
-    from chatflow_plugin.hosts import hf_data
-
     out = tmp_path / "run"
     train(_options(dataset, out, train_steps=4, save_every=2))
     first = [line for line in (out / "log.jsonl").read_text().splitlines() if '"summary"' not in line]
-    seen: list[list[int]] = []
-    original = hf_data.collate_windows
-
-    def recording(samples):
-        batch = original(samples)
-        seen.append(batch["t"].tolist())
-        return batch
-
-    monkeypatch.setattr("chatflow_plugin.hosts.hf_train.collate_windows", recording)
+    seen = _record_samples(monkeypatch)
     summary = train(_options(dataset, out, train_steps=6, save_every=2))
     assert "continuing from step 4 to 6 (the run was set for 4)" in capsys.readouterr().err
     assert summary["steps"] == 6 and summary["resumed_from"] == str(out / "checkpoint-4")
