@@ -18,7 +18,9 @@ Output directory: ``run.json`` (settings, checksums), ``log.jsonl`` (one line pe
 loss, nll, contrastive, reward margins/accuracy per language, learning rate), ``checkpoints/``
 (Trainer checkpoints; ``--resume`` continues exactly from the last), ``eval.json`` (response NLL on
 ``--eval_data`` before and after training) and ``model/`` (the final HF model with its tokenizer,
-written atomically).
+written atomically). Every checkpoint holds the start model's tokenizer files too
+(:mod:`.checkpoint_tokenizer`). ``--resume`` on a finished run (``model/`` present, same settings)
+changes nothing and says so.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from typing import Optional
 import numpy as np
 
 from .atomic import atomic_directory, atomic_file
+from .checkpoint_tokenizer import SavesTokenizerFiles, TokenizerFiles
 from .clo import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps
 from .clo_data import TripleSet, load_triples
 from .clo_reference import ReferenceCache, pair_sequences, wait_for_cache
@@ -165,7 +168,7 @@ def _make_trainer_class():
     import torch
     from transformers import Trainer, TrainerCallback
 
-    class CLOTrainer(Trainer):
+    class CLOTrainer(SavesTokenizerFiles, Trainer):
         """HF Trainer with the CLO / SFT loss; per-term metrics are averaged into every log line."""
 
         loss_is_scaled_for_ga = False   # compute_loss returns a per-micro-batch mean
@@ -255,8 +258,9 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _prepare_output(options: CLOTrainOptions) -> tuple[Path, str | None]:
-    """Create or check OUTPUT_DIR; returns it and the checkpoint to resume from (or None)."""
+def _prepare_output(options: CLOTrainOptions) -> tuple[Path, str | None, bool]:
+    """Create or check OUTPUT_DIR; returns it, the checkpoint to resume from (or None), and whether it
+    holds the finished run of these settings (``model/`` is written last, complete)."""
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(options.output_dir)
@@ -264,9 +268,12 @@ def _prepare_output(options: CLOTrainOptions) -> tuple[Path, str | None]:
     settings = {k: getattr(options, k) for k in RESUME_INVARIANTS}
     if out.exists() and options.force and _is_main_process():
         shutil.rmtree(out)
+    finished = not options.force and (out / "model" / "config.json").is_file()
     if out.exists() and any(out.iterdir()):
         if not options.resume:
-            raise ChatflowError(f"{out} already exists (pass --resume to continue it or --force to replace it)")
+            raise ChatflowError(f"{out} already exists " + (
+                f"and holds a finished run (its final model: {out / 'model'}; pass --force to replace it)"
+                if finished else "(pass --resume to continue it or --force to replace it)"))
         if run_file.is_file():
             previous = json.loads(run_file.read_text(encoding="utf-8")).get("settings", {})
             changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
@@ -276,7 +283,7 @@ def _prepare_output(options: CLOTrainOptions) -> tuple[Path, str | None]:
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / "checkpoints"
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    return out, last
+    return out, last, finished
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -294,12 +301,10 @@ def _truncate_log(path: Path, step: int) -> None:
         handle.write("".join(line + "\n" for line in kept))
 
 
-def _save_final_model(trainer, model_dir: Path, source_model: Path, force: bool = True) -> None:
+def _save_final_model(trainer, model_dir: Path, force: bool = True) -> None:
     with atomic_directory(model_dir, force=force) as tmp:
+        trainer.tokenizer_files.write(tmp)
         trainer.model.save_pretrained(tmp, safe_serialization=True)
-        for name in TOKENIZER_FILES:
-            if (source_model / name).is_file():
-                shutil.copy2(source_model / name, tmp / name)
 
 
 def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dict:
@@ -326,7 +331,12 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
     if n_pairs < 1 or n_pairs > len(triples):
         raise ChatflowError(f"--max_pairs {options.max_pairs}: the data has {len(triples)} pairs")
     indices = np.arange(n_pairs)
-    out, last_checkpoint = _prepare_output(options)
+    out, last_checkpoint, finished = _prepare_output(options)
+    if finished:   # its records are left as they are
+        run = json.loads((out / "run.json").read_text(encoding="utf-8")) if (out / "run.json").is_file() else {}
+        steps = (json.loads((Path(last_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+                 if last_checkpoint else None)
+        return dict(run, global_step=steps, already_finished=True, model=str(out / "model"))
     encoder = TextEncoder.from_model_dir(model_dir)
     pair_seqs, truncated = encode_pairs(encoder, triples, indices, options.max_length)
     progress = not options.quiet and _is_main_process()
@@ -385,6 +395,7 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=Collator(encoder.pad_id),
                           callbacks=[jsonl_log(log_path)] + list(callbacks or []),
                           objective=options.objective, lam=options.lam, beta=options.beta)
+    trainer.tokenizer_files = TokenizerFiles.read(model_dir, TOKENIZER_FILES)
     result = trainer.train(resume_from_checkpoint=last_checkpoint)
     summary = dict(run, global_step=trainer.state.global_step, train_loss=result.training_loss)
     if trainer.state.global_step < trainer.state.max_steps:   # stopped early (callback): no final model
@@ -398,13 +409,17 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
             with atomic_file(out / "eval.json", encoding="utf-8") as handle:
                 json.dump(evaluation, handle, indent=2)
             summary["eval"] = evaluation
-        _save_final_model(trainer, out / "model", model_dir)
+        _save_final_model(trainer, out / "model")
     return summary
 
 
 def cli_main(argv: list[str], prog: str = "chatflow clo-train") -> int:
     options = parse_options(CLOTrainOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
     summary = run_training(options)
+    if summary.get("already_finished"):
+        steps = f" ({summary['global_step']} steps)" if summary.get("global_step") is not None else ""
+        print(f"{options.output_dir}: finished{steps}; the final model is {summary['model']}")
+        return 0
     line = (f"{options.output_dir}: {options.objective} on {summary['items']} items, "
             f"{summary['global_step']} steps, train loss {summary['train_loss']:.4f}")
     if "eval" in summary:

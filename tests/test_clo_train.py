@@ -31,6 +31,13 @@ def _weights(directory):
     return load_file(str(directory / "model.safetensors"))
 
 
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
 class StopAt:
     """Interrupts training after the given optimizer step (like a preempted job)."""
 
@@ -73,6 +80,16 @@ def test_clo_attention_only_and_exact_resume(env):
     assert evaluation["after"]["target_nll"] != evaluation["before"]["target_nll"]
     run = json.loads((root / "full" / "run.json").read_text())
     assert run["reference"]["computed_pairs"] == 8 and run["pairs"] == 8
+    # every checkpoint holds the start model's tokenizer files and loads as it is
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    for step in (2, 4):
+        checkpoint = root / "full" / "checkpoints" / f"checkpoint-{step}"
+        for name in TOKENIZER_FILES:
+            assert (checkpoint / name).read_bytes() == (model / name).read_bytes(), (step, name)
+        tok = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+        assert AutoModelForCausalLM.from_pretrained(checkpoint).get_input_embeddings().num_embeddings == len(tok)
+    last = _weights(root / "full" / "checkpoints" / "checkpoint-4")
+    assert all(torch.equal(t, end[n]) for n, t in last.items())
 
     # interrupted after step 2, then resumed: the same weights as the uninterrupted run, the same log
     interrupted = run_training(_options(env, "resumed", eval_data=str(data)), callbacks=[StopAt(2).callback])
@@ -89,7 +106,12 @@ def test_clo_attention_only_and_exact_resume(env):
     resumed_log = [json.loads(line) for line in (root / "resumed" / "log.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in resumed_log if "loss" in r] == pytest.approx([r["loss"] for r in steps], rel=1e-6)
 
-    with pytest.raises(ChatflowError, match="already exists"):
+    # a finished run, resumed again with the same settings: nothing changes, and it says so
+    before = _tree(root / "resumed")
+    again = run_training(_options(env, "resumed", resume=True, eval_data=str(data)))
+    assert again["already_finished"] and again["global_step"] == 4
+    assert _tree(root / "resumed") == before   # run.json, log.jsonl, eval.json, checkpoints, model/
+    with pytest.raises(ChatflowError, match="already exists and holds a finished run"):
         run_training(_options(env, "resumed"))
     with pytest.raises(ChatflowError, match=r"different settings \(beta: 0.1 -> 0.2"):
         run_training(_options(env, "resumed", resume=True, beta=0.2))
@@ -111,6 +133,14 @@ def test_sft_baseline_trains_everything(env, capsys):
     assert log[0]["nll"] == pytest.approx(log[0]["loss"], rel=1e-5)
     for name in ("tokenizer.model", "tokenizer_config.json", "config.json"):
         assert (root / "sft" / "model" / name).is_file()
+    before = _tree(root / "sft")
+    argv = ["--model", str(model), "--data", str(data), "--output_dir", str(root / "sft"), "--objective", "sft",
+            "--max_steps", "1", "--logging_steps", "1", "--per_device_batch_size", "4", "--learning_rate", "1e-3",
+            "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet", "--max_pairs", "4", "--resume"]
+    assert cli_main(argv) == 0
+    finished = f"{root / 'sft'}: finished (1 steps); the final model is {root / 'sft' / 'model'}\n"
+    assert capsys.readouterr().out == finished
+    assert _tree(root / "sft") == before
 
 
 def test_option_errors(env):

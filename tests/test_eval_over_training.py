@@ -46,6 +46,40 @@ def test_checkpoint_walk_writes_csv_and_png_and_resumes(tmp_path, spm_model, dat
     assert open(f"{out}.csv", encoding="utf-8").read() == before
 
 
+def test_curve_reads_a_chatflow_train_run_as_it_is(tmp_path, spm_model, data_dir):
+    """`chatflow train`'s checkpoint-N/ folders hold their tokenizer and tokens seen: no copying, no
+    --tokens_per_step."""
+    from test_hf_train import _options, make_dataset
+
+    from chatflow_plugin.hosts.hf_train import train
+
+    run = tmp_path / "run"
+    train(_options(make_dataset(tmp_path, spm_model, n_docs=40), run, train_steps=4, save_every=2))
+    out = tmp_path / "fig2"
+    assert cli_main(["--checkpoints", str(run), "--data_dir", str(data_dir), "--output", str(out),
+                     "--num_fewshot", "1", "--no_progress", "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(f"{out}.csv", encoding="utf-8")))
+    assert [(r["step"], r["tokens"], r["checkpoint"]) for r in rows] == [
+        ("2", "256", str(run / "checkpoint-2")), ("4", "512", str(run / "checkpoint-4"))]   # 2 x 2 x 2 x 32
+    assert all(0 <= float(r["mmlu"]) <= 1 and 0 <= float(r["ceval"]) <= 1 for r in rows)
+
+
+def test_checkpoint_without_tokenizer_files_is_named(tmp_path, spm_model, data_dir):
+    run = tmp_path / "run"
+    write_tiny_llama(spm_model, run / "final", hidden=16, layers=1)
+    checkpoint = write_tiny_llama(spm_model, run / "checkpoint-10", hidden=16, layers=1)
+    for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        (checkpoint / name).unlink()
+    argv = ["--checkpoints", str(run), "--data_dir", str(data_dir), "--tokens_per_step", "8",
+            "--output", str(tmp_path / "fig2"), "--num_fewshot", "1", "--no_progress", "--device", "cpu"]
+    with pytest.raises(ChatflowError) as error:
+        cli_main(argv)
+    message = str(error.value)
+    assert message.startswith(f"{checkpoint}: no tokenizer files (none of tokenizer.json, tokenizer.model"), message
+    assert message.endswith(f"copy them from {run / 'final'}, the final model of its run"), message
+    assert "--model" not in message and "sentencepiece or tiktoken" not in message
+
+
 def test_missing_tokens_and_checkpoints_are_clear_errors(tmp_path):
     with pytest.raises(ChatflowError, match="not found"):
         find_checkpoints(tmp_path / "none")

@@ -163,6 +163,36 @@ def test_bad_arguments(tiny, tmp_path, spm_model):
     assert list(predictions(np.array([[0.0, 0.0, -1.0, 0.0], [-3.0, -2.0, -1.0, -0.5]]))) == [0, 3]
 
 
+def test_damaged_model_folders_name_the_file_and_what_is_wrong(tmp_path, spm_model):
+    def folder(name: str):
+        return write_tiny_llama(spm_model, tmp_path / name, hidden=16, layers=1)
+
+    def error(path) -> str:
+        with pytest.raises(ChatflowError) as caught:
+            load_model(str(path), device="cpu")
+        return str(caught.value)
+
+    bad = folder("config")
+    (bad / "config.json").write_text('{"model_type": "llama",')
+    assert error(bad).startswith(f"{bad / 'config.json'}: not valid JSON")   # not blamed on the tokenizer
+    bad = folder("spm")
+    (bad / "tokenizer.model").write_bytes(b"not a model")
+    assert error(bad).startswith(f"{bad / 'tokenizer.model'}: not a sentencepiece model")   # (not: install tiktoken)
+    bad = folder("json")
+    (bad / "tokenizer.json").write_text('{"version": "1.0", "trunc')
+    assert error(bad).startswith(f"{bad / 'tokenizer.json'}: not valid JSON")
+    bad = folder("none")
+    for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        (bad / name).unlink()
+    assert error(bad).startswith(f"{bad}: no tokenizer files (none of tokenizer.json, tokenizer.model")
+    bad = folder("weights")
+    (bad / "model.safetensors").write_bytes((bad / "model.safetensors").read_bytes()[:3000])   # a cut-short file
+    assert error(bad).startswith(f"{bad}: cannot load the model from model.safetensors: ")
+    bad = folder("no_weights")
+    (bad / "model.safetensors").unlink()
+    assert error(bad).startswith(f"{bad}: cannot load the model (no weight files): ")
+
+
 def test_tokenizer_larger_than_embedding_is_refused(tmp_path, spm_model):
     out = write_tiny_llama(spm_model, tmp_path / "m", vocab_size=100)
     with pytest.raises(ChatflowError, match="tokenizer has .* tokens but the embedding only"):

@@ -80,6 +80,30 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _record_samples(monkeypatch) -> list[list[int]]:
+    """The global sample indices of every micro-batch the trainer reads from now on (appended as read)."""
+    from chatflow_plugin.hosts import hf_data
+
+    seen: list[list[int]] = []
+    original = hf_data.collate_windows
+
+    def recording(samples):
+        batch = original(samples)
+        seen.append(batch["t"].tolist())
+        return batch
+
+    monkeypatch.setattr("chatflow_plugin.hosts.hf_train.collate_windows", recording)
+    return seen
+
+
 # --- data plumbing -------------------------------------------------------------------------------
 
 def test_rank_batch_sampler_is_rank_indices_and_starts_where_told(dataset):
@@ -143,17 +167,7 @@ def test_training_lowers_loss_and_writes_logs_and_model(dataset, heldout, tmp_pa
 
 def test_resume_reads_exactly_the_samples_of_an_uninterrupted_run(dataset, tmp_path, monkeypatch):
     """Record each micro-batch's global indices; an interrupted + resumed run equals a straight one."""
-    from chatflow_plugin.hosts import hf_data
-
-    seen: list[list[int]] = []
-    original = hf_data.collate_windows
-
-    def recording(samples):
-        batch = original(samples)
-        seen.append(batch["t"].tolist())
-        return batch
-
-    monkeypatch.setattr("chatflow_plugin.hosts.hf_train.collate_windows", recording)
+    seen = _record_samples(monkeypatch)
     straight = tmp_path / "straight"
     train(_options(dataset, straight, train_steps=6, save_every=3))
     uninterrupted = list(seen)
@@ -182,7 +196,9 @@ def test_resume_reads_exactly_the_samples_of_an_uninterrupted_run(dataset, tmp_p
         return Stopping, cb
 
     monkeypatch.setattr(module, "_make_trainer_class", with_stop)
-    train(_options(dataset, interrupted, train_steps=6, save_every=3))
+    stopped = train(_options(dataset, interrupted, train_steps=6, save_every=3))
+    assert stopped["stopped_early_at"] == 3
+    assert not (interrupted / "final").exists() and not (interrupted / "train_summary.json").exists()
     first_part = list(seen)
     monkeypatch.setattr(module, "_make_trainer_class", make)
     seen.clear()
@@ -194,6 +210,121 @@ def test_resume_reads_exactly_the_samples_of_an_uninterrupted_run(dataset, tmp_p
     a = [r["loss"] for r in _read_jsonl(straight / "log.jsonl") if r["kind"] == "train"]
     b = [r["loss"] for r in _read_jsonl(interrupted / "log.jsonl") if r["kind"] == "train"]
     assert np.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_checkpoints_hold_the_tokenizer_and_load_as_they_are(dataset, tmp_path, spm_model):
+    """Every checkpoint-N/ is a complete HF model folder: the final model's tokenizer files, tokens seen."""
+    import sentencepiece as spm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    train(_options(dataset, out, train_steps=4, save_every=2, save_total_limit=5))   # the dataset's tokenizer
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    final = _tree(out / "final")
+    for step in (2, 4):
+        checkpoint = out / f"checkpoint-{step}"
+        for name in TOKENIZER_FILES:
+            assert (checkpoint / name).read_bytes() == final[name], (step, name)
+        assert not list(checkpoint.glob(".*.tmp"))
+        tok = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, local_files_only=True)
+        text = "the teacher reads 我们的老师在学校"
+        assert tok(text)["input_ids"] == [sp.bos_id()] + sp.encode(text)
+        assert model.get_input_embeddings().weight.shape[0] == len(tok) == 600
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        assert state["num_input_tokens_seen"] == step * 4 * 32   # = the log's tokens at that step
+    assert (out / "checkpoint-4" / "model.safetensors").read_bytes() == final["model.safetensors"]
+
+
+def test_tokenizer_from_the_start_model_when_the_datasets_is_gone(tmp_path, spm_model, capsys):
+    """The dataset's sentencepiece file moved away: the start model's identical tokenizer.model is used;
+    with neither, the run says at once that its checkpoints will hold no tokenizer."""
+    import shutil
+
+    moved = tmp_path / "spm" / "moved.model"
+    moved.parent.mkdir()
+    shutil.copyfile(spm_model, moved)
+    data = make_dataset(tmp_path, moved, n_docs=30)
+    first = tmp_path / "first"
+    train(_options(data, first, train_steps=1))
+    moved.unlink()
+    second = tmp_path / "second"
+    train(_options(data, second, model_config="", model_path=str(first / "final"), train_steps=2, save_every=1))
+    assert "no tokenizer to save" not in capsys.readouterr().err
+    for name in TOKENIZER_FILES:
+        assert (second / "checkpoint-1" / name).read_bytes() == (first / "final" / name).read_bytes()
+    train(_options(data, tmp_path / "third", train_steps=1))
+    assert "warning: no tokenizer to save" in capsys.readouterr().err
+    assert not (tmp_path / "third" / "checkpoint-1" / "tokenizer.model").exists()
+
+
+def test_tokenizer_files_are_written_before_the_model(dataset, tmp_path, monkeypatch):
+    """A save killed while writing the weights leaves a folder that has its tokenizer (or no config.json)."""
+    from transformers import PreTrainedModel
+
+    seen = []
+    original = PreTrainedModel.save_pretrained
+
+    def recording(self, directory, *args, **kwargs):
+        seen.append(sorted(p.name for p in Path(directory).iterdir()))
+        return original(self, directory, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", recording)
+    train(_options(dataset, tmp_path / "run", train_steps=2, save_every=1))
+    assert len(seen) == 3   # checkpoint-1, checkpoint-2, final
+    assert all(set(TOKENIZER_FILES) <= set(names) and "config.json" not in names for names in seen), seen
+
+
+def test_rerun_of_a_finished_run_leaves_it_alone(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--dataset_dir", str(dataset), "--output_dir", str(out), "--model_config", str(TINY_CONFIG),
+            "--train_steps", "4", "--save_every", "2", "--micro_batch_size", "2", "--gradient_accumulation_steps",
+            "2", "--log_every", "1", "--threads", "1", "--quiet"]
+    assert cli_main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["train_loss"] > 0
+    before = _tree(out)
+    assert cli_main(argv + ["--threads", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [f"{out}: finished (4 steps); the final model is {out / 'final'}"]
+    assert _tree(out) == before   # train_summary.json, log.jsonl, the CSVs, final/, checkpoints: byte-identical
+    # a kill between final/ and the records: the re-run completes them from final/chatflow_train.json
+    (out / "train_summary.json").unlink()
+    log = (out / "log.jsonl").read_text().splitlines()
+    (out / "log.jsonl").write_text("\n".join(log[:-1]) + "\n")
+    assert train(_options(dataset, out, train_steps=4, save_every=2))["already_finished"]
+    assert _tree(out) == before
+    # fewer steps than finished, or a fresh start over it: refused
+    with pytest.raises(ChatflowError, match="finished run of 4 steps; --train_steps 3 asks for fewer"):
+        train(_options(dataset, out, train_steps=3))
+    with pytest.raises(ChatflowError, match="already holds checkpoints"):
+        train(_options(dataset, out, train_steps=4, resume="no"))
+    assert _tree(out) == before
+
+
+def test_more_steps_continue_a_finished_run(dataset, tmp_path, monkeypatch, capsys):
+    """Asking a finished run for more steps continues it from its last checkpoint: the next samples in
+    order, the learning-rate schedule recomputed over the new length from the first resumed step."""
+    import math
+
+    out = tmp_path / "run"
+    train(_options(dataset, out, train_steps=4, save_every=2))
+    first = [line for line in (out / "log.jsonl").read_text().splitlines() if '"summary"' not in line]
+    seen = _record_samples(monkeypatch)
+    summary = train(_options(dataset, out, train_steps=6, save_every=2))
+    assert "continuing from step 4 to 6 (the run was set for 4)" in capsys.readouterr().err
+    assert summary["steps"] == 6 and summary["resumed_from"] == str(out / "checkpoint-4")
+    assert seen == [rank_indices(i, 2, 0, 1).tolist() for i in range(8, 12)]
+    records = _read_jsonl(out / "log.jsonl")
+    assert (out / "log.jsonl").read_text().splitlines()[:4] == first   # the first 4 steps' records kept
+    train_records = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train_records] == [1, 2, 3, 4, 5, 6]
+    # step k runs at the cosine rate of step k-1 of 6 (not the 4-step schedule's last rate, 0)
+    for r in train_records[4:]:
+        assert r["learning_rate"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * (r["step"] - 1) / 6)))
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 6
+    assert json.loads((out / "final" / "chatflow_train.json").read_text())["steps"] == 6
+    assert json.loads((out / "chatflow_run.json").read_text())["train_steps"] == 6
 
 
 def test_resume_refuses_changed_batch_geometry(dataset, tmp_path):
@@ -277,3 +408,5 @@ def test_two_cpu_processes_read_disjoint_samples(dataset, heldout, tmp_path):
     assert all(r.get(f"loss_{g}") is not None or r[f"mix_{g}"] == 0 for r in records for g in ("en",))
     held = [r for r in _read_jsonl(out / "log.jsonl") if r["kind"] == "heldout"]
     assert [r["step"] for r in held] == [0, 3]      # evaluated on every rank, logged once by rank 0
+    for name in TOKENIZER_FILES:                    # written by rank 0 into the checkpoint
+        assert (out / "checkpoint-3" / name).read_bytes() == (out / "final" / name).read_bytes()

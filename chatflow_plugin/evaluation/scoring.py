@@ -298,22 +298,66 @@ def resolve_device(device: str) -> str:
 
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Files a HuggingFace tokenizer is built from (besides tokenizer_config.json / special_tokens_map.json).
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt",
+                         "spiece.model", "sentencepiece.bpe.model")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _tokenizer_error(path, exc: BaseException) -> ChatflowError:
+    """What is wrong with the tokenizer files of ``path``, in its own terms (transformers' message names
+    sentencepiece or tiktoken whenever it finds nothing it can build a tokenizer from)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    present = [name for name in TOKENIZER_VOCAB_FILES if (path / name).is_file()]
+    if not present:
+        sources = [d for d in (path.parent / "final", path.parent.parent / "model")
+                   if (d / "tokenizer.model").is_file() or (d / "tokenizer.json").is_file()]
+        hint = f"; copy them from {sources[0]}, the final model of its run" if sources else ""
+        return ChatflowError(f"{path}: no tokenizer files (none of {', '.join(TOKENIZER_VOCAB_FILES)}){hint}")
+    if "tokenizer.json" in present:
+        try:
+            json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as bad:
+            return ChatflowError(f"{path / 'tokenizer.json'}: not valid JSON ({bad}); the file is cut short or damaged")
+    if "tokenizer.model" in present and "tokenizer.json" not in present:
+        import sentencepiece as spm
+
+        try:
+            spm.SentencePieceProcessor(model_file=str(path / "tokenizer.model"))
+        except (OSError, RuntimeError) as bad:
+            return ChatflowError(f"{path / 'tokenizer.model'}: not a sentencepiece model ({_first_line(bad)})")
+    return ChatflowError(f"{path}: cannot load its tokenizer from {', '.join(present)}: {_first_line(exc)}")
 
 
 def load_model(path: str, device: str = "auto", dtype: str = "auto", device_map: str = ""):
-    """(model, tokenizer) from a HuggingFace causal LM directory, in eval mode, offline."""
+    """(model, tokenizer) from a HuggingFace causal LM directory, in eval mode, offline.
+
+    Errors name the directory (or file) and what is missing or damaged in it.
+    """
+    import json
     from pathlib import Path
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not Path(path).is_dir() or not (Path(path) / "config.json").is_file():
-        raise ChatflowError(f"--model {path}: not a HuggingFace model directory (no config.json)")
+        raise ChatflowError(f"{path}: not a HuggingFace model directory (no config.json)")
     if dtype not in DTYPES:
         raise ChatflowError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
     try:
+        json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ChatflowError(f"{Path(path) / 'config.json'}: not valid JSON ({exc})") from None
+    try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ChatflowError(f"--model {path}: cannot load its tokenizer: {exc}") from None
+    except Exception as exc:   # transformers raises OSError, ValueError, TypeError, tokenizers' Exception...
+        raise _tokenizer_error(path, exc) from None
     torch_dtype = DTYPES[dtype]
     if torch_dtype == "auto" and resolve_device(device) == "cpu":
         torch_dtype = torch.float32   # half-precision matmuls on CPU are slow and imprecise
@@ -326,13 +370,16 @@ def load_model(path: str, device: str = "auto", dtype: str = "auto", device_map:
         kwargs["device_map"] = device_map
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ChatflowError(f"--model {path}: cannot load the model: {exc}") from None
+    except Exception as exc:   # also safetensors' SafetensorError for a weight file cut short
+        weights = sorted(p.name for p in Path(path).iterdir()
+                         if p.suffix == ".safetensors" or (p.suffix == ".bin" and p.name != "training_args.bin"))
+        raise ChatflowError(f"{path}: cannot load the model " + (f"from {', '.join(weights)}" if weights else
+                            "(no weight files)") + f": {_first_line(exc)}") from None
     if not device_map:
         model.to(resolve_device(device))
     model.eval()
     vocab = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab:
-        raise ChatflowError(f"--model {path}: tokenizer has {len(tokenizer)} tokens but the embedding only "
+        raise ChatflowError(f"{path}: tokenizer has {len(tokenizer)} tokens but the embedding only "
                             f"{vocab} rows (a vocabulary expansion without resized weights?)")
     return model, tokenizer

@@ -9,6 +9,12 @@ realised mixture in every log line, held-out loss per group (:mod:`.hf_heldout`)
 
 Per step, the loss is the token mean of each micro-batch averaged over micro-batches and ranks (every
 window carries the same number of target tokens under the default all-token loss).
+
+Every ``checkpoint-N/`` holds the tokenizer files of the final model (:mod:`..checkpoint_tokenizer`) and
+records the tokens seen in its ``trainer_state.json``, so ``chatflow eval``/``eval-curve`` and
+``from_pretrained`` read it as it is. Re-running a finished run changes nothing and says so; asking for
+more steps than it ran continues it from its last checkpoint (same samples as a straight run, the
+learning-rate schedule recomputed over the new length).
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import torch
 
 from ..atomic import atomic_file, sha256_file
 from ..batches import MixtureDataset
+from ..checkpoint_tokenizer import SavesTokenizerFiles, TokenizerFiles
 from ..errors import ChatflowError
 from ..mixture import load_mixture
 from ..options import option, parse_options
@@ -39,9 +46,13 @@ RUN_CONFIG = "chatflow_run.json"
 LOG_JSONL = "log.jsonl"
 TRAIN_CSV = "train_log.csv"
 HELDOUT_CSV = "heldout_log.csv"
-# Settings that fix which sample each step reads: a resumed run must not change them.
+SUMMARY_JSON = "train_summary.json"
+FINAL_DIR = "final"
+FINAL_RECORD = "chatflow_train.json"   # the summary, inside final/ (renamed into place with it)
+# Settings that fix which sample each step reads: a resumed run must not change them. (train_steps
+# does not: sample t is the same whatever the run's length, so a run may be continued for longer.)
 POSITION_KEYS = ("dataset_sha", "mixture", "seed", "micro_batch_size", "gradient_accumulation_steps",
-                 "world_size", "seq_length", "train_steps")
+                 "world_size", "seq_length")
 
 
 @dataclass
@@ -72,8 +83,10 @@ class TrainOptions:
     log_every: int = option(10, help="optimizer steps between log lines")
     save_every: int = option(0, help="optimizer steps between checkpoints (0: only at the end)")
     save_total_limit: int = option(2, help="checkpoints kept (oldest deleted first)")
-    resume: str = option("auto", help="auto: continue from the newest checkpoint in output_dir if any; "
-                                      "no: start fresh (output_dir must not hold checkpoints); or a checkpoint path")
+    resume: str = option("auto", help="auto: continue from the newest checkpoint in output_dir if any (a "
+                                      "finished run of --train_steps is left as it is; one of fewer steps is "
+                                      "continued); no: start fresh (output_dir must not hold checkpoints or a "
+                                      "final model); or a checkpoint path")
     heldout_dir: str = option("", help="shard directory of held-out documents (same tokenizer and groups)")
     heldout_every: int = option(0, help="optimizer steps between held-out evaluations (0: start and end only)")
     heldout_windows: int = option(64, help="held-out windows per group")
@@ -154,7 +167,7 @@ def _make_trainer_class():
     """The Trainer subclass, built lazily so importing this module does not import transformers."""
     from transformers import Trainer, TrainerCallback
 
-    class MixtureTrainer(Trainer):
+    class MixtureTrainer(SavesTokenizerFiles, Trainer):
         loss_is_scaled_for_ga = False   # compute_loss returns a per-micro-batch mean: let Trainer divide by GA
 
         def __init__(self, *args, mixture: MixtureDataset, run_log: RunLog | None, heldout=None,
@@ -237,20 +250,32 @@ def _make_trainer_class():
                 self.run_log.add(record)
             return losses
 
-    class HeldOutCallback(TrainerCallback):
+    class RunCallback(TrainerCallback):
+        """Held-out evaluation; ``state.num_input_tokens_seen`` (saved in every checkpoint's
+        trainer_state.json, where ``chatflow eval-curve`` reads it) equal to the log's ``tokens``; and, on
+        resume, the learning rate of the schedule being run (a run continued for more steps than planned
+        recomputes its schedule, while the checkpoint's optimizer holds the old schedule's last rate)."""
+
         def __init__(self, trainer: MixtureTrainer):
             self.trainer = trainer
 
-        def on_train_begin(self, args, state, control, **kwargs):
+        def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+            if state.global_step > 0 and optimizer is not None and hasattr(lr_scheduler, "lr_lambdas"):
+                for group, base, factor in zip(optimizer.param_groups, lr_scheduler.base_lrs,
+                                               lr_scheduler.lr_lambdas):
+                    group["lr"] = base * factor(lr_scheduler.last_epoch)
+                lr_scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
             if state.global_step == 0:
                 self.trainer.evaluate_heldout()
 
         def on_step_end(self, args, state, control, **kwargs):
+            state.num_input_tokens_seen = state.global_step * self.trainer.samples_per_step() * \
+                self.trainer.mixture.seq_length
             every = self.trainer.heldout_every
             if state.global_step == state.max_steps or (every and state.global_step % every == 0):
                 self.trainer.evaluate_heldout()
 
-    return MixtureTrainer, HeldOutCallback
+    return MixtureTrainer, RunCallback
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,10 +324,59 @@ def _find_resume(options: TrainOptions, output_dir: Path) -> str | None:
         if last is not None:
             raise ChatflowError(f"{output_dir} already holds checkpoints ({last}); use --resume auto or another "
                                 f"--output_dir")
+        if (output_dir / FINAL_DIR).exists():
+            raise ChatflowError(f"{output_dir} already holds a final model ({output_dir / FINAL_DIR}); use another "
+                                f"--output_dir")
         return None
     if not Path(options.resume, "trainer_state.json").is_file():
         raise ChatflowError(f"--resume {options.resume}: not a Trainer checkpoint (no trainer_state.json)")
     return options.resume
+
+
+def _checkpoint_step(checkpoint: str) -> int:
+    return int(json.loads(Path(checkpoint, "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+
+
+def _finished_summary(output_dir: Path) -> dict | None:
+    """The summary of the finished run in ``output_dir``, or None (``final/`` only exists complete)."""
+    record = output_dir / FINAL_DIR / FINAL_RECORD
+    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+
+
+def _record_finish(output_dir: Path, summary: dict, run_log: RunLog) -> None:
+    """``train_summary.json`` and the log's summary record, written after ``final/``."""
+    with atomic_file(output_dir / SUMMARY_JSON) as handle:
+        json.dump(summary, handle, indent=2)
+    run_log.add({"kind": "summary", "step": summary["steps"],
+                 **{k: v for k, v in summary.items() if not isinstance(v, dict)}})
+
+
+def _leave_finished(output_dir: Path, finished: dict, rank: int) -> dict:
+    """A re-run of a finished run: its records stay as they are (or are completed, if a kill came between
+    ``final/`` and them)."""
+    if rank == 0:
+        path = output_dir / SUMMARY_JSON
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except json.JSONDecodeError:
+            recorded = None
+        if recorded != finished:
+            run_log = RunLog(output_dir)
+            run_log.restart_at(finished["steps"])
+            _record_finish(output_dir, finished, run_log)
+    return dict(finished, already_finished=True)
+
+
+def _spm_path(options: TrainOptions, tok: dict) -> str:
+    """The sentencepiece model saved (as HF tokenizer files) with every checkpoint and the final model:
+    --spm_model_path, else the dataset's or the start model's ``tokenizer.model`` if it is the dataset's."""
+    if options.spm_model_path:
+        return options.spm_model_path
+    start_model = str(Path(options.model_path, "tokenizer.model")) if options.model_path else ""
+    for path in (tok.get("path", ""), start_model):
+        if path and os.path.isfile(path) and sha256_file(path) == tok["sha256"]:
+            return path
+    return ""
 
 
 def _check_run_config(output_dir: Path, config: dict, resuming: bool) -> None:
@@ -332,8 +406,6 @@ def train(options: TrainOptions) -> dict:
     mixture = MixtureDataset(shards, spec=spec, seed=None if options.seed < 0 else options.seed,
                              response_only=options.loss == "response_only")
     tok = shards.tokenizer
-    spm_path = options.spm_model_path or (tok["path"] if os.path.isfile(tok.get("path", "")) and
-                                          sha256_file(tok["path"]) == tok["sha256"] else "")
     heldout = None
     if options.heldout_dir:
         from .hf_heldout import HeldOutSet
@@ -346,13 +418,46 @@ def train(options: TrainOptions) -> dict:
         heldout = HeldOutSet(held_shards, options.heldout_windows, groups=mixture.group_names)
 
     resume_from = _find_resume(options, output_dir)
+    finished = _finished_summary(output_dir) if options.resume == "auto" else None
     run_config = {"dataset_dir": str(Path(options.dataset_dir).resolve()),
                   "dataset_sha": tok["sha256"] + ":" + str(sorted((s.name, s.windows) for s in shards.sources)),
                   "mixture": mixture.spec.to_json() | {"data_root": None}, "seed": mixture.spec.seed,
                   "micro_batch_size": options.micro_batch_size, "world_size": world_size,
                   "gradient_accumulation_steps": options.gradient_accumulation_steps,
                   "seq_length": shards.seq_length, "train_steps": options.train_steps, "options": asdict(options)}
-    _check_run_config(output_dir, run_config, resume_from is not None)
+    _check_run_config(output_dir, run_config, resume_from is not None or finished is not None)
+    if finished is not None:
+        if finished["steps"] == options.train_steps:
+            return _leave_finished(output_dir, finished, rank)
+        if finished["steps"] > options.train_steps or resume_from is None:
+            raise ChatflowError(
+                f"{output_dir} holds a finished run of {finished['steps']} steps"
+                + (f"; --train_steps {options.train_steps} asks for fewer" if resume_from is not None else
+                   f" and no checkpoint-* to continue it from") + "; use another --output_dir (with --model_path "
+                f"{output_dir / FINAL_DIR} to train its final model further)")
+    if resume_from is not None:
+        done = _checkpoint_step(resume_from)
+        if done > options.train_steps:
+            raise ChatflowError(f"{resume_from} is at step {done}, beyond --train_steps {options.train_steps}")
+        planned = json.loads((output_dir / RUN_CONFIG).read_text(encoding="utf-8")).get("train_steps") \
+            if (output_dir / RUN_CONFIG).is_file() else None
+        if planned is not None and planned != options.train_steps and rank == 0:
+            print(f"{output_dir}: continuing from step {done} to {options.train_steps} (the run was set for "
+                  f"{planned}); the {options.lr_scheduler} learning-rate schedule now spans {options.train_steps} "
+                  f"steps", file=sys.stderr)
+
+    tokenizer_files, mismatches = None, []
+    spm_path = _spm_path(options, tok)
+    if rank == 0:
+        if spm_path:
+            tokenizer_files, mismatches = TokenizerFiles.from_sentencepiece(spm_path, shards.seq_length)
+            if mismatches:
+                print(f"warning: the saved HF tokenizer differs from sentencepiece on {len(mismatches)} probe "
+                      f"text(s), e.g. {mismatches[0][:40]!r}", file=sys.stderr)
+        else:
+            print(f"warning: no tokenizer to save: the dataset's ({tok.get('path')}) is not found or changed and "
+                  f"--spm_model_path is not given; checkpoints and the final model will hold no tokenizer files",
+                  file=sys.stderr)
 
     model = build_model(options, tok["vocab_size"], tok["bos_id"], tok["eos_id"])
     total_samples = options.train_steps * options.gradient_accumulation_steps * options.micro_batch_size * world_size
@@ -378,52 +483,48 @@ def train(options: TrainOptions) -> dict:
             json.dump(run_config, handle, indent=2, default=str)
     run_log = RunLog(output_dir) if rank == 0 else None
     if run_log is not None:
-        start_step = 0
-        if resume_from is not None:
-            start_step = json.loads(Path(resume_from, "trainer_state.json").read_text())["global_step"]
-        run_log.restart_at(start_step)
+        run_log.restart_at(_checkpoint_step(resume_from) if resume_from is not None else 0)
 
-    MixtureTrainer, HeldOutCallback = _make_trainer_class()
+    MixtureTrainer, RunCallback = _make_trainer_class()
     trainer = MixtureTrainer(model=model, args=args, train_dataset=MixtureTorchDataset(mixture, total_samples),
                              data_collator=collate_windows, mixture=mixture, run_log=run_log, heldout=heldout,
                              heldout_every=options.heldout_every)
-    trainer.add_callback(HeldOutCallback(trainer))
+    trainer.tokenizer_files = tokenizer_files
+    trainer.add_callback(RunCallback(trainer))
     if options.quiet:
         from transformers import PrinterCallback
         trainer.remove_callback(PrinterCallback)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.time() - started
+    if trainer.state.global_step < options.train_steps:   # stopped by a callback: no final model
+        return {"steps": options.train_steps, "stopped_early_at": trainer.state.global_step,
+                "seconds_this_session": round(seconds, 2), "resumed_from": resume_from}
 
-    # Final model: written under a temporary name, renamed into place by rank 0 when complete.
+    # Final model (with the tokenizer files): written under a temporary name, renamed into place by rank 0
+    # when complete; the run's records follow it.
     partial = output_dir / ".final.partial"
     if trainer.is_world_process_zero() and partial.exists():
         shutil.rmtree(partial)
     trainer.save_model(str(partial))
     samples = options.train_steps * trainer.samples_per_step()
     counts = mixture.sampler.group_counts(samples)
+    trained = trainer.state.global_step - (_checkpoint_step(resume_from) if resume_from is not None else 0)
     summary = {"steps": options.train_steps, "samples": samples, "tokens": samples * shards.seq_length,
-               "seconds_this_session": round(seconds, 2), "train_loss": result.training_loss,
+               "seconds_this_session": round(seconds, 2),
+               "train_loss": result.training_loss if trained else None,   # mean over this session's steps
                "resumed_from": resume_from, "world_size": world_size,
                "group_samples": {g: int(c) for g, c in zip(mixture.group_names, counts)},
-               "final_model": str(output_dir / "final")}
+               "final_model": str(output_dir / FINAL_DIR)}
     if trainer.is_world_process_zero():
-        if spm_path:
-            from ..convert import write_hf_tokenizer_files
-            mismatches = write_hf_tokenizer_files(spm_path, partial, model_max_length=shards.seq_length)
+        if tokenizer_files is not None:
             summary["tokenizer_mismatches"] = len(mismatches)
-            if mismatches:
-                print(f"warning: the saved HF tokenizer differs from sentencepiece on {len(mismatches)} probe "
-                      f"text(s), e.g. {mismatches[0][:40]!r}", file=sys.stderr)
-        (partial / "chatflow_train.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        final = output_dir / "final"
+        (partial / FINAL_RECORD).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        final = output_dir / FINAL_DIR
         if final.exists():
             shutil.rmtree(final)
         os.replace(partial, final)
-        with atomic_file(output_dir / "train_summary.json") as handle:
-            json.dump(summary, handle, indent=2)
-        run_log.add({"kind": "summary", "step": options.train_steps, **{k: v for k, v in summary.items()
-                                                                          if not isinstance(v, dict)}})
+        _record_finish(output_dir, summary, run_log)
     return summary
 
 
@@ -431,5 +532,9 @@ def cli_main(argv: list[str], prog: str = "chatflow train") -> int:
     options = parse_options(TrainOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
     summary = train(options)
     if _world()[0] == 0:
-        print(json.dumps(summary, indent=2))
+        if summary.get("already_finished"):
+            print(f"{options.output_dir}: finished ({summary['steps']} steps); the final model is "
+                  f"{Path(options.output_dir) / FINAL_DIR}")
+        else:
+            print(json.dumps(summary, indent=2))
     return 0
