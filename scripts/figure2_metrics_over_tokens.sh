@@ -11,8 +11,8 @@
 #
 #   scripts/figure2_metrics_over_tokens.sh --checkpoints DIR --data_dir BENCH --output_dir DIR
 #       [--tokens_per_step N] [--backend host|hf] [--limit 0]
-#       Full scale. DIR holds the run's checkpoints (hf: `chatflow train`'s checkpoint-<step> folders, tokens
-#       from the run's chatflow_run.json; host: TencentPretrain/DeepSpeed checkpoint folders named by step,
+#       Full scale. DIR holds the run's checkpoints (hf: `chatflow train`'s checkpoint-<step> folders, which
+#       record their training tokens and hold their tokenizer; host: TencentPretrain/DeepSpeed checkpoint folders named by step,
 #       converted here with `chatflow convert tp2hf`, and --tokens_per_step = GPUs x batch x 2048 is needed).
 #       BENCH: mmlu/, ceval/, cmmlu/, gaokao/ as the benchmarks' public repositories lay them out
 #       (docs/evaluation.md). Expected run time: per checkpoint, conversion ~10 min and the four benchmarks
@@ -47,10 +47,6 @@ else
     done
     CHECKPOINTS=$OUTPUT_DIR/hf
   fi
-fi
-if [[ $TOKENS_PER_STEP == 0 && -f $CHECKPOINTS/chatflow_run.json ]]; then
-  TOKENS_PER_STEP=$("$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['micro_batch_size'] * r['gradient_accumulation_steps'] * r['world_size'] * r['seq_length'])" \
-                    "$CHECKPOINTS/chatflow_run.json")
 fi
 say "scoring the checkpoints of $CHECKPOINTS on $TASKS"
 chatflow eval-curve --checkpoints "$CHECKPOINTS" --data_dir "$DATA_DIR" --tasks "$TASKS" --num_fewshot 3 \

@@ -37,6 +37,7 @@ from ..atomic import atomic_file, sha256_file
 from ..batches import MixtureDataset
 from ..checkpoint_tokenizer import SavesTokenizerFiles, TokenizerFiles
 from ..errors import ChatflowError
+from ..files import path_for_file
 from ..mixture import load_mixture
 from ..options import option, parse_options
 from ..shards import ShardSet
@@ -515,7 +516,7 @@ def train(options: TrainOptions) -> dict:
                "train_loss": result.training_loss if trained else None,   # mean over this session's steps
                "resumed_from": resume_from, "world_size": world_size,
                "group_samples": {g: int(c) for g, c in zip(mixture.group_names, counts)},
-               "final_model": str(output_dir / FINAL_DIR)}
+               "final_model": path_for_file(output_dir / FINAL_DIR, output_dir / "train_summary.json", tree=output_dir)}
     if trainer.is_world_process_zero():
         if tokenizer_files is not None:
             summary["tokenizer_mismatches"] = len(mismatches)
