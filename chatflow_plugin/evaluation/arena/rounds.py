@@ -146,18 +146,15 @@ class Arena:
         try:
             for key, side in sides.items():
                 jobs[key] = self.workers[side.model].submit(side.messages + [user], self.settings, listener)
-            loading = {k: self.workers[s.model].state in ("waiting", "loading") for k, s in sides.items()}
-            view = TurnView(text, jobs, loading)
             while not all(job.finished for job in jobs.values()):
-                view.loading = {k: self.workers[s.model].state in ("waiting", "loading") for k, s in sides.items()}
-                yield view
+                yield TurnView(text, jobs, {k: self.workers[s.model].state in ("waiting", "loading")
+                                            for k, s in sides.items()})
                 listener.wait(self.poll_seconds)
                 listener.clear()
-            view.done = True
-            view.notice = self._finish_turn(rnd, user, jobs)
+            notice = self._finish_turn(rnd, user, jobs)
             complete = True
             rnd.busy = False
-            yield view
+            yield TurnView(text, jobs, {"a": False, "b": False}, done=True, notice=notice)
         except QueueFull as exc:
             raise Refused(str(exc)) from None
         finally:

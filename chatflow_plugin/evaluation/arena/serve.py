@@ -128,9 +128,10 @@ def serve_arena(opts: ArenaOptions, block: bool = True) -> ArenaServer:
         _, url, _ = app.launch(
             server_name=opts.host, server_port=opts.port or _free_port(opts.host), share=False, ssr_mode=False,
             prevent_thread_lock=True, quiet=True, show_error=False, footer_links=[], pwa=False, mcp_server=False,
-            enable_monitoring=False, max_file_size=1024, run_history=False,
+            enable_monitoring=False, max_file_size=0, run_history=False,
             blocked_paths=[str(Path(p).resolve()) for p in opts.models] + [str(Path(opts.votes).resolve())],
-            theme=_theme(), css=_css(), app_kwargs={"docs_url": None, "redoc_url": None, "openapi_url": None})
+            theme=_theme(), css=_css(), app_kwargs={"docs_url": None, "redoc_url": None, "openapi_url": None,
+                                                    "middleware": [_no_file_routes()]})
     except OSError as exc:
         for worker in workers.values():
             worker.stop(timeout=5)
@@ -149,6 +150,32 @@ def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+# Gradio routes that read, write, proxy or stream files: the arena uses none of them
+FILE_ROUTES = ("/file=", "/file/", "/proxy=", "/upload", "/process_recording", "/stream/", "/run-history", "/runs",
+               "/dev/reload", "/custom_component/")
+
+
+def _no_file_routes():
+    """ASGI middleware answering 403 to :data:`FILE_ROUTES` (with or without the ``/gradio_api`` prefix)."""
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+
+    class NoFileRoutes:
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                path = scope.get("path", "")
+                path = path[len("/gradio_api"):] if path.startswith("/gradio_api/") else path
+                if path.startswith(FILE_ROUTES):
+                    await PlainTextResponse("not available in the arena", status_code=403)(scope, receive, send)
+                    return
+            await self.app(scope, receive, send)
+
+    return Middleware(NoFileRoutes)
 
 
 def _theme():
