@@ -17,12 +17,15 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # selenium drives Debian's chromium/chromium-driver in tests/test_arena_browser.py (skipped without them)
+        "test": ["pytest>=7", "selenium>=4.10,<5"],
         "plot": ["matplotlib>=3.5"],
         "hf": ["transformers>=4.40", "safetensors>=0.4", "accelerate>=0.30", "protobuf>=3.20", "sacremoses"],
         # only for the test that checks our scores against lm-evaluation-harness
         "lmeval": ["lm-eval==0.4.13"],
         "host": ["six", "regex", "packaging", "deepspeed"],
+        # `chatflow arena`: the web page (served locally, offline; see docs/arena.md)
+        "arena": ["gradio>=6.0,<7"],
     },
     entry_points={"console_scripts": ["chatflow=chatflow_plugin.cli:main"]},
 )

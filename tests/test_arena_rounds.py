@@ -120,3 +120,28 @@ def test_a_page_that_goes_away_mid_turn_cancels_and_keeps_the_round_usable(arena
     assert not rnd.busy and rnd.turns == 0
     play(arena, rnd, "Hello again")
     assert rnd.turns == 1
+
+
+def test_a_second_round_waits_visibly_in_each_models_queue(arena, monkeypatch):
+    import time
+
+    from chatflow_plugin.evaluation.arena import workers as workers_module
+    from chatflow_plugin.evaluation.arena.app import _turn_text
+    from chatflow_plugin.evaluation.arena.chat import Reply
+
+    def slow(model, tokenizer, kind, messages, settings, on_text, cancelled):
+        on_text("thinking")
+        time.sleep(0.3)
+        return Reply("done", 1, 0.3, "eos")
+
+    monkeypatch.setattr(workers_module, "generate_reply", slow)
+    first, second = arena.start_round("s1"), arena.start_round("s2")
+    turn1 = arena.ask(first, "one")
+    next(turn1)   # both requests of the first round are in the queues
+    turn2 = arena.ask(second, "two")
+    view = next(turn2)
+    assert {view.jobs[k].ahead for k in "ab"} == {1}
+    assert _turn_text(view.jobs["a"], False) == "*Waiting in this model's queue: 1 request(s) ahead of yours*"
+    list(turn1)
+    assert list(turn2)[-1].done and second.turns == 1
+    assert _turn_text(view.jobs["a"], False) == "done"

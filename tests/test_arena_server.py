@@ -116,6 +116,18 @@ def test_no_file_can_be_read_or_uploaded_through_the_page(served, models):
     assert refused.value.code == 403
 
 
+def test_answers_stream_into_the_page(served):
+    server, _ = served
+    client = ArenaClient(server.url)
+    job = client.client.submit("Stream a long answer, please.", api_name="/ask")
+    job.result(timeout=120)
+    screens = job.outputs()
+    assert len(screens) >= 2   # at least one partial screen before the final one
+    partial = screens[0][0]["value"][-1]["content"]
+    assert any(mark in str(partial) for mark in ("▌", "Starting", "Waiting", "Loading"))
+    client.new_round()
+
+
 def test_the_page_never_holds_a_name_before_the_vote(served):
     server, _ = served
     status, page = get(server.url)
@@ -193,3 +205,18 @@ def test_the_command_serves_stops_on_sigterm_and_a_restart_continues_the_votes_f
     run(tmp_path / "p2", 1)
     lines = [json.loads(line) for line in votes.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 3 and len({line["session"] for line in lines}) == 2
+
+
+@pytest.mark.slow
+def test_table3_script_tiny_runs_the_arena_and_stops_on_its_own(tmp_path):
+    out = tmp_path / "t3"
+    env = {**os.environ, "PYTHON": sys.executable, "ROUNDS": "4", "BOOTSTRAP": "20", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "table3_elo.sh"), "--tiny", "--output", str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in (out / "votes.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 4 and {lines[0]["model_a"], lines[0]["model_b"]} == {"tiny-chat-a", "tiny-chat-b"}
+    assert "4 votes, 2 models" in done.stdout and "| Rank | Model |" in done.stdout
+    for name in ("table3.json", "table3.md", "table3_win_rates.png", "table3_non_tie_win_rates.png"):
+        assert (out / name).stat().st_size > 0
+    assert "shutting down" in (out / "arena.log").read_text(encoding="utf-8")

@@ -250,6 +250,12 @@ def _pyplot():
     return plt
 
 
+def close_figures(*figures) -> None:
+    for fig in figures:
+        if fig is not None:
+            _pyplot().close(fig)
+
+
 def save_figure(fig, path: str | Path) -> None:
     """Write ``fig`` as a PNG atomically and free it."""
     with atomic_file(Path(path), "wb") as handle:

@@ -51,6 +51,8 @@ class Leaderboard:
             except FileNotFoundError:
                 key = None
             if self._board is None or key != self._key:
+                if self._board is not None:   # free the figures of the board being replaced
+                    elo.close_figures(self._board.figure3, self._board.matrix)
                 self._board, self._key = self._compute(key is not None), key
             return self._board
 
@@ -66,7 +68,8 @@ class Leaderboard:
         except ChatflowError as exc:
             return Board(f"The leaderboard cannot be computed yet: {exc}" + footer, None, None, 0)
         skipped = f" ({len(problems)} malformed line(s) skipped)" if problems else ""
-        text = (f"**{len(votes)} votes, {len(votes.models)} models**{skipped}\n\n"
+        n = len(votes)
+        text = (f"**{n} vote{'s' * (n != 1)}, {len(votes.models)} models**{skipped}\n\n"
                 + elo.table3_markdown(ratings) + "\n**Win rate of the row model against the column model** "
                 "(ties count one half)\n\n" + elo.win_rate_markdown(ratings) + footer)
         return Board(text, elo.non_tie_figure(ratings), elo.win_rate_figure(ratings), len(votes))
