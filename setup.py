@@ -25,7 +25,7 @@ setup(
         "lmeval": ["lm-eval==0.4.13"],
         "host": ["six", "regex", "packaging", "deepspeed"],
         # `chatflow arena`: the web page (served locally, offline; see docs/arena.md)
-        "arena": ["gradio>=6.0,<7"],
+        "arena": ["gradio>=6.0,<7", "matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["chatflow=chatflow_plugin.cli:main"]},
 )
