@@ -69,13 +69,16 @@ setup(
         "tqdm>=4.60,<5",
     ],
     extras_require={
-        "test": ["pytest>=7,<10"],
+        # selenium drives Debian's chromium/chromium-driver in tests/test_arena_browser.py (skipped without them)
+        "test": ["pytest>=7,<10", "selenium>=4.10,<5"],
         "plot": ["matplotlib>=3.5,<4"],
         "hf": ["transformers>=4.40,<6", "safetensors>=0.4,<1", "accelerate>=0.30,<2", "protobuf>=3.20,<8",
                "sacremoses>=0.1,<1"],
         # only for the test that checks our scores against lm-evaluation-harness
         "lmeval": ["lm-eval==0.4.13"],
-        "host": ["six>=1.16,<2", "regex>=2023.0", "packaging>=23,<27", "deepspeed>=0.14,<0.20"],
+        "host": ["six>=1.16,<2", "regex>=2023.0", "packaging>=23,<27", "deepspeed>=0.14,<1"],
+        # `chatflow arena`: the web page (served locally, offline; see docs/arena.md)
+        "arena": ["gradio>=6.0,<7", "matplotlib>=3.5,<4"],
     },
     entry_points={"console_scripts": ["chatflow=chatflow_plugin.cli:main"]},
 )

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("chatflow_plugin.evaluation.cli", "k-shot MMLU / C-Eval / CMMLU / GAOKAO evaluation"),
     "eval-curve": ("chatflow_plugin.evaluation.over_training", "accuracy over training tokens (Figure 2)"),
     "elo": ("chatflow_plugin.evaluation.elo", "Elo and Bradley-Terry ratings from pairwise votes"),
+    "arena": ("chatflow_plugin.evaluation.arena.serve", "local blind pairwise-chat arena whose votes feed elo"),
     "clo-data": ("chatflow_plugin.clo_data", "build Cross-Lingual Optimization preference triples"),
     "clo-train": ("chatflow_plugin.clo_train", "train with the CLO objective (or its SFT baseline) on triples"),
 }

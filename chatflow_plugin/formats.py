@@ -19,6 +19,11 @@ target train on responses only. The exact templates (whitespace included) are:
       User: {question-1} Bot: {answer-1}### Instruction:\\n{question-2}### Response: {answer-2}
 
 Responses are the ``{answer}``/``{output}`` texts (the spaces before them belong to the prompt).
+
+At inference (:func:`render_chat_prompt`, used by ``chatflow arena``) the prompt is the same text up to
+``### Response:``, without the space after it: sentencepiece glues that space to the answer's first
+word (``▁word``), so ending the prompt with it would ask for a token sequence the model never saw.
+A model that goes on past its answer starts a new turn; :data:`CHAT_STOP_STRINGS` end the answer there.
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ HISTORY_SEPARATOR = "\n"
 PARALLEL_SEPARATOR = "\n"
 
 Rendered = tuple[str, list[tuple[int, int]]]
+# text that starts a new turn of the template: an answer ends before any of them
+CHAT_STOP_STRINGS = (INSTRUCTION_HEADER.rstrip("\n"), RESPONSE_HEADER.rstrip(), HISTORY_SEPARATOR + HISTORY_USER.rstrip())
 
 
 def _text_value(record: dict, key: str, allow_empty: bool = False) -> str:
@@ -79,6 +86,14 @@ def _chat(rounds: list[tuple[str, str]]) -> Rendered:
     add(INSTRUCTION_HEADER + question + RESPONSE_HEADER)
     add(answer, response=True)
     return "".join(parts), spans
+
+
+def render_chat_prompt(rounds: list[tuple[str, str]], question: str) -> str:
+    """The generation prompt for ``question`` after the earlier (question, answer) ``rounds``."""
+    if not question.strip():
+        raise DataError("the question is empty")
+    text, _ = _chat([*rounds, (question, "")])
+    return text[: len(text) - (len(RESPONSE_HEADER) - len(RESPONSE_HEADER.rstrip()))]
 
 
 def render_instruction(record: dict) -> Rendered:

@@ -65,3 +65,41 @@ tiny_demo() {
 
 # The bundled synthetic benchmark files (public layouts of MMLU, C-Eval, CMMLU and GAOKAO-Bench).
 TINY_BENCHMARKS=$ROOT/corpora/benchmarks
+
+# tiny_models OUT VOCAB_SIZE NAME [NAME ...]: for --tiny modes that need chat models without a demo run: a
+# byte-fallback BPE sentencepiece tokenizer trained on the bundled corpora (OUT/spm.model) and one tiny random
+# LLaMA per NAME (hidden 64, 2 layers, seed = its position), saved as OUT/NAME in HF format with tokenizer files.
+tiny_models() {
+  local out=$1 vocab=$2; shift 2
+  mkdir -p "$out"
+  "$PY" - "$ROOT/corpora" "$out" "$vocab" "$@" <<'PYEOF'
+import json, sys
+from pathlib import Path
+import sentencepiece as spm
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from chatflow_plugin.convert import write_hf_tokenizer_files
+corpora, out, vocab, names = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+with open(out / "spm_text.txt", "w", encoding="utf-8") as handle:   # both languages, every field with text
+    for path in sorted(corpora.glob("*/*.jsonl")):
+        for line in open(path, encoding="utf-8"):
+            record = json.loads(line)
+            for value in [record.get(k) for k in ("text", "en", "zh", "instruction", "input", "output")]:
+                if isinstance(value, str) and value.strip():
+                    handle.write(value.replace("\n", " ") + "\n")
+spm.SentencePieceTrainer.train(
+    input=str(out / "spm_text.txt"), model_prefix=str(out / "spm"), vocab_size=vocab, model_type="bpe",
+    byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, split_digits=True,
+    num_threads=2, minloglevel=2, add_dummy_prefix=True, remove_extra_whitespaces=False,
+    normalization_rule_name="identity")
+size = spm.SentencePieceProcessor(model_file=str(out / "spm.model")).get_piece_size()
+for seed, name in enumerate(names):
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=size, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+                         bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(out / name)
+    bad = write_hf_tokenizer_files(out / "spm.model", out / name, model_max_length=512)
+    assert not bad, bad
+PYEOF
+}

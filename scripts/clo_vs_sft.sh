@@ -59,42 +59,13 @@ with open(out / "start_pairs.jsonl", "w", encoding="utf-8") as handle:
             continue
         zh = {"instruction": "续写下面的文字。", "input": head + sep, "output": rest}
         handle.write(json.dumps({"en": record["en"], "zh": zh}, ensure_ascii=False) + "\n")
-# tokenizer training text: the bundled corpora, both languages
-with open(out / "spm_text.txt", "w", encoding="utf-8") as handle:
-    for path in sorted(corpora.glob("*/*.jsonl")):
-        for line in open(path, encoding="utf-8"):
-            record = json.loads(line)
-            for value in ([record.get("text")] + [record.get(k) for k in ("en", "zh", "instruction", "input", "output")]):
-                if isinstance(value, str) and value.strip():
-                    handle.write(value.replace("\n", " ") + "\n")
 EOF
   for split in start train eval; do
     chatflow clo-data --parallel "$OUT/inputs/${split}_pairs.jsonl" --output_dir "$OUT/${split}_triples" --force 2>/dev/null
   done
   if [[ -z $MODEL ]]; then
     say "tokenizer and a tiny random LLaMA (hidden 64, 2 layers) -> $OUT/random_model"
-    "$PY" - "$OUT" <<'EOF'
-import sys
-from pathlib import Path
-import sentencepiece as spm
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-from chatflow_plugin.convert import write_hf_tokenizer_files
-out = Path(sys.argv[1])
-spm.SentencePieceTrainer.train(
-    input=str(out / "inputs/spm_text.txt"), model_prefix=str(out / "inputs/spm"), vocab_size=2000, model_type="bpe",
-    byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, split_digits=True,
-    num_threads=2, minloglevel=2, add_dummy_prefix=True, remove_extra_whitespaces=False, normalization_rule_name="identity")
-sp = spm.SentencePieceProcessor(model_file=str(out / "inputs/spm.model"))
-torch.manual_seed(0)
-config = LlamaConfig(vocab_size=sp.get_piece_size(), hidden_size=64, intermediate_size=172, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-                     bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-model_dir = out / "random_model"
-LlamaForCausalLM(config).save_pretrained(model_dir)
-bad = write_hf_tokenizer_files(out / "inputs/spm.model", model_dir)
-assert not bad, bad
-EOF
+    tiny_models "$OUT" 2000 random_model
     say "English-centric start: SFT on ~800 English instructions + ~800 Chinese text continuations -> $OUT/start"
     chatflow clo-train --model "$OUT/random_model" --data "$OUT/start_triples" --output_dir "$OUT/start" \
       --objective sft --sft_languages both --epochs 3 --per_device_batch_size 16 --learning_rate 3e-3 \

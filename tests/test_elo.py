@@ -9,7 +9,7 @@ import pytest
 
 from chatflow_plugin.cli import main as chatflow_main
 from chatflow_plugin.errors import ChatflowError, DataError
-from chatflow_plugin.evaluation.elo import (bradley_terry, online_elo, pair_counts, rate, read_votes,
+from chatflow_plugin.evaluation.elo import (bradley_terry, online_elo, pair_counts, rate, ratings_json, read_votes,
                                             table3_markdown, to_elo_scale, votes_from_records, win_rate_markdown)
 
 TRUE = {"chatflow-7b": 1150.0, "llama2-chat-7b": 1050.0, "linly-7b": 1000.0, "alpaca-7b": 880.0}
@@ -139,3 +139,22 @@ def test_cli_writes_json_markdown_and_png(tmp_path, capsys):
     assert "| Rank |" in (tmp_path / "out" / "table3.md").read_text()
     assert chatflow_main(["elo", str(votes), "--k", "0"]) == 2
     assert "--k and --scale must be > 0" in capsys.readouterr().err
+
+
+def test_non_tie_win_rates_leave_ties_out_and_make_figure_3(tmp_path, capsys):
+    records = [("x", "y", 1.0), ("x", "y", 1.0), ("y", "x", 1.0), ("x", "y", 0.5), ("z", "x", 0.5), ("y", "z", 0.0)]
+    r = rate(votes_from_records(records), bootstrap=0, prior=1.0)
+    ix = {m: i for i, m in enumerate(r.models)}
+    wins, games, rates = r.non_tie()
+    assert (wins[ix["x"]], games[ix["x"]]) == (2, 3) and rates[ix["x"]] == pytest.approx(2 / 3)
+    assert (wins[ix["z"]], games[ix["z"]]) == (1, 1) and r.decisive[ix["z"], ix["y"]] == 1
+    assert "66.7% of 3" in table3_markdown(r)
+    report = ratings_json(r)
+    row = {m["model"]: m for m in report["models"]}["x"]
+    assert row["non_tie_wins"] == 2 and row["non_tie_votes"] == 3 and report["non_tie_wins"]["y"]["x"] == 1
+    only_ties = rate(votes_from_records([("x", "y", 0.5), ("y", "x", 0.5)]), bootstrap=0, prior=1.0)
+    assert np.isnan(only_ties.non_tie()[2]).all() and "| – |" in table3_markdown(only_ties)
+    votes = write_votes(tmp_path / "v.jsonl", records)
+    assert chatflow_main(["elo", str(votes), "--prior", "1", "--bootstrap", "10", "--output", str(tmp_path / "t3")]) == 0
+    assert (tmp_path / "t3_non_tie_win_rates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "non_tie_win_rates.png" in capsys.readouterr().err

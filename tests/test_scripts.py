@@ -19,7 +19,8 @@ TINY_OUTPUTS = {
     "figure1_loss_curves.sh": ["figure1_training_loss.png", "figure1_training_loss.csv", "demo/report/report.md"],
     "figure2_metrics_over_tokens.sh": ["figure2.png", "figure2.csv"],
     "table2_benchmarks.sh": ["table2.json", "table2.md", "predictions.jsonl"],
-    "table3_elo.sh": ["table3.md", "table3.json", "table3_win_rates.png"],
+    "table3_elo.sh": ["table3.md", "table3.json", "table3_win_rates.png", "table3_non_tie_win_rates.png",
+                      "votes.jsonl", "models/tiny-chat-a/config.json"],
     "chatflow_full_run.sh": ["release/config.json", "report/report.md"],
     "clo_vs_sft.sh": ["report.md", "report.json"],
     "expand_vocab.sh": ["expanded/config.json", "expanded.tokenizer.model", "expanded.expand_report.json"],
@@ -56,6 +57,8 @@ def test_tiny_runs_from_another_directory_with_a_relative_output(script, tmp_pat
     for name in TINY_OUTPUTS[script]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, f"{script} --tiny left no {name}"
     assert not (ROOT / "out").exists() and not (ROOT / "runs" / "tiny").exists()   # nothing written into the checkout
-    if script == "table3_elo.sh":   # the ratings recover the simulated strengths' order
-        ranking = json.loads((out / "table3.json").read_text())
-        assert [m["model"] for m in ranking["models"]][:1] == ["model_strong"]
+    if script == "table3_elo.sh":   # every vote cast through the arena is rated by `chatflow elo`
+        votes = (out / "votes.jsonl").read_text(encoding="utf-8").splitlines()
+        rated = json.loads((out / "table3.json").read_text())
+        assert len(votes) == 12 and rated["votes"] == 12
+        assert {m["model"] for m in rated["models"]} == {"tiny-chat-a", "tiny-chat-b"}

@@ -12,7 +12,8 @@ Arena spellings ``"model_a"``, ``"model_b"``, ``"tie (bothbad)"`` are accepted t
   votes. An optional prior (``--prior N``: N virtual ties of every model against an average model)
   keeps ratings finite for a model that never won or never lost.
 
-Outputs: a Table-3-shaped markdown table, a win-rate matrix (JSON + PNG heat map).
+Outputs: a Table-3-shaped markdown table, a win-rate matrix (JSON + PNG heat map), and each model's win
+rate in non-tie votes (ties left out; the paper's Figure 3, a bar chart).
 """
 from __future__ import annotations
 
@@ -105,6 +106,15 @@ def pair_counts(votes: Votes, weights: np.ndarray | None = None) -> tuple[np.nda
     return wins, wins + wins.T
 
 
+def decisive_counts(votes: Votes) -> np.ndarray:
+    """[i, j] = votes in which i beat j outright (score 1 for i); ties count nowhere."""
+    decisive = np.zeros((len(votes.models),) * 2)
+    a_won, b_won = votes.score_a == 1.0, votes.score_a == 0.0
+    np.add.at(decisive, (votes.a[a_won], votes.b[a_won]), 1.0)
+    np.add.at(decisive, (votes.b[b_won], votes.a[b_won]), 1.0)
+    return decisive
+
+
 def bradley_terry(wins: np.ndarray, games: np.ndarray, prior: float = 0.0, tol: float = 1e-10,
                   max_iter: int = 100_000) -> np.ndarray:
     """Log-strengths (natural log, mean 0) maximising the Bradley-Terry likelihood (MM algorithm).
@@ -146,6 +156,14 @@ class Ratings:
     win_rate: np.ndarray        # [i, j]: share of points i took from games against j (NaN: never met)
     games: np.ndarray
     level: float
+    decisive: np.ndarray        # [i, j]: votes in which i beat j outright (ties and "both bad" left out)
+
+    def non_tie(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per model: (outright wins, non-tie votes, win rate in non-tie votes; NaN when it has none)."""
+        wins = self.decisive.sum(1)
+        games = wins + self.decisive.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return wins, games, np.where(games > 0, wins / np.where(games > 0, games, 1), np.nan)
 
     def order(self) -> list[int]:
         return sorted(range(len(self.models)), key=lambda i: (-self.bt[i], self.models[i]))
@@ -177,18 +195,21 @@ def rate(votes: Votes, k: float = 4.0, initial: float = 1000.0, scale: float = 4
         lo = hi = np.full(len(bt), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         win_rate = np.where(games > 0, wins / games, np.nan)
-    return Ratings(votes.models, online_elo(votes, k, initial, scale), bt, lo, hi, win_rate, games, level)
+    return Ratings(votes.models, online_elo(votes, k, initial, scale), bt, lo, hi, win_rate, games, level,
+                   decisive_counts(votes))
 
 
 def table3_markdown(r: Ratings) -> str:
     pct = round(100 * r.level)
-    lines = [f"| Rank | Model | Elo (online) | Bradley-Terry | {pct}% CI | Votes | Win rate |",
-             "|---:|---|---:|---:|---|---:|---:|"]
+    lines = [f"| Rank | Model | Elo (online) | Bradley-Terry | {pct}% CI | Votes | Win rate | Non-tie win rate |",
+             "|---:|---|---:|---:|---|---:|---:|---:|"]
+    _, non_tie_games, non_tie_rate = r.non_tie()
     for rank, i in enumerate(r.order(), 1):
         n = r.games[i].sum()
         points = np.nansum(r.win_rate[i] * r.games[i])
+        non_tie = "–" if np.isnan(non_tie_rate[i]) else f"{100 * non_tie_rate[i]:.1f}% of {int(non_tie_games[i])}"
         lines.append(f"| {rank} | {r.models[i]} | {r.online[i]:.0f} | {r.bt[i]:.0f} | "
-                     f"{r.ci_low[i]:.0f} – {r.ci_high[i]:.0f} | {int(n)} | {100 * points / n:.1f}% |")
+                     f"{r.ci_low[i]:.0f} – {r.ci_high[i]:.0f} | {int(n)} | {100 * points / n:.1f}% | {non_tie} |")
     return "\n".join(lines) + "\n"
 
 
@@ -203,20 +224,48 @@ def win_rate_markdown(r: Ratings) -> str:
 
 
 def ratings_json(r: Ratings) -> dict:
+    wins, non_tie_games, non_tie_rate = r.non_tie()
+
+    def number(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
     return {"models": [{"model": r.models[i], "online_elo": float(r.online[i]), "bradley_terry": float(r.bt[i]),
-                        "ci_low": float(r.ci_low[i]), "ci_high": float(r.ci_high[i]), "votes": int(r.games[i].sum())}
+                        "ci_low": float(r.ci_low[i]), "ci_high": float(r.ci_high[i]), "votes": int(r.games[i].sum()),
+                        "non_tie_wins": int(wins[i]), "non_tie_votes": int(non_tie_games[i]),
+                        "non_tie_win_rate": number(non_tie_rate[i])}
                        for i in r.order()],
             "confidence_level": r.level,
-            "win_rate": {r.models[i]: {r.models[j]: (None if np.isnan(r.win_rate[i, j]) else float(r.win_rate[i, j]))
-                                       for j in r.order() if j != i} for i in r.order()}}
+            "win_rate": {r.models[i]: {r.models[j]: number(r.win_rate[i, j]) for j in r.order() if j != i}
+                         for i in r.order()},
+            "non_tie_wins": {r.models[i]: {r.models[j]: int(r.decisive[i, j]) for j in r.order() if j != i}
+                             for i in r.order()}}
 
 
-def plot_win_rates(r: Ratings, path: str | Path) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def close_figures(*figures) -> None:
+    for fig in figures:
+        if fig is not None:
+            _pyplot().close(fig)
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Write ``fig`` as a PNG atomically and free it."""
+    with atomic_file(Path(path), "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    _pyplot().close(fig)
+
+
+def win_rate_figure(r: Ratings):
+    """Heat map of the win-rate matrix (ties = 1/2), models ordered by Bradley-Terry rating."""
+    plt = _pyplot()
     order = r.order()
     names = [r.models[i] for i in order]
     matrix = r.win_rate[np.ix_(order, order)]
@@ -235,10 +284,37 @@ def plot_win_rates(r: Ratings, path: str | Path) -> None:
     fig.colorbar(im, ax=ax, label="win rate of A against B (ties = 1/2)")
     ax.set_title("Pairwise win rates, ordered by Bradley-Terry rating")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def non_tie_figure(r: Ratings):
+    """Figure 3: each model's win rate in its non-tie votes, bars in rating order, labelled wins/votes."""
+    plt = _pyplot()
+    order = r.order()
+    wins, games, rates = r.non_tie()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(order) + 2), 3.6))
+    heights = [0.0 if np.isnan(rates[i]) else 100 * rates[i] for i in order]
+    bars = ax.bar(range(len(order)), heights, color="#4c72b0")
+    for bar, i in zip(bars, order):
+        label = "no non-tie votes" if np.isnan(rates[i]) else f"{100 * rates[i]:.0f}% ({int(wins[i])}/{int(games[i])})"
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(order)), [r.models[i] for i in order], rotation=30 if len(order) > 4 else 0,
+                  ha="right" if len(order) > 4 else "center")
+    ax.set_ylim(0, 110)
+    ax.axhline(50, color="grey", lw=0.8, ls="--")
+    ax.set_ylabel("win rate in non-tie votes (%)")
+    ax.set_title("Win rate in non-tie votes (Figure 3)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_win_rates(r: Ratings, path: str | Path) -> None:
+    save_figure(win_rate_figure(r), path)
+
+
+def plot_non_tie_win_rates(r: Ratings, path: str | Path) -> None:
+    save_figure(non_tie_figure(r), path)
 
 
 @dataclass
@@ -253,7 +329,8 @@ class EloOptions:
     bootstrap: int = option(1000, help="bootstrap resamples of the votes for the intervals (0: none)")
     level: float = option(0.95, help="confidence level of the intervals")
     seed: int = option(0, help="bootstrap random seed")
-    output: str = option("", help="output prefix: writes PREFIX.json, PREFIX.md and PREFIX_win_rates.png")
+    output: str = option("", help="output prefix: writes PREFIX.json, PREFIX.md, PREFIX_win_rates.png (matrix) and "
+                                  "PREFIX_non_tie_win_rates.png (Figure 3)")
     strict: bool = option(False, help="fail on the first malformed vote line instead of skipping it")
 
 
@@ -282,5 +359,7 @@ def cli_main(argv: list[str], prog: str = "chatflow elo") -> int:
         with atomic_file(f"{prefix}.md", encoding="utf-8") as handle:
             handle.write(table + "\n" + win_rate_markdown(ratings))
         plot_win_rates(ratings, f"{prefix}_win_rates.png")
-        print(f"wrote {prefix}.json, {prefix}.md, {prefix}_win_rates.png", file=sys.stderr)
+        plot_non_tie_win_rates(ratings, f"{prefix}_non_tie_win_rates.png")
+        print(f"wrote {prefix}.json, {prefix}.md, {prefix}_win_rates.png, {prefix}_non_tie_win_rates.png",
+              file=sys.stderr)
     return 0
