@@ -15,14 +15,15 @@
 #       endpoints by a scripted voter (the longer answer wins), the server stopped, then Table 3 and Figure 3
 #       from the votes. Checks the pipeline; random models and a scripted voter are not an evaluation.
 #
-# Options: --k (online Elo K factor, 4), --initial (1000), --bootstrap (resamples, 1000), --prior (virtual ties
-# per model, 0; use 1 when a model never won or never lost), --seed (0).
+# Options: --k (online Elo K factor, 4), --initial (1000), --bootstrap (resamples, 1000; --tiny 200), --prior
+# (virtual ties per model, 0; --tiny 1; use 1 when a model never won or never lost), --seed (0).
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
-TINY=0; ARENA=0; VOTES=""; OUTPUT_PREFIX=""; OUTPUT_DIR=""; K=4; INITIAL=1000; BOOTSTRAP=1000; PRIOR=0; SEED=0
+TINY=0; ARENA=0; VOTES=""; OUTPUT_PREFIX=""; OUTPUT_DIR=""; K=4; INITIAL=1000; BOOTSTRAP=""; PRIOR=""; SEED=0
 HOST=127.0.0.1; PORT=7860; ROUNDS=12
 parse_flags "bool:tiny bool:arena value:votes value:output_prefix value:output_dir value:k value:initial
              value:bootstrap value:prior value:seed value:host value:port value:rounds" "$@"
+if [[ $TINY == 1 ]]; then BOOTSTRAP=${BOOTSTRAP:-200}; PRIOR=${PRIOR:-1}; else BOOTSTRAP=${BOOTSTRAP:-1000}; PRIOR=${PRIOR:-0}; fi
 
 if [[ $ARENA == 1 ]]; then
   [[ -n $VOTES && ${#POSITIONAL[@]} -ge 2 ]] || usage_error "--arena needs --votes and at least two MODEL_DIRs"
@@ -31,13 +32,13 @@ fi
 
 if [[ $TINY == 1 ]]; then
   OUTPUT_DIR=${OUTPUT_DIR:-runs/table3_tiny}; VOTES=$OUTPUT_DIR/votes.jsonl; OUTPUT_PREFIX=$OUTPUT_DIR/table3
-  PRIOR=1; BOOTSTRAP=200
   mkdir -p "$OUTPUT_DIR"
   rm -f "$VOTES"
   say "tokenizer on corpora/ and two tiny random LLaMAs -> $OUTPUT_DIR/models"
   tiny_models "$OUTPUT_DIR/models" 1000 tiny-chat-a tiny-chat-b
   say "serving the arena on 127.0.0.1 (log: $OUTPUT_DIR/arena.log)"
-  OMP_NUM_THREADS=1 chatflow arena --models "$OUTPUT_DIR/models/tiny-chat-a" "$OUTPUT_DIR/models/tiny-chat-b" \
+  # "$PY" itself, not the `chatflow` function: $! must be the server's own pid for the kill below
+  OMP_NUM_THREADS=1 "$PY" -m chatflow_plugin.cli arena --models "$OUTPUT_DIR/models/tiny-chat-a" "$OUTPUT_DIR/models/tiny-chat-b" \
     --votes "$VOTES" --port 0 --max_new_tokens 32 --device cpu --elo_bootstrap 100 2> "$OUTPUT_DIR/arena.log" &
   server=$!
   trap 'kill -TERM $server 2>/dev/null || true' EXIT

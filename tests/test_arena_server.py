@@ -210,9 +210,9 @@ def test_the_command_serves_stops_on_sigterm_and_a_restart_continues_the_votes_f
 @pytest.mark.slow
 def test_table3_script_tiny_runs_the_arena_and_stops_on_its_own(tmp_path):
     out = tmp_path / "t3"
-    env = {**os.environ, "PYTHON": sys.executable, "ROUNDS": "4", "BOOTSTRAP": "20", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "table3_elo.sh"), "--tiny", "--output", str(out)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "table3_elo.sh"), "--tiny", "--output_dir", str(out),
+                           "--rounds", "4", "--bootstrap", "20"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in (out / "votes.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 4 and {lines[0]["model_a"], lines[0]["model_b"]} == {"tiny-chat-a", "tiny-chat-b"}
