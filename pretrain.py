@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from chatflow_plugin.hosts.tencentpretrain_launch import run_host_script  # noqa: E402
+from chatflow_plugin.hosts.tencentpretrain.launch import run_host_script  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run_host_script("pretrain"))

@@ -29,7 +29,7 @@ GROUPS = [("en_corpus", 0.60, 0.15), ("zh_corpus", 0.05, 0.50), ("parallel", 0.2
 
 def write_dataset(path: Path, total_tokens: int) -> None:
     """A shard directory with random tokens, one source per Table 1 group (no tokenization needed)."""
-    from chatflow_plugin.shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST
+    from chatflow_plugin.data.shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST
 
     path.mkdir(parents=True)
     window = SEQ + 1
@@ -64,8 +64,8 @@ CHILD = r"""
 import resource, sys, time, json
 import numpy as np
 sys.path.insert(0, {root!r})
-from chatflow_plugin.batches import MixtureDataset
-from chatflow_plugin.shards import ShardSet
+from chatflow_plugin.data.batches import MixtureDataset
+from chatflow_plugin.data.shards import ShardSet
 path, mode, batches, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 if mode == "chatflow":
     ds = MixtureDataset(ShardSet(path))

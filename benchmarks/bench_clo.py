@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chatflow_plugin.clo import clo_loss, select_trainable, sequence_logps  # noqa: E402
+from chatflow_plugin.clo.objective import clo_loss, select_trainable, sequence_logps  # noqa: E402
 
 
 def make_batch(pairs: int, seq: int, vocab: int, generator: torch.Generator) -> dict:

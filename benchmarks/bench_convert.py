@@ -29,7 +29,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     import torch, safetensors.torch, tokenizers, transformers
     from transformers import AutoTokenizer, LlamaConfig
-    import chatflow_plugin.convert, chatflow_plugin.checkpoint_io
+    import chatflow_plugin.checkpoints.convert, chatflow_plugin.checkpoints.tensor_io
     after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()
     {body}
@@ -41,8 +41,9 @@ CHILD = textwrap.dedent("""
 MAKE = """
 import torch
 from pathlib import Path
-from chatflow_plugin import checkpoint_io as cio, llama_layout as L
-from chatflow_plugin.convert import parse_size
+from chatflow_plugin.checkpoints import tensor_io as cio
+from chatflow_plugin.checkpoints import llama_layout as L
+from chatflow_plugin.checkpoints.convert import parse_size
 cfg = json.loads(Path({cfg!r}).read_text())
 shape = L.hf_shape(cfg)
 gen = torch.Generator().manual_seed(0)
@@ -65,12 +66,12 @@ cio.write_safetensors(Path({out!r}), items, parse_size({shard!r}))
 """
 
 OURS_HF2TP = """
-from chatflow_plugin.convert import convert_hf_to_tp
+from chatflow_plugin.checkpoints.convert import convert_hf_to_tp
 convert_hf_to_tp({src!r}, {dst!r})
 """
 
 OURS_TP2HF = """
-from chatflow_plugin.convert import convert_tp_to_hf
+from chatflow_plugin.checkpoints.convert import convert_tp_to_hf
 convert_tp_to_hf({src!r}, {dst!r}, max_shard_size={shard!r})
 """
 
@@ -80,7 +81,7 @@ BASELINE_HF2TP = """
 import torch
 from pathlib import Path
 from safetensors.torch import load_file
-from chatflow_plugin import llama_layout as L
+from chatflow_plugin.checkpoints import llama_layout as L
 cfg = json.loads((Path({src!r}) / "config.json").read_text())
 shape = L.hf_shape(cfg)
 state = {{}}
@@ -109,7 +110,7 @@ def make_tokenizer(work: Path, vocab: int, dst: Path) -> None:
     """A byte-fallback BPE model padded with reserved pieces to ``vocab`` pieces (the checkpoint's rows)."""
     import random
     import sentencepiece as spm
-    from chatflow_plugin.vocab import expand_sentencepiece
+    from chatflow_plugin.checkpoints.vocab import expand_sentencepiece
     rng = random.Random(0)
     words = "the model learns language from data and text while people read books about science".split()
     han = [chr(c) for c in range(0x4E00, 0x4E00 + 400)]

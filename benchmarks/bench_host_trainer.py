@@ -92,7 +92,7 @@ def loader_seconds_per_batch(home: Path, lm_data: Path, mix_data: Path, spm_mode
     from argparse import Namespace
 
     os.environ["TENCENTPRETRAIN_HOME"] = str(home)
-    from chatflow_plugin.hosts.tencentpretrain import register
+    from chatflow_plugin.hosts.tencentpretrain.host import register
     register()
     import tencentpretrain.utils as host_utils
 

@@ -28,8 +28,8 @@ import sentencepiece as spm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chatflow_plugin.mixture import parse_mixture  # noqa: E402
-from chatflow_plugin.preprocess import preprocess  # noqa: E402
+from chatflow_plugin.data.mixture import parse_mixture  # noqa: E402
+from chatflow_plugin.data.preprocess import preprocess  # noqa: E402
 
 
 def corpus_files(data_dir: Path) -> list[Path]:

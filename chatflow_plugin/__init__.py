@@ -8,6 +8,6 @@ __version__ = "0.1.0"
 
 def register():
     """Add ``dynamic_mixture`` and ``chatflow_instruction`` to TencentPretrain's registries (idempotent)."""
-    from .hosts.tencentpretrain import register as _register
+    from .hosts.tencentpretrain.host import register as _register
 
     return _register()

@@ -11,20 +11,20 @@ import sys
 from .errors import ChatflowError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "preprocess": ("chatflow_plugin.preprocess", "tokenize and pack a mixture's sources into token shards"),
-    "mixture": ("chatflow_plugin.mixture_cli", "print, check and plot a mixture's dynamic schedule"),
-    "expand-vocab": ("chatflow_plugin.vocab", "append pieces to a sentencepiece model and expand weights"),
-    "convert": ("chatflow_plugin.convert", "convert LLaMA checkpoints TencentPretrain <-> HuggingFace"),
-    "train": ("chatflow_plugin.hosts.hf_train", "train a HuggingFace LLaMA on a shard directory"),
-    "demo": ("chatflow_plugin.demo", "end-to-end miniature ChatFlow run on a CPU"),
-    "baselines": ("chatflow_plugin.baselines", "static / two-stage ablation mixtures matched to a dynamic run"),
-    "miniature": ("chatflow_plugin.miniature", "ablation report and Figure 1/2 plots"),
+    "preprocess": ("chatflow_plugin.data.preprocess", "tokenize and pack a mixture's sources into token shards"),
+    "mixture": ("chatflow_plugin.data.report", "print, check and plot a mixture's dynamic schedule"),
+    "expand-vocab": ("chatflow_plugin.checkpoints.vocab", "append pieces to a sentencepiece model and expand weights"),
+    "convert": ("chatflow_plugin.checkpoints.convert", "convert LLaMA checkpoints TencentPretrain <-> HuggingFace"),
+    "train": ("chatflow_plugin.hosts.hf.train", "train a HuggingFace LLaMA on a shard directory"),
+    "demo": ("chatflow_plugin.demo.pipeline", "end-to-end miniature ChatFlow run on a CPU"),
+    "baselines": ("chatflow_plugin.data.baselines", "static / two-stage ablation mixtures matched to a dynamic run"),
+    "miniature": ("chatflow_plugin.demo.report", "ablation report and Figure 1/2 plots"),
     "eval": ("chatflow_plugin.evaluation.cli", "k-shot MMLU / C-Eval / CMMLU / GAOKAO evaluation"),
     "eval-curve": ("chatflow_plugin.evaluation.over_training", "accuracy over training tokens (Figure 2)"),
     "elo": ("chatflow_plugin.evaluation.elo", "Elo and Bradley-Terry ratings from pairwise votes"),
     "arena": ("chatflow_plugin.evaluation.arena.serve", "local blind pairwise-chat arena whose votes feed elo"),
-    "clo-data": ("chatflow_plugin.clo_data", "build Cross-Lingual Optimization preference triples"),
-    "clo-train": ("chatflow_plugin.clo_train", "train with the CLO objective (or its SFT baseline) on triples"),
+    "clo-data": ("chatflow_plugin.clo.triples", "build Cross-Lingual Optimization preference triples"),
+    "clo-train": ("chatflow_plugin.clo.train", "train with the CLO objective (or its SFT baseline) on triples"),
 }
 
 

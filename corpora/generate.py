@@ -31,7 +31,7 @@ import synth_instructions                      # noqa: E402
 import synth_sentences as S                    # noqa: E402
 from synth_world import World, build_world     # noqa: E402
 
-from chatflow_plugin.atomic import atomic_file  # noqa: E402
+from chatflow_plugin.files import atomic_file  # noqa: E402
 from chatflow_plugin.errors import ChatflowError  # noqa: E402
 from chatflow_plugin.options import option, parse_options  # noqa: E402
 

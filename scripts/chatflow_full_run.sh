@@ -49,7 +49,7 @@ say "1/5 vocabulary expansion: mine Chinese characters from the Chinese sources,
 if [[ ! -d $OUT/llama2_expanded_hf ]]; then
   mapfile -t ZH < <("$PY" - "$MIXTURE" "$DATA_ROOT" <<'PYEOF'
 import sys
-from chatflow_plugin.mixture import load_mixture
+from chatflow_plugin.data.mixture import load_mixture
 spec = load_mixture(sys.argv[1]).with_overrides(data_root=sys.argv[2])
 files = spec.resolve_files()
 for group, source in spec.sources:

@@ -51,7 +51,7 @@ SEQ=$(json_field "$DATASET/manifest.json" seq_length)
 RUN_SAMPLES=$((STEPS * GPUS * BATCH_SIZE))
 "$PY" - "$DATASET/manifest.json" "$OUTPUT_DIR/dataset_mixture.json" <<'PYEOF'
 import json, sys
-from chatflow_plugin.mixture import write_mixture
+from chatflow_plugin.data.mixture import write_mixture
 write_mixture(json.load(open(sys.argv[1], encoding="utf-8"))["mixture"], sys.argv[2])
 PYEOF
 chatflow baselines --mixture "$OUTPUT_DIR/dataset_mixture.json" --run_samples "$RUN_SAMPLES" \

@@ -59,8 +59,8 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
 def test_mixture_reports_sources_and_epochs_of_a_dataset(tmp_path, spm_model, capsys):
     from test_preprocess import make_mixture
 
-    from chatflow_plugin.mixture import load_mixture
-    from chatflow_plugin.preprocess import preprocess
+    from chatflow_plugin.data.mixture import load_mixture
+    from chatflow_plugin.data.preprocess import preprocess
 
     mixture = make_mixture(tmp_path / "data")
     preprocess(load_mixture(mixture), spm_model, tmp_path / "shards", workers=1)

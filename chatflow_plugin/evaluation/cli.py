@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_file
+from ..files import atomic_file
 from ..errors import ChatflowError
 from ..options import option, parse_options
 from .benchmarks import BENCHMARK_NAMES, load_benchmark

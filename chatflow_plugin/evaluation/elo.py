@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_file
+from ..files import atomic_file
 from ..errors import ChatflowError, DataError
 from ..options import option, parse_options
 

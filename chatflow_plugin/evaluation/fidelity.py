@@ -257,7 +257,7 @@ def load_prompts(path: str | os.PathLike) -> list[tuple[str, str]]:
     """
     path = Path(path)
     if path.is_dir():
-        from ..clo_data import load_triples
+        from ..clo.triples import load_triples
 
         triples = load_triples(path)
         out = []
@@ -307,15 +307,15 @@ def generate_responses(model_dir: str | os.PathLike, prompts: list[str], *, max_
     """Greedy responses of a HuggingFace causal LM directory to prompts (left-padded batches).
 
     ``template="chatflow"`` wraps each prompt in the instruction format the model was tuned on
-    (:mod:`chatflow_plugin.formats`); ``raw`` feeds it as is. A response ends at EOS or where the
+    (:mod:`chatflow_plugin.data.formats`); ``raw`` feeds it as is. A response ends at EOS or where the
     model starts a new ``### Instruction:`` block.
     """
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM
 
-    from ..clo_tokens import TextEncoder
-    from ..formats import INSTRUCTION_HEADER, RESPONSE_HEADER
+    from ..clo.tokens import TextEncoder
+    from ..data.formats import INSTRUCTION_HEADER, RESPONSE_HEADER
 
     if template not in ("chatflow", "raw"):
         raise ChatflowError(f"template must be 'chatflow' or 'raw', got {template!r}")
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m chatflow_plugin.e
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     if options.output:
-        from ..atomic import atomic_file
+        from ..files import atomic_file
 
         with atomic_file(options.output, encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, ensure_ascii=False)

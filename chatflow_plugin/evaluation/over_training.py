@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_file
+from ..files import atomic_file
 from ..errors import ChatflowError
 from ..options import option, parse_options
 from .benchmarks import Benchmark, load_benchmark

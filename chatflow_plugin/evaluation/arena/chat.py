@@ -2,10 +2,10 @@
 
 Templates (``--template``):
 
-* ``chatflow``: the format ChatFlow was trained on (:mod:`chatflow_plugin.formats`): earlier rounds as
+* ``chatflow``: the format ChatFlow was trained on (:mod:`chatflow_plugin.data.formats`): earlier rounds as
   ``User: {q} Bot: {a}`` separated by newlines, the last question as ``### Instruction:\\n{q}### Response:``
-  (see :func:`~chatflow_plugin.formats.render_chat_prompt`); the tokenizer adds BOS as configured. The
-  answer ends at EOS or where the model starts a new turn (:data:`~chatflow_plugin.formats.CHAT_STOP_STRINGS`).
+  (see :func:`~chatflow_plugin.data.formats.render_chat_prompt`); the tokenizer adds BOS as configured. The
+  answer ends at EOS or where the model starts a new turn (:data:`~chatflow_plugin.data.formats.CHAT_STOP_STRINGS`).
 * ``chat_template``: the tokenizer's own chat template (``apply_chat_template`` with the generation
   prompt); the answer ends at EOS.
 * ``auto`` (default): ``chat_template`` when the tokenizer has one, else ``chatflow``.
@@ -24,7 +24,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from ...errors import ChatflowError
-from ...formats import CHAT_STOP_STRINGS, render_chat_prompt
+from ...data.formats import CHAT_STOP_STRINGS, render_chat_prompt
 
 TEMPLATES = ("auto", "chatflow", "chat_template")
 

@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
-from ...atomic import atomic_file
+from ...files import atomic_file
 from ...errors import ChatflowError
 from ..elo import read_votes
 

@@ -1,0 +1,360 @@
+"""Convert LLaMA checkpoints between TencentPretrain and HuggingFace, streaming one tensor at a time.
+
+Python API (other modules call these)::
+
+    convert_hf_to_tp(hf_dir, output_dir, tokenizer=None, dtype=None, force=False, max_seq_length=None)
+        -> Path   # output_dir/{tencentpretrain_model.bin, config.json (host config), tokenizer.model}
+    convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=None, force=False,
+                     max_shard_size="5GB", tag=None, max_position_embeddings=None)
+        -> Path   # output_dir/{config.json, generation_config.json, model*.safetensors[, index],
+                  #             tokenizer.model, tokenizer_config.json, special_tokens_map.json[, tokenizer.json]}
+    write_hf_tokenizer_files(sp_model, output_dir, model_max_length=2048) -> list[str]   # mismatches found
+
+``tp_path`` is a state-dict file (``.bin``/``.pt``/``.safetensors``), a directory written by
+``convert_hf_to_tp``, a TencentPretrain blocks directory (``tencentpretrain_model.bin.index.json``) or
+a DeepSpeed checkpoint directory (ZeRO 0-2, tensor-parallel ranks merged; ``tag`` picks a tag other
+than ``latest``). Its config is
+``tp_config`` or the directory's ``config.json``; its tokenizer is ``tokenizer`` or the directory's
+``tokenizer.model``. ``dtype`` is ``None`` (keep), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+
+q/k projections are permuted between TencentPretrain's interleaved rotary layout and HF's rotate-half
+layout (:mod:`chatflow_plugin.checkpoints.llama_layout`). Output goes to a temporary sibling directory renamed
+into place only when complete; an existing output directory is an error unless ``force``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from ..files import atomic_directory
+from ..errors import ChatflowError
+from ..options import option, parse_options
+from . import tensor_io as cio
+from . import llama_layout as L
+
+TP_WEIGHTS = "tencentpretrain_model.bin"
+_TOKENIZER_PROBE = ("  Hello world, the model learns 语言 from data.  Two  spaces,\ttabs\nand lines; 数字 12345; "
+                    "émojis 😀, ｆｕｌｌ-width！ rare 龘 char. 中文和English混合的句子。")
+
+
+def parse_size(text: str | int) -> int:
+    """``"5GB"`` -> 5_000_000_000 (decimal units, like HF's ``max_shard_size``); ``"2GiB"`` binary."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise ChatflowError(f"size {text!r}: expected a number with an optional unit like 500MB, 5GB, 2GiB")
+    number, unit = float(match.group(1)), (match.group(2) or "B").upper()
+    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]
+    return max(1, int(number * scale))
+
+
+def _dtype(name: str | None):
+    if name in (None, "", "keep"):
+        return None
+    if name not in cio.DTYPE_NAMES:
+        raise ChatflowError(f"--dtype {name!r}: choose keep, float32, float16 or bfloat16")
+    return cio.DTYPE_NAMES[name]
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChatflowError(f"{path}: {what} not found") from None
+    except ValueError as exc:
+        raise ChatflowError(f"{path}: {what} is not valid JSON ({exc})") from None
+
+
+def _sp_processor(path: Path):
+    import sentencepiece as spm
+    try:
+        return spm.SentencePieceProcessor(model_file=str(path))
+    except (OSError, RuntimeError) as exc:
+        raise ChatflowError(f"{path}: not a sentencepiece model ({exc})") from None
+
+
+def _check_vocab(vocab_rows: int, tokenizer: Path | None, where: str) -> None:
+    if tokenizer is None:
+        return
+    pieces = _sp_processor(tokenizer).get_piece_size()
+    if pieces != vocab_rows:
+        raise ChatflowError(f"{where}: the embedding has {vocab_rows} rows but tokenizer {tokenizer} has {pieces} "
+                            "pieces; pass the tokenizer this checkpoint was trained with (or expand the weights "
+                            "with `chatflow expand-vocab`)")
+
+
+def _check_shapes(refs: dict, expected: dict[str, tuple], where: str) -> None:
+    for name, shape in expected.items():
+        if name in refs and tuple(refs[name].shape) != tuple(shape):
+            raise ChatflowError(f"{where}: tensor {name} has shape {tuple(refs[name].shape)}, the config implies {tuple(shape)}")
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not enabled, file=sys.stderr)
+
+
+# ---- tokenizer files ---------------------------------------------------------------------------
+
+def _hf_normalizer(spec):
+    """A ``tokenizers`` normalizer reproducing a sentencepiece NormalizerSpec (dummy prefix included)."""
+    from tokenizers import Regex, normalizers
+    steps = []
+    name = spec.name or "identity"
+    if name.startswith("nmt_"):
+        steps.append(normalizers.Replace(Regex(r"\s"), " "))   # nmt rules map all whitespace to a space
+    if "nfkc" in name:
+        steps.append(normalizers.NFKC())
+    if name.endswith("_cf"):
+        steps.append(normalizers.Lowercase())
+    if spec.remove_extra_whitespaces:
+        steps += [normalizers.Replace(Regex(" {2,}"), " "), normalizers.Strip(left=True, right=True)]
+    if spec.add_dummy_prefix:
+        steps.append(normalizers.Prepend(" "))
+    steps.append(normalizers.Replace(" ", "▁"))
+    return normalizers.Sequence(steps)
+
+
+def write_hf_tokenizer_files(sp_model: str | Path, output_dir: str | Path, model_max_length: int = 2048) -> list[str]:
+    """``tokenizer.model`` + ``tokenizer_config.json`` + ``special_tokens_map.json`` (+ ``tokenizer.json``).
+
+    ``tokenizer.json`` is the fast (``tokenizers``) pipeline transformers derives from ``tokenizer.model``
+    with its normalizer replaced by one reproducing the model's NormalizerSpec (identity or NFKC,
+    whitespace collapsing, dummy prefix), because transformers' ``LlamaTokenizer`` differs from
+    sentencepiece on leading/repeated spaces and ignores normalization. The result is checked against
+    sentencepiece on a mixed English/Chinese probe; the returned list names any probe text on which ids
+    differ (empty when they agree).
+    """
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    sp_model, out = Path(sp_model), Path(output_dir)
+    proto = pb.ModelProto()
+    proto.ParseFromString(sp_model.read_bytes())
+    sp = _sp_processor(sp_model)
+    shutil.copyfile(sp_model, out / "tokenizer.model")
+    special = {}
+    for role, index in (("bos_token", sp.bos_id()), ("eos_token", sp.eos_id()), ("unk_token", sp.unk_id()),
+                        ("pad_token", sp.pad_id())):
+        if index >= 0:
+            special[role] = sp.id_to_piece(index)
+    config = {
+        "tokenizer_class": "LlamaTokenizer", **special,
+        "add_bos_token": sp.bos_id() >= 0, "add_eos_token": False, "legacy": False,
+        "clean_up_tokenization_spaces": False, "model_max_length": int(model_max_length),
+        "padding_side": "right", "sp_model_kwargs": {},
+    }
+    if "pad_token" not in config:
+        config["pad_token"] = None
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    from transformers import AutoTokenizer
+    # transformers' LlamaTokenizer builds its pipeline from tokenizer.model but (5.x) differs from
+    # sentencepiece on leading/repeated spaces and ignores NFKC/whitespace collapsing; the tokenizer.json
+    # written here replaces its normalizer with one that reproduces the model's NormalizerSpec.
+    backend = AutoTokenizer.from_pretrained(str(out)).backend_tokenizer
+    backend.normalizer = _hf_normalizer(proto.normalizer_spec)
+    backend.pre_tokenizer = None
+    backend.save(str(out / "tokenizer.json"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    mismatches = []
+    for text in [_TOKENIZER_PROBE, *_TOKENIZER_PROBE.split(" ")]:
+        want = ([sp.bos_id()] if sp.bos_id() >= 0 else []) + sp.encode(text)
+        if tokenizer(text, verbose=False)["input_ids"] != want:
+            mismatches.append(text)
+    return mismatches
+
+
+def _tokenizer_files(sp_model: Path | None, out: Path, model_max_length: int) -> None:
+    if sp_model is None:
+        return
+    mismatches = write_hf_tokenizer_files(sp_model, out, model_max_length)
+    if mismatches:
+        print(f"warning: the HF tokenizer differs from sentencepiece on {len(mismatches)} probe text(s), "
+              f"e.g. {mismatches[0]!r}", file=sys.stderr)
+
+
+# ---- HF -> TencentPretrain ----------------------------------------------------------------------
+
+def _expected_hf_shapes(shape: L.LlamaShape, hidden: int, ffn: int, vocab: int) -> dict[str, tuple]:
+    h, kv, d = shape.heads, shape.kv_heads, shape.head_dim
+    per_layer = {"self_attn.q_proj": (h * d, hidden), "self_attn.k_proj": (kv * d, hidden),
+                 "self_attn.v_proj": (kv * d, hidden), "self_attn.o_proj": (hidden, h * d),
+                 "mlp.gate_proj": (ffn, hidden), "mlp.up_proj": (ffn, hidden), "mlp.down_proj": (hidden, ffn)}
+    out = {L.HF_EMBEDDING: (vocab, hidden), L.HF_OUTPUT: (vocab, hidden), L.HF_FINAL_NORM: (hidden,)}
+    for i in range(shape.layers):
+        for name, dims in per_layer.items():
+            out[f"model.layers.{i}.{name}.weight"] = dims
+            out[f"model.layers.{i}.{name}.bias"] = dims[:1]
+        out[f"model.layers.{i}.input_layernorm.weight"] = (hidden,)
+        out[f"model.layers.{i}.post_attention_layernorm.weight"] = (hidden,)
+    return out
+
+
+def _rotary_fn(direction: str, shape: L.LlamaShape, role: str | None):
+    if role is None:
+        return None
+    heads = shape.heads if role == "q" else shape.kv_heads
+    fn = L.interleaved_to_half if direction == "tp->hf" else L.half_to_interleaved
+    return lambda w: fn(w, heads, shape.head_dim)
+
+
+def _items(refs: dict, pairs, shape: L.LlamaShape, direction: str, dtype) -> list[cio.OutTensor]:
+    """Output tensors: (source name, output name, rotary role) -> OutTensor with a lazy producer."""
+    items = []
+    for src, dst, role in pairs:
+        ref = refs[src]
+        permute = _rotary_fn(direction, shape, role)
+
+        def produce(ref=ref, permute=permute):
+            tensor = ref.read()
+            return permute(tensor) if permute else tensor
+        items.append(cio.OutTensor(dst, ref.shape, dtype or ref.dtype, produce))
+    return items
+
+
+def _load_hf(hf_dir: Path):
+    if not hf_dir.is_dir():
+        raise ChatflowError(f"{hf_dir}: expected a HuggingFace model directory")
+    cfg = _read_json(hf_dir / "config.json", "HuggingFace config")
+    refs = cio.open_state_dict(hf_dir)
+    if L.detect_layout(refs) != "hf":
+        raise ChatflowError(f"{hf_dir}: holds TencentPretrain keys, not a HuggingFace LlamaForCausalLM")
+    for key in ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size"):
+        if key not in cfg:
+            raise ChatflowError(f"{hf_dir / 'config.json'}: lacks {key}")
+    refs = {k: v for k, v in refs.items() if not k.endswith("rotary_emb.inv_freq")}   # a buffer old exports saved
+    shape = L.hf_shape(cfg, refs)
+    if L.count_layers(refs, "hf") != shape.layers:
+        raise ChatflowError(f"{hf_dir}: config says {shape.layers} layers, the weights have {L.count_layers(refs, 'hf')}")
+    maps = L.key_mappings(shape)
+    L.check_keys(refs, [m.hf for m in maps], f"{hf_dir}", allow_missing=(L.HF_OUTPUT,) if shape.tied else ())
+    vocab = refs[L.HF_EMBEDDING].shape[0]
+    _check_shapes(refs, _expected_hf_shapes(shape, cfg["hidden_size"], cfg["intermediate_size"], vocab), str(hf_dir))
+    if cfg.get("vocab_size", vocab) != vocab:
+        raise ChatflowError(f"{hf_dir / 'config.json'}: vocab_size {cfg['vocab_size']} but the embedding has {vocab} rows")
+    return cfg, refs, shape, maps
+
+
+def convert_hf_to_tp(hf_dir, output_dir, tokenizer=None, dtype=None, force: bool = False,
+                     max_seq_length: int | None = None, progress: bool = False) -> Path:
+    """An HF ``LlamaForCausalLM`` directory -> ``output_dir`` with the host's model file and config."""
+    hf_dir, output_dir = Path(hf_dir), Path(output_dir)
+    cfg, refs, shape, maps = _load_hf(hf_dir)
+    tokenizer = Path(tokenizer) if tokenizer else (hf_dir / "tokenizer.model" if (hf_dir / "tokenizer.model").is_file() else None)
+    _check_vocab(refs[L.HF_EMBEDDING].shape[0], tokenizer, str(hf_dir))
+    tp_cfg = L.tp_config_from_hf(cfg, str(hf_dir / "config.json"), max_seq_length)
+    pairs = [(m.hf if m.hf in refs else L.HF_EMBEDDING, m.tp, m.rotary) for m in maps]   # tied: lm_head = embedding
+    items = _items(refs, pairs, shape, "hf->tp", _dtype(dtype) if isinstance(dtype, (str, type(None))) else dtype)
+    with atomic_directory(output_dir, force=force) as tmp, \
+            _progress(sum(i.nbytes for i in items), "hf->tp", progress) as bar:
+        cio.write_torch_file(tmp / TP_WEIGHTS, items, progress=bar)
+        (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, tmp / "tokenizer.model")
+    return output_dir
+
+
+# ---- TencentPretrain -> HF ----------------------------------------------------------------------
+
+def load_tp(tp_path, tp_config=None, tag: str | None = None):
+    """(config dict, tensor refs, tokenizer path or None) of a TencentPretrain LLaMA checkpoint."""
+    tp_path = Path(tp_path)
+    if not tp_path.exists():
+        raise ChatflowError(f"{tp_path}: no such file or directory")
+    if tp_config is not None:
+        cfg_path = Path(tp_config)
+    elif tp_path.is_dir() and (tp_path / "config.json").is_file():
+        cfg_path = tp_path / "config.json"
+    else:
+        raise ChatflowError(f"{tp_path}: pass --tp_config, the host's model config (e.g. models/llama2/7b_config.json)")
+    cfg = _read_json(cfg_path, "TencentPretrain config")
+    L.check_tp_config(cfg, str(cfg_path))
+    refs = cio.open_state_dict(tp_path, tag=tag, parallel_dim=L.tp_parallel_dim)
+    if L.detect_layout(refs) != "tp":
+        raise ChatflowError(f"{tp_path}: holds HuggingFace keys, not a TencentPretrain checkpoint")
+    layers = L.count_layers(refs, "tp")
+    if layers != cfg["layers_num"]:
+        raise ChatflowError(f"{tp_path}: {cfg_path} says layers_num {cfg['layers_num']}, the weights have {layers} layers")
+    tokenizer = tp_path / "tokenizer.model" if tp_path.is_dir() and (tp_path / "tokenizer.model").is_file() else None
+    return cfg, refs, tokenizer
+
+
+def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=None, force: bool = False,
+                     max_shard_size="5GB", tag: str | None = None, max_position_embeddings: int | None = None,
+                     progress: bool = False) -> Path:
+    """A TencentPretrain LLaMA checkpoint -> a HuggingFace ``LlamaForCausalLM`` directory (safetensors)."""
+    tp_path, output_dir = Path(tp_path), Path(output_dir)
+    cfg, refs, found_tokenizer = load_tp(tp_path, tp_config, tag)
+    tokenizer = Path(tokenizer) if tokenizer else found_tokenizer
+    if tokenizer is None:
+        raise ChatflowError(f"{tp_path}: pass --tokenizer, the sentencepiece model of this checkpoint "
+                            "(a release without tokenizer files cannot be loaded with AutoTokenizer)")
+    shape = L.tp_shape(cfg)
+    maps = L.key_mappings(shape)
+    L.check_keys(refs, [m.tp for m in maps], str(tp_path))
+    vocab = refs[L.TP_EMBEDDING].shape[0]
+    expected = _expected_hf_shapes(shape, cfg["hidden_size"], cfg["feedforward_size"], vocab)
+    _check_shapes(refs, {m.tp: expected[m.hf] for m in maps}, str(tp_path))
+    _check_vocab(vocab, tokenizer, str(tp_path))
+    out_dtype = _dtype(dtype) if isinstance(dtype, (str, type(None))) else dtype
+    items = _items(refs, [(m.tp, m.hf, m.rotary) for m in maps], shape, "tp->hf", out_dtype)
+    sp = _sp_processor(tokenizer)
+    hf_cfg = L.hf_config_from_tp(cfg, vocab, sp.bos_id() if sp.bos_id() >= 0 else None,
+                                 sp.eos_id() if sp.eos_id() >= 0 else None,
+                                 _dtype_name(out_dtype or refs[L.TP_EMBEDDING].dtype), max_position_embeddings)
+    with atomic_directory(output_dir, force=force) as tmp, \
+            _progress(sum(i.nbytes for i in items), "tp->hf", progress) as bar:
+        cio.write_safetensors(tmp, items, parse_size(max_shard_size), progress=bar)
+        (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
+        generation = {"bos_token_id": hf_cfg["bos_token_id"], "eos_token_id": hf_cfg["eos_token_id"]}
+        (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
+        _tokenizer_files(tokenizer, tmp, hf_cfg["max_position_embeddings"])
+    return output_dir
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class ConvertOptions:
+    direction: str = option(positional=True, choices=["tp2hf", "hf2tp"],
+                            help="tp2hf: TencentPretrain -> HuggingFace; hf2tp: HuggingFace -> TencentPretrain")
+    input: str = option(positional=True, help="tp2hf: state-dict file, converted directory, blocks directory or "
+                                              "DeepSpeed checkpoint directory; hf2tp: HF model directory")
+    output: str = option(positional=True, help="output directory (must not exist unless --force)")
+    tp_config: str | None = option(None, type=str, help="tp2hf: the host's LLaMA config JSON (default: <input>/config.json)")
+    tokenizer: str | None = option(None, type=str, help="sentencepiece model (default: <input>/tokenizer.model); its piece "
+                                              "count must equal the embedding rows")
+    dtype: str = option("keep", choices=["keep", "float32", "float16", "bfloat16"], help="output dtype")
+    max_shard_size: str = option("5GB", help="tp2hf: largest safetensors shard (decimal units: 500MB, 5GB; GiB binary)")
+    tag: str | None = option(None, type=str, help="tp2hf, DeepSpeed input: checkpoint tag (default: the 'latest' file)")
+    max_positions: int | None = option(None, type=int, help="max_position_embeddings (tp2hf) / max_seq_length (hf2tp); "
+                                                  "default: taken from the input config")
+    force: bool = option(False, help="replace an existing output directory (only once the new one is complete)")
+    quiet: bool = option(False, help="no progress bar")
+
+
+def cli_main(argv: list[str], prog: str = "chatflow convert") -> int:
+    opts = parse_options(ConvertOptions, argv, prog=prog,
+                         description="Convert LLaMA checkpoints between TencentPretrain and HuggingFace.")
+    common = dict(tokenizer=opts.tokenizer, dtype=opts.dtype, force=opts.force, progress=not opts.quiet)
+    if opts.direction == "tp2hf":
+        out = convert_tp_to_hf(opts.input, opts.output, tp_config=opts.tp_config, max_shard_size=opts.max_shard_size,
+                               tag=opts.tag, max_position_embeddings=opts.max_positions, **common)
+    else:
+        if opts.tp_config:
+            raise ChatflowError("--tp_config is for tp2hf; hf2tp derives the host config from config.json")
+        out = convert_hf_to_tp(opts.input, opts.output, max_seq_length=opts.max_positions, **common)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,464 @@
+"""Vocabulary expansion: append pieces to a sentencepiece model and grow the weights to match.
+
+ChatFlow extends LLaMA's 32,000 pieces with 8,701 Chinese characters and 62 symbols and initialises each
+new input-embedding row and output row with the mean of the rows of the tokens the ORIGINAL tokenizer
+splits that piece into.
+
+Python API (other modules call these)::
+
+    read_piece_file(path) -> list[str]
+    mine_pieces(corpora, base_model, scripts=("cjk",), min_count=1, max_new_pieces=None) -> list[tuple[str, int]]
+    expand_sentencepiece(base_model, new_pieces, output_model, pad_to_multiple=None, new_piece_score=None)
+        -> TokenizerExpansion
+    mean_init_ids(base_model, expanded_model) -> list[list[int]]    # one list per new id; [] = fallback
+    expand_rows(matrix, id_lists) -> Tensor                          # old rows + one mean row per list
+    expand_checkpoint_rows(checkpoint, output, base_model, expanded_model, tp_config=None, dtype=None,
+                           force=False, max_shard_size="5GB") -> RowExpansion
+
+Tokenizer: the model proto is edited with ``sentencepiece.sentencepiece_model_pb2`` (shipped with
+sentencepiece; needs ``protobuf``). Old pieces keep ids, types and scores; new pieces are appended as
+NORMAL pieces in the given order (file pieces first, then mined ones by descending count, ties by code
+point). A new piece's score is 0.0 for BPE models (the highest merge priority: LLaMA's scores are
+negative ranks; Chinese-LLaMA uses the same) and, for unigram models, the lowest existing piece score.
+Skipped and reported: empty or whitespace-only pieces, duplicates, pieces already in the model, and
+pieces the expanded model would still not produce as one token (normalization rewrites them, or a BPE
+model has no merge path to them, e.g. a multi-character word whose prefixes are not pieces). Padding to
+a multiple adds ``<reserved_N>`` pieces of type UNUSED, which encoding never produces.
+
+Mean initialisation: for each new piece the ids are ``base.encode(piece with "▁" as " ")`` with
+(1) the lone "▁" piece the dummy prefix puts in front removed (unless the new piece itself starts with
+"▁") and (2) the unknown id removed (it says nothing about the piece); byte-fallback ids are kept.
+If nothing remains (and for reserved pieces) the row is the mean of all old rows. Means are computed
+in float32 and cast to the checkpoint's dtype.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..files import atomic_directory, atomic_file
+from ..errors import ChatflowError, DataError
+from ..options import option, parse_options
+
+# Code point ranges of the scripts `mine_pieces` can collect.
+SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "cjk": ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2EBEF), (0x30000, 0x3134F),
+            (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)),
+    "cjk_punct": ((0x3000, 0x303F), (0xFF00, 0xFFEF), (0xFE30, 0xFE4F), (0xFE10, 0xFE1F), (0x2018, 0x201F),
+                  (0x2026, 0x2026), (0x2014, 0x2014), (0x00B7, 0x00B7)),
+    "hiragana": ((0x3040, 0x309F),),
+    "katakana": ((0x30A0, 0x30FF),),
+    "hangul": ((0xAC00, 0xD7AF), (0x1100, 0x11FF), (0x3130, 0x318F)),
+}
+RESERVED_PIECE = "<reserved_{}>"
+SPACE = "▁"
+
+
+def _load_proto(path: str | os.PathLike):
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    proto = pb.ModelProto()
+    try:
+        proto.ParseFromString(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise ChatflowError(f"{path}: sentencepiece model not found") from None
+    except Exception as exc:   # protobuf's DecodeError and friends
+        raise ChatflowError(f"{path}: not a sentencepiece model ({exc})") from None
+    if not proto.pieces:
+        raise ChatflowError(f"{path}: sentencepiece model without pieces")
+    return proto
+
+
+def _processor(model):
+    """A SentencePieceProcessor from a path, serialized proto bytes, or a processor."""
+    import sentencepiece as spm
+    if isinstance(model, spm.SentencePieceProcessor):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        return spm.SentencePieceProcessor(model_proto=bytes(model))
+    try:
+        return spm.SentencePieceProcessor(model_file=str(model))
+    except (OSError, RuntimeError) as exc:
+        raise ChatflowError(f"{model}: not a sentencepiece model ({exc})") from None
+
+
+# ---- new pieces: from files and corpora ---------------------------------------------------------
+
+def read_piece_file(path: str | os.PathLike) -> list[str]:
+    """One piece per line (UTF-8). A tab ends the piece (a count or score after it is ignored); spaces
+    inside a piece become "▁", sentencepiece's space. Empty/whitespace-only lines are kept as "" so that
+    :func:`expand_sentencepiece` reports them."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ChatflowError(f"{path}: piece file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 ({exc.reason} at byte {exc.start})", str(path)) from None
+    pieces = []
+    for line in lines:
+        piece = line.split("\t", 1)[0].lstrip("\ufeff")
+        pieces.append("" if not piece.strip() else piece.replace(" ", SPACE))
+    return pieces
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _corpus_texts(path: Path):
+    """Lines of a text file; every string field of each line of a ``.jsonl`` file or of a ``.json`` file."""
+    is_jsonl = path.suffix == ".jsonl"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if path.suffix == ".json":
+                try:
+                    yield from _strings(json.load(handle))
+                except ValueError as exc:
+                    raise DataError(f"not JSON ({exc})", str(path)) from None
+                return
+            for number, line in enumerate(handle, 1):
+                if not is_jsonl:
+                    yield line
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    yield from _strings(json.loads(line))
+                except ValueError as exc:
+                    raise DataError(f"not a JSON line ({exc})", f"{path}:{number}") from None
+    except FileNotFoundError:
+        raise ChatflowError(f"{path}: corpus not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 ({exc.reason})", str(path)) from None
+
+
+def _in_scripts(scripts) -> callable:
+    ranges = []
+    for name in scripts:
+        if name not in SCRIPTS:
+            raise ChatflowError(f"unknown script {name!r}; choose from {', '.join(SCRIPTS)}")
+        ranges += SCRIPTS[name]
+    return lambda ch: any(lo <= ord(ch) <= hi for lo, hi in ranges)
+
+
+def mine_pieces(corpora, base_model, scripts=("cjk",), min_count: int = 1,
+                max_new_pieces: int | None = None) -> list[tuple[str, int]]:
+    """Characters of ``scripts`` in the corpora that are not single pieces of ``base_model``, most frequent
+    first (ties by code point), with their counts; at least ``min_count`` occurrences, at most
+    ``max_new_pieces`` of them."""
+    in_scripts = _in_scripts(scripts)
+    present = {p.piece for p in _load_proto(base_model).pieces}
+    counts: Counter = Counter()
+    for corpus in corpora:
+        for text in _corpus_texts(Path(corpus)):
+            counts.update(ch for ch in text if in_scripts(ch))
+    ranked = sorted(((ch, n) for ch, n in counts.items() if n >= min_count and ch not in present),
+                    key=lambda item: (-item[1], ord(item[0])))
+    return ranked[:max_new_pieces] if max_new_pieces is not None else ranked
+
+
+# ---- tokenizer expansion ------------------------------------------------------------------------
+
+@dataclass
+class TokenizerExpansion:
+    """What :func:`expand_sentencepiece` did."""
+    output: Path
+    base_size: int
+    size: int
+    added: list[str]
+    reserved: int = 0
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [f"{self.output}: {self.base_size} -> {self.size} pieces "
+                 f"({len(self.added)} added, {self.reserved} reserved for padding)"]
+        for reason, pieces in self.skipped.items():
+            if pieces:
+                shown = " ".join(repr(p) for p in pieces[:10])
+                lines.append(f"  skipped {len(pieces)} {reason}: {shown}{' ...' if len(pieces) > 10 else ''}")
+        return "\n".join(lines)
+
+
+def _single_token(sp, piece: str) -> bool:
+    ids = sp.encode(piece.replace(SPACE, " "))
+    space = sp.piece_to_id(SPACE)
+    if ids and not piece.startswith(SPACE) and ids[0] == space and sp.id_to_piece(space) == SPACE:
+        ids = ids[1:]
+    return ids == [sp.piece_to_id(piece)]
+
+
+def expand_sentencepiece(base_model, new_pieces, output_model, pad_to_multiple: int | None = None,
+                         new_piece_score: float | None = None) -> TokenizerExpansion:
+    """Append ``new_pieces`` to ``base_model`` and write ``output_model`` (atomically, deterministic bytes)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    proto = _load_proto(base_model)
+    base_size = len(proto.pieces)
+    present = {p.piece for p in proto.pieces}
+    is_bpe = proto.trainer_spec.model_type == pb.TrainerSpec.BPE
+    if new_piece_score is None:
+        normal = [p.score for p in proto.pieces if p.type == pb.ModelProto.SentencePiece.NORMAL]
+        new_piece_score = 0.0 if is_bpe else (min(normal) if normal else 0.0)
+    skipped: dict[str, list[str]] = {"empty or whitespace-only": [], "duplicates": [], "already in the model": [],
+                                     "that would not tokenize as one token": []}
+    candidates, seen = [], set()
+    for piece in new_pieces:
+        if not piece.replace(SPACE, " ").strip():
+            skipped["empty or whitespace-only"].append(piece)
+        elif piece in present:
+            skipped["already in the model"].append(piece)
+        elif piece in seen:
+            skipped["duplicates"].append(piece)
+        else:
+            seen.add(piece)
+            candidates.append(piece)
+
+    def build(pieces: list[str]):
+        out = pb.ModelProto()
+        out.CopyFrom(proto)
+        for piece in pieces:
+            out.pieces.add(piece=piece, score=new_piece_score, type=pb.ModelProto.SentencePiece.NORMAL)
+        return out
+
+    # Drop pieces the expanded model cannot produce as one token; repeat, since a dropped piece can be
+    # another one's only BPE merge path.
+    while True:
+        sp = _processor(build(candidates).SerializeToString(deterministic=True))
+        unreachable = [p for p in candidates if not _single_token(sp, p)]
+        if not unreachable:
+            break
+        skipped["that would not tokenize as one token"] += unreachable
+        dropped = set(unreachable)
+        candidates = [p for p in candidates if p not in dropped]
+    expanded = build(candidates)
+    reserved = 0
+    if pad_to_multiple:
+        if pad_to_multiple < 1:
+            raise ChatflowError(f"--pad_to_multiple must be positive, got {pad_to_multiple}")
+        reserved = -len(expanded.pieces) % pad_to_multiple
+        taken = {p.piece for p in expanded.pieces}
+        k = 0
+        for _ in range(reserved):
+            while RESERVED_PIECE.format(k) in taken:
+                k += 1
+            expanded.pieces.add(piece=RESERVED_PIECE.format(k), score=0.0, type=pb.ModelProto.SentencePiece.UNUSED)
+            k += 1
+    output_model = Path(output_model)
+    with atomic_file(output_model, "wb") as handle:
+        handle.write(expanded.SerializeToString(deterministic=True))
+    return TokenizerExpansion(output_model, base_size, len(expanded.pieces), candidates, reserved, skipped)
+
+
+# ---- weight expansion ---------------------------------------------------------------------------
+
+def mean_init_ids(base_model, expanded_model) -> list[list[int]]:
+    """For each id the expanded model adds, the base ids whose rows are averaged ([] = use the fallback)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    base_proto, new_proto = _load_proto(base_model), _load_proto(expanded_model)
+    n = len(base_proto.pieces)
+    if len(new_proto.pieces) < n or any(a.piece != b.piece for a, b in zip(base_proto.pieces, new_proto.pieces)):
+        raise ChatflowError(f"{expanded_model} is not an expansion of {base_model}: "
+                            "its first pieces differ from the base model's")
+    sp = _processor(base_model)
+    space, unk = sp.piece_to_id(SPACE), sp.unk_id()
+    lists = []
+    for piece in new_proto.pieces[n:]:
+        if piece.type in (pb.ModelProto.SentencePiece.UNUSED, pb.ModelProto.SentencePiece.CONTROL):
+            lists.append([])
+            continue
+        ids = sp.encode(piece.piece.replace(SPACE, " "))
+        if ids and ids[0] == space and not piece.piece.startswith(SPACE) and sp.id_to_piece(space) == SPACE:
+            ids = ids[1:]
+        lists.append([i for i in ids if i != unk])
+    return lists
+
+
+def expand_rows(matrix, id_lists):
+    """``matrix`` with one appended row per id list: the mean of those rows (float32), or of all rows if empty.
+
+    The means are one sparse (new x old) averaging matrix times the old rows, so 8,701 new rows of a
+    4096-wide matrix take about a second rather than a Python loop's minutes.
+    """
+    import torch
+    if not id_lists:
+        return matrix.clone()
+    old = matrix.float()
+    rows, cols, weights = [], [], []
+    for row, ids in enumerate(id_lists):
+        rows += [row] * len(ids)
+        cols += list(ids)
+        weights += [1.0 / len(ids)] * len(ids) if ids else []
+    if cols and (min(cols) < 0 or max(cols) >= old.shape[0]):
+        raise ChatflowError(f"mean-init ids reach outside the matrix's {old.shape[0]} rows")
+    averaging = torch.sparse_coo_tensor(torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1),
+                                        torch.tensor(weights, dtype=torch.float32), (len(id_lists), old.shape[0]),
+                                        check_invariants=True)
+    new = torch.sparse.mm(averaging, old)
+    empty = torch.tensor([not ids for ids in id_lists])
+    if empty.any():
+        new[empty] = old.mean(dim=0)
+    return torch.cat([matrix, new.to(matrix.dtype)], dim=0)
+
+
+@dataclass
+class RowExpansion:
+    output: Path
+    layout: str
+    old_vocab: int
+    new_vocab: int
+    fallback_rows: int
+    matrices: list[str]
+
+
+def _copy_extra_files(src: Path, dst: Path, skip) -> None:
+    for item in src.iterdir():
+        if item.is_file() and not skip(item.name):
+            shutil.copyfile(item, dst / item.name)
+
+
+def expand_checkpoint_rows(checkpoint, output, base_model, expanded_model, tp_config=None, dtype=None,
+                           force: bool = False, max_shard_size="5GB", progress: bool = False) -> RowExpansion:
+    """Grow embedding and output rows of a TencentPretrain or HF LLaMA checkpoint to ``expanded_model``.
+
+    HF input (a directory with ``config.json``): output is an HF directory (safetensors, ``vocab_size``
+    updated, other files copied, tokenizer files of the expanded model). TencentPretrain input (file,
+    converted/blocks/DeepSpeed directory): output is one ``.bin`` file if ``output`` ends in ``.bin``/``.pt``,
+    else a directory like ``chatflow convert hf2tp`` writes (``tencentpretrain_model.bin``, config,
+    ``tokenizer.model``).
+    """
+    from . import tensor_io as cio
+    from . import convert as conv
+    from . import llama_layout as L
+
+    checkpoint, output = Path(checkpoint), Path(output)
+    id_lists = mean_init_ids(base_model, expanded_model)
+    old_vocab = len(_load_proto(base_model).pieces)
+    new_vocab = old_vocab + len(id_lists)
+    is_hf = checkpoint.is_dir() and (checkpoint / "config.json").is_file() and \
+        "num_hidden_layers" in conv._read_json(checkpoint / "config.json", "config")
+    if is_hf:
+        hf_cfg, refs, shape, _ = conv._load_hf(checkpoint)
+        names = [L.HF_EMBEDDING] + ([] if shape.tied else [L.HF_OUTPUT])
+        layout = "hf"
+    else:
+        if tp_config or (checkpoint.is_dir() and (checkpoint / "config.json").is_file()):
+            tp_cfg, refs, _ = conv.load_tp(checkpoint, tp_config)   # config known: checked against the weights
+        else:
+            tp_cfg, refs = None, cio.open_state_dict(checkpoint, parallel_dim=L.tp_parallel_dim)
+        if L.detect_layout(refs) != "tp":
+            raise ChatflowError(f"{checkpoint}: expected a TencentPretrain LLaMA checkpoint (or an HF directory with config.json)")
+        names = [L.TP_EMBEDDING, L.TP_OUTPUT]
+        layout = "tp"
+    for name in names:
+        if name not in refs:
+            raise ChatflowError(f"{checkpoint}: tensor {name} is missing")
+        rows = refs[name].shape[0]
+        if rows != old_vocab:
+            raise ChatflowError(f"{checkpoint}: {name} has {rows} rows but the base tokenizer {base_model} has "
+                                f"{old_vocab} pieces; expand from the tokenizer this checkpoint was trained with")
+    out_dtype = conv._dtype(dtype)
+    items = []
+    for name, ref in refs.items():
+        if name in names:
+            produce = (lambda ref=ref: expand_rows(ref.read(), id_lists))
+            items.append(cio.OutTensor(name, (new_vocab,) + tuple(ref.shape[1:]), out_dtype or ref.dtype, produce))
+        else:
+            items.append(cio.OutTensor(name, ref.shape, out_dtype or ref.dtype, ref.read))
+    total = sum(i.nbytes for i in items)
+    if layout == "hf":
+        with atomic_directory(output, force=force) as tmp, conv._progress(total, "expand", progress) as bar:
+            cio.write_safetensors(tmp, items, conv.parse_size(max_shard_size), progress=bar)
+            weight_files = {ref.path.name for ref in refs.values()}
+            _copy_extra_files(checkpoint, tmp, lambda n: n in weight_files or n.endswith(".index.json") or n in (
+                "config.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"))
+            hf_cfg = dict(hf_cfg, vocab_size=new_vocab)
+            if out_dtype is not None:
+                hf_cfg["torch_dtype"] = hf_cfg["dtype"] = conv._dtype_name(out_dtype)
+            (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
+            conv._tokenizer_files(Path(expanded_model), tmp, hf_cfg.get("max_position_embeddings", 2048))
+    elif output.suffix in (".bin", ".pt"):
+        if output.exists() and not force:
+            raise ChatflowError(f"output {output} already exists (pass --force to replace it)")
+        with atomic_file(output, "wb") as handle, conv._progress(total, "expand", progress) as bar:
+            cio.write_torch_file(handle, items, progress=bar)
+    else:
+        with atomic_directory(output, force=force) as tmp, conv._progress(total, "expand", progress) as bar:
+            cio.write_torch_file(tmp / conv.TP_WEIGHTS, items, progress=bar)
+            if tp_cfg is not None:
+                (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")
+            shutil.copyfile(expanded_model, tmp / "tokenizer.model")
+    return RowExpansion(output, layout, old_vocab, new_vocab, sum(1 for ids in id_lists if not ids), names)
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class ExpandVocabOptions:
+    base_model: str = option(help="the original sentencepiece model (e.g. LLaMA-2's tokenizer.model)")
+    output_model: str = option(help="where to write the expanded sentencepiece model")
+    pieces: list[str] = option(default_factory=list, repeatable=True, type=str,
+                               help="files of new pieces, one per line (added first, in file order)")
+    corpus: list[str] = option(default_factory=list, repeatable=True, type=str,
+                               help="text, .jsonl or .json files to mine characters from (every string field of the JSON)")
+    script: list[str] = option(default_factory=lambda: ["cjk"], repeatable=True, type=str,
+                               help=f"scripts to mine: {', '.join(SCRIPTS)}")
+    min_count: int = option(1, help="mined characters must occur at least this many times")
+    max_new_pieces: int | None = option(None, type=int, help="at most this many mined characters (most frequent first); "
+                                                   "default: all")
+    pad_to_multiple: int | None = option(None, type=int, help="pad the vocabulary size to a multiple of this with "
+                                                    "<reserved_N> pieces (e.g. 64); default: no padding")
+    new_piece_score: float | None = option(None, type=float, help="score of new pieces (default: 0.0 for BPE, the lowest "
+                                                      "existing score for unigram)")
+    checkpoint: str | None = option(None, type=str, help="also expand this LLaMA checkpoint (HF directory, TencentPretrain "
+                                               "file/directory/DeepSpeed directory)")
+    output_checkpoint: str | None = option(None, type=str, help="where to write the expanded checkpoint")
+    tp_config: str | None = option(None, type=str, help="TencentPretrain config JSON of --checkpoint (copied to a TP output directory)")
+    dtype: str = option("keep", choices=["keep", "float32", "float16", "bfloat16"], help="output checkpoint dtype")
+    max_shard_size: str = option("5GB", help="HF output: largest safetensors shard (500MB, 5GB, 2GiB)")
+    report: str | None = option(None, type=str, help="write a JSON report (added pieces, skipped pieces by reason, mean-init ids)")
+    force: bool = option(False, help="replace an existing output checkpoint")
+    quiet: bool = option(False, help="no progress bar")
+
+
+def cli_main(argv: list[str], prog: str = "chatflow expand-vocab") -> int:
+    opts = parse_options(ExpandVocabOptions, argv, prog=prog,
+                         description="Append pieces to a sentencepiece model and expand a checkpoint's rows.")
+    if bool(opts.checkpoint) != bool(opts.output_checkpoint):
+        raise ChatflowError("--checkpoint and --output_checkpoint go together")
+    if not opts.pieces and not opts.corpus:
+        raise ChatflowError("give new pieces with --pieces FILE and/or --corpus FILE to mine them from")
+    if opts.checkpoint and Path(opts.output_checkpoint).exists() and not opts.force:
+        raise ChatflowError(f"output {opts.output_checkpoint} already exists (pass --force to replace it)")
+    new_pieces = [p for path in opts.pieces for p in read_piece_file(path)]
+    mined = mine_pieces(opts.corpus, opts.base_model, opts.script, opts.min_count, opts.max_new_pieces) if opts.corpus else []
+    result = expand_sentencepiece(opts.base_model, new_pieces + [ch for ch, _ in mined], opts.output_model,
+                                  pad_to_multiple=opts.pad_to_multiple, new_piece_score=opts.new_piece_score)
+    print(result.summary())
+    rows = None
+    if opts.checkpoint:
+        rows = expand_checkpoint_rows(opts.checkpoint, opts.output_checkpoint, opts.base_model, opts.output_model,
+                                      tp_config=opts.tp_config, dtype=opts.dtype, force=opts.force,
+                                      max_shard_size=opts.max_shard_size, progress=not opts.quiet)
+        print(f"{rows.output}: {', '.join(rows.matrices)} {rows.old_vocab} -> {rows.new_vocab} rows "
+              f"({rows.fallback_rows} from the mean of all rows)")
+    if opts.report:
+        ids = mean_init_ids(opts.base_model, opts.output_model)
+        report = {"base_size": result.base_size, "size": result.size, "added": result.added,
+                  "reserved": result.reserved, "skipped": result.skipped,
+                  "mined_counts": dict(mined), "mean_init_ids": dict(zip(result.added, ids)),
+                  "checkpoint": str(rows.output) if rows else None}
+        with atomic_file(opts.report, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, ensure_ascii=False, indent=2)
+            handle.write("\n")
+    return 0

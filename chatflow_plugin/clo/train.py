@@ -1,0 +1,434 @@
+"""``chatflow clo-train``: train a HuggingFace causal LM with the CLO objective or its SFT baseline.
+
+``--objective clo`` trains on the preference triples of ``chatflow clo-data`` with
+``lambda * NLL(y_l | x_l) + (1 - lambda) * DPO(both triples)`` (:mod:`chatflow_plugin.clo.objective`) against
+reference log-probabilities computed once by the start model and cached next to the data
+(:mod:`chatflow_plugin.clo.reference`); by default only the attention projections are trained, as
+in the paper. ``--objective sft`` is the baseline: response NLL of the target-language side (or both
+sides) of the same pairs, all parameters by default.
+
+Why not TRL's DPOTrainer: CLO's NLL term covers only the target-language triple (TRL's ``rpo_alpha``
+adds NLL on every chosen response, so lambda = 1 would not be target-language SFT), the reference
+log-probs must persist across runs keyed by model and data checksums (TRL precomputes them per run,
+in memory), and TRL is not a dependency of this package. A HF ``Trainer`` subclass with its own
+``compute_loss`` keeps the Trainer's optimizer, schedule, mixed precision, distributed and
+checkpoint machinery, and the loss is tested against a hand computation.
+
+Output directory: ``run.json`` (settings, checksums), ``log.jsonl`` (one line per logging step:
+loss, nll, contrastive, reward margins/accuracy per language, learning rate), ``checkpoints/``
+(Trainer checkpoints; ``--resume`` continues exactly from the last), ``eval.json`` (response NLL on
+``--eval_data`` before and after training) and ``model/`` (the final HF model with its tokenizer,
+written atomically). Every checkpoint holds the start model's tokenizer files too
+(:mod:`.checkpoint_tokenizer`). ``--resume`` on a finished run (``model/`` present, same settings)
+changes nothing and says so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..files import atomic_directory, atomic_file
+from ..hosts.hf.checkpoint_tokenizer_tmp import SavesTokenizerFiles, TokenizerFiles
+from .objective import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps
+from .triples import TripleSet, load_triples
+from .reference import ReferenceCache, pair_sequences, wait_for_cache
+from .tokens import EncodedSequence, TextEncoder, encode_prompt_response, pad_sequences
+from ..errors import ChatflowError
+from ..options import option, parse_options
+
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json")
+# options that must not change between a run and its resumption
+RESUME_INVARIANTS = ("model", "data", "objective", "lam", "beta", "trainable", "max_pairs", "sft_languages",
+                     "max_length", "per_device_batch_size", "gradient_accumulation_steps", "learning_rate",
+                     "epochs", "max_steps", "seed", "lr_scheduler", "warmup_ratio", "weight_decay", "bf16")
+
+
+@dataclass
+class CLOTrainOptions:
+    model: str = option(help="start model: a HuggingFace LLaMA directory (config.json, weights, tokenizer.model); "
+                        "also the frozen CLO reference")
+    data: str = option(help="triples directory from `chatflow clo-data`")
+    output_dir: str = option(help="run directory (run.json, log.jsonl, checkpoints/, eval.json, model/)")
+    objective: str = option("clo", choices=["clo", "sft"], help="clo: lambda*NLL + (1-lambda)*DPO on both triples; sft: response NLL only")
+    lam: float = option(DEFAULT_LAMBDA, help="CLO weight of the target-language NLL term, in [0, 1] "
+                        "(assumption; not in the public record)")
+    beta: float = option(DEFAULT_BETA, help="CLO DPO temperature beta (assumption; DPO's customary value)")
+    trainable: str = option("auto", choices=["auto", "all", "attention"], help="all | attention (q/k/v/o projections only) | auto = attention for "
+                            "clo, all for sft")
+    sft_languages: str = option("target", choices=["target", "source", "both"], help="sft: train on the target-language responses (target), the "
+                                "English ones (source) or both")
+    max_pairs: Optional[int] = option(None, help="use the first N pairs of the data (CLO: N pairs; SFT target: N "
+                                   "samples); default all")
+    max_length: int = option(1024, help="tokens per sequence (prompt + response); longer ones are truncated")
+    per_device_batch_size: int = option(4, help="pairs (clo) or sequences (sft) per device per micro-batch")
+    gradient_accumulation_steps: int = option(1, help="micro-batches per optimizer step")
+    learning_rate: float = option(1e-5, help="peak learning rate")
+    epochs: float = option(3.0, help="passes over the data (ignored when --max_steps is set)")
+    max_steps: int = option(-1, help="optimizer steps; -1 = from --epochs")
+    lr_scheduler: str = option("cosine", help="HF scheduler name (cosine, linear, constant_with_warmup, ...)")
+    warmup_ratio: float = option(0.03, help="share of steps with linear warmup, in [0, 1)")
+    weight_decay: float = option(0.0, help="AdamW weight decay")
+    seed: int = option(42, help="seed of initialisation-free randomness (data order)")
+    logging_steps: int = option(10, help="optimizer steps between log lines")
+    save_steps: int = option(200, help="optimizer steps between checkpoints")
+    save_total_limit: int = option(2, help="checkpoints kept")
+    bf16: bool = option(False, help="bfloat16 mixed precision (GPU)")
+    gradient_checkpointing: bool = option(False, help="recompute activations in backward (less memory)")
+    eval_data: Optional[str] = option(None, help="triples directory whose chosen-response NLL (source and target "
+                                   "language) is measured before and after training")
+    eval_batch_size: int = option(8, help="pairs per batch for reference log-probs and evaluation")
+    deepspeed: Optional[str] = option(None, help="DeepSpeed config JSON passed to the HF Trainer (ZeRO for "
+                                      "full-parameter SFT of 7B+ models on GPUs)")
+    use_cpu: bool = option(False, help="train on CPU even if a GPU is available")
+    resume: bool = option(False, help="continue from the last checkpoint in OUTPUT_DIR/checkpoints (starts "
+                          "fresh when there is none)")
+    force: bool = option(False, help="delete an existing OUTPUT_DIR first")
+    quiet: bool = option(False, help="no progress bars")
+
+
+# ----------------------------------------------------------------------------------------------
+# datasets
+
+
+class PairDataset:
+    """CLO items: the four encoded sequences of a pair and their reference log-probs."""
+
+    def __init__(self, sequences: list[list[EncodedSequence]], reference: np.ndarray):
+        if len(sequences) != len(reference):
+            raise ValueError("one reference row per pair")
+        self.sequences, self.reference = sequences, reference
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"sequences": self.sequences[i], "reference": self.reference[i]}
+
+
+class SequenceDataset:
+    """SFT items: one encoded (prompt, response) sequence."""
+
+    def __init__(self, sequences: list[EncodedSequence]):
+        self.sequences = sequences
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"sequences": [self.sequences[i]]}
+
+
+class Collator:
+    """Pads every item's sequences into one batch; CLO rows are pair-major in COLUMNS order."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, items: list[dict]) -> dict:
+        import torch
+
+        batch = pad_sequences([s for item in items for s in item["sequences"]], self.pad_id)
+        if "reference" in items[0]:
+            batch["reference"] = torch.from_numpy(np.stack([item["reference"] for item in items]))
+        return batch
+
+
+def encode_pairs(encoder: TextEncoder, triples: TripleSet, indices: np.ndarray, max_length: int
+                 ) -> tuple[list[list[EncodedSequence]], int]:
+    """The four sequences of each selected pair, and how many sequences were truncated."""
+    out, truncated = [], 0
+    for i in indices:
+        seqs = [encode_prompt_response(encoder, p, r, max_length) for p, r in pair_sequences(triples.pairs[i])]
+        truncated += sum(s.truncated for s in seqs)
+        out.append(seqs)
+    return out, truncated
+
+
+def sft_sequences(pair_seqs: list[list[EncodedSequence]], languages: str) -> list[EncodedSequence]:
+    """SFT data from the same pairs: target chosen (column 2), source chosen (column 0), or both."""
+    columns = {"target": (2,), "source": (0,), "both": (0, 2)}.get(languages)
+    if columns is None:
+        raise ChatflowError(f"--sft_languages must be 'target', 'source' or 'both', got {languages!r}")
+    return [seqs[c] for seqs in pair_seqs for c in columns]
+
+
+# ----------------------------------------------------------------------------------------------
+# the trainer
+
+
+def _make_trainer_class():
+    import torch
+    from transformers import Trainer, TrainerCallback
+
+    class CLOTrainer(SavesTokenizerFiles, Trainer):
+        """HF Trainer with the CLO / SFT loss; per-term metrics are averaged into every log line."""
+
+        loss_is_scaled_for_ga = False   # compute_loss returns a per-micro-batch mean
+
+        def __init__(self, *args, objective: str, lam: float, beta: float, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.objective, self.lam, self.beta = objective, lam, beta
+            self._sums: dict[str, float] = {}
+            self._count = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            ids, response = inputs["input_ids"], inputs["response_mask"]
+            outputs = model(input_ids=ids, attention_mask=inputs["attention_mask"])
+            logp, n_tokens = sequence_logps(outputs.logits, ids, response)
+            if self.objective == "clo":
+                per_pair = logp.view(-1, 4)
+                ref = inputs["reference"]
+                is_target = torch.tensor([False, True], device=logp.device).repeat(per_pair.shape[0])
+                terms = clo_loss(per_pair[:, [0, 2]].reshape(-1), per_pair[:, [1, 3]].reshape(-1),
+                                 ref[:, [0, 2]].reshape(-1), ref[:, [1, 3]].reshape(-1),
+                                 n_tokens.view(-1, 4)[:, [0, 2]].reshape(-1), is_target, self.lam, self.beta)
+                loss, metrics = terms.loss, terms.metrics(is_target)
+            else:
+                loss = -logp.sum() / n_tokens.sum().clamp_min(1)
+                metrics = {"nll": loss.item()}
+            metrics.pop("loss", None)   # the Trainer logs its own running loss
+            for key, value in metrics.items():
+                self._sums[key] = self._sums.get(key, 0.0) + value
+            self._count += 1
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, start_time=None):
+            if "loss" in logs and self._count:
+                logs.update({k: v / self._count for k, v in self._sums.items()})
+                self._sums, self._count = {}, 0
+            super().log(logs, start_time)
+
+    class JsonlLog(TrainerCallback):
+        """Appends every log event as one JSON line (main process only)."""
+
+        def __init__(self, path: Path):
+            self.path = path
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with open(self.path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+    return CLOTrainer, JsonlLog
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+
+
+def response_nll(model, encoder: TextEncoder, triples: TripleSet, max_length: int, batch_size: int = 8,
+                 limit: int | None = None) -> dict[str, float]:
+    """Token-mean NLL of the chosen responses: ``source_nll`` (y_en | x_en), ``target_nll`` (y_l | x_l)."""
+    import torch
+
+    pairs = triples.pairs[:limit]
+    sums = {"source": [0.0, 0.0], "target": [0.0, 0.0]}
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(pairs), batch_size):
+            seqs, names = [], []
+            for pair in pairs[start:start + batch_size]:
+                seqs.append(encode_prompt_response(encoder, pair.source_prompt, pair.source_response, max_length))
+                seqs.append(encode_prompt_response(encoder, pair.target_prompt, pair.target_response, max_length))
+                names += ["source", "target"]
+            batch = {k: v.to(device) for k, v in pad_sequences(seqs, encoder.pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logp, n = sequence_logps(logits, batch["input_ids"], batch["response_mask"])
+            for name, lp, count in zip(names, logp.tolist(), n.tolist()):
+                sums[name][0] -= lp
+                sums[name][1] += count
+    model.train(was_training)
+    return {f"{name}_nll": total / max(count, 1) for name, (total, count) in sums.items()} | {"pairs": len(pairs)}
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _prepare_output(options: CLOTrainOptions) -> tuple[Path, str | None, bool]:
+    """Create or check OUTPUT_DIR; returns it, the checkpoint to resume from (or None), and whether it
+    holds the finished run of these settings (``model/`` is written last, complete)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(options.output_dir)
+    run_file = out / "run.json"
+    settings = {k: getattr(options, k) for k in RESUME_INVARIANTS}
+    if out.exists() and options.force and _is_main_process():
+        shutil.rmtree(out)
+    finished = not options.force and (out / "model" / "config.json").is_file()
+    if out.exists() and any(out.iterdir()):
+        if not options.resume:
+            raise ChatflowError(f"{out} already exists " + (
+                f"and holds a finished run (its final model: {out / 'model'}; pass --force to replace it)"
+                if finished else "(pass --resume to continue it or --force to replace it)"))
+        if run_file.is_file():
+            previous = json.loads(run_file.read_text(encoding="utf-8")).get("settings", {})
+            changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+            if changed:
+                detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+                raise ChatflowError(f"{out}: cannot resume with different settings ({detail})")
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoints = out / "checkpoints"
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    return out, last, finished
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines after the resumed checkpoint, so the log reads as one uninterrupted run."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, AttributeError):
+            pass   # a line cut short by the interruption
+    with atomic_file(path, encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in kept))
+
+
+def _save_final_model(trainer, model_dir: Path, force: bool = True) -> None:
+    with atomic_directory(model_dir, force=force) as tmp:
+        trainer.tokenizer_files.write(tmp)
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+
+
+def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dict:
+    """Train as ``chatflow clo-train`` does; returns the run summary. ``callbacks`` are extra
+    ``TrainerCallback``s (tests use one to interrupt a run)."""
+    import torch
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    if options.objective not in ("clo", "sft"):
+        raise ChatflowError(f"--objective must be 'clo' or 'sft', got {options.objective!r}")
+    if not 0.0 <= options.lam <= 1.0:
+        raise ChatflowError(f"--lam must be in [0, 1], got {options.lam}")
+    if options.beta <= 0:
+        raise ChatflowError(f"--beta must be positive, got {options.beta}")
+    trainable = options.trainable
+    if trainable == "auto":
+        trainable = "attention" if options.objective == "clo" else "all"
+    model_dir = Path(options.model)
+    if not (model_dir / "config.json").is_file():
+        raise ChatflowError(f"{model_dir}: not a HuggingFace model directory (no config.json)")
+
+    triples = load_triples(options.data)
+    n_pairs = len(triples) if options.max_pairs is None else options.max_pairs
+    if n_pairs < 1 or n_pairs > len(triples):
+        raise ChatflowError(f"--max_pairs {options.max_pairs}: the data has {len(triples)} pairs")
+    indices = np.arange(n_pairs)
+    out, last_checkpoint, finished = _prepare_output(options)
+    if finished:   # its records are left as they are
+        run = json.loads((out / "run.json").read_text(encoding="utf-8")) if (out / "run.json").is_file() else {}
+        steps = (json.loads((Path(last_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+                 if last_checkpoint else None)
+        return dict(run, global_step=steps, already_finished=True, model=str(out / "model"))
+    encoder = TextEncoder.from_model_dir(model_dir)
+    pair_seqs, truncated = encode_pairs(encoder, triples, indices, options.max_length)
+    progress = not options.quiet and _is_main_process()
+
+    dtype = "float32"
+    reference_info = None
+    if options.objective == "clo":
+        cache = ReferenceCache(triples, model_dir, options.max_length, dtype=dtype)
+        if _is_main_process():
+            device = "cpu" if options.use_cpu else "auto"
+            reference = cache.ensure(indices, batch_size=options.eval_batch_size, device=device, progress=progress)
+        else:
+            reference = wait_for_cache(cache, indices)
+        reference_info = {"cache": str(cache.path), "computed_pairs": cache.computed_pairs}
+        dataset = PairDataset(pair_seqs, reference)
+    else:
+        dataset = SequenceDataset(sft_sequences(pair_seqs, options.sft_languages))
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    counts = select_trainable(model, trainable)
+    if options.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    eval_set = load_triples(options.eval_data) if options.eval_data else None
+    log_path = out / "log.jsonl"
+    run = {"settings": {k: getattr(options, k) for k in RESUME_INVARIANTS}, "trainable_mode": trainable,
+           "parameters": counts, "pairs": int(n_pairs), "items": len(dataset), "truncated_sequences": truncated,
+           "data_sha256": triples.sha256, "source_lang": triples.source_lang, "target_lang": triples.target_lang,
+           "reference": reference_info}
+    if _is_main_process():
+        with atomic_file(out / "run.json", encoding="utf-8") as handle:
+            json.dump(run, handle, indent=2)
+    evaluation = {}
+    if eval_set is not None and last_checkpoint is None and _is_main_process():
+        evaluation["before"] = response_nll(model, encoder, eval_set, options.max_length, options.eval_batch_size)
+        with atomic_file(out / "eval.json", encoding="utf-8") as handle:   # kept for a resumed run
+            json.dump(evaluation, handle, indent=2)
+    if last_checkpoint is not None:
+        state = json.loads((Path(last_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+        _truncate_log(log_path, int(state["global_step"]))
+        previous_eval = out / "eval.json"
+        if previous_eval.is_file():
+            evaluation["before"] = json.loads(previous_eval.read_text(encoding="utf-8")).get("before")
+
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"), per_device_train_batch_size=options.per_device_batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps, learning_rate=options.learning_rate,
+        num_train_epochs=options.epochs, max_steps=options.max_steps, lr_scheduler_type=options.lr_scheduler,
+        warmup_steps=options.warmup_ratio,  # a float < 1 is a ratio of all steps
+        weight_decay=options.weight_decay, seed=options.seed,
+        data_seed=options.seed, logging_steps=options.logging_steps, save_strategy="steps",
+        save_steps=options.save_steps, save_total_limit=options.save_total_limit, bf16=options.bf16,
+        use_cpu=options.use_cpu, deepspeed=options.deepspeed, remove_unused_columns=False, report_to="none", dataloader_num_workers=0,
+        disable_tqdm=not progress, save_only_model=False)
+    trainer_cls, jsonl_log = _make_trainer_class()
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=Collator(encoder.pad_id),
+                          callbacks=[jsonl_log(log_path)] + list(callbacks or []),
+                          objective=options.objective, lam=options.lam, beta=options.beta)
+    trainer.tokenizer_files = TokenizerFiles.read(model_dir, TOKENIZER_FILES)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    summary = dict(run, global_step=trainer.state.global_step, train_loss=result.training_loss)
+    if trainer.state.global_step < trainer.state.max_steps:   # stopped early (callback): no final model
+        summary["stopped_early"] = True
+        return summary
+    if _is_main_process():
+        if eval_set is not None:
+            evaluation["after"] = response_nll(trainer.model, encoder, eval_set, options.max_length,
+                                               options.eval_batch_size)
+            evaluation["eval_data"] = str(options.eval_data)
+            with atomic_file(out / "eval.json", encoding="utf-8") as handle:
+                json.dump(evaluation, handle, indent=2)
+            summary["eval"] = evaluation
+        _save_final_model(trainer, out / "model")
+    return summary
+
+
+def cli_main(argv: list[str], prog: str = "chatflow clo-train") -> int:
+    options = parse_options(CLOTrainOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+    summary = run_training(options)
+    if summary.get("already_finished"):
+        steps = f" ({summary['global_step']} steps)" if summary.get("global_step") is not None else ""
+        print(f"{options.output_dir}: finished{steps}; the final model is {summary['model']}")
+        return 0
+    line = (f"{options.output_dir}: {options.objective} on {summary['items']} items, "
+            f"{summary['global_step']} steps, train loss {summary['train_loss']:.4f}")
+    if "eval" in summary:
+        b, a = summary["eval"].get("before") or {}, summary["eval"]["after"]
+        line += "; eval NLL " + ", ".join(
+            f"{k.split('_')[0]} {b.get(k, float('nan')):.4f} -> {a[k]:.4f}" for k in ("target_nll", "source_nll"))
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(sys.argv[1:]))

@@ -1,0 +1,101 @@
+"""The paper's ablation baselines as mixture files, matched to a dynamic run of a given length.
+
+- static: every group's weight fixed at the dynamic schedule's time-average over the run
+  (alpha = beta = E_k(N) / N), so both runs draw the same expected samples per group and differ only
+  in order (the paper's "without the dynamic data sampler");
+- two stages: the same static shares, split into a pre-training stage (every group with a
+  non-instruction source) and an instruction stage (groups whose sources are all instructions), each
+  as long as its groups' share of the run, so the samples per group match too.
+
+``python -m chatflow_plugin.data.baselines --mixture M.json --run_samples N --output_dir D`` writes
+``D/{dynamic,static,stage1,stage2}.json`` and ``D/baselines.json`` (shares and stage lengths).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..files import atomic_file
+from ..errors import ChatflowError
+from .mixture import MixtureSpec, load_mixture, write_mixture
+from ..options import option, parse_options
+
+
+def time_average_shares(spec: MixtureSpec, run_samples: float) -> dict[str, float]:
+    """Each group's share of the first ``run_samples`` samples under the dynamic schedule."""
+    if run_samples <= 0:
+        raise ChatflowError(f"the run length must be positive, got {run_samples}")
+    averages = spec.schedule().expected_counts(float(run_samples)) / float(run_samples)
+    return dict(zip(spec.group_names, averages.tolist()))
+
+
+def instruction_groups(spec: MixtureSpec) -> list[str]:
+    return [g.name for g in spec.groups if all(s.kind == "instruction" for s in g.sources)]
+
+
+def _with_weights(spec: MixtureSpec, weights: dict[str, float], name: str) -> dict:
+    data = spec.to_json()
+    data["name"] = name
+    for group in data["groups"]:
+        group["alpha"] = group["beta"] = float(weights[group["name"]])
+    return data
+
+
+def static_mixture(spec: MixtureSpec, run_samples: float) -> dict:
+    return _with_weights(spec, time_average_shares(spec, run_samples), f"{spec.name}_static")
+
+
+def two_stage_mixtures(spec: MixtureSpec, run_samples: int) -> tuple[dict, dict, int]:
+    """(stage-1 mixture, stage-2 mixture, stage-2 length in samples)."""
+    shares = time_average_shares(spec, run_samples)
+    inst = set(instruction_groups(spec))
+    if not inst:
+        raise ChatflowError(f"mixture {spec.name!r} has no group made only of instruction sources")
+    if len(inst) == len(shares):
+        raise ChatflowError(f"mixture {spec.name!r} has only instruction groups: nothing to pre-train on")
+    inst_share = sum(shares[g] for g in inst)
+    stage2 = int(round(run_samples * inst_share))
+    if not 0 < stage2 < run_samples:
+        raise ChatflowError(f"the instruction share {inst_share:.4f} leaves an empty stage over {run_samples} samples")
+    first = _with_weights(spec, {g: (0.0 if g in inst else v) for g, v in shares.items()}, f"{spec.name}_stage1")
+    second = _with_weights(spec, {g: (v if g in inst else 0.0) for g, v in shares.items()}, f"{spec.name}_stage2")
+    return first, second, stage2
+
+
+@dataclass
+class BaselineOptions:
+    mixture: str = option(help="the dynamic mixture file (JSON)")
+    run_samples: int = option(help="length of the dynamic run in samples (steps x global batch)")
+    output_dir: str = option(help="folder for dynamic.json, static.json, stage1.json, stage2.json, baselines.json")
+
+
+def write_baselines(spec: MixtureSpec, run_samples: int, output_dir: str | Path) -> dict:
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    first, second, stage2 = two_stage_mixtures(spec, run_samples)
+    files = {"dynamic": spec.to_json(), "static": static_mixture(spec, run_samples), "stage1": first, "stage2": second}
+    for name, data in files.items():
+        write_mixture(data, out / f"{name}.json", tree=out)
+    info = {"run_samples": run_samples, "shares": time_average_shares(spec, run_samples),
+            "instruction_groups": instruction_groups(spec), "stage1_samples": run_samples - stage2,
+            "stage2_samples": stage2}
+    with atomic_file(out / "baselines.json") as handle:
+        json.dump(info, handle, indent=2)
+    return info
+
+
+def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.data.baselines") -> int:
+    options = parse_options(BaselineOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+    info = write_baselines(load_mixture(options.mixture), options.run_samples, options.output_dir)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(cli_main(sys.argv[1:]))
+    except ChatflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

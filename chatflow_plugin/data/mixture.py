@@ -1,0 +1,311 @@
+"""The mixture file: sources grouped as in the paper's Table 1, each group with alpha, beta; T_grow.
+
+Format (JSON; ``comment``/``description`` keys are allowed anywhere and ignored)::
+
+    {"name": "chatflow_table1", "seq_length": 2048, "T_grow": 5000000, "schedule_unit": "samples",
+     "seed": 42, "data_root": "../../data",
+     "groups": [{"name": "en_corpus", "alpha": 0.6, "beta": 0.15, "language": "en",
+                 "sources": [{"name": "refinedweb", "kind": "corpus", "paths": ["en/*.jsonl"]}]}]}
+
+Relative paths resolve against ``data_root``, itself relative to the mixture file (default: the
+file's folder); ``--data_root`` on the command line (relative to the working directory) overrides it.
+A parsed spec always holds an absolute ``data_root``; :func:`write_mixture` writes it back following the
+project's path rule (:mod:`chatflow_plugin.files`). A source's share inside its group is proportional to
+its tokens unless it gives ``share``.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_file, path_for_file
+from ..errors import ChatflowError
+from .schedule import Schedule
+
+KINDS = ("corpus", "code", "parallel", "instruction")
+FORMATS = ("jsonl", "tsv", "text")
+SCHEDULE_UNITS = ("samples", "tokens")
+_IGNORED = {"comment", "description"}
+_TOP_KEYS = {"name", "seq_length", "T_grow", "schedule_unit", "seed", "data_root", "groups"}
+_GROUP_KEYS = {"name", "alpha", "beta", "language", "sources"}
+_SOURCE_KEYS = {"name", "kind", "paths", "share", "format", "fields", "text_field", "language"}
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    kind: str
+    paths: tuple[str, ...]
+    share: float | None = None          # relative share in its group; None: proportional to tokens
+    format: str | None = None           # None: from the file extension (.jsonl/.json, .tsv, else text)
+    fields: tuple[str, ...] = ("en", "zh")   # parallel: the two fields, in rendering order
+    text_field: str = "text"            # corpus/code JSONL field
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    name: str
+    alpha: float
+    beta: float
+    sources: tuple[SourceSpec, ...]
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    name: str
+    groups: tuple[GroupSpec, ...]
+    t_grow: float
+    seq_length: int = 2048
+    schedule_unit: str = "samples"
+    seed: int = 0
+    data_root: Path = Path(".")
+    path: Path | None = None
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    @property
+    def sources(self) -> list[tuple[GroupSpec, SourceSpec]]:
+        return [(g, s) for g in self.groups for s in g.sources]
+
+    @property
+    def t_grow_samples(self) -> float:
+        """T_grow in training samples (packed sequences of seq_length tokens)."""
+        return self.t_grow / self.seq_length if self.schedule_unit == "tokens" else self.t_grow
+
+    def schedule(self) -> Schedule:
+        return Schedule([g.alpha for g in self.groups], [g.beta for g in self.groups], self.t_grow_samples)
+
+    def with_overrides(self, data_root: str | os.PathLike | None = None, seq_length: int | None = None,
+                       source_paths: dict[str, list[str]] | None = None) -> "MixtureSpec":
+        spec = self
+        if data_root is not None:
+            spec = replace(spec, data_root=_absolute(data_root))
+        if seq_length is not None:
+            if seq_length <= 0:
+                raise ChatflowError(f"seq_length must be positive, got {seq_length}")
+            spec = replace(spec, seq_length=int(seq_length))
+        if source_paths:
+            known = {s.name for _, s in spec.sources}
+            unknown = sorted(set(source_paths) - known)
+            if unknown:
+                raise ChatflowError(f"--source_path names unknown sources {unknown}; known: {sorted(known)}")
+            groups = tuple(replace(g, sources=tuple(
+                replace(s, paths=tuple(source_paths[s.name])) if s.name in source_paths else s
+                for s in g.sources)) for g in spec.groups)
+            spec = replace(spec, groups=groups)
+        return spec
+
+    def resolve_files(self) -> dict[str, list[Path]]:
+        """Each source's input files (globs expanded, sorted); missing files are an error."""
+        resolved: dict[str, list[Path]] = {}
+        problems = []
+        for _, source in self.sources:
+            files: list[Path] = []
+            for pattern in source.paths:
+                full = pattern if os.path.isabs(pattern) else str(self.data_root / pattern)
+                matches = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else (
+                    [full] if os.path.exists(full) else [])
+                matches = [m for m in matches if os.path.isfile(m)]
+                if not matches:
+                    problems.append(f"source {source.name!r}: no file matches {full}")
+                files.extend(Path(m) for m in matches)
+            resolved[source.name] = files
+        if problems:
+            where = f" (data_root {self.data_root}; override with --data_root or --source_path NAME=PATH)"
+            raise ChatflowError("missing input files:\n  " + "\n  ".join(problems) + "\n" + where)
+        return resolved
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as a mixture file's JSON (``data_root`` absolute; :func:`write_mixture` relativises it)."""
+        return {
+            "name": self.name, "seq_length": self.seq_length, "T_grow": self.t_grow,
+            "schedule_unit": self.schedule_unit, "seed": self.seed, "data_root": str(self.data_root),
+            "groups": [{"name": g.name, "alpha": g.alpha, "beta": g.beta, "language": g.language,
+                        "sources": [{"name": s.name, "kind": s.kind, "paths": list(s.paths), "share": s.share,
+                                     "format": s.format, "fields": list(s.fields), "text_field": s.text_field,
+                                     "language": s.language} for s in g.sources]} for g in self.groups],
+        }
+
+
+def _reject_duplicate_keys(where: str):
+    def hook(pairs):
+        seen = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ChatflowError(f"{where}: duplicate key {key!r}")
+            seen[key] = value
+        return seen
+    return hook
+
+
+def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise ChatflowError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - allowed - _IGNORED)
+    if unknown:
+        raise ChatflowError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    return obj
+
+
+def _number(obj: dict, key: str, where: str, default=None, minimum: float | None = 0.0) -> float:
+    if key not in obj:
+        if default is None:
+            raise ChatflowError(f"{where}: missing {key!r}")
+        return default
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ChatflowError(f"{where}.{key}: expected a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ChatflowError(f"{where}.{key}: must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def _name(obj: dict, where: str) -> str:
+    name = obj.get("name")
+    if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
+        raise ChatflowError(f"{where}.name: expected a non-empty name without '/', got {name!r}")
+    return name
+
+
+def _named_entry(raw: Any, allowed: set[str], where: str, seen: set[str], what: str) -> tuple[str, str]:
+    """Check a group/source object: its name (unique among ``seen``) and keys. Returns (name, where)."""
+    if not isinstance(raw, dict):
+        raise ChatflowError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    name = _name(raw, where)
+    where = f"{where} ({name})"
+    _check_keys(raw, allowed, where)
+    if name in seen:
+        raise ChatflowError(f"{where}: duplicate {what} name {name!r}")
+    seen.add(name)
+    return name, where
+
+
+def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path(".")) -> MixtureSpec:
+    top = _check_keys(data, _TOP_KEYS, where)
+    warnings: list[str] = []
+    if "T_grow" not in top:
+        raise ChatflowError(f"{where}: missing 'T_grow'")
+    t_grow = _number(top, "T_grow", where, minimum=None)
+    if t_grow <= 0:
+        raise ChatflowError(f"{where}.T_grow: must be > 0, got {top['T_grow']}")
+    seq_length = top.get("seq_length", 2048)
+    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length <= 0:
+        raise ChatflowError(f"{where}.seq_length: expected a positive integer, got {seq_length!r}")
+    unit = top.get("schedule_unit", "samples")
+    if unit not in SCHEDULE_UNITS:
+        raise ChatflowError(f"{where}.schedule_unit: expected one of {SCHEDULE_UNITS}, got {unit!r}")
+    seed = top.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ChatflowError(f"{where}.seed: expected a non-negative integer, got {seed!r}")
+    groups_raw = top.get("groups")
+    if not isinstance(groups_raw, list) or not groups_raw:
+        raise ChatflowError(f"{where}.groups: expected a non-empty list of groups")
+
+    groups: list[GroupSpec] = []
+    group_names: set[str] = set()
+    source_names: set[str] = set()
+    for gi, graw in enumerate(groups_raw):
+        gname, gwhere = _named_entry(graw, _GROUP_KEYS, f"{where}.groups[{gi}]", group_names, "group")
+        alpha = _number(graw, "alpha", gwhere)
+        beta = _number(graw, "beta", gwhere)
+        if alpha == 0 and beta == 0:
+            warnings.append(f"group {gname!r} has zero weight throughout (alpha = beta = 0): never sampled")
+        sources_raw = graw.get("sources")
+        if not isinstance(sources_raw, list) or not sources_raw:
+            raise ChatflowError(f"{gwhere}.sources: expected a non-empty list of sources")
+        sources = []
+        for si, sraw in enumerate(sources_raw):
+            sname, swhere = _named_entry(sraw, _SOURCE_KEYS, f"{gwhere}.sources[{si}]", source_names, "source")
+            kind = sraw.get("kind")
+            if kind not in KINDS:
+                raise ChatflowError(f"{swhere}.kind: expected one of {KINDS}, got {kind!r}")
+            paths = sraw.get("paths")
+            if isinstance(paths, str):
+                paths = [paths]
+            if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+                raise ChatflowError(f"{swhere}.paths: expected a file path or a non-empty list of paths")
+            share = None
+            if "share" in sraw and sraw["share"] is not None:
+                share = _number(sraw, "share", swhere)
+            fmt = sraw.get("format")
+            if fmt is not None and fmt not in FORMATS:
+                raise ChatflowError(f"{swhere}.format: expected one of {FORMATS}, got {fmt!r}")
+            fields = sraw.get("fields", ["en", "zh"])
+            if (not isinstance(fields, list) or len(fields) != 2 or len(set(fields)) != 2
+                    or not all(isinstance(f, str) and f for f in fields)):
+                raise ChatflowError(f"{swhere}.fields: expected two distinct field names, got {fields!r}")
+            text_field = sraw.get("text_field", "text")
+            if not isinstance(text_field, str) or not text_field:
+                raise ChatflowError(f"{swhere}.text_field: expected a field name, got {text_field!r}")
+            sources.append(SourceSpec(name=sname, kind=kind, paths=tuple(paths), share=share, format=fmt,
+                                      fields=tuple(fields), text_field=text_field,
+                                      language=sraw.get("language", graw.get("language"))))
+        if all(s.share == 0 for s in sources):
+            raise ChatflowError(f"{gwhere}: every source has share 0")
+        groups.append(GroupSpec(name=gname, alpha=alpha, beta=beta, sources=tuple(sources),
+                                language=graw.get("language")))
+    if sum(g.alpha for g in groups) <= 0:
+        raise ChatflowError(f"{where}: all group weights are zero at t = 0 (every alpha is 0)")
+    if sum(g.beta for g in groups) <= 0:
+        raise ChatflowError(f"{where}: all group weights are zero from t = T_grow on (every beta is 0)")
+    data_root = top.get("data_root", ".")
+    if not isinstance(data_root, str) or not data_root:
+        raise ChatflowError(f"{where}.data_root: expected a folder path, got {data_root!r}")
+    data_root = _absolute(Path(base_dir) / os.path.expanduser(data_root))
+    return MixtureSpec(name=top.get("name", "mixture"), groups=tuple(groups), t_grow=t_grow,
+                       seq_length=seq_length, schedule_unit=unit, seed=seed, data_root=data_root,
+                       warnings=tuple(warnings))
+
+
+def load_mixture(path: str | os.PathLike) -> MixtureSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ChatflowError(f"mixture file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChatflowError(f"cannot read mixture file {path}: {exc}") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicate_keys(str(path)))
+    except json.JSONDecodeError as exc:
+        raise ChatflowError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    spec = parse_mixture(data, where=str(path), base_dir=path.parent)
+    return replace(spec, path=path)
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    return Path(os.path.normpath(os.path.abspath(os.path.expanduser(os.fspath(path)))))
+
+
+def write_mixture(data: dict[str, Any], path: str | os.PathLike, tree: str | os.PathLike | None = None) -> Path:
+    """Write a mixture file (atomically). ``data_root`` becomes relative to the file when both lie inside
+    ``tree`` (the output folder being written), else absolute, so that :func:`load_mixture` finds the same
+    folder from any working directory."""
+    path = Path(path)
+    data = dict(data)
+    data["data_root"] = path_for_file(data.get("data_root") or ".", path, tree)
+    with atomic_file(path) as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    return path
+
+
+def parse_source_overrides(items: list[str] | None) -> dict[str, list[str]]:
+    """``NAME=PATH[,PATH...]`` items from the command line."""
+    out: dict[str, list[str]] = {}
+    for item in items or []:
+        name, sep, paths = item.partition("=")
+        if not sep or not name or not paths:
+            raise ChatflowError(f"--source_path expects NAME=PATH[,PATH...], got {item!r}")
+        out.setdefault(name, []).extend(p for p in paths.split(",") if p)
+    return out

@@ -1,0 +1,388 @@
+"""``chatflow preprocess``: render, tokenize and pack every source of a mixture into token shards.
+
+Input files are cut into byte ranges at line boundaries and tokenized by a pool of workers; results
+come back in input order, so the output is identical for any number of workers. The dataset is
+written under a temporary name and moved into place only when complete, manifest last.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .. import __version__
+from ..files import atomic_directory, sha256_file
+from ..errors import ChatflowError, DataError
+from .formats import record_from_tsv, render
+from .mixture import MixtureSpec, SourceSpec, load_mixture, parse_source_overrides
+from ..options import option, parse_options
+from .shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, token_dtype
+
+MAX_REPORTED_ERRORS = 5
+
+
+@dataclass
+class PreprocessOptions:
+    mixture: str = option(help="mixture file (JSON), e.g. models/mixtures/chatflow_table1.json")
+    spm_model_path: str = option(help="sentencepiece model the dataset is tokenized with")
+    output_dir: str = option(help="dataset directory to create")
+    seq_length: int = option(0, help="tokens per training sequence (0: the mixture's seq_length); "
+                                     "windows hold seq_length + 1 tokens")
+    workers: int = option(0, help="tokenizer processes (0: one per CPU core)")
+    on_bad_record: str = option("skip", choices=["skip", "fail"],
+                                help="skip (and count) malformed records, or stop at the first one")
+    data_root: str = option("", help="folder relative source paths resolve against (default: the mixture's)")
+    source_path: list = option(default_factory=list, repeatable=True, type=str,
+                               help="override a source's files: NAME=PATH[,PATH...] (repeatable)")
+    chunk_mb: float = option(1.0, help="size of the input pieces handed to workers, in MB")
+    force: bool = option(False, help="replace output_dir if it exists")
+    quiet: bool = option(False, help="no progress bar or summary")
+
+
+# ---------------------------------------------------------------------------------------------
+# Work units
+
+
+@dataclass(frozen=True)
+class Chunk:
+    source_index: int
+    path: str
+    start: int
+    end: int
+    fmt: str
+
+
+@dataclass
+class ChunkResult:
+    tokens: np.ndarray
+    prompt: np.ndarray | None
+    records: int
+    lines: int
+    bad: list[tuple[int, str]] = field(default_factory=list)   # (line within chunk, message)
+    bad_count: int = 0
+
+
+def file_format(path: str, source: SourceSpec) -> str:
+    if source.format:
+        return source.format
+    lower = path.lower()
+    if lower.endswith((".jsonl", ".json", ".jsonl.txt")):
+        return "jsonl"
+    if lower.endswith(".tsv"):
+        return "tsv"
+    return "text"
+
+
+def plan_chunks(source_index: int, path: Path, fmt: str, chunk_bytes: int) -> list[Chunk]:
+    """Byte ranges of about ``chunk_bytes`` that start at line starts."""
+    size = path.stat().st_size
+    chunks = []
+    start = 0
+    with open(path, "rb") as handle:
+        while start < size:
+            end = min(size, start + chunk_bytes)
+            if end < size:
+                handle.seek(end)
+                handle.readline()
+                end = handle.tell()
+            chunks.append(Chunk(source_index, str(path), start, end, fmt))
+            start = end
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side
+
+_WORKER: dict = {}
+
+
+def _init_worker(spm_model_path: str, sources: list[SourceSpec], on_bad_record: str) -> None:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=spm_model_path)
+    _WORKER.update(sp=sp, sources=sources, fail=on_bad_record == "fail", bos=sp.bos_id(), eos=sp.eos_id())
+
+
+def _records(data: bytes, chunk: Chunk, source: SourceSpec) -> Iterator[tuple[int, object]]:
+    """(line index in chunk, record or DataError) for every line."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()                       # the final newline ends the last line; it is not a line
+    for i, raw in enumerate(lines):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"invalid UTF-8 at byte {exc.start}") from None
+            if not line.strip():
+                raise DataError("blank line")
+            if chunk.fmt == "jsonl":
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            elif chunk.fmt == "tsv":
+                record = record_from_tsv(line, source.fields)
+            else:
+                record = {source.text_field: line}
+            yield i, render(source.kind, record, text_field=source.text_field, fields=source.fields)
+        except DataError as exc:
+            yield i, exc
+
+
+def _encode_ids(sp, texts: list[str]) -> list:
+    # one thread per worker: the pool is the parallelism; numpy arrays where sentencepiece offers them
+    try:
+        return sp.encode(texts, num_threads=1, return_type="numpy")
+    except (TypeError, ValueError):  # sentencepiece < 0.2.1
+        return sp.encode(texts, num_threads=1)
+
+
+def _encode_plain(sp, texts: list[str], bos: int, eos: int) -> np.ndarray:
+    """BOS + ids + EOS for every document, concatenated."""
+    if not texts:
+        return np.empty(0, np.int64)
+    ids = _encode_ids(sp, texts)
+    lengths = np.fromiter((len(x) + 2 for x in ids), dtype=np.int64, count=len(ids))
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    out = np.empty(int(ends[-1]), dtype=np.int64)
+    out[starts] = bos
+    out[ends - 1] = eos
+    body = np.ones(len(out), dtype=bool)
+    body[starts] = False
+    body[ends - 1] = False
+    if isinstance(ids[0], np.ndarray):
+        out[body] = np.concatenate(ids)
+    else:
+        out[body] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(body.sum()))
+    return out
+
+
+def _encode_with_prompts(sp, docs: list[tuple[str, list[tuple[int, int]]]], bos: int, eos: int):
+    """Tokenize whole texts (exactly as at inference) and mark tokens outside response spans as prompt."""
+    token_parts, prompt_parts = [], []
+    for (text, spans), enc in zip(docs, sp.encode([d[0] for d in docs], num_threads=1, return_type="offset_mapping")):
+        ids = np.asarray(enc["ids"], dtype=np.int64)
+        offsets = np.asarray(enc["offsets"], dtype=np.int64).reshape(-1, 2)
+        prompt = np.ones(len(ids), dtype=np.uint8)
+        for start, end in spans:
+            # a token belongs to a response when it covers any of its characters
+            prompt[(offsets[:, 1] > start) & (offsets[:, 0] < end)] = 0
+        token_parts.append(np.concatenate([[bos], ids, [eos]]))
+        prompt_parts.append(np.concatenate([[PROMPT], prompt, [0]]).astype(np.uint8))
+    if not token_parts:
+        return np.empty(0, np.int64), np.empty(0, np.uint8)
+    return np.concatenate(token_parts), np.concatenate(prompt_parts)
+
+
+def tokenize_chunk(chunk: Chunk) -> ChunkResult:
+    sp, source = _WORKER["sp"], _WORKER["sources"][chunk.source_index]
+    with open(chunk.path, "rb") as handle:
+        handle.seek(chunk.start)
+        data = handle.read(chunk.end - chunk.start)
+    docs, bad, bad_count, lines = [], [], 0, 0
+    for i, item in _records(data, chunk, source):
+        lines = i + 1
+        if isinstance(item, DataError):
+            bad_count += 1
+            if _WORKER["fail"]:
+                return ChunkResult(np.empty(0, np.int64), None, 0, lines, [(i, str(item))], 1)
+            if len(bad) < MAX_REPORTED_ERRORS:
+                bad.append((i, str(item)))
+            continue
+        docs.append(item)
+    if source.kind == "instruction":
+        tokens, prompt = _encode_with_prompts(sp, docs, _WORKER["bos"], _WORKER["eos"])
+    else:
+        tokens, prompt = _encode_plain(sp, [d[0] for d in docs], _WORKER["bos"], _WORKER["eos"]), None
+    return ChunkResult(tokens, prompt, len(docs), lines, bad, bad_count)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+
+@dataclass
+class SourceStats:
+    name: str
+    group: str
+    kind: str
+    files: list[dict] = field(default_factory=list)
+    records: int = 0
+    skipped: int = 0
+    tokens: int = 0
+    prompt_tokens: int = 0
+    windows: int = 0
+    pad_tokens: int = 0
+    empty_files: list[str] = field(default_factory=list)
+    first_errors: list[str] = field(default_factory=list)
+
+
+def _progress(total: int, quiet: bool):
+    if quiet:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, unit="B", unit_scale=True, desc="preprocess", file=sys.stderr)
+
+
+def preprocess(spec: MixtureSpec, spm_model_path: str | os.PathLike, output_dir: str | os.PathLike,
+               workers: int = 0, on_bad_record: str = "skip", chunk_bytes: int = 4 << 20,
+               force: bool = False, quiet: bool = True) -> dict:
+    """Build a shard directory for ``spec``; returns the manifest."""
+    import sentencepiece as spm
+
+    spm_model_path = str(spm_model_path)
+    if not os.path.isfile(spm_model_path):
+        raise ChatflowError(f"sentencepiece model not found: {spm_model_path}")
+    try:
+        sp = spm.SentencePieceProcessor(model_file=spm_model_path)
+    except (OSError, RuntimeError) as exc:
+        raise ChatflowError(f"{spm_model_path}: not a sentencepiece model ({exc})") from None
+    if sp.bos_id() < 0 or sp.eos_id() < 0:
+        raise ChatflowError(f"{spm_model_path}: the tokenizer needs BOS and EOS pieces")
+    dtype = token_dtype(sp.vocab_size())
+    files = spec.resolve_files()
+    sources = [s for _, s in spec.sources]
+    window = spec.seq_length + 1
+    fail = on_bad_record == "fail"
+
+    stats: list[SourceStats] = []
+    chunks: list[Chunk] = []
+    for index, (group, source) in enumerate(spec.sources):
+        st = SourceStats(source.name, group.name, source.kind)
+        for path in files[source.name]:
+            size = path.stat().st_size
+            st.files.append({"path": str(path.resolve()), "bytes": size, "sha256": sha256_file(path)})
+            if size == 0:
+                if fail:
+                    raise ChatflowError(f"{path}: empty file (source {source.name!r})")
+                st.empty_files.append(str(path))
+                continue
+            chunks.extend(plan_chunks(index, path, file_format(str(path), source), chunk_bytes))
+        stats.append(st)
+
+    workers = workers or os.cpu_count() or 1
+    init_args = (spm_model_path, sources, on_bad_record)
+    bar = _progress(sum(c.end - c.start for c in chunks), quiet)
+    started = time.time()
+    with atomic_directory(output_dir, force=force) as tmp:
+        handles: dict[int, tuple] = {}
+        line_base: dict[str, int] = {}
+
+        def sink(chunk: Chunk, result: ChunkResult) -> None:
+            st = stats[chunk.source_index]
+            base = line_base.get(chunk.path, 0)
+            line_base[chunk.path] = base + result.lines
+            for line, message in result.bad:
+                location = f"{chunk.path}:{base + line + 1}"
+                if fail:
+                    raise DataError(message, location)
+                if len(st.first_errors) < MAX_REPORTED_ERRORS:
+                    st.first_errors.append(f"{location}: {message}")
+            st.skipped += result.bad_count
+            st.records += result.records
+            st.tokens += len(result.tokens)
+            if chunk.source_index not in handles:
+                name = sources[chunk.source_index].name
+                mask = open(tmp / f"{name}.mask.bin", "wb") if result.prompt is not None else None
+                handles[chunk.source_index] = (open(tmp / f"{name}.tokens.bin", "wb"), mask)
+            tok_handle, mask_handle = handles[chunk.source_index]
+            tok_handle.write(result.tokens.astype(dtype).tobytes())
+            if mask_handle is not None:
+                mask_handle.write(result.prompt.tobytes())
+                st.prompt_tokens += int(result.prompt.sum())
+            if bar is not None:
+                bar.update(chunk.end - chunk.start)
+
+        try:
+            if workers == 1 or len(chunks) <= 1:
+                _init_worker(*init_args)
+                for chunk in chunks:
+                    sink(chunk, tokenize_chunk(chunk))
+            else:
+                ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+                with ctx.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=init_args) as pool:
+                    for chunk, result in zip(chunks, pool.imap(tokenize_chunk, chunks, chunksize=1)):
+                        sink(chunk, result)
+        finally:
+            if bar is not None:
+                bar.close()
+
+        manifest_sources = []
+        for index, st in enumerate(stats):
+            name = st.name
+            if st.tokens == 0:
+                where = ", ".join(f["path"] for f in st.files)
+                detail = f"; first problems: {'; '.join(st.first_errors)}" if st.first_errors else ""
+                raise ChatflowError(f"source {name!r} has no usable records ({where}){detail}")
+            tok_handle, mask_handle = handles[index]
+            st.windows = -(-st.tokens // window)
+            st.pad_tokens = st.windows * window - st.tokens
+            # Fill the last window with EOS; the manifest's pad_tokens keeps them out of the loss.
+            tok_handle.write(np.full(st.pad_tokens, sp.eos_id(), dtype=dtype).tobytes())
+            tok_handle.close()
+            if mask_handle is not None:
+                mask_handle.write(np.full(st.pad_tokens, PROMPT, dtype=np.uint8).tobytes())
+                mask_handle.close()
+            source = sources[index]
+            manifest_sources.append({
+                "name": name, "group": st.group, "kind": st.kind, "language": source.language,
+                "share": source.share, "files": st.files, "records": st.records, "skipped": st.skipped,
+                "empty_files": st.empty_files, "first_errors": st.first_errors, "tokens": st.tokens,
+                "prompt_tokens": st.prompt_tokens, "windows": st.windows, "pad_tokens": st.pad_tokens,
+                "tokens_file": f"{name}.tokens.bin", "mask_file": f"{name}.mask.bin" if mask_handle else None,
+            })
+        manifest = {
+            "format": FORMAT_NAME, "version": FORMAT_VERSION, "created_by": f"chatflow-plugin {__version__}",
+            "seq_length": spec.seq_length, "window_length": window, "dtype": dtype.name,
+            "tokenizer": {"path": str(Path(spm_model_path).resolve()), "sha256": sha256_file(spm_model_path),
+                          "vocab_size": sp.vocab_size(), "bos_id": sp.bos_id(), "eos_id": sp.eos_id()},
+            "mixture": spec.to_json(), "sources": manifest_sources,
+            "seconds": round(time.time() - started, 3),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest
+
+
+def summary(manifest: dict) -> str:
+    rows = [f"{'source':<24} {'group':<12} {'records':>9} {'skipped':>8} {'tokens':>12} {'windows':>9}"]
+    for s in manifest["sources"]:
+        rows.append(f"{s['name']:<24} {s['group']:<12} {s['records']:>9} {s['skipped']:>8} "
+                    f"{s['tokens']:>12} {s['windows']:>9}")
+        for problem in s["first_errors"]:
+            rows.append(f"    skipped {problem}")
+        for path in s["empty_files"]:
+            rows.append(f"    empty file {path}")
+    total = sum(s["tokens"] for s in manifest["sources"])
+    rows.append(f"{total} tokens in {manifest['seconds']} s ({total / max(manifest['seconds'], 1e-9):,.0f} tokens/s)")
+    return "\n".join(rows)
+
+
+def cli_main(argv: list[str], prog: str = "chatflow preprocess") -> int:
+    opts = parse_options(PreprocessOptions, argv, prog=prog, description=__doc__.split("\n")[0])
+    spec = load_mixture(opts.mixture).with_overrides(
+        data_root=opts.data_root or None, seq_length=opts.seq_length or None,
+        source_paths=parse_source_overrides(opts.source_path))
+    for warning in spec.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    manifest = preprocess(spec, opts.spm_model_path, opts.output_dir, workers=opts.workers,
+                          on_bad_record=opts.on_bad_record, chunk_bytes=int(opts.chunk_mb * (1 << 20)),
+                          force=opts.force, quiet=opts.quiet)
+    if not opts.quiet:
+        print(summary(manifest))
+        print(f"wrote {opts.output_dir}")
+    return 0

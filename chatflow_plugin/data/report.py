@@ -1,0 +1,133 @@
+"""``chatflow mixture``: check a mixture file, print its schedule, realised counts, and plot it."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ChatflowError
+from .mixture import MixtureSpec, load_mixture
+from ..options import option, parse_options
+from .sampler import realized_group_counts
+
+
+@dataclass
+class MixtureOptions:
+    mixture: str = option(help="mixture file (JSON)", positional=True)
+    at: list = option(default_factory=list, repeatable=True, type=float,
+                      help="print per-group probabilities at these training samples t (repeatable); "
+                           "default: 0, T_grow/2, T_grow")
+    realized: int = option(0, help="also count the groups of the first N samples the sampler draws, "
+                                   "next to the expected counts (0: skip)")
+    dataset: str = option("", help="a preprocessed shard directory: with --realized, also report per-source "
+                                   "samples and epochs (passes over each source) of the first N samples")
+    plot: str = option("", help="draw p_k(t) over [0, 1.2 T_grow] to this PNG file")
+    json: bool = option(False, help="print one JSON object instead of tables")
+
+
+def _t_key(t: float) -> str:
+    return str(int(t)) if float(t).is_integer() else repr(float(t))
+
+
+def schedule_report(spec: MixtureSpec, at: list[float], realized: int = 0) -> dict:
+    schedule = spec.schedule()
+    names = spec.group_names
+    report: dict = {"at": {}, "unit": "samples", "T_grow_samples": spec.t_grow_samples}
+    for t in at:
+        if t < 0:
+            raise ChatflowError(f"--at must be >= 0, got {t:g}")
+        p = schedule.probabilities(t)
+        report["at"][_t_key(t)] = {name: float(v) for name, v in zip(names, p)}
+    if realized:
+        if realized < 0:
+            raise ChatflowError(f"--realized must be >= 0, got {realized}")
+        counts = realized_group_counts(schedule, realized)
+        expected = schedule.expected_counts(realized)
+        report["realized"] = {name: {"count": int(c), "expected": float(e)}
+                              for name, c, e in zip(names, counts, expected)}
+    return report
+
+
+def source_report(spec: MixtureSpec, dataset: str, n: int) -> dict:
+    from .batches import MixtureDataset
+    from .shards import ShardSet
+
+    ds = MixtureDataset(ShardSet(dataset), spec=spec)
+    draw = ds.sampler.draw(np.arange(n)) if n else None
+    out = {}
+    for s, name in enumerate(ds.source_names):
+        count = int((draw.source == s).sum()) if draw is not None else 0
+        windows = ds.source_shards[s].windows
+        out[name] = {"samples": count, "windows": windows, "epochs": count / windows}
+    return out
+
+
+def format_report(spec: MixtureSpec, report: dict) -> str:
+    names = spec.group_names
+    width = max(12, *(len(n) for n in names))
+    lines = [f"mixture {spec.name}: {len(names)} groups, {len(spec.sources)} sources, "
+             f"T_grow = {spec.t_grow:g} {spec.schedule_unit}"
+             + (f" = {spec.t_grow_samples:g} samples of {spec.seq_length} tokens"
+                if spec.schedule_unit == "tokens" else f" (samples of {spec.seq_length} tokens)")]
+    header = f"{'t (samples)':>14} " + " ".join(f"{n:>{width}}" for n in names)
+    lines += ["", "sampling probability p_k(t)", header]
+    for t, probs in report["at"].items():
+        lines.append(f"{t:>14} " + " ".join(f"{probs[n]:>{width}.4f}" for n in names))
+    if "realized" in report:
+        n = sum(v["count"] for v in report["realized"].values())
+        lines += ["", f"first {n} samples: realised vs expected (integral of p_k)",
+                  f"{'group':<{width}} {'count':>10} {'expected':>12} {'diff':>8}"]
+        for name in names:
+            r = report["realized"][name]
+            lines.append(f"{name:<{width}} {r['count']:>10} {r['expected']:>12.2f} {r['count'] - r['expected']:>8.2f}")
+    if "sources" in report:
+        lines += ["", f"{'source':<24} {'samples':>10} {'windows':>10} {'epochs':>8}"]
+        for name, r in report["sources"].items():
+            lines.append(f"{name:<24} {r['samples']:>10} {r['windows']:>10} {r['epochs']:>8.2f}")
+    return "\n".join(lines)
+
+
+def plot_schedule(spec: MixtureSpec, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    schedule = spec.schedule()
+    t = np.linspace(0, 1.2 * spec.t_grow_samples, 400)
+    p = schedule.probabilities(t)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.stackplot(t, p.T, labels=spec.group_names, alpha=0.85)
+    ax.axvline(spec.t_grow_samples, color="k", linestyle="--", linewidth=1)
+    ax.text(spec.t_grow_samples, 0.02, " T_grow", va="bottom")
+    ax.set_xlim(t[0], t[-1])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"training samples t (sequences of {spec.seq_length} tokens)")
+    ax.set_ylabel("sampling probability p_k(t)")
+    ax.set_title(f"{spec.name}: dynamic data sampler schedule")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cli_main(argv: list[str], prog: str = "chatflow mixture") -> int:
+    opts = parse_options(MixtureOptions, argv, prog=prog, description=__doc__)
+    spec = load_mixture(opts.mixture)
+    at = opts.at or [0.0, spec.t_grow_samples / 2, spec.t_grow_samples]
+    report = schedule_report(spec, at, opts.realized)
+    if opts.dataset:
+        report["sources"] = source_report(spec, opts.dataset, opts.realized)
+    if opts.plot:
+        plot_schedule(spec, opts.plot)
+    if opts.json:
+        print(json.dumps(report))
+    else:
+        for warning in spec.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(format_report(spec, report))
+        if opts.plot:
+            print(f"\nplot written to {opts.plot}")
+    return 0

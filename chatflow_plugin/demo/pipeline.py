@@ -1,0 +1,406 @@
+"""``chatflow demo``: the whole ChatFlow recipe in miniature on a CPU, and the paper's sampler ablation.
+
+1. split every group's documents into train / held-out (before any tokenization);
+2. train an English byte-fallback BPE tokenizer (the "English foundation" tokenizer);
+3. train a tiny LLaMA on English text only (the "English foundation model");
+4. expand the vocabulary with Chinese characters mined from the Chinese training text; new embedding and
+   output rows = the mean of the rows of the sub-tokens the English tokenizer splits them into;
+5. continue training on the six-group mixture three ways, same data, tokens and seeds:
+   dynamic (the ChatFlow sampler), static (the dynamic schedule's time-average: same expected samples per
+   source, only the order differs) and two-stage (pre-training groups, then instruction groups, with the
+   same samples per source as the static run), each for every seed;
+6. score every run on the same held-out windows per group during training, write CSV, PNG plots and a
+   markdown report (:mod:`chatflow_plugin.demo.report`), save the dynamic run in HuggingFace format and answer
+   one Chinese and one English instruction with ``transformers``.
+
+Stages whose output exists are reused, so an interrupted demo continues where it stopped (``--force``
+starts over).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .split import SplitBudget, iter_texts, prepare_data
+from ..errors import ChatflowError
+from ..files import path_for_file
+from ..data.mixture import write_mixture
+from ..options import option, parse_options
+from ..resources import resource
+
+BASE_MIXTURE = "models/mixtures/tiny_corpora.json"   # a packaged file (chatflow_plugin.resources)
+INSTRUCTION_GROUPS = ("en_inst", "zh_inst")
+RUN_KINDS = ("dynamic", "static", "two_stage")
+PROMPTS = {"zh": "请用一句话介绍一下长城。", "en": "Give three tips for staying healthy."}
+
+
+@dataclass(frozen=True)
+class Profile:
+    model_config: str
+    seq_length: int
+    vocab_size: int
+    new_chars: int
+    foundation_steps: int
+    run_steps: int
+    micro_batch_size: int
+    learning_rate: float
+    heldout_every: int
+    heldout_windows: int
+    seeds: tuple[int, ...]
+    budget: SplitBudget
+    warmup_steps: int
+    tokenizer_sentences: int
+    bf16: bool             # bf16 autocast pays off from a few million parameters; slower for the tiny model
+    threads: int           # torch threads; one is fastest for the tiny model and robust on a busy machine
+
+
+PROFILES = {
+    "quick": Profile(model_config="models/hf/demo_tiny.json", seq_length=128, vocab_size=1000, new_chars=400,
+                     foundation_steps=60, run_steps=40, micro_batch_size=8, learning_rate=3e-3, heldout_every=10,
+                     heldout_windows=8, seeds=(0,), warmup_steps=5, tokenizer_sentences=50_000, bf16=False, threads=1,
+                     budget=SplitBudget(heldout_chars=6_000, heldout_max_fraction=0.2, train_chars=250_000,
+                                        code_bytes=150_000)),
+    "full": Profile(model_config="models/hf/demo_small.json", seq_length=256, vocab_size=4000, new_chars=1500,
+                    foundation_steps=400, run_steps=200, micro_batch_size=8, learning_rate=2e-3, heldout_every=40,
+                    heldout_windows=24, seeds=(0, 1, 2), warmup_steps=20, tokenizer_sentences=300_000, bf16=True,
+                    threads=1,
+                    budget=SplitBudget(heldout_chars=60_000, heldout_max_fraction=0.1, train_chars=None,
+                                       code_bytes=2_000_000)),
+}
+
+
+@dataclass
+class DemoOptions:
+    output_dir: str = option("chatflow_demo", help="folder for everything the demo writes")
+    quick: bool = option(False, help="a few-minute run (CI): tiny model, one seed, few steps")
+    data_dir: str = option("", help="folder with en_corpus/ zh_corpus/ parallel/ en_inst/ zh_inst/ [code/] "
+                                    "*.jsonl (default: the bundled corpora/)")
+    seeds: int = option(0, help="seeds per run kind (0: the profile's: 1 quick, 3 full)")
+    run_steps: int = option(0, help="optimizer steps per continued-training run (0: the profile's)")
+    foundation_steps: int = option(0, help="optimizer steps of the English foundation (0: the profile's)")
+    t_grow_fraction: float = option(0.6, help="T_grow as a fraction of the continued-training run")
+    threads: int = option(0, help="torch CPU threads (0: the profile's: 1; more threads only pay off on an idle machine)")
+    precision: str = option("auto", choices=["auto", "bf16", "fp32"],
+                            help="auto: fp32 for --quick's tiny model, bf16 autocast for the full miniature "
+                                 "(about 5x faster than fp32 there on a CPU with bf16 support)")
+    skip_generation: bool = option(False, help="do not load the released model and generate")
+    force: bool = option(False, help="delete output_dir first and start over")
+
+
+def _say(message: str) -> None:
+    print(f"[chatflow demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def default_data_dir() -> Path:
+    return resource("corpora")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+
+
+def train_english_tokenizer(train_dir: Path, out_prefix: Path, vocab_size: int, sentences: int) -> Path:
+    """A LLaMA-style byte-fallback BPE model on the English training text only."""
+    import sentencepiece as spm
+
+    text_file = out_prefix.with_suffix(".txt")
+    with open(text_file, "w", encoding="utf-8") as handle:
+        for group in ("en_corpus", "en_inst"):
+            for text in iter_texts(train_dir / group / "data.jsonl"):
+                for line in text.splitlines():
+                    if line.strip():
+                        handle.write(line + "\n")
+    spm.SentencePieceTrainer.train(
+        input=str(text_file), model_prefix=str(out_prefix), vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, character_coverage=0.9995, split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True, input_sentence_size=sentences, shuffle_input_sentence=True,
+        num_threads=os.cpu_count() or 1, minloglevel=2, max_sentence_length=16384,
+        hard_vocab_limit=False)   # small data: fewer pieces rather than an error
+    text_file.unlink()
+    return out_prefix.with_suffix(".model")
+
+
+def _mixture_json(groups: list[dict], seq_length: int, t_grow: float, data_root: Path, name: str,
+                  seed: int = 42) -> dict:
+    return {"name": name, "seq_length": seq_length, "T_grow": t_grow, "schedule_unit": "samples", "seed": seed,
+            "data_root": str(data_root), "groups": groups}
+
+
+def _groups_from_base(weights: dict[str, tuple[float, float]] | None = None) -> list[dict]:
+    """The paper's six groups (alpha, beta from models/mixtures/tiny_corpora.json), one source each."""
+    base = json.loads(resource(BASE_MIXTURE).read_text(encoding="utf-8"))
+    groups = []
+    for g in base["groups"]:
+        alpha, beta = (g["alpha"], g["beta"]) if weights is None else weights[g["name"]]
+        source = dict(g["sources"][0], paths=[f"{g['name']}/*.jsonl"])
+        groups.append({"name": g["name"], "alpha": alpha, "beta": beta, "language": g.get("language"),
+                       "sources": [source]})
+    return groups
+
+
+def run_mixtures(run_samples: int, t_grow: float, seq_length: int, data_root: Path) -> dict[str, dict]:
+    """The mixture files of the three runs (two for the two-stage run): see :mod:`chatflow_plugin.data.baselines`."""
+    from ..data.baselines import instruction_groups, static_mixture, time_average_shares, two_stage_mixtures
+    from ..data.mixture import parse_mixture
+
+    dynamic = _mixture_json(_groups_from_base(), seq_length, t_grow, data_root, "demo_dynamic")
+    spec = parse_mixture(dynamic, where="demo mixture")
+    shares = time_average_shares(spec, run_samples)
+    stage1, stage2, _ = two_stage_mixtures(spec, run_samples)
+    return {"dynamic": dynamic, "static": static_mixture(spec, run_samples), "stage1": stage1, "stage2": stage2,
+            "shares": shares, "instruction_share": sum(shares[g] for g in instruction_groups(spec))}
+
+
+def _train(**kw) -> dict:
+    from ..hosts.hf.train import TrainOptions, train
+
+    return train(TrainOptions(**kw))
+
+
+def _continue_run(kind: str, seed: int, profile: Profile, work: Path, mixtures: dict, steps: int,
+                  common: dict) -> Path:
+    """One continued-training run (two Trainer runs for two_stage); returns its folder."""
+    run_dir = work / "runs" / f"{kind}_s{seed}"
+    if (run_dir / "done.json").is_file():
+        return run_dir
+    mix_dir = work / "mixtures"
+    foundation = str(work / "foundation_expanded")
+    if kind in ("dynamic", "static"):
+        _train(output_dir=str(run_dir), model_path=foundation, mixture=str(mix_dir / f"{kind}.json"), seed=seed,
+               init_seed=seed, train_steps=steps, **common)
+        parts = [(run_dir, 0)]
+    else:
+        steps2 = max(1, round(steps * mixtures["instruction_share"]))
+        steps1 = steps - steps2
+        stage1, stage2 = run_dir / "stage1", run_dir / "stage2"
+        _train(output_dir=str(stage1), model_path=foundation, mixture=str(mix_dir / "stage1.json"), seed=seed,
+               init_seed=seed, train_steps=steps1, **common)
+        _train(output_dir=str(stage2), model_path=str(stage1 / "final"), mixture=str(mix_dir / "stage2.json"),
+               seed=seed, init_seed=seed, train_steps=steps2, **common)
+        parts = [(stage1, 0), (stage2, steps1)]
+        _merge_stage_logs(run_dir, parts, steps1)
+    (run_dir / "done.json").write_text(json.dumps({"kind": kind, "seed": seed, "steps": steps}) + "\n")
+    return run_dir
+
+
+def _merge_stage_logs(run_dir: Path, parts: list[tuple[Path, int]], offset_steps: int) -> None:
+    """One log for the two-stage run: stage 2's steps, samples and tokens continue stage 1's."""
+    summaries = [json.loads((p / "train_summary.json").read_text()) for p, _ in parts]
+    first_samples, first_tokens = summaries[0]["samples"], summaries[0]["tokens"]
+    records = []
+    for index, (part, _) in enumerate(parts):
+        for line in (part / "log.jsonl").read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            if r.get("kind") == "summary":
+                continue
+            if index == 1 and r["kind"] == "heldout" and r["step"] == 0:
+                continue   # the same model as stage 1's last evaluation
+            # each stage's realised mixture covers that stage only; the whole run's is in the summary
+            r = {k: v for k, v in r.items() if not k.startswith("mix_")}
+            r["stage"] = index + 1
+            if index == 1:
+                r.update(step=r["step"] + offset_steps, samples=r["samples"] + first_samples,
+                         tokens=r["tokens"] + first_tokens)
+            records.append(r)
+    (run_dir / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    group_samples = {g: sum(s["group_samples"][g] for s in summaries) for g in summaries[0]["group_samples"]}
+    total = {"steps": sum(s["steps"] for s in summaries), "samples": sum(s["samples"] for s in summaries),
+             "tokens": sum(s["tokens"] for s in summaries), "group_samples": group_samples,
+             "seconds_this_session": sum(s["seconds_this_session"] for s in summaries),
+             "final_model": path_for_file(parts[-1][0] / "final", run_dir / "train_summary.json", tree=run_dir)}
+    (run_dir / "train_summary.json").write_text(json.dumps(total, indent=2) + "\n")
+
+
+def generate_answers(model_dir: Path, spm_model: Path, prompts: dict[str, str], max_new_tokens: int = 48) -> dict:
+    """Load the released HF directory with transformers only and answer each instruction greedily."""
+    import sentencepiece as spm
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..data.formats import INSTRUCTION_HEADER, RESPONSE_HEADER
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True)
+    model.eval()
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    out = {}
+    for lang, question in prompts.items():
+        prompt = INSTRUCTION_HEADER + question + RESPONSE_HEADER
+        ids = tok(prompt, return_tensors="pt")["input_ids"]
+        if ids[0].tolist() != [sp.bos_id()] + sp.encode(prompt):
+            raise ChatflowError(f"{model_dir}: the HF tokenizer does not reproduce sentencepiece's ids for the prompt")
+        with torch.no_grad():
+            generated = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.3,
+                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+        answer = tok.decode(generated[0, ids.shape[1]:], skip_special_tokens=True)
+        out[lang] = {"instruction": question, "prompt": prompt, "answer": answer}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole demo
+
+
+def run_demo(options: DemoOptions) -> dict:
+    import torch
+
+    from ..data.mixture import load_mixture
+    from ..data.preprocess import preprocess
+    from ..checkpoints import vocab
+
+    profile = PROFILES["quick" if options.quick else "full"]
+    if options.seeds:
+        profile = replace(profile, seeds=tuple(range(options.seeds)))
+    if options.run_steps:
+        profile = replace(profile, run_steps=options.run_steps)
+    if options.foundation_steps:
+        profile = replace(profile, foundation_steps=options.foundation_steps)
+    if options.threads:
+        profile = replace(profile, threads=options.threads)
+    if options.precision != "auto":
+        profile = replace(profile, bf16=options.precision == "bf16")
+    if not 0 < options.t_grow_fraction:
+        raise ChatflowError(f"--t_grow_fraction must be positive, got {options.t_grow_fraction}")
+    work = Path(options.output_dir)
+    if options.force and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(profile.threads)
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    data_dir = Path(options.data_dir) if options.data_dir else default_data_dir()
+    started = time.time()
+    timings: dict[str, float] = {}
+
+    def stage(name: str):
+        timings[name] = round(time.time() - started, 1)
+        _say(name)
+
+    # 1. split
+    stage("split documents into train / held-out")
+    data = work / "data"
+    if not (data / "split.json").is_file():
+        prepare_data(data_dir, data, profile.budget, seed=0, force=True)
+    split = json.loads((data / "split.json").read_text(encoding="utf-8"))
+
+    # 2. English tokenizer
+    stage("train the English tokenizer")
+    tok_dir = work / "tokenizer"
+    tok_dir.mkdir(exist_ok=True)
+    en_model = tok_dir / "english.model"
+    if not en_model.is_file():
+        train_english_tokenizer(data / "train", tok_dir / "english", profile.vocab_size, profile.tokenizer_sentences)
+
+    common = dict(micro_batch_size=profile.micro_batch_size, learning_rate=profile.learning_rate,
+                  warmup_steps=profile.warmup_steps, lr_scheduler="cosine_with_min_lr", bf16=profile.bf16,
+                  log_every=max(1, profile.heldout_every // 2), heldout_windows=profile.heldout_windows,
+                  heldout_every=profile.heldout_every, quiet=True, threads=profile.threads, save_total_limit=1)
+
+    # 3. English foundation
+    stage("train the English foundation model")
+    foundation_run = work / "foundation"
+    if not (foundation_run / "final" / "config.json").is_file():
+        en_groups = [g for g in _groups_from_base() if g["name"] == "en_corpus"]
+        for g in en_groups:
+            g["alpha"] = g["beta"] = 1.0
+        for split_name in ("train", "heldout"):
+            mix = write_mixture(_mixture_json(en_groups, profile.seq_length, 1.0, data / split_name,
+                                              "english_foundation"),
+                                work / "mixtures" / f"english_{split_name}.json", tree=work)
+            preprocess(load_mixture(mix), en_model, work / "shards" / f"english_{split_name}", workers=0, force=True)
+        _train(dataset_dir=str(work / "shards" / "english_train"), output_dir=str(foundation_run),
+               model_config=str(resource(profile.model_config)), spm_model_path=str(en_model),
+               heldout_dir=str(work / "shards" / "english_heldout"), train_steps=profile.foundation_steps,
+               init_seed=1234, **common)
+
+    # 4. vocabulary expansion
+    stage("expand the vocabulary with Chinese characters (sub-token mean rows)")
+    zh_model = tok_dir / "expanded.model"
+    expanded_dir = work / "foundation_expanded"
+    if not (expanded_dir / "config.json").is_file():
+        corpora = [data / "train" / g / "data.jsonl" for g in ("zh_corpus", "zh_inst")]
+        mined = vocab.mine_pieces(corpora, en_model, scripts=("cjk", "cjk_punct"), min_count=2,
+                                  max_new_pieces=profile.new_chars)
+        expansion = vocab.expand_sentencepiece(en_model, [p for p, _ in mined], zh_model)
+        (tok_dir / "added_pieces.txt").write_text("".join(p + "\n" for p in expansion.added), encoding="utf-8")
+        vocab.expand_checkpoint_rows(foundation_run / "final", expanded_dir, en_model, zh_model, force=True)
+
+    # 5. the mixture, preprocessed once for training and once for the held-out documents
+    stage("tokenize the six-group mixture (train and held-out)")
+    shards_train, shards_held = work / "shards" / "mixture_train", work / "shards" / "mixture_heldout"
+    run_samples = profile.run_steps * profile.micro_batch_size
+    t_grow = max(1.0, options.t_grow_fraction * run_samples)
+    mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, data / "train")
+    for name in ("dynamic", "static", "stage1", "stage2"):
+        write_mixture(mixtures[name], work / "mixtures" / f"{name}.json", tree=work)
+    if not (shards_train / "manifest.json").is_file():
+        preprocess(load_mixture(work / "mixtures" / "dynamic.json"), zh_model, shards_train, workers=0, force=True)
+    if not (shards_held / "manifest.json").is_file():
+        spec = load_mixture(work / "mixtures" / "dynamic.json").with_overrides(data_root=data / "heldout")
+        preprocess(spec, zh_model, shards_held, workers=0, force=True)
+
+    # 6. three runs per seed
+    common.update(dataset_dir=str(shards_train), heldout_dir=str(shards_held), spm_model_path=str(zh_model))
+    runs = {}
+    for seed in profile.seeds:
+        for kind in RUN_KINDS:
+            stage(f"continued training: {kind}, seed {seed} ({profile.run_steps} steps)")
+            runs[f"{kind}_s{seed}"] = _continue_run(kind, seed, profile, work, mixtures, profile.run_steps, common)
+
+    # 7. release the dynamic run in HF format and generate
+    stage("release the dynamic run in HuggingFace format")
+    release = work / "release"
+    source = runs[f"dynamic_s{profile.seeds[0]}"] / "final"
+    if release.exists():
+        shutil.rmtree(release)
+    shutil.copytree(source, release)
+    generations = {}
+    if not options.skip_generation:
+        stage("generate with transformers")
+        generations = generate_answers(release, zh_model, PROMPTS)
+        (work / "generations.json").write_text(json.dumps(generations, indent=2, ensure_ascii=False) + "\n",
+                                              encoding="utf-8")
+
+    # 8. report
+    stage("write the report")
+    from .report import write_report
+    timings["total"] = round(time.time() - started, 1)
+    context_file = work / "report" / "context.json"   # paths in it follow chatflow_plugin.files' rule
+
+    def where(path: Path) -> str:
+        return path_for_file(path, context_file, tree=work)
+
+    context = {"profile": "quick" if options.quick else "full", "data_dir": where(data_dir), "split": split,
+               "profile_settings": {k: v for k, v in profile.__dict__.items() if k != "budget"},
+               "t_grow_samples": t_grow, "run_samples": run_samples, "shares": mixtures["shares"],
+               "instruction_share": mixtures["instruction_share"], "timings_seconds": timings,
+               "tokenizer": {"english_pieces": _pieces(en_model), "expanded_pieces": _pieces(zh_model)},
+               "generations": generations, "release_dir": where(release), "bf16": profile.bf16,
+               "foundation_dir": where(foundation_run)}
+    report = write_report(work / "report", runs, context)
+    _say(f"done in {timings['total']:.0f} s; report: {report}")
+    return {"report": str(report), "seconds": timings["total"], "runs": {k: str(v) for k, v in runs.items()}}
+
+
+def _pieces(model: Path) -> int:
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_file=str(model)).vocab_size()
+
+
+def cli_main(argv: list[str], prog: str = "chatflow demo") -> int:
+    options = parse_options(DemoOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+    result = run_demo(options)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":   # pragma: no cover
+    sys.exit(cli_main(sys.argv[1:]))

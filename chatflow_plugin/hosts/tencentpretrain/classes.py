@@ -1,0 +1,354 @@
+"""The classes ``register()`` puts in TencentPretrain's registries (this module imports the host).
+
+* ``ChatflowMixtureDataset`` (``str2dataset['dynamic_mixture']``): the host's ``preprocess.py``
+  builds the plugin's shard directory with the core preprocessing.
+* ``ChatflowMixtureDataloader`` (``str2dataloader['dynamic_mixture']``): streams the core sampler's
+  order, this rank's slice of each step, as ``(src, tgt, seg, group)``.
+* ``ChatflowInstructionTarget`` (``str2target['chatflow_instruction']``): the LM loss of eq. (1) over
+  every target token with ``seg > 0``, plus per-row sums for per-group loss. Through the launcher
+  the model keeps the stock ``target.lm`` module (stock checkpoint keys) and the trainer adopts it.
+* ``ChatflowTrainer`` (``str2trainer['dynamic_mixture']``): the host's LM training loop, resuming at
+  the checkpoint's step and sample, logging per-group loss and mixture weights, always saving the
+  last step.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from tencentpretrain.model_saver import save_model
+from tencentpretrain.targets.lm_target import LmTarget
+from tencentpretrain.trainer import LmTrainer
+
+from ...data.batches import MixtureDataset
+from ...errors import ChatflowError
+from ...data.mixture import load_mixture, parse_source_overrides
+from ...data.preprocess import preprocess, summary
+from ...data.shards import ShardSet
+from .host import DATA_PROCESSOR, TARGET
+from .batches import SampleLog, host_batch, rank_sample_indices
+from .progress import (STATE_FILE, STATE_SUFFIX, GroupLossMeter, format_report,
+                                       resume_position, write_state)
+
+STOCK_TARGET_NAME = "lm"
+
+
+# ---------------------------------------------------------------------------------------------
+# preprocess.py --data_processor dynamic_mixture
+
+
+class ChatflowMixtureDataset:
+    """Called by the host's ``preprocess.py`` as ``cls(args, vocab, tokenizer).build_and_save(processes)``."""
+
+    def __init__(self, args, vocab, tokenizer):
+        self.args = args
+
+    def build_and_save(self, workers: int) -> dict:
+        args = self.args
+        mixture = getattr(args, "mixture_config", None)
+        if not mixture:
+            raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --mixture_config M.json")
+        if not args.spm_model_path:
+            raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --spm_model_path (a sentencepiece model)")
+        given = getattr(args, "chatflow_given_options", set())
+        # The host's --seq_length defaults to 128; only an explicit value overrides the mixture's.
+        seq_length = args.seq_length if "seq_length" in given else None
+        spec = load_mixture(mixture).with_overrides(
+            data_root=getattr(args, "data_root", None) or None, seq_length=seq_length,
+            source_paths=parse_source_overrides(getattr(args, "source_path", None)))
+        for warning in spec.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        manifest = preprocess(spec, args.spm_model_path, args.dataset_path, workers=max(int(workers), 1),
+                              on_bad_record=getattr(args, "on_bad_record", "skip"),
+                              force=bool(getattr(args, "overwrite_dataset", False)), quiet=False)
+        print(summary(manifest))
+        print(f"wrote {args.dataset_path}")
+        return manifest
+
+
+# ---------------------------------------------------------------------------------------------
+# pretrain.py --data_processor dynamic_mixture
+
+
+def data_parallel_position(global_rank: int, world_size: int, args) -> tuple[int, int, object]:
+    """This process's data-parallel rank, world and process group (None: the default group),
+    from the live process group when there is one.
+
+    The host passes (0, 1) whenever ``--world_size`` is left at 1, e.g. under ``torchrun`` with
+    DeepSpeed; trusting it would make every rank read the same samples.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if getattr(args, "tensor_model_parallel_size", 1) > 1 or getattr(args, "pipeline_model_parallel_size", 1) > 1:
+            from tencentpretrain import mpu
+            return mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size(), mpu.get_data_parallel_group()
+        return dist.get_rank(), dist.get_world_size(), None
+    return int(global_rank or 0), int(world_size or 1), None
+
+
+class ChatflowMixtureDataloader:
+    """Yields this rank's micro-batches in the sampler's global order, from ``samples_before`` on.
+
+    The trainer sets ``samples_before`` (what a resumed checkpoint consumed) before iterating.
+    """
+
+    def __init__(self, args, dataset_path, batch_size, global_rank, world_size, local_rank,
+                 shuffle=False, model_for_dataloader=None):
+        if not getattr(args, "spm_model_path", None):
+            raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --spm_model_path, the tokenizer "
+                                f"the dataset was built with")
+        if getattr(args, "pipeline_model_parallel_size", 1) > 1:
+            raise ChatflowError(f"--data_processor {DATA_PROCESSOR} does not support pipeline parallelism")
+        shards = ShardSet(dataset_path, spm_model_path=args.spm_model_path)
+        spec = load_mixture(args.mixture_config) if getattr(args, "mixture_config", None) else None
+        self.dataset = MixtureDataset(shards, spec=spec,
+                                      response_only=bool(getattr(args, "response_only_loss", False)))
+        vocab_size = len(args.tokenizer.vocab)
+        configured = getattr(args, "vocab_size", None)
+        if configured is not None and int(configured) != vocab_size:
+            raise ChatflowError(f"{args.config_path} is for a {configured}-piece vocabulary but {args.spm_model_path} "
+                                f"has {vocab_size} pieces (expand the tokenizer first: chatflow expand-vocab)")
+        if shards.tokenizer["vocab_size"] != vocab_size:
+            raise ChatflowError(f"{dataset_path}: built with a {shards.tokenizer['vocab_size']}-piece tokenizer, "
+                                f"the model has {vocab_size}")
+        max_len = getattr(args, "max_seq_length", None)
+        if max_len is not None and shards.seq_length > max_len:
+            raise ChatflowError(f"{dataset_path}: sequences of {shards.seq_length} tokens exceed the model's "
+                                f"max_seq_length {max_len} ({args.config_path})")
+        self.batch_size = int(batch_size)
+        self.rank, self.world_size, self.group = data_parallel_position(global_rank, world_size, args)
+        if self.world_size != int(world_size or 1) and self.rank == 0:
+            print(f"note: {self.world_size} data-parallel processes but --world_size {world_size}; "
+                  f"the data is split over the {self.world_size} processes", file=sys.stderr)
+        self.samples_before = 0
+        self.step = 0                  # micro-batches yielded since samples_before
+        self.last_indices = None
+        sample_log = getattr(args, "sample_log", None)
+        self.sample_log = SampleLog(sample_log, self.rank, self.world_size) if sample_log else None
+        self.seq_length = shards.seq_length
+
+    @property
+    def samples_done(self) -> int:
+        """Global samples consumed by all ranks up to the last yielded micro-batch."""
+        return self.samples_before + self.step * self.batch_size * self.world_size
+
+    def __iter__(self):
+        while True:
+            indices = rank_sample_indices(self.samples_before, self.step, self.batch_size, self.rank,
+                                          self.world_size)
+            batch = self.dataset.batch(indices)
+            self.step += 1
+            self.last_indices = indices
+            yield host_batch(batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# --target chatflow_instruction
+
+
+class ChatflowInstructionTarget(LmTarget):
+    """The host's LM target (its ``output_layer`` and log-softmax) that can also report per-row loss.
+
+    The loss is the mean token negative log-likelihood over positions with ``seg > 0`` (``seg > 1``
+    with --prefix_lm_loss), exactly the stock ``lm`` loss and the paper's eq. (1) when ``seg`` marks
+    every token (``--response_only_loss`` narrows it to responses on instruction sources). With
+    ``report_rows`` set, ``forward`` returns ``(loss, row_loss_sum (B,), row_tokens (B,))``.
+
+    The launcher builds the model with the stock ``lm`` target under its stock name (so every
+    checkpoint has the stock ``target.lm.`` keys and every host loader, ZeRO-3 included, fills it)
+    and the trainer then adopts that module: see :meth:`adopt`.
+    """
+
+    report_rows = False
+
+    def __init__(self, args, vocab_size):
+        super().__init__(args, vocab_size)
+        self.check(args)
+
+    def check(self, args) -> None:
+        if self.tensor_model_parallel_size > 1 or self.pipeline_model_parallel_size > 1:
+            raise ChatflowError(f"--target {TARGET} does not support tensor or pipeline parallelism; use --target lm")
+        if self.label_smoothing is not None:
+            raise ChatflowError(f"--target {TARGET} has no label smoothing; drop --label_smoothing or use --target lm")
+
+    @classmethod
+    def adopt(cls, target: LmTarget, args) -> "ChatflowInstructionTarget":
+        """Turn the model's stock ``LmTarget`` into this class in place (same parameters and keys)."""
+        if not isinstance(target, LmTarget):
+            raise ChatflowError(f"--target {TARGET} needs the model's target.lm to be an LM target")
+        target.__class__ = cls
+        target.check(args)
+        target.report_rows = True
+        return target
+
+    def forward(self, memory_bank, tgt, seg):
+        batch, length = seg.shape
+        keep = (seg > (1 if self.prefix_lm_loss else 0)).reshape(-1)
+        hidden = memory_bank.reshape(-1, self.hidden_size)[keep]
+        log_probs = self.softmax(self.output_layer(hidden))
+        token_loss = -log_probs.gather(1, tgt.reshape(-1)[keep].unsqueeze(1)).squeeze(1)
+        if token_loss.numel():
+            loss = token_loss.mean()
+        else:                                        # no loss-bearing token: a zero that keeps the graph
+            loss = log_probs.sum() * 0.0
+        if not self.report_rows:
+            return loss
+        rows = torch.div(keep.nonzero().squeeze(1), length, rounding_mode="floor")
+        row_loss = torch.zeros(batch, dtype=torch.float32, device=token_loss.device)
+        row_loss.index_add_(0, rows, token_loss.detach().float())
+        row_tokens = torch.bincount(rows, minlength=batch)
+        return loss, row_loss, row_tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+
+
+class ChatflowTrainer(LmTrainer):
+    """The host's LM loop for ``dynamic_mixture``: exact resume, per-group loss, a final checkpoint."""
+
+    def forward_propagation(self, batch, model):
+        src, tgt, seg, group = batch
+        out = model(src, tgt, seg)
+        if isinstance(out, tuple):               # chatflow_instruction: per-row sums for per-group loss
+            loss, row_loss, row_tokens = out
+            self.group_meter.add(group, row_loss, row_tokens)
+        else:                                    # the stock lm target
+            loss = out
+        self.total_loss += loss.item()
+        return loss / self.accumulation_steps
+
+    def train(self, args, local_rank, global_rank, loader, model, optimizer, scheduler):
+        if args.pipeline_model_parallel_size > 1:
+            raise ChatflowError(f"--data_processor {DATA_PROCESSOR} does not support pipeline parallelism")
+        if not isinstance(loader, ChatflowMixtureDataloader):
+            raise ChatflowError(f"the {DATA_PROCESSOR} trainer needs the {DATA_PROCESSOR} dataloader")
+        self.loader = loader
+        self.dataset = loader.dataset
+        self.group_meter = GroupLossMeter(self.dataset.group_names)
+        self.dp_world = loader.world_size
+        self.is_logger = loader.rank == 0 and (global_rank in (None, 0))
+        global_batch = self.batch_size * self.dp_world
+        position = resume_position(global_batch, resume_from_checkpoint=getattr(args, "resume_from_checkpoint", None)
+                                   if args.deepspeed else None, start_step=getattr(args, "start_step", None),
+                                   pretrained_model_path=args.pretrained_model_path)
+        loader.samples_before = position.samples_done
+        loader.step = 0
+        self.current_step = position.steps_done + 1
+        if self.is_logger:
+            self.logger.info(f"chatflow: {self.dataset.group_names} from {args.dataset_path}; starting at step "
+                             f"{self.current_step} = global sample {position.samples_done} ({position.origin}); "
+                             f"{global_batch} samples per step over {self.dp_world} data-parallel ranks")
+        # The host saves into a folder it never creates: fail now, not after the first save interval.
+        folder = self.output_model_path if args.deepspeed and not args.use_lora else os.path.dirname(
+            os.path.abspath(self.output_model_path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise ChatflowError(f"--output_model_path {self.output_model_path}: cannot create {folder} ({exc})") from None
+        if self.current_step > self.total_steps:
+            if self.is_logger:
+                self.logger.info(f"chatflow: nothing to do, {position.steps_done} of {self.total_steps} steps done")
+            return
+        if getattr(args, "chatflow_instruction", False):
+            host_target = getattr(_unwrap(model).target, STOCK_TARGET_NAME, None)
+            ChatflowInstructionTarget.adopt(host_target, args)
+        own = getattr(_unwrap(model).target, TARGET, None)      # built under the plugin's own name
+        if isinstance(own, ChatflowInstructionTarget):
+            own.report_rows = True
+        model.train()
+        self.steps_since_report = 0            # a resumed run's first report covers fewer steps
+        loader_iter = iter(loader)
+        self.start_time = time.time()
+        while self.current_step <= self.total_steps:
+            batch = list(next(loader_iter))
+            if loader.sample_log is not None:
+                loader.sample_log.write(self.current_step, loader.last_indices, batch[3].tolist())
+            self.seq_length = batch[0].size(1)
+            if local_rank is not None:
+                batch = [b.cuda(local_rank) if torch.is_tensor(b) else b for b in batch]
+            loss = self.forward_propagation(batch, model)
+            self.steps_since_report += 1
+            if args.deepspeed:
+                model.backward(loss)
+            else:
+                loss.backward()
+            if self.current_step % self.accumulation_steps == 0:
+                if args.deepspeed:
+                    model.step()
+                else:
+                    optimizer.step()
+                    scheduler.step()
+                    model.zero_grad()
+            if self.current_step % self.report_steps == 0:
+                self.report(args)
+            if self.current_step % self.save_checkpoint_steps == 0 or self.current_step == self.total_steps:
+                self.save(args, model, global_rank)
+            self.current_step += 1
+        if loader.sample_log is not None:
+            loader.sample_log.close()
+
+    # -- logging -------------------------------------------------------------------------
+    def report(self, args) -> None:
+        """Every rank takes part (the sums are all-reduced); the first rank writes the line."""
+        reduce = _all_reducer(self.loader.group) if self.dp_world > 1 else None
+        total = torch.tensor([self.total_loss], dtype=torch.float64)
+        if reduce is not None:
+            reduce(total)
+            total /= self.dp_world
+        group_losses, _ = self.group_meter.reduce_and_reset(reduce)
+        has_groups = any(value is not None for value in group_losses)
+        if self.is_logger:
+            steps = max(self.steps_since_report, 1)
+            done_tokens = self.batch_size * self.seq_length * steps * self.dp_world
+            p = self.dataset.spec.schedule().probabilities(float(self.loader.samples_done))
+            self.logger.info(format_report(self.current_step, self.total_steps,
+                                           done_tokens / max(time.time() - self.start_time, 1e-9),
+                                           float(total[0]) / steps, self.dataset.group_names,
+                                           group_losses if has_groups else None, p.tolist()))
+        self.total_loss = 0.0
+        self.steps_since_report = 0
+        self.start_time = time.time()
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save(self, args, model, global_rank) -> None:
+        step, samples = self.current_step, self.loader.samples_done
+        first = self.loader.rank == 0 and global_rank in (None, 0)
+        state = dict(step=step, samples_done=samples, micro_batch_size=self.batch_size,
+                     world_size=self.dp_world, dataset=os.path.abspath(args.dataset_path))
+        if args.deepspeed and not args.use_lora:
+            model.save_checkpoint(self.output_model_path, str(step), client_state={"chatflow": state})
+            if first:
+                write_state(Path(self.output_model_path) / str(step) / STATE_FILE, **state)
+            return
+        if first:
+            target = f"{self.output_model_path}-{step}"
+            partial = f"{target}.partial"         # a killed save never leaves a file that loads as valid
+            save_model(model, partial, args.use_lora)
+            os.replace(partial, target)
+            write_state(target + STATE_SUFFIX, **state)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _all_reducer(group):
+    """Sum a tensor in place over the data-parallel group (on the device the backend needs)."""
+    def reduce(tensor: torch.Tensor) -> None:
+        moved = tensor.to(_reduce_device())
+        dist.all_reduce(moved, group=group)
+        tensor.copy_(moved)
+    return reduce
+
+
+def _reduce_device() -> torch.device:
+    backend = dist.get_backend()
+    if backend == "nccl" and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

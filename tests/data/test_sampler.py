@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+
+from chatflow_plugin.data.sampler import MixtureSampler, nth_events, rank_indices, realized_group_counts
+from chatflow_plugin.data.schedule import Schedule
+
+TABLE1_ALPHA = [0.60, 0.05, 0.25, 0.05, 0.0, 0.05]
+TABLE1_BETA = [0.15, 0.50, 0.0, 0.10, 0.20, 0.05]
+
+
+def make_sampler(t_grow=50_000, seed=0):
+    schedule = Schedule(TABLE1_ALPHA, TABLE1_BETA, t_grow)
+    # 8 sources: two in zh_corpus (3:1 by share), two in en_inst, one elsewhere
+    groups = [0, 1, 1, 2, 3, 3, 4, 5]
+    rows = [97, 40, 13, 61, 7, 19, 23, 5]
+    shares = [1, 3, 1, 1, 1, 1, 1, 1]
+    return MixtureSampler(schedule, groups, rows, shares, seed=seed)
+
+
+def test_realised_mixture_tracks_the_integral_at_every_prefix():
+    schedule = Schedule(TABLE1_ALPHA, TABLE1_BETA, 40_000)
+    n = 120_000   # crosses T_grow
+    group, counts_before = nth_events(schedule.expected_counts, np.arange(n), 6)
+    onehot = np.zeros((n, 6), dtype=np.int64)
+    onehot[np.arange(n), group] = 1
+    running = np.cumsum(onehot, axis=0)
+    expected = schedule.expected_counts(np.arange(1, n + 1))
+    deviation = np.abs(running - expected).max()
+    assert deviation < 2.0, deviation                     # within two samples, at every prefix
+    # counts_before is exactly the running count of earlier samples: one consistent sequence
+    np.testing.assert_array_equal(counts_before, running - onehot)
+    # the bound: within 0.5% relative for N >= 100,000
+    final = running[-1]
+    big = expected[-1] > 0
+    assert (np.abs(final - expected[-1])[big] / expected[-1][big] < 0.005).all()
+
+
+def test_realized_group_counts_is_exact_without_drawing():
+    schedule = Schedule(TABLE1_ALPHA, TABLE1_BETA, 1000)
+    group, _ = nth_events(schedule.expected_counts, np.arange(5000), 6)
+    for n in (0, 1, 7, 999, 1000, 1001, 4999, 5000):
+        np.testing.assert_array_equal(realized_group_counts(schedule, n), np.bincount(group[:n], minlength=6))
+
+
+def test_draw_is_a_pure_function_of_t():
+    a, b = make_sampler(), make_sampler()
+    t = np.arange(20_000)
+    da = a.draw(t)
+    # any order, any subset, a fresh object: same answers
+    perm = np.random.default_rng(1).permutation(t)
+    db = b.draw(perm)
+    inverse = np.argsort(perm)
+    for field in ("group", "source", "row", "epoch"):
+        np.testing.assert_array_equal(getattr(da, field), getattr(db, field)[inverse])
+
+
+def test_seed_changes_rows_but_not_groups():
+    a, b = make_sampler(seed=0), make_sampler(seed=1)
+    t = np.arange(5000)
+    da, db = a.draw(t), b.draw(t)
+    np.testing.assert_array_equal(da.group, db.group)
+    assert (da.row != db.row).any()
+
+
+def test_each_epoch_visits_every_row_exactly_once():
+    sampler = make_sampler()
+    d = sampler.draw(np.arange(30_000))
+    for s, rows in enumerate(sampler.source_rows):
+        sel = d.source == s
+        seen_rows, epochs = d.row[sel], d.epoch[sel]
+        full = int(sel.sum()) // rows
+        for e in range(full):
+            assert sorted(seen_rows[epochs == e].tolist()) == list(range(rows))
+        # epochs are consecutive and start at 0
+        assert epochs.tolist() == sorted(epochs.tolist())
+        assert np.array_equal(np.unique(epochs), np.arange(epochs.max() + 1))
+        # a new epoch uses a new order
+        if full >= 2 and rows > 3:
+            assert not np.array_equal(seen_rows[epochs == 0], seen_rows[epochs == 1])
+
+
+def test_source_shares_inside_a_group():
+    sampler = make_sampler()
+    d = sampler.draw(np.arange(40_000))
+    zh = d.source[d.group == 1]
+    n1, n2 = (zh == 1).sum(), (zh == 2).sum()
+    assert abs(n1 - 3 * len(zh) / 4) <= 1 and abs(n2 - len(zh) / 4) <= 1
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_ranks_are_disjoint_and_cover_the_global_sequence(world_size):
+    sampler = make_sampler()
+    micro = 4
+    iterations = 30
+    seen = []
+    for it in range(iterations):
+        for rank in range(world_size):
+            idx = rank_indices(it, micro, rank, world_size)
+            seen.append(idx)
+    flat = np.concatenate(seen)
+    assert len(np.unique(flat)) == len(flat)                          # disjoint
+    np.testing.assert_array_equal(np.sort(flat), np.arange(iterations * micro * world_size))  # cover
+    # whatever the world size, sample t is the same draw
+    reference = sampler.draw(np.arange(len(flat)))
+    d = sampler.draw(flat)
+    order = np.argsort(flat)
+    np.testing.assert_array_equal(d.row[order], reference.row)
+    np.testing.assert_array_equal(d.source[order], reference.source)
+
+
+def test_resume_at_an_arbitrary_step_continues_the_same_sequence():
+    full = make_sampler().draw(np.arange(10_000))
+    resumed = make_sampler()   # a new process: no state carried over
+    step, batch = 137, 32
+    tail = resumed.draw(np.arange(step * batch, 10_000))
+    np.testing.assert_array_equal(tail.row, full.row[step * batch:])
+    np.testing.assert_array_equal(tail.source, full.source[step * batch:])
+
+
+def test_rank_indices_rejects_bad_rank():
+    with pytest.raises(ValueError):
+        rank_indices(0, 4, 2, 2)
+
+
+def test_sampler_validates_sources():
+    schedule = Schedule([1.0, 1.0], [1.0, 1.0], 10)
+    with pytest.raises(ValueError, match="no source"):
+        MixtureSampler(schedule, [0], [3], [1.0])
+    with pytest.raises(ValueError, match="at least one window"):
+        MixtureSampler(schedule, [0, 1], [3, 0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        MixtureSampler(schedule, [0, 1], [3, 3], [1.0, -1.0])

@@ -1,0 +1,368 @@
+"""TencentPretrain adapter logic that needs no host: argv handling, parser extension, rank slices,
+batch form, run state and resume position, per-group loss, host discovery errors."""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from chatflow_plugin.data.batches import MixtureDataset
+from chatflow_plugin.errors import ChatflowError
+from chatflow_plugin.hosts.tencentpretrain import host as tp
+from chatflow_plugin.hosts.tencentpretrain.batches import (SampleLog, host_batch, rank_sample_indices,
+                                                           read_sample_log)
+from chatflow_plugin.hosts.tencentpretrain.launch import (GIVEN, extend_host_parser, given_options,
+                                                          host_parser_extended, normalize_argv,
+                                                          run_host_script, runtime_defaults, translate_target)
+from chatflow_plugin.hosts.tencentpretrain.progress import (STATE_FILE, STATE_SUFFIX, GroupLossMeter,
+                                                            deepspeed_tag, format_report, read_state,
+                                                            resume_position, write_state)
+from chatflow_plugin.data.mixture import load_mixture
+from chatflow_plugin.data.preprocess import preprocess
+from chatflow_plugin.data.shards import ShardSet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- argv -------------------------------------------------------------------------------------
+
+def test_normalize_argv_splits_equals_and_leaves_the_rest():
+    argv = ["--a=1", "--b", "2", "-c=3", "--d=x=y", "--", "--e=5"]
+    assert normalize_argv(argv) == ["--a", "1", "--b", "2", "-c=3", "--d", "x=y", "--", "--e=5"]
+    assert normalize_argv([]) == []
+
+
+def test_given_options_are_the_flag_names():
+    assert given_options(["--seq_length", "64", "--deepspeed", "x", "-v", "--"]) == {"seq_length", "deepspeed"}
+
+
+def test_runtime_defaults_fill_only_what_is_missing():
+    env = {"WORLD_SIZE": "2", "LOCAL_RANK": "1"}
+    out = runtime_defaults(["--deepspeed"], env, cuda_available=False)
+    assert out == ["--deepspeed", "--world_size", "2", "--backend", "gloo"]
+    out = runtime_defaults(["--deepspeed", "--world_size", "4", "--backend", "nccl"], env, cuda_available=True)
+    assert out == ["--deepspeed", "--world_size", "4", "--backend", "nccl", "--local_rank", "1"]
+    assert runtime_defaults(["--x", "1"], {}, cuda_available=False) == ["--x", "1"]
+    assert runtime_defaults([], {"WORLD_SIZE": "1"}, cuda_available=False) == []
+
+
+def _host_like_parser(script: str) -> argparse.ArgumentParser:
+    """The shape of the host's parsers: fixed choices, required corpus_path for preprocess."""
+    parser = argparse.ArgumentParser()
+    if script == "preprocess":
+        parser.add_argument("--corpus_path", required=True)
+        parser.add_argument("--seq_length", type=int, default=128)
+    parser.add_argument("--total_steps", type=int, default=100)
+    parser.add_argument("--data_processor", choices=["bert", "lm"], default="bert")
+    parser.add_argument("--target", choices=["lm", "mlm"], default="mlm", nargs="+")
+    return parser
+
+
+def test_extended_parser_accepts_plugin_names_and_options():
+    argv = ["--data_processor", "dynamic_mixture", "--mixture_config", "m.json", "--source_path", "a=x",
+            "--source_path", "b=y", "--on_bad_record", "fail"]
+    parser = _host_like_parser("preprocess")
+    extend_host_parser(parser, "preprocess", argv)
+    extend_host_parser(parser, "preprocess", argv)          # idempotent: no duplicate options
+    args = parser.parse_args(argv)
+    assert args.data_processor == "dynamic_mixture" and args.corpus_path is None
+    assert args.mixture_config == "m.json" and args.source_path == ["a=x", "b=y"]
+    assert args.on_bad_record == "fail" and args.overwrite_dataset is False
+
+
+def test_corpus_path_stays_required_for_stock_processors():
+    parser = _host_like_parser("preprocess")
+    extend_host_parser(parser, "preprocess", ["--data_processor", "lm"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data_processor", "lm"])
+
+
+def test_abbreviated_options_are_refused_not_misread():
+    # the host's load_hyperparam looks options up by their exact name in sys.argv
+    parser = _host_like_parser("pretrain")
+    extend_host_parser(parser, "pretrain", [])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--total_step", "5"])
+
+
+def test_pretrain_plugin_options():
+    parser = _host_like_parser("pretrain")
+    extend_host_parser(parser, "pretrain", [])
+    args = parser.parse_args(["--data_processor", "dynamic_mixture", "--target", "chatflow_instruction",
+                              "--response_only_loss", "--start_step", "7", "--sample_log", "s.jsonl"])
+    assert args.target == ["chatflow_instruction"] and args.response_only_loss and args.start_step == 7
+    assert args.sample_log == "s.jsonl" and args.mixture_config is None
+
+
+def test_translate_target_builds_the_stock_module_and_flags_the_run():
+    ns = argparse.Namespace(target=["chatflow_instruction"])
+    translate_target(ns)
+    assert ns.target == ["lm"] and ns.chatflow_instruction is True
+    ns = argparse.Namespace(target=["lm"])
+    translate_target(ns)
+    assert ns.target == ["lm"] and not hasattr(ns, "chatflow_instruction")
+    with pytest.raises(ChatflowError, match="give one of them"):
+        translate_target(argparse.Namespace(target=["lm", "chatflow_instruction"]))
+
+
+def test_parser_extension_is_scoped_and_records_given_options():
+    original = argparse.ArgumentParser.parse_args
+    argv = ["--data_processor", "dynamic_mixture", "--target", "chatflow_instruction", "--total_steps", "3"]
+    with host_parser_extended("pretrain", argv):
+        unrelated = argparse.ArgumentParser()
+        unrelated.add_argument("--x", default=1)
+        assert unrelated.parse_args([]).x == 1 and not hasattr(unrelated, "_chatflow_extended")
+        args = _host_like_parser("pretrain").parse_args(argv)
+    assert argparse.ArgumentParser.parse_args is original
+    assert getattr(args, GIVEN) == {"data_processor", "target", "total_steps"}
+    assert args.target == ["lm"] and args.chatflow_instruction
+
+
+def test_run_host_script_rejects_unknown_scripts():
+    with pytest.raises(ValueError):
+        run_host_script("finetune", [])
+
+
+def test_run_host_script_reports_a_missing_host_cleanly(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(tp.HOME_VARIABLE, str(tmp_path))
+    assert run_host_script("preprocess", ["--data_processor", "lm"]) == 2
+    err = capsys.readouterr().err
+    assert "preprocess.py: error:" in err and "not a TencentPretrain work tree" in err
+
+
+# -- host discovery ---------------------------------------------------------------------------
+
+def test_locate_host_errors_name_the_problem(monkeypatch, tmp_path):
+    monkeypatch.setenv(tp.HOME_VARIABLE, str(tmp_path / "nowhere"))
+    with pytest.raises(ChatflowError, match="not a TencentPretrain work tree"):
+        tp.locate_host()
+    monkeypatch.delenv(tp.HOME_VARIABLE)
+    monkeypatch.setattr(tp.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ChatflowError, match="TENCENTPRETRAIN_HOME"):
+        tp.locate_host()
+
+
+def test_locate_host_accepts_a_work_tree(monkeypatch, tmp_path):
+    (tmp_path / "tencentpretrain").mkdir()
+    (tmp_path / "tencentpretrain" / "__init__.py").write_text("")
+    monkeypatch.setenv(tp.HOME_VARIABLE, str(tmp_path))
+    monkeypatch.setattr(tp.sys, "path", list(tp.sys.path))
+    monkeypatch.delitem(tp.sys.modules, "tencentpretrain", raising=False)
+    assert tp.locate_host() == tmp_path.resolve()
+    assert str(tmp_path.resolve()) in tp.sys.path
+
+
+def test_special_tokens_map_is_llama_and_found_from_anywhere(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    root = tp.special_tokens_root()
+    tokens = json.loads((root / tp.SPECIAL_TOKENS_MAP).read_text())
+    assert root == ROOT and tokens["cls_token"] == "<s>" and tokens["sep_token"] == "</s>"
+    assert tokens["unk_token"] == "<unk>"
+
+
+def test_model_configs_are_llama2():
+    seven = json.loads((ROOT / "models/llama2/7b_config.json").read_text())
+    assert seven["vocab_size"] == 32000 + 8701 + 62
+    assert (seven["hidden_size"], seven["layers_num"], seven["heads_num"], seven["feedforward_size"]) == (4096, 32, 32, 11008)
+    tiny = json.loads((ROOT / "models/llama2/tiny_config.json").read_text())
+    for key in ("layernorm", "feed_forward", "mask", "rotary_position_embedding", "remove_transformer_bias"):
+        assert tiny[key] == seven[key]
+    stages = {name: json.loads((ROOT / f"models/deepspeed_{name}_config.json").read_text())["zero_optimization"]["stage"]
+              for name in ("zero2", "zero3", "cpu")}
+    assert stages == {"zero2": 2, "zero3": 3, "cpu": 1}
+
+
+# -- samples and batches ----------------------------------------------------------------------
+
+def test_rank_slices_are_disjoint_and_cover_the_single_process_order():
+    b, steps = 3, 5
+    single = np.concatenate([rank_sample_indices(0, s, 2 * b, 0, 1) for s in range(steps)])
+    ranks = [np.concatenate([rank_sample_indices(0, s, b, r, 2) for s in range(steps)]) for r in range(2)]
+    assert not set(ranks[0]) & set(ranks[1])
+    assert sorted(np.concatenate(ranks)) == single.tolist() == list(range(2 * b * steps))
+
+
+def test_resume_offset_continues_exactly_even_with_another_world():
+    first = np.concatenate([rank_sample_indices(0, s, 4, 0, 1) for s in range(3)])          # 12 samples
+    after = np.concatenate([rank_sample_indices(12, s, 2, r, 2) for s in range(2) for r in range(2)])
+    assert first.tolist() + after.tolist() == list(range(20))
+    with pytest.raises(ValueError):
+        rank_sample_indices(0, 0, 2, 2, 2)
+    with pytest.raises(ValueError):
+        rank_sample_indices(-1, 0, 2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, spm_model):
+    root = tmp_path_factory.mktemp("tp_unit")
+    rng = random.Random(0)
+    words = "a river school teacher music book reads old the".split()
+    (root / "en.jsonl").write_text("".join(json.dumps({"text": " ".join(rng.choice(words) for _ in range(12))}) + "\n"
+                                           for _ in range(60)))
+    (root / "inst.jsonl").write_text("".join(json.dumps({"instruction": "say " + rng.choice(words), "output": "ok " + rng.choice(words)}) + "\n"
+                                             for _ in range(60)))
+    mixture = {"name": "u", "seq_length": 16, "T_grow": 30, "seed": 5, "data_root": str(root), "groups": [
+        {"name": "en", "alpha": 0.5, "beta": 0.5, "sources": [{"name": "en", "kind": "corpus", "paths": ["en.jsonl"]}]},
+        {"name": "inst", "alpha": 0.5, "beta": 0.5, "sources": [{"name": "inst", "kind": "instruction", "paths": ["inst.jsonl"]}]}]}
+    (root / "m.json").write_text(json.dumps(mixture))
+    preprocess(load_mixture(root / "m.json"), spm_model, root / "ds", workers=1)
+    return ShardSet(root / "ds")
+
+
+def test_host_batch_is_src_tgt_seg_group(shards):
+    ds = MixtureDataset(shards)
+    batch = ds.batch(np.arange(6))
+    src, tgt, seg, group = host_batch(batch)
+    assert src.dtype == tgt.dtype == seg.dtype == group.dtype == torch.int64
+    assert src.shape == tgt.shape == seg.shape == (6, 16) and group.shape == (6,)
+    assert torch.equal(src, torch.from_numpy(batch["tokens"][:, :-1]))
+    assert torch.equal(tgt, torch.from_numpy(batch["tokens"][:, 1:]))
+    assert torch.equal(seg, torch.from_numpy(batch["loss_mask"].astype(np.int64)))
+    assert torch.equal(group, torch.from_numpy(batch["group"]))
+
+
+def test_response_only_masks_prompts_in_seg(shards):
+    every = host_batch(MixtureDataset(shards).batch(np.arange(40)))
+    response = host_batch(MixtureDataset(shards, response_only=True).batch(np.arange(40)))
+    inst = every[3] == 1
+    assert torch.equal(every[2][~inst], response[2][~inst])                 # corpus rows unchanged
+    assert response[2][inst].sum() < every[2][inst].sum()                    # prompts lose their loss
+    assert bool(((response[2] == 1) <= (every[2] == 1)).all())
+
+
+def test_sample_log_round_trip_and_per_rank_files(tmp_path):
+    log = SampleLog(tmp_path / "s.jsonl", rank=1, world_size=2)
+    log.write(1, [2, 3], [0, 1])
+    log.write(2, [6, 7], [1, 1])
+    log.write(2, [6, 7], [1, 1])
+    log.close()
+    assert log.path.endswith("s.jsonl.rank1")
+    assert read_sample_log(log.path) == {1: [2, 3], 2: [6, 7]}
+    single = SampleLog(tmp_path / "one.jsonl", rank=0, world_size=1)
+    assert single.path == str(tmp_path / "one.jsonl")
+    single.close()
+
+
+# -- run state --------------------------------------------------------------------------------
+
+def test_state_round_trip_and_damage(tmp_path):
+    path = tmp_path / "x" / STATE_FILE
+    write_state(path, step=6, samples_done=24, micro_batch_size=4, world_size=1, dataset="/d")
+    assert read_state(path) == {"step": 6, "samples_done": 24, "micro_batch_size": 4, "world_size": 1, "dataset": "/d"}
+    assert read_state(tmp_path / "missing.json") is None
+    path.write_text("{not json")
+    with pytest.raises(ChatflowError, match="unreadable chatflow run state"):
+        read_state(path)
+
+
+def test_resume_position_from_a_deepspeed_checkpoint(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "6").mkdir(parents=True)
+    (ckpt / "latest").write_text("6")
+    # without the plugin's record (stock trainer): the tag is the step, samples = step * global batch
+    pos = resume_position(8, resume_from_checkpoint=str(ckpt))
+    assert (pos.steps_done, pos.samples_done) == (6, 48)
+    # with it: the recorded sample count wins (it survives a change of world size)
+    write_state(ckpt / "6" / STATE_FILE, step=6, samples_done=24, micro_batch_size=4, world_size=1, dataset="d")
+    pos = resume_position(8, resume_from_checkpoint=str(ckpt))
+    assert (pos.steps_done, pos.samples_done) == (6, 24) and STATE_FILE in pos.origin
+    # an explicit --start_step wins over the checkpoint
+    assert resume_position(8, resume_from_checkpoint=str(ckpt), start_step=2).samples_done == 16
+
+
+def test_resume_position_errors_and_defaults(tmp_path):
+    assert resume_position(8) == resume_position(8, start_step=0)
+    assert (resume_position(8).steps_done, resume_position(8).samples_done) == (0, 0)
+    with pytest.raises(ChatflowError, match="no 'latest' file"):
+        resume_position(8, resume_from_checkpoint=str(tmp_path))
+    (tmp_path / "latest").write_text("global_step7")
+    (tmp_path / "global_step7").mkdir()
+    with pytest.raises(ChatflowError, match="not a step number"):
+        resume_position(8, resume_from_checkpoint=str(tmp_path))
+    assert deepspeed_tag(tmp_path) == "global_step7"
+
+
+def test_start_step_uses_the_record_beside_a_plain_checkpoint(tmp_path):
+    model = tmp_path / "m-10"
+    model.write_bytes(b"")
+    write_state(f"{model}{STATE_SUFFIX}", step=10, samples_done=35, micro_batch_size=4, world_size=1, dataset="d")
+    assert resume_position(4, start_step=10, pretrained_model_path=str(model)).samples_done == 35
+    assert resume_position(4, start_step=9, pretrained_model_path=str(model)).samples_done == 36
+
+
+# -- per-group loss ---------------------------------------------------------------------------
+
+def test_group_loss_meter_means_and_reduction():
+    meter = GroupLossMeter(["en", "zh", "code"])
+    meter.add(torch.tensor([0, 1, 0]), torch.tensor([2.0, 9.0, 4.0]), torch.tensor([1, 3, 1]))
+    meter.add(torch.tensor([1]), torch.tensor([3.0]), torch.tensor([1]))
+    doubled = []
+
+    def fake_all_reduce(t):            # two identical ranks
+        doubled.append(t.clone())
+        t.mul_(2)
+
+    losses, tokens = meter.reduce_and_reset(fake_all_reduce)
+    assert losses == [3.0, 3.0, None] and tokens == [4, 8, 0] and len(doubled) == 1
+    assert meter.reduce_and_reset() == ([None, None, None], [0, 0, 0])
+
+
+def test_format_report_has_host_fields_groups_and_weights():
+    line = format_report(20, 40, 1234.5, 3.25, ["en", "zh"], [2.5, None], [0.75, 0.25])
+    assert line.startswith("|       20/      40 steps|  1234.50 tokens/s| loss    3.25")
+    assert "group loss: en 2.500 zh -" in line and line.endswith("p: en 0.750 zh 0.250")
+    assert "group loss" not in format_report(1, 2, 1.0, 1.0, ["en"], None, [1.0])
+
+
+def test_preflight_checks_dataset_tokenizer_and_config_early(shards, spm_model, unigram_spm_model, tmp_path):
+    from chatflow_plugin.hosts.tencentpretrain.launch import preflight_pretrain
+
+    base = ["--data_processor", "dynamic_mixture", "--dataset_path", str(shards.path), "--spm_model_path", str(spm_model)]
+    preflight_pretrain(base)                                       # fine
+    preflight_pretrain(["--data_processor", "lm"])                 # stock processors are not checked
+    with pytest.raises(ChatflowError, match="another tokenizer"):
+        preflight_pretrain(base[:-1] + [str(unigram_spm_model)])
+    with pytest.raises(ChatflowError, match="missing"):
+        preflight_pretrain(base[:3] + [str(tmp_path)] + base[4:])
+    with pytest.raises(ChatflowError, match="needs --spm_model_path"):
+        preflight_pretrain(base[:4])
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"vocab_size": 40763}))
+    with pytest.raises(ChatflowError, match="40763-piece vocabulary but .* has 600 pieces"):
+        preflight_pretrain(base + ["--config_path", str(config)])
+    config.write_text(json.dumps({"vocab_size": 600}))
+    preflight_pretrain(base + ["--config_path", str(config)])
+
+
+def test_a_config_target_goes_through_the_command_line(tmp_path):
+    from chatflow_plugin.hosts.tencentpretrain.launch import target_from_config
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"target": ["chatflow_instruction"]}))
+    argv = ["--config_path", str(config)]
+    assert target_from_config(argv) == argv + ["--target", "chatflow_instruction"]
+    assert target_from_config(argv + ["--target", "lm"]) == argv + ["--target", "lm"]
+    config.write_text(json.dumps({"target": ["lm"]}))
+    assert target_from_config(argv) == argv
+    config.write_text("{")
+    with pytest.raises(ChatflowError, match="unreadable"):
+        target_from_config(argv)
+
+
+def test_preflight_preprocess_names_the_missing_file(tmp_path, spm_model):
+    from chatflow_plugin.hosts.tencentpretrain.launch import preflight_preprocess
+
+    mixture = tmp_path / "m.json"
+    mixture.write_text("{}")
+    base = ["--data_processor", "dynamic_mixture"]
+    preflight_preprocess(base + ["--mixture_config", str(mixture), "--spm_model_path", str(spm_model)])
+    preflight_preprocess(["--data_processor", "lm"])
+    with pytest.raises(ChatflowError, match="needs --mixture_config"):
+        preflight_preprocess(base + ["--spm_model_path", str(spm_model)])
+    with pytest.raises(ChatflowError, match="--spm_model_path .*nope.model: no such file"):
+        preflight_preprocess(base + ["--mixture_config", str(mixture), "--spm_model_path", str(tmp_path / "nope.model")])
