@@ -20,7 +20,8 @@ def option(default: Any = dataclasses.MISSING, *, help: str, positional: bool = 
            repeatable: bool = False, default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
     """A dataclass field that becomes one command-line option.
 
-    ``repeatable`` lists accept both ``--x 1 2`` and ``--x 1 --x 2``.
+    ``repeatable`` lists accept both ``--x 1 2`` and ``--x 1 --x 2`` (the help says so). A bool field whose
+    default is True becomes a ``--no_<name>`` switch: write its help for that switch.
     """
     meta = dict(metadata, help=help, _positional=positional, _repeatable=repeatable)
     if repeatable:
@@ -53,10 +54,26 @@ class _Extend(argparse.Action):
         setattr(namespace, self.dest, items + list(values))
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each default shown once, and only where it says something: not for switches (a switch is off until
+    given; a ``--no_x`` flag's help is written for the flag itself), not for empty or unset values, and not
+    when the help text already states the default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) or "default" in text.lower()
+                or default in (None, "", [], dataclasses.MISSING) or action.required
+                or action.option_strings == [] or default is argparse.SUPPRESS):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})"
+
+
 def build_parser(cls: type, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
     _with_flag_names(cls)
-    parser = argparse_dataclass.ArgumentParser(
-        cls, prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse_dataclass.ArgumentParser(cls, prog=prog, description=description,
+                                               formatter_class=_HelpFormatter)
     repeatable = {f.name for f in dataclasses.fields(cls) if f.metadata.get("_repeatable")}
     defaults = {}
     for f in dataclasses.fields(cls):
@@ -68,10 +85,9 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
         # argparse-dataclass leaves MISSING as the parser default; show (and use) the field's own
         if action.dest in defaults and action.default is dataclasses.MISSING:
             action.default = defaults[action.dest]
-        if isinstance(action, argparse._StoreFalseAction) and action.help and "%(default)" not in action.help:
-            action.help += f" (without this flag {action.dest} is on)"
         if action.dest in repeatable:
             action.__class__ = _Extend
+            action.help = f"{action.help} (one or more values; the flag may be repeated)"
     return parser
 
 

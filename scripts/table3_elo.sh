@@ -51,7 +51,7 @@ if [[ $TINY == 1 ]]; then
   done
   [[ -n $url ]] || die "the arena did not start (see $OUTPUT_DIR/arena.log)"
   say "voting $ROUNDS rounds through $url"
-  "$PY" -m chatflow_plugin.evaluation.arena.client "$url" --rounds "$ROUNDS" | tee "$OUTPUT_DIR/rounds.txt"
+  chatflow arena-smoke "$url" --rounds "$ROUNDS" | tee "$OUTPUT_DIR/rounds.txt"
   kill -TERM $server
   wait $server || true
   trap - EXIT

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..files import atomic_directory
 from ..errors import ChatflowError
-from ..options import option, parse_options
+from ..options import option
 from . import tensor_io as cio
 from . import llama_layout as L
 
@@ -345,9 +345,9 @@ class ConvertOptions:
     quiet: bool = option(False, help="no progress bar")
 
 
-def cli_main(argv: list[str], prog: str = "chatflow convert") -> int:
-    opts = parse_options(ConvertOptions, argv, prog=prog,
-                         description="Convert LLaMA checkpoints between TencentPretrain and HuggingFace.")
+def convert(opts: ConvertOptions) -> None:
+    """Convert a LLaMA checkpoint between TencentPretrain and HuggingFace (hf2tp or tp2hf), streaming one
+    tensor at a time, q/k permuted between the two rotary layouts."""
     common = dict(tokenizer=opts.tokenizer, dtype=opts.dtype, force=opts.force, progress=not opts.quiet)
     if opts.direction == "tp2hf":
         out = convert_tp_to_hf(opts.input, opts.output, tp_config=opts.tp_config, max_shard_size=opts.max_shard_size,
@@ -357,4 +357,3 @@ def cli_main(argv: list[str], prog: str = "chatflow convert") -> int:
             raise ChatflowError("--tp_config is for tp2hf; hf2tp derives the host config from config.json")
         out = convert_hf_to_tp(opts.input, opts.output, max_seq_length=opts.max_positions, **common)
     print(f"wrote {out}")
-    return 0

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from ..files import atomic_directory, atomic_file
 from ..errors import ChatflowError, DataError
-from ..options import option, parse_options
+from ..options import option
 
 # Code point ranges of the scripts `mine_pieces` can collect.
 SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -431,9 +431,10 @@ class ExpandVocabOptions:
     quiet: bool = option(False, help="no progress bar")
 
 
-def cli_main(argv: list[str], prog: str = "chatflow expand-vocab") -> int:
-    opts = parse_options(ExpandVocabOptions, argv, prog=prog,
-                         description="Append pieces to a sentencepiece model and expand a checkpoint's rows.")
+def expand_vocab(opts: ExpandVocabOptions) -> None:
+    """Append pieces (from files and mined from corpora) to a sentencepiece model and expand a checkpoint's
+    embedding and output rows, each new row the mean of the rows of the pieces the original tokenizer splits
+    the new piece into."""
     if bool(opts.checkpoint) != bool(opts.output_checkpoint):
         raise ChatflowError("--checkpoint and --output_checkpoint go together")
     if not opts.pieces and not opts.corpus:
@@ -461,4 +462,3 @@ def cli_main(argv: list[str], prog: str = "chatflow expand-vocab") -> int:
         with atomic_file(opts.report, "w", encoding="utf-8") as handle:
             json.dump(report, handle, ensure_ascii=False, indent=2)
             handle.write("\n")
-    return 0

@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Optional
 
 from ..files import atomic_directory, sha256_file
 from ..errors import ChatflowError, DataError
-from ..options import option, parse_options
+from ..options import option
 
 TRIPLES_FILE = "triples.jsonl"
 BUILD_FILE = "build.json"
@@ -447,11 +447,12 @@ def build_clo_data(options: CLODataOptions) -> dict:
     return json.loads((Path(options.output_dir) / BUILD_FILE).read_text(encoding="utf-8"))
 
 
-def cli_main(argv: list[str], prog: str = "chatflow clo-data") -> int:
-    options = parse_options(CLODataOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+def clo_data(options: CLODataOptions) -> dict:
+    """Build CLO preference triples (two per English instruction and its target-language counterpart) from an
+    aligned target-language file, a parallel file or a local translation model."""
     info = build_clo_data(options)
     skipped = sum(info["skipped"].values())
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(info["skipped"].items())) or "none"
     print(f"{options.output_dir}: {info['pairs']} pairs -> {info['triples']} triples "
           f"({options.source_lang}->{options.target_lang}); skipped {skipped} ({reasons})")
-    return 0
+    return info

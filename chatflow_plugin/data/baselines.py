@@ -7,20 +7,19 @@
   non-instruction source) and an instruction stage (groups whose sources are all instructions), each
   as long as its groups' share of the run, so the samples per group match too.
 
-``python -m chatflow_plugin.data.baselines --mixture M.json --run_samples N --output_dir D`` writes
+``chatflow baselines --mixture M.json --run_samples N --output_dir D`` writes
 ``D/{dynamic,static,stage1,stage2}.json`` and ``D/baselines.json`` (shares and stage lengths).
 """
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import atomic_file
 from ..errors import ChatflowError
 from .mixture import MixtureSpec, load_mixture, write_mixture
-from ..options import option, parse_options
+from ..options import option
 
 
 def time_average_shares(spec: MixtureSpec, run_samples: float) -> dict[str, float]:
@@ -86,16 +85,8 @@ def write_baselines(spec: MixtureSpec, run_samples: int, output_dir: str | Path)
     return info
 
 
-def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.data.baselines") -> int:
-    options = parse_options(BaselineOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+def run_baselines(options: BaselineOptions) -> dict:
+    """Write the static and two-stage baselines of a dynamic mixture, matched to a run of ``run_samples``."""
     info = write_baselines(load_mixture(options.mixture), options.run_samples, options.output_dir)
     print(json.dumps(info, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(cli_main(sys.argv[1:]))
-    except ChatflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    return info

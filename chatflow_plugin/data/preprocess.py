@@ -23,7 +23,7 @@ from ..files import atomic_directory, sha256_file
 from ..errors import ChatflowError, DataError
 from .formats import record_from_tsv, render
 from .mixture import MixtureSpec, SourceSpec, load_mixture, parse_source_overrides
-from ..options import option, parse_options
+from ..options import option
 from .shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, token_dtype
 
 MAX_REPORTED_ERRORS = 5
@@ -372,8 +372,8 @@ def summary(manifest: dict) -> str:
     return "\n".join(rows)
 
 
-def cli_main(argv: list[str], prog: str = "chatflow preprocess") -> int:
-    opts = parse_options(PreprocessOptions, argv, prog=prog, description=__doc__.split("\n")[0])
+def run_preprocess(opts: PreprocessOptions) -> None:
+    """Tokenize a mixture's sources and pack them into a shard directory (the format: data/README.md)."""
     spec = load_mixture(opts.mixture).with_overrides(
         data_root=opts.data_root or None, seq_length=opts.seq_length or None,
         source_paths=parse_source_overrides(opts.source_path))
@@ -385,4 +385,3 @@ def cli_main(argv: list[str], prog: str = "chatflow preprocess") -> int:
     if not opts.quiet:
         print(summary(manifest))
         print(f"wrote {opts.output_dir}")
-    return 0

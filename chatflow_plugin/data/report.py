@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ChatflowError
 from .mixture import MixtureSpec, load_mixture
-from ..options import option, parse_options
+from ..options import option
 from .sampler import realized_group_counts
 
 
@@ -113,8 +113,9 @@ def plot_schedule(spec: MixtureSpec, path: str) -> None:
     plt.close(fig)
 
 
-def cli_main(argv: list[str], prog: str = "chatflow mixture") -> int:
-    opts = parse_options(MixtureOptions, argv, prog=prog, description=__doc__)
+def mixture_report(opts: MixtureOptions) -> None:
+    """Print a mixture file's sampling probabilities p_k(t), the sampler's realised group counts next to the
+    expected ones, per-source samples and epochs over a dataset, and optionally a plot of p_k(t)."""
     spec = load_mixture(opts.mixture)
     at = opts.at or [0.0, spec.t_grow_samples / 2, spec.t_grow_samples]
     report = schedule_report(spec, at, opts.realized)
@@ -130,4 +131,3 @@ def cli_main(argv: list[str], prog: str = "chatflow mixture") -> int:
         print(format_report(spec, report))
         if opts.plot:
             print(f"\nplot written to {opts.plot}")
-    return 0

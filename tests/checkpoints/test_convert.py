@@ -12,7 +12,7 @@ import torch
 
 from chatflow_plugin.checkpoints import tensor_io as cio
 from chatflow_plugin.checkpoints import llama_layout as L
-from chatflow_plugin.checkpoints.convert import (cli_main, convert_hf_to_tp, convert_tp_to_hf, parse_size,
+from chatflow_plugin.checkpoints.convert import (convert_hf_to_tp, convert_tp_to_hf, parse_size,
                                      write_hf_tokenizer_files)
 from chatflow_plugin.errors import ChatflowError
 
@@ -397,8 +397,10 @@ def test_an_interrupted_write_leaves_nothing_that_loads(spm_model, tmp_path, mon
 
 def test_cli_both_directions(spm_model, tmp_path, capsys):
     _tiny_hf(tmp_path / "hf", spm_model)
-    assert cli_main(["hf2tp", str(tmp_path / "hf"), str(tmp_path / "tp"), "--quiet"]) == 0
-    assert cli_main(["tp2hf", str(tmp_path / "tp"), str(tmp_path / "hf2"), "--dtype", "bfloat16",
+    from chatflow_plugin.cli import main as chatflow_main
+
+    assert chatflow_main(["convert", "hf2tp", str(tmp_path / "hf"), str(tmp_path / "tp"), "--quiet"]) == 0
+    assert chatflow_main(["convert", "tp2hf", str(tmp_path / "tp"), str(tmp_path / "hf2"), "--dtype", "bfloat16",
                      "--max_shard_size", "100KB", "--max_positions", "128", "--quiet"]) == 0
     cfg = json.loads((tmp_path / "hf2" / "config.json").read_text())
     assert cfg["max_position_embeddings"] == 128 and cfg["dtype"] == "bfloat16"

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from chatflow_plugin.clo.triples import (BUILD_FILE, TRIPLES_FILE, CLODataOptions, InstructionPair, SkipLog,
-                                      build_clo_data, build_triples, checked_pairs, cli_main, instruction_text,
+                                      build_clo_data, build_triples, checked_pairs, instruction_text,
                                       load_triples, read_records, translate_texts)
 from chatflow_plugin.errors import ChatflowError, DataError
 from test_clo_support import aligned_files, write_jsonl
@@ -136,7 +136,9 @@ def test_checked_pairs_keeps_same_script_pairs():
 
 def test_cli_main(tmp_path, capsys):
     en, zh = aligned_files(tmp_path, 4)
-    assert cli_main(["--output_dir", str(tmp_path / "o"), "--english", str(en), "--target", str(zh)]) == 0
+    from chatflow_plugin.cli import main as chatflow_main
+
+    assert chatflow_main(["clo-data", "--output_dir", str(tmp_path / "o"), "--english", str(en), "--target", str(zh)]) == 0
     assert "4 pairs -> 8 triples (en->zh)" in capsys.readouterr().out
     assert json.loads((tmp_path / "o" / BUILD_FILE).read_text())["triples_sha256"]
 

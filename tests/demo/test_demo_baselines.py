@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chatflow_plugin.data.baselines import (cli_main, instruction_groups, static_mixture, time_average_shares,
+from chatflow_plugin.cli import main as chatflow_main
+from chatflow_plugin.data.baselines import (instruction_groups, static_mixture, time_average_shares,
                                        two_stage_mixtures)
 from chatflow_plugin.errors import ChatflowError
 from chatflow_plugin.data.mixture import load_mixture, parse_mixture
@@ -55,7 +56,7 @@ def test_baselines_reject_what_cannot_be_split(tmp_path):
 
 
 def test_cli_writes_the_four_mixture_files(tmp_path, capsys):
-    assert cli_main(["--mixture", str(TABLE1), "--run_samples", "50000", "--output_dir", str(tmp_path)]) == 0
+    assert chatflow_main(["baselines", "--mixture", str(TABLE1), "--run_samples", "50000", "--output_dir", str(tmp_path)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["stage1_samples"] + info["stage2_samples"] == 50000
     for name in ("dynamic", "static", "stage1", "stage2"):

@@ -1,17 +1,16 @@
 """Drive a running arena from Python, through the same endpoints the page uses (``gradio_client``).
 
 One :class:`ArenaClient` is one anonymous session. For smoke runs and tests only: a scripted voter is
-not a human evaluation. ``python -m chatflow_plugin.evaluation.arena.client URL --rounds N`` plays N
-rounds with a fixed rule (the longer answer wins, equal lengths tie) and prints the revealed pairs.
+not a human evaluation. ``chatflow arena-smoke URL --rounds N`` plays N rounds with a fixed rule (the
+longer answer wins, equal lengths tie) and prints the revealed pairs.
 """
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 
 from ...errors import ChatflowError
-from ...options import option, parse_options
+from ...options import option
 
 # the outputs gradio_client returns for the page's screen (buttons and the session state are not among them)
 SCREEN = ("chat_a", "chat_b", "notice", "prompt", "status")
@@ -78,8 +77,9 @@ class ClientOptions:
                           repeatable=True, type=str, help="messages to send, in turn")
 
 
-def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.evaluation.arena.client") -> int:
-    opts = parse_options(ClientOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+def arena_smoke(opts: ClientOptions) -> None:
+    """Play scripted rounds through a running arena's own endpoints (the longer answer wins, equal lengths tie)
+    and print the revealed pairs: a smoke test of the arena, never a human evaluation."""
     client = ArenaClient(opts.url)
     try:
         for r in range(opts.rounds):
@@ -92,12 +92,3 @@ def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.evaluation.
             print(f"round {r + 1}: A={model_a} B={model_b} vote={choice}", flush=True)
     finally:
         client.close()
-    return 0
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(cli_main(sys.argv[1:]))
-    except ChatflowError as exc:
-        print(f"arena client: error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ChatflowError
-from ...options import option, parse_options
+from ...options import option
 
 
 @dataclass
@@ -203,11 +203,11 @@ def _serve_until_signal(server: ArenaServer) -> None:
         server.close()
 
 
-def cli_main(argv: list[str], prog: str = "chatflow arena") -> int:
-    opts = parse_options(ArenaOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+def arena(opts: ArenaOptions) -> None:
+    """Serve a local blind arena: people chat with two anonymous models side by side and vote; every vote is one
+    line of --votes, the file `chatflow elo` reads (Table 3, Figure 3). Runs until Ctrl-C or SIGTERM."""
     try:
         import gradio  # noqa: F401
     except ModuleNotFoundError:
         raise ChatflowError("the arena needs Gradio: pip install 'chatflow-plugin[arena]'") from None
     serve_arena(opts, block=True)
-    return 0
