@@ -11,7 +11,7 @@ file plus a local HuggingFace seq2seq translation model (Marian, M2M100, NLLB ..
 records are Alpaca-style (``instruction``, optional ``input``, ``output``) or ``prompt``/``response``;
 files are JSONL or one JSON array. Bad pairs (unreadable record, empty side, the same text on both
 sides, a target response that is detectably still in the source language, surplus lines of unequal
-files) are reported with their file and line and skipped; ``--on_bad_record error`` stops instead.
+files) are reported with their file and line and skipped; ``--on_bad_record fail`` stops instead.
 
 The output directory holds ``triples.jsonl`` and ``build.json`` (counts, skip reasons, inputs,
 checksum); :func:`load_triples` reads and validates it. The reference log-prob cache of
@@ -128,8 +128,8 @@ class SkipLog:
     """Counts skipped pairs by reason; prints the first few with their location."""
 
     def __init__(self, on_bad_record: str = "skip", stream="stderr"):
-        if on_bad_record not in ("skip", "error"):
-            raise ChatflowError(f"--on_bad_record must be 'skip' or 'error', got {on_bad_record!r}")
+        if on_bad_record not in ("skip", "fail"):
+            raise ChatflowError(f"--on_bad_record must be 'skip' or 'fail', got {on_bad_record!r}")
         self.on_bad_record = on_bad_record
         self.reasons: Counter[str] = Counter()
         self.examples: list[str] = []
@@ -137,7 +137,7 @@ class SkipLog:
 
     def skip(self, where: str, reason: str, detail: str = "") -> None:
         message = f"{where}: skipped ({reason}{': ' + detail if detail else ''})"
-        if self.on_bad_record == "error":
+        if self.on_bad_record == "fail":
             raise DataError(f"{reason}{': ' + detail if detail else ''}", where)
         self.reasons[reason] += 1
         if len(self.examples) < MAX_REPORTED:
@@ -392,7 +392,7 @@ class CLODataOptions:
     no_language_check: bool = option(False, help="keep pairs whose target side is detected as still being "
                                      "in the source language (detection is script-based; never applied "
                                      "when both languages share a script)")
-    on_bad_record: str = option("skip", choices=["skip", "error"], help="skip: report bad pairs and go on; error: stop at the first")
+    on_bad_record: str = option("skip", choices=["skip", "fail"], help="skip: report bad pairs and go on; fail: stop at the first")
     force: bool = option(False, help="replace an existing output directory")
     quiet: bool = option(False, help="no progress bar")
 

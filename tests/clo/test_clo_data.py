@@ -66,13 +66,13 @@ def test_aligned_files_with_bad_pairs_reported_and_skipped(tmp_path, capsys):
     assert (triples.source_lang, triples.target_lang) == ("en", "zh")
     lines = (out / TRIPLES_FILE).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 4 and json.loads(lines[3])["rejected"] == "the long river"
-    # the language check can be switched off; --on_bad_record error stops at the first bad pair
+    # the language check can be switched off; --on_bad_record fail stops at the first bad pair
     info = build_clo_data(CLODataOptions(output_dir=str(out), english=str(en_path), target=str(zh_path),
                                          no_language_check=True, force=True))
     assert info["pairs"] == 3
     with pytest.raises(DataError, match=r"zh.jsonl:2: empty_side"):
         build_clo_data(CLODataOptions(output_dir=str(tmp_path / "t2"), english=str(en_path), target=str(zh_path),
-                                      on_bad_record="error"))
+                                      on_bad_record="fail"))
     assert not (tmp_path / "t2").exists()
 
 

@@ -31,7 +31,7 @@ from ...errors import ChatflowError
 from ...data.mixture import load_mixture, parse_source_overrides
 from ...data.preprocess import preprocess, summary
 from ...data.shards import ShardSet
-from .host import DATA_PROCESSOR, TARGET
+from .names import DATA_PROCESSOR, TARGET
 from .batches import SampleLog, host_batch, rank_sample_indices
 from .progress import (STATE_FILE, STATE_SUFFIX, GroupLossMeter, format_report,
                                        resume_position, write_state)

@@ -18,10 +18,8 @@ from pathlib import Path
 
 from ...errors import ChatflowError
 from ...resources import resource_root
+from .names import DATA_PROCESSOR, HOME_VARIABLE, TARGET
 
-DATA_PROCESSOR = "dynamic_mixture"
-TARGET = "chatflow_instruction"
-HOME_VARIABLE = "TENCENTPRETRAIN_HOME"
 # The project's LLaMA special-token map: the host reads models/special_tokens_map.json relative to
 # the working directory when tencentpretrain.utils.constants is first imported.
 SPECIAL_TOKENS_MAP = Path("models") / "special_tokens_map.json"

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from ...errors import ChatflowError
-from .host import DATA_PROCESSOR, TARGET, locate_host, register
+from .host import locate_host, register
+from .names import DATA_PROCESSOR, TARGET
 
 SCRIPTS = ("preprocess", "pretrain")
 GIVEN = "chatflow_given_options"      # namespace attribute: option names given on the command line
