@@ -16,8 +16,8 @@ import pytest
 from test_eval_benchmarks import write_ceval, write_mmlu
 from test_eval_models import tiny_llama_dir, torch_single_thread  # noqa: F401 (fixtures)
 
-from chatflow_plugin.evaluation.benchmarks import LETTERS, load_benchmark
-from chatflow_plugin.evaluation.prompts import build_prompt, shared_prefix
+from chatflow_plugin.evaluation.benchmarks import LETTERS
+from chatflow_plugin.evaluation.registry import build_prompt, load_benchmark, shared_prefix
 from chatflow_plugin.evaluation.scoring import LetterScorer, load_model, predictions
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-evaluation-harness not installed (pip install lm-eval); "

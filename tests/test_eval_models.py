@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from chatflow_plugin.evaluation.scoring import split_continuation
+from chatflow_plugin.evaluation.scoring import encode, split_continuation
 
 TEXTS = ["The following are multiple choice questions.\nA. one\nAnswer: B", "以下是中国关于法学考试的单项选择题。\n答案：C",
          "题目：水的化学式是\nA. H2O\n答案是：A", "【答案】: D <eoa>", "  spaces  and\ttabs 123",
@@ -77,8 +77,9 @@ def tiny_llama_dir(spm_model, tmp_path_factory) -> Path:
 class OracleLM(torch.nn.Module):
     """Test-only LM: all mass on the gold continuation token of each known prompt; uniform if unknown.
 
-    ``answers`` maps a prompt context to its gold continuation (e.g. ``" B"``); prompts are recognised
-    by their token ids, so the scorer's batching, padding and truncation are exercised for real.
+    ``answers`` maps a prompt context to its gold continuation (e.g. ``" B"``), or to the gold token id
+    read right after the context (the C-Eval/CMMLU reference rules); prompts are recognised by their
+    token ids, so the scorer's batching, padding and truncation are exercised for real.
     """
 
     def __init__(self, tokenizer, answers: dict[str, str] | None = None, add_bos: bool = True):
@@ -88,6 +89,9 @@ class OracleLM(torch.nn.Module):
         self.gold: dict[tuple[int, ...], int] = {}   # token prefix -> the gold next token
         self.longest = 1
         for context, cont in (answers or {}).items():
+            if isinstance(cont, int):
+                self.gold[tuple(encode(tokenizer, context, add_bos))] = cont
+                continue
             ctx, ids = split_continuation(tokenizer, context, cont, add_bos)
             for i, token in enumerate(ids):   # multi-token letters: every gold token gets all the mass
                 self.gold[tuple(ctx + ids[:i])] = token
