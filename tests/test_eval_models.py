@@ -55,6 +55,33 @@ def write_tiny_llama(spm_model: Path, out: Path, seed: int = 0, layers: int = 2,
     return out
 
 
+def _letters_text(n_lines: int = 1500, seed: int = 1) -> str:
+    """Exam-like lines with capital option letters, so the tokenizer learns LLaMA's ``▁A`` and ``A`` pieces."""
+    import random
+
+    from conftest import EN_WORDS, ZH_CHARS, _training_text
+
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n_lines):
+        letter = "ABCD"[i % 4]
+        words = " ".join(rng.choice(EN_WORDS) for _ in range(6))
+        zh = "".join(rng.choice(ZH_CHARS) for _ in range(10))
+        lines += [f"{words}?", f"A. {rng.choice(EN_WORDS)} B. {rng.choice(EN_WORDS)} C. {zh} D. {zh}", f"Answer: {letter}",
+                  f"{zh}\n答案：{letter}", f"题目：{zh}\n答案是：{letter}", f"【答案】: {letter} <eoa>"]
+    return _training_text() + "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def letters_llama_dir(tmp_path_factory) -> Path:
+    """A tiny LLaMA whose tokenizer, like LLaMA's, has the pieces ``▁A``..``▁D`` and ``A``..``D``."""
+    from conftest import train_spm
+
+    root = tmp_path_factory.mktemp("letters_llama")
+    spm_model = train_spm(root / "spm", vocab_size=700, text=_letters_text(), name="letters")
+    return write_tiny_llama(spm_model, root / "model", seed=3)
+
+
 @pytest.fixture(autouse=True)
 def torch_single_thread():
     """Tiny models run faster on one thread, and far faster when the 2 CI cores are shared (restored after)."""

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .scoring import encode
+from .scoring import encode, model_device
 
 ANSWER_ROOM = 64   # positions a cut prompt leaves for the answer (or max_new_tokens if smaller)
 
@@ -115,7 +115,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[tuple[str, bo
         rows.append((ids, cut, min(max_new_tokens, max_length - len(ids))))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     eos = tokenizer.eos_token_id
-    device = next(model.parameters()).device if hasattr(model, "parameters") else torch.device("cpu")
+    device = model_device(model)
     out: list[Generated | None] = [None] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
     with torch.inference_mode(), tqdm(total=len(rows), desc=desc, unit="q", disable=not progress, leave=False) as bar:

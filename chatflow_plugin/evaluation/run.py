@@ -200,8 +200,8 @@ def _evaluate_letters(scorer: LetterScorer, bench: Benchmark, protocol: LetterPr
     stats = {key: after[key] - before[key] for key in after}
     stats["seconds_prompts"] = seconds_prompts
     record, outcomes = tally.record(settings)
-    record.update(counts, truncation={**{key: counts[key] for key in counts if key != "truncated_prompts"},
-                                      "max_length": scorer.max_length, "num_fewshot": k},
+    record.update(truncated_prompts=counts.pop("truncated_prompts"),
+                  truncation={**counts, "max_length": scorer.max_length, "num_fewshot": k},
                   letter_tokens=tokens, stats=stats,
                   subjects_with_fewer_shots={s: r["fewshot"] for s, r in tally.subjects.items() if r["fewshot"] < k},
                   not_scored=skipped)
@@ -244,7 +244,7 @@ def _evaluate_generation(scorer: LetterScorer, bench: Benchmark, protocol: Gener
                            "earned": earned, "possible": possible, "cut": out.cut, "stopped": out.stopped,
                            "output": out.text})
     record, outcomes = tally.record(settings)
-    record.update(counts, truncation={"prompts_cut": cut, "max_length": max_length, "num_fewshot": 0,
+    record.update(truncated_prompts=cut, truncation={"prompts_cut": cut, "max_length": max_length, "num_fewshot": 0,
                                       "max_new_tokens": settings.max_new_tokens,
                                       "shortened_budgets": gstats.shortened_budgets},
                   chat_format=settings.chat_format, stats=gstats.as_dict(),

@@ -135,7 +135,7 @@ def context_length(model, max_length: int | None = None) -> int:
     return max_length or getattr(config, "max_position_embeddings", None) or 4096
 
 
-def _device(model) -> torch.device:
+def model_device(model) -> torch.device:
     device = getattr(model, "device", None)
     if isinstance(device, torch.device):
         return device
@@ -158,7 +158,7 @@ class LetterScorer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
             tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0)
         self.keep_kwarg = _logits_kwarg(model)
-        self.device = _device(model)
+        self.device = model_device(model)
         self.cache_kwarg = cache_kwarg(model)
         self.share_prefix = share_prefix and self.cache_kwarg is not None
         if share_prefix and self.cache_kwarg is None:
