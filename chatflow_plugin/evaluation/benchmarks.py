@@ -107,8 +107,11 @@ def pandas_cell_texts(column: list[str]) -> list[str]:
     has_na = len(present) < len(column)
     if not present:
         return ["nan"] * len(column)
-    if all(_INT.fullmatch(c) and abs(int(c)) < _INT64 for c in present):
-        render = (lambda c: str(float(int(c)))) if has_na else (lambda c: str(int(c)))
+    if all(_INT.fullmatch(c) for c in present):
+        if any(abs(int(c)) >= _INT64 for c in present):   # beyond int64: pandas keeps the column as text
+            render = lambda c: c   # noqa: E731
+        else:
+            render = (lambda c: str(float(int(c)))) if has_na else (lambda c: str(int(c)))
     elif all(_FLOAT.fullmatch(c) for c in present):
         render = lambda c: str(float(c))   # noqa: E731
     elif all(c.lower() in _BOOL and c in (c.lower(), c.upper(), c.capitalize()) for c in present):

@@ -31,7 +31,7 @@ from ..errors import ChatflowError
 from ..options import option, parse_options
 from .benchmarks import Benchmark
 from .protocols import PROTOCOL_SETS
-from .registry import BENCHMARKS, load_benchmark
+from .registry import BENCHMARKS, FIGURE2, load_benchmark
 from .run import EvalSettings, evaluate_model
 
 STEP_DIR = re.compile(r"^(?:checkpoint|step|iter|global_step)[-_]?(\d+)$")
@@ -189,7 +189,7 @@ def walk_checkpoints(root: str | Path, benchmarks: list[Benchmark], settings: Ev
 class CurveOptions:
     checkpoints: str = option(help="directory of HF checkpoints (checkpoint-<step>/ ...)")
     data_dir: str = option(help="benchmark root, as for chatflow eval")
-    tasks: str = option("mmlu,ceval", help="benchmarks to track (Figure 2: MMLU and C-Eval)")
+    tasks: str = option(",".join(FIGURE2), help="benchmarks to track (default: Figure 2's)")
     output: str = option("accuracy_over_tokens", help="output prefix: PREFIX.csv and PREFIX.png")
     tokens_per_step: int = option(0, help="tokens per optimizer step (global batch x sequence length), used when "
                                           "a checkpoint has no trainer_state.json num_input_tokens_seen")

@@ -75,7 +75,8 @@ class PlannedPrompt:
     prefix: str        # the leading part shared by the subject's questions with the same exemplars
     shots: int         # exemplars actually in the prompt
     wanted: int        # exemplars asked for (k, or fewer when the subject's pool is smaller)
-    tokens: int        # input tokens the model will see before any cut (BOS and extra letter tokens included)
+    tokens: int        # input tokens before any cut (BOS and extra letter tokens included); exact near the
+                       # limit, else the sum of the parts' counts (an estimate, usually a few tokens high)
     cut: bool          # longer than max_length even so: the scorer cuts tokens from the left
     dropped_header: bool = False   # drop_longest: header + question alone did not fit, the header was left out
 
