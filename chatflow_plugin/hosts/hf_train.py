@@ -410,7 +410,8 @@ def train(options: TrainOptions) -> dict:
     if trainer.is_world_process_zero():
         if spm_path:
             from ..convert import write_hf_tokenizer_files
-            mismatches = write_hf_tokenizer_files(spm_path, partial, model_max_length=shards.seq_length)
+            # the model's context (config.json's max_position_embeddings, saved above), not the training length
+            mismatches = write_hf_tokenizer_files(spm_path, partial)
             summary["tokenizer_mismatches"] = len(mismatches)
             if mismatches:
                 print(f"warning: the saved HF tokenizer differs from sentencepiece on {len(mismatches)} probe "
