@@ -4,8 +4,8 @@
   is pointed at the tiny model and at task YAMLs whose prompt fields are set to our formats (MMLU:
   lm-eval's own; C-Eval: its reference prompt with the letter right after ``答案：``); per-question
   log-likelihoods, predictions and accuracy must agree.
-* ``test_lm_eval_protocol_agrees_with_stock_ceval_valid_and_cmmlu``: ``--protocol lm-eval`` against
-  lm-eval's own stock ``ceval-valid`` and ``cmmlu`` task definitions, included unchanged and only
+* ``test_lm_eval_protocol_agrees_with_stock_ceval_valid_cmmlu_and_mmlu``: ``--protocol lm-eval`` against
+  lm-eval's own stock ``ceval-valid``, ``cmmlu`` and ``mmlu`` task definitions, included unchanged and only
   pointed at local CSV files.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from test_eval_benchmarks import write_ceval, write_cmmlu, write_mmlu
 from test_eval_models import letters_llama_dir, tiny_llama_dir, torch_single_thread  # noqa: F401 (fixtures)
 
 from chatflow_plugin.evaluation.benchmarks import LETTERS
+from chatflow_plugin.evaluation.lm_harness import write_task_yamls
 from chatflow_plugin.evaluation.registry import build_prompt, load_benchmark, protocols_of, shared_prefix
 from chatflow_plugin.evaluation.run import EvalSettings, evaluate_benchmark
 from chatflow_plugin.evaluation.scoring import LetterScorer, load_model, predictions
@@ -104,21 +105,17 @@ def test_scores_agree_with_lm_evaluation_harness(tmp_path, tiny_llama_dir):
         assert acc == pytest.approx(out["results"][name]["acc,none"])
 
 
-# ---- lm-evaluation-harness's own stock tasks (tasks/ceval, tasks/cmmlu) pointed at local files ----------
-
-def _stock_task(stock_yaml: Path, task: str, data_files: dict, usecols: list[str]) -> dict:
-    """The stock task definition unchanged (``include``), only its dataset read from local CSV files."""
-    return {"include": str(stock_yaml), "task": task, "dataset_path": "csv", "dataset_name": None,
-            "dataset_kwargs": {"data_files": {k: str(v) for k, v in data_files.items()}, "usecols": usecols,
-                               "keep_default_na": False, "na_filter": False}}
+# ---- lm-evaluation-harness's own stock tasks (tasks/ceval, tasks/cmmlu, tasks/mmlu) pointed at local files ----
 
 
-def test_lm_eval_protocol_agrees_with_stock_ceval_valid_and_cmmlu(tmp_path, letters_llama_dir):
-    """``--protocol lm-eval`` = lm-eval 0.4.13's stock ``ceval-valid_<s>`` and ``cmmlu_<s>`` tasks.
+def test_lm_eval_protocol_agrees_with_stock_ceval_valid_cmmlu_and_mmlu(tmp_path, letters_llama_dir):
+    """``--protocol lm-eval`` = lm-eval 0.4.13's stock ``ceval-valid_<s>``, ``cmmlu_<s>`` and ``mmlu_<s>`` tasks.
 
     The stock YAMLs are included as they ship (description, doc_to_text with ``question.strip()``,
     target delimiter " ", first_n exemplars from dev, acc); only ``dataset_path`` points at local CSV
-    files instead of the Hugging Face hub. Prompts agree byte for byte, per-question log-likelihoods to
+    files instead of the Hugging Face hub (:mod:`chatflow_plugin.evaluation.lm_harness`). For MMLU the
+    hub dataset (cais/mmlu) has a ``choices`` list and an integer answer where the hendrycks CSV has
+    columns A-D and a letter, so its doc_to_text/doc_to_target read the columns (same text). Prompts agree byte for byte, per-question log-likelihoods to
     1e-4, predictions and per-subject accuracy exactly, each subject's ``acc_stderr`` too, and our micro
     average equals the size-weighted mean of the subtasks (the stock groups' ``weight_by_size: true``).
     Remaining differences: none in the numbers; lm-eval also reports ``acc_norm`` (byte-length
@@ -129,24 +126,15 @@ def test_lm_eval_protocol_agrees_with_stock_ceval_valid_and_cmmlu(tmp_path, lett
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    stock = Path(lm_eval.__file__).parent / "tasks"
-    ceval_root = write_ceval(tmp_path / "ceval", subjects=("law", "logic"), n_val=7)
-    cmmlu_root = write_cmmlu(tmp_path / "cmmlu", subjects=("arts", "chinese_history"), n_test=9)
+    roots = {"ceval": write_ceval(tmp_path / "ceval", subjects=("law", "logic"), n_val=7),
+             "cmmlu": write_cmmlu(tmp_path / "cmmlu", subjects=("arts", "chinese_history"), n_test=9),
+             "mmlu": write_mmlu(tmp_path / "mmlu", subjects=("astronomy", "world_religions"), n_test=6)}
     yaml_dir = tmp_path / "tasks"
-    yaml_dir.mkdir()
-    tasks = {}
-    for s in ("law", "logic"):
-        tasks[f"local_ceval-valid_{s}"] = ("ceval", s, _stock_task(
-            stock / "ceval" / f"ceval-valid_{s}.yaml", f"local_ceval-valid_{s}",
-            {"val": ceval_root / "val" / f"{s}_val.csv", "dev": ceval_root / "dev" / f"{s}_dev.csv"},
-            ["id", "question", "A", "B", "C", "D", "answer"]))
-    for s in ("arts", "chinese_history"):
-        tasks[f"local_cmmlu_{s}"] = ("cmmlu", s, _stock_task(
-            stock / "cmmlu" / f"cmmlu_{s}.yaml", f"local_cmmlu_{s}",
-            {"test": cmmlu_root / "test" / f"{s}.csv", "dev": cmmlu_root / "dev" / f"{s}.csv"},
-            ["Question", "A", "B", "C", "D", "Answer"]))
-    for name, (_, _, cfg) in tasks.items():
-        (yaml_dir / f"{name}.yaml").write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
+    tasks = {}   # task name -> (benchmark, subject)
+    for bench_name, root in roots.items():
+        subjects = [s.name for s in load_benchmark(bench_name, root, K).subjects]
+        names = write_task_yamls(bench_name, root, subjects, yaml_dir)
+        tasks.update({n: (bench_name, s) for n, s in zip(names, subjects)})
 
     lm = HFLM(pretrained=str(letters_llama_dir), batch_size=4, device="cpu", dtype="float32")
     out = simple_evaluate(model=lm, tasks=list(tasks), num_fewshot=K, task_manager=TaskManager(include_path=str(yaml_dir)),
@@ -154,14 +142,14 @@ def test_lm_eval_protocol_agrees_with_stock_ceval_valid_and_cmmlu(tmp_path, lett
 
     model, tok = load_model(str(letters_llama_dir), device="cpu")
     settings = EvalSettings(num_fewshot=K, protocol="lm-eval", progress=False)
-    for bench_name, root in (("ceval", ceval_root), ("cmmlu", cmmlu_root)):
+    for bench_name, root in roots.items():
         bench = load_benchmark(bench_name, root, K)
-        names = {s: n for n, (b, s, _) in tasks.items() if b == bench_name}
+        names = {s: n for n, (b, s) in tasks.items() if b == bench_name}
         fmt = protocols_of(bench_name, "lm-eval")[0].format
         seen = []
         record = evaluate_benchmark(LetterScorer(model, tok, batch_size=4), bench, settings, seen.append)
         assert record["protocol"] == "lm-eval" and record["average"] == "micro"
-        assert record["letter_tokens"] == {f" {c}": [f"▁{c}"] for c in LETTERS}
+        assert record["letter_tokens"] == {f" {c}": [f"▁{c}"] for c in LETTERS}   # " A" after the cue
         sizes, accs = [], []
         for subject in bench.subjects:
             task = names[subject.name]

@@ -31,7 +31,6 @@ from test_eval_benchmarks import write_gaokao
 from test_eval_models import OracleLM, letters_llama_dir, torch_single_thread  # noqa: F401 (fixtures)
 
 from chatflow_plugin.evaluation import gaokao_rules
-from chatflow_plugin.evaluation.benchmarks import LETTERS
 from chatflow_plugin.evaluation.prompts import PromptPlanner
 from chatflow_plugin.evaluation.registry import load_benchmark, protocols_of
 from chatflow_plugin.evaluation.run import EvalSettings, evaluate_benchmark

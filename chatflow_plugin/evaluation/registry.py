@@ -23,6 +23,7 @@ from typing import Callable
 
 from ..errors import ChatflowError
 from .benchmarks import Benchmark, CsvLayout, Question, Subject, read_csv_benchmark, read_gaokao
+from .lm_harness import LmEvalTask
 from .prompts import PromptFormat
 from .protocols import PROTOCOL_SETS, GenerationProtocol, LetterProtocol, Protocol
 from .subject_names import CEVAL_SUBJECTS_ZH, CMMLU_SUBJECTS_ZH
@@ -41,6 +42,8 @@ class BenchmarkSpec:
     protocols: dict[str, tuple[Protocol, ...]]      # protocol set -> protocols run; the first is Table 2's
     paper: dict[str, float]          # the paper's Table 2 value (percent) per model of PAPER_MODELS
     figure2: bool = False            # tracked over training in the paper's Figure 2 (eval-curve's default)
+    files: CsvLayout | None = None   # CSV benchmarks: the file layout (read by ``read``)
+    lm_eval: LmEvalTask | None = None   # lm-evaluation-harness's stock task, for cross-checks
 
     def __post_init__(self):
         assert set(self.protocols) == set(PROTOCOL_SETS), self.name
@@ -65,12 +68,20 @@ def _mmlu_official_header(s: Subject) -> str:
 
 
 _ceval_zh, _cmmlu_zh = _zh(CEVAL_SUBJECTS_ZH), _zh(CMMLU_SUBJECTS_ZH)
+_MMLU_FILES = CsvLayout("test", "_{split}.csv", None)
+_CEVAL_FILES = CsvLayout("val", "_{split}.csv", ("id", "question", "A", "B", "C", "D", "answer"))
+_CMMLU_FILES = CsvLayout("test", ".csv", ("", "Question", "A", "B", "C", "D", "Answer"))
 _ANSWER_ONLY_CMMLU = "以下是关于{}的单项选择题，请直接给出正确答案的选项。\n\n"
 
 MMLU = BenchmarkSpec(
     name="mmlu", display="MMLU", language="en",
     layout="dev/<subject>_dev.csv and test/<subject>_test.csv, no header: question,A,B,C,D,answer",
-    read=_csv_reader("mmlu", CsvLayout("test", "_{split}.csv", None), "en"),
+    read=_csv_reader("mmlu", _MMLU_FILES, "en"), files=_MMLU_FILES,
+    # the stock task reads cais/mmlu (a choices list, an int answer); the same text from the CSV columns
+    lm_eval=LmEvalTask("mmlu/default/mmlu_{subject}.yaml", {"test": "test", "dev": "dev"},
+                       ("question", "A", "B", "C", "D", "answer"), header=False, overrides={
+                           "doc_to_text": "{{question.strip()}}\nA. {{A}}\nB. {{B}}\nC. {{C}}\nD. {{D}}\nAnswer:",
+                           "doc_to_target": "{{['A', 'B', 'C', 'D'].index(answer)}}"}),
     protocols={
         "official": (LetterProtocol(
             "official", "hendrycks/test evaluate.py",
@@ -92,8 +103,9 @@ CEVAL = BenchmarkSpec(
     name="ceval", display="C-Eval", language="zh",
     layout="dev/<subject>_dev.csv and val/<subject>_val.csv, header id,question,A,B,C,D,answer[,explanation] "
            "(val is scored: test answers are not public)",
-    read=_csv_reader("ceval", CsvLayout("val", "_{split}.csv", ("id", "question", "A", "B", "C", "D", "answer")),
-                     "zh"),
+    read=_csv_reader("ceval", _CEVAL_FILES, "zh"), files=_CEVAL_FILES,
+    lm_eval=LmEvalTask("ceval/ceval-valid_{subject}.yaml", {"val": "val", "dev": "dev"},
+                       ("id", "question", "A", "B", "C", "D", "answer")),
     protocols={
         "official": (LetterProtocol(
             "official", "hkust-nlp/ceval code/evaluator_series/evaluators/llama.py + README answer-only prompt",
@@ -115,7 +127,9 @@ CEVAL = BenchmarkSpec(
 CMMLU = BenchmarkSpec(
     name="cmmlu", display="CMMLU", language="zh",
     layout="dev/<subject>.csv and test/<subject>.csv, header ,Question,A,B,C,D,Answer",
-    read=_csv_reader("cmmlu", CsvLayout("test", ".csv", ("", "Question", "A", "B", "C", "D", "Answer")), "zh"),
+    read=_csv_reader("cmmlu", _CMMLU_FILES, "zh"), files=_CMMLU_FILES,
+    lm_eval=LmEvalTask("cmmlu/cmmlu_{subject}.yaml", {"test": "test", "dev": "dev"},
+                       ("Question", "A", "B", "C", "D", "Answer")),
     protocols={
         "official": (LetterProtocol(
             "official", "haonan-li/CMMLU src/mp_utils.py + src/hf_causal_model.py",
