@@ -74,12 +74,27 @@ def letter_tokens(tokenizer, protocol: str | LetterProtocol, add_bos: bool = Tru
     return out
 
 
-def _scored(bench: Benchmark, subject: Subject, protocol: Protocol, limit: int) -> list[Question]:
-    """The questions a protocol scores: a zero-shot protocol also scores exemplars taken from the questions."""
-    questions = subject.questions
-    if isinstance(protocol, GenerationProtocol) and bench.fewshot_from_questions:
-        questions = subject.fewshot_pool + subject.questions
-    return questions[:limit] if limit else questions
+def _scored(bench: Benchmark, protocol: Protocol, limit: int) -> tuple[list[tuple[Subject, Question]], list[dict]]:
+    """((subject, question) pairs the protocol scores, subjects it does not score with the reason).
+
+    A zero-shot protocol also scores the exemplars a few-shot one takes from the questions (GAOKAO)."""
+    owners, not_scored = [], []
+    for subject in bench.subjects:
+        if subject.kind not in protocol.kinds:
+            not_scored.append({"location": subject.name, "reason": f"question type {subject.kind} is not scored by "
+                                                                   f"the {protocol.name} protocol"})
+            continue
+        questions = subject.questions
+        if isinstance(protocol, GenerationProtocol) and bench.fewshot_from_questions:
+            questions = subject.fewshot_pool + subject.questions
+        questions = questions[:limit] if limit else questions
+        if not questions:
+            not_scored.append({"location": subject.name, "reason": "no questions left after the exemplars"})
+        owners += [(subject, q) for q in questions]
+    if not owners:
+        raise ChatflowError(f"{bench.name}: no questions to score with the {protocol.name} protocol"
+                            + "".join(f"; {s['location']}: {s['reason']}" for s in not_scored[:3]))
+    return owners, not_scored
 
 
 class _Tally:
@@ -161,21 +176,8 @@ def _evaluate_letters(scorer: LetterScorer, bench: Benchmark, protocol: LetterPr
     tokens = letter_tokens(tok, protocol, scorer.add_bos)
     planner = PromptPlanner(protocol.format, protocol.fit, tok, scorer.max_length, scorer.add_bos,
                             extra_tokens=max(len(t) for t in tokens.values()) - 1)
-    owners, plans, skipped = [], [], []
-    for subject in bench.subjects:
-        if subject.kind not in protocol.kinds:
-            skipped.append({"location": subject.name, "reason": f"question type {subject.kind} is not scored by "
-                                                                f"the {protocol.name} protocol"})
-            continue
-        questions = _scored(bench, subject, protocol, settings.limit)
-        if not questions:
-            skipped.append({"location": subject.name, "reason": f"no questions left after the {k} exemplars"})
-        for q in questions:
-            owners.append((subject, q))
-            plans.append(planner.plan(subject, q, k))
-    if not plans:
-        raise ChatflowError(f"{bench.name}: no questions to score with the {protocol.name} protocol "
-                            f"({'; '.join(s['reason'] for s in skipped[:3])})")
+    owners, skipped = _scored(bench, protocol, settings.limit)
+    plans = [planner.plan(subject, q, k) for subject, q in owners]
     counts = {"truncated_prompts": sum(p.truncated for p in plans),
               "exemplars_dropped": sum(p.shots < p.wanted for p in plans),
               "header_dropped": sum(p.dropped_header for p in plans), "prompts_cut": sum(p.cut for p in plans)}
@@ -213,17 +215,8 @@ def _evaluate_letters(scorer: LetterScorer, bench: Benchmark, protocol: LetterPr
 def _evaluate_generation(scorer: LetterScorer, bench: Benchmark, protocol: GenerationProtocol,
                          settings: EvalSettings, on_prediction, model_name: str) -> tuple[dict, Outcomes]:
     tok, max_length = scorer.tokenizer, scorer.max_length
-    owners, prompts, skipped = [], [], []
-    for subject in bench.subjects:
-        if subject.kind not in protocol.kinds:
-            skipped.append({"location": subject.name, "reason": f"question type {subject.kind} is not scored by "
-                                                                f"the {protocol.name} protocol"})
-            continue
-        for q in _scored(bench, subject, protocol, settings.limit):
-            owners.append((subject, q))
-            prompts.append(protocol.prompt(subject, q, tok, settings.chat_format))
-    if not prompts:
-        raise ChatflowError(f"{bench.name}: no questions to score with the {protocol.name} protocol")
+    owners, skipped = _scored(bench, protocol, settings.limit)
+    prompts = [protocol.prompt(subject, q, tok, settings.chat_format) for subject, q in owners]
     room = min(settings.max_new_tokens, ANSWER_ROOM)
     cut = sum(len(encode(tok, text, scorer.add_bos and not special)) > max_length - room for text, special in prompts)
     counts = {"truncated_prompts": cut, "prompts_cut": cut}
