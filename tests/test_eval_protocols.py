@@ -181,6 +181,12 @@ def test_generation_stops_at_the_answer_and_respects_the_context(tiny):
     long = [("很长的题目" * 200 + "\n", False)]
     out = generate_answers(model, tok, long, [1], max_new_tokens=100, max_length=128, stop_text="<eoa>")[0]
     assert out.cut and out.prompt_tokens == 128 - 64 and out.budget == 64 and out.new_tokens <= 64
+    small = generate_answers(model, tok, long + [("短\n", False)], [1, 1], max_new_tokens=100, max_length=48,
+                             stop_text="<eoa>")   # a short context keeps half for the prompt
+    assert (small[0].cut, small[0].prompt_tokens, small[0].budget) == (True, 24, 24)
+    assert not small[1].cut and small[1].budget == 48 - small[1].prompt_tokens
+    with pytest.raises(ChatflowError, match="max_new_tokens >= 1"):
+        generate_answers(model, tok, long, [1], max_new_tokens=0, max_length=48)
 
 
 def test_generation_stop_text_ends_the_answer(tiny):

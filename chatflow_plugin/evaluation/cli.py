@@ -60,7 +60,8 @@ class EvalOptions:
                               help="generation prompts: auto (the tokenizer's chat template when it has one, else "
                                    "raw), raw (system prompt + question as plain text) or chatflow (ChatFlow's "
                                    "instruction format)")
-    bootstrap: int = option(1000, help="bootstrap resamples for standard errors and paired tests")
+    bootstrap: int = option(1000, help="bootstrap resamples for standard errors of macro/points averages and for "
+                                       "paired tests (0: none)")
     seed: int = option(0, help="seed of the bootstrap")
     device: str = option("auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     dtype: str = option("auto", help="auto (the checkpoint's dtype on GPU, float32 on CPU), float32, "
@@ -110,7 +111,8 @@ def _summary(name: str, benchmark: str, r: dict) -> str:
         notes.append(f"not scored: {entry['location']} ({entry['reason']})")
     if r.get("truncated_prompts"):
         notes.append(f"{r['truncated_prompts']} truncated prompt(s)")
-    return (f"{name} {benchmark} [{r['protocol']}]: {100 * r['acc']:.2f} ± {100 * r['acc_stderr']:.2f} "
+    se = f" ± {100 * r['acc_stderr']:.2f}" if r["acc_stderr"] is not None else ""
+    return (f"{name} {benchmark} [{r['protocol']}]: {100 * r['acc']:.2f}{se} "
             f"({r['average']} average, {r['n']} questions, {r['n_subjects']} subjects, chance {100 * r['chance']:.1f})"
             + "".join(f"; {n}" for n in notes))
 

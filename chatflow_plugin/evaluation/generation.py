@@ -4,17 +4,20 @@ Prompts are batched longest first with left padding and run through ``model.gene
 row stops at EOS, after its n-th stop text (``<eoa>``: the answer is complete; n is the number of
 answers the question asks for), or when its token budget is spent. The budget is
 ``max_new_tokens``, shortened when the prompt leaves less room in the model's context; a prompt that
-leaves fewer than ``min(max_new_tokens, 64)`` positions is cut from the left to make that room. Both
-are reported per answer (:class:`Generated`), never silently.
+leaves fewer than ``min(max_new_tokens, 64, max_length // 2)`` positions is cut from the left to make
+that room. Both are reported per answer (:class:`Generated`), never silently.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
+from ..errors import ChatflowError
 from .scoring import encode, model_device
 
 ANSWER_ROOM = 64   # positions a cut prompt leaves for the answer (or max_new_tokens if smaller)
@@ -80,6 +83,23 @@ def _stopping_criteria(stop: _StopAfter):
     return StoppingCriteriaList([_Criteria()])
 
 
+@contextlib.contextmanager
+def _quiet_length_reminder():
+    """Silence transformers' 'exceeded the model's predefined maximum length' reminder during a batch.
+
+    A left-padded batch is as wide as its longest prompt plus the largest budget, which can pass
+    ``max_position_embeddings``; no row does: positions follow each row's attention mask and every row
+    stops at its own budget (prompt + answer <= max_length).
+    """
+    logger = logging.getLogger("transformers.generation.stopping_criteria")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _finish(tokenizer, ids: list[int], eos: int | None, need: int, budget: int, stop_text: str) -> tuple[str, str, int]:
     """(text, why it stopped, tokens) of one generated row."""
     stopped = "budget"
@@ -95,52 +115,77 @@ def _finish(tokenizer, ids: list[int], eos: int | None, need: int, budget: int, 
     return text, stopped, len(ids)
 
 
-def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[tuple[str, bool]], stop_after: Sequence[int], *,
-                     max_new_tokens: int, max_length: int, stop_text: str = "", batch_size: int = 8,
-                     add_bos: bool = True, stats: GenerationStats | None = None,
+@dataclass
+class PromptRow:
+    ids: list[int]        # the prompt's tokens, after any cut
+    cut: bool             # cut from the left to leave room for the answer
+    budget: int           # answer tokens allowed: max_new_tokens, or what the context leaves
+
+
+def prompt_rows(tokenizer: Any, prompts: Sequence[tuple[str, bool]], *, max_new_tokens: int, max_length: int,
+                add_bos: bool = True) -> list[PromptRow]:
+    """Tokenized prompts (text, already has the template's special tokens) fitted to ``max_length``.
+
+    A prompt leaving fewer than ``min(max_new_tokens, 64, max_length // 2)`` positions is cut from the left
+    to leave that many; the budget is whatever the context leaves, at most ``max_new_tokens``.
+    """
+    if max_length < 2 or max_new_tokens < 1:
+        raise ChatflowError(f"generation needs max_length >= 2 and max_new_tokens >= 1 "
+                            f"(got {max_length} and {max_new_tokens})")
+    keep = max_length - min(max_new_tokens, ANSWER_ROOM, max_length // 2)
+    rows = []
+    for text, has_special in prompts:
+        ids = encode(tokenizer, text, add_bos and not has_special)
+        cut = len(ids) > keep
+        ids = ids[-keep:] if cut else ids
+        rows.append(PromptRow(ids, cut, min(max_new_tokens, max_length - len(ids))))
+    return rows
+
+
+def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[tuple[str, bool]] | Sequence[PromptRow],
+                     stop_after: Sequence[int], *, max_new_tokens: int, max_length: int, stop_text: str = "",
+                     batch_size: int = 8, add_bos: bool = True, stats: GenerationStats | None = None,
                      progress: bool = False, desc: str = "generating") -> list[Generated]:
-    """Greedy answers to ``prompts`` (text, already has the template's special tokens)."""
+    """Greedy answers to ``prompts``: (text, has the template's special tokens) pairs or :func:`prompt_rows`."""
     from tqdm.auto import tqdm
     from transformers import GenerationConfig
 
     stats = stats if stats is not None else GenerationStats()
     t0 = time.perf_counter()
-    room = min(max_new_tokens, ANSWER_ROOM)
-    rows = []
-    for text, has_special in prompts:
-        ids = encode(tokenizer, text, add_bos and not has_special)
-        cut = len(ids) > max_length - room
-        if cut:
-            ids = ids[-(max_length - room):]
-        rows.append((ids, cut, min(max_new_tokens, max_length - len(ids))))
+    if prompts and isinstance(prompts[0], PromptRow):
+        rows = list(prompts)
+    else:
+        rows = prompt_rows(tokenizer, prompts, max_new_tokens=max_new_tokens, max_length=max_length, add_bos=add_bos)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     eos = tokenizer.eos_token_id
     device = model_device(model)
     out: list[Generated | None] = [None] * len(rows)
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
     with torch.inference_mode(), tqdm(total=len(rows), desc=desc, unit="q", disable=not progress, leave=False) as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            width = max(len(rows[i][0]) for i in batch)
+            width = max(len(rows[i].ids) for i in batch)
             input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for b, i in enumerate(batch):
-                ids = rows[i][0]
+                ids = rows[i].ids
                 input_ids[b, width - len(ids):] = torch.tensor(ids)
                 mask[b, width - len(ids):] = 1
-            budgets = [rows[i][2] for i in batch]
+            budgets = [rows[i].budget for i in batch]
             stop = _StopAfter(tokenizer, width, [stop_after[i] for i in batch], budgets, stop_text)
             config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, pad_token_id=pad,
                                       eos_token_id=eos)
-            generated = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                                       generation_config=config, stopping_criteria=_stopping_criteria(stop))
+            with _quiet_length_reminder():
+                generated = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                                           generation_config=config, stopping_criteria=_stopping_criteria(stop))
             for b, i in enumerate(batch):
-                ids, cut, budget = rows[i]
-                text, why, n = _finish(tokenizer, generated[b, width:].tolist(), eos, stop_after[i], budget, stop_text)
-                out[i] = Generated(text, len(ids), n, budget, cut, why)
+                row = rows[i]
+                text, why, n = _finish(tokenizer, generated[b, width:].tolist(), eos, stop_after[i], row.budget,
+                                       stop_text)
+                out[i] = Generated(text, len(row.ids), n, row.budget, row.cut, why)
                 stats.new_tokens += n
-                stats.cut_prompts += int(cut)
-                stats.shortened_budgets += int(budget < max_new_tokens)
+                stats.cut_prompts += int(row.cut)
+                stats.shortened_budgets += int(row.budget < max_new_tokens)
             bar.update(len(batch))
     stats.questions += len(rows)
     stats.seconds += time.perf_counter() - t0

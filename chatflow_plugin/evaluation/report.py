@@ -47,7 +47,8 @@ def _title(models: dict, col: tuple[str, str | None]) -> str:
 def _cell(record: dict | None) -> str:
     if record is None:
         return "–"
-    text = f"{100 * record['acc']:.1f} ± {100 * record['acc_stderr']:.1f}"
+    se = record.get("acc_stderr")
+    text = f"{100 * record['acc']:.1f}" + (f" ± {100 * se:.1f}" if se is not None else "")
     return text + (f" {TRUNCATED}" if record.get("truncated_prompts") else "")
 
 
@@ -107,9 +108,9 @@ def table2_markdown(results: dict[str, Any]) -> str:
         for p in paired:
             if p.get("diff") is None:
                 continue
-            mc = p.get("mcnemar")
+            mc, ci = p.get("mcnemar"), p.get("ci95")
             lines.append(f"| {p['column']} | {p['a']} | {p['b']} | {100 * p['diff']:+.1f} | "
-                         f"[{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}] | {p['p_bootstrap']:.3f} | "
+                         + (f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] | {p['p_bootstrap']:.3f} | " if ci else "– | – | ")
                          + (f"{mc['p']:.3f} ({mc['a_only']} / {mc['b_only']})" if mc else "–") + " |")
     return "\n".join(lines).rstrip() + "\n"
 

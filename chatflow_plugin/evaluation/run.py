@@ -24,11 +24,11 @@ import numpy as np
 
 from ..errors import ChatflowError
 from .benchmarks import LETTERS, Benchmark, Question, Subject
-from .generation import ANSWER_ROOM, GenerationStats, generate_answers
+from .generation import GenerationStats, generate_answers, prompt_rows
 from .prompts import PromptPlanner
 from .protocols import GenerationProtocol, LetterProtocol, Protocol, letter_targets
 from .registry import protocols_of
-from .scoring import LetterScorer, encode, predictions, split_continuation
+from .scoring import LetterScorer, predictions, split_continuation
 from .uncertainty import Outcomes, headline, stderr
 
 TRUNCATION_MODES = ("warn", "fail")
@@ -217,12 +217,13 @@ def _evaluate_generation(scorer: LetterScorer, bench: Benchmark, protocol: Gener
     tok, max_length = scorer.tokenizer, scorer.max_length
     owners, skipped = _scored(bench, protocol, settings.limit)
     prompts = [protocol.prompt(subject, q, tok, settings.chat_format) for subject, q in owners]
-    room = min(settings.max_new_tokens, ANSWER_ROOM)
-    cut = sum(len(encode(tok, text, scorer.add_bos and not special)) > max_length - room for text, special in prompts)
+    rows = prompt_rows(tok, prompts, max_new_tokens=settings.max_new_tokens, max_length=max_length,
+                       add_bos=scorer.add_bos)
+    cut = sum(row.cut for row in rows)
     counts = {"truncated_prompts": cut, "prompts_cut": cut}
     _truncation_report(bench.name, protocol, counts, len(prompts), max_length, 0, settings, model_name)
     gstats = GenerationStats()
-    outputs = generate_answers(scorer.model, tok, prompts, [protocol.stop_after(s.kind, q) for s, q in owners],
+    outputs = generate_answers(scorer.model, tok, rows, [protocol.stop_after(s.kind, q) for s, q in owners],
                                max_new_tokens=settings.max_new_tokens, max_length=max_length,
                                stop_text=protocol.stop_text, batch_size=settings.batch_size, add_bos=scorer.add_bos,
                                stats=gstats, progress=settings.progress, desc=f"{bench.name} generation")

@@ -62,13 +62,15 @@ def _bootstrap(outcomes: list[Outcomes], subjects: np.ndarray, n_boot: int, seed
     return values
 
 
-def stderr(o: Outcomes, n_boot: int = 1000, seed: int = 0) -> tuple[float, str]:
-    """(standard error of the headline average, how it was computed)."""
+def stderr(o: Outcomes, n_boot: int = 1000, seed: int = 0) -> tuple[float | None, str]:
+    """(standard error of the headline average, how it was computed); None when undefined."""
     n = len(o.ids)
     if n < 2:
-        return float("nan"), "undefined (fewer than 2 questions)"
+        return None, "undefined (fewer than 2 questions)"
     if o.average == "micro":
         return float(np.std(o.earned / o.possible, ddof=1) / np.sqrt(n)), "sample standard error of the mean"
+    if n_boot < 2:
+        return None, "not computed (bootstrap disabled)"
     values = _bootstrap([o], o.subjects, n_boot, seed)[0]
     return float(np.std(values, ddof=1)), f"bootstrap: {n_boot} resamples of the questions within subjects, seed {seed}"
 
@@ -92,13 +94,14 @@ def paired_test(a: Outcomes, b: Outcomes, n_boot: int = 1000, seed: int = 0) -> 
         return {"n": len(common), "diff": None}
     sub = Outcomes(common, a.subjects[ia], a.earned[ia], a.possible[ia], a.average)
     other = Outcomes(common, b.subjects[ib], b.earned[ib], b.possible[ib], b.average)
-    both = _bootstrap([sub, other], sub.subjects, n_boot, seed)
-    deltas = both[0] - both[1]
-    diff = sub.headline() - other.headline()
-    p = min(1.0, 2 * min(float(np.mean(deltas <= 0)), float(np.mean(deltas >= 0))))
-    out = {"n": len(common), "diff": diff, "diff_stderr": float(np.std(deltas, ddof=1)),
-           "ci95": [float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))],
-           "p_bootstrap": p, "bootstrap": f"{n_boot} paired resamples of the questions within subjects, seed {seed}"}
+    out = {"n": len(common), "diff": sub.headline() - other.headline()}
+    if n_boot >= 2:
+        both = _bootstrap([sub, other], sub.subjects, n_boot, seed)
+        deltas = both[0] - both[1]
+        out.update(diff_stderr=float(np.std(deltas, ddof=1)),
+                   ci95=[float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))],
+                   p_bootstrap=min(1.0, 2 * min(float(np.mean(deltas <= 0)), float(np.mean(deltas >= 0)))),
+                   bootstrap=f"{n_boot} paired resamples of the questions within subjects, seed {seed}")
     right_a, right_b = sub.earned == sub.possible, other.earned == other.possible
     binary = np.all((sub.earned == 0) | right_a) and np.all((other.earned == 0) | right_b)
     if binary:
