@@ -12,12 +12,17 @@
 #       model scored on the bundled synthetic benchmark files (corpora/benchmarks, the public layouts). A model
 #       this small is near chance: the run checks the pipeline, it is no evidence about the paper's numbers.
 #
-# Options: --batch_size (8), --limit (questions per subject, 0 = all), --dtype (auto), --device (auto).
-# Writes DIR/table2.json (everything), DIR/table2.md (Table 2 + per-subject tables) and DIR/predictions.jsonl.
+# Options: --batch_size (8), --limit (questions per subject, 0 = all), --dtype (auto), --device (auto),
+# --protocol (official = each benchmark's own reference code, the default; lm-eval = lm-evaluation-harness's
+# stock tasks), --on_truncation (warn, the default, or fail).
+# Writes DIR/table2.json (everything), DIR/table2.md (Table 2 with ± stderr, the paper's rows, chance, paired
+# tests; per-subject tables) and DIR/predictions.jsonl (one line per model and question).
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
-TINY=0; DATA_DIR=""; OUTPUT_DIR=""; BATCH_SIZE=8; LIMIT=0; DTYPE=auto; DEVICE=auto
-parse_flags "bool:tiny value:data_dir value:output_dir value:batch_size value:limit value:dtype value:device" "$@"
+TINY=0; DATA_DIR=""; OUTPUT_DIR=""; BATCH_SIZE=8; LIMIT=0; DTYPE=auto; DEVICE=auto; PROTOCOL=official
+ON_TRUNCATION=warn
+parse_flags "bool:tiny value:data_dir value:output_dir value:batch_size value:limit value:dtype value:device
+             value:protocol value:on_truncation" "$@"
 models=("${POSITIONAL[@]}")
 if [[ $TINY == 1 ]]; then
   OUTPUT_DIR=${OUTPUT_DIR:-runs/table2_tiny}; DATA_DIR=${DATA_DIR:-$TINY_BENCHMARKS}
@@ -32,6 +37,6 @@ model_args=()
 for model in "${models[@]}"; do model_args+=(--model "$model"); done
 mkdir -p "$OUTPUT_DIR"
 chatflow eval "${model_args[@]}" "${names[@]}" --data_dir "$DATA_DIR" --tasks mmlu,ceval,cmmlu,gaokao \
-  --num_fewshot 3 --batch_size "$BATCH_SIZE" --limit "$LIMIT" --dtype "$DTYPE" --device "$DEVICE" \
+  --num_fewshot 3 --protocol "$PROTOCOL" --on_truncation "$ON_TRUNCATION" --batch_size "$BATCH_SIZE" --limit "$LIMIT" --dtype "$DTYPE" --device "$DEVICE" \
   --output "$OUTPUT_DIR/table2.json" --predictions "$OUTPUT_DIR/predictions.jsonl"
 say "Table 2: $OUTPUT_DIR/table2.md"

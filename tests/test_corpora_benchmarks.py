@@ -23,7 +23,7 @@ import synth_questions  # noqa: E402
 from synth_world import build_world, en_article, en_number, zh_count, zh_number  # noqa: E402
 
 from chatflow_plugin.errors import ChatflowError
-from chatflow_plugin.evaluation.benchmarks import load_benchmark
+from chatflow_plugin.evaluation.registry import load_benchmark
 
 BENCH = CORPORA / "benchmarks"
 LETTERS = "ABCD"
@@ -276,21 +276,22 @@ def test_csv_benchmarks_load_every_row(name, k):
         assert len(s.fewshot_pool) == FEWSHOT and len(s.questions) == QUESTIONS
 
 
-def test_gaokao_loads_every_single_choice_item_and_reports_only_the_other_types():
+def test_gaokao_loads_every_item_and_the_letter_reading_scores_the_single_choice_ones():
+    from chatflow_plugin.evaluation.registry import protocols_of
+
     bench = load_benchmark("gaokao", BENCH / "gaokao", 3)
     single = sorted(k for k, t in GAOKAO_TYPES.items() if t == "single_choice")
-    assert [s.name for s in bench.subjects] == single
+    # every objective type is read (the official generation protocol scores them all), nothing skipped
+    assert sorted((s.name, s.kind) for s in bench.subjects) == sorted(GAOKAO_TYPES.items()) and not bench.skipped
+    # the 3-shot letter reading scores the single-choice files only
+    letter_kinds = protocols_of("gaokao")[0].kinds
+    assert [s.name for s in bench.subjects if s.kind in letter_kinds] == single
     for s in bench.subjects:
+        if s.kind != "single_choice":
+            continue
         assert len(s.fewshot_pool) == 3 and len(s.questions) == FEWSHOT + QUESTIONS - 3
         assert s.header.startswith("下面是") and "【答案】" in s.header
         assert all(q.points == 5 for q in s.questions)
-    # This loader scores single choice only: a multiple-answer or multi-question file is left out as a whole,
-    # never row by row (its rows are valid). A loader that scores those types reports nothing here.
-    for skipped in bench.skipped:
-        path = Path(skipped.location)
-        assert path.parent.name == "Objective_Questions" and GAOKAO_TYPES[path.stem] != "single_choice", skipped
-        assert "not single_choice" in skipped.reason
-    assert {Path(s.location).stem for s in bench.skipped} | set(single) == set(GAOKAO_TYPES)
 
 
 def test_files_have_the_public_layouts():

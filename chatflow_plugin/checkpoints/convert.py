@@ -8,7 +8,7 @@ Python API (other modules call these)::
                      max_shard_size="5GB", tag=None, max_position_embeddings=None)
         -> Path   # output_dir/{config.json, generation_config.json, model*.safetensors[, index],
                   #             tokenizer.model, tokenizer_config.json, special_tokens_map.json[, tokenizer.json]}
-    write_hf_tokenizer_files(sp_model, output_dir, model_max_length=2048) -> list[str]   # mismatches found
+    write_hf_tokenizer_files(sp_model, output_dir, model_max_length=None) -> list[str]   # mismatches found
 
 ``tp_path`` is a state-dict file (``.bin``/``.pt``/``.safetensors``), a directory written by
 ``convert_hf_to_tp``, a TencentPretrain blocks directory (``tencentpretrain_model.bin.index.json``) or
@@ -125,8 +125,14 @@ def _hf_normalizer(spec):
     return normalizers.Sequence(steps)
 
 
-def write_hf_tokenizer_files(sp_model: str | Path, output_dir: str | Path, model_max_length: int = 2048) -> list[str]:
+def write_hf_tokenizer_files(sp_model: str | Path, output_dir: str | Path,
+                             model_max_length: int | None = None) -> list[str]:
     """``tokenizer.model`` + ``tokenizer_config.json`` + ``special_tokens_map.json`` (+ ``tokenizer.json``).
+
+    ``model_max_length`` (the tokenizer's idea of the context length, which transformers warns
+    against and lm-evaluation-harness may fall back to) defaults to the ``max_position_embeddings`` of
+    the ``config.json`` already in ``output_dir``, else 2048: the model's real context length, never the
+    training sequence length.
 
     ``tokenizer.json`` is the fast (``tokenizers``) pipeline transformers derives from ``tokenizer.model``
     with its normalizer replaced by one reproducing the model's NormalizerSpec (identity or NFKC,
@@ -138,6 +144,10 @@ def write_hf_tokenizer_files(sp_model: str | Path, output_dir: str | Path, model
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     sp_model, out = Path(sp_model), Path(output_dir)
+    if model_max_length is None:
+        config = out / "config.json"
+        positions = _read_json(config, "HuggingFace config").get("max_position_embeddings") if config.is_file() else None
+        model_max_length = int(positions or 2048)
     proto = pb.ModelProto()
     proto.ParseFromString(sp_model.read_bytes())
     sp = _sp_processor(sp_model)

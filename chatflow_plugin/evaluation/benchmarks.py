@@ -1,37 +1,51 @@
-"""Readers for the four benchmarks of ChatFlow's Table 2, each in its public release layout.
+"""Benchmark files -> questions: the data model and the readers of the public release layouts.
 
-=========  =====================================================  ===============  ============
-benchmark  files                                                  few-shot pool    scored split
-=========  =====================================================  ===============  ============
-mmlu       ``dev/<s>_dev.csv``, ``test/<s>_test.csv`` (no header)  dev              test
-ceval      ``dev/<s>_dev.csv``, ``val/<s>_val.csv`` (header)       dev              val (test answers are not public)
-cmmlu      ``dev/<s>.csv``, ``test/<s>.csv`` (header)              dev              test
-gaokao     ``Objective_Questions/*.json`` + ``Obj_Prompt.json``     first k questions of each file (held out)  the rest
-=========  =====================================================  ===============  ============
+Two readers cover the four benchmarks of ChatFlow's Table 2 (which benchmark uses which, with what
+layout, is stated once, in :mod:`.registry`):
 
-Malformed rows (wrong column count, empty question, an answer that is not one of A-D) are skipped
-and reported with their ``path:line``; a subject whose scored file has no few-shot file next to it
-is an error (the prompts would silently change), as is a benchmark directory without subjects.
+* :func:`read_csv_benchmark`: one CSV per subject in a few-shot split (``dev/``) and a scored split
+  (MMLU ``test/`` without a header row, C-Eval ``val/`` and CMMLU ``test/`` with one);
+* :func:`read_gaokao`: GAOKAO-Bench's ``Objective_Questions/*.json`` and ``Obj_Prompt.json``, every
+  objective question type (single-choice, multiple-answer, multi-question, five-out-of-seven).
+
+Malformed rows (wrong column count, empty question, an answer that is not a valid letter for its
+type) are skipped and reported with their ``path:line``; a subject whose scored file has no few-shot
+file next to it is an error (the prompts would silently change), as is a directory without subjects.
+
+The reference evaluators read the CSV files with ``pandas.read_csv`` and format cells with ``str``,
+so a cell ``None`` or ``NA`` reaches their prompt as ``nan`` and ``4`` as ``4.0`` when another cell
+of the column is ``0.5``; :func:`pandas_cell_texts` reproduces that (``Question.cells``) for the
+protocols that follow the reference code.
 """
 from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ChatflowError, DataError
 
 LETTERS = ("A", "B", "C", "D")
+# GAOKAO-Bench's objective question types (Obj_Prompt.json "type") and the letters their answers use
+QUESTION_KINDS = {"single_choice": "ABCD", "multi_choice": "ABCD", "multi_question_choice": "ABCDEFG",
+                  "five_out_of_seven": "ABCDEFG"}
 
 
 @dataclass(frozen=True)
 class Question:
     question: str
     choices: tuple[str, ...]      # option texts for A-D; empty for GAOKAO, whose options are inside the question
-    answer: str                   # gold letter
+    answer: str                   # gold letter of a single-choice question ("" for other GAOKAO types)
     location: str                 # "path:line" (CSV) or "path#example[i]" (GAOKAO JSON)
     points: float = 1.0           # exam points (GAOKAO's "score"); 1 elsewhere
+    answers: tuple[str, ...] = ()  # gold answer per sub-question (GAOKAO; "AB" for a multiple-answer one)
+    cells: tuple[str, ...] | None = None   # question and options as pandas.read_csv + str render them
+
+    def __post_init__(self):
+        if not self.answers:
+            object.__setattr__(self, "answers", (self.answer,))
 
 
 @dataclass
@@ -40,6 +54,7 @@ class Subject:
     fewshot_pool: list[Question]  # exemplars, in file order; the first k are used
     questions: list[Question]     # the scored split
     header: str = ""              # benchmark-specific instruction (GAOKAO: the subject's prompt from Obj_Prompt.json)
+    kind: str = "single_choice"   # question type (GAOKAO's Obj_Prompt.json "type")
 
 
 @dataclass
@@ -54,6 +69,7 @@ class Benchmark:
     language: str                 # "en" | "zh"
     subjects: list[Subject]
     skipped: list[Skipped] = field(default_factory=list)
+    fewshot_from_questions: bool = False   # exemplars were taken from the scored file (GAOKAO: no dev split)
 
     @property
     def n_questions(self) -> int:
@@ -64,19 +80,45 @@ class Benchmark:
 class CsvLayout:
     scored_split: str
     suffix: str                   # file name = subject + suffix.format(split=...)
-    header: tuple[str, ...] | None  # expected header (None: no header row)
+    header: tuple[str, ...] | None  # expected header (None: no header row); the first name is the id column
+    fewshot_split: str = "dev"
 
     def file_name(self, subject: str, split: str) -> str:
         return subject + self.suffix.format(split=split)
 
 
-CSV_LAYOUTS = {
-    "mmlu": CsvLayout("test", "_{split}.csv", None),
-    "ceval": CsvLayout("val", "_{split}.csv", ("id", "question", "A", "B", "C", "D", "answer")),
-    "cmmlu": CsvLayout("test", ".csv", ("", "Question", "A", "B", "C", "D", "Answer")),
-}
-LANGUAGES = {"mmlu": "en", "ceval": "zh", "cmmlu": "zh", "gaokao": "zh"}
-BENCHMARK_NAMES = ("mmlu", "ceval", "cmmlu", "gaokao")
+# pandas.read_csv's default missing-value strings (pandas 2.x)
+PANDAS_NA = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
+_INT = re.compile(r"\s*[+-]?\d+\s*")
+_FLOAT = re.compile(r"\s*[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|inf|infinity)\s*", re.IGNORECASE)
+_BOOL = {"true": "True", "false": "False"}
+_INT64 = 2 ** 63
+
+
+def pandas_cell_texts(column: list[str]) -> list[str]:
+    """``str(cell)`` of every cell of one CSV column as ``pandas.read_csv`` (default options) types it.
+
+    Missing-value strings become ``nan``; a column whose other cells are all integers is int64
+    (``007`` -> ``7``), or float64 when it also has a missing value (``5`` -> ``5.0``); all numbers
+    -> float64 (``1e3`` -> ``1000.0``); all ``True``/``false`` ... -> bool. Anything else stays text.
+    """
+    present = [c for c in column if c not in PANDAS_NA]
+    has_na = len(present) < len(column)
+    if not present:
+        return ["nan"] * len(column)
+    if all(_INT.fullmatch(c) for c in present):
+        if any(abs(int(c)) >= _INT64 for c in present):   # beyond int64: pandas keeps the column as text
+            render = lambda c: c   # noqa: E731
+        else:
+            render = (lambda c: str(float(int(c)))) if has_na else (lambda c: str(int(c)))
+    elif all(_FLOAT.fullmatch(c) for c in present):
+        render = lambda c: str(float(c))   # noqa: E731
+    elif all(c.lower() in _BOOL and c in (c.lower(), c.upper(), c.capitalize()) for c in present):
+        render = lambda c: _BOOL[c.lower()]   # noqa: E731
+    else:
+        render = lambda c: c   # noqa: E731
+    return [("nan" if c in PANDAS_NA else render(c)) for c in column]
 
 
 def _csv_columns(path: Path, header_row: list[str], expected: tuple[str, ...]) -> list[int]:
@@ -95,7 +137,7 @@ def read_csv_questions(path: str | Path, header: tuple[str, ...] | None,
                        skipped: list[Skipped] | None = None) -> list[Question]:
     """Questions of one CSV file; malformed rows are appended to ``skipped`` (or raise without a list)."""
     path = Path(path)
-    questions: list[Question] = []
+    rows: list[tuple[str, list[str]]] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -110,55 +152,60 @@ def read_csv_questions(path: str | Path, header: tuple[str, ...] | None,
                 first_line = reader.line_num + 1
             line = first_line
             for row in reader:
-                location = f"{path}:{line}"
+                rows.append((f"{path}:{line}", row))
                 line = reader.line_num + 1
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                problem = None
-                if len(row) <= max(columns):
-                    problem = f"{len(row)} columns, expected at least {max(columns) + 1}"
-                else:
-                    q, a, b, c, d, gold = (row[i] for i in columns)
-                    gold = gold.strip().upper()
-                    if not q.strip():
-                        problem = "empty question"
-                    elif gold not in LETTERS:
-                        problem = f"answer {gold!r} is not one of {'/'.join(LETTERS)}"
-                if problem:
-                    if skipped is None:
-                        raise DataError(problem, location)
-                    skipped.append(Skipped(location, problem))
-                    continue
-                questions.append(Question(q, (a, b, c, d), gold, location))
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", str(path)) from None
     except csv.Error as exc:
         raise DataError(f"unreadable CSV: {exc}", str(path)) from None
+    rows = [(loc, row) for loc, row in rows if row and any(cell.strip() for cell in row)]
+    width = max(columns) + 1
+    typed = [pandas_cell_texts([row[c] if len(row) > c else "" for _, row in rows]) for c in columns[:5]]
+    questions: list[Question] = []
+    for i, (location, row) in enumerate(rows):
+        problem = None
+        if len(row) < width:
+            problem = f"{len(row)} columns, expected at least {width}"
+        else:
+            q, a, b, c, d, gold = (row[j] for j in columns)
+            gold = gold.strip().upper()
+            if not q.strip():
+                problem = "empty question"
+            elif gold not in LETTERS:
+                problem = f"answer {gold!r} is not one of {'/'.join(LETTERS)}"
+        if problem:
+            if skipped is None:
+                raise DataError(problem, location)
+            skipped.append(Skipped(location, problem))
+            continue
+        questions.append(Question(q, (a, b, c, d), gold, location, cells=tuple(t[i] for t in typed)))
     return questions
 
 
-def read_csv_benchmark(name: str, data_dir: str | Path) -> Benchmark:
-    """MMLU, C-Eval or CMMLU from ``data_dir`` (holding ``dev/`` and the scored split's directory)."""
-    layout = CSV_LAYOUTS[name]
+def read_csv_benchmark(name: str, layout: CsvLayout, data_dir: str | Path, language: str) -> Benchmark:
+    """A CSV benchmark (MMLU, C-Eval, CMMLU) from ``data_dir`` holding the few-shot and scored splits."""
     root = Path(data_dir)
-    scored_dir, dev_dir = root / layout.scored_split, root / "dev"
+    scored_dir, dev_dir = root / layout.scored_split, root / layout.fewshot_split
     for d in (scored_dir, dev_dir):
         if not d.is_dir():
             raise ChatflowError(f"{name}: directory {d} not found (expected the public layout: "
-                                f"dev/ and {layout.scored_split}/ CSV files)")
+                                f"{layout.fewshot_split}/ and {layout.scored_split}/ CSV files)")
     suffix = layout.file_name("", layout.scored_split)
     files = sorted(p for p in scored_dir.iterdir() if p.is_file() and p.name.endswith(suffix))
     if not files:
         raise ChatflowError(f"{name}: no *{suffix} files in {scored_dir}")
-    missing = [str(dev_dir / layout.file_name(p.name[: -len(suffix)], "dev")) for p in files
-               if not (dev_dir / layout.file_name(p.name[: -len(suffix)], "dev")).is_file()]
+
+    def dev_file(scored: Path) -> Path:
+        return dev_dir / layout.file_name(scored.name[: -len(suffix)], layout.fewshot_split)
+
+    missing = [str(dev_file(p)) for p in files if not dev_file(p).is_file()]
     if missing:
         raise ChatflowError(f"{name}: few-shot files missing for {len(missing)} subject(s): "
                             + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
-    bench = Benchmark(name, LANGUAGES[name], [])
+    bench = Benchmark(name, language, [])
     for path in files:
         subject = path.name[: -len(suffix)]
-        dev = read_csv_questions(dev_dir / layout.file_name(subject, "dev"), layout.header, bench.skipped)
+        dev = read_csv_questions(dev_file(path), layout.header, bench.skipped)
         scored = read_csv_questions(path, layout.header, bench.skipped)
         if not scored:
             bench.skipped.append(Skipped(str(path), "no valid questions: subject left out"))
@@ -179,13 +226,30 @@ def _gaokao_prompts(root: Path) -> dict[str, dict]:
     raise ChatflowError(f"gaokao: Obj_Prompt.json not found in {root} (GAOKAO-Bench's Bench/Obj_Prompt.json)")
 
 
-def read_gaokao(data_dir: str | Path, num_fewshot: int) -> Benchmark:
-    """GAOKAO-Bench's single-choice objective subjects.
+def _gaokao_answers(kind: str, answer) -> tuple[str, ...] | str:
+    """The gold answers of one GAOKAO example, or the reason they are invalid for the question type."""
+    letters = QUESTION_KINDS[kind]
+    if not isinstance(answer, list) or not answer or not all(isinstance(a, str) for a in answer):
+        return f"answer {answer!r} is not a list of letters"
+    answers = tuple(a.strip().upper() for a in answer)
+    if kind == "single_choice" and not (len(answers) == 1 and len(answers[0]) == 1 and answers[0] in letters):
+        return f"answer {answer!r} is not a single letter A-D"
+    if kind == "multi_choice" and not (len(answers) == 1 and answers[0] and set(answers[0]) <= set(letters)):
+        return f"answer {answer!r} is not one string of letters A-D"
+    if kind in ("multi_question_choice", "five_out_of_seven") and not all(len(a) == 1 and a in letters
+                                                                           for a in answers):
+        return f"answer {answer!r} is not one letter {letters[0]}-{letters[-1]} per sub-question"
+    if kind == "five_out_of_seven" and len(answers) != 5:
+        return f"answer {answer!r} does not have 5 letters"
+    return answers
+
+
+def read_gaokao(data_dir: str | Path, num_fewshot: int, name: str = "gaokao", language: str = "zh") -> Benchmark:
+    """GAOKAO-Bench's objective questions, every type named in ``Obj_Prompt.json``.
 
     GAOKAO has no dev split: the first ``num_fewshot`` questions of each subject file (in file order,
-    i.e. the oldest exam questions) are the fixed exemplars and are not scored. Subjects whose prompt
-    type is not ``single_choice`` (multi-answer physics, multi-question geography, cloze ...) are
-    reported as skipped: a single answer letter cannot score them.
+    i.e. the oldest exam questions) form the few-shot pool, which the few-shot protocols do not score
+    (``Benchmark.fewshot_from_questions``; the zero-shot protocol scores them too).
     """
     root = Path(data_dir)
     prompts = _gaokao_prompts(root)
@@ -193,7 +257,7 @@ def read_gaokao(data_dir: str | Path, num_fewshot: int) -> Benchmark:
     files = sorted(p for p in qdir.glob("*.json") if p.name != "Obj_Prompt.json")
     if not files:
         raise ChatflowError(f"gaokao: no objective-question JSON files in {qdir}")
-    bench = Benchmark("gaokao", "zh", [])
+    bench = Benchmark(name, language, [], fewshot_from_questions=True)
     for path in files:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -205,42 +269,30 @@ def read_gaokao(data_dir: str | Path, num_fewshot: int) -> Benchmark:
         if prompt is None:
             bench.skipped.append(Skipped(str(path), f"no prompt for {keyword!r} in Obj_Prompt.json: subject left out"))
             continue
-        if prompt.get("type") != "single_choice":
-            bench.skipped.append(Skipped(str(path), f"prompt type {prompt.get('type')!r} is not single_choice: "
-                                                    "subject left out"))
+        kind = prompt.get("type")
+        if kind not in QUESTION_KINDS:
+            bench.skipped.append(Skipped(str(path), f"prompt type {kind!r} is not an objective choice type "
+                                                    f"({', '.join(QUESTION_KINDS)}): subject left out"))
             continue
         questions = []
         for i, ex in enumerate(examples):
             location = f"{path}#example[{i}]"
-            answer = ex.get("answer") if isinstance(ex, dict) else None
             text = ex.get("question", "") if isinstance(ex, dict) else ""
+            answers = _gaokao_answers(kind, ex.get("answer") if isinstance(ex, dict) else None)
             if not isinstance(text, str) or not text.strip():
                 bench.skipped.append(Skipped(location, "empty question"))
-            elif not (isinstance(answer, list) and len(answer) == 1 and str(answer[0]).strip().upper() in LETTERS):
-                bench.skipped.append(Skipped(location, f"answer {answer!r} is not a single letter A-D"))
+            elif isinstance(answers, str):
+                bench.skipped.append(Skipped(location, answers))
             else:
                 try:
                     points = float(ex.get("score", 1) or 1)
                 except (TypeError, ValueError):
                     points = 1.0
-                questions.append(Question(text, (), str(answer[0]).strip().upper(), location, points))
-        pool, scored = questions[:num_fewshot], questions[num_fewshot:]
-        if not scored:
-            bench.skipped.append(Skipped(str(path), "no valid questions left after the few-shot exemplars"))
+                single = answers[0] if kind == "single_choice" else ""
+                questions.append(Question(text, (), single, location, points, answers))
+        if not questions:
+            bench.skipped.append(Skipped(str(path), "no valid questions: subject left out"))
             continue
-        bench.subjects.append(Subject(keyword, pool, scored, header=prompt.get("prefix_prompt", "")))
-    return bench
-
-
-def load_benchmark(name: str, data_dir: str | Path, num_fewshot: int) -> Benchmark:
-    """One benchmark from ``data_dir`` (the benchmark's own directory, e.g. ``.../mmlu``)."""
-    if name not in BENCHMARK_NAMES:
-        raise ChatflowError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARK_NAMES)})")
-    if num_fewshot < 0:
-        raise ChatflowError(f"num_fewshot must be >= 0, got {num_fewshot}")
-    bench = read_gaokao(data_dir, num_fewshot) if name == "gaokao" else read_csv_benchmark(name, data_dir)
-    if not bench.subjects:
-        raise ChatflowError(f"{name}: no subject in {data_dir} has valid questions "
-                            f"({len(bench.skipped)} problems, first: "
-                            f"{bench.skipped[0].location}: {bench.skipped[0].reason})" if bench.skipped else "")
+        pool, scored = questions[:num_fewshot], questions[num_fewshot:]
+        bench.subjects.append(Subject(keyword, pool, scored, header=prompt.get("prefix_prompt", ""), kind=kind))
     return bench

@@ -1,10 +1,13 @@
-"""``chatflow eval``: k-shot MMLU / C-Eval / CMMLU / GAOKAO on HuggingFace causal LM directories.
+"""``chatflow eval``: MMLU / C-Eval / CMMLU / GAOKAO-Bench on HuggingFace causal LM directories.
 
     chatflow eval --model out/chatflow-7b --tasks mmlu,ceval,cmmlu,gaokao --num_fewshot 3 \
         --data_dir data/benchmarks --output results.json
 
-writes ``results.json`` (per-subject accuracy, averages, skipped rows, token statistics, the scoring
-method) and ``results.md`` (the Table-2-shaped table and per-subject tables).
+By default every benchmark follows its own reference code (``--protocol official``; lm-evaluation-
+harness's stock tasks with ``--protocol lm-eval``). Writes ``results.json`` (per benchmark: protocol,
+acc, acc_stderr, n, chance, average, truncated_prompts, per-subject results, skipped rows, statistics;
+paired tests between models) and ``results.md`` (the Table-2-shaped table beside the paper's rows, and
+per-subject tables).
 """
 from __future__ import annotations
 
@@ -18,26 +21,48 @@ from pathlib import Path
 from ..files import atomic_file
 from ..errors import ChatflowError
 from ..options import option, parse_options
-from .benchmarks import BENCHMARK_NAMES, load_benchmark
-from .run import SCORING_STATEMENT, EvalSettings, dumps, evaluate_model, subjects_markdown, table2_markdown
+from .gaokao_rules import CHAT_FORMATS
+from .protocols import PROTOCOL_SETS
+from .registry import BENCHMARKS, load_benchmark
+from .report import dumps, paired_tests, subjects_markdown, table2_markdown
+from .run import TRUNCATION_MODES, EvalSettings, evaluate_model
+
+SCORING_STATEMENT = ("letter protocols: argmax over A-D of the log-probability of each letter's token(s) right after "
+                     "the prompt (which token, and the prompt, per benchmark: see each record's method, reference and "
+                     "letter_tokens); ties -> first letter. Generation protocols: greedy answers, extracted and "
+                     "scored by the benchmark's own rules")
 
 
 @dataclass
 class EvalOptions:
-    data_dir: str = option(help="directory holding one sub-directory per benchmark in its public layout: "
-                                "mmlu/{dev,test}, ceval/{dev,val}, cmmlu/{dev,test}, gaokao/{Obj_Prompt.json,"
-                                "Objective_Questions/}")
+    data_dir: str = option(help="directory holding one sub-directory per benchmark in its public layout: " + "; ".join(
+        f"{name}/: {spec.layout}" for name, spec in BENCHMARKS.items()))
     model: list = option(default_factory=list, repeatable=True, type=str,
                          help="HuggingFace causal LM directory (repeatable: one Table-2 row per model)")
-    tasks: str = option("mmlu,ceval,cmmlu,gaokao", help="comma-separated benchmarks")
+    tasks: str = option(",".join(BENCHMARKS), help="comma-separated benchmarks")
     model_name: list = option(default_factory=list, repeatable=True, type=str,
                               help="row name per --model, in order (default: the directory name)")
-    num_fewshot: int = option(3, help="exemplars per prompt (the first k of each subject's dev split; "
+    protocol: str = option("official", choices=list(PROTOCOL_SETS),
+                           help="official: each benchmark's own reference code (hendrycks/test, C-Eval, CMMLU, "
+                                "GAOKAO-Bench); lm-eval: lm-evaluation-harness 0.4.13's stock tasks")
+    num_fewshot: int = option(3, help="exemplars per few-shot prompt (the first k of each subject's dev split; "
                                       "GAOKAO: the first k questions of each subject, held out)")
     limit: int = option(0, help="score at most this many questions per subject (0: all)")
     batch_size: int = option(8, help="sequences per forward pass")
-    max_length: int = option(0, help="left-truncate prompts to this many tokens (0: the model's "
+    max_length: int = option(0, help="the model's context in tokens for fitting prompts (0: its "
                                      "max_position_embeddings)")
+    on_truncation: str = option("warn", choices=list(TRUNCATION_MODES),
+                                help="a prompt that does not fit the context: warn (score it, report the counts, "
+                                     "mark the cell) or fail (stop before scoring)")
+    generation: bool = option(True, help="skip generation protocols (GAOKAO-Bench's official zero-shot generation)")
+    max_new_tokens: int = option(1024, help="answer tokens per question for generation protocols")
+    chat_format: str = option("auto", choices=list(CHAT_FORMATS),
+                              help="generation prompts: auto (the tokenizer's chat template when it has one, else "
+                                   "raw), raw (system prompt + question as plain text) or chatflow (ChatFlow's "
+                                   "instruction format)")
+    bootstrap: int = option(1000, help="bootstrap resamples for standard errors of macro/points averages and for "
+                                       "paired tests (0: none)")
+    seed: int = option(0, help="seed of the bootstrap")
     device: str = option("auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     dtype: str = option("auto", help="auto (the checkpoint's dtype on GPU, float32 on CPU), float32, "
                                      "bfloat16 or float16")
@@ -55,9 +80,9 @@ class EvalOptions:
 
 def parse_tasks(text: str) -> list[str]:
     tasks = [t.strip().lower() for t in text.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in BENCHMARK_NAMES]
+    unknown = [t for t in tasks if t not in BENCHMARKS]
     if unknown or not tasks:
-        raise ChatflowError(f"--tasks {text!r}: unknown {unknown or 'empty'}; choose from {', '.join(BENCHMARK_NAMES)}")
+        raise ChatflowError(f"--tasks {text!r}: unknown {unknown or 'empty'}; choose from {', '.join(BENCHMARKS)}")
     return list(dict.fromkeys(tasks))
 
 
@@ -76,15 +101,34 @@ def _prediction_writer(sink, model_name: str):
     return lambda rec: sink.write(json.dumps({"model": model_name, **rec}, ensure_ascii=False) + "\n")
 
 
+def _summary(name: str, benchmark: str, r: dict) -> str:
+    notes = []
+    if r.get("stats", {}).get("multi_token_questions"):
+        notes.append(f"{r['stats']['multi_token_questions']} question(s) with multi-token letters (summed log-probs)")
+    if r.get("letter_note"):
+        notes.append(r["letter_note"])
+    for entry in r.get("not_scored", []):
+        notes.append(f"not scored: {entry['location']} ({entry['reason']})")
+    if r.get("truncated_prompts"):
+        notes.append(f"{r['truncated_prompts']} truncated prompt(s)")
+    se = f" ± {100 * r['acc_stderr']:.2f}" if r["acc_stderr"] is not None else ""
+    return (f"{name} {benchmark} [{r['protocol']}]: {100 * r['acc']:.2f}{se} "
+            f"({r['average']} average, {r['n']} questions, {r['n_subjects']} subjects, chance {100 * r['chance']:.1f})"
+            + "".join(f"; {n}" for n in notes))
+
+
 def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
     opts = parse_options(EvalOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
     if not opts.model:
         raise ChatflowError("--model is required (a HuggingFace causal LM directory)")
     if opts.model_name and len(opts.model_name) != len(opts.model):
         raise ChatflowError(f"{len(opts.model_name)} --model_name for {len(opts.model)} --model")
-    for name, value in (("num_fewshot", opts.num_fewshot), ("limit", opts.limit), ("max_length", opts.max_length)):
+    for name, value in (("num_fewshot", opts.num_fewshot), ("limit", opts.limit), ("max_length", opts.max_length),
+                        ("bootstrap", opts.bootstrap)):
         if value < 0:
             raise ChatflowError(f"--{name} must be >= 0, got {value}")
+    if opts.max_new_tokens < 1:
+        raise ChatflowError(f"--max_new_tokens must be >= 1, got {opts.max_new_tokens}")
     tasks = parse_tasks(opts.tasks)
     benchmarks = []
     for task in tasks:
@@ -93,13 +137,20 @@ def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
         benchmarks.append(bench)
     settings = EvalSettings(num_fewshot=opts.num_fewshot, limit=opts.limit, batch_size=opts.batch_size,
                             max_length=opts.max_length, add_bos=opts.add_bos, progress=opts.progress,
-                            share_prefix=opts.share_prefix)
+                            share_prefix=opts.share_prefix, protocol=opts.protocol, on_truncation=opts.on_truncation,
+                            generation=opts.generation, max_new_tokens=opts.max_new_tokens,
+                            chat_format=opts.chat_format, bootstrap=opts.bootstrap, seed=opts.seed)
     names = opts.model_name or [Path(m).resolve().name for m in opts.model]
     if len(set(names)) != len(names):
         raise ChatflowError(f"model names {names} are not unique; pass --model_name")
-    results = {"settings": {"tasks": tasks, "num_fewshot": opts.num_fewshot, "limit": opts.limit,
-                            "data_dir": str(opts.data_dir), "add_bos": opts.add_bos, "scoring": SCORING_STATEMENT},
+    results = {"settings": {"tasks": tasks, "protocol": opts.protocol, "num_fewshot": opts.num_fewshot,
+                            "limit": opts.limit, "data_dir": str(opts.data_dir), "add_bos": opts.add_bos,
+                            "max_length": opts.max_length or "model's max_position_embeddings",
+                            "on_truncation": opts.on_truncation, "generation": opts.generation,
+                            "max_new_tokens": opts.max_new_tokens, "chat_format": opts.chat_format,
+                            "bootstrap": opts.bootstrap, "seed": opts.seed, "scoring": SCORING_STATEMENT},
                "models": {}}
+    outcomes = {}
     from .scoring import load_model
 
     with contextlib.ExitStack() as stack:
@@ -107,7 +158,8 @@ def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
         for name, path in zip(names, opts.model):
             model, tokenizer = load_model(path, opts.device, opts.dtype, opts.device_map)
             t0 = time.perf_counter()
-            record = evaluate_model(model, tokenizer, benchmarks, settings, _prediction_writer(sink, name))
+            record = evaluate_model(model, tokenizer, benchmarks, settings, _prediction_writer(sink, name), name)
+            outcomes[name] = record.pop("outcomes")
             record.update(path=str(path), seconds=time.perf_counter() - t0)
             results["models"][name] = record
             if opts.fidelity_prompts:
@@ -118,11 +170,11 @@ def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
                 record["language_fidelity"] = report
                 print(f"{name} language fidelity: {report.get('fidelity')}", file=sys.stderr)
             for b, r in record["benchmarks"].items():
-                multi = r["stats"]["multi_token_questions"]
-                note = (f"; {multi} question(s) with multi-token letters (summed log-probs)" if multi else "")
-                print(f"{name} {b}: {100 * r['average']:.2f} ({r['average_kind']}-average, "
-                      f"{r['n_questions']} questions, {r['n_subjects']} subjects){note}", file=sys.stderr)
+                for rec in (r, *r.get("other_protocols", {}).values()):
+                    print(_summary(name, b, rec), file=sys.stderr)
             del model
+    if len(results["models"]) > 1:
+        results["paired"] = paired_tests(results["models"], outcomes, opts.bootstrap, opts.seed)
     table = table2_markdown(results)
     print(table)
     if opts.output:

@@ -29,8 +29,10 @@ from typing import Any
 from ..files import atomic_file
 from ..errors import ChatflowError
 from ..options import option, parse_options
-from .benchmarks import Benchmark, load_benchmark
-from .run import DISPLAY_NAMES, EvalSettings, evaluate_model
+from .benchmarks import Benchmark
+from .protocols import PROTOCOL_SETS
+from .registry import BENCHMARKS, FIGURE2, load_benchmark
+from .run import EvalSettings, evaluate_model
 
 STEP_DIR = re.compile(r"^(?:checkpoint|step|iter|global_step)[-_]?(\d+)$")
 
@@ -108,7 +110,7 @@ class Curve:
         fig, ax = plt.subplots(figsize=(6, 4))
         for task in self.tasks:
             ys = [100 * float(r[task]) for r in self.rows]
-            ax.plot([t / div for t in tokens], ys, marker="o", label=DISPLAY_NAMES.get(task, task))
+            ax.plot([t / div for t in tokens], ys, marker="o", label=BENCHMARKS[task].display)
         ax.axhline(25, color="grey", linestyle=":", linewidth=1, label="chance (4 options)")
         ax.set_xlabel(f"training tokens{f' ({unit})' if unit else ''}")
         ax.set_ylabel("accuracy (%)")
@@ -145,7 +147,7 @@ class EvalHook:
         finally:
             if was_training:
                 model.train()
-        averages = {name: r["average"] for name, r in result["benchmarks"].items()}
+        averages = {name: r["acc"] for name, r in result["benchmarks"].items()}
         self.curve.add(step, int(tokens_seen), averages, checkpoint)
         return averages
 
@@ -174,7 +176,7 @@ def walk_checkpoints(root: str | Path, benchmarks: list[Benchmark], settings: Ev
             continue
         tokens = tokens_of(path, step, tokens_per_step)
         model, tokenizer = load_model(str(path), device, dtype)
-        averages = {name: r["average"] for name, r in
+        averages = {name: r["acc"] for name, r in
                     evaluate_model(model, tokenizer, benchmarks, settings)["benchmarks"].items()}
         curve.add(step, tokens, averages, str(path))
         print(f"step {step} ({tokens} tokens): " + ", ".join(f"{k} {100 * v:.2f}" for k, v in averages.items()),
@@ -187,11 +189,13 @@ def walk_checkpoints(root: str | Path, benchmarks: list[Benchmark], settings: Ev
 class CurveOptions:
     checkpoints: str = option(help="directory of HF checkpoints (checkpoint-<step>/ ...)")
     data_dir: str = option(help="benchmark root, as for chatflow eval")
-    tasks: str = option("mmlu,ceval", help="benchmarks to track (Figure 2: MMLU and C-Eval)")
+    tasks: str = option(",".join(FIGURE2), help="benchmarks to track (default: Figure 2's)")
     output: str = option("accuracy_over_tokens", help="output prefix: PREFIX.csv and PREFIX.png")
     tokens_per_step: int = option(0, help="tokens per optimizer step (global batch x sequence length), used when "
                                           "a checkpoint has no trainer_state.json num_input_tokens_seen")
     num_fewshot: int = option(3, help="exemplars per prompt")
+    protocol: str = option("official", choices=list(PROTOCOL_SETS),
+                           help="official (each benchmark's own code) or lm-eval (lm-evaluation-harness's tasks)")
     limit: int = option(0, help="questions per subject (0: all); a fixed subset keeps points comparable")
     batch_size: int = option(8, help="sequences per forward pass")
     device: str = option("auto", help="cpu, cuda or auto")
@@ -206,7 +210,7 @@ def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.evaluation.
     tasks = parse_tasks(opts.tasks)
     benchmarks = [load_benchmark(t, Path(opts.data_dir) / t, opts.num_fewshot) for t in tasks]
     settings = EvalSettings(num_fewshot=opts.num_fewshot, limit=opts.limit, batch_size=opts.batch_size,
-                            progress=opts.progress)
+                            progress=opts.progress, protocol=opts.protocol)
     curve = walk_checkpoints(opts.checkpoints, benchmarks, settings, opts.output, opts.tokens_per_step,
                              opts.device, opts.dtype)
     print(f"wrote {curve.csv_path} and {curve.png_path} ({len(curve.rows)} points)", file=sys.stderr)

@@ -1,126 +1,150 @@
-"""k-shot prompts in each benchmark's language, and the answer-letter continuations that are scored.
+"""k-shot prompt text, and fitting it into a model's context the way a protocol's reference code does.
 
-Formats follow each benchmark's reference code (hendrycks/test for MMLU, which lm-evaluation-harness
-copies; the C-Eval and CMMLU repositories' answer-only prompts; GAOKAO-Bench's own prefix prompts):
+A :class:`PromptFormat` writes ``header + (exemplar + separator) * k + question block``, where a
+question block is ``question_prefix + question + "\\nA. ..." ... + "\\n" + answer_cue`` and an exemplar
+is a question block followed by ``answer_sep + gold + exemplar_suffix``. The formats of each protocol
+(the benchmarks' reference code, lm-evaluation-harness's stock tasks, our GAOKAO reading) are values in
+:mod:`.registry`; this module only knows how to write and fit them.
 
-* MMLU:  ``The following are multiple choice questions (with answers) about {subject}.`` ... ``Answer:``,
-  continuation ``" A"`` (a space, then the letter: lm-evaluation-harness's target delimiter).
-* C-Eval: ``以下是中国关于{科目}考试的单项选择题，请选出其中的正确答案。`` ... ``答案：``, continuation ``"A"``.
-* CMMLU: ``以下是关于{科目}的单项选择题，请直接给出正确答案的选项。`` ``题目：...`` ``答案是：``, continuation ``"A"``.
-* GAOKAO: the subject's ``prefix_prompt`` from ``Obj_Prompt.json``, each question followed by
-  ``【答案】:``, continuation ``" A"`` (its own answer format ``【答案】: A <eoa>``).
+Fitting (:class:`PromptPlanner`), when a k-shot prompt is longer than the model's context:
 
-Exemplars are the first k of the few-shot pool, separated by a blank line, each ending with its gold
-continuation (GAOKAO exemplars also with ``<eoa>``, as its prompt demands).
+* ``drop_last``: remove exemplars from the end until it fits (hendrycks/test ``evaluate.py``:
+  ``while crop(prompt) != prompt: k -= 1``);
+* ``drop_longest``: remove every exemplar of the longest token length until the exemplars' summed
+  token counts are below ``max_length - len(header) - len(question)``, each part counted with
+  ``tokenizer.encode`` (special tokens included); the question alone if even header + question do not
+  fit (CMMLU ``src/mp_utils.py gen_prompt``);
+* ``left_cut``: keep all exemplars; the scorer cuts tokens from the left (lm-evaluation-harness).
+
+Whatever remains too long after dropping is cut from the left. Both outcomes are reported per
+question (:class:`PlannedPrompt` ``shots`` and ``cut``), never silently.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from .benchmarks import LETTERS, Question, Subject
 
-CEVAL_SUBJECTS_ZH = {
-    "computer_network": "计算机网络", "operating_system": "操作系统", "computer_architecture": "计算机组成",
-    "college_programming": "大学编程", "college_physics": "大学物理", "college_chemistry": "大学化学",
-    "advanced_mathematics": "高等数学", "probability_and_statistics": "概率统计",
-    "discrete_mathematics": "离散数学", "electrical_engineer": "注册电气工程师",
-    "metrology_engineer": "注册计量师", "high_school_mathematics": "高中数学", "high_school_physics": "高中物理",
-    "high_school_chemistry": "高中化学", "high_school_biology": "高中生物", "middle_school_mathematics": "初中数学",
-    "middle_school_biology": "初中生物", "middle_school_physics": "初中物理", "middle_school_chemistry": "初中化学",
-    "veterinary_medicine": "兽医学", "college_economics": "大学经济学", "business_administration": "工商管理",
-    "marxism": "马克思主义基本原理", "mao_zedong_thought": "毛泽东思想和中国特色社会主义理论体系概论",
-    "education_science": "教育学", "teacher_qualification": "教师资格", "high_school_politics": "高中政治",
-    "high_school_geography": "高中地理", "middle_school_politics": "初中政治", "middle_school_geography": "初中地理",
-    "modern_chinese_history": "近代史纲要", "ideological_and_moral_cultivation": "思想道德修养与法律基础",
-    "logic": "逻辑学", "law": "法学", "chinese_language_and_literature": "中国语言文学", "art_studies": "艺术学",
-    "professional_tour_guide": "导游资格", "legal_professional": "法律职业资格", "high_school_chinese": "高中语文",
-    "high_school_history": "高中历史", "middle_school_history": "初中历史", "civil_servant": "公务员",
-    "sports_science": "体育学", "plant_protection": "植物保护", "basic_medicine": "基础医学",
-    "clinical_medicine": "临床医学", "urban_and_rural_planner": "注册城乡规划师", "accountant": "注册会计师",
-    "fire_engineer": "注册消防工程师", "environmental_impact_assessment_engineer": "环境影响评价工程师",
-    "tax_accountant": "税务师", "physician": "医师资格",
-}
-
-CMMLU_SUBJECTS_ZH = {
-    "agronomy": "农学", "anatomy": "解剖学", "ancient_chinese": "古汉语", "arts": "艺术学", "astronomy": "天文学",
-    "business_ethics": "商业伦理", "chinese_civil_service_exam": "中国公务员考试",
-    "chinese_driving_rule": "中国驾驶规则", "chinese_food_culture": "中国饮食文化",
-    "chinese_foreign_policy": "中国外交政策", "chinese_history": "中国历史", "chinese_literature": "中国文学",
-    "chinese_teacher_qualification": "中国教师资格", "clinical_knowledge": "临床知识",
-    "college_actuarial_science": "大学精算学", "college_education": "大学教育学",
-    "college_engineering_hydrology": "大学工程水文学", "college_law": "大学法律", "college_mathematics": "大学数学",
-    "college_medical_statistics": "大学医学统计", "college_medicine": "大学医学", "computer_science": "计算机科学",
-    "computer_security": "计算机安全", "conceptual_physics": "概念物理学",
-    "construction_project_management": "建设工程管理", "economics": "经济学", "education": "教育学",
-    "electrical_engineering": "电气工程", "elementary_chinese": "小学语文", "elementary_commonsense": "小学常识",
-    "elementary_information_and_technology": "小学信息技术", "elementary_mathematics": "初等数学",
-    "ethnology": "民族学", "food_science": "食品科学", "genetics": "遗传学", "global_facts": "全球事实",
-    "high_school_biology": "高中生物", "high_school_chemistry": "高中化学", "high_school_geography": "高中地理",
-    "high_school_mathematics": "高中数学", "high_school_physics": "高中物理学", "high_school_politics": "高中政治",
-    "human_sexuality": "人类性行为", "international_law": "国际法学", "journalism": "新闻学",
-    "jurisprudence": "法理学", "legal_and_moral_basis": "法律与道德基础", "logical": "逻辑学",
-    "machine_learning": "机器学习", "management": "管理学", "marketing": "市场营销",
-    "marxist_theory": "马克思主义理论", "modern_chinese": "现代汉语", "nutrition": "营养学", "philosophy": "哲学",
-    "professional_accounting": "专业会计", "professional_law": "专业法学", "professional_medicine": "专业医学",
-    "professional_psychology": "专业心理学", "public_relations": "公共关系", "security_study": "安全研究",
-    "sociology": "社会学", "sports_science": "体育学", "traditional_chinese_medicine": "中医中药",
-    "virology": "病毒学", "world_history": "世界历史", "world_religions": "世界宗教",
-}
+FIT_RULES = ("drop_last", "drop_longest", "left_cut")
 
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How one benchmark turns questions into text; ``delimiter`` goes between the cue and the letter."""
-    benchmark: str
-    delimiter: str
-    answer_cue: str
-    question_prefix: str = ""
-    exemplar_suffix: str = ""
+    """How one protocol turns a subject's questions into text."""
+    header: Callable[[Subject], str]   # instruction line(s) before the exemplars
+    answer_cue: str                    # ends every question block: "Answer:", "答案：" ...
+    answer_sep: str = ""               # between the cue and an exemplar's answer letter
+    question_prefix: str = ""          # "题目：" (CMMLU)
+    exemplar_suffix: str = ""          # after an exemplar's answer (" <eoa>" for GAOKAO)
     exemplar_separator: str = "\n\n"
+    strip_question: bool = True        # question.strip() (lm-evaluation-harness); False: the cell as is
+    strip_choices: bool = False
+    pandas_cells: bool = False         # question and options as pandas.read_csv + str render them
 
-    def header(self, subject: Subject) -> str:
-        if self.benchmark == "mmlu":
-            return f"The following are multiple choice questions (with answers) about {subject.name.replace('_', ' ')}.\n\n"
-        if self.benchmark == "ceval":
-            name = CEVAL_SUBJECTS_ZH.get(subject.name, subject.name.replace("_", " "))
-            return f"以下是中国关于{name}考试的单项选择题，请选出其中的正确答案。\n\n"
-        if self.benchmark == "cmmlu":
-            name = CMMLU_SUBJECTS_ZH.get(subject.name, subject.name.replace("_", " "))
-            return f"以下是关于{name}的单项选择题，请直接给出正确答案的选项。\n\n"
-        return subject.header.rstrip("\n") + "\n"
+    def _cells(self, q: Question) -> tuple[str, tuple[str, ...]]:
+        if self.pandas_cells and q.cells is not None:
+            return q.cells[0], tuple(q.cells[1:])
+        return q.question, tuple(str(c) for c in q.choices)
 
     def body(self, q: Question) -> str:
         """The question, its options and the answer cue, without the answer."""
-        lines = [self.question_prefix + q.question.strip()]
-        lines += [f"{letter}. {str(text).strip()}" for letter, text in zip(LETTERS, q.choices)]
+        question, choices = self._cells(q)
+        lines = [self.question_prefix + (question.strip() if self.strip_question else question)]
+        lines += [f"{letter}. {text.strip() if self.strip_choices else text}" for letter, text in zip(LETTERS, choices)]
         return "\n".join(lines) + "\n" + self.answer_cue
 
-    def continuations(self) -> list[str]:
-        return [self.delimiter + letter for letter in LETTERS]
+    def exemplar(self, q: Question) -> str:
+        return self.body(q) + self.answer_sep + q.answer + self.exemplar_suffix + self.exemplar_separator
+
+    def answers(self) -> list[str]:
+        """The answer texts as exemplars write them after the cue (``" A"`` or ``"A"`` ...)."""
+        return [self.answer_sep + letter for letter in LETTERS]
 
     def prefix(self, subject: Subject, k: int) -> str:
-        """Header and exemplars: the part of the context every question of the subject shares."""
-        shots = [self.body(ex) + self.delimiter + ex.answer + self.exemplar_suffix for ex in subject.fewshot_pool[:k]]
-        return self.header(subject) + "".join(s + self.exemplar_separator for s in shots)
+        """Header and the first k exemplars: the part of the context every question of the subject shares."""
+        return self.header(subject) + "".join(self.exemplar(ex) for ex in subject.fewshot_pool[:k])
 
     def context(self, subject: Subject, q: Question, k: int) -> str:
         return self.prefix(subject, k) + self.body(q)
 
 
-FORMATS = {
-    "mmlu": PromptFormat("mmlu", delimiter=" ", answer_cue="Answer:"),
-    "ceval": PromptFormat("ceval", delimiter="", answer_cue="答案："),
-    "cmmlu": PromptFormat("cmmlu", delimiter="", answer_cue="答案是：", question_prefix="题目："),
-    "gaokao": PromptFormat("gaokao", delimiter=" ", answer_cue="【答案】:", exemplar_suffix=" <eoa>"),
-}
+@dataclass
+class PlannedPrompt:
+    context: str
+    prefix: str        # the leading part shared by the subject's questions with the same exemplars
+    shots: int         # exemplars actually in the prompt
+    wanted: int        # exemplars asked for (k, or fewer when the subject's pool is smaller)
+    tokens: int        # input tokens before any cut (BOS and extra letter tokens included); exact near the
+                       # limit, else the sum of the parts' counts (an estimate, usually a few tokens high)
+    cut: bool          # longer than max_length even so: the scorer cuts tokens from the left
+    dropped_header: bool = False   # drop_longest: header + question alone did not fit, the header was left out
+
+    @property
+    def truncated(self) -> bool:
+        """The prompt is not the k-shot prompt the protocol describes (exemplars dropped or text cut)."""
+        return self.cut or self.dropped_header or self.shots < self.wanted
 
 
-def shared_prefix(benchmark: str, subject: Subject, num_fewshot: int) -> str:
-    """The leading part of every context of ``subject`` (see :func:`build_prompt`)."""
-    return FORMATS[benchmark].prefix(subject, num_fewshot)
+class PromptPlanner:
+    """Chooses the exemplars of each question's prompt so that it fits ``max_length`` tokens.
 
+    ``extra_tokens``: input positions needed beyond the context (a letter of n tokens needs n - 1).
+    Token counts of headers and exemplars are cached; a whole prompt is tokenized only when the sum
+    of its parts' counts is within a safety margin of the limit.
+    """
 
-def build_prompt(benchmark: str, subject: Subject, question: Question, num_fewshot: int) -> tuple[str, list[str]]:
-    """(context, continuations for A-D) for one scored question."""
-    fmt = FORMATS[benchmark]
-    return fmt.context(subject, question, num_fewshot), fmt.continuations()
+    def __init__(self, fmt: PromptFormat, fit: str, tokenizer, max_length: int, add_bos: bool = True,
+                 extra_tokens: int = 0):
+        if fit not in FIT_RULES:
+            raise ValueError(f"fit rule {fit!r} not in {FIT_RULES}")
+        self.fmt, self.fit, self.tokenizer, self.max_length = fmt, fit, tokenizer, max_length
+        self.bos = int(add_bos and tokenizer.bos_token_id is not None)
+        self.extra = extra_tokens
+        self._plain: dict[str, int] = {}
+        self._special: dict[str, int] = {}
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` without special tokens (memoised)."""
+        n = self._plain.get(text)
+        if n is None:
+            n = self._plain[text] = len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return n
+
+    def encode_len(self, text: str) -> int:
+        """``len(tokenizer.encode(text))``, special tokens included, as CMMLU's gen_prompt counts (memoised)."""
+        n = self._special.get(text)
+        if n is None:
+            n = self._special[text] = len(self.tokenizer(text, verbose=False)["input_ids"])
+        return n
+
+    def _length(self, parts: list[str]) -> int:
+        """Exact input length of ``"".join(parts)``, tokenizing the whole only near the limit."""
+        estimate = self.bos + self.extra + sum(self.count(p) for p in parts)
+        if estimate + 8 + 4 * len(parts) <= self.max_length:
+            return estimate
+        return self.bos + self.extra + len(self.tokenizer("".join(parts), add_special_tokens=False,
+                                                          verbose=False)["input_ids"])
+
+    def plan(self, subject: Subject, q: Question, k: int) -> PlannedPrompt:
+        fmt = self.fmt
+        header, body = fmt.header(subject), fmt.body(q)
+        pool = [fmt.exemplar(ex) for ex in subject.fewshot_pool[:k]]
+        wanted, dropped_header = len(pool), False
+        if self.fit == "drop_longest":
+            start_end = self.encode_len(header) + self.encode_len(body)
+            if start_end > self.max_length:
+                header, pool, dropped_header = "", [], bool(header)
+            else:
+                lengths = [self.encode_len(e) for e in pool]
+                while pool and sum(lengths) >= self.max_length - start_end:
+                    longest = max(lengths)
+                    pool = [e for e, n in zip(pool, lengths) if n != longest]
+                    lengths = [n for n in lengths if n != longest]
+        n = self._length([header, *pool, body])
+        if self.fit == "drop_last":
+            while pool and n > self.max_length:
+                pool = pool[:-1]
+                n = self._length([header, *pool, body])
+        prefix = header + "".join(pool)
+        return PlannedPrompt(prefix + body, prefix, len(pool), wanted, n, n > self.max_length, dropped_header)

@@ -1,32 +1,37 @@
-"""Evaluate one model on loaded benchmarks: per-subject accuracy, each benchmark's own average, Table 2.
+"""Evaluate one model on loaded benchmarks under a protocol set; one result record per benchmark.
 
-Averages, as each benchmark reports its headline number:
+For each benchmark the protocols of the chosen set (``official`` or ``lm-eval``, see :mod:`.registry`)
+run in order; the first gives the benchmark's record (Table 2's number), the others are kept under
+``other_protocols``. A record holds, besides per-subject results and statistics:
 
-* MMLU: accuracy over all questions (hendrycks/test's weighted average; lm-evaluation-harness too).
-* C-Eval: mean of the per-subject accuracies (its leaderboard average).
-* CMMLU: accuracy over all questions.
-* GAOKAO: scoring rate, i.e. exam points of correctly answered questions / all points.
-
-Both the question-weighted ("micro") and subject-mean ("macro") accuracies are always kept too.
+* ``protocol``, ``reference``, ``method``: which protocol produced the number and what it scores;
+* ``acc``: the headline average, of the kind named by ``average`` (``micro`` over questions, ``macro``
+  over subjects, ``points`` = earned / possible exam points), ``acc_stderr`` and ``stderr_method``
+  (:mod:`.uncertainty`), ``n`` scored questions, ``chance`` (the same average of a uniform guess);
+* ``truncated_prompts``: questions whose prompt is not the protocol's k-shot prompt because it did not
+  fit the model's context (exemplars dropped, header dropped or text cut), detailed in ``truncation``.
+  Such runs print a warning naming the counts and the context length, or stop before scoring with
+  ``on_truncation="fail"``.
 """
 from __future__ import annotations
 
-import json
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from .benchmarks import LETTERS, Benchmark
-from .prompts import FORMATS, build_prompt, shared_prefix
+from ..errors import ChatflowError
+from .benchmarks import LETTERS, Benchmark, Question, Subject
+from .generation import GenerationStats, generate_answers, prompt_rows
+from .prompts import PromptPlanner
+from .protocols import GenerationProtocol, LetterProtocol, Protocol, letter_targets
+from .registry import protocols_of
 from .scoring import LetterScorer, predictions, split_continuation
+from .uncertainty import Outcomes, headline, stderr
 
-AVERAGE_KIND = {"mmlu": "questions", "ceval": "subjects", "cmmlu": "questions", "gaokao": "points"}
-DISPLAY_NAMES = {"mmlu": "MMLU", "ceval": "C-Eval", "cmmlu": "CMMLU", "gaokao": "GAOKAO"}
-SCORING_STATEMENT = ("argmax over A-D of the summed log-probability of the answer-letter continuation after the "
-                     "answer cue (MMLU/GAOKAO: ' A' after 'Answer:'/'【答案】:'; C-Eval/CMMLU: 'A' right after "
-                     "'答案：'/'答案是：'); continuation tokens split as lm-evaluation-harness does; ties -> first letter")
+TRUNCATION_MODES = ("warn", "fail")
 
 
 @dataclass
@@ -38,119 +43,250 @@ class EvalSettings:
     add_bos: bool = True
     progress: bool = True
     share_prefix: bool = True  # run each subject's header + exemplars once and reuse its key/value cache
+    protocol: str = "official"          # protocol set: "official" (benchmarks' own code) or "lm-eval"
+    on_truncation: str = "warn"         # "warn": report and mark; "fail": stop before scoring
+    generation: bool = True             # run generation protocols (GAOKAO-Bench's official one)
+    max_new_tokens: int = 1024          # answer tokens of generation protocols
+    chat_format: str = "auto"           # generation prompts: "auto" (chat template if any), "raw", "chatflow"
+    bootstrap: int = 1000               # resamples for bootstrap standard errors and paired tests
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.on_truncation not in TRUNCATION_MODES:
+            raise ChatflowError(f"on_truncation must be one of {', '.join(TRUNCATION_MODES)}, got {self.on_truncation!r}")
 
 
-def letter_tokens(tokenizer, benchmark: str, add_bos: bool = True) -> dict[str, list[str]]:
-    """How each answer continuation tokenizes right after the benchmark's answer cue (for the report)."""
-    fmt = FORMATS[benchmark]
-    context = "Question\n" + fmt.answer_cue
+def letter_tokens(tokenizer, protocol: str | LetterProtocol, add_bos: bool = True) -> dict[str, list[str]]:
+    """How each letter is read (token ids) or split (continuations) right after the protocol's answer cue.
+
+    ``protocol``: a protocol, or a benchmark name for the first protocol of its ``official`` set.
+    """
+    if isinstance(protocol, str):
+        protocol = protocols_of(protocol)[0]
+    targets, _ = letter_targets(protocol, tokenizer)
     out = {}
-    for cont in fmt.continuations():
-        _, ids = split_continuation(tokenizer, context, cont, add_bos)
-        out[cont] = tokenizer.convert_ids_to_tokens(ids)
+    for letter, target in zip(LETTERS, targets):
+        if isinstance(target, int):
+            out[letter] = tokenizer.convert_ids_to_tokens([target])
+        else:
+            _, ids = split_continuation(tokenizer, "Question\n" + protocol.format.answer_cue, target, add_bos)
+            out[target] = tokenizer.convert_ids_to_tokens(ids)
     return out
 
 
-def _accuracy_summary(name: str, subjects: dict[str, dict]) -> dict[str, Any]:
-    n = sum(s["n"] for s in subjects.values())
-    correct = sum(s["correct"] for s in subjects.values())
-    points = sum(s["points"] for s in subjects.values())
-    points_correct = sum(s["points_correct"] for s in subjects.values())
-    micro = correct / n if n else 0.0
-    macro = float(np.mean([s["accuracy"] for s in subjects.values()])) if subjects else 0.0
-    scoring_rate = points_correct / points if points else 0.0
-    kind = AVERAGE_KIND[name]
-    average = {"questions": micro, "subjects": macro, "points": scoring_rate}[kind]
-    return {"average": average, "average_kind": kind, "accuracy_micro": micro, "accuracy_macro": macro,
-            "scoring_rate": scoring_rate, "n_questions": n, "n_subjects": len(subjects)}
+def _scored(bench: Benchmark, protocol: Protocol, limit: int) -> tuple[list[tuple[Subject, Question]], list[dict]]:
+    """((subject, question) pairs the protocol scores, subjects it does not score with the reason).
+
+    A zero-shot protocol also scores the exemplars a few-shot one takes from the questions (GAOKAO)."""
+    owners, not_scored = [], []
+    for subject in bench.subjects:
+        if subject.kind not in protocol.kinds:
+            not_scored.append({"location": subject.name, "reason": f"question type {subject.kind} is not scored by "
+                                                                   f"the {protocol.name} protocol"})
+            continue
+        questions = subject.questions
+        if isinstance(protocol, GenerationProtocol) and bench.fewshot_from_questions:
+            questions = subject.fewshot_pool + subject.questions
+        questions = questions[:limit] if limit else questions
+        if not questions:
+            not_scored.append({"location": subject.name, "reason": "no questions left after the exemplars"})
+        owners += [(subject, q) for q in questions]
+    if not owners:
+        raise ChatflowError(f"{bench.name}: no questions to score with the {protocol.name} protocol"
+                            + "".join(f"; {s['location']}: {s['reason']}" for s in not_scored[:3]))
+    return owners, not_scored
+
+
+class _Tally:
+    """Per-question outcomes -> subject records, headline average, stderr and chance."""
+
+    def __init__(self, protocol: Protocol):
+        self.protocol = protocol
+        self.subjects: dict[str, dict] = {}
+        self._index: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.subject_index: list[int] = []
+        self.earned: list[float] = []
+        self.possible: list[float] = []
+        self.chance: list[float] = []
+
+    def add(self, subject: Subject, q: Question, earned: float, possible: float, **extra) -> None:
+        rec = self.subjects.setdefault(subject.name, {"n": 0, "correct": 0, "points": 0.0, "points_correct": 0.0,
+                                                      **{k: 0 for k in extra}})
+        correct = earned >= possible
+        rec["n"] += 1
+        rec["correct"] += int(correct)
+        rec["points"] += possible
+        rec["points_correct"] += earned
+        for k, v in extra.items():
+            rec[k] += v
+        weight = 1.0 if self.protocol.average in ("micro", "macro") else possible
+        self.ids.append(q.location)
+        self.subject_index.append(self._index.setdefault(subject.name, len(self._index)))
+        self.earned.append(float(correct) if self.protocol.average != "points" else earned)
+        self.possible.append(weight)
+        self.chance.append(self.protocol.chance(subject, q) * weight)
+
+    def record(self, settings: EvalSettings) -> tuple[dict, Outcomes]:
+        for rec in self.subjects.values():
+            rec["accuracy"] = rec["correct"] / rec["n"]
+            rec["scoring_rate"] = rec["points_correct"] / rec["points"] if rec["points"] else 0.0
+        subj = np.array(self.subject_index, dtype=np.int64)
+        earned, possible = np.array(self.earned), np.array(self.possible)
+        outcomes = Outcomes(self.ids, subj, earned, possible, self.protocol.average)
+        se, how = stderr(outcomes, settings.bootstrap, settings.seed)
+        recs = self.subjects.values()
+        n = sum(r["n"] for r in recs)
+        points = sum(r["points"] for r in recs)
+        return {
+            "protocol": self.protocol.name, "reference": self.protocol.reference, "method": self.protocol.summary,
+            "kind": self.protocol.kind, "acc": outcomes.headline(), "acc_stderr": se, "stderr_method": how, "n": n,
+            "chance": float(headline(np.array(self.chance)[None], possible[None], subj, self.protocol.average)[0]),
+            "average": self.protocol.average,
+            "accuracy_micro": sum(r["correct"] for r in recs) / n,
+            "accuracy_macro": float(np.mean([r["accuracy"] for r in recs])),
+            "scoring_rate": sum(r["points_correct"] for r in recs) / points if points else 0.0,
+            "n_questions": n, "n_subjects": len(self.subjects), "subjects": self.subjects,
+        }, outcomes
+
+
+def _truncation_report(name: str, protocol: Protocol, counts: dict, total: int, max_length: int, k: int,
+                       settings: EvalSettings, model_name: str) -> None:
+    n = counts["truncated_prompts"]
+    if not n:
+        return
+    parts = [f"{counts[key]} {what}" for key, what in (("exemplars_dropped", "with exemplars dropped"),
+                                                       ("header_dropped", "without the instruction header"),
+                                                       ("prompts_cut", "cut from the left")) if counts.get(key)]
+    shots = f" with {k} exemplars" if protocol.kind == "loglikelihood" else ""
+    where = f"{model_name} " if model_name else ""
+    message = (f"{where}{name} ({protocol.name} protocol): {n} of {total} prompts do not fit the model's context "
+               f"length of {max_length} tokens{shots}: {', '.join(parts)}")
+    if settings.on_truncation == "fail":
+        raise ChatflowError(message + " (--on_truncation warn to score them anyway, marked in table2.md; or "
+                                      "--num_fewshot / --max_length)")
+    print(f"warning: {message}; these numbers are marked in table2.md", file=sys.stderr)
+
+
+def _evaluate_letters(scorer: LetterScorer, bench: Benchmark, protocol: LetterProtocol, settings: EvalSettings,
+                      on_prediction, model_name: str) -> tuple[dict, Outcomes]:
+    tok, k = scorer.tokenizer, settings.num_fewshot
+    t0 = time.perf_counter()
+    targets, note = letter_targets(protocol, tok)
+    tokens = letter_tokens(tok, protocol, scorer.add_bos)
+    planner = PromptPlanner(protocol.format, protocol.fit, tok, scorer.max_length, scorer.add_bos,
+                            extra_tokens=max(len(t) for t in tokens.values()) - 1)
+    owners, skipped = _scored(bench, protocol, settings.limit)
+    plans = [planner.plan(subject, q, k) for subject, q in owners]
+    counts = {"truncated_prompts": sum(p.truncated for p in plans),
+              "exemplars_dropped": sum(p.shots < p.wanted for p in plans),
+              "header_dropped": sum(p.dropped_header for p in plans), "prompts_cut": sum(p.cut for p in plans)}
+    _truncation_report(bench.name, protocol, counts, len(plans), scorer.max_length, k, settings, model_name)
+    seconds_prompts = time.perf_counter() - t0
+    before = scorer.stats.as_dict()
+    scores = scorer.loglikelihoods([(p.context, targets) for p in plans], desc=f"{bench.name} ({len(plans)} q)",
+                                   prefixes=[p.prefix for p in plans] if settings.share_prefix else None)
+    pred = predictions(scores)
+    tally = _Tally(protocol)
+    for i, ((subject, q), plan) in enumerate(zip(owners, plans)):
+        ok = LETTERS[pred[i]] == q.answer
+        points = q.points if protocol.average == "points" else 1.0
+        tally.add(subject, q, points * ok, points, truncated=int(plan.truncated))
+        tally.subjects[subject.name]["fewshot"] = plan.wanted
+        if on_prediction is not None:
+            on_prediction({"benchmark": bench.name, "protocol": protocol.name, "subject": subject.name,
+                           "location": q.location, "gold": q.answer, "prediction": LETTERS[pred[i]], "correct": bool(ok),
+                           "shots": plan.shots, "cut": plan.cut,
+                           "loglikelihoods": [round(float(x), 6) for x in scores[i]]})
+    after = scorer.stats.as_dict()
+    stats = {key: after[key] - before[key] for key in after}
+    stats["seconds_prompts"] = seconds_prompts
+    record, outcomes = tally.record(settings)
+    record.update(truncated_prompts=counts.pop("truncated_prompts"),
+                  truncation={**counts, "max_length": scorer.max_length, "num_fewshot": k},
+                  letter_tokens=tokens, stats=stats,
+                  subjects_with_fewer_shots={s: r["fewshot"] for s, r in tally.subjects.items() if r["fewshot"] < k},
+                  not_scored=skipped)
+    if note:
+        record["letter_note"] = note
+    return record, outcomes
+
+
+def _evaluate_generation(scorer: LetterScorer, bench: Benchmark, protocol: GenerationProtocol,
+                         settings: EvalSettings, on_prediction, model_name: str) -> tuple[dict, Outcomes]:
+    tok, max_length = scorer.tokenizer, scorer.max_length
+    owners, skipped = _scored(bench, protocol, settings.limit)
+    prompts = [protocol.prompt(subject, q, tok, settings.chat_format) for subject, q in owners]
+    rows = prompt_rows(tok, prompts, max_new_tokens=settings.max_new_tokens, max_length=max_length,
+                       add_bos=scorer.add_bos)
+    cut = sum(row.cut for row in rows)
+    counts = {"truncated_prompts": cut, "prompts_cut": cut}
+    _truncation_report(bench.name, protocol, counts, len(prompts), max_length, 0, settings, model_name)
+    gstats = GenerationStats()
+    outputs = generate_answers(scorer.model, tok, rows, [protocol.stop_after(s.kind, q) for s, q in owners],
+                               max_new_tokens=settings.max_new_tokens, max_length=max_length,
+                               stop_text=protocol.stop_text, batch_size=settings.batch_size, add_bos=scorer.add_bos,
+                               stats=gstats, progress=settings.progress, desc=f"{bench.name} generation")
+    tally = _Tally(protocol)
+    for (subject, q), out in zip(owners, outputs):
+        answers = protocol.extract(out.text, subject.kind, len(q.answers))
+        earned, possible = protocol.score(subject.kind, answers, q.answers, q.points)
+        tally.add(subject, q, earned, possible, truncated=int(out.cut), answered=int(bool(answers)))
+        if on_prediction is not None:
+            on_prediction({"benchmark": bench.name, "protocol": protocol.name, "subject": subject.name,
+                           "location": q.location, "gold": list(q.answers), "prediction": answers,
+                           "earned": earned, "possible": possible, "cut": out.cut, "stopped": out.stopped,
+                           "output": out.text})
+    record, outcomes = tally.record(settings)
+    record.update(truncated_prompts=cut, truncation={"prompts_cut": cut, "max_length": max_length, "num_fewshot": 0,
+                                      "max_new_tokens": settings.max_new_tokens,
+                                      "shortened_budgets": gstats.shortened_budgets},
+                  chat_format=settings.chat_format, stats=gstats.as_dict(),
+                  unanswered=sum(r["n"] - r["answered"] for r in tally.subjects.values()))
+    record["not_scored"] = skipped
+    return record, outcomes
 
 
 def evaluate_benchmark(scorer: LetterScorer, bench: Benchmark, settings: EvalSettings,
-                       on_prediction: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Score every (limited) question of ``bench``; returns the benchmark's result record."""
-    t0 = time.perf_counter()
-    requests, owners, prefixes = [], [], []
-    for subject in bench.subjects:
-        questions = subject.questions[: settings.limit] if settings.limit else subject.questions
-        prefix = shared_prefix(bench.name, subject, settings.num_fewshot)
-        for q in questions:
-            requests.append(build_prompt(bench.name, subject, q, settings.num_fewshot))
-            owners.append((subject, q))
-            prefixes.append(prefix)
-    seconds_prompts = time.perf_counter() - t0
-    before = scorer.stats.as_dict()
-    scores = scorer.loglikelihoods(requests, desc=f"{bench.name} ({len(requests)} q)",
-                                   prefixes=prefixes if settings.share_prefix else None)
-    pred = predictions(scores)
-    subjects: dict[str, dict] = {}
-    for i, (subject, q) in enumerate(owners):
-        rec = subjects.setdefault(subject.name, {"n": 0, "correct": 0, "points": 0.0, "points_correct": 0.0,
-                                                 "fewshot": min(settings.num_fewshot, len(subject.fewshot_pool))})
-        ok = LETTERS[pred[i]] == q.answer
-        rec["n"] += 1
-        rec["correct"] += int(ok)
-        rec["points"] += q.points
-        rec["points_correct"] += q.points * ok
-        if on_prediction is not None:
-            on_prediction({"benchmark": bench.name, "subject": subject.name, "location": q.location,
-                           "gold": q.answer, "prediction": LETTERS[pred[i]], "correct": bool(ok),
-                           "loglikelihoods": [round(float(x), 6) for x in scores[i]]})
-    for rec in subjects.values():
-        rec["accuracy"] = rec["correct"] / rec["n"]
-    after = scorer.stats.as_dict()
-    stats = {k: after[k] - before[k] for k in after}
-    stats["seconds_prompts"] = seconds_prompts
-    short = {name: s["fewshot"] for name, s in subjects.items() if s["fewshot"] < settings.num_fewshot}
-    result = _accuracy_summary(bench.name, subjects)
-    result.update(subjects=subjects, skipped=[{"location": s.location, "reason": s.reason} for s in bench.skipped],
-                  n_skipped=len(bench.skipped), subjects_with_fewer_shots=short, stats=stats)
-    return result
+                       on_prediction: Callable[[dict], None] | None = None,
+                       outcomes: dict | None = None, model_name: str = "") -> dict[str, Any]:
+    """Every protocol of ``settings.protocol`` on ``bench``; the first one's record, with the others
+    under ``other_protocols``. ``outcomes``, when given, receives ``{(benchmark, protocol): Outcomes}``."""
+    records = []
+    not_run = []
+    for protocol in protocols_of(bench.name, settings.protocol):
+        if isinstance(protocol, GenerationProtocol):
+            if not settings.generation:
+                not_run.append(protocol.name)
+                continue
+            record, out = _evaluate_generation(scorer, bench, protocol, settings, on_prediction, model_name)
+        else:
+            record, out = _evaluate_letters(scorer, bench, protocol, settings, on_prediction, model_name)
+        record["label"] = protocol.label
+        file_skipped = [{"location": s.location, "reason": s.reason} for s in bench.skipped]
+        record["skipped"] = file_skipped + record["not_scored"]
+        record["n_skipped"] = len(record["skipped"])
+        records.append(record)
+        if outcomes is not None:
+            outcomes[(bench.name, protocol.name)] = out
+    head = records[0]
+    if len(records) > 1:
+        head["other_protocols"] = {r["protocol"]: r for r in records[1:]}
+    if not_run:
+        head["protocols_not_run"] = not_run
+    return head
 
 
 def evaluate_model(model, tokenizer, benchmarks: list[Benchmark], settings: EvalSettings,
-                   on_prediction: Callable[[dict], None] | None = None) -> dict[str, Any]:
+                   on_prediction: Callable[[dict], None] | None = None, model_name: str = "") -> dict[str, Any]:
+    """``{"benchmarks": {name: record}, "letter_tokens": {name: ...}, "context_length", "outcomes"}``;
+    ``outcomes`` (per-question results for paired tests) is not meant for the JSON file."""
     scorer = LetterScorer(model, tokenizer, batch_size=settings.batch_size, max_length=settings.max_length or None,
                           add_bos=settings.add_bos, progress=settings.progress, share_prefix=settings.share_prefix)
-    out = {"benchmarks": {}, "letter_tokens": {}}
+    out: dict[str, Any] = {"benchmarks": {}, "letter_tokens": {}, "context_length": scorer.max_length, "outcomes": {}}
     for bench in benchmarks:
-        out["benchmarks"][bench.name] = evaluate_benchmark(scorer, bench, settings, on_prediction)
-        out["letter_tokens"][bench.name] = letter_tokens(tokenizer, bench.name, settings.add_bos)
+        record = evaluate_benchmark(scorer, bench, settings, on_prediction, out["outcomes"], model_name)
+        out["benchmarks"][bench.name] = record
+        if "letter_tokens" in record:
+            out["letter_tokens"][bench.name] = record["letter_tokens"]
     return out
-
-
-def table2_markdown(results: dict[str, Any]) -> str:
-    """Model rows x benchmark columns (percent), shaped like ChatFlow's Table 2."""
-    models = results["models"]
-    names = [b for b in DISPLAY_NAMES if any(b in m["benchmarks"] for m in models.values())]
-    lines = ["| Model | " + " | ".join(DISPLAY_NAMES[b] for b in names) + " |",
-             "|---|" + "---:|" * len(names)]
-    for model_name, m in models.items():
-        cells = [f"{100 * m['benchmarks'][b]['average']:.1f}" if b in m["benchmarks"] else "–" for b in names]
-        lines.append(f"| {model_name} | " + " | ".join(cells) + " |")
-    k = results.get("settings", {}).get("num_fewshot")
-    kinds = ", ".join(f"{DISPLAY_NAMES[b]}: {AVERAGE_KIND[b]}" for b in names)
-    lines += ["", f"{k}-shot accuracy (%), averaged over {kinds}." if k is not None else ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def subjects_markdown(results: dict[str, Any]) -> str:
-    """Per-subject accuracy (%) of every model, one table per benchmark."""
-    parts = []
-    models = results["models"]
-    for b in DISPLAY_NAMES:
-        evaluated = [m for m in models if b in models[m]["benchmarks"]]
-        if not evaluated:
-            continue
-        subjects = sorted({s for m in evaluated for s in models[m]["benchmarks"][b]["subjects"]})
-        parts += [f"### {DISPLAY_NAMES[b]}", "", "| subject | n | " + " | ".join(evaluated) + " |",
-                  "|---|---:|" + "---:|" * len(evaluated)]
-        for s in subjects:
-            recs = [models[m]["benchmarks"][b]["subjects"].get(s) for m in evaluated]
-            n = next(r["n"] for r in recs if r)
-            parts.append(f"| {s} | {n} | " + " | ".join(f"{100 * r['accuracy']:.1f}" if r else "–" for r in recs) + " |")
-        parts.append("")
-    return "\n".join(parts)
-
-
-def dumps(results: dict[str, Any]) -> str:
-    return json.dumps(results, ensure_ascii=False, indent=2) + "\n"

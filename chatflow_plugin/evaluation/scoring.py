@@ -2,7 +2,9 @@
 
 What is scored: for a context ending in the answer cue (``Answer:``, ``答案：`` ...) and the
 continuations ``" A" ... " D"`` (or ``"A" ... "D"``), the summed log-probability of each
-continuation's tokens; the prediction is the arg-max (ties go to the earlier letter). Tokens are split
+continuation's tokens; the prediction is the arg-max (ties go to the earlier letter). A continuation
+may also be a token id: its log-probability at the position after the context's own tokens (how
+C-Eval's and CMMLU's reference code read ``▁A`` or ``A``). Tokens are split
 as in lm-evaluation-harness: encode ``context + continuation`` and ``context``, and the continuation
 is what follows the context's tokens (trailing spaces of the context move to the continuation). With
 a LLaMA tokenizer every letter continuation is one token (``▁A`` after a space, ``A`` otherwise).
@@ -43,6 +45,7 @@ class ScoreStats:
     single_token_questions: int = 0     # scored from one forward pass over the context
     multi_token_questions: int = 0      # some continuation is not one token extending the context
     truncated_rows: int = 0             # left-truncated to max_length
+    truncated_questions: int = 0        # questions with at least one truncated row
     shared_prefix_rows: int = 0         # rows whose few-shot prefix came from a cached forward pass
     prefix_forward_passes: int = 0      # forward passes over a shared prefix (one per prefix)
     forward_passes: int = 0
@@ -62,6 +65,12 @@ class _Row:
     prefix: tuple[int, ...] = ()   # leading input_ids shared with other rows, computed once and cached
 
 
+def encode(tokenizer, text: str, add_bos: bool) -> list[int]:
+    """Token ids of ``text``, with BOS first if ``add_bos`` (no other special tokens; never warns about length)."""
+    bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+    return bos + tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
+
 def split_continuation(tokenizer, context: str, continuation: str, add_bos: bool,
                        _context_ids: dict | None = None) -> tuple[list[int], list[int]]:
     """(context ids, continuation ids) as lm-evaluation-harness splits them, robust to merges at the seam.
@@ -71,12 +80,11 @@ def split_continuation(tokenizer, context: str, continuation: str, add_bos: bool
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
-    prefix = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
-    whole = prefix + tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    whole = encode(tokenizer, context + continuation, add_bos)
     if _context_ids is not None and context in _context_ids:
         ctx = _context_ids[context]
     else:
-        ctx = prefix + tokenizer(context, add_special_tokens=False)["input_ids"]
+        ctx = encode(tokenizer, context, add_bos)
         if _context_ids is not None:
             _context_ids[context] = ctx
     k = len(ctx)
@@ -121,7 +129,13 @@ def output_cache(output) -> Any:
     return None
 
 
-def _device(model) -> torch.device:
+def context_length(model, max_length: int | None = None) -> int:
+    """``max_length`` if given, else the model's ``max_position_embeddings`` (4096 if it has none)."""
+    config = getattr(model, "config", None)
+    return max_length or getattr(config, "max_position_embeddings", None) or 4096
+
+
+def model_device(model) -> torch.device:
     device = getattr(model, "device", None)
     if isinstance(device, torch.device):
         return device
@@ -140,15 +154,14 @@ class LetterScorer:
             raise ChatflowError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.add_bos, self.progress = batch_size, add_bos, progress
-        config = getattr(model, "config", None)
-        self.max_length = max_length or getattr(config, "max_position_embeddings", None) or 4096
+        self.max_length = context_length(model, max_length)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
             tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0)
         self.keep_kwarg = _logits_kwarg(model)
         if self.keep_kwarg is None:
             warnings.warn(f"{type(model).__name__}.forward takes neither logits_to_keep nor num_logits_to_keep: "
                           "logits of every position are computed (same scores, more memory)", stacklevel=2)
-        self.device = _device(model)
+        self.device = model_device(model)
         self.cache_kwarg = cache_kwarg(model)
         self.share_prefix = share_prefix and self.cache_kwarg is not None
         if share_prefix and self.cache_kwarg is None:
@@ -162,15 +175,18 @@ class LetterScorer:
         """Mark ``row``'s leading tokens as the shared prefix if they are exactly ``prefix_text``'s tokens."""
         ids = self._prefix_ids.get(prefix_text)
         if ids is None:
-            bos = [self.tokenizer.bos_token_id] if self.add_bos and self.tokenizer.bos_token_id is not None else []
-            ids = self._prefix_ids[prefix_text] = bos + self.tokenizer(prefix_text, add_special_tokens=False)["input_ids"]
+            ids = self._prefix_ids[prefix_text] = encode(self.tokenizer, prefix_text, self.add_bos)
         n = len(ids)
         longest = max(len(t) for _, t in row.readouts)
         # the read-out positions must lie after the prefix; a seam merge or truncation disables sharing
         if n and len(row.input_ids) - n >= longest and row.input_ids[:n] == ids:
             row.prefix = tuple(ids)
 
-    def _rows(self, index: int, context: str, continuations: Sequence[str]) -> list[_Row]:
+    def _rows(self, index: int, context: str, continuations: Sequence[str | int]) -> list[_Row]:
+        if all(isinstance(c, int) for c in continuations):   # token ids read at the position after the context
+            self.stats.single_token_questions += 1
+            return [_Row(index, encode(self.tokenizer, context, self.add_bos),
+                         [(j, [c]) for j, c in enumerate(continuations)])]
         memo: dict = {}
         pairs = [split_continuation(self.tokenizer, context, c, self.add_bos, memo) for c in continuations]
         ctx0 = pairs[0][0]
@@ -180,13 +196,15 @@ class LetterScorer:
         self.stats.multi_token_questions += 1
         return [_Row(index, (ctx + cont)[:-1], [(j, cont)]) for j, (ctx, cont) in enumerate(pairs)]
 
-    def _truncate(self, row: _Row) -> None:
-        if len(row.input_ids) > self.max_length:
+    def _truncate(self, row: _Row) -> bool:
+        cut = len(row.input_ids) > self.max_length
+        if cut:
             row.input_ids = row.input_ids[-self.max_length:]
             self.stats.truncated_rows += 1
         longest = max(len(t) for _, t in row.readouts)
         if longest > len(row.input_ids):
             raise ChatflowError(f"max_length {self.max_length} is shorter than a continuation ({longest} tokens)")
+        return cut
 
     @torch.inference_mode()
     def _prefix_cache(self, prefix: tuple[int, ...]):
@@ -254,8 +272,9 @@ class LetterScorer:
             if len(continuations) != n_choices:
                 raise ChatflowError(f"request {i} has {len(continuations)} continuations, expected {n_choices}")
             rows.extend(self._rows(i, context, continuations))
+        truncated = {r.request for r in rows if self._truncate(r)}
+        self.stats.truncated_questions += len(truncated)
         for r in rows:
-            self._truncate(r)
             if prefixes is not None and self.share_prefix and prefixes[r.request]:
                 self._attach_prefix(r, prefixes[r.request])
         self.stats.questions += len(requests)

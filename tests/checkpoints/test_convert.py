@@ -219,6 +219,20 @@ def _llama_like_spm(tmp_path: Path) -> Path:
     return tmp_path / "llama.model"
 
 
+def test_hf_tokenizer_files_carry_the_models_context_length(spm_model, tmp_path):
+    """model_max_length = the config's max_position_embeddings (transformers warns past it), 2048 without one."""
+    from transformers import AutoTokenizer
+    for name, config, explicit, expected in (("with_config", {"max_position_embeddings": 512}, None, 512),
+                                             ("explicit", {"max_position_embeddings": 512}, 4096, 4096),
+                                             ("no_config", None, None, 2048)):
+        out = tmp_path / name
+        out.mkdir()
+        if config:
+            (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        write_hf_tokenizer_files(spm_model, out, explicit)
+        assert AutoTokenizer.from_pretrained(out).model_max_length == expected, name
+
+
 @pytest.mark.parametrize("kind", ["fixture_nfkc", "llama_like"])
 def test_hf_tokenizer_files_match_sentencepiece(spm_model, tmp_path, kind):
     from transformers import AutoTokenizer

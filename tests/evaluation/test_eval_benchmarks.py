@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from chatflow_plugin.errors import ChatflowError, DataError
-from chatflow_plugin.evaluation.benchmarks import (LETTERS, load_benchmark, read_csv_questions, read_gaokao)
-from chatflow_plugin.evaluation.prompts import CEVAL_SUBJECTS_ZH, CMMLU_SUBJECTS_ZH, FORMATS, build_prompt
+from chatflow_plugin.evaluation.benchmarks import LETTERS, read_csv_questions, read_gaokao
+from chatflow_plugin.evaluation.registry import BENCHMARKS, build_prompt, load_benchmark, protocols_of
+from chatflow_plugin.evaluation.subject_names import CEVAL_SUBJECTS_ZH, CMMLU_SUBJECTS_ZH
 
 REAL = Path("/work/shared/data/benchmarks")
 WORDS = "river mountain school teacher student computer program water city music history science".split()
@@ -85,8 +86,13 @@ def test_each_layout_reads_subjects_pool_and_scored_split(tmp_path, name):
     bench = load_benchmark(name, root, num_fewshot=3)
     assert bench.language == ("en" if name == "mmlu" else "zh")
     if name == "gaokao":
-        assert [s.name for s in bench.subjects] == ["2010-2022_Biology_MCQs"]
-        assert any("multi_question_choice" in s.reason for s in bench.skipped)   # geography left out, reported
+        # every objective type is read (the official generation protocol scores them); the letter protocol
+        # scores single-choice subjects only
+        assert [(s.name, s.kind) for s in bench.subjects] == [("2010-2022_Biology_MCQs", "single_choice"),
+                                                              ("2010-2022_Geography_MCQs", "multi_question_choice")]
+        assert bench.subjects[1].fewshot_pool[0].answers == ("B", "C") and not bench.skipped
+        letter_kinds = protocols_of("gaokao")[0].kinds
+        assert [s.name for s in bench.subjects if s.kind in letter_kinds] == ["2010-2022_Biology_MCQs"]
         subject = bench.subjects[0]
         assert len(subject.fewshot_pool) == 3 and len(subject.questions) == 7   # first 3 held out
         assert subject.questions[0].location.endswith("#example[3]") and subject.questions[0].points in (5, 6)
@@ -157,11 +163,15 @@ def test_gaokao_bad_json_names_the_file(tmp_path):
 def test_prompts_follow_each_benchmarks_format(tmp_path):
     mmlu = load_benchmark("mmlu", write_mmlu(tmp_path / "mmlu"), 2)
     s = next(x for x in mmlu.subjects if x.name == "world_religions")
-    ctx, conts = build_prompt("mmlu", s, s.questions[0], 2)
+    ctx, conts = build_prompt("mmlu", s, s.questions[0], 2, "lm-eval")
     assert ctx.startswith("The following are multiple choice questions (with answers) about world religions.\n\n")
     assert ctx.endswith("\nD. " + s.questions[0].choices[3] + "\nAnswer:") and conts == [" A", " B", " C", " D"]
     assert ctx.count("Answer:") == 3 and f"Answer: {s.fewshot_pool[1].answer}\n\n" in ctx
     assert s.fewshot_pool[2].question not in ctx   # exactly k exemplars, the first k
+    # hendrycks/test's format_subject puts a space before every word: "about" is followed by two
+    official, _ = build_prompt("mmlu", s, s.questions[0], 2)
+    assert official.startswith("The following are multiple choice questions (with answers) about  world religions.\n\n")
+    assert official.replace("about  world", "about world") == ctx
 
     ceval = load_benchmark("ceval", write_ceval(tmp_path / "ceval"), 1)
     ctx, conts = build_prompt("ceval", ceval.subjects[0], ceval.subjects[0].questions[0], 1)
@@ -177,7 +187,7 @@ def test_prompts_follow_each_benchmarks_format(tmp_path):
     ctx, conts = build_prompt("gaokao", gk.subjects[0], gk.subjects[0].questions[0], 1)
     assert ctx.startswith("请你做一道生物选择题\n题目如下：\n") and ctx.endswith("【答案】:") and conts[0] == " A"
     assert f"【答案】: {gk.subjects[0].fewshot_pool[0].answer} <eoa>\n\n" in ctx
-    assert set(FORMATS) == {"mmlu", "ceval", "cmmlu", "gaokao"}
+    assert set(BENCHMARKS) == {"mmlu", "ceval", "cmmlu", "gaokao"}
 
 
 def test_subject_name_tables_are_complete():
@@ -189,11 +199,14 @@ def test_real_sample_files_parse_completely():
     counts = {}
     for name in ("mmlu", "ceval", "cmmlu", "gaokao"):
         bench = load_benchmark(name, REAL / name, 3)
-        counts[name] = (len(bench.subjects), bench.n_questions, len(bench.skipped))
+        kinds = protocols_of(name)[0].kinds   # the letter protocol's view (single-choice subjects)
+        letter_subjects = [s for s in bench.subjects if s.kind in kinds]
+        skipped = len(bench.skipped) + len(bench.subjects) - len(letter_subjects)
+        counts[name] = (len(letter_subjects), sum(len(s.questions) for s in letter_subjects), skipped)
         for s in bench.subjects:
             assert len(s.fewshot_pool) >= 3
             for q in s.questions:
-                assert q.answer in LETTERS and q.question.strip()
+                assert (q.answer in LETTERS if s.kind == "single_choice" else not q.answer) and q.question.strip()
         if name == "ceval":
             assert {s.name for s in bench.subjects} <= set(CEVAL_SUBJECTS_ZH)
         if name == "cmmlu":
@@ -203,3 +216,7 @@ def test_real_sample_files_parse_completely():
     assert counts["ceval"] == (52, 1346, 0)
     assert counts["cmmlu"] == (4, 773, 0)
     assert counts["gaokao"] == (4, 150 + 124 + 287 + 214 - 12, 1)
+    gaokao = load_benchmark("gaokao", REAL / "gaokao", 3)   # the generation protocol's view: every question
+    geography = next(s for s in gaokao.subjects if s.kind == "multi_question_choice")
+    assert len(geography.fewshot_pool + geography.questions) == 34 and not gaokao.skipped
+    assert {len(q.answers) for q in geography.questions} == {2, 3}

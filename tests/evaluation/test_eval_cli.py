@@ -30,19 +30,23 @@ def test_eval_writes_results_tables_and_predictions(tmp_path, tiny_llama_dir, da
     assert chatflow_main(argv) == 0
     captured = capsys.readouterr()
     assert "| Model | MMLU | C-Eval | CMMLU | GAOKAO |" in captured.out and "| chatflow |" in captured.out
-    assert "Geography_MCQs.json: prompt type 'multi_question_choice'" in captured.err   # skipped, reported
+    # multi-question geography: scored by the official generation protocol, reported as not scored by the letter one
+    assert "not scored: 2010-2022_Geography_MCQs (question type multi_question_choice" in captured.err
     assert "multi-token letters" in captured.err    # this tiny vocabulary spells " A" as "▁" + "A"
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["settings"]["num_fewshot"] == 3 and "log-probability" in results["settings"]["scoring"]
     base, chat = results["models"]["base"], results["models"]["chatflow"]
     assert set(base["benchmarks"]) == {"mmlu", "ceval", "cmmlu", "gaokao"}
     for name, r in base["benchmarks"].items():
-        assert r["n_questions"] == 3 and r["average"] == chat["benchmarks"][name]["average"]   # same weights
+        assert r["n_questions"] == 3 and r["acc"] == chat["benchmarks"][name]["acc"]   # same weights
         assert r["subjects"] and r["stats"]["questions"] == 3
     assert base["benchmarks"]["gaokao"]["n_skipped"] == 1
     assert base["letter_tokens"]["mmlu"][" A"] == ["▁", "<0x41>"]
     preds = [json.loads(line) for line in open(tmp_path / "pred.jsonl", encoding="utf-8")]
-    assert len(preds) == 2 * 4 * 3 and {p["model"] for p in preds} == {"base", "chatflow"}
+    letters = [p for p in preds if "loglikelihoods" in p]   # GAOKAO's generation protocol adds its own lines
+    assert len(letters) == 2 * 4 * 3 and {p["model"] for p in preds} == {"base", "chatflow"}
+    generated = [p for p in preds if "output" in p]
+    assert len(generated) == 2 * (3 + 1) and {p["protocol"] for p in generated} == {"official"}   # biology + geography
     md = out.with_suffix(".md").read_text(encoding="utf-8")
     assert md.startswith("| Model | MMLU | C-Eval | CMMLU | GAOKAO |") and "### C-Eval" in md and "| law | 3 |" in md
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from chatflow_plugin.evaluation.scoring import split_continuation
+from chatflow_plugin.evaluation.scoring import encode, split_continuation
 
 TEXTS = ["The following are multiple choice questions.\nA. one\nAnswer: B", "以下是中国关于法学考试的单项选择题。\n答案：C",
          "题目：水的化学式是\nA. H2O\n答案是：A", "【答案】: D <eoa>", "  spaces  and\ttabs 123",
@@ -55,6 +55,33 @@ def write_tiny_llama(spm_model: Path, out: Path, seed: int = 0, layers: int = 2,
     return out
 
 
+def _letters_text(n_lines: int = 1500, seed: int = 1) -> str:
+    """Exam-like lines with capital option letters, so the tokenizer learns LLaMA's ``▁A`` and ``A`` pieces."""
+    import random
+
+    from conftest import EN_WORDS, ZH_CHARS, _training_text
+
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n_lines):
+        letter = "ABCD"[i % 4]
+        words = " ".join(rng.choice(EN_WORDS) for _ in range(6))
+        zh = "".join(rng.choice(ZH_CHARS) for _ in range(10))
+        lines += [f"{words}?", f"A. {rng.choice(EN_WORDS)} B. {rng.choice(EN_WORDS)} C. {zh} D. {zh}", f"Answer: {letter}",
+                  f"{zh}\n答案：{letter}", f"题目：{zh}\n答案是：{letter}", f"【答案】: {letter} <eoa>"]
+    return _training_text() + "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def letters_llama_dir(tmp_path_factory) -> Path:
+    """A tiny LLaMA whose tokenizer, like LLaMA's, has the pieces ``▁A``..``▁D`` and ``A``..``D``."""
+    from conftest import train_spm
+
+    root = tmp_path_factory.mktemp("letters_llama")
+    spm_model = train_spm(root / "spm", vocab_size=700, text=_letters_text(), name="letters")
+    return write_tiny_llama(spm_model, root / "model", seed=3)
+
+
 @pytest.fixture(autouse=True)
 def torch_single_thread():
     """Tiny models run faster on one thread, and far faster when the 2 CI cores are shared (restored after)."""
@@ -77,8 +104,9 @@ def tiny_llama_dir(spm_model, tmp_path_factory) -> Path:
 class OracleLM(torch.nn.Module):
     """Test-only LM: all mass on the gold continuation token of each known prompt; uniform if unknown.
 
-    ``answers`` maps a prompt context to its gold continuation (e.g. ``" B"``); prompts are recognised
-    by their token ids, so the scorer's batching, padding and truncation are exercised for real.
+    ``answers`` maps a prompt context to its gold continuation (e.g. ``" B"``), or to the gold token id
+    read right after the context (the C-Eval/CMMLU reference rules); prompts are recognised by their
+    token ids, so the scorer's batching, padding and truncation are exercised for real.
     """
 
     def __init__(self, tokenizer, answers: dict[str, str] | None = None, add_bos: bool = True):
@@ -88,6 +116,9 @@ class OracleLM(torch.nn.Module):
         self.gold: dict[tuple[int, ...], int] = {}   # token prefix -> the gold next token
         self.longest = 1
         for context, cont in (answers or {}).items():
+            if isinstance(cont, int):
+                self.gold[tuple(encode(tokenizer, context, add_bos))] = cont
+                continue
             ctx, ids = split_continuation(tokenizer, context, cont, add_bos)
             for i, token in enumerate(ids):   # multi-token letters: every gold token gets all the mass
                 self.gold[tuple(ctx + ids[:i])] = token

@@ -10,10 +10,10 @@ from test_eval_benchmarks import write_ceval, write_mmlu
 from test_eval_models import OracleLM, torch_single_thread, write_tiny_llama  # noqa: F401 (fixture)
 
 from chatflow_plugin.errors import ChatflowError
-from chatflow_plugin.evaluation.benchmarks import LETTERS, load_benchmark
+from chatflow_plugin.evaluation.benchmarks import LETTERS
 from chatflow_plugin.evaluation.over_training import (Curve, EvalHook, cli_main, find_checkpoints,
                                                       hf_trainer_callback, tokens_of)
-from chatflow_plugin.evaluation.prompts import build_prompt
+from chatflow_plugin.evaluation.registry import build_prompt, load_benchmark
 from chatflow_plugin.evaluation.run import EvalSettings
 
 

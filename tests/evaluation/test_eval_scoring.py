@@ -11,8 +11,9 @@ from test_eval_models import (OracleLM, hf_tokenizer_dir, tiny_llama_dir, torch_
                               write_tiny_llama)
 
 from chatflow_plugin.errors import ChatflowError
-from chatflow_plugin.evaluation.benchmarks import LETTERS, load_benchmark
-from chatflow_plugin.evaluation.prompts import build_prompt, shared_prefix
+from chatflow_plugin.evaluation.benchmarks import LETTERS
+from chatflow_plugin.evaluation.protocols import letter_targets
+from chatflow_plugin.evaluation.registry import build_prompt, load_benchmark, protocols_of, shared_prefix
 from chatflow_plugin.evaluation.run import EvalSettings, evaluate_benchmark, evaluate_model, letter_tokens
 from chatflow_plugin.evaluation.scoring import (LetterScorer, load_model, predictions, resolve_device,
                                                 split_continuation)
@@ -106,14 +107,19 @@ def test_single_token_fast_path_and_multi_token_letters_are_counted(tmp_path, ti
 def test_oracle_lm_scores_100_percent(tmp_path, tiny, name, writer):
     _, tok = tiny
     bench = load_benchmark(name, writer(tmp_path / name), 3)
+    protocol = protocols_of(name)[0]
+    targets, _ = letter_targets(protocol, tok)   # the letters' tokens, or the answer texts as a fallback
     answers = {}
     for s in bench.subjects:
+        if s.kind not in protocol.kinds:
+            continue
         for q in s.questions:
-            ctx, conts = build_prompt(name, s, q, 3)
-            answers[ctx] = conts[LETTERS.index(q.answer)]
+            ctx, _ = build_prompt(name, s, q, 3)
+            answers[ctx] = targets[LETTERS.index(q.answer)]
     oracle = OracleLM(tok, answers)
-    result = evaluate_benchmark(LetterScorer(oracle, tok, batch_size=3), bench, EvalSettings(num_fewshot=3, progress=False))
-    assert result["average"] == 1.0 and result["accuracy_micro"] == 1.0 and result["accuracy_macro"] == 1.0
+    settings = EvalSettings(num_fewshot=3, progress=False, generation=False)
+    result = evaluate_benchmark(LetterScorer(oracle, tok, batch_size=3), bench, settings)
+    assert result["acc"] == 1.0 and result["accuracy_micro"] == 1.0 and result["accuracy_macro"] == 1.0
     assert all(s["correct"] == s["n"] for s in result["subjects"].values())
 
 
@@ -121,19 +127,20 @@ def test_uniform_lm_scores_chance_and_random_model_near_chance(tmp_path, tiny):
     model, tok = tiny
     bench = load_benchmark("mmlu", write_mmlu(tmp_path / "mmlu", subjects=("a", "b", "c", "d"), n_test=20), 3)
     uniform = evaluate_benchmark(LetterScorer(OracleLM(tok), tok), bench, EvalSettings(progress=False))
-    assert uniform["average"] == pytest.approx(0.25)   # all tied -> always "A"; a quarter of the golds are A
+    assert uniform["acc"] == pytest.approx(0.25)   # all tied -> always "A"; a quarter of the golds are A
     random_model = evaluate_benchmark(LetterScorer(model, tok, batch_size=16), bench, EvalSettings(progress=False))
-    assert 0.1 <= random_model["average"] <= 0.45 and random_model["n_questions"] == 80
+    assert 0.1 <= random_model["acc"] <= 0.45 and random_model["n_questions"] == 80
 
 
 def test_limit_predictions_and_averages(tmp_path, tiny):
     model, tok = tiny
     bench = load_benchmark("gaokao", write_gaokao(tmp_path / "gk", n=12), 3)
     seen = []
-    result = evaluate_benchmark(LetterScorer(model, tok), bench, EvalSettings(limit=4, progress=False), seen.append)
-    assert result["n_questions"] == 4 == len(seen) and result["average_kind"] == "points"
+    settings = EvalSettings(limit=4, progress=False, generation=False)
+    result = evaluate_benchmark(LetterScorer(model, tok), bench, settings, seen.append)
+    assert result["n_questions"] == 4 == len(seen) and result["average"] == "points"
     rec = result["subjects"]["2010-2022_Biology_MCQs"]
-    assert result["average"] == pytest.approx(rec["points_correct"] / rec["points"])
+    assert result["acc"] == pytest.approx(rec["points_correct"] / rec["points"])
     assert seen[0]["location"].endswith("#example[3]") and len(seen[0]["loglikelihoods"]) == 4
     assert {p["prediction"] for p in seen} <= set(LETTERS)
     json.dumps(result)

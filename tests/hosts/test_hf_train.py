@@ -161,6 +161,8 @@ def test_training_lowers_loss_and_writes_logs_and_model(dataset, heldout, tmp_pa
     model = AutoModelForCausalLM.from_pretrained(out / "final")
     tok = AutoTokenizer.from_pretrained(out / "final")
     assert model.get_input_embeddings().weight.shape[0] == len(tok) == 600
+    # the saved tokenizer carries the model's context length, not the 32-token training windows
+    assert tok.model_max_length == model.config.max_position_embeddings != 32
     assert not any(p.name.startswith(".final") for p in out.iterdir())
 
 

@@ -446,11 +446,14 @@ def train(options: TrainOptions) -> dict:
                   f"{planned}); the {options.lr_scheduler} learning-rate schedule now spans {options.train_steps} "
                   f"steps", file=sys.stderr)
 
+    model = build_model(options, tok["vocab_size"], tok["bos_id"], tok["eos_id"])
     tokenizer_files, mismatches = None, []
     spm_path = _spm_path(options, tok)
     if rank == 0:
         if spm_path:
-            tokenizer_files, mismatches = TokenizerFiles.from_sentencepiece(spm_path, shards.seq_length)
+            # the tokenizer carries the model's context length, not the training sequence length
+            tokenizer_files, mismatches = TokenizerFiles.from_sentencepiece(
+                spm_path, getattr(model.config, "max_position_embeddings", None) or shards.seq_length)
             if mismatches:
                 print(f"warning: the saved HF tokenizer differs from sentencepiece on {len(mismatches)} probe "
                       f"text(s), e.g. {mismatches[0][:40]!r}", file=sys.stderr)
@@ -458,8 +461,6 @@ def train(options: TrainOptions) -> dict:
             print(f"warning: no tokenizer to save: the dataset's ({tok.get('path')}) is not found or changed and "
                   f"--spm_model_path is not given; checkpoints and the final model will hold no tokenizer files",
                   file=sys.stderr)
-
-    model = build_model(options, tok["vocab_size"], tok["bos_id"], tok["eos_id"])
     total_samples = options.train_steps * options.gradient_accumulation_steps * options.micro_batch_size * world_size
     use_cpu = not torch.cuda.is_available()
     args = TrainingArguments(
