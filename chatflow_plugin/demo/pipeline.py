@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .split import SplitBudget, iter_texts, prepare_data
 from ..errors import ChatflowError
-from ..files import path_for_file
+from ..files import path_for_file, read_jsonl
 from ..data.mixture import write_mixture
 from ..options import option, parse_options
 from ..resources import resource
@@ -196,8 +196,7 @@ def _merge_stage_logs(run_dir: Path, parts: list[tuple[Path, int]], offset_steps
     first_samples, first_tokens = summaries[0]["samples"], summaries[0]["tokens"]
     records = []
     for index, (part, _) in enumerate(parts):
-        for line in (part / "log.jsonl").read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
+        for _, r in read_jsonl(part / "log.jsonl"):
             if r.get("kind") == "summary":
                 continue
             if index == 1 and r["kind"] == "heldout" and r["step"] == 0:
