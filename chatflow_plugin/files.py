@@ -111,24 +111,22 @@ def read_jsonl(path: str | os.PathLike, on_bad_line: str = "raise",
         raise ValueError(f"on_bad_line must be 'raise' or 'yield', not {on_bad_line!r}")
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, 1):
-            location = f"{path}:{number}"
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                value, text = DataError(f"invalid UTF-8 at byte {exc.start}", location), ""
+                value, text = DataError(f"invalid UTF-8 at byte {exc.start}", f"{path}:{number}"), ""
             else:
-                if number == 1:
-                    text = text.removeprefix("\ufeff")
+                if number == 1 and text.startswith("\ufeff"):
+                    text = text[1:]
                 if not text.strip():
                     continue
-                text = text.rstrip("\r\n")
                 try:
                     value = json.loads(text)
                 except json.JSONDecodeError as exc:
-                    value = DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", location)
-            if isinstance(value, DataError) and on_bad_line == "raise":
+                    value = DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", f"{path}:{number}")
+            if type(value) is DataError and on_bad_line == "raise":
                 raise value
-            yield (number, value, text) if with_text else (number, value)
+            yield (number, value, text.rstrip("\r\n")) if with_text else (number, value)
 
 
 def json_strings(value: Any) -> Iterator[str]:
