@@ -6,8 +6,8 @@ class ChatflowError(Exception):
 
 
 class DataError(ChatflowError):
-    """A record or file that cannot be read; ``location`` is ``path:line`` when known."""
+    """A record or file that cannot be read: ``reason``, at ``location`` (``path:line`` when known)."""
 
     def __init__(self, message: str, location: str | None = None):
-        self.location = location
+        self.reason, self.location = message, location
         super().__init__(f"{location}: {message}" if location else message)

@@ -1,4 +1,5 @@
-"""Files the project writes and reads: atomic writes, checksums, and the rule for paths inside generated files.
+"""Files the project writes and reads: atomic writes, checksums, JSON and JSON-lines reading, figure saving,
+and the rule for paths inside generated files.
 
 **Atomic writes.** Everything is written under a temporary sibling name and renamed into place only when
 complete (``os.replace`` is atomic within one filesystem), so an interrupted write never leaves output that
@@ -9,18 +10,27 @@ loads as valid.
 that holds it, and every reader resolves it that way (:func:`resolve_from_file`), whatever the working
 directory. Writers use relative paths only for targets inside the output tree they are writing, so that tree
 can be moved as a whole.
+
+**JSON lines.** :func:`read_jsonl` is the one reader of ``.jsonl`` input: blank lines are skipped, a
+UTF-8 byte-order mark on the first line is allowed, and a line that is not UTF-8 or not JSON is a
+:class:`~chatflow_plugin.errors.DataError` located ``path:line``. Callers validate the records
+themselves, with their own messages.
+
+**Figures.** :func:`pyplot` selects matplotlib's file-only Agg backend (no display needed);
+:func:`save_figure` writes a figure atomically in the format its file suffix names and frees it.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from .errors import ChatflowError
+from .errors import ChatflowError, DataError
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -74,6 +84,86 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The JSON value of the file ``path``; missing or not JSON is an error naming the file as ``what``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChatflowError(f"{path}: {what} not found") from None
+    except ValueError as exc:   # JSONDecodeError and UnicodeDecodeError
+        raise ChatflowError(f"{path}: {what} is not valid JSON ({exc})") from None
+
+
+def read_jsonl(path: str | os.PathLike, on_bad_line: str = "raise",
+               with_text: bool = False) -> Iterator[tuple]:
+    """``(line number, value)`` of each non-blank line of the JSON-lines file ``path``, numbered from 1.
+
+    A line that is not UTF-8 or not JSON raises ``DataError("invalid UTF-8 at byte N" | "invalid JSON
+    (...)", "path:line")``; with ``on_bad_line="yield"`` that error is yielded in place of the value, so
+    the caller can report the line and go on. ``with_text`` yields ``(number, value, text)``, ``text``
+    being the line as read, without its line ending. A missing file raises ``FileNotFoundError`` (on the
+    first ``next``), for the caller to name in its own terms.
+    """
+    if on_bad_line not in ("raise", "yield"):
+        raise ValueError(f"on_bad_line must be 'raise' or 'yield', not {on_bad_line!r}")
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                value, text = DataError(f"invalid UTF-8 at byte {exc.start}", f"{path}:{number}"), ""
+            else:
+                if number == 1 and text.startswith("\ufeff"):
+                    text = text[1:]
+                if not text.strip():
+                    continue
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    value = DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", f"{path}:{number}")
+            if type(value) is DataError and on_bad_line == "raise":
+                raise value
+            yield (number, value, text.rstrip("\r\n")) if with_text else (number, value)
+
+
+def json_strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON value (object values, list items, nested), in document order."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from json_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from json_strings(item)
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend: figures are drawn for files, never shown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Write ``fig`` atomically in the format the suffix of ``path`` names (PNG without one) and close it."""
+    path = Path(path)
+    try:
+        fmt = path.suffix.lstrip(".").lower() or "png"
+        supported = fig.canvas.get_supported_filetypes()
+        if fmt not in supported:
+            raise ChatflowError(f"{path}: cannot write a .{fmt} figure (choose one of: {', '.join(sorted(supported))})")
+        with atomic_file(path, "wb") as handle:
+            fig.savefig(handle, format=fmt, dpi=dpi)
+    finally:
+        pyplot().close(fig)
+    return path
 
 
 def path_for_file(target: str | os.PathLike, file: str | os.PathLike,

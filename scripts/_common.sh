@@ -78,7 +78,7 @@ from pathlib import Path
 import sentencepiece as spm
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from chatflow_plugin.checkpoints.convert import write_hf_tokenizer_files
+from chatflow_plugin.tokenizer import write_hf_tokenizer_files
 corpora, out, vocab, names = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 with open(out / "spm_text.txt", "w", encoding="utf-8") as handle:   # both languages, every field with text
     for path in sorted(corpora.glob("*/*.jsonl")):

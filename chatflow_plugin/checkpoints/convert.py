@@ -7,8 +7,10 @@ Python API (other modules call these)::
     convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=None, force=False,
                      max_shard_size="5GB", tag=None, max_position_embeddings=None)
         -> Path   # output_dir/{config.json, generation_config.json, model*.safetensors[, index],
-                  #             tokenizer.model, tokenizer_config.json, special_tokens_map.json[, tokenizer.json]}
-    write_hf_tokenizer_files(sp_model, output_dir, model_max_length=None) -> list[str]   # mismatches found
+                  #             tokenizer.model, tokenizer_config.json, special_tokens_map.json, tokenizer.json}
+    load_hf(hf_dir) -> (config dict, tensor refs, LlamaShape, key mappings)   # checked against each other
+    load_tp(tp_path, tp_config=None, tag=None) -> (config dict, tensor refs, tokenizer path or None)
+    parse_size("5GB") -> int
 
 ``tp_path`` is a state-dict file (``.bin``/``.pt``/``.safetensors``), a directory written by
 ``convert_hf_to_tp``, a TencentPretrain blocks directory (``tencentpretrain_model.bin.index.json``) or
@@ -18,8 +20,9 @@ than ``latest``). Its config is
 ``tokenizer.model``. ``dtype`` is ``None`` (keep), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
 
 q/k projections are permuted between TencentPretrain's interleaved rotary layout and HF's rotate-half
-layout (:mod:`chatflow_plugin.checkpoints.llama_layout`). Output goes to a temporary sibling directory renamed
-into place only when complete; an existing output directory is an error unless ``force``.
+layout (:mod:`chatflow_plugin.checkpoints.llama_layout`); the HF tokenizer files are written by
+:func:`chatflow_plugin.tokenizer.write_hf_tokenizer_files`. Output goes to a temporary sibling directory
+renamed into place only when complete; an existing output directory is an error unless ``force``.
 """
 from __future__ import annotations
 
@@ -27,18 +30,16 @@ import dataclasses
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
-from ..files import atomic_directory
+from ..files import atomic_directory, read_json
 from ..errors import ChatflowError
 from ..options import option
+from ..tokenizer import load_sentencepiece, write_hf_tokenizer_files
 from . import tensor_io as cio
 from . import llama_layout as L
 
 TP_WEIGHTS = "tencentpretrain_model.bin"
-_TOKENIZER_PROBE = ("  Hello world, the model learns 语言 from data.  Two  spaces,\ttabs\nand lines; 数字 12345; "
-                    "émojis 😀, ｆｕｌｌ-width！ rare 龘 char. 中文和English混合的句子。")
 
 
 def parse_size(text: str | int) -> int:
@@ -54,39 +55,10 @@ def parse_size(text: str | int) -> int:
     return max(1, int(number * scale))
 
 
-def _dtype(name: str | None):
-    if name in (None, "", "keep"):
-        return None
-    if name not in cio.DTYPE_NAMES:
-        raise ChatflowError(f"--dtype {name!r}: choose keep, float32, float16 or bfloat16")
-    return cio.DTYPE_NAMES[name]
-
-
-def _dtype_name(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChatflowError(f"{path}: {what} not found") from None
-    except ValueError as exc:
-        raise ChatflowError(f"{path}: {what} is not valid JSON ({exc})") from None
-
-
-def _sp_processor(path: Path):
-    import sentencepiece as spm
-    try:
-        return spm.SentencePieceProcessor(model_file=str(path))
-    except (OSError, RuntimeError) as exc:
-        raise ChatflowError(f"{path}: not a sentencepiece model ({exc})") from None
-
-
 def _check_vocab(vocab_rows: int, tokenizer: Path | None, where: str) -> None:
     if tokenizer is None:
         return
-    pieces = _sp_processor(tokenizer).get_piece_size()
+    pieces = load_sentencepiece(tokenizer).get_piece_size()
     if pieces != vocab_rows:
         raise ChatflowError(f"{where}: the embedding has {vocab_rows} rows but tokenizer {tokenizer} has {pieces} "
                             "pieces; pass the tokenizer this checkpoint was trained with (or expand the weights "
@@ -97,102 +69,6 @@ def _check_shapes(refs: dict, expected: dict[str, tuple], where: str) -> None:
     for name, shape in expected.items():
         if name in refs and tuple(refs[name].shape) != tuple(shape):
             raise ChatflowError(f"{where}: tensor {name} has shape {tuple(refs[name].shape)}, the config implies {tuple(shape)}")
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not enabled, file=sys.stderr)
-
-
-# ---- tokenizer files ---------------------------------------------------------------------------
-
-def _hf_normalizer(spec):
-    """A ``tokenizers`` normalizer reproducing a sentencepiece NormalizerSpec (dummy prefix included)."""
-    from tokenizers import Regex, normalizers
-    steps = []
-    name = spec.name or "identity"
-    if name.startswith("nmt_"):
-        steps.append(normalizers.Replace(Regex(r"\s"), " "))   # nmt rules map all whitespace to a space
-    if "nfkc" in name:
-        steps.append(normalizers.NFKC())
-    if name.endswith("_cf"):
-        steps.append(normalizers.Lowercase())
-    if spec.remove_extra_whitespaces:
-        steps += [normalizers.Replace(Regex(" {2,}"), " "), normalizers.Strip(left=True, right=True)]
-    if spec.add_dummy_prefix:
-        steps.append(normalizers.Prepend(" "))
-    steps.append(normalizers.Replace(" ", "▁"))
-    return normalizers.Sequence(steps)
-
-
-def write_hf_tokenizer_files(sp_model: str | Path, output_dir: str | Path,
-                             model_max_length: int | None = None) -> list[str]:
-    """``tokenizer.model`` + ``tokenizer_config.json`` + ``special_tokens_map.json`` (+ ``tokenizer.json``).
-
-    ``model_max_length`` (the tokenizer's idea of the context length, which transformers warns
-    against and lm-evaluation-harness may fall back to) defaults to the ``max_position_embeddings`` of
-    the ``config.json`` already in ``output_dir``, else 2048: the model's real context length, never the
-    training sequence length.
-
-    ``tokenizer.json`` is the fast (``tokenizers``) pipeline transformers derives from ``tokenizer.model``
-    with its normalizer replaced by one reproducing the model's NormalizerSpec (identity or NFKC,
-    whitespace collapsing, dummy prefix), because transformers' ``LlamaTokenizer`` differs from
-    sentencepiece on leading/repeated spaces and ignores normalization. The result is checked against
-    sentencepiece on a mixed English/Chinese probe; the returned list names any probe text on which ids
-    differ (empty when they agree).
-    """
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
-    sp_model, out = Path(sp_model), Path(output_dir)
-    if model_max_length is None:
-        config = out / "config.json"
-        positions = _read_json(config, "HuggingFace config").get("max_position_embeddings") if config.is_file() else None
-        model_max_length = int(positions or 2048)
-    proto = pb.ModelProto()
-    proto.ParseFromString(sp_model.read_bytes())
-    sp = _sp_processor(sp_model)
-    shutil.copyfile(sp_model, out / "tokenizer.model")
-    special = {}
-    for role, index in (("bos_token", sp.bos_id()), ("eos_token", sp.eos_id()), ("unk_token", sp.unk_id()),
-                        ("pad_token", sp.pad_id())):
-        if index >= 0:
-            special[role] = sp.id_to_piece(index)
-    config = {
-        "tokenizer_class": "LlamaTokenizer", **special,
-        "add_bos_token": sp.bos_id() >= 0, "add_eos_token": False, "legacy": False,
-        "clean_up_tokenization_spaces": False, "model_max_length": int(model_max_length),
-        "padding_side": "right", "sp_model_kwargs": {},
-    }
-    if "pad_token" not in config:
-        config["pad_token"] = None
-    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    from transformers import AutoTokenizer
-    # transformers' LlamaTokenizer builds its pipeline from tokenizer.model but (5.x) differs from
-    # sentencepiece on leading/repeated spaces and ignores NFKC/whitespace collapsing; the tokenizer.json
-    # written here replaces its normalizer with one that reproduces the model's NormalizerSpec.
-    backend = AutoTokenizer.from_pretrained(str(out)).backend_tokenizer
-    backend.normalizer = _hf_normalizer(proto.normalizer_spec)
-    backend.pre_tokenizer = None
-    backend.save(str(out / "tokenizer.json"))
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tokenizer = AutoTokenizer.from_pretrained(str(out))
-    mismatches = []
-    for text in [_TOKENIZER_PROBE, *_TOKENIZER_PROBE.split(" ")]:
-        want = ([sp.bos_id()] if sp.bos_id() >= 0 else []) + sp.encode(text)
-        if tokenizer(text, verbose=False)["input_ids"] != want:
-            mismatches.append(text)
-    return mismatches
-
-
-def _tokenizer_files(sp_model: Path | None, out: Path, model_max_length: int) -> None:
-    if sp_model is None:
-        return
-    mismatches = write_hf_tokenizer_files(sp_model, out, model_max_length)
-    if mismatches:
-        print(f"warning: the HF tokenizer differs from sentencepiece on {len(mismatches)} probe text(s), "
-              f"e.g. {mismatches[0]!r}", file=sys.stderr)
 
 
 # ---- HF -> TencentPretrain ----------------------------------------------------------------------
@@ -234,10 +110,12 @@ def _items(refs: dict, pairs, shape: L.LlamaShape, direction: str, dtype) -> lis
     return items
 
 
-def _load_hf(hf_dir: Path):
+def load_hf(hf_dir: Path):
+    """(config dict, tensor refs, LlamaShape, key mappings) of an HF ``LlamaForCausalLM`` directory, checked
+    against each other (layout, layer count, keys, shapes, vocab_size)."""
     if not hf_dir.is_dir():
         raise ChatflowError(f"{hf_dir}: expected a HuggingFace model directory")
-    cfg = _read_json(hf_dir / "config.json", "HuggingFace config")
+    cfg = read_json(hf_dir / "config.json", "HuggingFace config")
     refs = cio.open_state_dict(hf_dir)
     if L.detect_layout(refs) != "hf":
         raise ChatflowError(f"{hf_dir}: holds TencentPretrain keys, not a HuggingFace LlamaForCausalLM")
@@ -261,14 +139,14 @@ def convert_hf_to_tp(hf_dir, output_dir, tokenizer=None, dtype=None, force: bool
                      max_seq_length: int | None = None, progress: bool = False) -> Path:
     """An HF ``LlamaForCausalLM`` directory -> ``output_dir`` with the host's model file and config."""
     hf_dir, output_dir = Path(hf_dir), Path(output_dir)
-    cfg, refs, shape, maps = _load_hf(hf_dir)
+    cfg, refs, shape, maps = load_hf(hf_dir)
     tokenizer = Path(tokenizer) if tokenizer else (hf_dir / "tokenizer.model" if (hf_dir / "tokenizer.model").is_file() else None)
     _check_vocab(refs[L.HF_EMBEDDING].shape[0], tokenizer, str(hf_dir))
     tp_cfg = L.tp_config_from_hf(cfg, str(hf_dir / "config.json"), max_seq_length)
     pairs = [(m.hf if m.hf in refs else L.HF_EMBEDDING, m.tp, m.rotary) for m in maps]   # tied: lm_head = embedding
-    items = _items(refs, pairs, shape, "hf->tp", _dtype(dtype) if isinstance(dtype, (str, type(None))) else dtype)
+    items = _items(refs, pairs, shape, "hf->tp", cio.as_dtype(dtype))
     with atomic_directory(output_dir, force=force) as tmp, \
-            _progress(sum(i.nbytes for i in items), "hf->tp", progress) as bar:
+            cio.progress_bar(sum(i.nbytes for i in items), "hf->tp", progress) as bar:
         cio.write_torch_file(tmp / TP_WEIGHTS, items, progress=bar)
         (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")
         if tokenizer is not None:
@@ -289,7 +167,7 @@ def load_tp(tp_path, tp_config=None, tag: str | None = None):
         cfg_path = tp_path / "config.json"
     else:
         raise ChatflowError(f"{tp_path}: pass --tp_config, the host's model config (e.g. models/llama2/7b_config.json)")
-    cfg = _read_json(cfg_path, "TencentPretrain config")
+    cfg = read_json(cfg_path, "TencentPretrain config")
     L.check_tp_config(cfg, str(cfg_path))
     refs = cio.open_state_dict(tp_path, tag=tag, parallel_dim=L.tp_parallel_dim)
     if L.detect_layout(refs) != "tp":
@@ -318,19 +196,19 @@ def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=
     expected = _expected_hf_shapes(shape, cfg["hidden_size"], cfg["feedforward_size"], vocab)
     _check_shapes(refs, {m.tp: expected[m.hf] for m in maps}, str(tp_path))
     _check_vocab(vocab, tokenizer, str(tp_path))
-    out_dtype = _dtype(dtype) if isinstance(dtype, (str, type(None))) else dtype
+    out_dtype = cio.as_dtype(dtype)
     items = _items(refs, [(m.tp, m.hf, m.rotary) for m in maps], shape, "tp->hf", out_dtype)
-    sp = _sp_processor(tokenizer)
+    sp = load_sentencepiece(tokenizer)
     hf_cfg = L.hf_config_from_tp(cfg, vocab, sp.bos_id() if sp.bos_id() >= 0 else None,
                                  sp.eos_id() if sp.eos_id() >= 0 else None,
-                                 _dtype_name(out_dtype or refs[L.TP_EMBEDDING].dtype), max_position_embeddings)
+                                 cio.dtype_name(out_dtype or refs[L.TP_EMBEDDING].dtype), max_position_embeddings)
     with atomic_directory(output_dir, force=force) as tmp, \
-            _progress(sum(i.nbytes for i in items), "tp->hf", progress) as bar:
+            cio.progress_bar(sum(i.nbytes for i in items), "tp->hf", progress) as bar:
         cio.write_safetensors(tmp, items, parse_size(max_shard_size), progress=bar)
         (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
         generation = {"bos_token_id": hf_cfg["bos_token_id"], "eos_token_id": hf_cfg["eos_token_id"]}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
-        _tokenizer_files(tokenizer, tmp, hf_cfg["max_position_embeddings"])
+        write_hf_tokenizer_files(tokenizer, tmp, hf_cfg["max_position_embeddings"], warn=True)
     return output_dir
 
 

@@ -24,6 +24,7 @@ import math
 import os
 import pickle
 import struct
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -401,6 +402,29 @@ def open_state_dict(path: str | os.PathLike, tag: str | None = None,
 
 
 # ---- writing ------------------------------------------------------------------------------------
+
+def as_dtype(value) -> torch.dtype | None:
+    """An output dtype: ``None``, ``""`` or ``"keep"`` -> None (each tensor keeps its own); a name of
+    :data:`DTYPE_NAMES` -> that dtype; a ``torch.dtype`` as it is."""
+    if isinstance(value, torch.dtype):
+        return value
+    if value in (None, "", "keep"):
+        return None
+    if value not in DTYPE_NAMES:
+        raise ChatflowError(f"--dtype {value!r}: choose keep, float32, float16 or bfloat16")
+    return DTYPE_NAMES[value]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"`` (as HF configs write ``torch_dtype``)."""
+    return str(dtype).removeprefix("torch.")
+
+
+def progress_bar(total_bytes: int, desc: str, enabled: bool):
+    """A tqdm bar over bytes written on stderr (a silent one unless ``enabled``), for the writers' ``progress``."""
+    from tqdm import tqdm
+    return tqdm(total=total_bytes, unit="B", unit_scale=True, desc=desc, disable=not enabled, file=sys.stderr)
+
 
 @dataclass
 class OutTensor:

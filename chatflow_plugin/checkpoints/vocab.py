@@ -41,9 +41,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import atomic_directory, atomic_file
+from ..files import atomic_directory, atomic_file, json_strings, read_json, read_jsonl
 from ..errors import ChatflowError, DataError
 from ..options import option
+from ..tokenizer import load_sentencepiece, read_sentencepiece_proto, write_hf_tokenizer_files
 
 # Code point ranges of the scripts `mine_pieces` can collect.
 SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -59,31 +60,10 @@ RESERVED_PIECE = "<reserved_{}>"
 SPACE = "▁"
 
 
-def _load_proto(path: str | os.PathLike):
-    from sentencepiece import sentencepiece_model_pb2 as pb
-    proto = pb.ModelProto()
-    try:
-        proto.ParseFromString(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise ChatflowError(f"{path}: sentencepiece model not found") from None
-    except Exception as exc:   # protobuf's DecodeError and friends
-        raise ChatflowError(f"{path}: not a sentencepiece model ({exc})") from None
-    if not proto.pieces:
-        raise ChatflowError(f"{path}: sentencepiece model without pieces")
-    return proto
-
-
-def _processor(model):
-    """A SentencePieceProcessor from a path, serialized proto bytes, or a processor."""
+def _processor(proto):
+    """A SentencePieceProcessor of a ``ModelProto`` built in memory."""
     import sentencepiece as spm
-    if isinstance(model, spm.SentencePieceProcessor):
-        return model
-    if isinstance(model, (bytes, bytearray)):
-        return spm.SentencePieceProcessor(model_proto=bytes(model))
-    try:
-        return spm.SentencePieceProcessor(model_file=str(model))
-    except (OSError, RuntimeError) as exc:
-        raise ChatflowError(f"{model}: not a sentencepiece model ({exc})") from None
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString(deterministic=True))
 
 
 # ---- new pieces: from files and corpora ---------------------------------------------------------
@@ -106,38 +86,21 @@ def read_piece_file(path: str | os.PathLike) -> list[str]:
     return pieces
 
 
-def _strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
 def _corpus_texts(path: Path):
     """Lines of a text file; every string field of each line of a ``.jsonl`` file or of a ``.json`` file."""
-    is_jsonl = path.suffix == ".jsonl"
     try:
+        if path.suffix == ".jsonl":
+            for _, record in read_jsonl(path):
+                yield from json_strings(record)
+            return
         with open(path, encoding="utf-8") as handle:
             if path.suffix == ".json":
                 try:
-                    yield from _strings(json.load(handle))
+                    yield from json_strings(json.load(handle))
                 except ValueError as exc:
                     raise DataError(f"not JSON ({exc})", str(path)) from None
                 return
-            for number, line in enumerate(handle, 1):
-                if not is_jsonl:
-                    yield line
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    yield from _strings(json.loads(line))
-                except ValueError as exc:
-                    raise DataError(f"not a JSON line ({exc})", f"{path}:{number}") from None
+            yield from handle
     except FileNotFoundError:
         raise ChatflowError(f"{path}: corpus not found") from None
     except UnicodeDecodeError as exc:
@@ -159,7 +122,7 @@ def mine_pieces(corpora, base_model, scripts=("cjk",), min_count: int = 1,
     first (ties by code point), with their counts; at least ``min_count`` occurrences, at most
     ``max_new_pieces`` of them."""
     in_scripts = _in_scripts(scripts)
-    present = {p.piece for p in _load_proto(base_model).pieces}
+    present = {p.piece for p in read_sentencepiece_proto(base_model).pieces}
     counts: Counter = Counter()
     for corpus in corpora:
         for text in _corpus_texts(Path(corpus)):
@@ -203,7 +166,7 @@ def expand_sentencepiece(base_model, new_pieces, output_model, pad_to_multiple: 
                          new_piece_score: float | None = None) -> TokenizerExpansion:
     """Append ``new_pieces`` to ``base_model`` and write ``output_model`` (atomically, deterministic bytes)."""
     from sentencepiece import sentencepiece_model_pb2 as pb
-    proto = _load_proto(base_model)
+    proto = read_sentencepiece_proto(base_model)
     base_size = len(proto.pieces)
     present = {p.piece for p in proto.pieces}
     is_bpe = proto.trainer_spec.model_type == pb.TrainerSpec.BPE
@@ -234,7 +197,7 @@ def expand_sentencepiece(base_model, new_pieces, output_model, pad_to_multiple: 
     # Drop pieces the expanded model cannot produce as one token; repeat, since a dropped piece can be
     # another one's only BPE merge path.
     while True:
-        sp = _processor(build(candidates).SerializeToString(deterministic=True))
+        sp = _processor(build(candidates))
         unreachable = [p for p in candidates if not _single_token(sp, p)]
         if not unreachable:
             break
@@ -265,12 +228,12 @@ def expand_sentencepiece(base_model, new_pieces, output_model, pad_to_multiple: 
 def mean_init_ids(base_model, expanded_model) -> list[list[int]]:
     """For each id the expanded model adds, the base ids whose rows are averaged ([] = use the fallback)."""
     from sentencepiece import sentencepiece_model_pb2 as pb
-    base_proto, new_proto = _load_proto(base_model), _load_proto(expanded_model)
+    base_proto, new_proto = read_sentencepiece_proto(base_model), read_sentencepiece_proto(expanded_model)
     n = len(base_proto.pieces)
     if len(new_proto.pieces) < n or any(a.piece != b.piece for a, b in zip(base_proto.pieces, new_proto.pieces)):
         raise ChatflowError(f"{expanded_model} is not an expansion of {base_model}: "
                             "its first pieces differ from the base model's")
-    sp = _processor(base_model)
+    sp = load_sentencepiece(base_model)
     space, unk = sp.piece_to_id(SPACE), sp.unk_id()
     lists = []
     for piece in new_proto.pieces[n:]:
@@ -338,22 +301,22 @@ def expand_checkpoint_rows(checkpoint, output, base_model, expanded_model, tp_co
     ``tokenizer.model``).
     """
     from . import tensor_io as cio
-    from . import convert as conv
     from . import llama_layout as L
+    from .convert import TP_WEIGHTS, load_hf, load_tp, parse_size
 
     checkpoint, output = Path(checkpoint), Path(output)
     id_lists = mean_init_ids(base_model, expanded_model)
-    old_vocab = len(_load_proto(base_model).pieces)
+    old_vocab = len(read_sentencepiece_proto(base_model).pieces)
     new_vocab = old_vocab + len(id_lists)
     is_hf = checkpoint.is_dir() and (checkpoint / "config.json").is_file() and \
-        "num_hidden_layers" in conv._read_json(checkpoint / "config.json", "config")
+        "num_hidden_layers" in read_json(checkpoint / "config.json", "config")
     if is_hf:
-        hf_cfg, refs, shape, _ = conv._load_hf(checkpoint)
+        hf_cfg, refs, shape, _ = load_hf(checkpoint)
         names = [L.HF_EMBEDDING] + ([] if shape.tied else [L.HF_OUTPUT])
         layout = "hf"
     else:
         if tp_config or (checkpoint.is_dir() and (checkpoint / "config.json").is_file()):
-            tp_cfg, refs, _ = conv.load_tp(checkpoint, tp_config)   # config known: checked against the weights
+            tp_cfg, refs, _ = load_tp(checkpoint, tp_config)   # config known: checked against the weights
         else:
             tp_cfg, refs = None, cio.open_state_dict(checkpoint, parallel_dim=L.tp_parallel_dim)
         if L.detect_layout(refs) != "tp":
@@ -367,7 +330,7 @@ def expand_checkpoint_rows(checkpoint, output, base_model, expanded_model, tp_co
         if rows != old_vocab:
             raise ChatflowError(f"{checkpoint}: {name} has {rows} rows but the base tokenizer {base_model} has "
                                 f"{old_vocab} pieces; expand from the tokenizer this checkpoint was trained with")
-    out_dtype = conv._dtype(dtype)
+    out_dtype = cio.as_dtype(dtype)
     items = []
     for name, ref in refs.items():
         if name in names:
@@ -377,24 +340,24 @@ def expand_checkpoint_rows(checkpoint, output, base_model, expanded_model, tp_co
             items.append(cio.OutTensor(name, ref.shape, out_dtype or ref.dtype, ref.read))
     total = sum(i.nbytes for i in items)
     if layout == "hf":
-        with atomic_directory(output, force=force) as tmp, conv._progress(total, "expand", progress) as bar:
-            cio.write_safetensors(tmp, items, conv.parse_size(max_shard_size), progress=bar)
+        with atomic_directory(output, force=force) as tmp, cio.progress_bar(total, "expand", progress) as bar:
+            cio.write_safetensors(tmp, items, parse_size(max_shard_size), progress=bar)
             weight_files = {ref.path.name for ref in refs.values()}
             _copy_extra_files(checkpoint, tmp, lambda n: n in weight_files or n.endswith(".index.json") or n in (
                 "config.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"))
             hf_cfg = dict(hf_cfg, vocab_size=new_vocab)
             if out_dtype is not None:
-                hf_cfg["torch_dtype"] = hf_cfg["dtype"] = conv._dtype_name(out_dtype)
+                hf_cfg["torch_dtype"] = hf_cfg["dtype"] = cio.dtype_name(out_dtype)
             (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
-            conv._tokenizer_files(Path(expanded_model), tmp, hf_cfg.get("max_position_embeddings", 2048))
+            write_hf_tokenizer_files(expanded_model, tmp, hf_cfg.get("max_position_embeddings", 2048), warn=True)
     elif output.suffix in (".bin", ".pt"):
         if output.exists() and not force:
             raise ChatflowError(f"output {output} already exists (pass --force to replace it)")
-        with atomic_file(output, "wb") as handle, conv._progress(total, "expand", progress) as bar:
+        with atomic_file(output, "wb") as handle, cio.progress_bar(total, "expand", progress) as bar:
             cio.write_torch_file(handle, items, progress=bar)
     else:
-        with atomic_directory(output, force=force) as tmp, conv._progress(total, "expand", progress) as bar:
-            cio.write_torch_file(tmp / conv.TP_WEIGHTS, items, progress=bar)
+        with atomic_directory(output, force=force) as tmp, cio.progress_bar(total, "expand", progress) as bar:
+            cio.write_torch_file(tmp / TP_WEIGHTS, items, progress=bar)
             if tp_cfg is not None:
                 (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")
             shutil.copyfile(expanded_model, tmp / "tokenizer.model")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ChatflowError
+from ..tokenizer import load_sentencepiece
 from ..data.formats import INSTRUCTION_HEADER, RESPONSE_HEADER
 
 if TYPE_CHECKING:
@@ -48,12 +49,7 @@ class TextEncoder:
         model_dir = Path(model_dir)
         spm_path = model_dir / "tokenizer.model"
         if spm_path.is_file():
-            import sentencepiece as spm
-
-            try:
-                return cls(sp=spm.SentencePieceProcessor(model_file=str(spm_path)))
-            except (OSError, RuntimeError) as exc:
-                raise ChatflowError(f"{spm_path}: not a sentencepiece model ({exc})") from None
+            return cls(sp=load_sentencepiece(spm_path))
         if (model_dir / "tokenizer.json").is_file():
             from transformers import AutoTokenizer
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from ..files import atomic_directory, sha256_file
+from ..files import atomic_directory, read_jsonl, sha256_file
 from ..errors import ChatflowError, DataError
 from ..options import option
 
@@ -86,31 +86,34 @@ def instruction_text(record: object) -> tuple[str, str]:
     return prompt, answer
 
 
+def _is_json_array(path: Path) -> bool:
+    """Whether the first character of the file that is not a byte-order mark or whitespace is ``[``."""
+    with open(path, "rb") as handle:
+        block = handle.read(1 << 16).removeprefix(b"\xef\xbb\xbf")
+        while block:
+            if block.lstrip():
+                return block.lstrip()[:1] == b"["
+            block = handle.read(1 << 16)
+    return False
+
+
 def read_records(path: str | os.PathLike) -> Iterator[tuple[str, object]]:
     """Yield ``(location, record or DataError)`` for a JSONL file or a JSON-array file."""
     path = Path(path)
     if not path.is_file():
         raise ChatflowError(f"{path}: no such file")
-    with open(path, encoding="utf-8-sig") as handle:
-        first = handle.read(1)
-        while first and first.isspace():
-            first = handle.read(1)
-        handle.seek(0)
-        if first == "[":
-            try:
-                records = json.load(handle)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON array: {exc}", str(path)) from None
-            for i, record in enumerate(records):
-                yield f"{path}[{i}]", record
-            return
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{number}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield f"{path}:{number}", DataError(f"invalid JSON: {exc.msg}")
+    if _is_json_array(path):
+        try:
+            records = json.loads(path.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise DataError(f"invalid UTF-8 at byte {exc.start}", str(path)) from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON array: {exc}", str(path)) from None
+        for i, record in enumerate(records):
+            yield f"{path}[{i}]", record
+        return
+    for number, record in read_jsonl(path, on_bad_line="yield"):
+        yield f"{path}:{number}", DataError(record.reason) if isinstance(record, DataError) else record
 
 
 def _parsed(items: Iterable[tuple[str, object]]) -> Iterator[tuple[str, tuple[str, str] | DataError]]:
@@ -259,29 +262,29 @@ def load_triples(directory: str | os.PathLike) -> TripleSet:
         raise DataError(f"unreadable build record ({exc})", str(build_path)) from None
     pairs: list[InstructionPair] = []
     pending: tuple[str, dict] | None = None
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            where = f"{path}:{number}"
-            try:
-                triple = json.loads(line)
-                fields = {k: triple[k] for k in ("pair", "prompt_lang", "prompt", "chosen", "rejected")}
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(f"not a triple ({type(exc).__name__}: {exc})", where) from None
-            if not all(isinstance(fields[k], str) and fields[k].strip() for k in ("prompt", "chosen", "rejected")):
-                raise DataError("prompt, chosen and rejected must be non-empty strings", where)
-            expected_lang = source_lang if pending is None else target_lang
-            if fields["pair"] != len(pairs) or fields["prompt_lang"] != expected_lang:
-                raise DataError(f"expected pair {len(pairs)} with prompt_lang {expected_lang!r}, got pair "
-                                f"{fields['pair']!r} with {fields['prompt_lang']!r}", where)
-            if pending is None:
-                pending = (where, fields)
-                continue
-            first = pending[1]
-            if first["chosen"] != fields["rejected"] or first["rejected"] != fields["chosen"]:
-                raise DataError("the two triples of a pair must swap chosen and rejected", where)
-            pairs.append(InstructionPair(first["prompt"], first["chosen"], fields["prompt"], fields["chosen"],
-                                         origin=triple.get("origin", "")))
-            pending = None
+    for number, triple in read_jsonl(path, on_bad_line="yield"):
+        where = f"{path}:{number}"
+        if isinstance(triple, DataError):
+            raise DataError(f"not a triple: {triple.reason}", where)
+        try:
+            fields = {k: triple[k] for k in ("pair", "prompt_lang", "prompt", "chosen", "rejected")}
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"not a triple ({type(exc).__name__}: {exc})", where) from None
+        if not all(isinstance(fields[k], str) and fields[k].strip() for k in ("prompt", "chosen", "rejected")):
+            raise DataError("prompt, chosen and rejected must be non-empty strings", where)
+        expected_lang = source_lang if pending is None else target_lang
+        if fields["pair"] != len(pairs) or fields["prompt_lang"] != expected_lang:
+            raise DataError(f"expected pair {len(pairs)} with prompt_lang {expected_lang!r}, got pair "
+                            f"{fields['pair']!r} with {fields['prompt_lang']!r}", where)
+        if pending is None:
+            pending = (where, fields)
+            continue
+        first = pending[1]
+        if first["chosen"] != fields["rejected"] or first["rejected"] != fields["chosen"]:
+            raise DataError("the two triples of a pair must swap chosen and rejected", where)
+        pairs.append(InstructionPair(first["prompt"], first["chosen"], fields["prompt"], fields["chosen"],
+                                     origin=triple.get("origin", "")))
+        pending = None
     if pending is not None:
         raise DataError("the last pair has only one triple", pending[0])
     if not pairs:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ChatflowError
 from .mixture import MixtureSpec, parse_mixture
-from .sampler import Draw, MixtureSampler, rank_indices
+from .sampler import MixtureSampler
 from .shards import ShardSet
 
 
@@ -54,9 +54,6 @@ class MixtureDataset:
             shares, seed=spec.seed)
         self.seq_length = shards.seq_length
 
-    def draw(self, indices) -> Draw:
-        return self.sampler.draw(indices)
-
     def batch(self, indices) -> dict[str, np.ndarray]:
         """Samples ``indices`` as arrays: tokens (B, L+1) int64, loss_mask (B, L) bool (per target
         position), group/source/epoch (B,)."""
@@ -77,16 +74,3 @@ class MixtureDataset:
     def __getitem__(self, t: int) -> dict[str, np.ndarray]:
         out = self.batch([t])
         return {k: v[0] for k, v in out.items()}
-
-    def rank_batch(self, iteration: int, micro_batch_size: int, rank: int = 0, world_size: int = 1):
-        """One data-parallel rank's micro-batch at ``iteration`` (see :func:`sampler.rank_indices`)."""
-        return self.batch(rank_indices(iteration, micro_batch_size, rank, world_size))
-
-    def epochs(self, n_samples: int) -> dict[str, float]:
-        """How many passes over each source the first ``n_samples`` samples make."""
-        draw = self.sampler.draw(np.arange(n_samples)) if n_samples else None
-        out = {}
-        for s, name in enumerate(self.source_names):
-            seen = int((draw.source == s).sum()) if draw is not None else 0
-            out[name] = seen / self.source_shards[s].windows
-        return out

@@ -6,6 +6,7 @@ written under a temporary name and moved into place only when complete, manifest
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -24,6 +25,7 @@ from ..errors import ChatflowError, DataError
 from .formats import record_from_tsv, render
 from .mixture import MixtureSpec, SourceSpec, load_mixture, parse_source_overrides
 from ..options import option
+from ..tokenizer import load_sentencepiece
 from .shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, token_dtype
 
 MAX_REPORTED_ERRORS = 5
@@ -105,9 +107,7 @@ _WORKER: dict = {}
 
 
 def _init_worker(spm_model_path: str, sources: list[SourceSpec], on_bad_record: str) -> None:
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=spm_model_path)
+    sp = load_sentencepiece(spm_model_path)
     _WORKER.update(sp=sp, sources=sources, fail=on_bad_record == "fail", bos=sp.bos_id(), eos=sp.eos_id())
 
 
@@ -239,27 +239,17 @@ def _progress(total: int, quiet: bool):
     return tqdm(total=total, unit="B", unit_scale=True, desc="preprocess", file=sys.stderr)
 
 
-def preprocess(spec: MixtureSpec, spm_model_path: str | os.PathLike, output_dir: str | os.PathLike,
-               workers: int = 0, on_bad_record: str = "skip", chunk_bytes: int = 4 << 20,
-               force: bool = False, quiet: bool = True) -> dict:
-    """Build a shard directory for ``spec``; returns the manifest."""
-    import sentencepiece as spm
-
-    spm_model_path = str(spm_model_path)
-    if not os.path.isfile(spm_model_path):
-        raise ChatflowError(f"sentencepiece model not found: {spm_model_path}")
-    try:
-        sp = spm.SentencePieceProcessor(model_file=spm_model_path)
-    except (OSError, RuntimeError) as exc:
-        raise ChatflowError(f"{spm_model_path}: not a sentencepiece model ({exc})") from None
+def open_tokenizer(spm_model_path: str | os.PathLike):
+    """The sentencepiece model a dataset is built with; it needs BOS and EOS pieces."""
+    sp = load_sentencepiece(spm_model_path)
     if sp.bos_id() < 0 or sp.eos_id() < 0:
         raise ChatflowError(f"{spm_model_path}: the tokenizer needs BOS and EOS pieces")
-    dtype = token_dtype(sp.vocab_size())
-    files = spec.resolve_files()
-    sources = [s for _, s in spec.sources]
-    window = spec.seq_length + 1
-    fail = on_bad_record == "fail"
+    return sp
 
+
+def plan_sources(spec: MixtureSpec, chunk_bytes: int, fail: bool) -> tuple[list[SourceStats], list[Chunk]]:
+    """Per-source statistics (input files with sizes and checksums) and the chunks to tokenize, in order."""
+    files = spec.resolve_files()
     stats: list[SourceStats] = []
     chunks: list[Chunk] = []
     for index, (group, source) in enumerate(spec.sources):
@@ -274,86 +264,132 @@ def preprocess(spec: MixtureSpec, spm_model_path: str | os.PathLike, output_dir:
                 continue
             chunks.extend(plan_chunks(index, path, file_format(str(path), source), chunk_bytes))
         stats.append(st)
+    return stats, chunks
 
-    workers = workers or os.cpu_count() or 1
-    init_args = (spm_model_path, sources, on_bad_record)
+
+def tokenize_chunks(chunks: list[Chunk], init_args: tuple, workers: int, sink, quiet: bool = True) -> None:
+    """``sink(chunk, result)`` for every chunk in input order, tokenized by ``workers`` processes."""
     bar = _progress(sum(c.end - c.start for c in chunks), quiet)
-    started = time.time()
-    with atomic_directory(output_dir, force=force) as tmp:
-        handles: dict[int, tuple] = {}
-        line_base: dict[str, int] = {}
-
-        def sink(chunk: Chunk, result: ChunkResult) -> None:
-            st = stats[chunk.source_index]
-            base = line_base.get(chunk.path, 0)
-            line_base[chunk.path] = base + result.lines
-            for line, message in result.bad:
-                location = f"{chunk.path}:{base + line + 1}"
-                if fail:
-                    raise DataError(message, location)
-                if len(st.first_errors) < MAX_REPORTED_ERRORS:
-                    st.first_errors.append(f"{location}: {message}")
-            st.skipped += result.bad_count
-            st.records += result.records
-            st.tokens += len(result.tokens)
-            if chunk.source_index not in handles:
-                name = sources[chunk.source_index].name
-                mask = open(tmp / f"{name}.mask.bin", "wb") if result.prompt is not None else None
-                handles[chunk.source_index] = (open(tmp / f"{name}.tokens.bin", "wb"), mask)
-            tok_handle, mask_handle = handles[chunk.source_index]
-            tok_handle.write(result.tokens.astype(dtype).tobytes())
-            if mask_handle is not None:
-                mask_handle.write(result.prompt.tobytes())
-                st.prompt_tokens += int(result.prompt.sum())
+    with contextlib.ExitStack() as stack:
+        if bar is not None:
+            stack.callback(bar.close)
+        if workers == 1 or len(chunks) <= 1:
+            _init_worker(*init_args)
+            results = map(tokenize_chunk, chunks)
+        else:
+            ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            pool = stack.enter_context(ctx.Pool(min(workers, len(chunks)), initializer=_init_worker,
+                                                initargs=init_args))
+            results = pool.imap(tokenize_chunk, chunks, chunksize=1)
+        for chunk, result in zip(chunks, results):
+            sink(chunk, result)
             if bar is not None:
                 bar.update(chunk.end - chunk.start)
 
-        try:
-            if workers == 1 or len(chunks) <= 1:
-                _init_worker(*init_args)
-                for chunk in chunks:
-                    sink(chunk, tokenize_chunk(chunk))
-            else:
-                ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-                with ctx.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=init_args) as pool:
-                    for chunk, result in zip(chunks, pool.imap(tokenize_chunk, chunks, chunksize=1)):
-                        sink(chunk, result)
-        finally:
-            if bar is not None:
-                bar.close()
 
-        manifest_sources = []
-        for index, st in enumerate(stats):
-            name = st.name
+class ShardWriter:
+    """Appends each chunk's tokens (and prompt mask) to its source's files in ``directory``, counts them,
+    and locates bad records (``file:line``) from the lines each chunk read."""
+
+    def __init__(self, directory: Path, sources: list[SourceSpec], stats: list[SourceStats], dtype: np.dtype,
+                 fail: bool):
+        self.directory, self.sources, self.stats, self.dtype, self.fail = directory, sources, stats, dtype, fail
+        self.handles: dict[int, tuple] = {}
+        self.line_base: dict[str, int] = {}
+
+    def add(self, chunk: Chunk, result: ChunkResult) -> None:
+        st = self.stats[chunk.source_index]
+        base = self.line_base.get(chunk.path, 0)
+        self.line_base[chunk.path] = base + result.lines
+        for line, message in result.bad:
+            location = f"{chunk.path}:{base + line + 1}"
+            if self.fail:
+                raise DataError(message, location)
+            if len(st.first_errors) < MAX_REPORTED_ERRORS:
+                st.first_errors.append(f"{location}: {message}")
+        st.skipped += result.bad_count
+        st.records += result.records
+        st.tokens += len(result.tokens)
+        if chunk.source_index not in self.handles:
+            name = self.sources[chunk.source_index].name
+            mask = open(self.directory / f"{name}.mask.bin", "wb") if result.prompt is not None else None
+            self.handles[chunk.source_index] = (open(self.directory / f"{name}.tokens.bin", "wb"), mask)
+        tok_handle, mask_handle = self.handles[chunk.source_index]
+        tok_handle.write(result.tokens.astype(self.dtype).tobytes())
+        if mask_handle is not None:
+            mask_handle.write(result.prompt.tobytes())
+            st.prompt_tokens += int(result.prompt.sum())
+
+    def finish(self, window: int, eos_id: int) -> list[dict]:
+        """Pad each source's last window and close its files; the manifest's ``sources`` entries."""
+        entries = []
+        for index, st in enumerate(self.stats):
             if st.tokens == 0:
                 where = ", ".join(f["path"] for f in st.files)
                 detail = f"; first problems: {'; '.join(st.first_errors)}" if st.first_errors else ""
-                raise ChatflowError(f"source {name!r} has no usable records ({where}){detail}")
-            tok_handle, mask_handle = handles[index]
+                raise ChatflowError(f"source {st.name!r} has no usable records ({where}){detail}")
+            tok_handle, mask_handle = self.handles[index]
             st.windows = -(-st.tokens // window)
             st.pad_tokens = st.windows * window - st.tokens
             # Fill the last window with EOS; the manifest's pad_tokens keeps them out of the loss.
-            tok_handle.write(np.full(st.pad_tokens, sp.eos_id(), dtype=dtype).tobytes())
+            tok_handle.write(np.full(st.pad_tokens, eos_id, dtype=self.dtype).tobytes())
             tok_handle.close()
             if mask_handle is not None:
                 mask_handle.write(np.full(st.pad_tokens, PROMPT, dtype=np.uint8).tobytes())
                 mask_handle.close()
-            source = sources[index]
-            manifest_sources.append({
-                "name": name, "group": st.group, "kind": st.kind, "language": source.language,
+            source = self.sources[index]
+            entries.append({
+                "name": st.name, "group": st.group, "kind": st.kind, "language": source.language,
                 "share": source.share, "files": st.files, "records": st.records, "skipped": st.skipped,
                 "empty_files": st.empty_files, "first_errors": st.first_errors, "tokens": st.tokens,
                 "prompt_tokens": st.prompt_tokens, "windows": st.windows, "pad_tokens": st.pad_tokens,
-                "tokens_file": f"{name}.tokens.bin", "mask_file": f"{name}.mask.bin" if mask_handle else None,
+                "tokens_file": f"{st.name}.tokens.bin", "mask_file": f"{st.name}.mask.bin" if mask_handle else None,
             })
-        manifest = {
-            "format": FORMAT_NAME, "version": FORMAT_VERSION, "created_by": f"chatflow-plugin {__version__}",
-            "seq_length": spec.seq_length, "window_length": window, "dtype": dtype.name,
-            "tokenizer": {"path": str(Path(spm_model_path).resolve()), "sha256": sha256_file(spm_model_path),
-                          "vocab_size": sp.vocab_size(), "bos_id": sp.bos_id(), "eos_id": sp.eos_id()},
-            "mixture": spec.to_json(), "sources": manifest_sources,
-            "seconds": round(time.time() - started, 3),
-        }
+        return entries
+
+    def close(self) -> None:
+        for handles in self.handles.values():
+            for handle in handles:
+                if handle is not None:
+                    handle.close()
+
+
+def build_manifest(spec: MixtureSpec, sp, spm_model_path: str | os.PathLike, dtype: np.dtype,
+                   sources: list[dict], seconds: float) -> dict:
+    return {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "created_by": f"chatflow-plugin {__version__}",
+        "seq_length": spec.seq_length, "window_length": spec.seq_length + 1, "dtype": dtype.name,
+        "tokenizer": {"path": str(Path(spm_model_path).resolve()), "sha256": sha256_file(spm_model_path),
+                      "vocab_size": sp.vocab_size(), "bos_id": sp.bos_id(), "eos_id": sp.eos_id()},
+        "mixture": spec.to_json(), "sources": sources,
+        "seconds": round(seconds, 3),
+    }
+
+
+def preprocess(spec: MixtureSpec, spm_model_path: str | os.PathLike, output_dir: str | os.PathLike,
+               workers: int = 0, on_bad_record: str = "skip", chunk_bytes: int = 4 << 20,
+               force: bool = False, quiet: bool = True) -> dict:
+    """Build a shard directory for ``spec``; returns the manifest.
+
+    Three steps: plan (hash the input files, cut them into chunks), tokenize the chunks in input order
+    into the shard files, then pad the last windows and write the manifest, last.
+    """
+    spm_model_path = str(spm_model_path)
+    sp = open_tokenizer(spm_model_path)
+    dtype = token_dtype(sp.vocab_size())
+    fail = on_bad_record == "fail"
+    stats, chunks = plan_sources(spec, chunk_bytes, fail)
+    sources = [s for _, s in spec.sources]
+    started = time.time()
+    with atomic_directory(output_dir, force=force) as tmp:
+        writer = ShardWriter(tmp, sources, stats, dtype, fail)
+        try:
+            tokenize_chunks(chunks, (spm_model_path, sources, on_bad_record), workers or os.cpu_count() or 1,
+                            writer.add, quiet)
+            entries = writer.finish(spec.seq_length + 1, sp.eos_id())
+        finally:
+            writer.close()
+        manifest = build_manifest(spec, sp, spm_model_path, dtype, entries, time.time() - started)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
 

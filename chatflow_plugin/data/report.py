@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ChatflowError
+from ..files import pyplot, save_figure
 from .mixture import MixtureSpec, load_mixture
 from ..options import option
 from .sampler import realized_group_counts
@@ -90,11 +91,7 @@ def format_report(spec: MixtureSpec, report: dict) -> str:
 
 
 def plot_schedule(spec: MixtureSpec, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     schedule = spec.schedule()
     t = np.linspace(0, 1.2 * spec.t_grow_samples, 400)
     p = schedule.probabilities(t)
@@ -109,8 +106,7 @@ def plot_schedule(spec: MixtureSpec, path: str) -> None:
     ax.set_title(f"{spec.name}: dynamic data sampler schedule")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def mixture_report(opts: MixtureOptions) -> None:

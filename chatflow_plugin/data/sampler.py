@@ -116,10 +116,6 @@ class MixtureSampler:
         return realized_group_counts(self.schedule, n)
 
     # -- draws ----------------------------------------------------------------------------
-    def groups(self, t) -> np.ndarray:
-        group, _ = nth_events(self.schedule.expected_counts, np.atleast_1d(t), len(self.schedule.alpha))
-        return group
-
     def draw(self, t) -> Draw:
         t = np.atleast_1d(np.asarray(t, dtype=np.int64))
         if (t < 0).any():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import sha256_file
+from ..files import resolve_from_file, sha256_file
 from ..errors import ChatflowError
 
 MANIFEST = "manifest.json"
@@ -63,7 +63,13 @@ class SourceShard:
 
 
 class ShardSet:
-    """A preprocessed dataset directory, validated and memory-mapped."""
+    """A preprocessed dataset directory, validated and memory-mapped.
+
+    ``spm_model_path``: refuse the dataset unless it was built with this tokenizer (same sha256).
+    ``verify_sources``: refuse it unless every input file it was built from is still there with the
+    sha256 the manifest recorded (this reads every input file once; for a run that must be reproducible
+    from the corpora on disk).
+    """
 
     def __init__(self, path: str | os.PathLike, spm_model_path: str | os.PathLike | None = None,
                  verify_sources: bool = False):
@@ -94,8 +100,10 @@ class ShardSet:
         for info in m["sources"]:
             self.sources.append(self._open_source(info))
         self.by_name = {s.name: s for s in self.sources}
-        if verify_sources:
-            self.verify_inputs()
+        if verify_sources and (changed := self.verify_inputs()):
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            raise ChatflowError(f"{self.path} no longer matches its inputs: {shown} changed or missing since "
+                                f"preprocessing (sha256 in {MANIFEST}); preprocess again")
 
     def _open_source(self, info: dict) -> SourceShard:
         tokens_path = self.path / info["tokens_file"]
@@ -115,11 +123,12 @@ class ShardSet:
                            tokens=tokens, mask=mask, pad_tokens=int(info["pad_tokens"]), info=info)
 
     def verify_inputs(self) -> list[str]:
-        """Names of input files that changed since preprocessing (by sha256)."""
+        """Input files that are missing or changed since preprocessing (by sha256), as the manifest names them."""
         changed = []
         for info in self.manifest["sources"]:
             for f in info["files"]:
-                if not os.path.isfile(f["path"]) or sha256_file(f["path"]) != f["sha256"]:
+                path = resolve_from_file(f["path"], self.path / MANIFEST)
+                if not path.is_file() or sha256_file(path) != f["sha256"]:
                     changed.append(f["path"])
         return changed
 

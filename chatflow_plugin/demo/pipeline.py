@@ -28,10 +28,11 @@ from pathlib import Path
 
 from .split import SplitBudget, iter_texts, prepare_data
 from ..errors import ChatflowError
-from ..files import path_for_file
+from ..files import path_for_file, read_jsonl
 from ..data.mixture import write_mixture
 from ..options import option, parse_options
 from ..resources import resource
+from ..tokenizer import load_sentencepiece
 
 BASE_MIXTURE = "models/mixtures/tiny_corpora.json"   # a packaged file (chatflow_plugin.resources)
 INSTRUCTION_GROUPS = ("en_inst", "zh_inst")
@@ -195,8 +196,7 @@ def _merge_stage_logs(run_dir: Path, parts: list[tuple[Path, int]], offset_steps
     first_samples, first_tokens = summaries[0]["samples"], summaries[0]["tokens"]
     records = []
     for index, (part, _) in enumerate(parts):
-        for line in (part / "log.jsonl").read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
+        for _, r in read_jsonl(part / "log.jsonl"):
             if r.get("kind") == "summary":
                 continue
             if index == 1 and r["kind"] == "heldout" and r["step"] == 0:
@@ -219,7 +219,6 @@ def _merge_stage_logs(run_dir: Path, parts: list[tuple[Path, int]], offset_steps
 
 def generate_answers(model_dir: Path, spm_model: Path, prompts: dict[str, str], max_new_tokens: int = 48) -> dict:
     """Load the released HF directory with transformers only and answer each instruction greedily."""
-    import sentencepiece as spm
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -228,7 +227,7 @@ def generate_answers(model_dir: Path, spm_model: Path, prompts: dict[str, str], 
     tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True)
     model.eval()
-    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    sp = load_sentencepiece(spm_model)
     out = {}
     for lang, question in prompts.items():
         prompt = INSTRUCTION_HEADER + question + RESPONSE_HEADER
@@ -390,9 +389,7 @@ def run_demo(options: DemoOptions) -> dict:
 
 
 def _pieces(model: Path) -> int:
-    import sentencepiece as spm
-
-    return spm.SentencePieceProcessor(model_file=str(model)).vocab_size()
+    return load_sentencepiece(model).vocab_size()
 
 
 def cli_main(argv: list[str], prog: str = "chatflow demo") -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_file
+from ..files import atomic_file, pyplot, read_jsonl, save_figure
 from ..errors import ChatflowError
 
 KIND_ORDER = ("dynamic", "static", "two_stage")
@@ -47,8 +47,7 @@ def load_runs(runs: dict[str, Path]) -> tuple[list[dict], list[dict], dict[str, 
         log = Path(folder) / "log.jsonl"
         if not log.is_file():
             raise ChatflowError(f"{log}: missing (did the run finish?)")
-        for line in log.read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
+        for _, r in read_jsonl(log):
             base = {"run": name, "kind": kind, "seed": seed, "step": r["step"], "tokens": r.get("tokens")}
             if r["kind"] == "heldout":
                 for key, value in r.items():
@@ -136,9 +135,7 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def plot_curves(path: Path, series: dict, panels: list[str], title: str, ylabel: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
@@ -165,9 +162,7 @@ def plot_curves(path: Path, series: dict, panels: list[str], title: str, ylabel:
         axes.flat[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def write_report(out_dir: str | Path, runs: dict[str, Path], context: dict | None = None) -> Path:
@@ -343,7 +338,7 @@ def training_curve(source: str | Path, tokens_per_step: int = 0) -> list[tuple[i
         log = source / "log.jsonl"
         if not log.is_file():
             raise ChatflowError(f"{source}: no log.jsonl (not a chatflow train run folder)")
-        rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+        rows = [r for _, r in read_jsonl(log)]
         return [(r["tokens"], r["loss"]) for r in rows if r.get("kind") == "train" and r.get("loss") is not None]
     if not source.is_file():
         raise ChatflowError(f"{source}: not found")
@@ -370,9 +365,7 @@ def _named(items: list[str], what: str) -> list[tuple[str, str]]:
 
 
 def figure1(runs: list[tuple[str, str]], output: str | Path, tokens_per_step: int = 0) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rows = []
@@ -387,19 +380,14 @@ def figure1(runs: list[tuple[str, str]], output: str | Path, tokens_per_step: in
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    output = Path(output)
-    with atomic_file(output, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    output = save_figure(fig, output, dpi=110)
     _write_csv(output.with_suffix(".csv"), rows)
     return output
 
 
 def figure2(results: str | Path, tokens: list[tuple[str, str]], output: str | Path) -> Path:
     """Benchmark averages of ``chatflow eval`` results (one model per checkpoint) against training tokens."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     data = json.loads(Path(results).read_text(encoding="utf-8"))
     models = data.get("models", {})
@@ -422,10 +410,7 @@ def figure2(results: str | Path, tokens: list[tuple[str, str]], output: str | Pa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    output = Path(output)
-    with atomic_file(output, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    output = save_figure(fig, output, dpi=110)
     _write_csv(output.with_suffix(".csv"), rows)
     return output
 

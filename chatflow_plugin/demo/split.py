@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import atomic_directory
+from ..files import atomic_directory, json_strings, read_jsonl
 from ..errors import ChatflowError, DataError
 
 GROUP_DIRS = ("en_corpus", "zh_corpus", "parallel", "en_inst", "zh_inst", "code")
@@ -37,18 +37,10 @@ def read_group(folder: Path) -> list[str]:
         raise ChatflowError(f"{folder}: no *.jsonl files")
     lines: list[str] = []
     for path in files:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"not JSON: {exc.msg}", f"{path}:{number}") from None
-                if not isinstance(record, dict):
-                    raise DataError("expected a JSON object", f"{path}:{number}")
-                lines.append(line)
+        for number, record, line in read_jsonl(path, with_text=True):
+            if not isinstance(record, dict):
+                raise DataError("expected a JSON object", f"{path}:{number}")
+            lines.append(line)
     return lines
 
 
@@ -136,17 +128,5 @@ def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, bud
 
 def iter_texts(jsonl: Path):
     """Every string value of every record (for tokenizer training and character mining)."""
-    def strings(value):
-        if isinstance(value, str):
-            yield value
-        elif isinstance(value, dict):
-            for v in value.values():
-                yield from strings(v)
-        elif isinstance(value, list):
-            for v in value:
-                yield from strings(v)
-
-    with open(jsonl, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield from strings(json.loads(line))
+    for _, record in read_jsonl(jsonl):
+        yield from json_strings(record)

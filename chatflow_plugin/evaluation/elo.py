@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_file
+from ..files import atomic_file, pyplot, read_jsonl, save_figure
 from ..errors import ChatflowError, DataError
 from ..options import option, parse_options
 
@@ -55,31 +55,27 @@ def read_votes(path: str | Path, strict: bool = False) -> tuple[Votes, list[str]
     """Votes of a JSONL file and the problems of lines skipped (``strict``: the first one raises)."""
     records, problems = [], []
     try:
-        with open(path, encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                location = f"{path}:{line_no}"
-                try:
-                    rec = json.loads(line)
-                    a, b, w = rec["model_a"], rec["model_b"], rec["winner"]
-                    if not (isinstance(a, str) and isinstance(b, str) and a.strip() and b.strip()):
-                        raise ValueError("model_a and model_b must be non-empty strings")
-                    if a == b:
-                        raise ValueError(f"a model against itself ({a!r})")
-                    if not isinstance(w, str) or w.strip().lower() not in WINNERS:
-                        raise ValueError(f"winner {w!r} is not one of 'a', 'b', 'tie'")
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-                    if strict:
-                        raise DataError(reason, location) from None
-                    problems.append(f"{location}: {reason}")
-                    continue
-                records.append((a, b, WINNERS[w.strip().lower()]))
+        for line_no, rec in read_jsonl(path, on_bad_line="yield"):
+            location = f"{path}:{line_no}"
+            try:
+                if isinstance(rec, DataError):
+                    raise ValueError(rec.reason)
+                a, b, w = rec["model_a"], rec["model_b"], rec["winner"]
+                if not (isinstance(a, str) and isinstance(b, str) and a.strip() and b.strip()):
+                    raise ValueError("model_a and model_b must be non-empty strings")
+                if a == b:
+                    raise ValueError(f"a model against itself ({a!r})")
+                if not isinstance(w, str) or w.strip().lower() not in WINNERS:
+                    raise ValueError(f"winner {w!r} is not one of 'a', 'b', 'tie'")
+            except (KeyError, TypeError, ValueError) as exc:
+                reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                if strict:
+                    raise DataError(reason, location) from None
+                problems.append(f"{location}: {reason}")
+                continue
+            records.append((a, b, WINNERS[w.strip().lower()]))
     except FileNotFoundError:
         raise ChatflowError(f"votes file {path} not found") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", str(path)) from None
     if not records:
         raise ChatflowError(f"{path}: no valid votes" + (f" ({len(problems)} bad lines, first: {problems[0]})"
                                                          if problems else ""))
@@ -241,31 +237,15 @@ def ratings_json(r: Ratings) -> dict:
                              for i in r.order()}}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def close_figures(*figures) -> None:
     for fig in figures:
         if fig is not None:
-            _pyplot().close(fig)
-
-
-def save_figure(fig, path: str | Path) -> None:
-    """Write ``fig`` as a PNG atomically and free it."""
-    with atomic_file(Path(path), "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    _pyplot().close(fig)
+            pyplot().close(fig)
 
 
 def win_rate_figure(r: Ratings):
     """Heat map of the win-rate matrix (ties = 1/2), models ordered by Bradley-Terry rating."""
-    plt = _pyplot()
+    plt = pyplot()
     order = r.order()
     names = [r.models[i] for i in order]
     matrix = r.win_rate[np.ix_(order, order)]
@@ -289,7 +269,7 @@ def win_rate_figure(r: Ratings):
 
 def non_tie_figure(r: Ratings):
     """Figure 3: each model's win rate in its non-tie votes, bars in rating order, labelled wins/votes."""
-    plt = _pyplot()
+    plt = pyplot()
     order = r.order()
     wins, games, rates = r.non_tie()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(order) + 2), 3.6))

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ChatflowError, DataError
+from ..files import read_jsonl
 from ..options import option, parse_options
 
 UNDETERMINED = "Zyyy"
@@ -267,35 +268,28 @@ def load_prompts(path: str | os.PathLike) -> list[tuple[str, str]]:
     if not path.is_file():
         raise ChatflowError(f"{path}: no such prompts file")
     out = []
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON: {exc.msg}", where) from None
-            if not isinstance(record, dict):
-                raise DataError("expected a JSON object", where)
-            if isinstance(record.get("prompt"), str):
-                prompt = record["prompt"]
-            elif isinstance(record.get("instruction"), str):
-                extra = record.get("input") or ""
-                prompt = record["instruction"] + ("\n" + extra if isinstance(extra, str) and extra.strip() else "")
-            else:
-                raise DataError("expected a string field 'prompt' or 'instruction'", where)
-            if not prompt.strip():
-                raise DataError("empty prompt", where)
-            lang = record.get("lang")
+    for number, record in read_jsonl(path):
+        where = f"{path}:{number}"
+        if not isinstance(record, dict):
+            raise DataError("expected a JSON object", where)
+        if isinstance(record.get("prompt"), str):
+            prompt = record["prompt"]
+        elif isinstance(record.get("instruction"), str):
+            extra = record.get("input") or ""
+            prompt = record["instruction"] + ("\n" + extra if isinstance(extra, str) and extra.strip() else "")
+        else:
+            raise DataError("expected a string field 'prompt' or 'instruction'", where)
+        if not prompt.strip():
+            raise DataError("empty prompt", where)
+        lang = record.get("lang")
+        if lang is None:
+            found = detect_language(prompt)
+            lang = found.language or {"Hani": "zh", "Jpan": "ja"}.get(found.script)
             if lang is None:
-                found = detect_language(prompt)
-                lang = found.language or {"Hani": "zh", "Jpan": "ja"}.get(found.script)
-                if lang is None:
-                    raise DataError("cannot tell the prompt's language; add a 'lang' field", where)
-            elif not isinstance(lang, str) or not lang.strip():
-                raise DataError("field 'lang' must be a language code such as 'zh'", where)
-            out.append((prompt, lang))
+                raise DataError("cannot tell the prompt's language; add a 'lang' field", where)
+        elif not isinstance(lang, str) or not lang.strip():
+            raise DataError("field 'lang' must be a language code such as 'zh'", where)
+        out.append((prompt, lang))
     if not out:
         raise DataError("no prompts", str(path))
     return out

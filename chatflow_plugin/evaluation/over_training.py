@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_file
+from ..files import atomic_file, pyplot, save_figure
 from ..errors import ChatflowError
 from ..options import option, parse_options
 from .benchmarks import Benchmark
@@ -100,11 +100,7 @@ class Curve:
         self.plot()
 
     def plot(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         tokens = [r["tokens"] for r in self.rows]
         unit, div = ("B", 1e9) if max(tokens, default=0) >= 1e9 else ("M", 1e6) if max(tokens, default=0) >= 1e6 else ("", 1)
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -117,9 +113,7 @@ class Curve:
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        with atomic_file(self.png_path, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=120)
-        plt.close(fig)
+        save_figure(fig, self.png_path)
 
 
 class EvalHook:

@@ -346,12 +346,12 @@ def _tokenizer_error(path, exc: BaseException) -> ChatflowError:
         except (ValueError, UnicodeDecodeError) as bad:
             return ChatflowError(f"{path / 'tokenizer.json'}: not valid JSON ({bad}); the file is cut short or damaged")
     if "tokenizer.model" in present and "tokenizer.json" not in present:
-        import sentencepiece as spm
+        from ..tokenizer import load_sentencepiece
 
         try:
-            spm.SentencePieceProcessor(model_file=str(path / "tokenizer.model"))
-        except (OSError, RuntimeError) as bad:
-            return ChatflowError(f"{path / 'tokenizer.model'}: not a sentencepiece model ({_first_line(bad)})")
+            load_sentencepiece(path / "tokenizer.model")
+        except ChatflowError as bad:
+            return bad
     return ChatflowError(f"{path}: cannot load its tokenizer from {', '.join(present)}: {_first_line(exc)}")
 
 

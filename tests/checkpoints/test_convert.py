@@ -12,14 +12,10 @@ import torch
 
 from chatflow_plugin.checkpoints import tensor_io as cio
 from chatflow_plugin.checkpoints import llama_layout as L
-from chatflow_plugin.checkpoints.convert import (convert_hf_to_tp, convert_tp_to_hf, parse_size,
-                                     write_hf_tokenizer_files)
+from chatflow_plugin.checkpoints.convert import convert_hf_to_tp, convert_tp_to_hf, parse_size
 from chatflow_plugin.errors import ChatflowError
 
-from conftest import _training_text, train_spm
-
-MIXED = ["Hello world, the model learns 语言 from data.", "中文和English混合的句子。", "the teacher 说 good night",
-         "数字 12345 and a question 问题", "  two  spaces\tand\nlines 😀 ｆｕｌｌ，width！"]
+from conftest import train_spm
 
 
 def _tiny_config(vocab: int, **overrides):
@@ -207,48 +203,6 @@ def test_tied_hf_model_gets_an_output_layer_and_dtype_can_change(spm_model, tmp_
 
 
 # ---- tokenizer files -----------------------------------------------------------------------------
-
-def _llama_like_spm(tmp_path: Path) -> Path:
-    """Trained like LLaMA's: identity normalization, whitespace kept, byte fallback, digits split."""
-    text = _training_text()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(text.splitlines()), model_prefix=str(tmp_path / "llama"), vocab_size=700,
-        model_type="bpe", byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        num_threads=1, minloglevel=2)
-    return tmp_path / "llama.model"
-
-
-def test_hf_tokenizer_files_carry_the_models_context_length(spm_model, tmp_path):
-    """model_max_length = the config's max_position_embeddings (transformers warns past it), 2048 without one."""
-    from transformers import AutoTokenizer
-    for name, config, explicit, expected in (("with_config", {"max_position_embeddings": 512}, None, 512),
-                                             ("explicit", {"max_position_embeddings": 512}, 4096, 4096),
-                                             ("no_config", None, None, 2048)):
-        out = tmp_path / name
-        out.mkdir()
-        if config:
-            (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
-        write_hf_tokenizer_files(spm_model, out, explicit)
-        assert AutoTokenizer.from_pretrained(out).model_max_length == expected, name
-
-
-@pytest.mark.parametrize("kind", ["fixture_nfkc", "llama_like"])
-def test_hf_tokenizer_files_match_sentencepiece(spm_model, tmp_path, kind):
-    from transformers import AutoTokenizer
-    model = spm_model if kind == "fixture_nfkc" else _llama_like_spm(tmp_path)
-    out = tmp_path / "tok"
-    out.mkdir()
-    assert write_hf_tokenizer_files(model, out) == []
-    assert (out / "tokenizer.json").is_file()
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    sp = spm.SentencePieceProcessor(model_file=str(model))
-    for text in MIXED:
-        ids = tokenizer(text)["input_ids"]
-        assert ids == [1] + sp.encode(text), text
-        assert tokenizer.decode(ids, skip_special_tokens=True) == sp.decode(sp.encode(text))
-    assert tokenizer.bos_token == "<s>" and tokenizer.eos_token == "</s>"
-
 
 # ---- input formats --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from chatflow_plugin.checkpoints.convert import write_hf_tokenizer_files
+from chatflow_plugin.tokenizer import write_hf_tokenizer_files
 
 EN = ["the model learns language from data", "people read books about science", "a student asks the teacher",
       "water runs down the mountain river", "the computer program is fast", "music and history at school",

@@ -12,6 +12,7 @@ from chatflow_plugin.errors import ChatflowError, DataError
 from chatflow_plugin.data.formats import render
 from chatflow_plugin.data.mixture import load_mixture
 from chatflow_plugin.data.preprocess import preprocess
+from chatflow_plugin.data.report import source_report
 from chatflow_plugin.data.shards import MANIFEST, ShardSet
 
 EN_DOCS = [f"Document {i} talks about the river and the mountain near the school." * (1 + i % 3) for i in range(40)]
@@ -287,9 +288,20 @@ def test_dataset_accepts_a_compatible_mixture_override(built):
         MixtureDataset(ShardSet(out), spec=load_mixture(other))
 
 
+def test_verify_sources_refuses_a_dataset_whose_inputs_changed(built):
+    mixture, out, _ = built
+    assert ShardSet(out, verify_sources=True).verify_inputs() == []
+    zh = mixture.parent / "zh.txt"
+    zh.write_text(zh.read_text(encoding="utf-8") + "又一篇。\n", encoding="utf-8")
+    (mixture.parent / "code.jsonl").unlink()
+    assert ShardSet(out).verify_inputs() == [str(zh.resolve()), str((mixture.parent / "code.jsonl").resolve())]
+    with pytest.raises(ChatflowError, match=r"no longer matches its inputs: .*zh\.txt, .*code\.jsonl changed or missing"):
+        ShardSet(out, verify_sources=True)
+
+
 def test_epochs_are_reported(built):
     _, out, _ = built
     ds = MixtureDataset(ShardSet(out))
-    epochs = ds.epochs(2000)
+    epochs = {name: r["epochs"] for name, r in source_report(ds.spec, out, 2000).items()}
     assert set(epochs) == set(ds.source_names)
     assert all(v > 0 for v in epochs.values())

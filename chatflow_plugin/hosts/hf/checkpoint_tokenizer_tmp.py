@@ -4,7 +4,7 @@ A ``transformers.Trainer`` checkpoint (``checkpoint-N/``) holds weights, config 
 and tokenizer files only when the Trainer was given a ``processing_class``, whose ``save_pretrained``
 then writes what that object makes of itself (no ``tokenizer.model`` for a fast tokenizer), after the
 weights. Here the exact files of the final model (the HF files that
-:func:`~chatflow_plugin.checkpoints.convert.write_hf_tokenizer_files` makes from the sentencepiece model, or the
+:func:`~chatflow_plugin.tokenizer.write_hf_tokenizer_files` makes from the sentencepiece model, or the
 start model's own files) are read once into memory and written into every directory the Trainer
 saves to, *before* the weights and each one atomically: a checkpoint that has its ``config.json``
 has its tokenizer, so a save killed half-way never leaves a folder that looks loadable without one.
@@ -37,7 +37,7 @@ class TokenizerFiles:
     def from_sentencepiece(cls, spm_model: str | os.PathLike, model_max_length: int
                            ) -> tuple["TokenizerFiles", list[str]]:
         """The HF tokenizer files of a sentencepiece model, and the probe texts on which they differ from it."""
-        from ...checkpoints.convert import write_hf_tokenizer_files
+        from ...tokenizer import write_hf_tokenizer_files
 
         with tempfile.TemporaryDirectory(prefix="chatflow-tokenizer-") as tmp:
             mismatches = write_hf_tokenizer_files(spm_model, tmp, model_max_length=model_max_length)

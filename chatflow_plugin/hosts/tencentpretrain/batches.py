@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...files import read_jsonl
+
 
 def rank_sample_indices(samples_before: int, step: int, micro_batch_size: int, rank: int,
                         world_size: int) -> np.ndarray:
@@ -64,9 +66,6 @@ class SampleLog:
 def read_sample_log(path: str | os.PathLike) -> dict[int, list[int]]:
     """step -> sample indices, the last record of a step winning (a resumed run rewrites steps)."""
     out: dict[int, list[int]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                record = json.loads(line)
-                out[record["step"]] = record["samples"]
+    for _, record in read_jsonl(path):
+        out[record["step"]] = record["samples"]
     return out

@@ -187,9 +187,8 @@ def preflight_pretrain(argv: Sequence[str]) -> None:
         return
     import json
 
-    import sentencepiece as spm
-
     from ...data.shards import ShardSet
+    from ...tokenizer import load_sentencepiece
 
     spm_path, dataset, config = (_option(argv, n) for n in ("spm_model_path", "dataset_path", "config_path"))
     if not spm_path:
@@ -202,7 +201,7 @@ def preflight_pretrain(argv: Sequence[str]) -> None:
             configured = json.loads(Path(config).read_text(encoding="utf-8")).get("vocab_size")
         except (OSError, ValueError) as exc:
             raise ChatflowError(f"--config_path {config}: unreadable ({exc})") from None
-        pieces = spm.SentencePieceProcessor(model_file=spm_path).get_piece_size()
+        pieces = load_sentencepiece(spm_path).get_piece_size()
         if configured is not None and int(configured) != pieces:
             raise ChatflowError(f"{config} is for a {configured}-piece vocabulary but {spm_path} has {pieces} "
                                 f"pieces (expand the tokenizer first: chatflow expand-vocab)")
