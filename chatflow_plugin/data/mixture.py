@@ -1,4 +1,4 @@
-"""The mixture file: sources grouped as in the paper's Table 1, each group with alpha, beta; T_grow.
+"""The mixture file: sources grouped as in the paper's Table 1, and the schedule that mixes the groups.
 
 Format (JSON; ``comment``/``description`` keys are allowed anywhere and ignored)::
 
@@ -6,6 +6,10 @@ Format (JSON; ``comment``/``description`` keys are allowed anywhere and ignored)
      "seed": 42, "data_root": "../../data",
      "groups": [{"name": "en_corpus", "alpha": 0.6, "beta": 0.15, "language": "en",
                  "sources": [{"name": "refinedweb", "kind": "corpus", "paths": ["en/*.jsonl"]}]}]}
+
+``schedule_shape`` (default ``linear_grow_hold``, the paper's) names a shape of :data:`schedule.SHAPES`;
+the shape says which further keys the top level and every group take (here ``T_grow``; ``alpha``,
+``beta``) and checks them. Every key is documented in ``chatflow_plugin/data/README.md``.
 
 Relative paths resolve against ``data_root``, itself relative to the mixture file (default: the
 file's folder); ``--data_root`` on the command line (relative to the working directory) overrides it.
@@ -17,22 +21,21 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..files import atomic_file, path_for_file
 from ..errors import ChatflowError
-from .schedule import Schedule
+from .schedule import DEFAULT_SHAPE, REQUIRED, SHAPES, Param, ParamError, Schedule, non_negative
 
 KINDS = ("corpus", "code", "parallel", "instruction")
 FORMATS = ("jsonl", "tsv", "text")
 SCHEDULE_UNITS = ("samples", "tokens")
 _IGNORED = {"comment", "description"}
-_TOP_KEYS = {"name", "seq_length", "T_grow", "schedule_unit", "seed", "data_root", "groups"}
-_GROUP_KEYS = {"name", "alpha", "beta", "language", "sources"}
+_TOP_KEYS = {"name", "seq_length", "schedule_shape", "schedule_unit", "seed", "data_root", "groups"}
+_GROUP_KEYS = {"name", "language", "sources"}      # a schedule shape adds its own keys to both
 _SOURCE_KEYS = {"name", "kind", "paths", "share", "format", "fields", "text_field", "language"}
 
 
@@ -51,18 +54,18 @@ class SourceSpec:
 @dataclass(frozen=True)
 class GroupSpec:
     name: str
-    alpha: float
-    beta: float
     sources: tuple[SourceSpec, ...]
     language: str | None = None
+    schedule_params: dict[str, Any] = field(default_factory=dict, hash=False)   # the shape's group keys
 
 
 @dataclass(frozen=True)
 class MixtureSpec:
     name: str
     groups: tuple[GroupSpec, ...]
-    t_grow: float
     seq_length: int = 2048
+    schedule_shape: str = DEFAULT_SHAPE
+    schedule_params: dict[str, Any] = field(default_factory=dict, hash=False)   # the shape's top-level keys
     schedule_unit: str = "samples"
     seed: int = 0
     data_root: Path = Path(".")
@@ -78,12 +81,25 @@ class MixtureSpec:
         return [(g, s) for g in self.groups for s in g.sources]
 
     @property
-    def t_grow_samples(self) -> float:
-        """T_grow in training samples (packed sequences of seq_length tokens)."""
-        return self.t_grow / self.seq_length if self.schedule_unit == "tokens" else self.t_grow
+    def sample_size(self) -> int:
+        """One training sample in the schedule's unit: time in samples = time in the file / sample_size."""
+        return self.seq_length if self.schedule_unit == "tokens" else 1
 
     def schedule(self) -> Schedule:
-        return Schedule([g.alpha for g in self.groups], [g.beta for g in self.groups], self.t_grow_samples)
+        return SHAPES[self.schedule_shape].from_params(
+            self.schedule_params, [g.schedule_params for g in self.groups], self.sample_size)
+
+    # The paper shape's T_grow, for its report and plot (``chatflow mixture``); other shapes have none.
+    @property
+    def t_grow(self) -> float:
+        if "T_grow" not in self.schedule_params:
+            raise AttributeError(f"mixture {self.name!r}: the {self.schedule_shape} schedule has no T_grow")
+        return self.schedule_params["T_grow"]
+
+    @property
+    def t_grow_samples(self) -> float:
+        """T_grow in training samples (packed sequences of seq_length tokens)."""
+        return self.t_grow / self.sample_size
 
     def with_overrides(self, data_root: str | os.PathLike | None = None, seq_length: int | None = None,
                        source_paths: dict[str, list[str]] | None = None) -> "MixtureSpec":
@@ -127,10 +143,12 @@ class MixtureSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The spec as a mixture file's JSON (``data_root`` absolute; :func:`write_mixture` relativises it)."""
+        # the default shape is left implicit: a paper mixture writes what it wrote before shapes existed
+        shape = {} if self.schedule_shape == DEFAULT_SHAPE else {"schedule_shape": self.schedule_shape}
         return {
-            "name": self.name, "seq_length": self.seq_length, "T_grow": self.t_grow,
+            "name": self.name, "seq_length": self.seq_length, **shape, **self.schedule_params,
             "schedule_unit": self.schedule_unit, "seed": self.seed, "data_root": str(self.data_root),
-            "groups": [{"name": g.name, "alpha": g.alpha, "beta": g.beta, "language": g.language,
+            "groups": [{"name": g.name, **g.schedule_params, "language": g.language,
                         "sources": [{"name": s.name, "kind": s.kind, "paths": list(s.paths), "share": s.share,
                                      "format": s.format, "fields": list(s.fields), "text_field": s.text_field,
                                      "language": s.language} for s in g.sources]} for g in self.groups],
@@ -157,17 +175,24 @@ def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
     return obj
 
 
-def _number(obj: dict, key: str, where: str, default=None, minimum: float | None = 0.0) -> float:
-    if key not in obj:
-        if default is None:
+def _checked(check, value: Any, where: str) -> Any:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ChatflowError(f"{where}: {exc}") from None
+
+
+def _schedule_keys(obj: dict, params: Mapping[str, Param], where: str) -> dict[str, Any]:
+    """The keys a schedule shape reads from ``obj`` (the top level or a group), each checked."""
+    out: dict[str, Any] = {}
+    for key, param in params.items():
+        if key in obj:
+            out[key] = _checked(param.check, obj[key], f"{where}.{key}")
+        elif param.default is REQUIRED:
             raise ChatflowError(f"{where}: missing {key!r}")
-        return default
-    value = obj[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ChatflowError(f"{where}.{key}: expected a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ChatflowError(f"{where}.{key}: must be >= {minimum}, got {value}")
-    return float(value)
+        else:
+            out[key] = param.default
+    return out
 
 
 def _name(obj: dict, where: str) -> str:
@@ -190,14 +215,33 @@ def _named_entry(raw: Any, allowed: set[str], where: str, seen: set[str], what: 
     return name, where
 
 
+def _shape(data: Any, where: str) -> type[Schedule]:
+    name = data.get("schedule_shape", DEFAULT_SHAPE) if isinstance(data, dict) else DEFAULT_SHAPE
+    if not isinstance(name, str) or name not in SHAPES:
+        raise ChatflowError(f"{where}.schedule_shape: expected one of {sorted(SHAPES)}, got {name!r}")
+    return SHAPES[name]
+
+
+def _checked_schedule(spec: MixtureSpec, where: str) -> tuple[str, ...]:
+    """Build the spec's schedule once, so that keys valid one by one but not together fail here, naming
+    the file (and the group and key when the shape says); returns the warnings about it."""
+    try:
+        schedule = spec.schedule()
+    except ValueError as exc:
+        if isinstance(exc, ParamError) and exc.group is not None:
+            where = f"{where}.groups[{exc.group}] ({spec.groups[exc.group].name})"
+        if isinstance(exc, ParamError) and exc.key is not None:
+            where = f"{where}.{exc.key}"
+        raise ChatflowError(f"{where}: {exc}") from None
+    total = schedule.expected_counts(schedule.knots[-1] + 1.0)    # p holds after the last knot
+    return tuple(f"group {g.name!r} has zero weight throughout the schedule: never sampled"
+                 for g, count in zip(spec.groups, total) if count == 0)
+
+
 def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path(".")) -> MixtureSpec:
-    top = _check_keys(data, _TOP_KEYS, where)
-    warnings: list[str] = []
-    if "T_grow" not in top:
-        raise ChatflowError(f"{where}: missing 'T_grow'")
-    t_grow = _number(top, "T_grow", where, minimum=None)
-    if t_grow <= 0:
-        raise ChatflowError(f"{where}.T_grow: must be > 0, got {top['T_grow']}")
+    shape = _shape(data, where)
+    top = _check_keys(data, _TOP_KEYS | set(shape.mixture_keys), where)
+    schedule_params = _schedule_keys(top, shape.mixture_keys, where)
     seq_length = top.get("seq_length", 2048)
     if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length <= 0:
         raise ChatflowError(f"{where}.seq_length: expected a positive integer, got {seq_length!r}")
@@ -215,11 +259,9 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
     group_names: set[str] = set()
     source_names: set[str] = set()
     for gi, graw in enumerate(groups_raw):
-        gname, gwhere = _named_entry(graw, _GROUP_KEYS, f"{where}.groups[{gi}]", group_names, "group")
-        alpha = _number(graw, "alpha", gwhere)
-        beta = _number(graw, "beta", gwhere)
-        if alpha == 0 and beta == 0:
-            warnings.append(f"group {gname!r} has zero weight throughout (alpha = beta = 0): never sampled")
+        gname, gwhere = _named_entry(graw, _GROUP_KEYS | set(shape.group_keys), f"{where}.groups[{gi}]",
+                                     group_names, "group")
+        group_params = _schedule_keys(graw, shape.group_keys, gwhere)
         sources_raw = graw.get("sources")
         if not isinstance(sources_raw, list) or not sources_raw:
             raise ChatflowError(f"{gwhere}.sources: expected a non-empty list of sources")
@@ -236,7 +278,7 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
                 raise ChatflowError(f"{swhere}.paths: expected a file path or a non-empty list of paths")
             share = None
             if "share" in sraw and sraw["share"] is not None:
-                share = _number(sraw, "share", swhere)
+                share = _checked(non_negative, sraw["share"], f"{swhere}.share")
             fmt = sraw.get("format")
             if fmt is not None and fmt not in FORMATS:
                 raise ChatflowError(f"{swhere}.format: expected one of {FORMATS}, got {fmt!r}")
@@ -252,19 +294,16 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
                                       language=sraw.get("language", graw.get("language"))))
         if all(s.share == 0 for s in sources):
             raise ChatflowError(f"{gwhere}: every source has share 0")
-        groups.append(GroupSpec(name=gname, alpha=alpha, beta=beta, sources=tuple(sources),
-                                language=graw.get("language")))
-    if sum(g.alpha for g in groups) <= 0:
-        raise ChatflowError(f"{where}: all group weights are zero at t = 0 (every alpha is 0)")
-    if sum(g.beta for g in groups) <= 0:
-        raise ChatflowError(f"{where}: all group weights are zero from t = T_grow on (every beta is 0)")
+        groups.append(GroupSpec(name=gname, sources=tuple(sources), language=graw.get("language"),
+                                schedule_params=group_params))
     data_root = top.get("data_root", ".")
     if not isinstance(data_root, str) or not data_root:
         raise ChatflowError(f"{where}.data_root: expected a folder path, got {data_root!r}")
     data_root = _absolute(Path(base_dir) / os.path.expanduser(data_root))
-    return MixtureSpec(name=top.get("name", "mixture"), groups=tuple(groups), t_grow=t_grow,
-                       seq_length=seq_length, schedule_unit=unit, seed=seed, data_root=data_root,
-                       warnings=tuple(warnings))
+    spec = MixtureSpec(name=top.get("name", "mixture"), groups=tuple(groups), seq_length=seq_length,
+                       schedule_shape=shape.shape, schedule_params=schedule_params, schedule_unit=unit, seed=seed,
+                       data_root=data_root)
+    return replace(spec, warnings=_checked_schedule(spec, where))
 
 
 def load_mixture(path: str | os.PathLike) -> MixtureSpec:

@@ -1,11 +1,11 @@
 """The dynamic mixture sampler: global sample index t -> (group, source, row), a pure function.
 
 Deterministic, error-minimising and random-access. Group k's j-th sample is due when its expected
-count (the integral of p_k, see :mod:`schedule`) reaches j + 1/2; sample t is the t-th due event of
-all groups in time order (ties: lower group index first). This is the divisor (Sainte-Lague) method
-made time-varying, a stateless counterpart of Megatron-LM's blended-dataset greedy: after any N
-samples every group's count is within a few samples of its expected count, and no sequential state
-is needed: the t-th sample is found in O(K^2) work from t alone.
+count (the integral of p_k: ``Schedule.expected_counts`` of any shape in :mod:`schedule`) reaches
+j + 1/2; sample t is the t-th due event of all groups in time order (ties: lower group index first).
+This is the divisor (Sainte-Lague) method made time-varying, a stateless counterpart of Megatron-LM's
+blended-dataset greedy: after any N samples every group's count is within a few samples of its
+expected count, and no sequential state is needed: the t-th sample is found in O(K^2) work from t alone.
 
 Inside a group the same rule, with constant shares (by default proportional to each source's
 tokens), picks the source; a source's m-th sample is row ``perm_e[m mod R]`` of epoch
@@ -64,7 +64,7 @@ def nth_events(cumulative: Callable[[np.ndarray], np.ndarray], n, n_streams: int
 
 def realized_group_counts(schedule: Schedule, n: int) -> np.ndarray:
     """How many of the first n samples each group gets: exact, without drawing them."""
-    _, counts = nth_events(schedule.expected_counts, np.array([n]), len(schedule.alpha))
+    _, counts = nth_events(schedule.expected_counts, np.array([n]), schedule.n_groups)
     return counts[0]
 
 
@@ -93,7 +93,7 @@ class MixtureSampler:
         self.group_of_source = np.asarray(group_of_source, dtype=np.int64)
         self.source_rows = np.asarray(source_rows, dtype=np.int64)
         shares = np.asarray(source_shares, dtype=np.float64)
-        n_groups = len(schedule.alpha)
+        n_groups = schedule.n_groups
         if (self.source_rows <= 0).any():
             raise ValueError("every source needs at least one window")
         self.group_sources: list[np.ndarray] = []
@@ -120,7 +120,7 @@ class MixtureSampler:
         t = np.atleast_1d(np.asarray(t, dtype=np.int64))
         if (t < 0).any():
             raise ValueError("sample indices must be non-negative")
-        group, counts = nth_events(self.schedule.expected_counts, t, len(self.schedule.alpha))
+        group, counts = nth_events(self.schedule.expected_counts, t, self.schedule.n_groups)
         group_local = counts[np.arange(len(t)), group]
         source = np.empty_like(t)
         source_local = np.empty_like(t)

@@ -1,15 +1,19 @@
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from chatflow_plugin.data.mixture import load_mixture
 from chatflow_plugin.data.sampler import MixtureSampler, nth_events, rank_indices, realized_group_counts
-from chatflow_plugin.data.schedule import Schedule
+from chatflow_plugin.data.schedule import LinearGrowHold
 
 TABLE1_ALPHA = [0.60, 0.05, 0.25, 0.05, 0.0, 0.05]
 TABLE1_BETA = [0.15, 0.50, 0.0, 0.10, 0.20, 0.05]
 
 
 def make_sampler(t_grow=50_000, seed=0):
-    schedule = Schedule(TABLE1_ALPHA, TABLE1_BETA, t_grow)
+    schedule = LinearGrowHold(TABLE1_ALPHA, TABLE1_BETA, t_grow)
     # 8 sources: two in zh_corpus (3:1 by share), two in en_inst, one elsewhere
     groups = [0, 1, 1, 2, 3, 3, 4, 5]
     rows = [97, 40, 13, 61, 7, 19, 23, 5]
@@ -18,7 +22,7 @@ def make_sampler(t_grow=50_000, seed=0):
 
 
 def test_realised_mixture_tracks_the_integral_at_every_prefix():
-    schedule = Schedule(TABLE1_ALPHA, TABLE1_BETA, 40_000)
+    schedule = LinearGrowHold(TABLE1_ALPHA, TABLE1_BETA, 40_000)
     n = 120_000   # crosses T_grow
     group, counts_before = nth_events(schedule.expected_counts, np.arange(n), 6)
     onehot = np.zeros((n, 6), dtype=np.int64)
@@ -36,7 +40,7 @@ def test_realised_mixture_tracks_the_integral_at_every_prefix():
 
 
 def test_realized_group_counts_is_exact_without_drawing():
-    schedule = Schedule(TABLE1_ALPHA, TABLE1_BETA, 1000)
+    schedule = LinearGrowHold(TABLE1_ALPHA, TABLE1_BETA, 1000)
     group, _ = nth_events(schedule.expected_counts, np.arange(5000), 6)
     for n in (0, 1, 7, 999, 1000, 1001, 4999, 5000):
         np.testing.assert_array_equal(realized_group_counts(schedule, n), np.bincount(group[:n], minlength=6))
@@ -123,10 +127,54 @@ def test_rank_indices_rejects_bad_rank():
 
 
 def test_sampler_validates_sources():
-    schedule = Schedule([1.0, 1.0], [1.0, 1.0], 10)
+    schedule = LinearGrowHold([1.0, 1.0], [1.0, 1.0], 10)
     with pytest.raises(ValueError, match="no source"):
         MixtureSampler(schedule, [0], [3], [1.0])
     with pytest.raises(ValueError, match="at least one window"):
         MixtureSampler(schedule, [0, 1], [3, 0], [1.0, 1.0])
     with pytest.raises(ValueError, match="non-negative"):
         MixtureSampler(schedule, [0, 1], [3, 3], [1.0, -1.0])
+
+
+# Values computed with the sampler of commit a0be711, before schedules became an interface with shapes:
+# the paper's schedule must keep giving exactly this order.
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sha(*arrays) -> str:
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(np.ascontiguousarray(a, dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def test_table1_order_is_pinned():
+    schedule = load_mixture(ROOT / "models/mixtures/chatflow_table1.json").schedule()
+    group, _ = nth_events(schedule.expected_counts, np.arange(4096), 6)
+    assert "".join(map(str, group[:64])) == "0020020013502002002000200200135020020020002002001350200200200020"
+    assert np.bincount(group, minlength=6).tolist() == [2457, 206, 1023, 205, 0, 205]
+    assert _sha(group) == "13a8d495e391c2bdc004eb96deff95a72645c3f7e9a41b350f41556c800cdcdf"
+    # around T_grow = 5M, by random access
+    group, before = nth_events(schedule.expected_counts, np.arange(4_999_990, 5_000_010), 6)
+    assert "".join(map(str, group)) == "01141301411140131410"
+    assert before[0].tolist() == [1874998, 1374995, 625000, 374999, 499998, 250000]
+    assert realized_group_counts(schedule, 2_500_000).tolist() == [1218750, 406250, 468750, 156250, 125000, 125000]
+    assert realized_group_counts(schedule, 5_000_000).tolist() == [1875000, 1375000, 625000, 375000, 500000, 250000]
+    assert realized_group_counts(schedule, 12_345_678).tolist() == [2976852, 5047839, 625000, 1109568, 1969135,
+                                                                    617284]
+
+
+def test_table1_draws_across_t_grow_are_pinned():
+    """Table 1's weights with T_grow = 1,500: 4,096 draws through the hold, down to source, row and epoch."""
+    spec = load_mixture(ROOT / "models/mixtures/chatflow_table1.json")
+    schedule = LinearGrowHold([g.schedule_params["alpha"] for g in spec.groups],
+                              [g.schedule_params["beta"] for g in spec.groups], 1500)
+    sampler = MixtureSampler(schedule, [0, 1, 1, 2, 3, 3, 4, 5], [97, 40, 13, 61, 7, 19, 23, 5],
+                             [1, 3, 1, 1, 1, 1, 1, 1], seed=42)
+    d = sampler.draw(np.arange(4096))
+    assert "".join(map(str, d.group[:64])) == "0020020013502002002000200201035200020020002010200352000200120002"
+    assert "".join(map(str, d.group[-64:])) == "1401114013141101413514011140131411014135140111401314110141351401"
+    assert np.bincount(d.group, minlength=6).tolist() == [952, 1710, 188, 372, 669, 205]
+    assert d.row[:16].tolist() == [57, 21, 6, 76, 18, 27, 33, 40, 21, 3, 2, 94, 20, 27, 51, 35]
+    assert _sha(d.group) == "aba420d86933e7f5eba603512aae93e8185e94445562303c7e8d9a5023412d5e"
+    assert _sha(d.group, d.source, d.row, d.epoch) == "17efdf9503525c6a8bc0879c6464674a0c7705c6520a59e0037f09ed6d68771a"

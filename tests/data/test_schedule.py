@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from chatflow_plugin.data.mixture import load_mixture
-from chatflow_plugin.data.schedule import Schedule
+from chatflow_plugin.data.schedule import SHAPES, LinearGrowHold
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE1 = {"en_corpus": (0.60, 0.15), "zh_corpus": (0.05, 0.50), "parallel": (0.25, 0.0),
@@ -19,7 +19,7 @@ def table1():
 
 def test_table1_file_matches_the_paper(table1):
     assert table1.group_names == list(TABLE1)
-    assert {g.name: (g.alpha, g.beta) for g in table1.groups} == TABLE1
+    assert {g.name: (g.schedule_params["alpha"], g.schedule_params["beta"]) for g in table1.groups} == TABLE1
     assert table1.t_grow == 5_000_000 and table1.seq_length == 2048 and table1.schedule_unit == "samples"
     assert len(table1.sources) == 11
 
@@ -35,7 +35,7 @@ def test_table1_probabilities(table1, t, expected):
 
 
 def test_probabilities_normalise_unnormalised_weights():
-    s = Schedule([2.0, 1.0], [1.0, 3.0], 100)
+    s = LinearGrowHold([2.0, 1.0], [1.0, 3.0], 100)
     np.testing.assert_allclose(s.probabilities(0), [2 / 3, 1 / 3])
     np.testing.assert_allclose(s.probabilities(50), [1.5 / 3.5, 2 / 3.5])
     np.testing.assert_allclose(s.probabilities(100), [0.25, 0.75])
@@ -46,7 +46,7 @@ def test_probabilities_normalise_unnormalised_weights():
                                          ([2.0, 1.0], [1.0, 3.0]), ([1.0, 0.0], [0.0, 1.0]),
                                          ([1.0, 1.0], [1.0, 1.0 + 1e-9])])
 def test_expected_counts_is_the_integral_of_p(alpha, beta):
-    s = Schedule(alpha, beta, 1000)
+    s = LinearGrowHold(alpha, beta, 1000)
     x = np.array([0, 1, 250, 999.5, 1000, 1700])
     # midpoint rule on a fine grid
     for xi, e in zip(x, s.expected_counts(x)):
@@ -59,9 +59,9 @@ def test_expected_counts_is_the_integral_of_p(alpha, beta):
 
 def test_schedule_rejects_bad_parameters():
     with pytest.raises(ValueError):
-        Schedule([1.0], [1.0], 0)
+        LinearGrowHold([1.0], [1.0], 0)
     with pytest.raises(ValueError):
-        Schedule([0.0, 0.0], [1.0, 0.0], 10)
+        LinearGrowHold([0.0, 0.0], [1.0, 0.0], 10)
 
 
 def test_tokens_unit_converts_t_grow(tmp_path, table1):
@@ -73,3 +73,61 @@ def test_tokens_unit_converts_t_grow(tmp_path, table1):
     spec = load_mixture(path)
     assert spec.t_grow_samples == 5_000_000
     np.testing.assert_allclose(spec.schedule().probabilities(2_500_000), table1.schedule().probabilities(2_500_000))
+
+
+# Every registered shape meets the contract the sampler relies on; a new shape adds its examples here.
+TABLE1_ALPHA, TABLE1_BETA = [a for a, _ in TABLE1.values()], [b for _, b in TABLE1.values()]
+EXAMPLES = {
+    "linear_grow_hold": [LinearGrowHold(TABLE1_ALPHA, TABLE1_BETA, 1000), LinearGrowHold([2, 1], [1, 3], 250.5),
+                         LinearGrowHold([1, 0, 0], [0, 0, 1], 3e6), LinearGrowHold([1, 1], [1, 1 + 1e-9], 10)],
+}
+
+
+def test_every_shape_has_contract_examples():
+    assert set(EXAMPLES) == set(SHAPES)
+    for name, shape in SHAPES.items():
+        assert shape.shape == name and all(isinstance(s, shape) for s in EXAMPLES[name])
+
+
+@pytest.mark.parametrize("schedule", [s for examples in EXAMPLES.values() for s in examples],
+                         ids=lambda s: f"{s.shape}-{s.n_groups}")
+def test_schedule_contract(schedule):
+    k, knots = schedule.n_groups, schedule.knots
+    assert knots[0] == 0 and (np.diff(knots) > 0).all()
+    horizon = 1.5 * knots[-1] + 10
+    t = np.linspace(0, horizon, 1001)
+    p = schedule.probabilities(t)
+    assert p.shape == (1001, k) and (p >= 0).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
+    # p holds from the last knot on
+    np.testing.assert_allclose(schedule.probabilities(knots[-1] + np.array([0.0, 1.0, 1e12])),
+                               np.broadcast_to(schedule.probabilities(knots[-1]), (3, k)), atol=1e-12)
+    # vectorised over any array shape of t
+    counts = schedule.expected_counts(t)
+    assert counts.shape == (1001, k)
+    np.testing.assert_array_equal(schedule.expected_counts(t.reshape(7, 11, 13)), counts.reshape(7, 11, 13, k))
+    np.testing.assert_array_equal(schedule.probabilities(t.reshape(7, 11, 13)), p.reshape(7, 11, 13, k))
+    # E sums to t, never decreases and is the integral of p (midpoint rule on a 200x finer grid)
+    np.testing.assert_allclose(counts.sum(axis=1), t, rtol=1e-12, atol=1e-9)
+    assert (np.diff(counts, axis=0) >= -1e-9).all()
+    fine = np.linspace(0, horizon, 1000 * 200 + 1)
+    numeric = np.concatenate([np.zeros((1, k)), np.cumsum(
+        schedule.probabilities((fine[1:] + fine[:-1]) / 2) * (fine[1] - fine[0]), axis=0)[199::200]])
+    np.testing.assert_allclose(counts, numeric, atol=1e-6 * horizon)
+    # from a time offset: the integral over [start, t], for scalar and array starts
+    start = knots[-1] / 3
+    np.testing.assert_allclose(schedule.expected_counts(t, start=start),
+                               counts - schedule.expected_counts(start), atol=1e-9 * horizon)
+    starts = t[::-1].copy()
+    np.testing.assert_allclose(schedule.expected_counts(t, start=starts), counts - counts[::-1], atol=1e-9 * horizon)
+    np.testing.assert_allclose(schedule.expected_counts(t, start=start).sum(axis=1), t - start,
+                               atol=1e-9 * horizon)
+    np.testing.assert_array_equal(schedule.expected_counts(t, start=0.0), counts)
+
+
+def test_linear_grow_hold_from_mixture_params():
+    s = LinearGrowHold.from_params({"T_grow": 2048 * 10.0}, [{"alpha": 1.0, "beta": 0.0}, {"alpha": 0.0, "beta": 1.0}],
+                                   sample_size=2048)
+    assert s.n_groups == 2 and s.t_grow == 10.0
+    np.testing.assert_array_equal(s.knots, [0.0, 10.0])
+    np.testing.assert_allclose(s.probabilities(5.0), [0.5, 0.5])
