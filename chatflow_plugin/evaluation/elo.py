@@ -27,7 +27,7 @@ import numpy as np
 
 from ..files import atomic_file, pyplot, read_jsonl, save_figure
 from ..errors import ChatflowError, DataError
-from ..options import option, parse_options
+from ..options import option
 
 WINNERS = {"a": 1.0, "model_a": 1.0, "b": 0.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 
@@ -314,8 +314,9 @@ class EloOptions:
     strict: bool = option(False, help="fail on the first malformed vote line instead of skipping it")
 
 
-def cli_main(argv: list[str], prog: str = "chatflow elo") -> int:
-    opts = parse_options(EloOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+def elo(opts: EloOptions) -> Ratings:
+    """Rate chat models from pairwise votes: online Elo and a Bradley-Terry fit with bootstrap intervals (Table 3),
+    the pairwise win-rate matrix and each model's win rate in non-tie votes (Figure 3)."""
     if opts.k <= 0 or opts.scale <= 0 or opts.prior < 0 or opts.bootstrap < 0:
         raise ChatflowError("--k and --scale must be > 0, --prior and --bootstrap >= 0")
     votes, problems = read_votes(opts.votes, strict=opts.strict)
@@ -342,4 +343,4 @@ def cli_main(argv: list[str], prog: str = "chatflow elo") -> int:
         plot_non_tie_win_rates(ratings, f"{prefix}_non_tie_win_rates.png")
         print(f"wrote {prefix}.json, {prefix}.md, {prefix}_win_rates.png, {prefix}_non_tie_win_rates.png",
               file=sys.stderr)
-    return 0
+    return ratings

@@ -25,7 +25,7 @@ A response *matches* an expected language when its detected language equals it o
 script was determined, when the script is the expected language's script. An undetermined (e.g.
 empty) response never matches. :func:`language_fidelity` scores responses already generated;
 :func:`evaluate_fidelity` generates them greedily from a model directory (for ``chatflow eval``);
-``python -m chatflow_plugin.evaluation.fidelity --model DIR --prompts FILE`` does the same from the
+``chatflow fidelity --model DIR --prompts FILE`` does the same from the
 shell.
 """
 from __future__ import annotations
@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Optional
 
 from ..errors import ChatflowError, DataError
 from ..files import read_jsonl
-from ..options import option, parse_options
+from ..options import option
 
 UNDETERMINED = "Zyyy"
 CJK_WEIGHT = 3
@@ -372,15 +371,12 @@ class FidelityOptions:
     output: Optional[str] = option(None, help="also write the JSON report here")
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m chatflow_plugin.evaluation.fidelity") -> int:
-    options = parse_options(FidelityOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
-    try:
-        report = evaluate_fidelity(options.model, options.prompts, limit=options.limit,
-                                   max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
-                                   template=options.template, device=options.device)
-    except ChatflowError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+def fidelity(options: FidelityOptions) -> dict:
+    """Language fidelity: generate an answer to each prompt greedily and report the share written in the
+    prompt's language, overall and per language."""
+    report = evaluate_fidelity(options.model, options.prompts, limit=options.limit,
+                               max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
+                               template=options.template, device=options.device)
     if options.output:
         from ..files import atomic_file
 
@@ -389,8 +385,4 @@ def main(argv: list[str] | None = None, prog: str = "python -m chatflow_plugin.e
     langs = ", ".join(f"{k} {v['fidelity']:.3f} ({v['matched']}/{v['n']})" for k, v in sorted(report["per_language"].items()))
     print(f"language fidelity {report['fidelity']:.3f} ({report['matched']}/{report['n']}; "
           f"undetermined {report['undetermined']}); {langs}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return report

@@ -6,8 +6,8 @@ Two ways in, same outputs (``PREFIX.csv``: one row per evaluated step, ``PREFIX.
   ``step-<step>`` or ``iter_<step>`` sub-directories holding ``config.json``), in step order,
   skipping steps already in the CSV so an interrupted or growing run is resumed::
 
-      python -m chatflow_plugin.evaluation.over_training --checkpoints runs/chatflow \
-          --data_dir data/benchmarks --tasks mmlu,ceval --tokens_per_step 4194304 --output fig2
+      chatflow eval-curve --checkpoints runs/chatflow --data_dir data/benchmarks --tasks mmlu,ceval \
+          --output fig2
 
 * call :class:`EvalHook` from a training loop every N steps with the live model
   (``hook(step, model, tokenizer, tokens_seen)``); :func:`hf_trainer_callback` wraps it for the
@@ -28,7 +28,7 @@ from typing import Any
 
 from ..files import atomic_file, pyplot, save_figure
 from ..errors import ChatflowError
-from ..options import option, parse_options
+from ..options import option
 from .benchmarks import Benchmark
 from .protocols import PROTOCOL_SETS
 from .registry import BENCHMARKS, FIGURE2, load_benchmark
@@ -194,26 +194,19 @@ class CurveOptions:
     batch_size: int = option(8, help="sequences per forward pass")
     device: str = option("auto", help="cpu, cuda or auto")
     dtype: str = option("auto", help="auto, float32, bfloat16 or float16")
-    progress: bool = option(True, help="no progress bars (shown by default)")
+    quiet: bool = option(False, help="no progress bars")
 
 
-def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.evaluation.over_training") -> int:
-    from .cli import parse_tasks
+def eval_curve(opts: CurveOptions) -> Curve:
+    """Score every saved checkpoint of a run (checkpoint-<step>/ ...) in step order and write the accuracy over
+    training tokens (Figure 2) as PREFIX.csv and PREFIX.png; steps already in the CSV are skipped."""
+    from .evaluate import parse_tasks
 
-    opts = parse_options(CurveOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
     tasks = parse_tasks(opts.tasks)
     benchmarks = [load_benchmark(t, Path(opts.data_dir) / t, opts.num_fewshot) for t in tasks]
     settings = EvalSettings(num_fewshot=opts.num_fewshot, limit=opts.limit, batch_size=opts.batch_size,
-                            progress=opts.progress, protocol=opts.protocol)
+                            progress=not opts.quiet, protocol=opts.protocol)
     curve = walk_checkpoints(opts.checkpoints, benchmarks, settings, opts.output, opts.tokens_per_step,
                              opts.device, opts.dtype)
     print(f"wrote {curve.csv_path} and {curve.png_path} ({len(curve.rows)} points)", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(cli_main(sys.argv[1:]))
-    except ChatflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    return curve

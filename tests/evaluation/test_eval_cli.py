@@ -8,7 +8,7 @@ from test_eval_benchmarks import write_ceval, write_cmmlu, write_gaokao, write_m
 from test_eval_models import tiny_llama_dir, torch_single_thread  # noqa: F401 (fixtures)
 
 from chatflow_plugin.cli import main as chatflow_main
-from chatflow_plugin.evaluation.cli import parse_tasks
+from chatflow_plugin.evaluation.evaluate import parse_tasks
 from chatflow_plugin.errors import ChatflowError
 
 
@@ -26,7 +26,7 @@ def test_eval_writes_results_tables_and_predictions(tmp_path, tiny_llama_dir, da
     out = tmp_path / "res" / "results.json"
     argv = ["eval", "--model", str(tiny_llama_dir), "--model", str(tiny_llama_dir), "--model_name", "base",
             "--model_name", "chatflow", "--data_dir", str(data_dir), "--limit", "3", "--batch_size", "4",
-            "--output", str(out), "--predictions", str(tmp_path / "pred.jsonl"), "--no_progress", "--device", "cpu"]
+            "--output", str(out), "--predictions", str(tmp_path / "pred.jsonl"), "--quiet", "--device", "cpu"]
     assert chatflow_main(argv) == 0
     captured = capsys.readouterr()
     assert "| Model | MMLU | C-Eval | CMMLU | GAOKAO |" in captured.out and "| chatflow |" in captured.out
@@ -57,7 +57,7 @@ def test_eval_writes_results_tables_and_predictions(tmp_path, tiny_llama_dir, da
     (["--limit", "-1"], "--limit must be >= 0"),
 ])
 def test_bad_arguments_exit_2_with_a_message(tmp_path, tiny_llama_dir, data_dir, capsys, extra, message):
-    argv = ["eval", "--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--no_progress"] + extra
+    argv = ["eval", "--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--quiet"] + extra
     assert chatflow_main(argv) == 2
     assert message in capsys.readouterr().err
 
@@ -80,7 +80,7 @@ def test_eval_reports_language_fidelity(tmp_path, tiny_llama_dir, data_dir):
                        encoding="utf-8")
     out = tmp_path / "results.json"
     argv = ["eval", "--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--tasks", "mmlu",
-            "--limit", "2", "--fidelity_prompts", str(prompts), "--output", str(out), "--no_progress",
+            "--limit", "2", "--fidelity_prompts", str(prompts), "--output", str(out), "--quiet",
             "--device", "cpu"]
     assert chatflow_main(argv) == 0
     record = next(iter(json.loads(out.read_text(encoding="utf-8"))["models"].values()))

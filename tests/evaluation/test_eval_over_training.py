@@ -11,10 +11,18 @@ from test_eval_models import OracleLM, torch_single_thread, write_tiny_llama  # 
 
 from chatflow_plugin.errors import ChatflowError
 from chatflow_plugin.evaluation.benchmarks import LETTERS
-from chatflow_plugin.evaluation.over_training import (Curve, EvalHook, cli_main, find_checkpoints,
+from chatflow_plugin.evaluation.over_training import (Curve, CurveOptions, EvalHook, eval_curve, find_checkpoints,
                                                       hf_trainer_callback, tokens_of)
 from chatflow_plugin.evaluation.registry import build_prompt, load_benchmark
 from chatflow_plugin.evaluation.run import EvalSettings
+
+
+def cli_main(argv: list[str]) -> int:
+    """`chatflow eval-curve ARGV` without the CLI's error printing: errors raise, as the tests want."""
+    from chatflow_plugin.options import parse_options
+
+    eval_curve(parse_options(CurveOptions, argv, prog="chatflow eval-curve"))
+    return 0
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +43,7 @@ def test_checkpoint_walk_writes_csv_and_png_and_resumes(tmp_path, spm_model, dat
     assert [s for s, _ in find_checkpoints(run)] == [100, 200]
     out = tmp_path / "fig2"
     argv = ["--checkpoints", str(run), "--data_dir", str(data_dir), "--tokens_per_step", "1000",
-            "--output", str(out), "--num_fewshot", "1", "--no_progress", "--device", "cpu"]
+            "--output", str(out), "--num_fewshot", "1", "--quiet", "--device", "cpu"]
     assert cli_main(argv) == 0
     rows = list(csv.DictReader(open(f"{out}.csv", encoding="utf-8")))
     assert [(r["step"], r["tokens"]) for r in rows] == [("100", "100000"), ("200", "123456")]
@@ -57,7 +65,7 @@ def test_curve_reads_a_chatflow_train_run_as_it_is(tmp_path, spm_model, data_dir
     train(_options(make_dataset(tmp_path, spm_model, n_docs=40), run, train_steps=4, save_every=2))
     out = tmp_path / "fig2"
     assert cli_main(["--checkpoints", str(run), "--data_dir", str(data_dir), "--output", str(out),
-                     "--num_fewshot", "1", "--no_progress", "--device", "cpu"]) == 0
+                     "--num_fewshot", "1", "--quiet", "--device", "cpu"]) == 0
     rows = list(csv.DictReader(open(f"{out}.csv", encoding="utf-8")))
     assert [(r["step"], r["tokens"], r["checkpoint"]) for r in rows] == [
         ("2", "256", str(run / "checkpoint-2")), ("4", "512", str(run / "checkpoint-4"))]   # 2 x 2 x 2 x 32
@@ -71,7 +79,7 @@ def test_checkpoint_without_tokenizer_files_is_named(tmp_path, spm_model, data_d
     for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
         (checkpoint / name).unlink()
     argv = ["--checkpoints", str(run), "--data_dir", str(data_dir), "--tokens_per_step", "8",
-            "--output", str(tmp_path / "fig2"), "--num_fewshot", "1", "--no_progress", "--device", "cpu"]
+            "--output", str(tmp_path / "fig2"), "--num_fewshot", "1", "--quiet", "--device", "cpu"]
     with pytest.raises(ChatflowError) as error:
         cli_main(argv)
     message = str(error.value)

@@ -7,7 +7,7 @@ import pytest
 
 from chatflow_plugin.errors import ChatflowError, DataError
 from chatflow_plugin.evaluation.fidelity import (UNDETERMINED, detect_language, evaluate_fidelity,
-                                                 generate_responses, language_fidelity, load_prompts, main,
+                                                 generate_responses, language_fidelity, load_prompts,
                                                  normalize_language, script_of_language)
 from test_clo_support import tiny_llama_dir, triples_dir, write_jsonl
 
@@ -105,7 +105,9 @@ def test_generation_and_evaluation(tiny, tmp_path):
         generate_responses(model, ["x"], template="alpaca", progress=False)
 
     out = tmp_path / "report.json"
-    assert main(["--model", str(model), "--prompts", str(data), "--max_new_tokens", "3", "--limit", "2",
-                 "--output", str(out)]) == 0
+    from chatflow_plugin.cli import main as chatflow_main
+
+    assert chatflow_main(["fidelity", "--model", str(model), "--prompts", str(data), "--max_new_tokens", "3",
+                          "--limit", "2", "--output", str(out)]) == 0
     assert json.loads(out.read_text())["n"] == 2
-    assert main(["--model", str(model), "--prompts", str(tmp_path / "none.jsonl")]) == 2
+    assert chatflow_main(["fidelity", "--model", str(model), "--prompts", str(tmp_path / "none.jsonl")]) == 2

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..files import atomic_file
 from ..errors import ChatflowError
-from ..options import option, parse_options
+from ..options import option
 from .gaokao_rules import CHAT_FORMATS
 from .protocols import PROTOCOL_SETS
 from .registry import BENCHMARKS, load_benchmark
@@ -75,7 +75,7 @@ class EvalOptions:
                                             "language): JSONL of {prompt, lang} or a chatflow clo-data directory")
     output: str = option("", help="results JSON path; the markdown tables go next to it (.md)")
     predictions: str = option("", help="also write one JSON line per scored question to this file")
-    progress: bool = option(True, help="no progress bar (shown by default)")
+    quiet: bool = option(False, help="no progress bars")
 
 
 def parse_tasks(text: str) -> list[str]:
@@ -117,8 +117,10 @@ def _summary(name: str, benchmark: str, r: dict) -> str:
             + "".join(f"; {n}" for n in notes))
 
 
-def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
-    opts = parse_options(EvalOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+def evaluate(opts: EvalOptions) -> dict:
+    """Score HuggingFace causal LMs on MMLU / C-Eval / CMMLU / GAOKAO-Bench (Table 2) by each benchmark's own
+    reference code (or lm-evaluation-harness's tasks), with standard errors, chance levels, truncation counts and
+    paired tests between models; print Table 2 and write the results JSON and markdown."""
     if not opts.model:
         raise ChatflowError("--model is required (a HuggingFace causal LM directory)")
     if opts.model_name and len(opts.model_name) != len(opts.model):
@@ -136,7 +138,7 @@ def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
         _report_skipped(bench)
         benchmarks.append(bench)
     settings = EvalSettings(num_fewshot=opts.num_fewshot, limit=opts.limit, batch_size=opts.batch_size,
-                            max_length=opts.max_length, add_bos=opts.add_bos, progress=opts.progress,
+                            max_length=opts.max_length, add_bos=opts.add_bos, progress=not opts.quiet,
                             share_prefix=opts.share_prefix, protocol=opts.protocol, on_truncation=opts.on_truncation,
                             generation=opts.generation, max_new_tokens=opts.max_new_tokens,
                             chat_format=opts.chat_format, bootstrap=opts.bootstrap, seed=opts.seed)
@@ -184,4 +186,4 @@ def cli_main(argv: list[str], prog: str = "chatflow eval") -> int:
         with atomic_file(md, encoding="utf-8") as handle:
             handle.write(table + "\n" + subjects_markdown(results))
         print(f"wrote {opts.output} and {md}", file=sys.stderr)
-    return 0
+    return results
