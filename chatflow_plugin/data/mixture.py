@@ -54,7 +54,7 @@ class GroupSpec:
     alpha: float
     beta: float
     sources: tuple[SourceSpec, ...]
-    language: str | None = None
+    language: str | None = None         # a code of chatflow_plugin.languages ("zh"), or e.g. "en-zh"/"multi"
 
 
 @dataclass(frozen=True)

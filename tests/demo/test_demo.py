@@ -242,7 +242,8 @@ def test_demo_quick_on_the_bundled_corpora(tmp_path, capsys, monkeypatch):
 
 
 def test_figure_plots_from_chatflow_runs_host_logs_and_eval_results(tmp_path, capsys):
-    from chatflow_plugin.demo.report import cli_main as miniature_main, training_curve
+    from chatflow_plugin.demo.report import cli_main as miniature_main
+    from chatflow_plugin.evaluation.figures import training_curve
 
     run = _fake_run(tmp_path / "runs" / "dynamic_s0", {"en_corpus": [6.0, 5.0, 4.0]})
     host_log = tmp_path / "host.log"
