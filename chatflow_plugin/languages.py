@@ -202,14 +202,17 @@ def get_language(code: str) -> Language:
 
 
 def one_language(tag: str | None) -> Language | None:
-    """The language a mixture group's ``language`` tag names: ``zh``, ``zh-Hans``, ``zho`` -> Chinese; None for
-    a tag of several languages (the parallel group's ``en-zh``, the code group's ``multi``) or an unknown one."""
+    """The language a mixture group's ``language`` tag names: ``zh``, ``zh-Hans``, ``ar-SA``, ``zho`` -> one
+    table language; None for a tag of several languages (lowercase codes joined: the parallel group's
+    ``en-zh``; the code group's ``multi``) or a language the table does not have."""
     if not isinstance(tag, str) or not tag.strip():
         return None
-    parts = re.split(r"[-_]", tag.strip().lower())
-    if any(part in LANGUAGES or part in _BY_ALIAS for part in parts[1:]):
-        return None                      # a pair of languages, not a language with a region or script
-    return LANGUAGES.get(_BY_ALIAS.get(parts[0], parts[0]))
+    first, *rest = re.split(r"[-_]", tag.strip())
+    code = _BY_ALIAS.get(first.lower(), first.lower())
+    if any(part.islower() and _BY_ALIAS.get(part, part) in LANGUAGES and _BY_ALIAS.get(part, part) != code
+           for part in rest):
+        return None                      # "en-zh": a pair; "ar-SA", "zh-Hans": a region or a script
+    return LANGUAGES.get(code)
 
 
 def script_of_language(code: str) -> str:

@@ -29,8 +29,9 @@ def test_lookups():
     with pytest.raises(ChatflowError, match="unknown language 'xx'.*knows .*en"):
         get_language("xx")
     # a mixture group's tag: one language (with region or script) or several
-    assert [one_language(t).code for t in ("en", "zh-Hans", "zh_CN", "zho", "pt-BR")] == ["en", "zh", "zh", "zh", "pt"]
-    assert [one_language(t) for t in ("en-zh", "zh_en", "multi", "", None, "xx")] == [None] * 6
+    assert [one_language(t).code for t in ("en", "zh-Hans", "zh_CN", "zho", "pt-BR", "ar-SA", "pt-pt")] == \
+        ["en", "zh", "zh", "zh", "pt", "ar", "pt"]
+    assert [one_language(t) for t in ("en-zh", "zh_en", "eng-zho", "multi", "", None, "xx")] == [None] * 7
 
 
 def test_scripts_for_vocabulary_mining():

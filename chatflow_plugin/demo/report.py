@@ -183,7 +183,8 @@ class _Results:
         self.finals = {(r["kind"], r["group"]): r for r in self.final_rows}
         self.start = {}   # held-out loss at the first evaluation (the expanded foundation), mean over seeds
         for group in self.groups:
-            seeds = self.by_group.get(("dynamic", group)) or next(v for (k, g), v in self.by_group.items() if g == group)
+            seeds = self.by_group.get(("dynamic", group)) or \
+                next(v for (_, g), v in self.by_group.items() if g == group)
             self.start[group] = float(np.mean([seeds[s][min(seeds[s])] for s in seeds]))
 
 
@@ -239,7 +240,8 @@ def _setting(context: dict) -> list[str]:
     s = context.get("profile_settings", {})
     tokenizer = context.get("tokenizer", {})
     return [f"Profile **{context.get('profile')}**, data `{context.get('data_dir')}`; total run time "
-            f"{_fmt(t.get('total', math.nan), 0)} s on this machine{' (bf16 autocast)' if context.get('bf16') else ''}.",
+            f"{_fmt(t.get('total', math.nan), 0)} s on this machine"
+            f"{' (bf16 autocast)' if context.get('bf16') else ''}.",
             f"Model `{s.get('model_config')}`; sequence length {s.get('seq_length')}; English tokenizer "
             f"{tokenizer.get('english_pieces')} pieces, expanded to {tokenizer.get('expanded_pieces')}; English "
             f"foundation {s.get('foundation_steps')} steps; each continued run {s.get('run_steps')} steps x "
@@ -289,7 +291,8 @@ def _paired_table(r: _Results) -> list[str]:
                     mean, sd, n = paired(a, b, fraction)
                     cells.append(f"{mean:+.3f}" + (f" (sd {sd:.3f}, n={n})" if n > 1 else f" (n={n})"))
                 mean, sd, n = paired(a, b, 1.0)
-                lines.append(f"| {panel} | {baseline} | " + " | ".join(cells) + f" | {_verdict(mean, sd, n, 'dynamic')} |")
+                lines.append(f"| {panel} | {baseline} | " + " | ".join(cells) +
+                             f" | {_verdict(mean, sd, n, 'dynamic')} |")
     return lines + ["", "Verdict rule: beyond seed noise when the 95% paired-t interval of the per-seed differences "
                     "excludes zero (|mean| > t(0.975, n-1) sd/sqrt(n); n >= 2 seeds).", ""]
 

@@ -47,7 +47,8 @@ def test_figure1_and_figure2_write_a_png_and_its_points(tmp_path):
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"models": {"m": {"benchmarks": {"ceval": {"average": 0.5}}}}}))
     figure2(results, [("m", "1e6")], tmp_path / "fig2.png")
-    assert (tmp_path / "fig2.csv").read_text().splitlines() == ["model,tokens,benchmark,accuracy", "m,1000000,ceval,0.5"]
+    assert (tmp_path / "fig2.csv").read_text().splitlines() == ["model,tokens,benchmark,accuracy",
+                                                                 "m,1000000,ceval,0.5"]
     with pytest.raises(ChatflowError, match="no evaluated model"):
         figure2(results, [], tmp_path / "fig3.png")
     assert not (tmp_path / "fig3.png").exists()
