@@ -141,6 +141,24 @@ def json_strings(value: Any) -> Iterator[str]:
             yield from json_strings(item)
 
 
+def write_csv(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """Rows as CSV (columns in order of first appearance; None -> empty), written atomically."""
+    import csv
+    import io
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    with atomic_file(path) as handle:
+        handle.write(buffer.getvalue())
+    return Path(path)
+
+
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend: figures are drawn for files, never shown."""
     import matplotlib

@@ -43,19 +43,10 @@ from pathlib import Path
 
 from ..files import atomic_directory, atomic_file, json_strings, read_json, read_jsonl
 from ..errors import ChatflowError, DataError
+from ..languages import in_scripts, script_names
 from ..options import option
 from ..tokenizer import load_sentencepiece, read_sentencepiece_proto, write_hf_tokenizer_files
 
-# Code point ranges of the scripts `mine_pieces` can collect.
-SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
-    "cjk": ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2EBEF), (0x30000, 0x3134F),
-            (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)),
-    "cjk_punct": ((0x3000, 0x303F), (0xFF00, 0xFFEF), (0xFE30, 0xFE4F), (0xFE10, 0xFE1F), (0x2018, 0x201F),
-                  (0x2026, 0x2026), (0x2014, 0x2014), (0x00B7, 0x00B7)),
-    "hiragana": ((0x3040, 0x309F),),
-    "katakana": ((0x30A0, 0x30FF),),
-    "hangul": ((0xAC00, 0xD7AF), (0x1100, 0x11FF), (0x3130, 0x318F)),
-}
 RESERVED_PIECE = "<reserved_{}>"
 SPACE = "▁"
 
@@ -107,26 +98,17 @@ def _corpus_texts(path: Path):
         raise DataError(f"not UTF-8 ({exc.reason})", str(path)) from None
 
 
-def _in_scripts(scripts) -> callable:
-    ranges = []
-    for name in scripts:
-        if name not in SCRIPTS:
-            raise ChatflowError(f"unknown script {name!r}; choose from {', '.join(SCRIPTS)}")
-        ranges += SCRIPTS[name]
-    return lambda ch: any(lo <= ord(ch) <= hi for lo, hi in ranges)
-
-
 def mine_pieces(corpora, base_model, scripts=("cjk",), min_count: int = 1,
                 max_new_pieces: int | None = None) -> list[tuple[str, int]]:
-    """Characters of ``scripts`` in the corpora that are not single pieces of ``base_model``, most frequent
-    first (ties by code point), with their counts; at least ``min_count`` occurrences, at most
-    ``max_new_pieces`` of them."""
-    in_scripts = _in_scripts(scripts)
+    """Characters of ``scripts`` (names of :data:`chatflow_plugin.languages.SCRIPTS`: ``cjk``, ``cjk_punct``,
+    ``Thai`` ...) in the corpora that are not single pieces of ``base_model``, most frequent first (ties by
+    code point), with their counts; at least ``min_count`` occurrences, at most ``max_new_pieces`` of them."""
+    wanted = in_scripts(scripts)
     present = {p.piece for p in read_sentencepiece_proto(base_model).pieces}
     counts: Counter = Counter()
     for corpus in corpora:
         for text in _corpus_texts(Path(corpus)):
-            counts.update(ch for ch in text if in_scripts(ch))
+            counts.update(ch for ch in text if wanted(ch))
     ranked = sorted(((ch, n) for ch, n in counts.items() if n >= min_count and ch not in present),
                     key=lambda item: (-item[1], ord(item[0])))
     return ranked[:max_new_pieces] if max_new_pieces is not None else ranked
@@ -375,7 +357,8 @@ class ExpandVocabOptions:
     corpus: list[str] = option(default_factory=list, repeatable=True, type=str,
                                help="text, .jsonl or .json files to mine characters from (every string field of the JSON)")
     script: list[str] = option(default_factory=lambda: ["cjk"], repeatable=True, type=str,
-                               help=f"scripts to mine: {', '.join(SCRIPTS)}")
+                               help=f"scripts to mine: {', '.join(n for n in script_names() if n.islower())}, or an "
+                                    "ISO 15924 code of chatflow_plugin/languages.py (Thai, Cyrl, Deva, ...)")
     min_count: int = option(1, help="mined characters must occur at least this many times")
     max_new_pieces: int | None = option(None, type=int, help="at most this many mined characters (most frequent first); "
                                                    "default: all")

@@ -29,6 +29,7 @@ from typing import Iterable, Iterator, Optional
 
 from ..files import atomic_directory, read_jsonl, sha256_file
 from ..errors import ChatflowError, DataError
+from ..languages import detect_language, script_of_language
 from ..options import option
 
 TRIPLES_FILE = "triples.jsonl"
@@ -196,8 +197,6 @@ def parallel_pairs(path: str, source_lang: str, target_lang: str, log: SkipLog) 
 
 def _looks_like_source(text: str, source_lang: str, target_lang: str) -> bool:
     """True when the text is confidently detected as the source language (an untranslated side)."""
-    from ..evaluation.fidelity import detect_language, script_of_language
-
     if script_of_language(source_lang) == script_of_language(target_lang):
         return False   # same script: detection is only a heuristic; do not drop data on it
     detected = detect_language(text)

@@ -55,7 +55,7 @@ class SourceSpec:
 class GroupSpec:
     name: str
     sources: tuple[SourceSpec, ...]
-    language: str | None = None
+    language: str | None = None         # a code of chatflow_plugin.languages ("zh"), or e.g. "en-zh"/"multi"
     schedule_params: dict[str, Any] = field(default_factory=dict, hash=False)   # the shape's group keys
 
 

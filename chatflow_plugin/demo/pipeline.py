@@ -26,18 +26,18 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .groups import SOURCE_LANGUAGE, TARGET_LANGUAGE, base_mixture, groups_in
+from .report import write_report
 from .split import SplitBudget, iter_texts, prepare_data
+from ..data.mixture import write_mixture
 from ..errors import ChatflowError
 from ..files import path_for_file, read_jsonl
-from ..data.mixture import write_mixture
+from ..languages import get_language
 from ..options import option, parse_options
 from ..resources import resource
 from ..tokenizer import load_sentencepiece
 
-BASE_MIXTURE = "models/mixtures/tiny_corpora.json"   # a packaged file (chatflow_plugin.resources)
-INSTRUCTION_GROUPS = ("en_inst", "zh_inst")
 RUN_KINDS = ("dynamic", "static", "two_stage")
-PROMPTS = {"zh": "请用一句话介绍一下长城。", "en": "Give three tips for staying healthy."}
 
 
 @dataclass(frozen=True)
@@ -106,12 +106,12 @@ def default_data_dir() -> Path:
 
 
 def train_english_tokenizer(train_dir: Path, out_prefix: Path, vocab_size: int, sentences: int) -> Path:
-    """A LLaMA-style byte-fallback BPE model on the English training text only."""
+    """A LLaMA-style byte-fallback BPE model on the English (source-language) training text only."""
     import sentencepiece as spm
 
     text_file = out_prefix.with_suffix(".txt")
     with open(text_file, "w", encoding="utf-8") as handle:
-        for group in ("en_corpus", "en_inst"):
+        for group in groups_in(SOURCE_LANGUAGE):
             for text in iter_texts(train_dir / group / "data.jsonl"):
                 for line in text.splitlines():
                     if line.strip():
@@ -134,14 +134,14 @@ def _mixture_json(groups: list[dict], seq_length: int, t_grow: float, data_root:
 
 
 def _groups_from_base(weights: dict[str, tuple[float, float]] | None = None) -> list[dict]:
-    """The paper's six groups (alpha, beta from models/mixtures/tiny_corpora.json), one source each."""
-    base = json.loads(resource(BASE_MIXTURE).read_text(encoding="utf-8"))
+    """The paper's six groups (alpha, beta from models/mixtures/tiny_corpora.json), one source each, reading
+    ``<group>/*.jsonl`` under the split data."""
     groups = []
-    for g in base["groups"]:
-        alpha, beta = (g["alpha"], g["beta"]) if weights is None else weights[g["name"]]
-        source = dict(g["sources"][0], paths=[f"{g['name']}/*.jsonl"])
-        groups.append({"name": g["name"], "alpha": alpha, "beta": beta, "language": g.get("language"),
-                       "sources": [source]})
+    for g in base_mixture().groups:
+        alpha, beta = ((g.schedule_params["alpha"], g.schedule_params["beta"]) if weights is None
+                       else weights[g.name])
+        sources = [{"name": s.name, "kind": s.kind, "paths": [f"{g.name}/*.jsonl"]} for s in g.sources[:1]]
+        groups.append({"name": g.name, "alpha": alpha, "beta": beta, "language": g.language, "sources": sources})
     return groups
 
 
@@ -164,8 +164,7 @@ def _train(**kw) -> dict:
     return train(TrainOptions(**kw))
 
 
-def _continue_run(kind: str, seed: int, profile: Profile, work: Path, mixtures: dict, steps: int,
-                  common: dict) -> Path:
+def _continue_run(kind: str, seed: int, work: Path, mixtures: dict, steps: int, common: dict) -> Path:
     """One continued-training run (two Trainer runs for two_stage); returns its folder."""
     run_dir = work / "runs" / f"{kind}_s{seed}"
     if (run_dir / "done.json").is_file():
@@ -246,146 +245,212 @@ def generate_answers(model_dir: Path, spm_model: Path, prompts: dict[str, str], 
 # The whole demo
 
 
-def run_demo(options: DemoOptions) -> dict:
-    import torch
+class Layout:
+    """Where each stage writes, under ``--output_dir``; a stage whose output exists is reused."""
 
-    from ..data.mixture import load_mixture
-    from ..data.preprocess import preprocess
-    from ..checkpoints import vocab
+    def __init__(self, root: Path):
+        self.root = root
+        self.data = root / "data"                              # split.json, train/<group>/, heldout/<group>/
+        self.tokenizers = root / "tokenizer"
+        self.english_model = self.tokenizers / "english.model"
+        self.expanded_model = self.tokenizers / "expanded.model"
+        self.mixtures = root / "mixtures"
+        self.shards = root / "shards"
+        self.foundation = root / "foundation"                  # the English foundation's training run
+        self.expanded = root / "foundation_expanded"           # ... its final model with the expanded vocabulary
+        self.release = root / "release"
+        self.report = root / "report"
 
-    profile = PROFILES["quick" if options.quick else "full"]
-    if options.seeds:
-        profile = replace(profile, seeds=tuple(range(options.seeds)))
-    if options.run_steps:
-        profile = replace(profile, run_steps=options.run_steps)
-    if options.foundation_steps:
-        profile = replace(profile, foundation_steps=options.foundation_steps)
-    if options.threads:
-        profile = replace(profile, threads=options.threads)
-    if options.precision != "auto":
-        profile = replace(profile, bf16=options.precision == "bf16")
-    if not 0 < options.t_grow_fraction:
-        raise ChatflowError(f"--t_grow_fraction must be positive, got {options.t_grow_fraction}")
-    work = Path(options.output_dir)
-    if options.force and work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(profile.threads)
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    data_dir = Path(options.data_dir) if options.data_dir else default_data_dir()
-    started = time.time()
-    timings: dict[str, float] = {}
 
-    def stage(name: str):
-        timings[name] = round(time.time() - started, 1)
+class _Clock:
+    """Stage start times since the demo began, for the report, and the progress lines."""
+
+    def __init__(self):
+        self.started = time.time()
+        self.timings: dict[str, float] = {}
+
+    def stage(self, name: str) -> None:
+        self.timings[name] = round(time.time() - self.started, 1)
         _say(name)
 
-    # 1. split
-    stage("split documents into train / held-out")
-    data = work / "data"
-    if not (data / "split.json").is_file():
-        prepare_data(data_dir, data, profile.budget, seed=0, force=True)
-    split = json.loads((data / "split.json").read_text(encoding="utf-8"))
+    def total(self) -> float:
+        self.timings["total"] = round(time.time() - self.started, 1)
+        return self.timings["total"]
 
-    # 2. English tokenizer
-    stage("train the English tokenizer")
-    tok_dir = work / "tokenizer"
-    tok_dir.mkdir(exist_ok=True)
-    en_model = tok_dir / "english.model"
-    if not en_model.is_file():
-        train_english_tokenizer(data / "train", tok_dir / "english", profile.vocab_size, profile.tokenizer_sentences)
 
-    common = dict(micro_batch_size=profile.micro_batch_size, learning_rate=profile.learning_rate,
-                  warmup_steps=profile.warmup_steps, lr_scheduler="cosine_with_min_lr", bf16=profile.bf16,
-                  log_every=max(1, profile.heldout_every // 2), heldout_windows=profile.heldout_windows,
-                  heldout_every=profile.heldout_every, quiet=True, threads=profile.threads, save_total_limit=1)
+def resolve_profile(options: DemoOptions) -> Profile:
+    """The quick or full profile with the options' overrides."""
+    if not 0 < options.t_grow_fraction:
+        raise ChatflowError(f"--t_grow_fraction must be positive, got {options.t_grow_fraction}")
+    profile = PROFILES["quick" if options.quick else "full"]
+    overrides = {"seeds": tuple(range(options.seeds)) if options.seeds else None,
+                 "run_steps": options.run_steps or None, "foundation_steps": options.foundation_steps or None,
+                 "threads": options.threads or None,
+                 "bf16": None if options.precision == "auto" else options.precision == "bf16"}
+    return replace(profile, **{k: v for k, v in overrides.items() if v is not None})
 
-    # 3. English foundation
-    stage("train the English foundation model")
-    foundation_run = work / "foundation"
-    if not (foundation_run / "final" / "config.json").is_file():
-        en_groups = [g for g in _groups_from_base() if g["name"] == "en_corpus"]
-        for g in en_groups:
-            g["alpha"] = g["beta"] = 1.0
-        for split_name in ("train", "heldout"):
-            mix = write_mixture(_mixture_json(en_groups, profile.seq_length, 1.0, data / split_name,
-                                              "english_foundation"),
-                                work / "mixtures" / f"english_{split_name}.json", tree=work)
-            preprocess(load_mixture(mix), en_model, work / "shards" / f"english_{split_name}", workers=0, force=True)
-        _train(dataset_dir=str(work / "shards" / "english_train"), output_dir=str(foundation_run),
-               model_config=str(resource(profile.model_config)), spm_model_path=str(en_model),
-               heldout_dir=str(work / "shards" / "english_heldout"), train_steps=profile.foundation_steps,
-               init_seed=1234, **common)
 
-    # 4. vocabulary expansion
-    stage("expand the vocabulary with Chinese characters (sub-token mean rows)")
-    zh_model = tok_dir / "expanded.model"
-    expanded_dir = work / "foundation_expanded"
-    if not (expanded_dir / "config.json").is_file():
-        corpora = [data / "train" / g / "data.jsonl" for g in ("zh_corpus", "zh_inst")]
-        mined = vocab.mine_pieces(corpora, en_model, scripts=("cjk", "cjk_punct"), min_count=2,
-                                  max_new_pieces=profile.new_chars)
-        expansion = vocab.expand_sentencepiece(en_model, [p for p, _ in mined], zh_model)
-        (tok_dir / "added_pieces.txt").write_text("".join(p + "\n" for p in expansion.added), encoding="utf-8")
-        vocab.expand_checkpoint_rows(foundation_run / "final", expanded_dir, en_model, zh_model, force=True)
+def _prepare(options: DemoOptions, profile: Profile) -> Layout:
+    import torch
+    from transformers.utils import logging as hf_logging
 
-    # 5. the mixture, preprocessed once for training and once for the held-out documents
-    stage("tokenize the six-group mixture (train and held-out)")
-    shards_train, shards_held = work / "shards" / "mixture_train", work / "shards" / "mixture_heldout"
-    run_samples = profile.run_steps * profile.micro_batch_size
-    t_grow = max(1.0, options.t_grow_fraction * run_samples)
-    mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, data / "train")
+    out = Layout(Path(options.output_dir))
+    if options.force and out.root.exists():
+        shutil.rmtree(out.root)
+    out.root.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(profile.threads)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    return out
+
+
+def _training_options(profile: Profile) -> dict:
+    """``chatflow train`` options every run of the demo shares."""
+    return dict(micro_batch_size=profile.micro_batch_size, learning_rate=profile.learning_rate,
+                warmup_steps=profile.warmup_steps, lr_scheduler="cosine_with_min_lr", bf16=profile.bf16,
+                log_every=max(1, profile.heldout_every // 2), heldout_windows=profile.heldout_windows,
+                heldout_every=profile.heldout_every, quiet=True, threads=profile.threads, save_total_limit=1)
+
+
+def split_data(data_dir: Path, out: Layout, profile: Profile) -> dict:
+    """Every group's documents into train / held-out; returns ``split.json``."""
+    if not (out.data / "split.json").is_file():
+        prepare_data(data_dir, out.data, profile.budget, seed=0, force=True)
+    return json.loads((out.data / "split.json").read_text(encoding="utf-8"))
+
+
+def english_tokenizer(out: Layout, profile: Profile) -> None:
+    """The English tokenizer."""
+    out.tokenizers.mkdir(exist_ok=True)
+    if not out.english_model.is_file():
+        train_english_tokenizer(out.data / "train", out.english_model.with_suffix(""), profile.vocab_size,
+                                profile.tokenizer_sentences)
+
+
+def english_foundation(out: Layout, profile: Profile) -> None:
+    """A tiny LLaMA trained on the English corpus groups only."""
+    from ..data.mixture import load_mixture
+    from ..data.preprocess import preprocess
+
+    if (out.foundation / "final" / "config.json").is_file():
+        return
+    corpus = [g for g in _groups_from_base() if g["name"] in groups_in(SOURCE_LANGUAGE, kinds=("corpus",))]
+    for g in corpus:
+        g["alpha"] = g["beta"] = 1.0
+    for split_name in ("train", "heldout"):
+        mix = write_mixture(_mixture_json(corpus, profile.seq_length, 1.0, out.data / split_name,
+                                          "english_foundation"),
+                            out.mixtures / f"english_{split_name}.json", tree=out.root)
+        preprocess(load_mixture(mix), out.english_model, out.shards / f"english_{split_name}", workers=0, force=True)
+    _train(dataset_dir=str(out.shards / "english_train"), output_dir=str(out.foundation),
+           model_config=str(resource(profile.model_config)), spm_model_path=str(out.english_model),
+           heldout_dir=str(out.shards / "english_heldout"), train_steps=profile.foundation_steps,
+           init_seed=1234, **_training_options(profile))
+
+
+def expand_vocabulary(out: Layout, profile: Profile) -> None:
+    """The target language's most frequent new characters appended; new rows = sub-token means."""
+    from ..checkpoints import vocab
+
+    if (out.expanded / "config.json").is_file():
+        return
+    corpora = [out.data / "train" / g / "data.jsonl" for g in groups_in(TARGET_LANGUAGE)]
+    mined = vocab.mine_pieces(corpora, out.english_model, scripts=get_language(TARGET_LANGUAGE).expansion_scripts,
+                              min_count=2, max_new_pieces=profile.new_chars)
+    expansion = vocab.expand_sentencepiece(out.english_model, [p for p, _ in mined], out.expanded_model)
+    (out.tokenizers / "added_pieces.txt").write_text("".join(p + "\n" for p in expansion.added), encoding="utf-8")
+    vocab.expand_checkpoint_rows(out.foundation / "final", out.expanded, out.english_model, out.expanded_model,
+                                 force=True)
+
+
+def tokenize_mixture(out: Layout, mixtures: dict) -> None:
+    """The run mixtures written; the six groups tokenized once for training and once held out."""
+    from ..data.mixture import load_mixture
+    from ..data.preprocess import preprocess
+
     for name in ("dynamic", "static", "stage1", "stage2"):
-        write_mixture(mixtures[name], work / "mixtures" / f"{name}.json", tree=work)
-    if not (shards_train / "manifest.json").is_file():
-        preprocess(load_mixture(work / "mixtures" / "dynamic.json"), zh_model, shards_train, workers=0, force=True)
-    if not (shards_held / "manifest.json").is_file():
-        spec = load_mixture(work / "mixtures" / "dynamic.json").with_overrides(data_root=data / "heldout")
-        preprocess(spec, zh_model, shards_held, workers=0, force=True)
+        write_mixture(mixtures[name], out.mixtures / f"{name}.json", tree=out.root)
+    spec = load_mixture(out.mixtures / "dynamic.json")
+    if not (out.shards / "mixture_train" / "manifest.json").is_file():
+        preprocess(spec, out.expanded_model, out.shards / "mixture_train", workers=0, force=True)
+    if not (out.shards / "mixture_heldout" / "manifest.json").is_file():
+        preprocess(spec.with_overrides(data_root=out.data / "heldout"), out.expanded_model,
+                   out.shards / "mixture_heldout", workers=0, force=True)
 
-    # 6. three runs per seed
-    common.update(dataset_dir=str(shards_train), heldout_dir=str(shards_held), spm_model_path=str(zh_model))
+
+def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Clock) -> dict[str, Path]:
+    """Every run kind for every seed; returns ``{"<kind>_s<seed>": run folder}``."""
+    common = dict(_training_options(profile), dataset_dir=str(out.shards / "mixture_train"),
+                  heldout_dir=str(out.shards / "mixture_heldout"), spm_model_path=str(out.expanded_model))
     runs = {}
     for seed in profile.seeds:
         for kind in RUN_KINDS:
-            stage(f"continued training: {kind}, seed {seed} ({profile.run_steps} steps)")
-            runs[f"{kind}_s{seed}"] = _continue_run(kind, seed, profile, work, mixtures, profile.run_steps, common)
+            clock.stage(f"continued training: {kind}, seed {seed} ({profile.run_steps} steps)")
+            runs[f"{kind}_s{seed}"] = _continue_run(kind, seed, out.root, mixtures, profile.run_steps, common)
+    return runs
 
-    # 7. release the dynamic run in HF format and generate
-    stage("release the dynamic run in HuggingFace format")
-    release = work / "release"
-    source = runs[f"dynamic_s{profile.seeds[0]}"] / "final"
-    if release.exists():
-        shutil.rmtree(release)
-    shutil.copytree(source, release)
-    generations = {}
-    if not options.skip_generation:
-        stage("generate with transformers")
-        generations = generate_answers(release, zh_model, PROMPTS)
-        (work / "generations.json").write_text(json.dumps(generations, indent=2, ensure_ascii=False) + "\n",
+
+def release_and_generate(out: Layout, dynamic_run: Path, generate: bool, clock: _Clock) -> dict:
+    """The dynamic run's final model copied to ``release/``; one answer per demo language."""
+    if out.release.exists():
+        shutil.rmtree(out.release)
+    shutil.copytree(dynamic_run / "final", out.release)
+    if not generate:
+        return {}
+    clock.stage("generate with transformers")
+    prompts = {code: get_language(code).prompt for code in (TARGET_LANGUAGE, SOURCE_LANGUAGE)}
+    generations = generate_answers(out.release, out.expanded_model, prompts)
+    (out.root / "generations.json").write_text(json.dumps(generations, indent=2, ensure_ascii=False) + "\n",
                                               encoding="utf-8")
+    return generations
 
-    # 8. report
-    stage("write the report")
-    from .report import write_report
-    timings["total"] = round(time.time() - started, 1)
-    context_file = work / "report" / "context.json"   # paths in it follow chatflow_plugin.files' rule
+
+def run_demo(options: DemoOptions) -> dict:
+    """Every stage in order (module docstring); returns the report's path, the run time and the run folders."""
+    profile = resolve_profile(options)
+    out = _prepare(options, profile)
+    data_dir = Path(options.data_dir) if options.data_dir else default_data_dir()
+    clock = _Clock()
+    clock.stage("split documents into train / held-out")
+    split = split_data(data_dir, out, profile)
+    clock.stage("train the English tokenizer")
+    english_tokenizer(out, profile)
+    clock.stage("train the English foundation model")
+    english_foundation(out, profile)
+    clock.stage(f"expand the vocabulary with {get_language(TARGET_LANGUAGE).name} characters (sub-token mean rows)")
+    expand_vocabulary(out, profile)
+    clock.stage("tokenize the six-group mixture (train and held-out)")
+    run_samples = profile.run_steps * profile.micro_batch_size
+    t_grow = max(1.0, options.t_grow_fraction * run_samples)
+    mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, out.data / "train")
+    tokenize_mixture(out, mixtures)
+    runs = continued_training(out, profile, mixtures, clock)
+    clock.stage("release the dynamic run in HuggingFace format")
+    generations = release_and_generate(out, runs[f"dynamic_s{profile.seeds[0]}"], not options.skip_generation, clock)
+    clock.stage("write the report")
+    clock.total()
+    context = _report_context(out, profile, options, data_dir, split, mixtures, t_grow, run_samples,
+                              clock.timings, generations)
+    report = write_report(out.report, runs, context)
+    _say(f"done in {clock.timings['total']:.0f} s; report: {report}")
+    return {"report": str(report), "seconds": clock.timings["total"], "runs": {k: str(v) for k, v in runs.items()}}
+
+
+def _report_context(out: Layout, profile: Profile, options: DemoOptions, data_dir: Path, split: dict,
+                    mixtures: dict, t_grow: float, run_samples: int, timings: dict, generations: dict) -> dict:
+    """What the report states about the demo; its paths follow chatflow_plugin.files' rule."""
+    context_file = out.report / "context.json"
 
     def where(path: Path) -> str:
-        return path_for_file(path, context_file, tree=work)
+        return path_for_file(path, context_file, tree=out.root)
 
-    context = {"profile": "quick" if options.quick else "full", "data_dir": where(data_dir), "split": split,
-               "profile_settings": {k: v for k, v in profile.__dict__.items() if k != "budget"},
-               "t_grow_samples": t_grow, "run_samples": run_samples, "shares": mixtures["shares"],
-               "instruction_share": mixtures["instruction_share"], "timings_seconds": timings,
-               "tokenizer": {"english_pieces": _pieces(en_model), "expanded_pieces": _pieces(zh_model)},
-               "generations": generations, "release_dir": where(release), "bf16": profile.bf16,
-               "foundation_dir": where(foundation_run)}
-    report = write_report(work / "report", runs, context)
-    _say(f"done in {timings['total']:.0f} s; report: {report}")
-    return {"report": str(report), "seconds": timings["total"], "runs": {k: str(v) for k, v in runs.items()}}
+    return {"profile": "quick" if options.quick else "full", "data_dir": where(data_dir), "split": split,
+            "profile_settings": {k: v for k, v in profile.__dict__.items() if k != "budget"},
+            "t_grow_samples": t_grow, "run_samples": run_samples, "shares": mixtures["shares"],
+            "instruction_share": mixtures["instruction_share"], "timings_seconds": timings,
+            "tokenizer": {"english_pieces": _pieces(out.english_model), "expanded_pieces": _pieces(out.expanded_model)},
+            "generations": generations, "release_dir": where(out.release), "bf16": profile.bf16,
+            "foundation_dir": where(out.foundation)}
 
 
 def _pieces(model: Path) -> int:

@@ -15,8 +15,6 @@ paper does (Figure 1) and is labelled as not comparable.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -25,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_file, pyplot, read_jsonl, save_figure
+from .groups import SOURCE_LANGUAGE, group_languages, groups_in
 from ..errors import ChatflowError
+from ..evaluation.figures import DPI, figure1, figure2
+from ..files import atomic_file, pyplot, read_jsonl, save_figure, write_csv
+from ..languages import get_language
 
 KIND_ORDER = ("dynamic", "static", "two_stage")
-KIND_LABEL = {"dynamic": "dynamic sampler (ChatFlow)", "static": "static mixture (same tokens per group)",
-              "two_stage": "two stages (pre-training, then instructions)"}
-LANGUAGE_GROUPS = {"English (en_corpus, en_inst)": ("en_corpus", "en_inst"),
-                   "Chinese (zh_corpus, zh_inst)": ("zh_corpus", "zh_inst")}
 RUN_NAME = re.compile(r"^(?P<kind>[a-z_]+)_s(?P<seed>\d+)$")
 
 
@@ -62,19 +59,6 @@ def load_runs(runs: dict[str, Path]) -> tuple[list[dict], list[dict], dict[str, 
     return held, trained, summaries
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-    with atomic_file(path) as handle:
-        handle.write(buffer.getvalue())
-
-
 def curves(held: list[dict]) -> dict[tuple[str, str], dict[int, dict[int, float]]]:
     """(kind, group) -> seed -> tokens -> held-out loss."""
     out: dict = defaultdict(lambda: defaultdict(dict))
@@ -84,12 +68,23 @@ def curves(held: list[dict]) -> dict[tuple[str, str], dict[int, dict[int, float]
     return out
 
 
-def language_curves(by_group: dict) -> dict:
-    """(kind, language) -> seed -> tokens -> mean of the language's groups' held-out losses."""
+def language_panels(languages: dict[str, str | None]) -> dict[str, tuple[str, ...]]:
+    """Panel label -> the groups of one language, from group -> language code (the groups' ``language`` in the
+    mixture file): ``{"English (en_corpus, en_inst)": ("en_corpus", "en_inst"), ...}``, in group order.
+    Groups of several languages (``None``: the parallel and code groups) have no panel."""
+    by_language: dict[str, list[str]] = {}
+    for group, code in languages.items():
+        if code is not None:
+            by_language.setdefault(code, []).append(group)
+    return {f"{get_language(code).name} ({', '.join(groups)})": tuple(groups) for code, groups in by_language.items()}
+
+
+def language_curves(by_group: dict, panels: dict[str, tuple[str, ...]]) -> dict:
+    """(kind, language panel) -> seed -> tokens -> mean of the language's groups' held-out losses."""
     out: dict = defaultdict(lambda: defaultdict(dict))
     kinds = {k for k, _ in by_group}
     for kind in kinds:
-        for language, groups in LANGUAGE_GROUPS.items():
+        for language, groups in panels.items():
             parts = [by_group.get((kind, g)) for g in groups]
             if any(p is None for p in parts):
                 continue
@@ -162,156 +157,53 @@ def plot_curves(path: Path, series: dict, panels: list[str], title: str, ylabel:
         axes.flat[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)
+    save_figure(fig, path, dpi=DPI)
 
 
-def write_report(out_dir: str | Path, runs: dict[str, Path], context: dict | None = None) -> Path:
-    """Write the CSVs, plots and ``report.md`` for ``runs``; returns the report's path."""
+class _Results:
+    """The numbers every section of the report reads, computed once from the runs."""
+
+    def __init__(self, runs: dict[str, Path], languages: dict[str, str | None]):
+        self.held, self.trained, self.summaries = load_runs(runs)
+        self.by_group = curves(self.held)
+        self.panels = language_panels(languages)
+        self.by_language = language_curves(self.by_group, self.panels)
+        order = [r["group"] for r in self.held]
+        self.groups = sorted({g for _, g in self.by_group}, key=order.index)
+        self.kinds = [k for k in KIND_ORDER if any(k == kk for kk, _ in self.by_group)]
+        self.final_rows = []
+        for (kind, group), seeds in sorted(self.by_group.items()):
+            values = [_value_at(seeds[s], 1.0)[1] for s in sorted(seeds)]
+            self.final_rows.append({"kind": kind, "group": group, "mean": float(np.mean(values)),
+                                    "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                                    "n": len(values), "per_seed": " ".join(f"{v:.4f}" for v in values)})
+        self.finals = {(r["kind"], r["group"]): r for r in self.final_rows}
+        self.start = {}   # held-out loss at the first evaluation (the expanded foundation), mean over seeds
+        for group in self.groups:
+            seeds = self.by_group.get(("dynamic", group)) or \
+                next(v for (_, g), v in self.by_group.items() if g == group)
+            self.start[group] = float(np.mean([seeds[s][min(seeds[s])] for s in seeds]))
+
+
+def write_report(out_dir: str | Path, runs: dict[str, Path], context: dict | None = None,
+                 languages: dict[str, str | None] | None = None) -> Path:
+    """Write the CSVs, plots and ``report.md`` for ``runs``; returns the report's path.
+
+    ``languages`` maps each group to its language code (None: several languages) for the per-language
+    curves; default: the ``language`` of the demo's base mixture groups (:mod:`.groups`).
+    """
     context = context or {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    held, trained, summaries = load_runs(runs)
-    _write_csv(out / "heldout.csv", held)
-    _write_csv(out / "training.csv", trained)
-    by_group = curves(held)
-    by_language = language_curves(by_group)
-    groups = sorted({g for _, g in by_group}, key=lambda g: [r["group"] for r in held].index(g))
-    kinds = [k for k in KIND_ORDER if any(k == kk for kk, _ in by_group)]
-
-    final_rows = []
-    for (kind, group), seeds in sorted(by_group.items()):
-        values = [_value_at(seeds[s], 1.0)[1] for s in sorted(seeds)]
-        final_rows.append({"kind": kind, "group": group, "mean": float(np.mean(values)),
-                           "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None, "n": len(values),
-                           "per_seed": " ".join(f"{v:.4f}" for v in values)})
-    _write_csv(out / "final.csv", final_rows)
-
-    plot_curves(out / "heldout_per_group.png", by_group, groups,
-                "Held-out loss per group (same windows for every run; band = min..max over seeds)", "nats/token")
-    plot_curves(out / "heldout_per_language.png", by_language, list(LANGUAGE_GROUPS),
-                "Held-out loss per language (mean of the language's corpus and instruction groups)", "nats/token")
-    train_series: dict = defaultdict(lambda: defaultdict(dict))
-    for r in trained:
-        if r["loss"] is not None:
-            train_series[(r["kind"], "training loss (all groups; NOT comparable across mixtures)")][r["seed"]][r["tokens"]] = r["loss"]
-    plot_curves(out / "training_loss.png", train_series,
-                ["training loss (all groups; NOT comparable across mixtures)"],
-                "Figure 1 analogue: training loss vs tokens", "nats/token")
-
+    results = _Results(runs, group_languages() if languages is None else languages)
+    write_csv(out / "heldout.csv", results.held)
+    write_csv(out / "training.csv", results.trained)
+    write_csv(out / "final.csv", results.final_rows)
+    _plots(out, results)
     lines = ["# ChatFlow miniature: dynamic sampler vs static mixture vs two stages", ""]
-    t = context.get("timings_seconds", {})
-    if context:
-        s = context.get("profile_settings", {})
-        lines += [f"Profile **{context.get('profile')}**, data `{context.get('data_dir')}`; total run time "
-                  f"{_fmt(t.get('total', math.nan), 0)} s on this machine"
-                  f"{' (bf16 autocast)' if context.get('bf16') else ''}.",
-                  f"Model `{s.get('model_config')}`; sequence length {s.get('seq_length')}; English tokenizer "
-                  f"{context.get('tokenizer', {}).get('english_pieces')} pieces, expanded to "
-                  f"{context.get('tokenizer', {}).get('expanded_pieces')}; English foundation "
-                  f"{s.get('foundation_steps')} steps; each continued run {s.get('run_steps')} steps x "
-                  f"{s.get('micro_batch_size')} sequences = {context.get('run_samples')} samples; "
-                  f"T_grow = {_fmt(context.get('t_grow_samples', math.nan), 0)} samples; seeds {list(s.get('seeds', []))}.",
-                  ""]
-    lines += ["## Final held-out loss (nats/token; mean ± sd over seeds)", "",
-              "| group | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
-    finals = {(r["kind"], r["group"]): r for r in final_rows}
-    for group in groups:
-        cells = []
-        for kind in kinds:
-            r = finals.get((kind, group))
-            cells.append("" if r is None else f"{r['mean']:.3f}" + (f" ± {r['sd']:.3f}" if r["sd"] is not None else ""))
-        lines.append(f"| {group} | " + " | ".join(cells) + " |")
-    lines.append("")
-
-    start = {}
-    for group in groups:
-        seeds = by_group.get(("dynamic", group)) or next(v for (k, g), v in by_group.items() if g == group)
-        start[group] = float(np.mean([seeds[s][min(seeds[s])] for s in seeds]))
-    lines += ["## Change from the expanded English foundation (step 0) to the end", "",
-              "| group | at step 0 | " + " | ".join(f"{k} end (change)" for k in kinds) + " |",
-              "|---|---|" + "---|" * len(kinds)]
-    for group in groups:
-        cells = []
-        for kind in kinds:
-            r = finals.get((kind, group))
-            cells.append("" if r is None else f"{r['mean']:.3f} ({r['mean'] - start[group]:+.3f})")
-        lines.append(f"| {group} | {start[group]:.3f} | " + " | ".join(cells) + " |")
-    lines.append("")
-
-    lines += ["## Dynamic vs baselines: paired per-seed differences (baseline − dynamic; > 0: dynamic lower)", "",
-              "| series | baseline | at 1/3 of the run | at 2/3 | at the end | verdict at the end |",
-              "|---|---|---|---|---|---|"]
-    for label, series in (("group", by_group), ("language", by_language)):
-        panels = groups if label == "group" else list(LANGUAGE_GROUPS)
-        for panel in panels:
-            for baseline in ("static", "two_stage"):
-                a, b = series.get(("dynamic", panel)), series.get((baseline, panel))
-                if not a or not b:
-                    continue
-                cells = []
-                for fraction in (1 / 3, 2 / 3, 1.0):
-                    mean, sd, n = paired(a, b, fraction)
-                    cells.append(f"{mean:+.3f}" + (f" (sd {sd:.3f}, n={n})" if n > 1 else f" (n={n})"))
-                mean, sd, n = paired(a, b, 1.0)
-                lines.append(f"| {panel} | {baseline} | " + " | ".join(cells) + f" | {_verdict(mean, sd, n, 'dynamic')} |")
-    lines += ["", "Verdict rule: beyond seed noise when the 95% paired-t interval of the per-seed differences "
-              "excludes zero (|mean| > t(0.975, n-1) sd/sqrt(n); n >= 2 seeds).", ""]
-
-    lines += ["## Findings at this scale (generated from the numbers above)", ""]
-    for kind in kinds:
-        r = finals.get((kind, "en_corpus"))
-        if r is not None and "en_corpus" in start:
-            change = r["mean"] - start["en_corpus"]
-            lines.append(f"- English corpus, {kind}: held-out loss {'rises' if change > 0 else 'falls'} by "
-                         f"{abs(change):.3f} from the expanded foundation "
-                         f"({'forgetting' if change > 0 else 'no forgetting at this foundation strength'}).")
-    for language in LANGUAGE_GROUPS:
-        for baseline in ("static", "two_stage"):
-            a, b = by_language.get(("dynamic", language)), by_language.get((baseline, language))
-            if not a or not b:
-                continue
-            parts = []
-            for label, fraction in (("at 1/3 of the run", 1 / 3), ("at the end", 1.0)):
-                mean, sd, n = paired(a, b, fraction)
-                parts.append(f"{label} dynamic is {'lower' if mean > 0 else 'higher'} by {abs(mean):.3f} "
-                             f"({_verdict(mean, sd, n, 'dynamic')})")
-            lines.append(f"- {language} vs {baseline}: " + "; ".join(parts) + ".")
-    lines.append("")
-
-    lines += ["## Samples per group of each run (the comparison is fair only if these match)", "",
-              "| run | " + " | ".join(groups) + " | total |", "|---|" + "---|" * (len(groups) + 1)]
-    for name, summary in sorted(summaries.items()):
-        counts = summary.get("group_samples", {})
-        if counts:
-            lines.append(f"| {name} | " + " | ".join(str(counts.get(g, "")) for g in groups) +
-                         f" | {sum(counts.values())} |")
-    lines += ["", "Static and two-stage runs use the dynamic schedule's time-average over the run, so their "
-              "samples per group equal the dynamic run's up to rounding; the two-stage run puts all instruction "
-              "samples in its second stage (its own warm-up and cosine decay), so it differs in order and in "
-              "learning-rate schedule, not in data amount.", ""]
-
-    if context.get("generations"):
-        lines += ["## Generation with transformers from the released HF directory", "",
-                  f"Released model: `{context.get('release_dir')}` (safetensors + tokenizer.model + "
-                  "tokenizer_config.json; AutoTokenizer ids checked against sentencepiece). Greedy decoding.", ""]
-        for lang, g in context["generations"].items():
-            lines += [f"- **{lang}** instruction: {g['instruction']}", f"  - answer: {g['answer']!r}"]
-        lines.append("")
-
-    lines += ["## What this miniature can and cannot show", "",
-              "- It compares the three data orders on identical held-out windows with the same expected samples "
-              "per group, so differences come from the order of the data (and, for two stages, the restarted "
-              "learning-rate schedule), not from its amount.",
-              "- 'Faster convergence' in the paper is read from training loss (Figure 1); training loss depends on "
-              "the mix drawn at each moment (a run that draws more English early looks better early) and is "
-              "plotted only for reference (`training_loss.png`). Held-out loss is the comparable measure.",
-              "- 'English retained': the English rows of the step-0 table show whether English held-out loss rises "
-              "(forgetting) or keeps falling (foundation too weak for retention to mean much).",
-              "- 'Chinese acquired': the Chinese rows show how far each run brings Chinese loss down from the "
-              "expanded foundation (new rows initialised by the sub-token mean).",
-              "- At this scale (a few million parameters, well under a million tokens per run) gaps are hundredths "
-              "of a nat; only differences beyond the seed spread above are evidence, and even those say nothing "
-              "about benchmark accuracy (MMLU/C-Eval/CMMLU), which needs the full-scale run.", ""]
+    for section in (_setting(context), _final_table(results), _change_table(results), _paired_table(results),
+                    _findings(results), _samples_table(results), _generations(context), LIMITS):
+        lines += section
     files = ", ".join(f"`{p}`" for p in ("heldout.csv", "training.csv", "final.csv", "heldout_per_group.png",
                                         "heldout_per_language.png", "training_loss.png"))
     lines += [f"Files: {files}.", ""]
@@ -324,34 +216,155 @@ def write_report(out_dir: str | Path, runs: dict[str, Path], context: dict | Non
     return report
 
 
+def _plots(out: Path, r: _Results) -> None:
+    plot_curves(out / "heldout_per_group.png", r.by_group, r.groups,
+                "Held-out loss per group (same windows for every run; band = min..max over seeds)", "nats/token")
+    plot_curves(out / "heldout_per_language.png", r.by_language, list(r.panels),
+                "Held-out loss per language (mean of the language's corpus and instruction groups)", "nats/token")
+    panel = "training loss (all groups; NOT comparable across mixtures)"
+    train_series: dict = defaultdict(lambda: defaultdict(dict))
+    for row in r.trained:
+        if row["loss"] is not None:
+            train_series[(row["kind"], panel)][row["seed"]][row["tokens"]] = row["loss"]
+    plot_curves(out / "training_loss.png", train_series, [panel], "Figure 1 analogue: training loss vs tokens",
+                "nats/token")
+
+
+def _setting(context: dict) -> list[str]:
+    if not context:
+        return []
+    t = context.get("timings_seconds", {})
+    s = context.get("profile_settings", {})
+    tokenizer = context.get("tokenizer", {})
+    return [f"Profile **{context.get('profile')}**, data `{context.get('data_dir')}`; total run time "
+            f"{_fmt(t.get('total', math.nan), 0)} s on this machine"
+            f"{' (bf16 autocast)' if context.get('bf16') else ''}.",
+            f"Model `{s.get('model_config')}`; sequence length {s.get('seq_length')}; English tokenizer "
+            f"{tokenizer.get('english_pieces')} pieces, expanded to {tokenizer.get('expanded_pieces')}; English "
+            f"foundation {s.get('foundation_steps')} steps; each continued run {s.get('run_steps')} steps x "
+            f"{s.get('micro_batch_size')} sequences = {context.get('run_samples')} samples; "
+            f"T_grow = {_fmt(context.get('t_grow_samples', math.nan), 0)} samples; seeds {list(s.get('seeds', []))}.",
+            ""]
+
+
+def _final_table(r: _Results) -> list[str]:
+    lines = ["## Final held-out loss (nats/token; mean ± sd over seeds)", "",
+             "| group | " + " | ".join(r.kinds) + " |", "|---|" + "---|" * len(r.kinds)]
+    for group in r.groups:
+        cells = []
+        for kind in r.kinds:
+            row = r.finals.get((kind, group))
+            cells.append("" if row is None else f"{row['mean']:.3f}" +
+                         (f" ± {row['sd']:.3f}" if row["sd"] is not None else ""))
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _change_table(r: _Results) -> list[str]:
+    lines = ["## Change from the expanded English foundation (step 0) to the end", "",
+             "| group | at step 0 | " + " | ".join(f"{k} end (change)" for k in r.kinds) + " |",
+             "|---|---|" + "---|" * len(r.kinds)]
+    for group in r.groups:
+        cells = []
+        for kind in r.kinds:
+            row = r.finals.get((kind, group))
+            cells.append("" if row is None else f"{row['mean']:.3f} ({row['mean'] - r.start[group]:+.3f})")
+        lines.append(f"| {group} | {r.start[group]:.3f} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _paired_table(r: _Results) -> list[str]:
+    lines = ["## Dynamic vs baselines: paired per-seed differences (baseline − dynamic; > 0: dynamic lower)", "",
+             "| series | baseline | at 1/3 of the run | at 2/3 | at the end | verdict at the end |",
+             "|---|---|---|---|---|---|"]
+    for series, panels in ((r.by_group, r.groups), (r.by_language, list(r.panels))):
+        for panel in panels:
+            for baseline in ("static", "two_stage"):
+                a, b = series.get(("dynamic", panel)), series.get((baseline, panel))
+                if not a or not b:
+                    continue
+                cells = []
+                for fraction in (1 / 3, 2 / 3, 1.0):
+                    mean, sd, n = paired(a, b, fraction)
+                    cells.append(f"{mean:+.3f}" + (f" (sd {sd:.3f}, n={n})" if n > 1 else f" (n={n})"))
+                mean, sd, n = paired(a, b, 1.0)
+                lines.append(f"| {panel} | {baseline} | " + " | ".join(cells) +
+                             f" | {_verdict(mean, sd, n, 'dynamic')} |")
+    return lines + ["", "Verdict rule: beyond seed noise when the 95% paired-t interval of the per-seed differences "
+                    "excludes zero (|mean| > t(0.975, n-1) sd/sqrt(n); n >= 2 seeds).", ""]
+
+
+def _findings(r: _Results) -> list[str]:
+    lines = ["## Findings at this scale (generated from the numbers above)", ""]
+    foundation = [g for g in groups_in(SOURCE_LANGUAGE, kinds=("corpus",)) if g in r.start]
+    name = get_language(SOURCE_LANGUAGE).name
+    for group in foundation:
+        label = f"{name} corpus" if len(foundation) == 1 else f"{name} corpus {group}"
+        for kind in r.kinds:
+            row = r.finals.get((kind, group))
+            if row is not None:
+                change = row["mean"] - r.start[group]
+                lines.append(f"- {label}, {kind}: held-out loss {'rises' if change > 0 else 'falls'} by "
+                             f"{abs(change):.3f} from the expanded foundation "
+                             f"({'forgetting' if change > 0 else 'no forgetting at this foundation strength'}).")
+    for language in r.panels:
+        for baseline in ("static", "two_stage"):
+            a, b = r.by_language.get(("dynamic", language)), r.by_language.get((baseline, language))
+            if not a or not b:
+                continue
+            parts = []
+            for label, fraction in (("at 1/3 of the run", 1 / 3), ("at the end", 1.0)):
+                mean, sd, n = paired(a, b, fraction)
+                parts.append(f"{label} dynamic is {'lower' if mean > 0 else 'higher'} by {abs(mean):.3f} "
+                             f"({_verdict(mean, sd, n, 'dynamic')})")
+            lines.append(f"- {language} vs {baseline}: " + "; ".join(parts) + ".")
+    return lines + [""]
+
+
+def _samples_table(r: _Results) -> list[str]:
+    lines = ["## Samples per group of each run (the comparison is fair only if these match)", "",
+             "| run | " + " | ".join(r.groups) + " | total |", "|---|" + "---|" * (len(r.groups) + 1)]
+    for name, summary in sorted(r.summaries.items()):
+        counts = summary.get("group_samples", {})
+        if counts:
+            lines.append(f"| {name} | " + " | ".join(str(counts.get(g, "")) for g in r.groups) +
+                         f" | {sum(counts.values())} |")
+    return lines + ["", "Static and two-stage runs use the dynamic schedule's time-average over the run, so their "
+                    "samples per group equal the dynamic run's up to rounding; the two-stage run puts all instruction "
+                    "samples in its second stage (its own warm-up and cosine decay), so it differs in order and in "
+                    "learning-rate schedule, not in data amount.", ""]
+
+
+def _generations(context: dict) -> list[str]:
+    if not context.get("generations"):
+        return []
+    lines = ["## Generation with transformers from the released HF directory", "",
+             f"Released model: `{context.get('release_dir')}` (safetensors + tokenizer.model + "
+             "tokenizer_config.json; AutoTokenizer ids checked against sentencepiece). Greedy decoding.", ""]
+    for lang, g in context["generations"].items():
+        lines += [f"- **{lang}** instruction: {g['instruction']}", f"  - answer: {g['answer']!r}"]
+    return lines + [""]
+
+
+LIMITS = [
+    "## What this miniature can and cannot show", "",
+    "- It compares the three data orders on identical held-out windows with the same expected samples per group, "
+    "so differences come from the order of the data (and, for two stages, the restarted learning-rate schedule), "
+    "not from its amount.",
+    "- 'Faster convergence' in the paper is read from training loss (Figure 1); training loss depends on the mix "
+    "drawn at each moment (a run that draws more English early looks better early) and is plotted only for "
+    "reference (`training_loss.png`). Held-out loss is the comparable measure.",
+    "- 'English retained': the English rows of the step-0 table show whether English held-out loss rises "
+    "(forgetting) or keeps falling (foundation too weak for retention to mean much).",
+    "- 'Chinese acquired': the Chinese rows show how far each run brings Chinese loss down from the expanded "
+    "foundation (new rows initialised by the sub-token mean).",
+    "- At this scale (a few million parameters, well under a million tokens per run) gaps are hundredths of a nat; "
+    "only differences beyond the seed spread above are evidence, and even those say nothing about benchmark "
+    "accuracy (MMLU/C-Eval/CMMLU), which needs the full-scale run.", ""]
+
+
 # ---------------------------------------------------------------------------------------------
-# Figure 1 / Figure 2 plots from any run's logs (used by scripts/figure*.sh at both scales)
-
-HOST_LINE = re.compile(r"\|\s*(?P<step>\d+)/\s*(?P<total>\d+) steps\|.*?\| loss\s+(?P<loss>[-+\d.eE]+)")
-
-
-def training_curve(source: str | Path, tokens_per_step: int = 0) -> list[tuple[int, float]]:
-    """(tokens, training loss) from a ``chatflow train`` run folder (log.jsonl) or a TencentPretrain log
-    (``| step/total steps| ... | loss X`` lines; tokens = step x ``tokens_per_step``)."""
-    source = Path(source)
-    if source.is_dir():
-        log = source / "log.jsonl"
-        if not log.is_file():
-            raise ChatflowError(f"{source}: no log.jsonl (not a chatflow train run folder)")
-        rows = [r for _, r in read_jsonl(log)]
-        return [(r["tokens"], r["loss"]) for r in rows if r.get("kind") == "train" and r.get("loss") is not None]
-    if not source.is_file():
-        raise ChatflowError(f"{source}: not found")
-    if tokens_per_step <= 0:
-        raise ChatflowError(f"{source}: a host log needs --tokens_per_step (global batch x seq_length per step)")
-    points = []
-    for line in source.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = HOST_LINE.search(line)
-        if match:
-            points.append((int(match["step"]) * tokens_per_step, float(match["loss"])))
-    if not points:
-        raise ChatflowError(f"{source}: no training-loss lines found")
-    return points
+# Command line: the report, and Figure 1/2 (chatflow_plugin.evaluation.figures) for scripts/figure*.sh
 
 
 def _named(items: list[str], what: str) -> list[tuple[str, str]]:
@@ -364,61 +377,11 @@ def _named(items: list[str], what: str) -> list[tuple[str, str]]:
     return out
 
 
-def figure1(runs: list[tuple[str, str]], output: str | Path, tokens_per_step: int = 0) -> Path:
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    rows = []
-    for name, source in runs:
-        points = training_curve(source, tokens_per_step)
-        ax.plot([t / 1e9 if points[-1][0] > 1e9 else t / 1e6 for t, _ in points], [v for _, v in points], label=name)
-        rows += [{"run": name, "tokens": t, "loss": v} for t, v in points]
-    big = max(r["tokens"] for r in rows) > 1e9
-    ax.set_xlabel(f"training tokens ({'B' if big else 'M'})")
-    ax.set_ylabel("training loss (nats/token)")
-    ax.set_title("Training loss vs tokens (Figure 1); mixtures differ, so compare held-out loss too", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    output = save_figure(fig, output, dpi=110)
-    _write_csv(output.with_suffix(".csv"), rows)
-    return output
-
-
-def figure2(results: str | Path, tokens: list[tuple[str, str]], output: str | Path) -> Path:
-    """Benchmark averages of ``chatflow eval`` results (one model per checkpoint) against training tokens."""
-    plt = pyplot()
-
-    data = json.loads(Path(results).read_text(encoding="utf-8"))
-    models = data.get("models", {})
-    rows = []
-    for name, count in tokens:
-        if name not in models:
-            raise ChatflowError(f"{results}: no model named {name!r} (have {sorted(models)})")
-        for bench, r in models[name]["benchmarks"].items():
-            rows.append({"model": name, "tokens": int(float(count)), "benchmark": bench, "accuracy": r["average"]})
-    if not rows:
-        raise ChatflowError("--tokens names no evaluated model")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    big = max(r["tokens"] for r in rows) > 1e9
-    for bench in sorted({r["benchmark"] for r in rows}):
-        pts = sorted((r["tokens"], r["accuracy"]) for r in rows if r["benchmark"] == bench)
-        ax.plot([t / (1e9 if big else 1e6) for t, _ in pts], [100 * a for _, a in pts], marker="o", label=bench)
-    ax.set_xlabel(f"training tokens ({'B' if big else 'M'})")
-    ax.set_ylabel(f"{data.get('settings', {}).get('num_fewshot', '?')}-shot accuracy (%)")
-    ax.set_title("Benchmarks over training tokens (Figure 2)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    output = save_figure(fig, output, dpi=110)
-    _write_csv(output.with_suffix(".csv"), rows)
-    return output
-
-
 def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.demo.report") -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog=prog, description="Ablation report and Figure 1/2 plots.")
+    parser = argparse.ArgumentParser(prog=prog, description="Ablation report and Figure 1/2 plots "
+                                     "(chatflow_plugin.evaluation.figures).")
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="held-out report over run folders named <kind>_s<seed>")
     rep.add_argument("--runs_dir", required=True, help="folder holding dynamic_s0/, static_s0/, ... run folders")
@@ -435,6 +398,8 @@ def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.demo.report
     f2.add_argument("--output", required=True, help="PNG path (a CSV of the points goes next to it)")
     args = parser.parse_args(argv)
     if args.command == "report":
+        if not Path(args.runs_dir).is_dir():
+            raise ChatflowError(f"--runs_dir {args.runs_dir}: not a folder")
         runs = {p.name: p for p in sorted(Path(args.runs_dir).iterdir()) if p.is_dir() and RUN_NAME.match(p.name)}
         if not runs:
             raise ChatflowError(f"{args.runs_dir}: no run folders named <kind>_s<seed>")

@@ -1,8 +1,9 @@
 """Data for the demo: each group's documents split into train and held-out BEFORE tokenization.
 
-The input folder has one sub-folder per group (``en_corpus``, ``zh_corpus``, ``parallel``, ``en_inst``,
-``zh_inst``, ``code``) of ``*.jsonl`` files: the layout of the bundled ``corpora/``. A missing ``code`` folder is replaced by the Python standard library's own ``.py``
-files read at run time. Documents are shuffled with a fixed seed per group; the first ones, up to a
+The input folder has one sub-folder per group of the demo's base mixture (:mod:`.groups`: ``en_corpus``,
+``zh_corpus``, ``parallel``, ``en_inst``, ``zh_inst``, ``code``) of ``*.jsonl`` files: the layout of the bundled
+``corpora/``. A missing ``code`` folder is replaced by the Python standard library's own ``.py`` files read
+at run time. Documents are shuffled with a fixed seed per group; the first ones, up to a
 character budget, become the held-out set, so no held-out text is ever trained on.
 """
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 
 from ..files import atomic_directory, json_strings, read_jsonl
 from ..errors import ChatflowError, DataError
+from .groups import base_mixture
 
-GROUP_DIRS = ("en_corpus", "zh_corpus", "parallel", "en_inst", "zh_inst", "code")
+GROUP_DIRS = tuple(base_mixture().group_names)   # one folder per group, named as the group
 SPLITS = ("train", "heldout")
 
 

@@ -15,19 +15,10 @@ lm-eval is imported only to locate its task directory.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ChatflowError
-
-
-@dataclass(frozen=True)
-class LmEvalTask:
-    stock: str                     # the stock task YAML under lm_eval/tasks/, with a {subject} placeholder
-    splits: dict[str, str]         # lm-eval's split name -> the directory holding that split's CSV files
-    columns: tuple[str, ...]       # usecols (files with a header) or column_names (files without one)
-    header: bool = True
-    overrides: dict = field(default_factory=dict)   # only where the hub dataset's columns differ from the files'
+from .protocols import LmEvalTask  # noqa: F401 (the record type, re-exported for callers)
 
 
 def stock_tasks_dir() -> Path:

@@ -102,3 +102,14 @@ def letter_targets(protocol: LetterProtocol, tokenizer) -> tuple[list, str]:
     shown = [tokenizer.convert_ids_to_tokens(i) if isinstance(i, int) else None for i in ids]
     return answers, (f"the {rule} is {shown} for A-D in this tokenizer (not four distinct known tokens); "
                      f"scored the answer continuations {answers} instead")
+
+
+@dataclass(frozen=True)
+class LmEvalTask:
+    """Where lm-evaluation-harness keeps a benchmark's stock task, and how to point it at local files."""
+
+    stock: str                     # the stock task YAML under lm_eval/tasks/, with a {subject} placeholder
+    splits: dict[str, str]         # lm-eval's split name -> the directory holding that split's CSV files
+    columns: tuple[str, ...]       # usecols (files with a header) or column_names (files without one)
+    header: bool = True
+    overrides: dict = field(default_factory=dict)   # only where the hub dataset's columns differ from the files'

@@ -23,9 +23,8 @@ from typing import Callable
 
 from ..errors import ChatflowError
 from .benchmarks import Benchmark, CsvLayout, Question, Subject, read_csv_benchmark, read_gaokao
-from .lm_harness import LmEvalTask
 from .prompts import PromptFormat
-from .protocols import PROTOCOL_SETS, GenerationProtocol, LetterProtocol, Protocol
+from .protocols import PROTOCOL_SETS, GenerationProtocol, LetterProtocol, LmEvalTask, Protocol
 from .subject_names import CEVAL_SUBJECTS_ZH, CMMLU_SUBJECTS_ZH
 
 LM_EVAL = "lm-evaluation-harness 0.4.13"

@@ -242,7 +242,8 @@ def test_demo_quick_on_the_bundled_corpora(tmp_path, capsys, monkeypatch):
 
 
 def test_figure_plots_from_chatflow_runs_host_logs_and_eval_results(tmp_path, capsys):
-    from chatflow_plugin.demo.report import cli_main as miniature_main, training_curve
+    from chatflow_plugin.demo.report import cli_main as miniature_main
+    from chatflow_plugin.evaluation.figures import training_curve
 
     run = _fake_run(tmp_path / "runs" / "dynamic_s0", {"en_corpus": [6.0, 5.0, 4.0]})
     host_log = tmp_path / "host.log"
@@ -258,8 +259,8 @@ def test_figure_plots_from_chatflow_runs_host_logs_and_eval_results(tmp_path, ca
     assert out.stat().st_size > 0 and "host,2000,4.25" in out.with_suffix(".csv").read_text()
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"settings": {"num_fewshot": 3}, "models": {
-        "t1000": {"benchmarks": {"mmlu": {"average": 0.25}, "cmmlu": {"average": 0.26}}},
-        "t2000": {"benchmarks": {"mmlu": {"average": 0.27}, "cmmlu": {"average": 0.30}}}}}))
+        "t1000": {"benchmarks": {"mmlu": {"acc": 0.25}, "cmmlu": {"acc": 0.26}}},
+        "t2000": {"benchmarks": {"mmlu": {"acc": 0.27}, "cmmlu": {"acc": 0.30}}}}}))
     out2 = tmp_path / "fig2.png"
     assert miniature_main(["figure2", "--results", str(results), "--tokens", "t1000=1000", "--tokens", "t2000=2000",
                            "--output", str(out2)]) == 0
