@@ -20,8 +20,8 @@ def env(tmp_path_factory, spm_model):
 
 def _options(env, out, **overrides):
     model, data, root = env
-    kwargs = dict(model=str(model), data=str(data), output_dir=str(root / out), max_steps=4, logging_steps=1,
-                  save_steps=2, per_device_batch_size=2, learning_rate=1e-3, warmup_ratio=0.0,
+    kwargs = dict(model=str(model), data=str(data), output_dir=str(root / out), train_steps=4, log_every=1,
+                  save_every=2, micro_batch_size=2, learning_rate=1e-3, warmup_ratio=0.0,
                   lr_scheduler="linear", max_length=48, use_cpu=True, quiet=True)
     kwargs.update(overrides)
     return CLOTrainOptions(**kwargs)
@@ -96,7 +96,7 @@ def test_clo_attention_only_and_exact_resume(env):
     assert interrupted.get("stopped_early") and not (root / "resumed" / "model").exists()
     with open(root / "resumed" / "log.jsonl", "a") as handle:   # a line written after the checkpoint
         handle.write(json.dumps({"step": 3, "loss": 99.0}) + "\n" + '{"step": 3, "lo')   # and a torn line
-    resumed = run_training(_options(env, "resumed", resume=True, eval_data=str(data)))
+    resumed = run_training(_options(env, "resumed", resume="auto", eval_data=str(data)))
     assert resumed["eval"]["before"] == evaluation["before"]   # measured before the interruption, kept
     assert resumed["eval"]["after"] == pytest.approx(evaluation["after"], rel=1e-6)
     assert resumed["reference"]["computed_pairs"] == 0   # cache reused
@@ -108,19 +108,19 @@ def test_clo_attention_only_and_exact_resume(env):
 
     # a finished run, resumed again with the same settings: nothing changes, and it says so
     before = _tree(root / "resumed")
-    again = run_training(_options(env, "resumed", resume=True, eval_data=str(data)))
+    again = run_training(_options(env, "resumed", resume="auto", eval_data=str(data)))
     assert again["already_finished"] and again["global_step"] == 4
     assert _tree(root / "resumed") == before   # run.json, log.jsonl, eval.json, checkpoints, model/
     with pytest.raises(ChatflowError, match="already exists and holds a finished run"):
-        run_training(_options(env, "resumed"))
+        run_training(_options(env, "resumed", resume="no"))
     with pytest.raises(ChatflowError, match=r"different settings \(beta: 0.1 -> 0.2"):
-        run_training(_options(env, "resumed", resume=True, beta=0.2))
+        run_training(_options(env, "resumed", resume="auto", beta=0.2))
 
 
 def test_sft_baseline_trains_everything(env, capsys):
     model, data, root = env
     assert cli_main(["--model", str(model), "--data", str(data), "--output_dir", str(root / "sft"),
-                     "--objective", "sft", "--max_steps", "1", "--logging_steps", "1", "--per_device_batch_size", "4",
+                     "--objective", "sft", "--train_steps", "1", "--log_every", "1", "--micro_batch_size", "4",
                      "--learning_rate", "1e-3", "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet",
                      "--max_pairs", "4", "--eval_data", str(data)]) == 0
     assert "sft on 4 items, 1 steps" in capsys.readouterr().out
@@ -135,8 +135,8 @@ def test_sft_baseline_trains_everything(env, capsys):
         assert (root / "sft" / "model" / name).is_file()
     before = _tree(root / "sft")
     argv = ["--model", str(model), "--data", str(data), "--output_dir", str(root / "sft"), "--objective", "sft",
-            "--max_steps", "1", "--logging_steps", "1", "--per_device_batch_size", "4", "--learning_rate", "1e-3",
-            "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet", "--max_pairs", "4", "--resume"]
+            "--train_steps", "1", "--log_every", "1", "--micro_batch_size", "4", "--learning_rate", "1e-3",
+            "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet", "--max_pairs", "4", "--resume", "auto"]
     assert cli_main(argv) == 0
     finished = f"{root / 'sft'}: finished (1 steps); the final model is {root / 'sft' / 'model'}\n"
     assert capsys.readouterr().out == finished

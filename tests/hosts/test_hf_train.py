@@ -373,7 +373,7 @@ def test_two_cpu_processes_read_disjoint_samples(dataset, heldout, tmp_path):
     script = tmp_path / "record.py"
     script.write_text(
         "import json, os, sys\n"
-        "from chatflow_plugin.hosts import hf_train\n"
+        "from chatflow_plugin.hosts.hf import train as hf_train\n"
         "orig = hf_train.collate_windows\n"
         "seen = []\n"
         "def rec(samples):\n"
