@@ -422,6 +422,8 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
 def cli_main(argv: list[str], prog: str = "chatflow clo-train") -> int:
     options = parse_options(CLOTrainOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
     summary = run_training(options)
+    if not is_main_process():
+        return 0
     if summary.get("already_finished"):
         steps = f" ({summary['global_step']} steps)" if summary.get("global_step") is not None else ""
         print(f"{options.output_dir}: finished{steps}; the final model is {summary['model']}")

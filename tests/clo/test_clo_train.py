@@ -153,3 +153,42 @@ def test_option_errors(env):
         sft_sequences([[1, 2, 3, 4]], "all")
     assert sft_sequences([[1, 2, 3, 4]], "both") == [1, 3]
     assert sft_sequences([[1, 2, 3, 4]], "source") == [1] and sft_sequences([[1, 2, 3, 4]], "target") == [3]
+
+
+def test_steps_from_epochs_a_checkpoint_at_the_end_and_the_resume_modes(env):
+    """--train_steps 0 (or -1): --epochs passes; --save_every 0: only the last step is saved; -1 and 0 are
+    one setting; --resume no refuses a run, --resume PATH continues from that checkpoint."""
+    model, data, root = env
+    epochs = dict(train_steps=0, epochs=1.0, micro_batch_size=4, save_every=0, objective="sft", max_pairs=4,
+                  sft_languages="both")                                     # 8 sequences: 2 steps of 4
+    summary = run_training(_options(env, "epochs", **epochs))
+    assert summary["global_step"] == 2 and summary["items"] == 8
+    assert sorted(p.name for p in (root / "epochs" / "checkpoints").iterdir()) == ["checkpoint-2"]
+    assert json.loads((root / "epochs" / "run.json").read_text())["settings"]["train_steps"] == -1
+    again = run_training(_options(env, "epochs", **dict(epochs, train_steps=-1)))
+    assert again["already_finished"] and again["global_step"] == 2
+    with pytest.raises(ChatflowError, match="already holds checkpoints"):
+        run_training(_options(env, "epochs", resume="no", **epochs))
+    with pytest.raises(ChatflowError, match="not a Trainer checkpoint"):
+        run_training(_options(env, "epochs", resume=str(root / "epochs"), **epochs))
+
+    stepwise = dict(epochs, save_every=1)
+    interrupted = run_training(_options(env, "path", **stepwise), callbacks=[StopAt(1).callback])
+    assert interrupted.get("stopped_early")
+    resumed = run_training(_options(env, "path", resume=str(root / "path" / "checkpoints" / "checkpoint-1"),
+                                    **stepwise))
+    assert resumed["global_step"] == 2 and (root / "path" / "model" / "config.json").is_file()
+    for name, tensor in _weights(root / "epochs" / "model").items():
+        assert torch.equal(tensor, _weights(root / "path" / "model")[name]), name
+    steps = [r["step"] for r in map(json.loads, (root / "path" / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert steps == [1, 2]
+
+
+def test_step_and_interval_errors(env):
+    for overrides, message in ((dict(train_steps=-2), "--train_steps must be positive, or -1 or 0"),
+                               (dict(train_steps=0, epochs=0.0), "--epochs must be positive"),
+                               (dict(micro_batch_size=0), "--micro_batch_size must be positive"),
+                               (dict(log_every=0), "--log_every must be positive"),
+                               (dict(save_every=-1), "--save_every must be 0")):
+        with pytest.raises(ChatflowError, match=message):
+            run_training(_options(env, "bad", **overrides))
