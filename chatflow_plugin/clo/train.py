@@ -71,7 +71,7 @@ class CLOTrainOptions:
     max_pairs: Optional[int] = option(None, help="use the first N pairs of the data (CLO: N pairs; SFT target: N "
                                    "samples); default all")
     max_length: int = option(1024, help="tokens per sequence (prompt + response); longer ones are truncated")
-    micro_batch_size: int = option(4, help="pairs (clo) or sequences (sft) per device per forward pass")
+    micro_batch_size: int = option(4, help="pairs (clo) or sequences (sft) per rank per forward pass")
     gradient_accumulation_steps: int = option(1, help="micro-batches per optimizer step")
     learning_rate: float = option(1e-5, help="peak learning rate")
     epochs: float = option(3.0, help="passes over the data (when --train_steps is -1 or 0)")

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ...errors import ChatflowError
-from ...files import atomic_file
+from ...files import atomic_file, replace_directory
 
 # The files a HuggingFace LLaMA model directory keeps its tokenizer in.
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -299,10 +299,4 @@ def save_final_model(trainer, final: Path, record_name: str | None = None,
         return
     if record_name is not None:
         (partial / record_name).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(partial, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, final)
+    replace_directory(partial, final)
