@@ -6,7 +6,10 @@ one model and does one forward/backward per step; the live one holds a second, f
 an extra forward pass over the four sequences of every pair each step. Reported: seconds per
 optimizer step, model parameter memory held, and the one-off cost of filling the cache.
 
-    python benchmarks/bench_clo.py [--hidden 256] [--layers 4] [--pairs 4] [--seq 256] [--steps 10]
+    python benchmarks/bench_clo.py [--hidden 256] [--layers 4] [--micro_batch_size 4] [--max_length 256]
+                                   [--train_steps 10]
+
+(``--micro_batch_size``, ``--max_length`` and ``--train_steps`` mean what they mean for ``chatflow clo-train``.)
 """
 from __future__ import annotations
 
@@ -61,19 +64,19 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=8000)
-    parser.add_argument("--pairs", type=int, default=4, help="pairs per step (4 sequences each)")
-    parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--micro_batch_size", type=int, default=4, help="pairs per step (4 sequences each)")
+    parser.add_argument("--max_length", type=int, default=256, help="tokens per sequence")
+    parser.add_argument("--train_steps", type=int, default=10, help="optimizer steps timed")
     args = parser.parse_args()
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=int(2.7 * args.hidden),
                          num_hidden_layers=args.layers, num_attention_heads=max(1, args.hidden // 64),
-                         max_position_embeddings=args.seq, tie_word_embeddings=False)
+                         max_position_embeddings=args.max_length, tie_word_embeddings=False)
     start = LlamaForCausalLM(config)
     gen = torch.Generator().manual_seed(0)
-    batches = [make_batch(args.pairs, args.seq, args.vocab, gen) for _ in range(args.steps)]
+    batches = [make_batch(args.micro_batch_size, args.max_length, args.vocab, gen) for _ in range(args.train_steps)]
 
     # one-off: fill the cache with the start model (what clo_reference does before training)
     t0 = time.perf_counter()
@@ -95,19 +98,19 @@ def main() -> None:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
-        seconds = (time.perf_counter() - t0) / args.steps
+        seconds = (time.perf_counter() - t0) / args.train_steps
         held = param_bytes(policy) + (param_bytes(reference) if reference is not None else 0)
         results[name] = (seconds, held, losses)
     (a_s, a_mem, a_loss), (b_s, b_mem, b_loss) = results.values()
     assert all(abs(x - y) < 1e-5 for x, y in zip(a_loss, b_loss)), "the two variants must compute the same loss"
 
-    print(f"model: hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}; {args.pairs} pairs x 4 sequences "
-          f"x {args.seq} tokens per step; {args.steps} steps; torch threads {torch.get_num_threads()}")
+    print(f"model: hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}; {args.micro_batch_size} pairs x 4 sequences "
+          f"x {args.max_length} tokens per step; {args.train_steps} steps; torch threads {torch.get_num_threads()}")
     print(f"{'variant':<34}{'s/step':>10}{'model memory MB':>18}")
     for name, (seconds, held, _) in results.items():
         print(f"{name:<34}{seconds:>10.3f}{held / 2**20:>18.1f}")
     print(f"speed-up {b_s / a_s:.2f}x, model memory {a_mem / b_mem:.2f}x of the baseline; "
-          f"one-off cache fill {fill_s:.2f} s for {args.steps} batches ({fill_s / args.steps:.3f} s/batch)")
+          f"one-off cache fill {fill_s:.2f} s for {args.train_steps} batches ({fill_s / args.train_steps:.3f} s/batch)")
 
 
 if __name__ == "__main__":

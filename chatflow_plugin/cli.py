@@ -39,10 +39,16 @@ COMMANDS: dict[str, Command] = {
                             "append pieces to a sentencepiece model and expand weights"),
     "convert": Command("chatflow_plugin.checkpoints.convert", "ConvertOptions", "convert",
                        "convert LLaMA checkpoints TencentPretrain <-> HuggingFace"),
-    "train": Command("chatflow_plugin.hosts.hf.train", "", "",
+    "train": Command("chatflow_plugin.hosts.hf.train", "TrainOptions", "run_train",
                      "train a HuggingFace LLaMA on a shard directory"),
-    "demo": Command("chatflow_plugin.demo.pipeline", "", "", "end-to-end miniature ChatFlow run on a CPU"),
-    "miniature": Command("chatflow_plugin.demo.report", "", "", "ablation report and Figure 1/2 plots"),
+    "demo": Command("chatflow_plugin.demo.pipeline", "DemoOptions", "run_demo",
+                    "end-to-end miniature ChatFlow run on a CPU"),
+    "demo-report": Command("chatflow_plugin.demo.report", "ReportOptions", "rewrite_report",
+                           "the demo's held-out report from run folders"),
+    "figure1": Command("chatflow_plugin.evaluation.figures", "Figure1Options", "plot_figure1",
+                       "training loss over tokens of runs or host logs (Figure 1)"),
+    "figure2": Command("chatflow_plugin.evaluation.figures", "Figure2Options", "plot_figure2",
+                       "benchmark accuracy over tokens from eval results (Figure 2)"),
     "eval": Command("chatflow_plugin.evaluation.evaluate", "EvalOptions", "evaluate",
                     "MMLU / C-Eval / CMMLU / GAOKAO by each benchmark's own protocol (Table 2)"),
     "eval-curve": Command("chatflow_plugin.evaluation.over_training", "CurveOptions", "eval_curve",
@@ -57,7 +63,7 @@ COMMANDS: dict[str, Command] = {
                            "vote scripted rounds through a running arena (a smoke test, not an evaluation)"),
     "clo-data": Command("chatflow_plugin.clo.triples", "CLODataOptions", "clo_data",
                         "build Cross-Lingual Optimization preference triples"),
-    "clo-train": Command("chatflow_plugin.clo.train", "", "",
+    "clo-train": Command("chatflow_plugin.clo.train", "CLOTrainOptions", "run_clo_train",
                          "train with the CLO objective (or its SFT baseline) on triples"),
 }
 
@@ -77,8 +83,6 @@ def _run(name: str, command: Command, argv: list[str]) -> int:
               f"install the matching extra (pip install 'chatflow-plugin[hf]')", file=sys.stderr)
         return 2
     prog = f"chatflow {name}"
-    if not command.function:   # pragma: no cover - commands not yet moved to the table's convention
-        return int(module.cli_main(argv, prog=prog) or 0)
     function = getattr(module, command.function)
     options = parse_options(getattr(module, command.options), argv, prog=prog,
                             description=inspect.getdoc(function))

@@ -74,13 +74,7 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -182,6 +176,19 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     finally:
         pyplot().close(fig)
     return path
+
+
+def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename the complete directory ``source`` to ``target``; an existing ``target`` is moved aside
+    first and deleted only once ``source`` is in its place."""
+    source, target = Path(source), Path(target)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, target)
 
 
 def path_for_file(target: str | os.PathLike, file: str | os.PathLike,

@@ -24,10 +24,13 @@ import json
 import os
 import shutil
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from .errors import ChatflowError
-from .files import read_json
+from .files import atomic_file, read_json
 
 # English and Chinese, leading, repeated and odd whitespace, digits, emoji, full-width forms, a rare
 # character: the cases on which an HF pipeline built naively from a sentencepiece model goes wrong.
@@ -154,3 +157,35 @@ def write_hf_tokenizer_files(sp_model: str | os.PathLike, output_dir: str | os.P
         print(f"warning: the HF tokenizer differs from sentencepiece on {len(mismatches)} probe text(s), "
               f"e.g. {mismatches[0]!r}", file=sys.stderr)
     return mismatches
+
+
+# The files a HuggingFace LLaMA model directory keeps its tokenizer in.
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json")
+
+
+@dataclass(frozen=True)
+class TokenizerFiles:
+    """A model directory's tokenizer files (name -> bytes), written as they are into other directories (every
+    checkpoint of a run holds its tokenizer)."""
+
+    files: dict[str, bytes]
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike, names: Iterable[str] = TOKENIZER_FILES) -> "TokenizerFiles":
+        """The files of ``names`` that exist in ``directory``."""
+        directory = Path(directory)
+        return cls({name: (directory / name).read_bytes() for name in names if (directory / name).is_file()})
+
+    @classmethod
+    def from_sentencepiece(cls, spm_model: str | os.PathLike, model_max_length: int
+                           ) -> tuple["TokenizerFiles", list[str]]:
+        """The HF tokenizer files of a sentencepiece model, and the probe texts on which they differ from it."""
+        with tempfile.TemporaryDirectory(prefix="chatflow-tokenizer-") as tmp:
+            mismatches = write_hf_tokenizer_files(spm_model, tmp, model_max_length=model_max_length)
+            return cls.read(tmp, sorted(os.listdir(tmp))), mismatches
+
+    def write(self, directory: str | os.PathLike) -> None:
+        for name, data in self.files.items():
+            with atomic_file(Path(directory) / name, "wb") as handle:
+                handle.write(data)

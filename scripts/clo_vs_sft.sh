@@ -68,17 +68,17 @@ EOF
     tiny_models "$OUT" 2000 random_model
     say "English-centric start: SFT on ~800 English instructions + ~800 Chinese text continuations -> $OUT/start"
     chatflow clo-train --model "$OUT/random_model" --data "$OUT/start_triples" --output_dir "$OUT/start" \
-      --objective sft --sft_languages both --epochs 3 --per_device_batch_size 16 --learning_rate 3e-3 \
-      --max_length 128 --logging_steps 50 --save_steps 100000 --use_cpu --quiet --force
+      --objective sft --sft_languages both --epochs 3 --micro_batch_size 16 --learning_rate 3e-3 \
+      --max_length 128 --log_every 50 --save_every 0 --use_cpu --quiet --force
     MODEL="$OUT/start/model"
   fi
   DATA="$OUT/train_triples"; EVAL="$OUT/eval_triples"
-  COMMON=(--max_length 128 --epochs 3 --logging_steps 10 --save_steps 100000 --use_cpu --quiet --force)
-  SFT_ARGS=(--per_device_batch_size 8 --learning_rate 3e-3)
-  CLO_ARGS=(--per_device_batch_size 4 --learning_rate 1e-3)
+  COMMON=(--max_length 128 --epochs 3 --log_every 10 --save_every 0 --use_cpu --quiet --force)
+  SFT_ARGS=(--micro_batch_size 8 --learning_rate 3e-3)
+  CLO_ARGS=(--micro_batch_size 4 --learning_rate 1e-3)
 else
   [[ -n $MODEL && -n $DATA && -n $EVAL && -n $OUT ]] || usage_error "need --tiny, or --model, --data, --eval_data and --output_dir"
-  COMMON=(--save_steps 500 "${EXTRA[@]}")
+  COMMON=(--save_every 500 "${EXTRA[@]}")
   SFT_ARGS=(); CLO_ARGS=()
 fi
 

@@ -38,7 +38,7 @@ if [[ $TINY == 1 ]]; then
   chatflow demo --output_dir "$OUTPUT_DIR/demo" "${args[@]}"
   runs=()
   for run in dynamic static two_stage; do runs+=(--run "$run=$OUTPUT_DIR/demo/runs/${run}_s0"); done
-  chatflow miniature figure1 "${runs[@]}" --output "$OUTPUT_DIR/figure1_training_loss.png"
+  chatflow figure1 "${runs[@]}" --output "$OUTPUT_DIR/figure1_training_loss.png"
   say "Figure 1 (training loss): $OUTPUT_DIR/figure1_training_loss.png (+ .csv)"
   say "held-out loss per group, the comparable measure: $OUTPUT_DIR/demo/report/heldout_per_group.png, report.md"
   exit 0
@@ -76,10 +76,10 @@ for run in dynamic static; do
   fi
 done
 if [[ $BACKEND == host ]]; then
-  chatflow miniature figure1 --run "dynamic=$OUTPUT_DIR/dynamic.log" --run "static=$OUTPUT_DIR/static.log" \
+  chatflow figure1 --run "dynamic=$OUTPUT_DIR/dynamic.log" --run "static=$OUTPUT_DIR/static.log" \
     --tokens_per_step $((GPUS * BATCH_SIZE * SEQ)) --output "$OUTPUT_DIR/figure1_training_loss.png"
 else
-  chatflow miniature figure1 --run "dynamic=$OUTPUT_DIR/dynamic" --run "static=$OUTPUT_DIR/static" \
+  chatflow figure1 --run "dynamic=$OUTPUT_DIR/dynamic" --run "static=$OUTPUT_DIR/static" \
     --output "$OUTPUT_DIR/figure1_training_loss.png"
 fi
 say "Figure 1: $OUTPUT_DIR/figure1_training_loss.png (+ .csv)"

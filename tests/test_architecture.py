@@ -6,7 +6,6 @@ itself: ``__version__`` and the lazy ``register()`` facade) is left out of the g
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "chatflow_plugin"

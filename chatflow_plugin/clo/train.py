@@ -16,39 +16,42 @@ checkpoint machinery, and the loss is tested against a hand computation.
 
 Output directory: ``run.json`` (settings, checksums), ``log.jsonl`` (one line per logging step:
 loss, nll, contrastive, reward margins/accuracy per language, learning rate), ``checkpoints/``
-(Trainer checkpoints; ``--resume`` continues exactly from the last), ``eval.json`` (response NLL on
-``--eval_data`` before and after training) and ``model/`` (the final HF model with its tokenizer,
-written atomically). Every checkpoint holds the start model's tokenizer files too
-(:mod:`.checkpoint_tokenizer`). ``--resume`` on a finished run (``model/`` present, same settings)
-changes nothing and says so.
+(Trainer checkpoints; ``--resume auto``, the default, continues exactly from the last), ``eval.json``
+(response NLL on ``--eval_data`` before and after training) and ``model/`` (the final HF model with its
+tokenizer, written atomically). Every checkpoint holds the start model's tokenizer files too. A re-run
+of a finished run (``model/`` present, same settings) changes nothing and says so. Resume, the log and
+the final save are :mod:`chatflow_plugin.hosts.hf.run`'s, shared with ``chatflow train``.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from ..files import atomic_directory, atomic_file
-from ..hosts.hf.checkpoint_tokenizer_tmp import SavesTokenizerFiles, TokenizerFiles
+from ..errors import ChatflowError
+from ..files import atomic_file
+from ..tokenizer import TokenizerFiles
+from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, is_main_process,
+                            resume_help, save_final_model, start_run)
+from ..options import option
 from .objective import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps
-from .triples import TripleSet, load_triples
 from .reference import ReferenceCache, pair_sequences, wait_for_cache
 from .tokens import EncodedSequence, TextEncoder, encode_prompt_response, pad_sequences
-from ..errors import ChatflowError
-from ..options import option, parse_options
+from .triples import TripleSet, load_triples
 
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json")
 # options that must not change between a run and its resumption
 RESUME_INVARIANTS = ("model", "data", "objective", "lam", "beta", "trainable", "max_pairs", "sft_languages",
-                     "max_length", "per_device_batch_size", "gradient_accumulation_steps", "learning_rate",
-                     "epochs", "max_steps", "seed", "lr_scheduler", "warmup_ratio", "weight_decay", "bf16")
+                     "max_length", "micro_batch_size", "gradient_accumulation_steps", "learning_rate",
+                     "epochs", "train_steps", "seed", "lr_scheduler", "warmup_ratio", "weight_decay", "bf16")
+RUN_RECORD = "run.json"
+LOG_JSONL = "log.jsonl"
+EVAL_JSON = "eval.json"
+CHECKPOINTS = "checkpoints"
+FINAL_DIR = "model"
 
 
 @dataclass
@@ -68,17 +71,18 @@ class CLOTrainOptions:
     max_pairs: Optional[int] = option(None, help="use the first N pairs of the data (CLO: N pairs; SFT target: N "
                                    "samples); default all")
     max_length: int = option(1024, help="tokens per sequence (prompt + response); longer ones are truncated")
-    per_device_batch_size: int = option(4, help="pairs (clo) or sequences (sft) per device per micro-batch")
+    micro_batch_size: int = option(4, help="pairs (clo) or sequences (sft) per rank per forward pass")
     gradient_accumulation_steps: int = option(1, help="micro-batches per optimizer step")
     learning_rate: float = option(1e-5, help="peak learning rate")
-    epochs: float = option(3.0, help="passes over the data (ignored when --max_steps is set)")
-    max_steps: int = option(-1, help="optimizer steps; -1 = from --epochs")
+    epochs: float = option(3.0, help="passes over the data (when --train_steps is -1 or 0)")
+    train_steps: int = option(-1, help="optimizer steps; -1 or 0: from --epochs (epochs x the optimizer steps "
+                              "of one pass over the data, rounded up)")
     lr_scheduler: str = option("cosine", help="HF scheduler name (cosine, linear, constant_with_warmup, ...)")
     warmup_ratio: float = option(0.03, help="share of steps with linear warmup, in [0, 1)")
     weight_decay: float = option(0.0, help="AdamW weight decay")
     seed: int = option(42, help="seed of initialisation-free randomness (data order)")
-    logging_steps: int = option(10, help="optimizer steps between log lines")
-    save_steps: int = option(200, help="optimizer steps between checkpoints")
+    log_every: int = option(10, help="optimizer steps between log lines")
+    save_every: int = option(200, help="optimizer steps between checkpoints (0: only at the end)")
     save_total_limit: int = option(2, help="checkpoints kept")
     bf16: bool = option(False, help="bfloat16 mixed precision (GPU)")
     gradient_checkpointing: bool = option(False, help="recompute activations in backward (less memory)")
@@ -88,9 +92,8 @@ class CLOTrainOptions:
     deepspeed: Optional[str] = option(None, help="DeepSpeed config JSON passed to the HF Trainer (ZeRO for "
                                       "full-parameter SFT of 7B+ models on GPUs)")
     use_cpu: bool = option(False, help="train on CPU even if a GPU is available")
-    resume: bool = option(False, help="continue from the last checkpoint in OUTPUT_DIR/checkpoints (starts "
-                          "fresh when there is none)")
-    force: bool = option(False, help="delete an existing OUTPUT_DIR first")
+    resume: str = option("auto", help=resume_help())
+    force: bool = option(False, help="delete an existing OUTPUT_DIR first (a fresh run in its place)")
     quiet: bool = option(False, help="no progress bars")
 
 
@@ -206,18 +209,17 @@ def _make_trainer_class():
                 self._sums, self._count = {}, 0
             super().log(logs, start_time)
 
-    class JsonlLog(TrainerCallback):
-        """Appends every log event as one JSON line (main process only)."""
+    class LogCallback(TrainerCallback):
+        """Every log event as one record of the run log (which only the main process has)."""
 
-        def __init__(self, path: Path):
-            self.path = path
+        def __init__(self, run_log: RunLog | None):
+            self.run_log = run_log
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                with open(self.path, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+            if self.run_log is not None and logs:
+                self.run_log.add({"step": state.global_step, "epoch": state.epoch, **logs})
 
-    return CLOTrainer, JsonlLog
+    return CLOTrainer, LogCallback
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,172 +256,179 @@ def response_nll(model, encoder: TextEncoder, triples: TripleSet, max_length: in
 # ----------------------------------------------------------------------------------------------
 
 
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _prepare_output(options: CLOTrainOptions) -> tuple[Path, str | None, bool]:
-    """Create or check OUTPUT_DIR; returns it, the checkpoint to resume from (or None), and whether it
-    holds the finished run of these settings (``model/`` is written last, complete)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    out = Path(options.output_dir)
-    run_file = out / "run.json"
-    settings = {k: getattr(options, k) for k in RESUME_INVARIANTS}
-    if out.exists() and options.force and _is_main_process():
-        shutil.rmtree(out)
-    finished = not options.force and (out / "model" / "config.json").is_file()
-    if out.exists() and any(out.iterdir()):
-        if not options.resume:
-            raise ChatflowError(f"{out} already exists " + (
-                f"and holds a finished run (its final model: {out / 'model'}; pass --force to replace it)"
-                if finished else "(pass --resume to continue it or --force to replace it)"))
-        if run_file.is_file():
-            previous = json.loads(run_file.read_text(encoding="utf-8")).get("settings", {})
-            changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
-            if changed:
-                detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-                raise ChatflowError(f"{out}: cannot resume with different settings ({detail})")
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoints = out / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    return out, last, finished
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines after the resumed checkpoint, so the log reads as one uninterrupted run."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                kept.append(line)
-        except (json.JSONDecodeError, AttributeError):
-            pass   # a line cut short by the interruption
-    with atomic_file(path, encoding="utf-8") as handle:
-        handle.write("".join(line + "\n" for line in kept))
-
-
-def _save_final_model(trainer, model_dir: Path, force: bool = True) -> None:
-    with atomic_directory(model_dir, force=force) as tmp:
-        trainer.tokenizer_files.write(tmp)
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
-
-
-def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dict:
-    """Train as ``chatflow clo-train`` does; returns the run summary. ``callbacks`` are extra
-    ``TrainerCallback``s (tests use one to interrupt a run)."""
-    import torch
-    from transformers import AutoModelForCausalLM, TrainingArguments
-
+def _check_options(options: CLOTrainOptions) -> str:
+    """Refuse impossible settings before anything is loaded; returns the trainable-parameter mode."""
     if options.objective not in ("clo", "sft"):
         raise ChatflowError(f"--objective must be 'clo' or 'sft', got {options.objective!r}")
     if not 0.0 <= options.lam <= 1.0:
         raise ChatflowError(f"--lam must be in [0, 1], got {options.lam}")
     if options.beta <= 0:
         raise ChatflowError(f"--beta must be positive, got {options.beta}")
-    trainable = options.trainable
-    if trainable == "auto":
-        trainable = "attention" if options.objective == "clo" else "all"
-    model_dir = Path(options.model)
-    if not (model_dir / "config.json").is_file():
-        raise ChatflowError(f"{model_dir}: not a HuggingFace model directory (no config.json)")
+    for name in ("micro_batch_size", "gradient_accumulation_steps", "log_every", "eval_batch_size"):
+        if getattr(options, name) <= 0:
+            raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
+    if options.train_steps < -1:
+        raise ChatflowError(f"--train_steps must be positive, or -1 or 0 (from --epochs), got {options.train_steps}")
+    if options.train_steps <= 0 and options.epochs <= 0:
+        raise ChatflowError(f"--epochs must be positive when --train_steps is {options.train_steps}, got {options.epochs}")
+    if options.save_every < 0:
+        raise ChatflowError(f"--save_every must be 0 (only at the end) or positive, got {options.save_every}")
+    if not (Path(options.model) / "config.json").is_file():
+        raise ChatflowError(f"{options.model}: not a HuggingFace model directory (no config.json)")
+    if options.trainable == "auto":
+        return "attention" if options.objective == "clo" else "all"
+    return options.trainable
 
+
+def _settings(options: CLOTrainOptions) -> dict:
+    """The settings a resumed run must keep, as the run record holds them (-1 and 0 steps are one setting)."""
+    settings = {k: getattr(options, k) for k in RESUME_INVARIANTS}
+    settings["train_steps"] = max(settings["train_steps"], 0) or -1
+    return settings
+
+
+def _start(options: CLOTrainOptions, out: Path, record: RunRecord) -> RunStart:
+    """Apply --force (a fresh run: the main process deletes OUTPUT_DIR) or --resume to OUTPUT_DIR
+    (``model/`` is written last, complete: its presence means the run has finished)."""
+    if options.force:
+        if out.exists() and is_main_process():
+            shutil.rmtree(out)
+        start = RunStart(checkpoint=None, step=0, finished=False)
+    else:
+        start = start_run(options.resume, out, out / CHECKPOINTS, out / FINAL_DIR, out / FINAL_DIR / "config.json",
+                          record, _settings(options), elsewhere="another --output_dir, or --force to replace the run")
+    out.mkdir(parents=True, exist_ok=True)
+    return start
+
+
+def _datasets(options: CLOTrainOptions, triples: TripleSet, indices: np.ndarray, encoder: TextEncoder,
+              progress: bool):
+    """The training items (CLO pairs with their cached reference log-probs, or SFT sequences), the
+    number of truncated sequences, and what the reference cache did (None for SFT)."""
+    pair_seqs, truncated = encode_pairs(encoder, triples, indices, options.max_length)
+    if options.objective == "sft":
+        return SequenceDataset(sft_sequences(pair_seqs, options.sft_languages)), truncated, None
+    cache = ReferenceCache(triples, Path(options.model), options.max_length, dtype="float32")
+    if is_main_process():
+        device = "cpu" if options.use_cpu else "auto"
+        reference = cache.ensure(indices, batch_size=options.eval_batch_size, device=device, progress=progress)
+    else:
+        reference = wait_for_cache(cache, indices)
+    reference_info = {"cache": str(cache.path), "computed_pairs": cache.computed_pairs}
+    return PairDataset(pair_seqs, reference), truncated, reference_info
+
+
+def _load_model(options: CLOTrainOptions, trainable: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(options.model, dtype=torch.float32)
+    counts = select_trainable(model, trainable)
+    if options.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, counts
+
+
+def _evaluate_before(options: CLOTrainOptions, out: Path, model, encoder: TextEncoder, eval_set: TripleSet | None,
+                     start: RunStart) -> dict:
+    """Held-out NLL of the start model: measured by a fresh run (and kept in eval.json), read back by a
+    resumed one."""
+    evaluation = {}
+    if start.checkpoint is not None:
+        previous = out / EVAL_JSON
+        if previous.is_file():
+            evaluation["before"] = json.loads(previous.read_text(encoding="utf-8")).get("before")
+    elif eval_set is not None and is_main_process():
+        evaluation["before"] = response_nll(model, encoder, eval_set, options.max_length, options.eval_batch_size)
+        with atomic_file(out / EVAL_JSON, encoding="utf-8") as handle:   # kept for a resumed run
+            json.dump(evaluation, handle, indent=2)
+    return evaluation
+
+
+def _training_arguments(options: CLOTrainOptions, out: Path, progress: bool):
+    from transformers import TrainingArguments
+
+    steps = options.train_steps if options.train_steps > 0 else -1
+    return TrainingArguments(
+        output_dir=str(out / CHECKPOINTS), per_device_train_batch_size=options.micro_batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps, learning_rate=options.learning_rate,
+        num_train_epochs=options.epochs, max_steps=steps, lr_scheduler_type=options.lr_scheduler,
+        warmup_steps=options.warmup_ratio,  # a float < 1 is a ratio of all steps
+        weight_decay=options.weight_decay, seed=options.seed, data_seed=options.seed,
+        logging_steps=options.log_every, save_strategy="steps",
+        save_steps=options.save_every or (steps if steps > 0 else 2 ** 31 - 1),   # the last step is always saved
+        save_total_limit=options.save_total_limit, bf16=options.bf16, use_cpu=options.use_cpu,
+        deepspeed=options.deepspeed, remove_unused_columns=False, report_to="none", dataloader_num_workers=0,
+        disable_tqdm=not progress, save_only_model=False)
+
+
+def _finish(trainer, options: CLOTrainOptions, out: Path, encoder: TextEncoder, eval_set: TripleSet | None,
+            evaluation: dict, summary: dict) -> dict:
+    """Held-out NLL of the trained model (main process), then the final model, renamed into place complete."""
+    if eval_set is not None and is_main_process():
+        evaluation["after"] = response_nll(trainer.model, encoder, eval_set, options.max_length,
+                                           options.eval_batch_size)
+        evaluation["eval_data"] = str(options.eval_data)
+        with atomic_file(out / EVAL_JSON, encoding="utf-8") as handle:
+            json.dump(evaluation, handle, indent=2)
+        summary["eval"] = evaluation
+    save_final_model(trainer, out / FINAL_DIR)
+    return summary
+
+
+def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dict:
+    """Train as ``chatflow clo-train`` does; returns the run summary. ``callbacks`` are extra
+    ``TrainerCallback``s (tests use one to interrupt a run)."""
+    trainable = _check_options(options)
     triples = load_triples(options.data)
     n_pairs = len(triples) if options.max_pairs is None else options.max_pairs
     if n_pairs < 1 or n_pairs > len(triples):
         raise ChatflowError(f"--max_pairs {options.max_pairs}: the data has {len(triples)} pairs")
-    indices = np.arange(n_pairs)
-    out, last_checkpoint, finished = _prepare_output(options)
-    if finished:   # its records are left as they are
-        run = json.loads((out / "run.json").read_text(encoding="utf-8")) if (out / "run.json").is_file() else {}
-        steps = (json.loads((Path(last_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-                 if last_checkpoint else None)
-        return dict(run, global_step=steps, already_finished=True, model=str(out / "model"))
-    encoder = TextEncoder.from_model_dir(model_dir)
-    pair_seqs, truncated = encode_pairs(encoder, triples, indices, options.max_length)
-    progress = not options.quiet and _is_main_process()
+    out = Path(options.output_dir)
+    record = RunRecord(out / RUN_RECORD, RESUME_INVARIANTS, section="settings")
+    start = _start(options, out, record)
+    if start.finished:   # its records are left as they are
+        return dict(record.read() or {}, global_step=start.step if start.checkpoint else None,
+                    already_finished=True, model=str(out / FINAL_DIR))
 
-    dtype = "float32"
-    reference_info = None
-    if options.objective == "clo":
-        cache = ReferenceCache(triples, model_dir, options.max_length, dtype=dtype)
-        if _is_main_process():
-            device = "cpu" if options.use_cpu else "auto"
-            reference = cache.ensure(indices, batch_size=options.eval_batch_size, device=device, progress=progress)
-        else:
-            reference = wait_for_cache(cache, indices)
-        reference_info = {"cache": str(cache.path), "computed_pairs": cache.computed_pairs}
-        dataset = PairDataset(pair_seqs, reference)
-    else:
-        dataset = SequenceDataset(sft_sequences(pair_seqs, options.sft_languages))
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    counts = select_trainable(model, trainable)
-    if options.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
+    encoder = TextEncoder.from_model_dir(Path(options.model))
+    progress = not options.quiet and is_main_process()
+    dataset, truncated, reference_info = _datasets(options, triples, np.arange(n_pairs), encoder, progress)
+    model, counts = _load_model(options, trainable)
     eval_set = load_triples(options.eval_data) if options.eval_data else None
-    log_path = out / "log.jsonl"
-    run = {"settings": {k: getattr(options, k) for k in RESUME_INVARIANTS}, "trainable_mode": trainable,
-           "parameters": counts, "pairs": int(n_pairs), "items": len(dataset), "truncated_sequences": truncated,
-           "data_sha256": triples.sha256, "source_lang": triples.source_lang, "target_lang": triples.target_lang,
-           "reference": reference_info}
-    if _is_main_process():
-        with atomic_file(out / "run.json", encoding="utf-8") as handle:
-            json.dump(run, handle, indent=2)
-    evaluation = {}
-    if eval_set is not None and last_checkpoint is None and _is_main_process():
-        evaluation["before"] = response_nll(model, encoder, eval_set, options.max_length, options.eval_batch_size)
-        with atomic_file(out / "eval.json", encoding="utf-8") as handle:   # kept for a resumed run
-            json.dump(evaluation, handle, indent=2)
-    if last_checkpoint is not None:
-        state = json.loads((Path(last_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
-        _truncate_log(log_path, int(state["global_step"]))
-        previous_eval = out / "eval.json"
-        if previous_eval.is_file():
-            evaluation["before"] = json.loads(previous_eval.read_text(encoding="utf-8")).get("before")
+    run = {"settings": _settings(options), "trainable_mode": trainable, "parameters": counts, "pairs": int(n_pairs),
+           "items": len(dataset), "truncated_sequences": truncated, "data_sha256": triples.sha256,
+           "source_lang": triples.source_lang, "target_lang": triples.target_lang, "reference": reference_info}
+    run_log = None
+    if is_main_process():
+        record.write(run)
+        run_log = RunLog(out / LOG_JSONL)
+        run_log.restart_at(start.step)
+    evaluation = _evaluate_before(options, out, model, encoder, eval_set, start)
 
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), per_device_train_batch_size=options.per_device_batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation_steps, learning_rate=options.learning_rate,
-        num_train_epochs=options.epochs, max_steps=options.max_steps, lr_scheduler_type=options.lr_scheduler,
-        warmup_steps=options.warmup_ratio,  # a float < 1 is a ratio of all steps
-        weight_decay=options.weight_decay, seed=options.seed,
-        data_seed=options.seed, logging_steps=options.logging_steps, save_strategy="steps",
-        save_steps=options.save_steps, save_total_limit=options.save_total_limit, bf16=options.bf16,
-        use_cpu=options.use_cpu, deepspeed=options.deepspeed, remove_unused_columns=False, report_to="none", dataloader_num_workers=0,
-        disable_tqdm=not progress, save_only_model=False)
-    trainer_cls, jsonl_log = _make_trainer_class()
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=Collator(encoder.pad_id),
-                          callbacks=[jsonl_log(log_path)] + list(callbacks or []),
+    trainer_cls, log_callback = _make_trainer_class()
+    trainer = trainer_cls(model=model, args=_training_arguments(options, out, progress), train_dataset=dataset,
+                          data_collator=Collator(encoder.pad_id), callbacks=[log_callback(run_log)] + list(callbacks or []),
                           objective=options.objective, lam=options.lam, beta=options.beta)
-    trainer.tokenizer_files = TokenizerFiles.read(model_dir, TOKENIZER_FILES)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    trainer.tokenizer_files = TokenizerFiles.read(options.model)
+    result = trainer.train(resume_from_checkpoint=start.checkpoint)
     summary = dict(run, global_step=trainer.state.global_step, train_loss=result.training_loss)
     if trainer.state.global_step < trainer.state.max_steps:   # stopped early (callback): no final model
         summary["stopped_early"] = True
         return summary
-    if _is_main_process():
-        if eval_set is not None:
-            evaluation["after"] = response_nll(trainer.model, encoder, eval_set, options.max_length,
-                                               options.eval_batch_size)
-            evaluation["eval_data"] = str(options.eval_data)
-            with atomic_file(out / "eval.json", encoding="utf-8") as handle:
-                json.dump(evaluation, handle, indent=2)
-            summary["eval"] = evaluation
-        _save_final_model(trainer, out / "model")
-    return summary
+    return _finish(trainer, options, out, encoder, eval_set, evaluation, summary)
 
 
-def cli_main(argv: list[str], prog: str = "chatflow clo-train") -> int:
-    options = parse_options(CLOTrainOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+def run_clo_train(options: CLOTrainOptions) -> dict:
+    """Train a HuggingFace causal LM with the CLO objective (or its SFT baseline) on preference triples, and
+    print one line: steps, training loss and the held-out NLL before and after (rank 0)."""
     summary = run_training(options)
+    if not is_main_process():
+        return summary
     if summary.get("already_finished"):
         steps = f" ({summary['global_step']} steps)" if summary.get("global_step") is not None else ""
         print(f"{options.output_dir}: finished{steps}; the final model is {summary['model']}")
-        return 0
+        return summary
     line = (f"{options.output_dir}: {options.objective} on {summary['items']} items, "
             f"{summary['global_step']} steps, train loss {summary['train_loss']:.4f}")
     if "eval" in summary:
@@ -427,8 +436,4 @@ def cli_main(argv: list[str], prog: str = "chatflow clo-train") -> int:
         line += "; eval NLL " + ", ".join(
             f"{k.split('_')[0]} {b.get(k, float('nan')):.4f} -> {a[k]:.4f}" for k in ("target_nll", "source_nll"))
     print(line)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main(sys.argv[1:]))
+    return summary

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from ..data.mixture import write_mixture
 from ..errors import ChatflowError
 from ..files import path_for_file, read_jsonl
 from ..languages import get_language
-from ..options import option, parse_options
+from ..options import option
 from ..resources import resource
 from ..tokenizer import load_sentencepiece
 
@@ -47,7 +46,7 @@ class Profile:
     vocab_size: int
     new_chars: int
     foundation_steps: int
-    run_steps: int
+    train_steps: int
     micro_batch_size: int
     learning_rate: float
     heldout_every: int
@@ -62,12 +61,12 @@ class Profile:
 
 PROFILES = {
     "quick": Profile(model_config="models/hf/demo_tiny.json", seq_length=128, vocab_size=1000, new_chars=400,
-                     foundation_steps=60, run_steps=40, micro_batch_size=8, learning_rate=3e-3, heldout_every=10,
+                     foundation_steps=60, train_steps=40, micro_batch_size=8, learning_rate=3e-3, heldout_every=10,
                      heldout_windows=8, seeds=(0,), warmup_steps=5, tokenizer_sentences=50_000, bf16=False, threads=1,
                      budget=SplitBudget(heldout_chars=6_000, heldout_max_fraction=0.2, train_chars=250_000,
                                         code_bytes=150_000)),
     "full": Profile(model_config="models/hf/demo_small.json", seq_length=256, vocab_size=4000, new_chars=1500,
-                    foundation_steps=400, run_steps=200, micro_batch_size=8, learning_rate=2e-3, heldout_every=40,
+                    foundation_steps=400, train_steps=200, micro_batch_size=8, learning_rate=2e-3, heldout_every=40,
                     heldout_windows=24, seeds=(0, 1, 2), warmup_steps=20, tokenizer_sentences=300_000, bf16=True,
                     threads=1,
                     budget=SplitBudget(heldout_chars=60_000, heldout_max_fraction=0.1, train_chars=None,
@@ -82,7 +81,7 @@ class DemoOptions:
     data_dir: str = option("", help="folder with en_corpus/ zh_corpus/ parallel/ en_inst/ zh_inst/ [code/] "
                                     "*.jsonl (default: the bundled corpora/)")
     seeds: int = option(0, help="seeds per run kind (0: the profile's: 1 quick, 3 full)")
-    run_steps: int = option(0, help="optimizer steps per continued-training run (0: the profile's)")
+    train_steps: int = option(0, help="optimizer steps per continued-training run (0: the profile's)")
     foundation_steps: int = option(0, help="optimizer steps of the English foundation (0: the profile's)")
     t_grow_fraction: float = option(0.6, help="T_grow as a fraction of the continued-training run")
     threads: int = option(0, help="torch CPU threads (0: the profile's: 1; more threads only pay off on an idle machine)")
@@ -284,7 +283,7 @@ def resolve_profile(options: DemoOptions) -> Profile:
         raise ChatflowError(f"--t_grow_fraction must be positive, got {options.t_grow_fraction}")
     profile = PROFILES["quick" if options.quick else "full"]
     overrides = {"seeds": tuple(range(options.seeds)) if options.seeds else None,
-                 "run_steps": options.run_steps or None, "foundation_steps": options.foundation_steps or None,
+                 "train_steps": options.train_steps or None, "foundation_steps": options.foundation_steps or None,
                  "threads": options.threads or None,
                  "bf16": None if options.precision == "auto" else options.precision == "bf16"}
     return replace(profile, **{k: v for k, v in overrides.items() if v is not None})
@@ -385,8 +384,8 @@ def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Cl
     runs = {}
     for seed in profile.seeds:
         for kind in RUN_KINDS:
-            clock.stage(f"continued training: {kind}, seed {seed} ({profile.run_steps} steps)")
-            runs[f"{kind}_s{seed}"] = _continue_run(kind, seed, out.root, mixtures, profile.run_steps, common)
+            clock.stage(f"continued training: {kind}, seed {seed} ({profile.train_steps} steps)")
+            runs[f"{kind}_s{seed}"] = _continue_run(kind, seed, out.root, mixtures, profile.train_steps, common)
     return runs
 
 
@@ -406,7 +405,10 @@ def release_and_generate(out: Layout, dynamic_run: Path, generate: bool, clock: 
 
 
 def run_demo(options: DemoOptions) -> dict:
-    """Every stage in order (module docstring); returns the report's path, the run time and the run folders."""
+    """The whole ChatFlow recipe in miniature on a CPU: English tokenizer and foundation, vocabulary expansion
+    with sub-token-mean rows, dynamic / static / two-stage continued training on data split before
+    tokenization, a held-out report with plots, a HuggingFace release and generations. Prints and returns the
+    report's path, the run time and the run folders."""
     profile = resolve_profile(options)
     out = _prepare(options, profile)
     data_dir = Path(options.data_dir) if options.data_dir else default_data_dir()
@@ -420,7 +422,7 @@ def run_demo(options: DemoOptions) -> dict:
     clock.stage(f"expand the vocabulary with {get_language(TARGET_LANGUAGE).name} characters (sub-token mean rows)")
     expand_vocabulary(out, profile)
     clock.stage("tokenize the six-group mixture (train and held-out)")
-    run_samples = profile.run_steps * profile.micro_batch_size
+    run_samples = profile.train_steps * profile.micro_batch_size
     t_grow = max(1.0, options.t_grow_fraction * run_samples)
     mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, out.data / "train")
     tokenize_mixture(out, mixtures)
@@ -433,7 +435,9 @@ def run_demo(options: DemoOptions) -> dict:
                               clock.timings, generations)
     report = write_report(out.report, runs, context)
     _say(f"done in {clock.timings['total']:.0f} s; report: {report}")
-    return {"report": str(report), "seconds": clock.timings["total"], "runs": {k: str(v) for k, v in runs.items()}}
+    result = {"report": str(report), "seconds": clock.timings["total"], "runs": {k: str(v) for k, v in runs.items()}}
+    print(json.dumps(result, indent=2))
+    return result
 
 
 def _report_context(out: Layout, profile: Profile, options: DemoOptions, data_dir: Path, split: dict,
@@ -457,12 +461,3 @@ def _pieces(model: Path) -> int:
     return load_sentencepiece(model).vocab_size()
 
 
-def cli_main(argv: list[str], prog: str = "chatflow demo") -> int:
-    options = parse_options(DemoOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
-    result = run_demo(options)
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":   # pragma: no cover
-    sys.exit(cli_main(sys.argv[1:]))

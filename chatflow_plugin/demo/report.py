@@ -19,14 +19,16 @@ import json
 import math
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .groups import SOURCE_LANGUAGE, group_languages, groups_in
 from ..errors import ChatflowError
-from ..evaluation.figures import DPI, figure1, figure2
-from ..files import atomic_file, pyplot, read_jsonl, save_figure, write_csv
+from ..evaluation.figures import DPI
+from ..files import atomic_file, pyplot, read_json, read_jsonl, save_figure, write_csv
+from ..options import option
 from ..languages import get_language
 
 KIND_ORDER = ("dynamic", "static", "two_stage")
@@ -241,7 +243,7 @@ def _setting(context: dict) -> list[str]:
             f"{' (bf16 autocast)' if context.get('bf16') else ''}.",
             f"Model `{s.get('model_config')}`; sequence length {s.get('seq_length')}; English tokenizer "
             f"{tokenizer.get('english_pieces')} pieces, expanded to {tokenizer.get('expanded_pieces')}; English "
-            f"foundation {s.get('foundation_steps')} steps; each continued run {s.get('run_steps')} steps x "
+            f"foundation {s.get('foundation_steps')} steps; each continued run {s.get('train_steps')} steps x "
             f"{s.get('micro_batch_size')} sequences = {context.get('run_samples')} samples; "
             f"T_grow = {_fmt(context.get('t_grow_samples', math.nan), 0)} samples; seeds {list(s.get('seeds', []))}.",
             ""]
@@ -364,59 +366,25 @@ LIMITS = [
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line: the report, and Figure 1/2 (chatflow_plugin.evaluation.figures) for scripts/figure*.sh
+# `chatflow demo-report`: the report again, from run folders
 
 
-def _named(items: list[str], what: str) -> list[tuple[str, str]]:
-    out = []
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise ChatflowError(f"--{what} expects NAME=VALUE, got {item!r}")
-        out.append((name, value))
-    return out
+@dataclass
+class ReportOptions:
+    runs_dir: str = option(help="folder holding dynamic_s0/, static_s0/, ... run folders")
+    output_dir: str = option(help="where report.md, the CSVs and the plots go")
+    context: str = option("", help="context.json of a demo report (profile, timings, generations)")
 
 
-def cli_main(argv: list[str], prog: str = "python -m chatflow_plugin.demo.report") -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog=prog, description="Ablation report and Figure 1/2 plots "
-                                     "(chatflow_plugin.evaluation.figures).")
-    sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("report", help="held-out report over run folders named <kind>_s<seed>")
-    rep.add_argument("--runs_dir", required=True, help="folder holding dynamic_s0/, static_s0/, ... run folders")
-    rep.add_argument("--output_dir", required=True, help="where report.md, CSVs and PNGs go")
-    rep.add_argument("--context", default="", help="context.json of a demo report (profile, timings, generations)")
-    f1 = sub.add_parser("figure1", help="training loss vs tokens")
-    f1.add_argument("--run", action="append", required=True,
-                    help="NAME=PATH: a chatflow train run folder or a TencentPretrain log file (repeatable)")
-    f1.add_argument("--tokens_per_step", type=int, default=0, help="host logs: tokens per logged step")
-    f1.add_argument("--output", required=True, help="PNG path (a CSV of the points goes next to it)")
-    f2 = sub.add_parser("figure2", help="benchmark accuracy vs tokens from `chatflow eval` results")
-    f2.add_argument("--results", required=True, help="results JSON written by chatflow eval --output")
-    f2.add_argument("--tokens", action="append", required=True, help="MODEL_NAME=TOKENS (repeatable)")
-    f2.add_argument("--output", required=True, help="PNG path (a CSV of the points goes next to it)")
-    args = parser.parse_args(argv)
-    if args.command == "report":
-        if not Path(args.runs_dir).is_dir():
-            raise ChatflowError(f"--runs_dir {args.runs_dir}: not a folder")
-        runs = {p.name: p for p in sorted(Path(args.runs_dir).iterdir()) if p.is_dir() and RUN_NAME.match(p.name)}
-        if not runs:
-            raise ChatflowError(f"{args.runs_dir}: no run folders named <kind>_s<seed>")
-        context = json.loads(Path(args.context).read_text(encoding="utf-8")) if args.context else None
-        print(write_report(args.output_dir, runs, context))
-    elif args.command == "figure1":
-        print(figure1(_named(args.run, "run"), args.output, args.tokens_per_step))
-    else:
-        print(figure2(args.results, _named(args.tokens, "tokens"), args.output))
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    try:
-        sys.exit(cli_main(sys.argv[1:]))
-    except ChatflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+def rewrite_report(options: ReportOptions) -> Path:
+    """Write the held-out report (CSVs, plots, report.md) over run folders named <kind>_s<seed>."""
+    runs_dir = Path(options.runs_dir)
+    if not runs_dir.is_dir():
+        raise ChatflowError(f"--runs_dir {runs_dir}: not a folder")
+    runs = {p.name: p for p in sorted(runs_dir.iterdir()) if p.is_dir() and RUN_NAME.match(p.name)}
+    if not runs:
+        raise ChatflowError(f"{runs_dir}: no run folders named <kind>_s<seed>")
+    context = read_json(options.context, "demo report context") if options.context else None
+    report = write_report(options.output_dir, runs, context)
+    print(report)
+    return report

@@ -1,20 +1,22 @@
 """The paper's training figures from any run's logs: Figure 1 (training loss over tokens) and Figure 2
 (benchmark accuracy over tokens), each a PNG with a CSV of its points next to it.
 
-``chatflow miniature figure1 --run NAME=PATH ... --output F.png`` reads ``chatflow train`` run folders
-(``log.jsonl``) or TencentPretrain logs (``| step/total steps| ... | loss X`` lines; tokens = step x
-``--tokens_per_step``); ``chatflow miniature figure2 --results R.json --tokens MODEL=TOKENS ...`` reads the
-results of ``chatflow eval`` (one model per checkpoint). ``scripts/figure1_loss_curves.sh`` uses them at
+``chatflow figure1 --run NAME=PATH ... --output F.png`` reads ``chatflow train`` run folders (``log.jsonl``)
+or TencentPretrain logs (``| step/total steps| ... | loss X`` lines; tokens = step x ``--tokens_per_step``);
+``chatflow figure2 --results R.json --tokens MODEL=TOKENS ...`` reads the results of ``chatflow eval`` (one
+model per checkpoint). ``scripts/figure1_loss_curves.sh`` uses them at
 both scales; :mod:`chatflow_plugin.evaluation.over_training` draws Figure 2 while evaluating checkpoints.
 """
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ChatflowError
 from ..files import pyplot, read_jsonl, save_figure, write_csv
+from ..options import option
 
 HOST_LINE = re.compile(r"\|\s*(?P<step>\d+)/\s*(?P<total>\d+) steps\|.*?\| loss\s+(?P<loss>[-+\d.eE]+)")
 DPI = 110
@@ -91,4 +93,47 @@ def figure2(results: str | Path, tokens: list[tuple[str, str]], output: str | Pa
     fig.tight_layout()
     output = save_figure(fig, output, dpi=DPI)
     write_csv(output.with_suffix(".csv"), rows)
+    return output
+
+
+def _named(items: list[str], flag: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ChatflowError(f"--{flag} expects NAME=VALUE, got {item!r}")
+        out.append((name, value))
+    if not out:
+        raise ChatflowError(f"give at least one --{flag} NAME=VALUE")
+    return out
+
+
+@dataclass
+class Figure1Options:
+    output: str = option(help="PNG path (a CSV of the points goes next to it)")
+    run: list = option(default_factory=list, repeatable=True, type=str,
+                       help="NAME=PATH: a chatflow train run folder or a TencentPretrain log file")
+    tokens_per_step: int = option(0, help="host logs: tokens per logged step (global batch x sequence length)")
+
+
+def plot_figure1(options: Figure1Options) -> Path:
+    """Figure 1: training loss over training tokens of named runs (chatflow train folders or host logs)."""
+    output = figure1(_named(options.run, "run"), options.output, options.tokens_per_step)
+    print(output)
+    return output
+
+
+@dataclass
+class Figure2Options:
+    results: str = option(help="results JSON written by chatflow eval --output (one model per checkpoint)")
+    output: str = option(help="PNG path (a CSV of the points goes next to it)")
+    tokens: list = option(default_factory=list, repeatable=True, type=str,
+                          help="MODEL_NAME=TOKENS: the training tokens behind each evaluated model")
+
+
+def plot_figure2(options: Figure2Options) -> Path:
+    """Figure 2: benchmark accuracy of evaluated checkpoints over training tokens, from chatflow eval results
+    (``chatflow eval-curve`` draws the same figure while it scores a run's checkpoints)."""
+    output = figure2(options.results, _named(options.tokens, "tokens"), options.output)
+    print(output)
     return output

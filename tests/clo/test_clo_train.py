@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from chatflow_plugin.clo.train import CLOTrainOptions, cli_main, run_training, sft_sequences
+from chatflow_plugin.cli import main as chatflow_main
+from chatflow_plugin.clo.train import CLOTrainOptions, run_training, sft_sequences
 from chatflow_plugin.errors import ChatflowError
 from test_clo_support import tiny_llama_dir, triples_dir
 
@@ -20,8 +21,8 @@ def env(tmp_path_factory, spm_model):
 
 def _options(env, out, **overrides):
     model, data, root = env
-    kwargs = dict(model=str(model), data=str(data), output_dir=str(root / out), max_steps=4, logging_steps=1,
-                  save_steps=2, per_device_batch_size=2, learning_rate=1e-3, warmup_ratio=0.0,
+    kwargs = dict(model=str(model), data=str(data), output_dir=str(root / out), train_steps=4, log_every=1,
+                  save_every=2, micro_batch_size=2, learning_rate=1e-3, warmup_ratio=0.0,
                   lr_scheduler="linear", max_length=48, use_cpu=True, quiet=True)
     kwargs.update(overrides)
     return CLOTrainOptions(**kwargs)
@@ -96,7 +97,7 @@ def test_clo_attention_only_and_exact_resume(env):
     assert interrupted.get("stopped_early") and not (root / "resumed" / "model").exists()
     with open(root / "resumed" / "log.jsonl", "a") as handle:   # a line written after the checkpoint
         handle.write(json.dumps({"step": 3, "loss": 99.0}) + "\n" + '{"step": 3, "lo')   # and a torn line
-    resumed = run_training(_options(env, "resumed", resume=True, eval_data=str(data)))
+    resumed = run_training(_options(env, "resumed", resume="auto", eval_data=str(data)))
     assert resumed["eval"]["before"] == evaluation["before"]   # measured before the interruption, kept
     assert resumed["eval"]["after"] == pytest.approx(evaluation["after"], rel=1e-6)
     assert resumed["reference"]["computed_pairs"] == 0   # cache reused
@@ -108,19 +109,19 @@ def test_clo_attention_only_and_exact_resume(env):
 
     # a finished run, resumed again with the same settings: nothing changes, and it says so
     before = _tree(root / "resumed")
-    again = run_training(_options(env, "resumed", resume=True, eval_data=str(data)))
+    again = run_training(_options(env, "resumed", resume="auto", eval_data=str(data)))
     assert again["already_finished"] and again["global_step"] == 4
     assert _tree(root / "resumed") == before   # run.json, log.jsonl, eval.json, checkpoints, model/
     with pytest.raises(ChatflowError, match="already exists and holds a finished run"):
-        run_training(_options(env, "resumed"))
+        run_training(_options(env, "resumed", resume="no"))
     with pytest.raises(ChatflowError, match=r"different settings \(beta: 0.1 -> 0.2"):
-        run_training(_options(env, "resumed", resume=True, beta=0.2))
+        run_training(_options(env, "resumed", resume="auto", beta=0.2))
 
 
 def test_sft_baseline_trains_everything(env, capsys):
     model, data, root = env
-    assert cli_main(["--model", str(model), "--data", str(data), "--output_dir", str(root / "sft"),
-                     "--objective", "sft", "--max_steps", "1", "--logging_steps", "1", "--per_device_batch_size", "4",
+    assert chatflow_main(["clo-train", "--model", str(model), "--data", str(data), "--output_dir", str(root / "sft"),
+                     "--objective", "sft", "--train_steps", "1", "--log_every", "1", "--micro_batch_size", "4",
                      "--learning_rate", "1e-3", "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet",
                      "--max_pairs", "4", "--eval_data", str(data)]) == 0
     assert "sft on 4 items, 1 steps" in capsys.readouterr().out
@@ -135,9 +136,9 @@ def test_sft_baseline_trains_everything(env, capsys):
         assert (root / "sft" / "model" / name).is_file()
     before = _tree(root / "sft")
     argv = ["--model", str(model), "--data", str(data), "--output_dir", str(root / "sft"), "--objective", "sft",
-            "--max_steps", "1", "--logging_steps", "1", "--per_device_batch_size", "4", "--learning_rate", "1e-3",
-            "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet", "--max_pairs", "4", "--resume"]
-    assert cli_main(argv) == 0
+            "--train_steps", "1", "--log_every", "1", "--micro_batch_size", "4", "--learning_rate", "1e-3",
+            "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet", "--max_pairs", "4", "--resume", "auto"]
+    assert chatflow_main(["clo-train", *argv]) == 0
     finished = f"{root / 'sft'}: finished (1 steps); the final model is {root / 'sft' / 'model'}\n"
     assert capsys.readouterr().out == finished
     assert _tree(root / "sft") == before
@@ -153,3 +154,42 @@ def test_option_errors(env):
         sft_sequences([[1, 2, 3, 4]], "all")
     assert sft_sequences([[1, 2, 3, 4]], "both") == [1, 3]
     assert sft_sequences([[1, 2, 3, 4]], "source") == [1] and sft_sequences([[1, 2, 3, 4]], "target") == [3]
+
+
+def test_steps_from_epochs_a_checkpoint_at_the_end_and_the_resume_modes(env):
+    """--train_steps 0 (or -1): --epochs passes; --save_every 0: only the last step is saved; -1 and 0 are
+    one setting; --resume no refuses a run, --resume PATH continues from that checkpoint."""
+    model, data, root = env
+    epochs = dict(train_steps=0, epochs=1.0, micro_batch_size=4, save_every=0, objective="sft", max_pairs=4,
+                  sft_languages="both")                                     # 8 sequences: 2 steps of 4
+    summary = run_training(_options(env, "epochs", **epochs))
+    assert summary["global_step"] == 2 and summary["items"] == 8
+    assert sorted(p.name for p in (root / "epochs" / "checkpoints").iterdir()) == ["checkpoint-2"]
+    assert json.loads((root / "epochs" / "run.json").read_text())["settings"]["train_steps"] == -1
+    again = run_training(_options(env, "epochs", **dict(epochs, train_steps=-1)))
+    assert again["already_finished"] and again["global_step"] == 2
+    with pytest.raises(ChatflowError, match="already holds checkpoints"):
+        run_training(_options(env, "epochs", resume="no", **epochs))
+    with pytest.raises(ChatflowError, match="not a Trainer checkpoint"):
+        run_training(_options(env, "epochs", resume=str(root / "epochs"), **epochs))
+
+    stepwise = dict(epochs, save_every=1)
+    interrupted = run_training(_options(env, "path", **stepwise), callbacks=[StopAt(1).callback])
+    assert interrupted.get("stopped_early")
+    resumed = run_training(_options(env, "path", resume=str(root / "path" / "checkpoints" / "checkpoint-1"),
+                                    **stepwise))
+    assert resumed["global_step"] == 2 and (root / "path" / "model" / "config.json").is_file()
+    for name, tensor in _weights(root / "epochs" / "model").items():
+        assert torch.equal(tensor, _weights(root / "path" / "model")[name]), name
+    steps = [r["step"] for r in map(json.loads, (root / "path" / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert steps == [1, 2]
+
+
+def test_step_and_interval_errors(env):
+    for overrides, message in ((dict(train_steps=-2), "--train_steps must be positive, or -1 or 0"),
+                               (dict(train_steps=0, epochs=0.0), "--epochs must be positive"),
+                               (dict(micro_batch_size=0), "--micro_batch_size must be positive"),
+                               (dict(log_every=0), "--log_every must be positive"),
+                               (dict(save_every=-1), "--save_every must be 0")):
+        with pytest.raises(ChatflowError, match=message):
+            run_training(_options(env, "bad", **overrides))

@@ -18,7 +18,8 @@ pytest.importorskip("accelerate")
 from chatflow_plugin.data.batches import MixtureDataset  # noqa: E402
 from chatflow_plugin.errors import ChatflowError  # noqa: E402
 from chatflow_plugin.hosts.hf.data import MixtureTorchDataset, RankBatchSampler, collate_windows  # noqa: E402
-from chatflow_plugin.hosts.hf.train import TrainOptions, cli_main, train  # noqa: E402
+from chatflow_plugin.cli import main as chatflow_main  # noqa: E402
+from chatflow_plugin.hosts.hf.train import TrainOptions, train  # noqa: E402
 from chatflow_plugin.data.mixture import load_mixture  # noqa: E402
 from chatflow_plugin.data.preprocess import preprocess  # noqa: E402
 from chatflow_plugin.data.sampler import rank_indices  # noqa: E402
@@ -281,11 +282,11 @@ def test_rerun_of_a_finished_run_leaves_it_alone(dataset, tmp_path, capsys):
     argv = ["--dataset_dir", str(dataset), "--output_dir", str(out), "--model_config", str(TINY_CONFIG),
             "--train_steps", "4", "--save_every", "2", "--micro_batch_size", "2", "--gradient_accumulation_steps",
             "2", "--log_every", "1", "--threads", "1", "--quiet"]
-    assert cli_main(argv) == 0
+    assert chatflow_main(["train", *argv]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["train_loss"] > 0
     before = _tree(out)
-    assert cli_main(argv + ["--threads", "2"]) == 0
+    assert chatflow_main(["train", *argv, "--threads", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == [f"{out}: finished (4 steps); the final model is {out / 'final'}"]
     assert _tree(out) == before   # train_summary.json, log.jsonl, the CSVs, final/, checkpoints: byte-identical
@@ -362,11 +363,12 @@ def test_bad_options_are_clear_errors(dataset, tmp_path, spm_model):
 def test_continue_from_pretrained_directory_and_cli(dataset, tmp_path, capsys):
     first = tmp_path / "first"
     train(_options(dataset, first, train_steps=2))
-    code = cli_main(["--dataset_dir", str(dataset), "--output_dir", str(tmp_path / "second"),
+    code = chatflow_main(["train", "--dataset_dir", str(dataset), "--output_dir", str(tmp_path / "second"),
                      "--model_path", str(first / "final"), "--train_steps", "2", "--micro_batch_size", "2",
-                     "--threads", "1", "--quiet"], prog="chatflow train")
+                     "--threads", "1", "--quiet"])
     assert code == 0
-    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    printed = capsys.readouterr().out    # the summary JSON, after whatever libraries log on stdout (DeepSpeed)
+    assert json.loads(printed[printed.index("{\n"):])["steps"] == 2
 
 
 @pytest.mark.slow
@@ -375,13 +377,14 @@ def test_two_cpu_processes_read_disjoint_samples(dataset, heldout, tmp_path):
     script = tmp_path / "record.py"
     script.write_text(
         "import json, os, sys\n"
-        "from chatflow_plugin.hosts import hf_train\n"
+        "from chatflow_plugin.hosts.hf import train as hf_train\n"
         "orig = hf_train.collate_windows\n"
         "seen = []\n"
         "def rec(samples):\n"
         "    b = orig(samples); seen.append(b['t'].tolist()); return b\n"
         "hf_train.collate_windows = rec\n"
-        "code = hf_train.cli_main(sys.argv[1:])\n"
+        "from chatflow_plugin.cli import main\n"
+        "code = main(['train', *sys.argv[1:]])\n"
         "out = os.path.join(sys.argv[sys.argv.index('--output_dir') + 1], f\"seen_{os.environ['RANK']}.json\")\n"
         "json.dump(seen, open(out, 'w'))\n", encoding="utf-8")
     out = tmp_path / "ddp"

@@ -1,5 +1,5 @@
 """TencentPretrain adapter logic that needs no host: argv handling, parser extension, rank slices,
-batch form, run state and resume position, per-group loss, host discovery errors."""
+batch form, run state and resume position, the log line, host discovery errors."""
 from __future__ import annotations
 
 import argparse
@@ -14,14 +14,12 @@ import torch
 from chatflow_plugin.data.batches import MixtureDataset
 from chatflow_plugin.errors import ChatflowError
 from chatflow_plugin.hosts.tencentpretrain import host as tp
-from chatflow_plugin.hosts.tencentpretrain.batches import (SampleLog, host_batch, rank_sample_indices,
-                                                           read_sample_log)
+from chatflow_plugin.hosts.tencentpretrain.batches import RankStream, SampleLog, host_batch, read_sample_log
 from chatflow_plugin.hosts.tencentpretrain.launch import (GIVEN, extend_host_parser, given_options,
                                                           host_parser_extended, normalize_argv,
                                                           run_host_script, runtime_defaults, translate_target)
-from chatflow_plugin.hosts.tencentpretrain.progress import (STATE_FILE, STATE_SUFFIX, GroupLossMeter,
-                                                            deepspeed_tag, format_report, read_state,
-                                                            resume_position, write_state)
+from chatflow_plugin.hosts.tencentpretrain.progress import (STATE_FILE, STATE_SUFFIX, deepspeed_tag, format_report,
+                                                            read_state, resume_position, write_state)
 from chatflow_plugin.data.mixture import load_mixture
 from chatflow_plugin.data.preprocess import preprocess
 from chatflow_plugin.data.shards import ShardSet
@@ -179,6 +177,12 @@ def test_model_configs_are_llama2():
 
 # -- samples and batches ----------------------------------------------------------------------
 
+def rank_sample_indices(samples_before, step, micro_batch_size, rank, world_size):
+    """The samples the adapter's dataloader reads on ``rank`` at ``step`` of a run that starts after
+    ``samples_before`` samples."""
+    return RankStream(None, micro_batch_size, rank, world_size, samples_before).indices(step)
+
+
 def test_rank_slices_are_disjoint_and_cover_the_single_process_order():
     b, steps = 3, 5
     single = np.concatenate([rank_sample_indices(0, s, 2 * b, 0, 1) for s in range(steps)])
@@ -233,6 +237,22 @@ def test_response_only_masks_prompts_in_seg(shards):
     assert torch.equal(every[2][~inst], response[2][~inst])                 # corpus rows unchanged
     assert response[2][inst].sum() < every[2][inst].sum()                    # prompts lose their loss
     assert bool(((response[2] == 1) <= (every[2] == 1)).all())
+
+
+def test_rank_stream_reads_the_order_of_its_former_own_indexing(shards):
+    """The adapter now shifts the core's rank_indices by the resumed sample count; every rank reads
+    exactly what its former own formula (start = before + (step * world + rank) * B) gave, and the
+    batches are the mixture's batches of those samples."""
+    ds = MixtureDataset(shards)
+    for world, b, before in ((1, 4, 0), (2, 3, 0), (3, 2, 7), (2, 5, 12)):
+        for rank in range(world):
+            stream = RankStream(ds, b, rank, world, samples_before=before)
+            for step, batch in zip(range(4), stream):
+                start = before + (step * world + rank) * b
+                assert stream.last_indices.tolist() == list(range(start, start + b))
+                expected = host_batch(ds.batch(np.arange(start, start + b)))
+                assert all(torch.equal(x, y) for x, y in zip(batch, expected))
+            assert stream.samples_done == before + 4 * b * world
 
 
 def test_sample_log_round_trip_and_per_rank_files(tmp_path):
@@ -295,22 +315,7 @@ def test_start_step_uses_the_record_beside_a_plain_checkpoint(tmp_path):
     assert resume_position(4, start_step=9, pretrained_model_path=str(model)).samples_done == 36
 
 
-# -- per-group loss ---------------------------------------------------------------------------
-
-def test_group_loss_meter_means_and_reduction():
-    meter = GroupLossMeter(["en", "zh", "code"])
-    meter.add(torch.tensor([0, 1, 0]), torch.tensor([2.0, 9.0, 4.0]), torch.tensor([1, 3, 1]))
-    meter.add(torch.tensor([1]), torch.tensor([3.0]), torch.tensor([1]))
-    doubled = []
-
-    def fake_all_reduce(t):            # two identical ranks
-        doubled.append(t.clone())
-        t.mul_(2)
-
-    losses, tokens = meter.reduce_and_reset(fake_all_reduce)
-    assert losses == [3.0, 3.0, None] and tokens == [4, 8, 0] and len(doubled) == 1
-    assert meter.reduce_and_reset() == ([None, None, None], [0, 0, 0])
-
+# -- the log line ----------------------------------------------------------------------------
 
 def test_format_report_has_host_fields_groups_and_weights():
     line = format_report(20, 40, 1234.5, 3.25, ["en", "zh"], [2.5, None], [0.75, 0.25])

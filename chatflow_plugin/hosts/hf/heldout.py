@@ -44,13 +44,6 @@ class HeldOutSet:
         if not self.windows:
             raise ChatflowError(f"{shards.path}: no held-out windows for groups {wanted}")
 
-    @property
-    def group_names(self) -> list[str]:
-        return list(self.windows)
-
-    def tokens_per_group(self) -> dict[str, int]:
-        return {g: int(m.sum()) for g, m in self.carries.items()}
-
 
 @torch.no_grad()
 def heldout_losses(model: torch.nn.Module, heldout: HeldOutSet, batch_size: int = 16,

@@ -4,13 +4,14 @@ shard directory, in the dynamic sampler's order.
 The Trainer brings checkpoints, resume, gradient accumulation, bf16, DDP (``torchrun``; gloo on
 CPU) and DeepSpeed/FSDP (``--deepspeed ds.json`` or ``accelerate launch``). This module adds what the
 mixture needs: rank-disjoint micro-batches in global order whose position is restored exactly on
-resume (:mod:`.hf_data`), the loss over all tokens or responses only, per-group training loss and the
-realised mixture in every log line, held-out loss per group (:mod:`.hf_heldout`), and a JSONL + CSV log.
+resume (:mod:`.data`), the loss over all tokens or responses only, per-group training loss
+(:mod:`chatflow_plugin.data.metrics`) and the realised mixture in every log line, held-out loss per group
+(:mod:`.heldout`), and a JSONL + CSV log (:mod:`.run`, which also owns resume and the final save).
 
 Per step, the loss is the token mean of each micro-batch averaged over micro-batches and ranks (every
 window carries the same number of target tokens under the default all-token loss).
 
-Every ``checkpoint-N/`` holds the tokenizer files of the final model (:mod:`..checkpoint_tokenizer`) and
+Every ``checkpoint-N/`` holds the tokenizer files of the final model (:mod:`.run`) and
 records the tokens seen in its ``trainer_state.json``, so ``chatflow eval``/``eval-curve`` and
 ``from_pretrained`` read it as it is. Re-running a finished run changes nothing and says so; asking for
 more steps than it ran continues it from its last checkpoint (same samples as a straight run, the
@@ -18,29 +19,26 @@ learning-rate schedule recomputed over the new length).
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
-from ...files import atomic_file, path_for_file, sha256_file
 from ...data.batches import MixtureDataset
-from .checkpoint_tokenizer_tmp import SavesTokenizerFiles, TokenizerFiles
-from ...errors import ChatflowError
+from ...data.metrics import GroupLossMeter, data_parallel_sum
 from ...data.mixture import load_mixture
-from ...options import option, parse_options
 from ...data.shards import ShardSet
+from ...errors import ChatflowError
+from ...files import atomic_file, path_for_file, sha256_file
+from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
+from ...tokenizer import TokenizerFiles
+from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, resume_help,
+                  save_final_model, start_run, world)
 
 RUN_CONFIG = "chatflow_run.json"
 LOG_JSONL = "log.jsonl"
@@ -83,80 +81,14 @@ class TrainOptions:
     log_every: int = option(10, help="optimizer steps between log lines")
     save_every: int = option(0, help="optimizer steps between checkpoints (0: only at the end)")
     save_total_limit: int = option(2, help="checkpoints kept (oldest deleted first)")
-    resume: str = option("auto", help="auto: continue from the newest checkpoint in output_dir if any (a "
-                                      "finished run of --train_steps is left as it is; one of fewer steps is "
-                                      "continued); no: start fresh (output_dir must not hold checkpoints or a "
-                                      "final model); or a checkpoint path")
+    resume: str = option("auto", help=resume_help("a finished run of --train_steps is left as it is; one of "
+                                                  "fewer steps is continued"))
     heldout_dir: str = option("", help="shard directory of held-out documents (same tokenizer and groups)")
     heldout_every: int = option(0, help="optimizer steps between held-out evaluations (0: start and end only)")
     heldout_windows: int = option(64, help="held-out windows per group")
     deepspeed: str = option("", help="DeepSpeed config JSON (GPU clusters; launch with torchrun or deepspeed)")
     threads: int = option(0, help="torch CPU threads per process (0: torch's default)")
     quiet: bool = option(False, help="no progress bar")
-
-
-# ---------------------------------------------------------------------------------------------
-# Log
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class RunLog:
-    """``log.jsonl`` (every record) plus ``train_log.csv`` and ``heldout_log.csv`` (one row per record).
-
-    On resume, records after the restored step are dropped, so the log never holds two histories.
-    """
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.records: list[dict] = []
-
-    def restart_at(self, step: int) -> None:
-        path = self.directory / LOG_JSONL
-        self.records = []
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue   # a line cut by a crash
-                if record.get("step", 0) <= step and record.get("kind") != "summary":
-                    self.records.append(record)
-        self._rewrite()
-
-    def add(self, record: dict) -> None:
-        record = {k: _clean(v) for k, v in record.items()}
-        self.records.append(record)
-        with open(self.directory / LOG_JSONL, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        if record["kind"] in ("train", "heldout"):
-            self._write_csv(record["kind"])
-
-    def _rewrite(self) -> None:
-        with atomic_file(self.directory / LOG_JSONL) as handle:
-            for record in self.records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        for kind in ("train", "heldout"):
-            self._write_csv(kind)
-
-    def _write_csv(self, kind: str) -> None:
-        rows = [r for r in self.records if r.get("kind") == kind]
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k != "kind" and k not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-        with atomic_file(self.directory / (TRAIN_CSV if kind == "train" else HELDOUT_CSV)) as handle:
-            handle.write(buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,9 +109,7 @@ def _make_trainer_class():
             self.run_log = run_log
             self.heldout = heldout
             self.heldout_every = heldout_every
-            n = len(mixture.group_names)
-            self._group_sums = torch.zeros(3, n, dtype=torch.float64)   # loss sum, tokens, samples
-            self._last_logged_samples = 0
+            self.group_loss = GroupLossMeter(mixture.group_names)
 
         # -- data ----------------------------------------------------------------------
         def samples_per_step(self) -> int:
@@ -206,25 +136,19 @@ def _make_trainer_class():
             loss = (per_token * weights).sum() / weights.sum().clamp(min=1.0)
             if model.training:
                 with torch.no_grad():
-                    sums = torch.stack([(per_token * weights).sum(1), weights.sum(1), torch.ones_like(weights[:, 0])])
-                    self._group_sums.index_add_(1, group.cpu(), sums.detach().to("cpu", torch.float64))
+                    self.group_loss.add(group, (per_token * weights).sum(1), weights.sum(1))
             return (loss, outputs) if return_outputs else loss
 
         # -- logging -------------------------------------------------------------------
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if "loss" in logs:
-                sums = self._group_sums.clone()
-                if torch.distributed.is_available() and torch.distributed.is_initialized() and self.args.world_size > 1:
-                    reduced = sums.to(self.args.device)
-                    torch.distributed.all_reduce(reduced)
-                    sums = reduced.cpu()
-                self._group_sums.zero_()
+                group_losses, _ = self.group_loss.reduce_and_reset(data_parallel_sum(world_size=self.args.world_size))
                 samples = self.state.global_step * self.samples_per_step()
                 counts = self.mixture.sampler.group_counts(samples)
                 logs["samples"] = samples
                 logs["tokens"] = samples * self.mixture.seq_length
-                for g, name in enumerate(self.mixture.group_names):
-                    logs[f"loss_{name}"] = float(sums[0, g] / sums[1, g]) if sums[1, g] > 0 else float("nan")
+                for name, value in zip(self.mixture.group_names, group_losses):
+                    logs[f"loss_{name}"] = float("nan") if value is None else value
                 for g, name in enumerate(self.mixture.group_names):
                     logs[f"mix_{name}"] = float(counts[g] / samples) if samples else 0.0
                 if self.run_log is not None and self.is_world_process_zero():
@@ -310,37 +234,74 @@ def build_model(options: TrainOptions, vocab_size: int, bos_id: int, eos_id: int
 # Run
 
 
-def _world() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+def _load_data(options: TrainOptions):
+    """The training shards, the mixture over them and the held-out set (or None)."""
+    shards = ShardSet(options.dataset_dir, spm_model_path=options.spm_model_path or None)
+    spec = load_mixture(options.mixture) if options.mixture else None
+    mixture = MixtureDataset(shards, spec=spec, seed=None if options.seed < 0 else options.seed,
+                             response_only=options.loss == "response_only")
+    heldout = None
+    if options.heldout_dir:
+        from .heldout import HeldOutSet
+        held_shards = ShardSet(options.heldout_dir)
+        if held_shards.tokenizer["sha256"] != shards.tokenizer["sha256"]:
+            raise ChatflowError(f"{options.heldout_dir} was tokenized with another tokenizer than {options.dataset_dir}")
+        if held_shards.seq_length != shards.seq_length:
+            raise ChatflowError(f"{options.heldout_dir}: seq_length {held_shards.seq_length} differs from the "
+                                f"training data's {shards.seq_length}")
+        heldout = HeldOutSet(held_shards, options.heldout_windows, groups=mixture.group_names)
+    return shards, mixture, heldout
 
 
-def _find_resume(options: TrainOptions, output_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if options.resume == "auto":
-        return last
-    if options.resume == "no":
-        if last is not None:
-            raise ChatflowError(f"{output_dir} already holds checkpoints ({last}); use --resume auto or another "
-                                f"--output_dir")
-        if (output_dir / FINAL_DIR).exists():
-            raise ChatflowError(f"{output_dir} already holds a final model ({output_dir / FINAL_DIR}); use another "
-                                f"--output_dir")
-        return None
-    if not Path(options.resume, "trainer_state.json").is_file():
-        raise ChatflowError(f"--resume {options.resume}: not a Trainer checkpoint (no trainer_state.json)")
-    return options.resume
-
-
-def _checkpoint_step(checkpoint: str) -> int:
-    return int(json.loads(Path(checkpoint, "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset, world_size: int) -> dict:
+    """The run record (``chatflow_run.json``): what fixes the sample order, and every option."""
+    tok = shards.tokenizer
+    return {"dataset_dir": str(Path(options.dataset_dir).resolve()),
+            "dataset_sha": tok["sha256"] + ":" + str(sorted((s.name, s.windows) for s in shards.sources)),
+            "mixture": mixture.spec.to_json() | {"data_root": None}, "seed": mixture.spec.seed,
+            "micro_batch_size": options.micro_batch_size, "world_size": world_size,
+            "gradient_accumulation_steps": options.gradient_accumulation_steps,
+            "seq_length": shards.seq_length, "train_steps": options.train_steps, "options": asdict(options)}
 
 
 def _finished_summary(output_dir: Path) -> dict | None:
     """The summary of the finished run in ``output_dir``, or None (``final/`` only exists complete)."""
     record = output_dir / FINAL_DIR / FINAL_RECORD
     return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+
+
+def _start(options: TrainOptions, output_dir: Path, record: RunRecord, run_config: dict,
+           rank: int) -> tuple[RunStart, dict | None]:
+    """Where this run starts, and the summary of the finished run of --train_steps it re-runs (None: train).
+
+    A finished run of fewer steps is continued from its last checkpoint (the learning-rate schedule is
+    recomputed over the new length); one of more steps is refused.
+    """
+    start = start_run(options.resume, output_dir, output_dir, output_dir / FINAL_DIR,
+                      output_dir / FINAL_DIR / FINAL_RECORD, record, run_config)
+    finished = _finished_summary(output_dir) if start.finished else None
+    if finished is not None:
+        if finished["steps"] == options.train_steps:
+            return start, finished
+        if finished["steps"] > options.train_steps or start.checkpoint is None:
+            raise ChatflowError(
+                f"{output_dir} holds a finished run of {finished['steps']} steps"
+                + (f"; --train_steps {options.train_steps} asks for fewer" if start.checkpoint is not None else
+                   " and no checkpoint-* to continue it from") + "; use another --output_dir (with --model_path "
+                f"{output_dir / FINAL_DIR} to train its final model further)")
+    if start.checkpoint is not None:
+        if start.step > options.train_steps:
+            raise ChatflowError(f"{start.checkpoint} is at step {start.step}, beyond --train_steps {options.train_steps}")
+        planned = (record.read() or {}).get("train_steps")
+        if planned is not None and planned != options.train_steps and rank == 0:
+            print(f"{output_dir}: continuing from step {start.step} to {options.train_steps} (the run was set for "
+                  f"{planned}); the {options.lr_scheduler} learning-rate schedule now spans {options.train_steps} "
+                  f"steps", file=sys.stderr)
+    return start, None
+
+
+def _run_log(output_dir: Path) -> RunLog:
+    return RunLog(output_dir / LOG_JSONL, {"train": output_dir / TRAIN_CSV, "heldout": output_dir / HELDOUT_CSV})
 
 
 def _record_finish(output_dir: Path, summary: dict, run_log: RunLog) -> None:
@@ -361,7 +322,7 @@ def _leave_finished(output_dir: Path, finished: dict, rank: int) -> dict:
         except json.JSONDecodeError:
             recorded = None
         if recorded != finished:
-            run_log = RunLog(output_dir)
+            run_log = _run_log(output_dir)
             run_log.restart_at(finished["steps"])
             _record_finish(output_dir, finished, run_log)
     return dict(finished, already_finished=True)
@@ -379,91 +340,32 @@ def _spm_path(options: TrainOptions, tok: dict) -> str:
     return ""
 
 
-def _check_run_config(output_dir: Path, config: dict, resuming: bool) -> None:
-    path = output_dir / RUN_CONFIG
-    if resuming and path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        changed = [k for k in POSITION_KEYS if old.get(k) != config.get(k)]
-        if changed:
-            raise ChatflowError(f"cannot resume {output_dir}: {', '.join(changed)} changed since the run started "
-                                f"(they decide which samples each step reads); use a new --output_dir")
+def _tokenizer_files(options: TrainOptions, shards: ShardSet, rank: int, model_max_length: int
+                     ) -> tuple[TokenizerFiles | None, list[str]]:
+    """The HF tokenizer files saved with every checkpoint (read on rank 0, which saves), and the probe
+    texts on which they differ from sentencepiece. ``model_max_length`` is the model's context length (its
+    max_position_embeddings), never the training sequence length."""
+    if rank != 0:
+        return None, []
+    tok = shards.tokenizer
+    spm_path = _spm_path(options, tok)
+    if not spm_path:
+        print(f"warning: no tokenizer to save: the dataset's ({tok.get('path')}) is not found or changed and "
+              f"--spm_model_path is not given; checkpoints and the final model will hold no tokenizer files",
+              file=sys.stderr)
+        return None, []
+    files, mismatches = TokenizerFiles.from_sentencepiece(spm_path, model_max_length)
+    if mismatches:
+        print(f"warning: the saved HF tokenizer differs from sentencepiece on {len(mismatches)} probe "
+              f"text(s), e.g. {mismatches[0][:40]!r}", file=sys.stderr)
+    return files, mismatches
 
 
-def train(options: TrainOptions) -> dict:
-    """Run (or resume) one training run; returns the summary also written to ``train_summary.json``."""
+def _training_arguments(options: TrainOptions, output_dir: Path, world_size: int):
     from transformers import TrainingArguments
 
-    for name in ("train_steps", "micro_batch_size", "gradient_accumulation_steps", "log_every", "heldout_windows"):
-        if getattr(options, name) <= 0:
-            raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
-    if options.threads > 0:
-        torch.set_num_threads(options.threads)
-    rank, world_size = _world()
-    output_dir = Path(options.output_dir)
-
-    shards = ShardSet(options.dataset_dir, spm_model_path=options.spm_model_path or None)
-    spec = load_mixture(options.mixture) if options.mixture else None
-    mixture = MixtureDataset(shards, spec=spec, seed=None if options.seed < 0 else options.seed,
-                             response_only=options.loss == "response_only")
-    tok = shards.tokenizer
-    heldout = None
-    if options.heldout_dir:
-        from .heldout import HeldOutSet
-        held_shards = ShardSet(options.heldout_dir)
-        if held_shards.tokenizer["sha256"] != tok["sha256"]:
-            raise ChatflowError(f"{options.heldout_dir} was tokenized with another tokenizer than {options.dataset_dir}")
-        if held_shards.seq_length != shards.seq_length:
-            raise ChatflowError(f"{options.heldout_dir}: seq_length {held_shards.seq_length} differs from the "
-                                f"training data's {shards.seq_length}")
-        heldout = HeldOutSet(held_shards, options.heldout_windows, groups=mixture.group_names)
-
-    resume_from = _find_resume(options, output_dir)
-    finished = _finished_summary(output_dir) if options.resume == "auto" else None
-    run_config = {"dataset_dir": str(Path(options.dataset_dir).resolve()),
-                  "dataset_sha": tok["sha256"] + ":" + str(sorted((s.name, s.windows) for s in shards.sources)),
-                  "mixture": mixture.spec.to_json() | {"data_root": None}, "seed": mixture.spec.seed,
-                  "micro_batch_size": options.micro_batch_size, "world_size": world_size,
-                  "gradient_accumulation_steps": options.gradient_accumulation_steps,
-                  "seq_length": shards.seq_length, "train_steps": options.train_steps, "options": asdict(options)}
-    _check_run_config(output_dir, run_config, resume_from is not None or finished is not None)
-    if finished is not None:
-        if finished["steps"] == options.train_steps:
-            return _leave_finished(output_dir, finished, rank)
-        if finished["steps"] > options.train_steps or resume_from is None:
-            raise ChatflowError(
-                f"{output_dir} holds a finished run of {finished['steps']} steps"
-                + (f"; --train_steps {options.train_steps} asks for fewer" if resume_from is not None else
-                   f" and no checkpoint-* to continue it from") + "; use another --output_dir (with --model_path "
-                f"{output_dir / FINAL_DIR} to train its final model further)")
-    if resume_from is not None:
-        done = _checkpoint_step(resume_from)
-        if done > options.train_steps:
-            raise ChatflowError(f"{resume_from} is at step {done}, beyond --train_steps {options.train_steps}")
-        planned = json.loads((output_dir / RUN_CONFIG).read_text(encoding="utf-8")).get("train_steps") \
-            if (output_dir / RUN_CONFIG).is_file() else None
-        if planned is not None and planned != options.train_steps and rank == 0:
-            print(f"{output_dir}: continuing from step {done} to {options.train_steps} (the run was set for "
-                  f"{planned}); the {options.lr_scheduler} learning-rate schedule now spans {options.train_steps} "
-                  f"steps", file=sys.stderr)
-
-    model = build_model(options, tok["vocab_size"], tok["bos_id"], tok["eos_id"])
-    tokenizer_files, mismatches = None, []
-    spm_path = _spm_path(options, tok)
-    if rank == 0:
-        if spm_path:
-            # the tokenizer carries the model's context length, not the training sequence length
-            tokenizer_files, mismatches = TokenizerFiles.from_sentencepiece(
-                spm_path, getattr(model.config, "max_position_embeddings", None) or shards.seq_length)
-            if mismatches:
-                print(f"warning: the saved HF tokenizer differs from sentencepiece on {len(mismatches)} probe "
-                      f"text(s), e.g. {mismatches[0][:40]!r}", file=sys.stderr)
-        else:
-            print(f"warning: no tokenizer to save: the dataset's ({tok.get('path')}) is not found or changed and "
-                  f"--spm_model_path is not given; checkpoints and the final model will hold no tokenizer files",
-                  file=sys.stderr)
-    total_samples = options.train_steps * options.gradient_accumulation_steps * options.micro_batch_size * world_size
     use_cpu = not torch.cuda.is_available()
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(output_dir), max_steps=options.train_steps,
         per_device_train_batch_size=options.micro_batch_size,
         gradient_accumulation_steps=options.gradient_accumulation_steps,
@@ -478,15 +380,12 @@ def train(options: TrainOptions) -> dict:
         use_cpu=use_cpu, ddp_backend="gloo" if use_cpu and world_size > 1 else None,
         deepspeed=options.deepspeed or None, save_only_model=False,
     )
-    if rank == 0:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_file(output_dir / RUN_CONFIG) as handle:
-            json.dump(run_config, handle, indent=2, default=str)
-    run_log = RunLog(output_dir) if rank == 0 else None
-    if run_log is not None:
-        run_log.restart_at(_checkpoint_step(resume_from) if resume_from is not None else 0)
 
+
+def _build_trainer(options: TrainOptions, model, args, mixture: MixtureDataset, heldout, run_log: RunLog | None,
+                   tokenizer_files: TokenizerFiles | None, world_size: int):
     MixtureTrainer, RunCallback = _make_trainer_class()
+    total_samples = options.train_steps * options.gradient_accumulation_steps * options.micro_batch_size * world_size
     trainer = MixtureTrainer(model=model, args=args, train_dataset=MixtureTorchDataset(mixture, total_samples),
                              data_collator=collate_windows, mixture=mixture, run_log=run_log, heldout=heldout,
                              heldout_every=options.heldout_every)
@@ -495,47 +394,74 @@ def train(options: TrainOptions) -> dict:
     if options.quiet:
         from transformers import PrinterCallback
         trainer.remove_callback(PrinterCallback)
-    started = time.time()
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    seconds = time.time() - started
-    if trainer.state.global_step < options.train_steps:   # stopped by a callback: no final model
-        return {"steps": options.train_steps, "stopped_early_at": trainer.state.global_step,
-                "seconds_this_session": round(seconds, 2), "resumed_from": resume_from}
+    return trainer
 
-    # Final model (with the tokenizer files): written under a temporary name, renamed into place by rank 0
-    # when complete; the run's records follow it.
-    partial = output_dir / ".final.partial"
-    if trainer.is_world_process_zero() and partial.exists():
-        shutil.rmtree(partial)
-    trainer.save_model(str(partial))
+
+def _finish(trainer, options: TrainOptions, mixture: MixtureDataset, start: RunStart, result, seconds: float,
+            world_size: int, mismatches: list[str], run_log: RunLog | None) -> dict:
+    """The final model (with the tokenizer files, renamed into place complete), then the run's records."""
+    output_dir = Path(options.output_dir)
     samples = options.train_steps * trainer.samples_per_step()
     counts = mixture.sampler.group_counts(samples)
-    trained = trainer.state.global_step - (_checkpoint_step(resume_from) if resume_from is not None else 0)
-    summary = {"steps": options.train_steps, "samples": samples, "tokens": samples * shards.seq_length,
+    trained = trainer.state.global_step - start.step
+    summary = {"steps": options.train_steps, "samples": samples, "tokens": samples * mixture.seq_length,
                "seconds_this_session": round(seconds, 2),
                "train_loss": result.training_loss if trained else None,   # mean over this session's steps
-               "resumed_from": resume_from, "world_size": world_size,
+               "resumed_from": start.checkpoint, "world_size": world_size,
                "group_samples": {g: int(c) for g, c in zip(mixture.group_names, counts)},
-               "final_model": path_for_file(output_dir / FINAL_DIR, output_dir / "train_summary.json", tree=output_dir)}
+               "final_model": path_for_file(output_dir / FINAL_DIR, output_dir / SUMMARY_JSON, tree=output_dir)}
+    if trainer.tokenizer_files is not None:
+        summary["tokenizer_mismatches"] = len(mismatches)
+    save_final_model(trainer, output_dir / FINAL_DIR, FINAL_RECORD, summary)
     if trainer.is_world_process_zero():
-        if tokenizer_files is not None:
-            summary["tokenizer_mismatches"] = len(mismatches)
-        (partial / FINAL_RECORD).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        final = output_dir / FINAL_DIR
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
         _record_finish(output_dir, summary, run_log)
     return summary
 
 
-def cli_main(argv: list[str], prog: str = "chatflow train") -> int:
-    options = parse_options(TrainOptions, argv, prog=prog, description=__doc__.split("\n\n")[0])
+def train(options: TrainOptions) -> dict:
+    """Run (or resume) one training run; returns the summary also written to ``train_summary.json``."""
+    for name in ("train_steps", "micro_batch_size", "gradient_accumulation_steps", "log_every", "heldout_windows"):
+        if getattr(options, name) <= 0:
+            raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
+    if options.threads > 0:
+        torch.set_num_threads(options.threads)
+    rank, world_size = world()
+    output_dir = Path(options.output_dir)
+    shards, mixture, heldout = _load_data(options)
+    run_config = _run_config(options, shards, mixture, world_size)
+    record = RunRecord(output_dir / RUN_CONFIG, POSITION_KEYS, why="they decide which samples each step reads")
+    start, finished = _start(options, output_dir, record, run_config, rank)
+    if finished is not None:
+        return _leave_finished(output_dir, finished, rank)
+
+    tok = shards.tokenizer
+    model = build_model(options, tok["vocab_size"], tok["bos_id"], tok["eos_id"])
+    tokenizer_files, mismatches = _tokenizer_files(
+        options, shards, rank, getattr(model.config, "max_position_embeddings", None) or shards.seq_length)
+    args = _training_arguments(options, output_dir, world_size)
+    run_log = None
+    if rank == 0:
+        record.write(run_config)
+        run_log = _run_log(output_dir)
+        run_log.restart_at(start.step)
+    trainer = _build_trainer(options, model, args, mixture, heldout, run_log, tokenizer_files, world_size)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=start.checkpoint)
+    seconds = time.time() - started
+    if trainer.state.global_step < options.train_steps:   # stopped by a callback: no final model
+        return {"steps": options.train_steps, "stopped_early_at": trainer.state.global_step,
+                "seconds_this_session": round(seconds, 2), "resumed_from": start.checkpoint}
+    return _finish(trainer, options, mixture, start, result, seconds, world_size, mismatches, run_log)
+
+
+def run_train(options: TrainOptions) -> dict:
+    """Train (or resume, or leave alone when finished) a HuggingFace LLaMA on a shard directory in the dynamic
+    sampler's order, and print the run's summary (rank 0)."""
     summary = train(options)
-    if _world()[0] == 0:
+    if world()[0] == 0:
         if summary.get("already_finished"):
             print(f"{options.output_dir}: finished ({summary['steps']} steps); the final model is "
                   f"{Path(options.output_dir) / FINAL_DIR}")
         else:
             print(json.dumps(summary, indent=2))
-    return 0
+    return summary

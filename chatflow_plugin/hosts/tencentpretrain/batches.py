@@ -13,23 +13,51 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...data.sampler import rank_indices
 from ...files import read_jsonl
 
 
-def rank_sample_indices(samples_before: int, step: int, micro_batch_size: int, rank: int,
-                        world_size: int) -> np.ndarray:
-    """Global sample indices a data-parallel rank reads at the ``step``-th micro-batch of this run.
 
-    The run starts after ``samples_before`` samples (0, or what a resumed checkpoint had consumed);
+class RankStream:
+    """This data-parallel rank's micro-batches in the sampler's global order, as host batches.
+
+    A run starts after ``samples_before`` global samples (0, or what a resumed checkpoint had
+    consumed); its ``step``-th micro-batch on rank r is the core's
+    :func:`~chatflow_plugin.data.sampler.rank_indices` of that step shifted by ``samples_before``:
     each step consumes ``micro_batch_size * world_size`` samples, rank r the r-th contiguous slice.
-    Counting in samples, not steps, keeps a resume exact even if the world size changes.
+    Counting the offset in samples, not steps, keeps a resume exact even if the world size changes.
     """
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} outside a world of {world_size}")
-    if samples_before < 0 or step < 0 or micro_batch_size <= 0:
-        raise ValueError("samples_before and step must be >= 0 and micro_batch_size > 0")
-    start = samples_before + (step * world_size + rank) * micro_batch_size
-    return np.arange(start, start + micro_batch_size, dtype=np.int64)
+
+    def __init__(self, dataset, micro_batch_size: int, rank: int, world_size: int, samples_before: int = 0):
+        if micro_batch_size <= 0:
+            raise ValueError(f"micro_batch_size must be positive, got {micro_batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside a world of {world_size}")
+        self.dataset = dataset            # a MixtureDataset (``batch(indices)``)
+        self.micro_batch_size = int(micro_batch_size)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.samples_before = int(samples_before)
+        self.step = 0                     # micro-batches yielded since samples_before
+        self.last_indices: np.ndarray | None = None
+
+    @property
+    def samples_done(self) -> int:
+        """Global samples consumed by all ranks up to the last yielded micro-batch."""
+        return self.samples_before + self.step * self.micro_batch_size * self.world_size
+
+    def indices(self, step: int) -> np.ndarray:
+        """Global sample indices this rank reads at the ``step``-th micro-batch of the run."""
+        if self.samples_before < 0 or step < 0:
+            raise ValueError(f"samples_before ({self.samples_before}) and step ({step}) must be >= 0")
+        return self.samples_before + rank_indices(step, self.micro_batch_size, self.rank, self.world_size)
+
+    def __iter__(self):
+        while True:
+            indices = self.indices(self.step)
+            batch = self.dataset.batch(indices)
+            self.step += 1
+            self.last_indices = indices
+            yield host_batch(batch)
 
 
 def host_batch(batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -28,13 +28,13 @@ from tencentpretrain.trainer import LmTrainer
 
 from ...data.batches import MixtureDataset
 from ...errors import ChatflowError
+from ...data.metrics import GroupLossMeter, data_parallel_sum
 from ...data.mixture import load_mixture, parse_source_overrides
 from ...data.preprocess import preprocess, summary
 from ...data.shards import ShardSet
+from .batches import RankStream, SampleLog
 from .names import DATA_PROCESSOR, TARGET
-from .batches import SampleLog, host_batch, rank_sample_indices
-from .progress import (STATE_FILE, STATE_SUFFIX, GroupLossMeter, format_report,
-                                       resume_position, write_state)
+from .progress import STATE_FILE, STATE_SUFFIX, format_report, resume_position, write_state
 
 STOCK_TARGET_NAME = "lm"
 
@@ -91,8 +91,9 @@ def data_parallel_position(global_rank: int, world_size: int, args) -> tuple[int
     return int(global_rank or 0), int(world_size or 1), None
 
 
-class ChatflowMixtureDataloader:
-    """Yields this rank's micro-batches in the sampler's global order, from ``samples_before`` on.
+class ChatflowMixtureDataloader(RankStream):
+    """Yields this rank's micro-batches in the sampler's global order, from ``samples_before`` on
+    (:class:`~.batches.RankStream`), built the way the host builds its dataloaders.
 
     The trainer sets ``samples_before`` (what a resumed checkpoint consumed) before iterating.
     """
@@ -106,8 +107,7 @@ class ChatflowMixtureDataloader:
             raise ChatflowError(f"--data_processor {DATA_PROCESSOR} does not support pipeline parallelism")
         shards = ShardSet(dataset_path, spm_model_path=args.spm_model_path)
         spec = load_mixture(args.mixture_config) if getattr(args, "mixture_config", None) else None
-        self.dataset = MixtureDataset(shards, spec=spec,
-                                      response_only=bool(getattr(args, "response_only_loss", False)))
+        dataset = MixtureDataset(shards, spec=spec, response_only=bool(getattr(args, "response_only_loss", False)))
         vocab_size = len(args.tokenizer.vocab)
         configured = getattr(args, "vocab_size", None)
         if configured is not None and int(configured) != vocab_size:
@@ -120,31 +120,14 @@ class ChatflowMixtureDataloader:
         if max_len is not None and shards.seq_length > max_len:
             raise ChatflowError(f"{dataset_path}: sequences of {shards.seq_length} tokens exceed the model's "
                                 f"max_seq_length {max_len} ({args.config_path})")
-        self.batch_size = int(batch_size)
-        self.rank, self.world_size, self.group = data_parallel_position(global_rank, world_size, args)
-        if self.world_size != int(world_size or 1) and self.rank == 0:
-            print(f"note: {self.world_size} data-parallel processes but --world_size {world_size}; "
-                  f"the data is split over the {self.world_size} processes", file=sys.stderr)
-        self.samples_before = 0
-        self.step = 0                  # micro-batches yielded since samples_before
-        self.last_indices = None
+        rank, dp_world, self.group = data_parallel_position(global_rank, world_size, args)
+        if dp_world != int(world_size or 1) and rank == 0:
+            print(f"note: {dp_world} data-parallel processes but --world_size {world_size}; "
+                  f"the data is split over the {dp_world} processes", file=sys.stderr)
+        super().__init__(dataset, int(batch_size), rank, dp_world)
         sample_log = getattr(args, "sample_log", None)
         self.sample_log = SampleLog(sample_log, self.rank, self.world_size) if sample_log else None
         self.seq_length = shards.seq_length
-
-    @property
-    def samples_done(self) -> int:
-        """Global samples consumed by all ranks up to the last yielded micro-batch."""
-        return self.samples_before + self.step * self.batch_size * self.world_size
-
-    def __iter__(self):
-        while True:
-            indices = rank_sample_indices(self.samples_before, self.step, self.batch_size, self.rank,
-                                          self.world_size)
-            batch = self.dataset.batch(indices)
-            self.step += 1
-            self.last_indices = indices
-            yield host_batch(batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +279,7 @@ class ChatflowTrainer(LmTrainer):
     # -- logging -------------------------------------------------------------------------
     def report(self, args) -> None:
         """Every rank takes part (the sums are all-reduced); the first rank writes the line."""
-        reduce = _all_reducer(self.loader.group) if self.dp_world > 1 else None
+        reduce = data_parallel_sum(self.loader.group, self.dp_world)
         total = torch.tensor([self.total_loss], dtype=torch.float64)
         if reduce is not None:
             reduce(total)
@@ -336,19 +319,3 @@ class ChatflowTrainer(LmTrainer):
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
-
-
-def _all_reducer(group):
-    """Sum a tensor in place over the data-parallel group (on the device the backend needs)."""
-    def reduce(tensor: torch.Tensor) -> None:
-        moved = tensor.to(_reduce_device())
-        dist.all_reduce(moved, group=group)
-        tensor.copy_(moved)
-    return reduce
-
-
-def _reduce_device() -> torch.device:
-    backend = dist.get_backend()
-    if backend == "nccl" and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")

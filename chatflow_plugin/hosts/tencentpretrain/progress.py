@@ -1,4 +1,5 @@
-"""Where a TencentPretrain run is: the step and sample count to resume at, and per-group loss.
+"""Where a TencentPretrain run is: the step and sample count to resume at, and the log line (per-group
+loss comes from :mod:`chatflow_plugin.data.metrics`).
 
 The host's trainer restarts its step counter at 1 on ``--resume_from_checkpoint`` and its stock
 dataloader keeps no position. The plugin records, next to every checkpoint it saves, the step and
@@ -13,9 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
-
-import torch
+from typing import Sequence
 
 from ...files import atomic_file
 from ...errors import ChatflowError
@@ -84,37 +83,6 @@ def resume_position(global_batch: int, resume_from_checkpoint: str | None = None
                                 f"has no {STATE_FILE}; pass --start_step") from None
         return RunPosition(step, step * global_batch, f"{resume_from_checkpoint}/latest (tag {tag})")
     return RunPosition(0, 0, "start")
-
-
-class GroupLossMeter:
-    """Sums of token losses and token counts per mixture group, kept on the training device."""
-
-    def __init__(self, group_names: Sequence[str]):
-        self.group_names = list(group_names)
-        self._loss: torch.Tensor | None = None
-        self._tokens: torch.Tensor | None = None
-
-    def add(self, group: torch.Tensor, row_loss: torch.Tensor, row_tokens: torch.Tensor) -> None:
-        n = len(self.group_names)
-        if self._loss is None or self._loss.device != row_loss.device:
-            self._loss = torch.zeros(n, dtype=torch.float64, device=row_loss.device)
-            self._tokens = torch.zeros(n, dtype=torch.float64, device=row_loss.device)
-        group = group.to(row_loss.device)
-        self._loss.index_add_(0, group, row_loss.detach().to(torch.float64))
-        self._tokens.index_add_(0, group, row_tokens.detach().to(torch.float64))
-
-    def reduce_and_reset(self, all_reduce: Callable[[torch.Tensor], None] | None = None) -> tuple[list, list]:
-        """(mean loss per group or None, tokens per group) since the last call, summed over ranks."""
-        n = len(self.group_names)
-        if self._loss is None:
-            packed = torch.zeros(2 * n, dtype=torch.float64)
-        else:
-            packed = torch.cat([self._loss, self._tokens])
-        if all_reduce is not None:
-            all_reduce(packed)
-        loss, tokens = packed[:n].tolist(), packed[n:].tolist()
-        self._loss = self._tokens = None
-        return [l / t if t > 0 else None for l, t in zip(loss, tokens)], [int(t) for t in tokens]
 
 
 def format_report(step: int, total_steps: int, tokens_per_second: float, loss: float,
