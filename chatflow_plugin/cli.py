@@ -16,7 +16,7 @@ import inspect
 import sys
 from dataclasses import dataclass
 
-from .errors import ChatflowError
+from .errors import exit_code
 from .options import parse_options
 
 
@@ -87,7 +87,7 @@ def _run(name: str, command: Command, argv: list[str]) -> int:
     options = parse_options(getattr(module, command.options), argv, prog=prog,
                             description=inspect.getdoc(function))
     code = function(options)
-    return code if isinstance(code, int) else 0
+    return code if isinstance(code, int) else 0   # library functions return their results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,14 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"chatflow: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    try:
-        return _run(name, COMMANDS[name], rest)
-    except ChatflowError as exc:
-        print(f"chatflow {name}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"chatflow {name}: interrupted", file=sys.stderr)
-        return 130
+    return exit_code(f"chatflow {name}", lambda: _run(name, COMMANDS[name], rest))
 
 
 if __name__ == "__main__":

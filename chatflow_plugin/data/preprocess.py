@@ -43,7 +43,7 @@ class PreprocessOptions:
                                 help="skip (and count) malformed records, or stop at the first one")
     data_root: str = option("", help="folder relative source paths resolve against (default: the mixture's)")
     source_path: list = option(default_factory=list, repeatable=True, type=str,
-                               help="override a source's files: NAME=PATH[,PATH...] (repeatable)")
+                               help="override a source's files: NAME=PATH[,PATH...]")
     chunk_mb: float = option(1.0, help="size of the input pieces handed to workers, in MB")
     force: bool = option(False, help="replace output_dir if it exists")
     quiet: bool = option(False, help="no progress bar or summary")

@@ -18,7 +18,7 @@ from .sampler import realized_group_counts
 class MixtureOptions:
     mixture: str = option(help="mixture file (JSON)", positional=True)
     at: list = option(default_factory=list, repeatable=True, type=float,
-                      help="print per-group probabilities at these training samples t (repeatable); "
+                      help="print per-group probabilities at these training samples t; "
                            "default: 0, T_grow/2, T_grow")
     realized: int = option(0, help="also count the groups of the first N samples the sampler draws, "
                                    "next to the expected counts (0: skip)")

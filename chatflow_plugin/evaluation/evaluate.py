@@ -38,7 +38,7 @@ class EvalOptions:
     data_dir: str = option(help="directory holding one sub-directory per benchmark in its public layout: " + "; ".join(
         f"{name}/: {spec.layout}" for name, spec in BENCHMARKS.items()))
     model: list = option(default_factory=list, repeatable=True, type=str,
-                         help="HuggingFace causal LM directory (repeatable: one Table-2 row per model)")
+                         help="HuggingFace causal LM directories, one Table-2 row each")
     tasks: str = option(",".join(BENCHMARKS), help="comma-separated benchmarks")
     model_name: list = option(default_factory=list, repeatable=True, type=str,
                               help="row name per --model, in order (default: the directory name)")

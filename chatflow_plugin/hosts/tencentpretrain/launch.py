@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from ...errors import ChatflowError
+from ...errors import ChatflowError, exit_code
 from .host import locate_host, register
 from .names import DATA_PROCESSOR, TARGET
 
@@ -236,7 +236,9 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
         raise ValueError(f"script must be one of {SCRIPTS}")
     argv = normalize_argv(sys.argv[1:] if argv is None else argv)
     prog = f"{script}.py"
-    try:
+
+    def run() -> None:
+        nonlocal argv
         if script == "pretrain":
             import torch
             argv = runtime_defaults(argv, os.environ, torch.cuda.is_available())
@@ -254,10 +256,5 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
                 module.main()
         finally:
             sys.argv = saved_argv
-    except ChatflowError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return exit_code(prog, run)
