@@ -137,7 +137,7 @@ def produced(stage, path):
         missing.append(f"{out / path}: made by the {stage} stage, which this invocation does not run")
 
 base_pieces = None
-if {"expand", "eval"} & set(stages):
+if {"expand", "release", "eval"} & set(stages):
     if not llama2:
         missing.append("--llama2: LLaMA-2-7B in HuggingFace format (config.json, tokenizer.model, weights)")
     elif not (Path(llama2) / "config.json").is_file() or not (Path(llama2) / "tokenizer.model").is_file():
@@ -171,7 +171,7 @@ if {"expand", "preprocess"} & set(stages):
 if "preprocess" in stages:
     produced("expand", "tokenizer.model")
 if "train" in stages:
-    produced("expand", "llama2_expanded_hf")
+    produced("expand", "llama2_expanded_tp/tencentpretrain_model.bin" if backend == "host" else "llama2_expanded_hf")
     produced("preprocess", "dataset/manifest.json")
     try:
         import deepspeed  # noqa: F401
@@ -266,6 +266,14 @@ HOST_STEPS=$((STEPS_PLANNED * ACCUMULATION))   # the host counts micro-batches
 WARMUP_STEPS=$("$PY" -c "import sys; print(int(int(sys.argv[1]) * float(sys.argv[2])))" "$STEPS_PLANNED" "$WARMUP")
 
 stage_expand() {
+  expand_vocabulary
+  if [[ $BACKEND == host && ! -f $OUT/llama2_expanded_tp/tencentpretrain_model.bin ]]; then
+    say "expand: the expanded checkpoint in the host's format ($OUT/llama2_expanded_tp)"
+    run chatflow convert hf2tp "$OUT/llama2_expanded_hf" "$OUT/llama2_expanded_tp" --force --quiet
+  fi
+}
+
+expand_vocabulary() {
   if [[ -f $OUT/tokenizer.model && -f $OUT/llama2_expanded_hf/config.json ]]; then say "expand: done"; return; fi
   say "expand: $LLAMA2's tokenizer + $NEW_CHARS Chinese characters + $SYMBOLS -> $VOCAB_SIZE pieces, new rows = sub-token means"
   local corpora=()
@@ -307,6 +315,13 @@ stage_preprocess() {
   [[ $DRY_RUN == 1 ]] || plan_run
 }
 
+# trained_samples: global samples in the host's last checkpoint (0 without one)
+trained_samples() {
+  local state
+  [[ -f $OUT/chatflow_tp/latest ]] && state=$OUT/chatflow_tp/$(<"$OUT/chatflow_tp/latest")/chatflow_state.json
+  if [[ -n ${state:-} && -f $state ]]; then json_field "$state" samples_done; else echo 0; fi
+}
+
 # write_deepspeed_config OUT_FILE: the shipped config with this run's micro-batch and accumulation filled in
 write_deepspeed_config() {
   "$PY" - "$DS_CONFIG" "$1" "$MICRO_BATCH_SIZE" "$ACCUMULATION" "$WORLD" <<'PYEOF'
@@ -324,15 +339,13 @@ PYEOF
 stage_train() {
   [[ $DRY_RUN == 1 || -f $OUT/mixture.json ]] || plan_run
   if [[ $BACKEND == host ]]; then
-    if [[ -f $OUT/chatflow_tp/$HOST_STEPS/chatflow_state.json ]]; then say "train: done ($HOST_STEPS host steps)"; return; fi
-    [[ -f $OUT/llama2_expanded_tp/tencentpretrain_model.bin ]] || \
-      run chatflow convert hf2tp "$OUT/llama2_expanded_hf" "$OUT/llama2_expanded_tp" --force
+    if (( $(trained_samples) == STEPS_PLANNED * GLOBAL_BATCH_SIZE )); then say "train: done ($OUT/chatflow_tp)"; return; fi
     [[ $DRY_RUN == 1 ]] || write_deepspeed_config "$OUT/deepspeed_config.json"
     local extra=()
     [[ $ZERO_STAGE == 3 ]] && extra+=(--enable_zero3)
     [[ -f $OUT/chatflow_tp/latest ]] && extra+=(--resume_from_checkpoint "$OUT/chatflow_tp")
-    say "train: TencentPretrain + DeepSpeed ZeRO-$ZERO_STAGE, $HOST_STEPS micro-batches per GPU (log: $OUT/train.log)"
-    run "${torchrun_args[@]}" "$ROOT/pretrain.py" --deepspeed --deepspeed_config "$OUT/deepspeed_config.json" \
+    say "train: TencentPretrain + DeepSpeed ZeRO-$ZERO_STAGE, $HOST_STEPS micro-batches per GPU (log: $OUT/train.node$NODE_RANK.log)"
+    local train=("${torchrun_args[@]}" "$ROOT/pretrain.py" --deepspeed --deepspeed_config "$OUT/deepspeed_config.json" \
       --pretrained_model_path "$OUT/llama2_expanded_tp/tencentpretrain_model.bin" --dataset_path "$OUT/dataset" \
       --spm_model_path "$OUT/tokenizer.model" --config_path "$CONFIG" --output_model_path "$OUT/chatflow_tp" \
       --data_processor dynamic_mixture --target chatflow_instruction --mixture_config "$OUT/mixture.json" \
@@ -340,7 +353,8 @@ stage_train() {
       --report_steps $((REPORT_EVERY * ACCUMULATION)) --batch_size "$MICRO_BATCH_SIZE" \
       --learning_rate "$LEARNING_RATE" --scheduler cosine_with_min_lr --warmup "$WARMUP" \
       --weight_decay "$WEIGHT_DECAY" --adam_beta2 "$ADAM_BETA2" --adam_bias_correction \
-      --deepspeed_checkpoint_activations "${extra[@]}" 2>&1 | tee -a "$OUT/train.log"
+      --deepspeed_checkpoint_activations "${extra[@]}")
+    if [[ $DRY_RUN == 1 ]]; then run "${train[@]}"; else "${train[@]}" 2>&1 | tee -a "$OUT/train.node$NODE_RANK.log"; fi
   else
     if [[ -f $OUT/chatflow_run/final/config.json ]]; then say "train: done ($OUT/chatflow_run/final)"; return; fi
     say "train: chatflow train + DeepSpeed ZeRO-3 (resumes from $OUT/chatflow_run's last checkpoint)"
@@ -356,16 +370,28 @@ stage_train() {
 stage_release() {
   if [[ -f $OUT/chatflow_hf/config.json ]]; then say "release: done ($OUT/chatflow_hf)"
   elif [[ $BACKEND == host ]]; then
-    local input=$OUT/chatflow_tp tag=(--tag "$HOST_STEPS")
+    # the last checkpoint, which must hold the whole planned run (whatever the GPU count it was trained with)
+    local last="<the tag in $OUT/chatflow_tp/latest>"
+    if [[ $DRY_RUN == 0 ]]; then
+      [[ -f $OUT/chatflow_tp/latest ]] || die "$OUT/chatflow_tp has no checkpoint: run the train stage first"
+      last=$(<"$OUT/chatflow_tp/latest")
+      local done_samples planned=$((STEPS_PLANNED * GLOBAL_BATCH_SIZE))
+      done_samples=$(trained_samples)
+      (( done_samples == planned )) || die "the last checkpoint ($OUT/chatflow_tp/$last) has trained $done_samples of the plan's $planned samples: run the train stage to the end first"
+    fi
+    local input=$OUT/chatflow_tp tag=(--tag "$last")
     if [[ $ZERO_STAGE == 3 ]]; then      # ZeRO-3 keeps parameter partitions: DeepSpeed's own script gathers them
-      say "release: gather the ZeRO-3 partitions of step $HOST_STEPS (DeepSpeed's zero_to_fp32.py)"
+      say "release: gather the ZeRO-3 partitions of checkpoint $last (DeepSpeed's zero_to_fp32.py)"
       [[ -f $OUT/chatflow_tp_fp32/pytorch_model.bin || -f $OUT/chatflow_tp_fp32/pytorch_model.bin.index.json ]] || \
-        run "$PY" "$OUT/chatflow_tp/zero_to_fp32.py" "$OUT/chatflow_tp" "$OUT/chatflow_tp_fp32" --tag "$HOST_STEPS"
+        run "$PY" "$OUT/chatflow_tp/zero_to_fp32.py" "$OUT/chatflow_tp" "$OUT/chatflow_tp_fp32" --tag "$last"
       input=$OUT/chatflow_tp_fp32; tag=()
     fi
+    # the release keeps LLaMA-2's context length (4,096), not the training sequence length of the host config
+    local positions="<max_position_embeddings of $LLAMA2>"
+    [[ -f $LLAMA2/config.json ]] && positions=$(json_field "$LLAMA2/config.json" max_position_embeddings)
     say "release: TencentPretrain -> HuggingFace (bf16)"
     run chatflow convert tp2hf "$input" "$OUT/chatflow_hf" "${tag[@]}" --tp_config "$CONFIG" \
-      --tokenizer "$OUT/tokenizer.model" --dtype bfloat16 --force --quiet
+      --tokenizer "$OUT/tokenizer.model" --dtype bfloat16 --max_positions "$positions" --force --quiet
   else
     say "release: $OUT/chatflow_run/final is already in HuggingFace format"
     run "$PY" - "$OUT/chatflow_run/final" "$OUT/chatflow_hf" <<'PYEOF'

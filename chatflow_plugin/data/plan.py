@@ -104,7 +104,7 @@ def _reading(spec: MixtureSpec, unit: str, ds, rho: float) -> tuple[float, dict]
     if unit == "tokens":
         return float(spec.seq_length), reading
     if rho > 0:
-        source = "--records_per_sample (assumed)"
+        source = "assumed: --records_per_sample"
     elif ds is None:
         raise ChatflowError("--schedule_unit records needs the dataset's records per sample: give --dataset_dir "
                             "(a shard directory) or --records_per_sample")

@@ -69,7 +69,7 @@ def test_reading_the_times_in_tokens_or_in_assumed_records():
     assert records["t_grow_reached_at_step"] == math.ceil(5e5 / 512) == 977
     assert records["p_end"] == pytest.approx({"en_corpus": 0.15, "zh_corpus": 0.5, "parallel": 0.0, "en_inst": 0.1,
                                               "zh_inst": 0.2, "code": 0.05})
-    assert records["reading"]["records_per_sample_from"] == "--records_per_sample (assumed)"
+    assert records["reading"]["records_per_sample_from"] == "assumed: --records_per_sample"
     with pytest.raises(ChatflowError, match="needs the dataset's records per sample"):
         plan(mixture=str(TABLE1), global_batch_size=512, tokens=8e9, schedule_unit="records")
     with pytest.raises(ChatflowError, match="only applies to --schedule_unit records"):
