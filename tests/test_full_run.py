@@ -220,8 +220,9 @@ def test_every_runbook_command_runs_in_its_smoke_or_dry_run_form(hf_smoke, tmp_p
     assert not (ROOT / "runs" / "smoke").exists() and not (ROOT / "runs" / "smoke_hf").exists()
 
 
-def test_the_runbooks_plan_output_is_what_chatflow_plan_prints():
-    text = RUNBOOK.read_text(encoding="utf-8")
+@pytest.mark.parametrize("doc", [RUNBOOK, ROOT / "README.md"], ids=["runbook", "readme"])
+def test_the_papers_plan_shown_in_the_docs_is_what_chatflow_plan_prints(doc):
+    text = doc.read_text(encoding="utf-8")
     command = next(c for c in runbook_commands() if c.startswith("chatflow plan --mixture"))
     shown = re.search(r"```bash\n" + re.escape(command) + r"\n```\n\n```\n(.*?)```", text, flags=re.S).group(1)
     done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=_env(), text=True, capture_output=True, timeout=120)
