@@ -105,6 +105,10 @@ for stage in ${STAGES//,/ }; do
   [[ $stage =~ ^(expand|preprocess|train|release|eval)$ ]] || usage_error "--stages: unknown stage $stage (expand, preprocess, train, release, eval)"
 done
 wants() { [[ ,$STAGES, == *,$1,* ]]; }
+for name in NODES GPUS_PER_NODE NODE_RANK MASTER_PORT GLOBAL_BATCH_SIZE MICRO_BATCH_SIZE NEW_CHARS WORKERS SAVE_EVERY \
+            REPORT_EVERY EVAL_LIMIT ${STEPS:+STEPS}; do
+  [[ ${!name} =~ ^[0-9]+$ ]] || usage_error "--${name,,} must be a whole number, got ${!name}"
+done
 WORLD=$((NODES * GPUS_PER_NODE))
 (( MICRO_BATCH_SIZE > 0 && WORLD > 0 && GLOBAL_BATCH_SIZE % (MICRO_BATCH_SIZE * WORLD) == 0 )) || \
   die "--global_batch_size $GLOBAL_BATCH_SIZE is not a multiple of --micro_batch_size x GPUs = $MICRO_BATCH_SIZE x $WORLD"

@@ -99,6 +99,7 @@ def test_dry_run_batch_arithmetic_for_two_nodes_and_the_hf_backend(tmp_path):
     (["--stages", "expand,fly"], "unknown stage fly"),
     (["--schedule_unit", "samples"], "--schedule_unit records"),
     (["--smoke"], "give one"),
+    (["--nodes", "two"], "--nodes must be a whole number, got two"),
 ])
 def test_dry_run_refuses_what_cannot_run(tmp_path, args, message):
     done = _run(["--dry_run", "--output_dir", "out", *args], cwd=tmp_path)

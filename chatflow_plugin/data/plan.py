@@ -59,10 +59,10 @@ class PlanOptions:
     mixture: str = option("", help="mixture file (JSON); default: the one recorded in --dataset_dir")
     dataset_dir: str = option("", help="shard directory (chatflow preprocess): adds per-source samples, tokens "
                                        "and epochs, and the records per sample of --schedule_unit records")
-    steps: int = option(0, help="optimizer steps of the run (give --steps or --tokens)")
-    tokens: float = option(0.0, help="training tokens of the run; steps = ceil(tokens / (global_batch_size x "
-                                     "seq_length)) (e.g. 8e9)")
-    schedule_unit: str = option("", choices=["", *UNITS],
+    steps: int = option(0, help="optimizer steps of the run (give this or --tokens; default: none)")
+    tokens: float = option(0.0, help="training tokens of the run, e.g. 8e9; steps = ceil(tokens / (global_batch_size "
+                                     "x seq_length)) (give this or --steps; default: none)")
+    schedule_unit: str = option("", choices=list(UNITS),
                                 help="read the mixture's schedule times (T_grow) in this unit instead of the file's "
                                      "schedule_unit: samples (packed sequences), tokens, or records (raw documents, "
                                      "pairs, conversations before packing)")
@@ -71,7 +71,7 @@ class PlanOptions:
     tokens_per_second_per_gpu: float = option(DEFAULT_THROUGHPUT,
                                               help="training throughput for the GPU-hours estimate (default: "
                                                    f"{DEFAULT_THROUGHPUT:,.0f}, {THROUGHPUT_SOURCE})")
-    gpus: int = option(0, help="GPUs of the run: also estimate wall-clock hours")
+    gpus: int = option(0, help="GPUs of the run: also estimate wall-clock hours (default: none)")
     max_epochs: float = option(DEFAULT_MAX_EPOCHS, help="warn when a source is read more times than this (4: "
                                                         "Muennighoff et al. 2023, repeated data stops paying off)")
     allow_partial_schedule: bool = option(False, help="plan a run that ends before the schedule reaches its final "
