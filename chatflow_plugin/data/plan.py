@@ -37,6 +37,7 @@ from ..options import option
 from .mixture import MixtureSpec, load_mixture, parse_mixture, write_mixture
 from .report import source_report
 from .sampler import realized_group_counts
+from .schedule import SHAPES
 
 # The default throughput: LLaMA-2-7B's pretraining (Touvron et al. 2023, arXiv 2307.09288, Table 2 and Sec. 2.2.1):
 # 184,320 A100-80GB GPU-hours for 2.0T tokens = 3,014 tokens/s per GPU on Meta's cluster (sequence length 4,096).
@@ -183,8 +184,8 @@ def make_plan(opts: PlanOptions) -> tuple[dict, MixtureSpec]:
     reached = math.ceil(end / G) if end > 0 else 0
     names = run_spec.group_names
     counts = realized_group_counts(schedule, n)
-    times = {key: spec.schedule_params[key] for key, param in _time_keys(spec).items()}
-    reading["times"] = {key: {"as_written": value, "samples": run_spec.schedule_params[key]} for key, value in times.items()}
+    reading["times"] = {key: {"as_written": spec.schedule_params[key], "samples": run_spec.schedule_params[key]}
+                        for key, param in SHAPES[spec.schedule_shape].mixture_keys.items() if param.time}
     plan: dict = {
         "mixture": run_spec.name, "mixture_file": str(spec.path) if spec.path else None,
         "dataset": str(ds.shards.path) if ds is not None else None,
@@ -214,12 +215,6 @@ def make_plan(opts: PlanOptions) -> tuple[dict, MixtureSpec]:
                          "hours": gpu_hours / opts.gpus if opts.gpus else None}
     plan["warnings"] = warnings
     return plan, run_spec
-
-
-def _time_keys(spec: MixtureSpec) -> dict:
-    from .schedule import SHAPES
-
-    return {k: p for k, p in SHAPES[spec.schedule_shape].mixture_keys.items() if p.time}
 
 
 def _add_sources(plan: dict, ds, n: int, max_epochs: float, warnings: list[str]) -> None:
