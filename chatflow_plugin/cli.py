@@ -33,6 +33,8 @@ COMMANDS: dict[str, Command] = {
                           "tokenize and pack a mixture's sources into token shards"),
     "mixture": Command("chatflow_plugin.data.report", "MixtureOptions", "mixture_report",
                        "print, check and plot a mixture's dynamic schedule"),
+    "plan": Command("chatflow_plugin.data.plan", "PlanOptions", "run_plan",
+                    "plan a run: steps, T_grow step, per-group/source samples and epochs, GPU-hours"),
     "baselines": Command("chatflow_plugin.data.baselines", "BaselineOptions", "run_baselines",
                          "static / two-stage ablation mixtures matched to a dynamic run"),
     "expand-vocab": Command("chatflow_plugin.checkpoints.vocab", "ExpandVocabOptions", "expand_vocab",

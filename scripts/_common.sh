@@ -23,7 +23,7 @@ usage_error() {
 }
 
 parse_flags() {
-  local spec=" $1 " name var
+  local spec=" ${1//[$'\n\t']/ } " name var     # the SPEC may span lines
   shift
   while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -55,6 +55,24 @@ print(value)
 PYEOF
 }
 
+# json_set FILE KEY VALUE [KEY VALUE ...]: set top-level keys of a JSON object file, atomically (a VALUE that
+# parses as JSON is stored as that value, else as a string)
+json_set() {
+  "$PY" - "$@" <<'PYEOF'
+import json, sys
+from chatflow_plugin.files import atomic_file
+path, pairs = sys.argv[1], sys.argv[2:]
+data = json.load(open(path, encoding="utf-8"))
+for key, value in zip(pairs[::2], pairs[1::2]):
+    try:
+        data[key] = json.loads(value)
+    except ValueError:
+        data[key] = value
+with atomic_file(path) as handle:
+    handle.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+PYEOF
+}
+
 # tiny_demo OUTPUT_DIR [demo options...]: the CPU miniature (`chatflow demo --quick`) other --tiny modes build on:
 # English tokenizer and foundation -> vocabulary expansion -> dynamic / static / two-stage runs -> HF release.
 tiny_demo() {
@@ -66,25 +84,33 @@ tiny_demo() {
 # The bundled synthetic benchmark files (public layouts of MMLU, C-Eval, CMMLU and GAOKAO-Bench).
 TINY_BENCHMARKS=$ROOT/corpora/benchmarks
 
-# tiny_models OUT VOCAB_SIZE NAME [NAME ...]: for --tiny modes that need chat models without a demo run: a
-# byte-fallback BPE sentencepiece tokenizer trained on the bundled corpora (OUT/spm.model) and one tiny random
-# LLaMA per NAME (hidden 64, 2 layers, seed = its position), saved as OUT/NAME in HF format with tokenizer files.
+# tiny_models [--english] OUT VOCAB_SIZE NAME [NAME ...]: for --tiny / --smoke modes that need models without a demo
+# run: a byte-fallback BPE sentencepiece tokenizer trained on the bundled corpora (OUT/spm.model; with --english on
+# their English text only, as LLaMA-2's is English-centric, so Chinese characters are left to vocabulary
+# expansion) and one tiny random LLaMA per NAME (the architecture of models/hf/demo_tiny.json, which
+# models/llama2/tiny_config.json mirrors for the host; seed = its position), saved as OUT/NAME in HF format with
+# tokenizer files.
 tiny_models() {
+  local english=0
+  [[ ${1:-} == --english ]] && { english=1; shift; }
   local out=$1 vocab=$2; shift 2
   mkdir -p "$out"
-  "$PY" - "$ROOT/corpora" "$out" "$vocab" "$@" <<'PYEOF'
+  "$PY" - "$ROOT" "$out" "$vocab" "$english" "$@" <<'PYEOF'
 import json, sys
 from pathlib import Path
 import sentencepiece as spm
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from chatflow_plugin.tokenizer import write_hf_tokenizer_files
-corpora, out, vocab, names = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-with open(out / "spm_text.txt", "w", encoding="utf-8") as handle:   # both languages, every field with text
-    for path in sorted(corpora.glob("*/*.jsonl")):
+root, out, vocab, english, names = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5:]
+fields = ("text", "en", "instruction", "input", "output") if english else ("text", "en", "zh", "instruction", "input", "output")
+with open(out / "spm_text.txt", "w", encoding="utf-8") as handle:   # every field with text (English: no zh_* folder)
+    for path in sorted((root / "corpora").glob("*/*.jsonl")):
+        if english and path.parent.name.startswith("zh"):
+            continue
         for line in open(path, encoding="utf-8"):
             record = json.loads(line)
-            for value in [record.get(k) for k in ("text", "en", "zh", "instruction", "input", "output")]:
+            for value in [record.get(k) for k in fields]:
                 if isinstance(value, str) and value.strip():
                     handle.write(value.replace("\n", " ") + "\n")
 spm.SentencePieceTrainer.train(
@@ -93,13 +119,11 @@ spm.SentencePieceTrainer.train(
     num_threads=2, minloglevel=2, add_dummy_prefix=True, remove_extra_whitespaces=False,
     normalization_rule_name="identity")
 size = spm.SentencePieceProcessor(model_file=str(out / "spm.model")).get_piece_size()
+architecture = json.loads((root / "models" / "hf" / "demo_tiny.json").read_text(encoding="utf-8"))
 for seed, name in enumerate(names):
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=size, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-                         bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    LlamaForCausalLM(config).save_pretrained(out / name)
-    bad = write_hf_tokenizer_files(out / "spm.model", out / name, model_max_length=512)
+    LlamaForCausalLM(LlamaConfig(**{**architecture, "vocab_size": size})).save_pretrained(out / name)
+    bad = write_hf_tokenizer_files(out / "spm.model", out / name)
     assert not bad, bad
 PYEOF
 }

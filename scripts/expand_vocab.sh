@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ChatFlow's vocabulary expansion in one go (arXiv 2405.10626, Sec. 2.2): mine Chinese characters from corpora,
-# append them (and an optional file of symbols; the paper adds 62) to a LLaMA tokenizer, and expand the
+# append them and a file of symbols (the paper adds 62; by default our reconstruction of them,
+# models/vocab/chatflow_62_symbols.txt) to a LLaMA tokenizer, and expand the
 # checkpoint's embedding and output rows with the mean of the rows of the pieces the ORIGINAL tokenizer splits
 # each new character into.
 #
@@ -14,11 +15,13 @@
 #       mined from the bundled corpora/zh_corpus and zh_inst files.
 #
 # Options [defaults]: --base_model [CKPT/tokenizer.model], --max_new_pieces [8701, the paper's count],
-# --min_count [1], --symbols FILE (extra pieces, one per line, added before the mined ones) [],
+# --min_count [1], --symbols FILE (extra pieces, one per line, added before the mined ones; '' for none)
+# [models/vocab/chatflow_62_symbols.txt],
 # --pad_to_multiple N [], --tp_config FILE [], --dtype keep|float32|float16|bfloat16 [keep].
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
-TINY=0; CHECKPOINT=""; OUTPUT_DIR=""; BASE_MODEL=""; MAX_NEW_PIECES=8701; MIN_COUNT=1; SYMBOLS=""
+TINY=0; CHECKPOINT=""; OUTPUT_DIR=""; BASE_MODEL=""; MAX_NEW_PIECES=8701; MIN_COUNT=1
+SYMBOLS=$ROOT/models/vocab/chatflow_62_symbols.txt
 PAD_TO_MULTIPLE=""; TP_CONFIG=""; DTYPE=keep
 parse_flags "bool:tiny value:checkpoint value:output_dir value:base_model value:max_new_pieces value:min_count
              value:symbols value:pad_to_multiple value:tp_config value:dtype" "$@"

@@ -8,6 +8,7 @@ Python API (other modules call these)::
 
     read_piece_file(path) -> list[str]
     mine_pieces(corpora, base_model, scripts=("cjk",), min_count=1, max_new_pieces=None) -> list[tuple[str, int]]
+    mine_symbols(corpora, base_model, max_new_pieces=None, min_documents=1) -> list[tuple[str, int]]
     expand_sentencepiece(base_model, new_pieces, output_model, pad_to_multiple=None, new_piece_score=None)
         -> TokenizerExpansion
     mean_init_ids(base_model, expanded_model) -> list[list[int]]    # one list per new id; [] = fallback
@@ -37,6 +38,7 @@ import dataclasses
 import json
 import os
 import shutil
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +63,9 @@ def _processor(proto):
 
 def read_piece_file(path: str | os.PathLike) -> list[str]:
     """One piece per line (UTF-8). A tab ends the piece (a count or score after it is ignored); spaces
-    inside a piece become "▁", sentencepiece's space. Empty/whitespace-only lines are kept as "" so that
-    :func:`expand_sentencepiece` reports them."""
+    inside a piece become "▁", sentencepiece's space; a line starting with "#" is a comment (so a piece cannot
+    start with "#"). Empty/whitespace-only lines are kept as "" so that :func:`expand_sentencepiece` reports
+    them."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -73,23 +76,28 @@ def read_piece_file(path: str | os.PathLike) -> list[str]:
     pieces = []
     for line in lines:
         piece = line.split("\t", 1)[0].lstrip("\ufeff")
+        if piece.startswith("#"):
+            continue
         pieces.append("" if not piece.strip() else piece.replace(" ", SPACE))
     return pieces
 
 
-def _corpus_texts(path: Path):
-    """Lines of a text file; every string field of each line of a ``.jsonl`` file or of a ``.json`` file."""
+def _corpus_documents(path: Path):
+    """The documents of a corpus file, each as one string: the lines of a text file; the records of a ``.jsonl``
+    file and the items of a ``.json`` list (or the whole ``.json`` value), every string field joined by newlines."""
     try:
         if path.suffix == ".jsonl":
             for _, record in read_jsonl(path):
-                yield from json_strings(record)
+                yield "\n".join(json_strings(record))
             return
         with open(path, encoding="utf-8") as handle:
             if path.suffix == ".json":
                 try:
-                    yield from json_strings(json.load(handle))
+                    value = json.load(handle)
                 except ValueError as exc:
                     raise DataError(f"not JSON ({exc})", str(path)) from None
+                for item in value if isinstance(value, list) else [value]:
+                    yield "\n".join(json_strings(item))
                 return
             yield from handle
     except FileNotFoundError:
@@ -104,14 +112,43 @@ def mine_pieces(corpora, base_model, scripts=("cjk",), min_count: int = 1,
     ``Thai`` ...) in the corpora that are not single pieces of ``base_model``, most frequent first (ties by
     code point), with their counts; at least ``min_count`` occurrences, at most ``max_new_pieces`` of them."""
     wanted = in_scripts(scripts)
-    present = {p.piece for p in read_sentencepiece_proto(base_model).pieces}
     counts: Counter = Counter()
     for corpus in corpora:
-        for text in _corpus_texts(Path(corpus)):
-            counts.update(ch for ch in text if wanted(ch))
+        for text in _corpus_documents(Path(corpus)):
+            counts.update(text)                  # every character (C speed), filtered once at the end
+    return _ranked(Counter({ch: n for ch, n in counts.items() if wanted(ch)}), base_model, min_count, max_new_pieces)
+
+
+def _ranked(counts: Counter, base_model, min_count: int, limit: int | None) -> list[tuple[str, int]]:
+    """Characters that are not pieces of ``base_model``, most counted first (ties by code point)."""
+    present = {p.piece for p in read_sentencepiece_proto(base_model).pieces}
     ranked = sorted(((ch, n) for ch, n in counts.items() if n >= min_count and ch not in present),
                     key=lambda item: (-item[1], ord(item[0])))
-    return ranked[:max_new_pieces] if max_new_pieces is not None else ranked
+    return ranked[:limit] if limit is not None else ranked
+
+
+_IDEOGRAPH = in_scripts(("cjk",))   # the table's CJK ideograph ranges (chatflow_plugin.languages)
+
+
+def is_symbol(ch: str) -> bool:
+    """A non-letter character of the Basic Multilingual Plane that is not a CJK ideograph: Unicode punctuation
+    (P*), symbols (S*) or numbers (N*), e.g. full-width punctuation, CJK brackets and marks, circled digits."""
+    return (len(ch) == 1 and ord(ch) <= 0xFFFF and unicodedata.category(ch)[0] in "PSN"
+            and not _IDEOGRAPH(ch))
+
+
+def mine_symbols(corpora, base_model, max_new_pieces: int | None = None,
+                 min_documents: int = 1) -> list[tuple[str, int]]:
+    """The rule of ``models/chatflow_62_symbols.txt``: :func:`is_symbol` characters that are not single pieces
+    of ``base_model`` (it would spell them in UTF-8 bytes), ranked by the number of documents of the corpora
+    containing them (so one page's bullets cannot outrank a mark every page uses), ties by code point; with
+    those numbers."""
+    documents: Counter = Counter()
+    for corpus in corpora:
+        for text in _corpus_documents(Path(corpus)):
+            documents.update(set(text))
+    return _ranked(Counter({ch: n for ch, n in documents.items() if is_symbol(ch)}), base_model, min_documents,
+                   max_new_pieces)
 
 
 # ---- tokenizer expansion ------------------------------------------------------------------------
@@ -372,6 +409,8 @@ class ExpandVocabOptions:
     tp_config: str | None = option(None, type=str, help="TencentPretrain config JSON of --checkpoint (copied to a TP output directory)")
     dtype: str = option("keep", choices=["keep", "float32", "float16", "bfloat16"], help="output checkpoint dtype")
     max_shard_size: str = option("5GB", help="HF output: largest safetensors shard (500MB, 5GB, 2GiB)")
+    expect_vocab_size: int = option(0, help="refuse (and write nothing) unless the expanded tokenizer has exactly this "
+                                            "many pieces (ChatFlow: 40763 = 32000 + 8701 + 62); 0: no check")
     report: str | None = option(None, type=str, help="write a JSON report (added pieces, skipped pieces by reason, mean-init ids)")
     force: bool = option(False, help="replace an existing output checkpoint")
     quiet: bool = option(False, help="no progress bar")
@@ -392,6 +431,13 @@ def expand_vocab(opts: ExpandVocabOptions) -> None:
     result = expand_sentencepiece(opts.base_model, new_pieces + [ch for ch, _ in mined], opts.output_model,
                                   pad_to_multiple=opts.pad_to_multiple, new_piece_score=opts.new_piece_score)
     print(result.summary())
+    if opts.expect_vocab_size and result.size != opts.expect_vocab_size:
+        Path(opts.output_model).unlink()
+        raise ChatflowError(f"the expanded tokenizer has {result.size} pieces, not the {opts.expect_vocab_size} asked for "
+                            f"(--expect_vocab_size): {result.base_size} + {len(new_pieces)} listed + {len(mined)} mined, "
+                            f"{result.size - result.base_size} added; see the skipped pieces above (a corpus with fewer "
+                            f"new characters than --max_new_pieces, or listed pieces the model already has); "
+                            f"{opts.output_model} was not written")
     rows = None
     if opts.checkpoint:
         rows = expand_checkpoint_rows(opts.checkpoint, opts.output_checkpoint, opts.base_model, opts.output_model,

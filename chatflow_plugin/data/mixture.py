@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from ..files import atomic_file, path_for_file
 from ..errors import ChatflowError
 from .schedule import DEFAULT_SHAPE, REQUIRED, SHAPES, Param, ParamError, Schedule, non_negative
@@ -85,9 +87,36 @@ class MixtureSpec:
         """One training sample in the schedule's unit: time in samples = time in the file / sample_size."""
         return self.seq_length if self.schedule_unit == "tokens" else 1
 
-    def schedule(self) -> Schedule:
+    def schedule(self, sample_size: float | None = None) -> Schedule:
+        """The schedule over training samples; ``sample_size`` (default: the unit's, :attr:`sample_size`)
+        reads the file's times in another unit (e.g. 1: the times as written)."""
         return SHAPES[self.schedule_shape].from_params(
-            self.schedule_params, [g.schedule_params for g in self.groups], self.sample_size)
+            self.schedule_params, [g.schedule_params for g in self.groups],
+            self.sample_size if sample_size is None else sample_size)
+
+    def in_samples(self, sample_size: float) -> "MixtureSpec":
+        """The same schedule with its times (the shape's ``time`` keys) divided by ``sample_size`` and
+        ``schedule_unit`` "samples": what a trainer reads when the file's times are in another unit, such as
+        raw records before packing (``chatflow plan --schedule_unit records``)."""
+        if not sample_size > 0:
+            raise ChatflowError(f"mixture {self.name!r}: the sample size must be positive, got {sample_size}")
+        shape = SHAPES[self.schedule_shape]
+
+        def convert(params: dict[str, Any], keys: Mapping[str, Param]) -> dict[str, Any]:
+            out = dict(params)
+            for key, param in keys.items():
+                if param.time and out.get(key) is not None:
+                    value = out[key]
+                    out[key] = [v / sample_size for v in value] if isinstance(value, (list, tuple)) else value / sample_size
+            return out
+
+        groups = tuple(replace(g, schedule_params=convert(g.schedule_params, shape.group_keys)) for g in self.groups)
+        spec = replace(self, schedule_params=convert(self.schedule_params, shape.mixture_keys), groups=groups,
+                       schedule_unit="samples")
+        if not np.allclose(spec.schedule().knots, self.schedule(sample_size).knots, rtol=1e-12, atol=0):
+            raise ChatflowError(f"schedule shape {self.schedule_shape!r} does not mark all its times (Param(time=True)): "
+                                f"its mixture cannot be rewritten in samples")
+        return spec
 
     # The paper shape's T_grow, for its report and plot (``chatflow mixture``); other shapes have none.
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from ..files import pyplot, save_figure
 from .mixture import MixtureSpec, load_mixture
 from ..options import option
 from .sampler import realized_group_counts
+
+if TYPE_CHECKING:
+    from .batches import MixtureDataset
 
 
 @dataclass
@@ -51,17 +55,13 @@ def schedule_report(spec: MixtureSpec, at: list[float], realized: int = 0) -> di
     return report
 
 
-def source_report(spec: MixtureSpec, dataset: str, n: int) -> dict:
-    from .batches import MixtureDataset
-    from .shards import ShardSet
-
-    ds = MixtureDataset(ShardSet(dataset), spec=spec)
-    draw = ds.sampler.draw(np.arange(n)) if n else None
+def source_report(ds: MixtureDataset, n: int) -> dict:
+    """Per source of a dataset: samples among the first n (exact), its windows, and epochs (passes over it)."""
+    counts = ds.sampler.source_counts(n)
     out = {}
     for s, name in enumerate(ds.source_names):
-        count = int((draw.source == s).sum()) if draw is not None else 0
         windows = ds.source_shards[s].windows
-        out[name] = {"samples": count, "windows": windows, "epochs": count / windows}
+        out[name] = {"samples": int(counts[s]), "windows": windows, "epochs": int(counts[s]) / windows}
     return out
 
 
@@ -116,7 +116,10 @@ def mixture_report(opts: MixtureOptions) -> None:
     at = opts.at or [0.0, spec.t_grow_samples / 2, spec.t_grow_samples]
     report = schedule_report(spec, at, opts.realized)
     if opts.dataset:
-        report["sources"] = source_report(spec, opts.dataset, opts.realized)
+        from .batches import MixtureDataset
+        from .shards import ShardSet
+
+        report["sources"] = source_report(MixtureDataset(ShardSet(opts.dataset), spec=spec), opts.realized)
     if opts.plot:
         plot_schedule(spec, opts.plot)
     if opts.json:

@@ -115,6 +115,16 @@ class MixtureSampler:
         """How many of the first n samples each group gets: exact, without drawing them."""
         return realized_group_counts(self.schedule, n)
 
+    def source_counts(self, n: int) -> np.ndarray:
+        """How many of the first n samples each source gets: exact (what :meth:`draw` would give), without
+        drawing them: the group's count, then the same rule inside the group."""
+        out = np.zeros(len(self.source_rows), dtype=np.int64)
+        for g, count in enumerate(self.group_counts(n)):
+            shares = self.group_shares[g]
+            _, before = nth_events(lambda x, w=shares: np.asarray(x)[:, None] * w, np.array([count]), len(shares))
+            out[self.group_sources[g]] = before[0]
+        return out
+
     # -- draws ----------------------------------------------------------------------------
     def draw(self, t) -> Draw:
         t = np.atleast_1d(np.asarray(t, dtype=np.int64))

@@ -14,7 +14,8 @@ tokens) converts them: time in samples = time in the file / sample_size.
 
 A new shape is one subclass plus one entry in :data:`SHAPES`. The subclass names the mixture-file keys it
 reads (``mixture_keys`` at the file's top level, ``group_keys`` in every group, each with a check that turns
-the JSON value into the parameter) and builds itself from them in :meth:`Schedule.from_params`; the mixture
+the JSON value into the parameter, and ``time=True`` on the keys that are times in ``schedule_unit``, so a
+mixture can be rewritten in another unit) and builds itself from them in :meth:`Schedule.from_params`; the mixture
 parser (:mod:`.mixture`) asks the registry for both, so a shape never touches the parser or the sampler.
 A mixture file picks a shape with ``"schedule_shape"`` (default: :data:`DEFAULT_SHAPE`).
 """
@@ -46,10 +47,13 @@ REQUIRED = object()
 @dataclass(frozen=True)
 class Param:
     """One mixture-file key a shape reads. ``check`` turns the JSON value into the parameter or raises
-    ``ValueError`` saying what it expected; a key with a ``default`` may be left out."""
+    ``ValueError`` saying what it expected; a key with a ``default`` may be left out. ``time``: the value is a
+    time (a number, or a list of numbers) in the mixture's ``schedule_unit``, which ``from_params`` divides by
+    ``sample_size``; :meth:`..mixture.MixtureSpec.in_samples` rewrites exactly these keys."""
 
     check: Callable[[Any], Any]
     default: Any = REQUIRED
+    time: bool = False
 
 
 def finite_number(value: Any, minimum: float = 0.0, strict: bool = False) -> float:
@@ -117,7 +121,7 @@ class LinearGrowHold(Schedule):
     """
 
     shape = "linear_grow_hold"
-    mixture_keys = {"T_grow": Param(positive)}
+    mixture_keys = {"T_grow": Param(positive, time=True)}
     group_keys = {"alpha": Param(non_negative), "beta": Param(non_negative)}
 
     def __init__(self, alpha, beta, t_grow: float):

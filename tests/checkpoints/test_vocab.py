@@ -15,8 +15,8 @@ from sentencepiece import sentencepiece_model_pb2 as pb
 from chatflow_plugin.files import sha256_file
 from chatflow_plugin.checkpoints.tensor_io import open_state_dict
 from chatflow_plugin.errors import ChatflowError, DataError
-from chatflow_plugin.checkpoints.vocab import (expand_checkpoint_rows, expand_rows, expand_sentencepiece, mean_init_ids,
-                                   mine_pieces, read_piece_file)
+from chatflow_plugin.checkpoints.vocab import (expand_checkpoint_rows, expand_rows, expand_sentencepiece, is_symbol,
+                                              mean_init_ids, mine_pieces, mine_symbols, read_piece_file)
 
 # CJK characters absent from the fixtures' training text (conftest.ZH_CHARS), so they are new pieces.
 NEW_CHARS = list("龘龍鑫犇淼焱垚燚骉羴")
@@ -107,7 +107,7 @@ def test_padding_adds_unused_reserved_pieces(spm_model, tmp_path):
 
 def test_read_piece_file(tmp_path):
     path = tmp_path / "pieces.txt"
-    path.write_text("\ufeff龘\t123\n\n  \nnew word\n龍\n", encoding="utf-8")
+    path.write_text("\ufeff龘\t123\n\n  \n# a comment\n#\nnew word\n龍\n", encoding="utf-8")
     assert read_piece_file(path) == ["龘", "", "", "new▁word", "龍"]
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(DataError, match="bad.txt"):
@@ -325,3 +325,43 @@ def test_llama_style_identity_model_takes_full_width_symbols(tmp_path):
     text = "  他说：“你好！”  龘龍\n下一行（括号）"
     assert new.decode(new.encode(text)) == text == old.decode(old.encode(text))
     assert len(new.encode(text)) < len(old.encode(text))
+
+
+def test_mine_symbols_ranks_missing_non_letters_by_documents(spm_model, tmp_path):
+    docs = ["温度２３℃，湿度８０％。"] * 3 + ["◆" * 50 + "要点"] + ["第一章〈序〉😊 アイ Ⅱ ％", "ｌ ｏ ％"]
+    (tmp_path / "zh.jsonl").write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs),
+                                       encoding="utf-8")
+    mined = dict(mine_symbols([tmp_path / "zh.jsonl"], spm_model))
+    # documents, not occurrences: ％ (5 documents) outranks ◆ (50 times in one); 。 is a piece of the base model;
+    # letters (katakana, full-width Latin), ideographs and characters outside the BMP (emoji) are not symbols
+    assert mined["％"] == 5 and mined["◆"] == 1 and mined["℃"] == mined["２"] == 3
+    assert list(mined)[0] == "％" and "。" not in mined and "，" in mined
+    assert not set(mined) & set("アイｌｏ😊温度要点章序第一 ")
+    assert mine_symbols([tmp_path / "zh.jsonl"], spm_model, max_new_pieces=2, min_documents=3) == [("％", 5), ("℃", 3)]  # ties by code point
+    assert all(is_symbol(ch) for ch in "％〈〉℃①Ⅱ︰﹑") and not any(is_symbol(ch) for ch in "中ア ａ😊")
+
+
+def test_the_shipped_62_symbols_follow_their_rule():
+    import unicodedata
+    path = Path(__file__).resolve().parents[2] / "models" / "vocab" / "chatflow_62_symbols.txt"
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# ChatFlow's 62 symbols: OUR RECONSTRUCTION")
+    pieces = read_piece_file(path)
+    assert len(pieces) == len(set(pieces)) == 62 and all(is_symbol(p) for p in pieces)
+    rows = [line.split("\t") for line in text.splitlines() if not line.startswith("#")]
+    counts = [int(n) for _, n, _ in rows]
+    assert counts == sorted(counts, reverse=True) and all(unicodedata.name(ch) == name for ch, _, name in rows)
+    # LLaMA-2 already has these; the file's rule leaves them out
+    assert not set(pieces) & set("，。、：；！？（）《》「」『』【】“”…")
+
+
+def test_expect_vocab_size_refuses_another_size_and_writes_nothing(spm_model, tmp_path, capsys):
+    from chatflow_plugin.cli import main
+    (tmp_path / "pieces.txt").write_text("龘\n龍\n", encoding="utf-8")
+    size = _sp(spm_model).get_piece_size()
+    args = ["expand-vocab", "--base_model", str(spm_model), "--output_model", str(tmp_path / "x.model"),
+            "--pieces", str(tmp_path / "pieces.txt")]
+    assert main(args + ["--expect_vocab_size", str(size + 3)]) == 2
+    err = capsys.readouterr().err
+    assert f"has {size + 2} pieces, not the {size + 3} asked for" in err and not (tmp_path / "x.model").exists()
+    assert main(args + ["--expect_vocab_size", str(size + 2)]) == 0 and _sp(tmp_path / "x.model").get_piece_size() == size + 2

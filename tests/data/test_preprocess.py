@@ -302,6 +302,10 @@ def test_verify_sources_refuses_a_dataset_whose_inputs_changed(built):
 def test_epochs_are_reported(built):
     _, out, _ = built
     ds = MixtureDataset(ShardSet(out))
-    epochs = {name: r["epochs"] for name, r in source_report(ds.spec, out, 2000).items()}
+    report = source_report(ds, 2000)
+    epochs = {name: r["epochs"] for name, r in report.items()}
     assert set(epochs) == set(ds.source_names)
     assert all(v > 0 for v in epochs.values())
+    # counted without drawing, the same as drawing the 2000 samples
+    drawn = np.bincount(ds.sampler.draw(np.arange(2000)).source, minlength=len(ds.source_names))
+    assert [report[name]["samples"] for name in ds.source_names] == drawn.tolist()

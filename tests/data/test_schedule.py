@@ -131,3 +131,18 @@ def test_linear_grow_hold_from_mixture_params():
     assert s.n_groups == 2 and s.t_grow == 10.0
     np.testing.assert_array_equal(s.knots, [0.0, 10.0])
     np.testing.assert_allclose(s.probabilities(5.0), [0.5, 0.5])
+
+
+def test_every_shape_marks_its_times():
+    # MixtureSpec.in_samples rewrites a mixture's times in samples through these marks (chatflow plan)
+    for shape in SHAPES.values():
+        assert any(p.time for p in [*shape.mixture_keys.values(), *shape.group_keys.values()]), shape.shape
+
+
+def test_in_samples_rewrites_the_times_only(table1):
+    converted = table1.in_samples(2048.0)
+    assert converted.schedule_unit == "samples" and converted.t_grow == pytest.approx(5e6 / 2048)
+    assert [g.schedule_params for g in converted.groups] == [g.schedule_params for g in table1.groups]
+    t = np.array([0.0, 1000.0, 5e6 / 2048, 1e7])
+    np.testing.assert_array_equal(converted.schedule().probabilities(t), table1.schedule(sample_size=2048).probabilities(t))
+    assert table1.in_samples(1.0) == table1

@@ -163,6 +163,72 @@ def test_special_tokens_map_is_llama_and_found_from_anywhere(monkeypatch, tmp_pa
     assert tokens["unk_token"] == "<unk>"
 
 
+def test_llama2_optimizer_options_and_scheduler_choice():
+    parser = _host_like_parser("pretrain")
+    parser.add_argument("--scheduler", choices=["linear", "cosine"], default="linear")
+    extend_host_parser(parser, "pretrain", [])
+    args = parser.parse_args(["--scheduler", "cosine_with_min_lr", "--weight_decay", "0.1", "--adam_beta2", "0.95",
+                              "--adam_bias_correction"])
+    assert (args.scheduler, args.weight_decay, args.adam_beta2, args.adam_bias_correction) == \
+        ("cosine_with_min_lr", 0.1, 0.95, True)
+    defaults = parser.parse_args([])
+    assert (defaults.weight_decay, defaults.adam_beta2, defaults.adam_bias_correction) == (None, None, False)
+
+
+def _optimizer_args(tmp_path, **kw):
+    import logging
+    config = tmp_path / "ds.json"
+    config.write_text(json.dumps({"gradient_accumulation_steps": 4, "bf16": {"enabled": True}}))
+    base = dict(data_processor="dynamic_mixture", total_steps=800, accumulation_steps=1, deepspeed=True,
+                deepspeed_config=str(config), scheduler="cosine_with_min_lr", warmup=0.05, learning_rate=1e-3,
+                weight_decay=0.1, adam_beta2=0.95, adam_bias_correction=True, logger=logging.getLogger("test"))
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def _host_init_optimizer(seen):
+    """The host's init_optimizer as far as the wrapper sees it: decayed/undecayed groups, betas, no bias correction,
+    its scheduler over args.total_steps."""
+    def init_optimizer(args, model):
+        seen.append(args.total_steps)
+        groups = [{"params": [model.weight], "weight_decay": 0.01}, {"params": [model.bias], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=args.learning_rate)
+        for group in optimizer.param_groups:
+            group["correct_bias"] = False
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return optimizer, scheduler, groups
+    return init_optimizer
+
+
+def test_llama2_optimizer_counts_the_schedule_in_optimizer_steps_and_sets_adamw(tmp_path):
+    from chatflow_plugin.hosts.tencentpretrain.optimizer import _wrap, accumulation
+    seen = []
+    args = _optimizer_args(tmp_path)
+    assert accumulation(args) == 4 and accumulation(_optimizer_args(tmp_path, accumulation_steps=2)) == 8
+    optimizer, scheduler, _ = _wrap(_host_init_optimizer(seen))(args, torch.nn.Linear(2, 2))
+    assert seen == [200] and args.total_steps == 800 and args.scheduler == "cosine_with_min_lr"   # restored
+    decayed, plain = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert decayed["betas"] == (0.9, 0.95) and decayed["correct_bias"] is True
+    lrs = []
+    for _ in range(260):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # warm-up over 5% of 200 optimizer steps, cosine to 10% of the peak at step 200, held after
+    assert lrs[0] == 0 and lrs[5] == pytest.approx(5e-4) and lrs[10] == pytest.approx(1e-3)
+    assert lrs[105] == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+    assert lrs[200] == pytest.approx(1e-4) and lrs[259] == pytest.approx(1e-4)
+    # other data processors get the host's function untouched
+    stock = _optimizer_args(tmp_path, data_processor="lm")
+    optimizer, _, _ = _wrap(_host_init_optimizer(seen))(stock, torch.nn.Linear(2, 2))
+    assert seen[-1] == 800 and optimizer.param_groups[0]["weight_decay"] == 0.01
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"gradient_accumulation_steps": "auto"}))
+    with pytest.raises(ChatflowError, match="gradient_accumulation_steps must be a positive integer"):
+        accumulation(_optimizer_args(tmp_path, deepspeed_config=str(bad)))
+
+
 def test_model_configs_are_llama2():
     seven = json.loads((ROOT / "models/llama2/7b_config.json").read_text())
     assert seven["vocab_size"] == 32000 + 8701 + 62
@@ -173,6 +239,9 @@ def test_model_configs_are_llama2():
     stages = {name: json.loads((ROOT / f"models/deepspeed_{name}_config.json").read_text())["zero_optimization"]["stage"]
               for name in ("zero2", "zero3", "cpu")}
     assert stages == {"zero2": 2, "zero3": 3, "cpu": 1}
+    for name in ("zero2", "zero3"):      # the paper trained in bfloat16; LLaMA-2 clipped gradients at 1.0
+        config = json.loads((ROOT / f"models/deepspeed_{name}_config.json").read_text())
+        assert config["bf16"] == {"enabled": True} and "fp16" not in config and config["gradient_clipping"] == 1.0
 
 
 # -- samples and batches ----------------------------------------------------------------------

@@ -5,7 +5,8 @@ The host builds its argparse parser inside ``main()`` with fixed ``choices=`` fo
 scanning ``sys.argv`` for exact ``--name`` tokens. So the launcher, without touching the host's
 files: registers the plugin; rewrites ``--name=value`` as ``--name value``; and, for the duration of
 the host's ``main()``, extends the one parser that has a ``--data_processor`` option (plugin choices
-and options, no abbreviated option names) just before it parses.
+and options, no abbreviated option names) just before it parses, and (pretraining) builds the optimizer
+with LLaMA-2's settings when asked (:mod:`.optimizer`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Iterator, Mapping, Sequence
 from ...errors import ChatflowError, exit_code
 from .host import locate_host, register
 from .names import DATA_PROCESSOR, TARGET
+from .optimizer import SCHEDULER, add_optimizer_options, llama2_optimizer
 
 SCRIPTS = ("preprocess", "pretrain")
 GIVEN = "chatflow_given_options"      # namespace attribute: option names given on the command line
@@ -89,6 +91,7 @@ def add_plugin_options(parser: argparse.ArgumentParser, script: str) -> None:
         group.add_argument("--sample_log", type=str, default=None,
                            help="Write, per step, the global sample indices this rank trained on (JSON lines; "
                                 "PATH.rank<r> per rank when distributed).")
+        add_optimizer_options(group)
 
 
 def extend_host_parser(parser: argparse.ArgumentParser, script: str, argv: Sequence[str]) -> None:
@@ -102,6 +105,8 @@ def extend_host_parser(parser: argparse.ArgumentParser, script: str, argv: Seque
             action.choices = list(action.choices) + [DATA_PROCESSOR]
         if action.dest == "target" and action.choices is not None and TARGET not in action.choices:
             action.choices = list(action.choices) + [TARGET]
+        if action.dest == "scheduler" and action.choices is not None and SCHEDULER not in action.choices:
+            action.choices = list(action.choices) + [SCHEDULER]
         if action.dest == "corpus_path" and _data_processor(argv) == DATA_PROCESSOR:
             action.required = False        # the mixture file names the corpora
     add_plugin_options(parser, script)
@@ -252,7 +257,8 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
         saved_argv = sys.argv
         sys.argv = [str(path)] + argv        # the host's load_hyperparam reads sys.argv
         try:
-            with host_parser_extended(script, argv):
+            with host_parser_extended(script, argv), (
+                    llama2_optimizer() if script == "pretrain" else contextlib.nullcontext()):
                 module.main()
         finally:
             sys.argv = saved_argv
