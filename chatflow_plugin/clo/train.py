@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ChatflowError
 from ..files import atomic_file
 from ..tokenizer import TokenizerFiles
-from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, is_main_process,
+from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, is_main_process, leave_process_group,
                             resume_help, save_final_model, start_run)
 from ..options import option
 from .objective import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps
@@ -423,6 +423,7 @@ def run_clo_train(options: CLOTrainOptions) -> dict:
     """Train a HuggingFace causal LM with the CLO objective (or its SFT baseline) on preference triples, and
     print one line: steps, training loss and the held-out NLL before and after (rank 0)."""
     summary = run_training(options)
+    leave_process_group()   # not on an error: the peers may never reach the barrier; torchrun stops them
     if not is_main_process():
         return summary
     if summary.get("already_finished"):

@@ -56,6 +56,19 @@ def is_main_process() -> bool:
     return world()[0] == 0
 
 
+def leave_process_group() -> None:
+    """Wait for every rank, then take down the process group the Trainer opened (torchrun runs).
+
+    A gloo process that exits with its group still up can abort in the C++ destructors of the group's
+    threads (``terminate called without an active exception``, exit code -6) while its peer is still
+    saving; ``torchrun`` then reports the whole run as failed although every step finished.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 # ---------------------------------------------------------------------------------------------
 # Where a run starts
 

@@ -37,7 +37,7 @@ from ...files import atomic_file, path_for_file, sha256_file
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
 from ...tokenizer import TokenizerFiles
-from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, resume_help,
+from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, leave_process_group, resume_help,
                   save_final_model, start_run, world)
 
 RUN_CONFIG = "chatflow_run.json"
@@ -458,6 +458,7 @@ def run_train(options: TrainOptions) -> dict:
     """Train (or resume, or leave alone when finished) a HuggingFace LLaMA on a shard directory in the dynamic
     sampler's order, and print the run's summary (rank 0)."""
     summary = train(options)
+    leave_process_group()   # not on an error: the peers may never reach the barrier; torchrun stops them
     if world()[0] == 0:
         if summary.get("already_finished"):
             print(f"{options.output_dir}: finished ({summary['steps']} steps); the final model is "
