@@ -122,12 +122,12 @@ def generate_responses(model_dir: str | os.PathLike, prompts: list[str], *, max_
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM
 
-    from ..clo.tokens import TextEncoder
+    from ..tokenizer import load_tokenizer
     from ..data.formats import INSTRUCTION_HEADER, RESPONSE_HEADER
 
     if template not in ("chatflow", "raw"):
         raise ChatflowError(f"template must be 'chatflow' or 'raw', got {template!r}")
-    encoder = TextEncoder.from_model_dir(model_dir)
+    encoder = load_tokenizer(model_dir)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     # the checkpoint's own dtype on GPU (bf16 for LLaMA-2), float32 on CPU
@@ -136,19 +136,20 @@ def generate_responses(model_dir: str | os.PathLike, prompts: list[str], *, max_
     texts = [INSTRUCTION_HEADER + p + RESPONSE_HEADER if template == "chatflow" else p for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))   # similar lengths share a batch
     responses: list[str] = [""] * len(texts)
-    pad = encoder.pad_id
+    pad, eos = encoder.padding_id, encoder.require_eos()
+    head = [encoder.bos_id] if encoder.bos_id is not None else []
     with torch.inference_mode(), tqdm(total=len(texts), desc="generating", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            ids = [[encoder.bos_id] + encoder.encode(texts[i]) for i in rows]
+            ids = [head + encoder.encode(texts[i]) for i in rows]
             width = max(map(len, ids))
             input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
             attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
             out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=encoder.eos_id, pad_token_id=pad)
+                                 do_sample=False, eos_token_id=eos, pad_token_id=pad)
             for i, row in zip(rows, out[:, width:].tolist()):
-                if encoder.eos_id in row:
-                    row = row[:row.index(encoder.eos_id)]
+                if eos in row:
+                    row = row[:row.index(eos)]
                 text = encoder.decode(row)
                 responses[i] = text.split(INSTRUCTION_HEADER)[0].strip()
             bar.update(len(rows))

@@ -77,7 +77,7 @@ def built(tmp_path, spm_model):
 def test_windows_concatenate_to_each_sources_token_stream(built, spm_model):
     _, out, manifest = built
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
-    shards = ShardSet(out, spm_model_path=spm_model)
+    shards = ShardSet(out, tokenizer=spm_model)
     assert shards.dtype == np.uint16
     np.testing.assert_array_equal(shards.token_stream("en"), expected_stream(sp, "corpus", [{"text": d} for d in EN_DOCS]))
     np.testing.assert_array_equal(shards.token_stream("zh"), expected_stream(sp, "corpus", [{"text": d} for d in ZH_DOCS]))
@@ -139,7 +139,7 @@ def test_another_tokenizer_is_refused(built, tmp_path):
     _, out, _ = built
     other = train_spm(tmp_path / "other", vocab_size=650)
     with pytest.raises(ChatflowError, match="another tokenizer"):
-        ShardSet(out, spm_model_path=other)
+        ShardSet(out, tokenizer=other)
 
 
 def test_existing_output_needs_force(built, spm_model):
@@ -219,7 +219,7 @@ def test_a_source_without_usable_records_is_an_error(tmp_path, spm_model):
 
 def test_bad_tokenizer_path(tmp_path):
     mixture = make_mixture(tmp_path / "data")
-    with pytest.raises(ChatflowError, match="sentencepiece model not found"):
+    with pytest.raises(ChatflowError, match="nope.model: tokenizer not found"):
         preprocess(load_mixture(mixture), tmp_path / "nope.model", tmp_path / "out")
     junk = tmp_path / "junk.model"
     junk.write_bytes(b"not a model")
