@@ -212,6 +212,12 @@ def _make_trainer_class():
 # Model
 
 
+def _last_line(exc: BaseException) -> str:
+    """The message's last line: validation errors wrap their cause's message after their own."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def model_config(path: str, vocab_size: int, bos_id: int | None, eos_id: int):
     """The ``transformers`` config of a config JSON of any causal LM (``model_type`` llama when absent), with the
     tokenizer's vocabulary size, BOS and EOS."""
@@ -226,8 +232,8 @@ def model_config(path: str, vocab_size: int, bos_id: int | None, eos_id: int):
                             f"(e.g. llama, mistral, qwen2)")
     try:
         config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items() if k != "model_type"})
-    except (TypeError, ValueError) as exc:
-        raise ChatflowError(f"{path}: not a valid {model_type} config ({exc})") from None
+    except Exception as exc:   # TypeError, ValueError, huggingface_hub's validation errors
+        raise ChatflowError(f"{path}: not a valid {model_type} config ({_last_line(exc)})") from None
     config.vocab_size = vocab_size
     config.bos_token_id, config.eos_token_id = bos_id, eos_id
     return config
@@ -241,7 +247,11 @@ def build_model(options: TrainOptions, vocab_size: int, bos_id: int | None, eos_
     if options.model_config:
         config = model_config(options.model_config, vocab_size, bos_id, eos_id)
         torch.manual_seed(options.init_seed)
-        return AutoModelForCausalLM.from_config(config)
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except (TypeError, ValueError) as exc:   # e.g. a hidden size that the head count does not divide
+            raise ChatflowError(f"{options.model_config}: cannot build a {config.model_type} model from it "
+                                f"({exc})") from None
     if not Path(options.model_path, "config.json").is_file():
         raise ChatflowError(f"{options.model_path}: not a HuggingFace model directory (no config.json)")
     model = AutoModelForCausalLM.from_pretrained(options.model_path, dtype=torch.float32)
