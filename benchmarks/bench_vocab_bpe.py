@@ -39,32 +39,7 @@ from chatflow_plugin.checkpoints.vocab import expand_tokenizer, mine_pieces  # n
 from chatflow_plugin.languages import get_language, in_scripts  # noqa: E402
 from chatflow_plugin.tokenizer import load_tokenizer  # noqa: E402
 
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
-                r"\s*[\r\n]+|\s+(?!\S)|\s+")
-
-
-def texts_of(path: Path) -> list[str]:
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def train_byte_bpe(texts: list[str], vocab: int, out: Path) -> Path:
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    tok = Tokenizer(models.BPE(ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab, show_progress=False,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.add_special_tokens(["<|begin_of_text|>", "<|end_of_text|>"])
-    tok.post_processor = processors.TemplateProcessing(
-        single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", tok.token_to_id("<|begin_of_text|>"))])
-    out.mkdir(parents=True)
-    tok.save(str(out / "tokenizer.json"))
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
-        "eos_token": "<|end_of_text|>"}), encoding="utf-8")
-    return out
-
+from bench_preprocess import train_byte_bpe  # noqa: E402  (python benchmarks/...: its folder is on sys.path)
 
 def train_sentencepiece(texts: list[str], vocab: int, out: Path) -> Path:
     import sentencepiece as spm

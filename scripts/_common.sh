@@ -55,6 +55,22 @@ print(value)
 PYEOF
 }
 
+# mixture_files MIXTURE DATA_ROOT LANGUAGE: the input files of the mixture's sources written in LANGUAGE (a code of
+# chatflow_plugin/languages.py), one per line: the corpora vocabulary expansion mines.
+mixture_files() {
+  "$PY" - "$1" "$2" "$3" <<'PYEOF'
+import sys
+from chatflow_plugin.data.mixture import load_mixture
+from chatflow_plugin.languages import languages_of, normalize_language
+spec = load_mixture(sys.argv[1]).with_overrides(data_root=sys.argv[2])
+files, wanted = spec.resolve_files(), normalize_language(sys.argv[3])
+for group, source in spec.sources:
+    if languages_of(source.language) == (wanted,):
+        for path in files[source.name]:
+            print(path)
+PYEOF
+}
+
 # tiny_demo OUTPUT_DIR [demo options...]: the CPU miniature (`chatflow demo --quick`) other --tiny modes build on:
 # English tokenizer and foundation -> vocabulary expansion -> dynamic / static / two-stage runs -> HF release.
 tiny_demo() {

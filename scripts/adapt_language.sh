@@ -84,18 +84,7 @@ if [[ -f $MODEL/tokenizer.model ]]; then TOKENIZER=$MODEL/tokenizer.model; NEW_T
 
 say "1/4 vocabulary expansion: $LANGUAGE characters mined from the mixture's $LANGUAGE groups, sub-token-mean rows"
 if [[ ! -f $OUT/expanded/config.json ]]; then
-  mapfile -t CORPORA < <("$PY" - "$MIXTURE" "$DATA_ROOT" "$LANGUAGE" <<'PYEOF'
-import sys
-from chatflow_plugin.data.mixture import load_mixture
-from chatflow_plugin.languages import languages_of, normalize_language
-spec = load_mixture(sys.argv[1]).with_overrides(data_root=sys.argv[2])
-files, wanted = spec.resolve_files(), normalize_language(sys.argv[3])
-for group, source in spec.sources:
-    if languages_of(source.language) == (wanted,):
-        for path in files[source.name]:
-            print(path)
-PYEOF
-)
+  mapfile -t CORPORA < <(mixture_files "$MIXTURE" "$DATA_ROOT" "$LANGUAGE")
   [[ ${#CORPORA[@]} -gt 0 ]] || die "$MIXTURE has no source in language $LANGUAGE under $DATA_ROOT"
   args=(--tokenizer "$TOKENIZER" --output_tokenizer "$NEW_TOKENIZER" --language "$LANGUAGE" --force
         --max_new_pieces "$MAX_NEW_PIECES" --checkpoint "$MODEL" --output_checkpoint "$OUT/expanded"

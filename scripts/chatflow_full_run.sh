@@ -47,17 +47,7 @@ OUT=$OUTPUT_DIR; LLAMA=$LLAMA2; BATCH=$BATCH_SIZE
 MIXTURE=$ROOT/models/mixtures/chatflow_table1.json
 say "1/5 vocabulary expansion: mine Chinese characters from the Chinese sources, sub-token-mean rows"
 if [[ ! -d $OUT/llama2_expanded_hf ]]; then
-  mapfile -t ZH < <("$PY" - "$MIXTURE" "$DATA_ROOT" <<'PYEOF'
-import sys
-from chatflow_plugin.data.mixture import load_mixture
-spec = load_mixture(sys.argv[1]).with_overrides(data_root=sys.argv[2])
-files = spec.resolve_files()
-for group, source in spec.sources:
-    if group.language == "zh":
-        for path in files[source.name]:
-            print(path)
-PYEOF
-)
+  mapfile -t ZH < <(mixture_files "$MIXTURE" "$DATA_ROOT" zh)
   args=(--base_model "$LLAMA/tokenizer.model" --output_model "$OUT/tokenizer.model" --script cjk
         --max_new_pieces 8701 --checkpoint "$LLAMA" --output_checkpoint "$OUT/llama2_expanded_hf")
   for f in "${ZH[@]}"; do args+=(--corpus "$f"); done

@@ -14,15 +14,8 @@ from chatflow_plugin.files import sha256_file
 from chatflow_plugin.hosts.hf.train import TrainOptions, train
 from chatflow_plugin.tokenizer import write_hf_tokenizer_files
 from model_families import FAMILIES, tiny_family_model, write_model_config
+from test_eval_models import torch_single_thread  # noqa: F401 (autouse fixture)
 from test_preprocess import EN_DOCS, make_mixture
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_preprocess_and_train_a_byte_level_llama3_from_the_command_line(tmp_path, byte_bpe_dir):
