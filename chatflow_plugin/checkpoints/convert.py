@@ -22,7 +22,8 @@ than ``latest``). Its config is
 The HF side is any checkpoint of the LLaMA family the host can represent (LLaMA-2, and LLaMA-3, Mistral or Qwen2
 checkpoints whose settings the host has; :func:`chatflow_plugin.checkpoints.llama_layout.host_limitations` names
 what it lacks otherwise); tied embeddings become the host's ``tie_weights``. q/k projections are permuted between
-TencentPretrain's interleaved rotary layout and HF's rotate-half layout (:mod:`chatflow_plugin.checkpoints.llama_layout`); the HF tokenizer files are written by
+TencentPretrain's interleaved rotary layout and HF's rotate-half layout
+(:mod:`chatflow_plugin.checkpoints.llama_layout`); the HF tokenizer files are written by
 :func:`chatflow_plugin.tokenizer.write_hf_tokenizer_files`. Output goes to a temporary sibling directory
 renamed into place only when complete; an existing output directory is an error unless ``force``.
 """

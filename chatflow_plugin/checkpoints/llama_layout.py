@@ -82,7 +82,8 @@ def key_mappings(shape: LlamaShape) -> list[KeyMapping]:
             maps.append(KeyMapping(f"{tp_pre}{tp_name}.weight", f"{hf_pre}{hf_name}.weight", rotary))
             is_attn = tp_name.startswith("self_attn")
             qkv = tp_name.startswith("self_attn.linear_layers")
-            if (is_attn and (shape.attention_bias or (shape.qkv_only_bias and qkv))) or (shape.mlp_bias and not is_attn):
+            biased = shape.attention_bias or (shape.qkv_only_bias and qkv) if is_attn else shape.mlp_bias
+            if biased:
                 maps.append(KeyMapping(f"{tp_pre}{tp_name}.bias", f"{hf_pre}{hf_name}.bias", rotary))
         for tp_name, hf_name in _LAYER_NORMS:
             maps.append(KeyMapping(f"{tp_pre}{tp_name}.weight", f"{hf_pre}{hf_name}.weight"))

@@ -413,7 +413,7 @@ def expand_byte_bpe(base, new_pieces, output_dir, strategy: str = "added_tokens"
     module docstring for the two strategies."""
     tok = as_tokenizer(base)
     if tok.kind != HF:
-        raise ChatflowError(f"{tok.path}: a sentencepiece model; it is expanded as sentencepiece (expand_sentencepiece)")
+        raise ChatflowError(f"{tok.path}: a sentencepiece model; expand it with expand_sentencepiece")
     if strategy not in STRATEGIES:
         raise ChatflowError(f"unknown --strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
     data = _byte_level_bpe(tok)
@@ -442,7 +442,8 @@ def expand_byte_bpe(base, new_pieces, output_dir, strategy: str = "added_tokens"
     reserved = _reserved_names(_padding(size, pad_to_multiple), RESERVED_TOKEN, taken)
     built, _ = _build_byte_bpe(data, new, strategy, reserved)
     final = _backend(built).get_vocab(with_added_tokens=True)
-    moved = [token for token, index in tok.backend.get_vocab(with_added_tokens=True).items() if final.get(token) != index]
+    old = tok.backend.get_vocab(with_added_tokens=True)
+    moved = [token for token, index in old.items() if final.get(token) != index]
     if moved:
         raise ChatflowError(f"{tok.file}: the expanded tokenizer would give {len(moved)} old tokens other ids (e.g. "
                             f"{moved[:3]}); its ids are not numbered as tokenizers numbers them on loading")
@@ -724,8 +725,8 @@ class ExpandVocabOptions:
                                                     "reserved pieces (e.g. 64); default: no padding")
     new_piece_score: float | None = option(None, type=float, help="sentencepiece: score of new pieces (default: 0.0 "
                                                                   "for BPE, the lowest existing score for unigram)")
-    checkpoint: str | None = option(None, type=str, help="also expand this checkpoint (HF LLaMA/Mistral/Qwen2 directory, "
-                                               "TencentPretrain file/directory/DeepSpeed directory)")
+    checkpoint: str | None = option(None, type=str, help="also expand this checkpoint (HF LLaMA/Mistral/Qwen2 "
+                                                         "directory, TencentPretrain file/directory/DeepSpeed directory)")
     output_checkpoint: str | None = option(None, type=str, help="where to write the expanded checkpoint")
     tp_config: str | None = option(None, type=str, help="TencentPretrain config JSON of --checkpoint (copied to a TP output directory)")
     dtype: str = option("keep", choices=["keep", "float32", "float16", "bfloat16"], help="output checkpoint dtype")
@@ -759,7 +760,8 @@ def expand_vocab(opts: ExpandVocabOptions) -> None:
     base = load_tokenizer(base_path, SENTENCEPIECE if sentencepiece_flag else None)
     scripts = get_language(opts.language).expansion_scripts if opts.language else opts.script
     if opts.language and not scripts:
-        raise ChatflowError(f"chatflow_plugin/languages.py lists no scripts to mine for {opts.language!r}; give --script")
+        raise ChatflowError(f"chatflow_plugin/languages.py lists no scripts to mine for {opts.language!r}; "
+                            "give --script")
     new_pieces = [p for path in opts.pieces for p in read_piece_file(path)]
     mined = mine_pieces(opts.corpus, base, scripts, opts.min_count, opts.max_new_pieces) if opts.corpus else []
     result = expand_tokenizer(base, new_pieces + [ch for ch, _ in mined], output, strategy=opts.strategy,

@@ -65,7 +65,8 @@ class ChatflowMixtureDataset:
             source_paths=parse_source_overrides(getattr(args, "source_path", None)))
         for warning in spec.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        manifest = preprocess(spec, load_tokenizer(args.spm_model_path, SENTENCEPIECE), args.dataset_path, workers=max(int(workers), 1),
+        tokenizer = load_tokenizer(args.spm_model_path, SENTENCEPIECE)
+        manifest = preprocess(spec, tokenizer, args.dataset_path, workers=max(int(workers), 1),
                               on_bad_record=getattr(args, "on_bad_record", "skip"),
                               force=bool(getattr(args, "overwrite_dataset", False)), quiet=False)
         print(summary(manifest))
