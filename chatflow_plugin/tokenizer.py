@@ -395,7 +395,8 @@ class HFTokenizer(Tokenizer):
             if (folder / name).is_file():
                 value = read_json(folder / name, "HuggingFace tokenizer config")
                 self.config.update({k: v for k, v in value.items() if v is not None or k not in self.config})
-        self.vocab_size = self.backend.get_vocab_size(with_added_tokens=True)
+        ids = self.backend.get_vocab(with_added_tokens=True).values()
+        self.vocab_size = max(ids) + 1 if ids else 0     # rows an embedding needs, even if some ids are unused
         self.eos_id = self._special("eos_token")
         self.pad_id = self._special("pad_token")
         self.unk_id = self._special("unk_token")
