@@ -29,8 +29,17 @@ def _load(path: Path) -> MixtureSpec:
 
 
 def base_mixture(path: str | os.PathLike | None = None) -> MixtureSpec:
-    """The demo's groups with their alpha/beta: the mixture file ``path`` (default: the packaged Chinese one)."""
-    return _load(Path(path).resolve() if path else resource(BASE_MIXTURE))
+    """The demo's groups with their alpha/beta: the mixture file ``path`` (default: the packaged Chinese one). A
+    path that does not exist is looked up among the packaged files too (``models/mixtures/demo_ja.json`` works
+    from any directory after ``pip install``)."""
+    if not path:
+        return _load(resource(BASE_MIXTURE))
+    if not Path(path).exists() and not Path(path).is_absolute():
+        try:
+            return _load(resource(Path(path).as_posix()))
+        except ChatflowError:
+            pass
+    return _load(Path(path).resolve())
 
 
 def groups_in(language: str, kinds: tuple[str, ...] | None = None, spec: MixtureSpec | None = None) -> list[str]:

@@ -480,7 +480,7 @@ def _report_context(out: Layout, profile: Profile, options: DemoOptions, data_di
             "tokenizer": {"english_pieces": _pieces(out.english_model), "expanded_pieces": _pieces(out.expanded_model)},
             "generations": generations, "release_dir": where(out.release), "bf16": profile.bf16,
             "foundation_dir": where(out.foundation),
-            "base_mixture": where(Path(options.mixture)) if options.mixture else None,
+            "base_mixture": where(Path(base.path).resolve()) if options.mixture else None,
             "target_language": target_language(base), "group_languages": group_languages(base)}
 
 
