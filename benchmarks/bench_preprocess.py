@@ -1,13 +1,18 @@
-"""Preprocessing throughput, side by side in one run:
+"""Preprocessing throughput with a sentencepiece model and with a HuggingFace fast tokenizer, side by side in one run:
 
 1. raw sentencepiece: ``encode`` of the same documents on one thread (the ceiling for one worker);
-2. ``chatflow preprocess`` with --workers 2 (JSONL parse, BOS/EOS, packing, writing shards);
-3. TencentPretrain's own ``preprocess.py --data_processor llm_pretrain`` with --processes_num 2, when
+2. ``chatflow preprocess`` with the sentencepiece model, --workers 2 (JSONL parse, BOS/EOS, packing, writing);
+3. raw ``tokenizers``: ``encode_batch_fast`` of the same documents with a byte-level BPE tokenizer.json (the
+   HF fast pipeline LLaMA-3 and Qwen2 ship), on one thread and on all of the library's threads (its own batch
+   encoding: the ceiling for the HF kind);
+4. ``chatflow preprocess --tokenizer DIR`` with that tokenizer.json, --workers 2;
+5. TencentPretrain's own ``preprocess.py --data_processor llm_pretrain`` with --processes_num 2, when
    TENCENTPRETRAIN_HOME points at a host work tree. Its ``--full_sentences`` path crashes on short
    documents, so the host runs its default path (one instance per document, padded).
 
 Corpus: the English and Chinese corpus samples under --data_dir (default ../shared/data), ~5.6 MB.
-Tokenizer: a 3,000-piece byte-fallback BPE model trained here on that text.
+Tokenizers: a 3,000-piece byte-fallback BPE sentencepiece model and a 3,000-token byte-level BPE, both trained
+here on that text.
 
     python benchmarks/bench_preprocess.py [--data_dir ../shared/data] [--repeat 3]
 """
@@ -30,6 +35,29 @@ sys.path.insert(0, str(ROOT))
 
 from chatflow_plugin.data.mixture import parse_mixture  # noqa: E402
 from chatflow_plugin.data.preprocess import preprocess  # noqa: E402
+
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def train_byte_bpe(texts: list[str], vocab: int, out: Path) -> Path:
+    """A LLaMA-3-style byte-level BPE tokenizer directory (tokenizer.json + tokenizer_config.json)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab, show_progress=False,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.add_special_tokens(["<|begin_of_text|>", "<|end_of_text|>"])
+    bos = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                                       special_tokens=[("<|begin_of_text|>", bos)])
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<|begin_of_text|>",
+                                                           "eos_token": "<|end_of_text|>"}), encoding="utf-8")
+    return out
 
 
 def corpus_files(data_dir: Path) -> list[Path]:
@@ -74,8 +102,10 @@ def main() -> None:
                                        shuffle_input_sentence=True)
         model = work / "bpe3k.model"
         sp = spm.SentencePieceProcessor(model_file=str(model))
+        hf_dir = train_byte_bpe(texts, 3000, work / "bbpe3k")
         size_mb = corpus.stat().st_size / 1e6
-        print(f"corpus: {len(texts)} documents, {size_mb:.1f} MB; tokenizer: 3k BPE, byte fallback")
+        print(f"corpus: {len(texts)} documents, {size_mb:.1f} MB; tokenizers: 3k sentencepiece BPE (byte fallback), "
+              f"3k byte-level BPE tokenizer.json; {os.cpu_count()} CPU cores")
 
         raw_s, ids = best_of(args.repeat, lambda: sp.encode(texts, num_threads=1))
         n_tokens = sum(len(x) + 2 for x in ids)
@@ -87,7 +117,23 @@ def main() -> None:
         out_dir = work / "ours"
         ours_s, manifest = best_of(args.repeat, lambda: preprocess(spec, model, out_dir, workers=args.workers,
                                                                    force=True))
-        rows.append((f"chatflow preprocess, {args.workers} workers", ours_s, manifest["sources"][0]["tokens"]))
+        rows.append((f"chatflow preprocess, sentencepiece, {args.workers} workers", ours_s,
+                     manifest["sources"][0]["tokens"]))
+
+        from tokenizers import Tokenizer
+        backend = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
+        hf_tokens = 0
+        for threads in ("false", "true"):     # TOKENIZERS_PARALLELISM: one thread, then the library's own pool
+            os.environ["TOKENIZERS_PARALLELISM"] = threads
+            seconds, encoded = best_of(args.repeat, lambda: backend.encode_batch_fast(texts, add_special_tokens=False))
+            hf_tokens = sum(len(e.ids) + 2 for e in encoded)
+            label = "1 thread" if threads == "false" else f"all threads ({os.cpu_count()} cores)"
+            rows.append((f"tokenizers encode_batch_fast, {label}", seconds, hf_tokens))
+        os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        hf_s, manifest = best_of(args.repeat, lambda: preprocess(spec, hf_dir, work / "ours_hf", workers=args.workers,
+                                                                 force=True))
+        rows.append((f"chatflow preprocess, tokenizer.json, {args.workers} workers", hf_s,
+                     manifest["sources"][0]["tokens"]))
 
         host = os.environ.get("TENCENTPRETRAIN_HOME")
         if host and (Path(host) / "preprocess.py").is_file():
@@ -109,13 +155,16 @@ def main() -> None:
         else:
             print("(TencentPretrain not found: set TENCENTPRETRAIN_HOME to compare with the host)")
 
-        print(f"\n{'pipeline':<42} {'seconds':>8} {'tokens':>10} {'tokens/s':>12}")
+        print(f"\n{'pipeline':<56} {'seconds':>8} {'tokens':>10} {'tokens/s':>12} {'MB/s':>6}")
         for name, seconds, tokens in rows:
-            print(f"{name:<42} {seconds:>8.2f} {tokens:>10} {tokens / seconds:>12,.0f}")
-        ours_rate = rows[1][2] / rows[1][1]
-        print(f"\nchatflow / raw sentencepiece (1 thread): {ours_rate / (rows[0][2] / rows[0][1]):.2f}x")
-        if len(rows) > 2:
-            print(f"chatflow / TencentPretrain: {ours_rate / (rows[2][2] / rows[2][1]):.2f}x")
+            print(f"{name:<56} {seconds:>8.2f} {tokens:>10} {tokens / seconds:>12,.0f} {size_mb / seconds:>6.2f}")
+        rate = {name: tokens / seconds for name, seconds, tokens in rows}
+        names = [name for name, _, _ in rows]
+        print(f"\nchatflow sentencepiece / raw sentencepiece (1 thread): {rate[names[1]] / rate[names[0]]:.2f}x")
+        print(f"chatflow tokenizer.json / raw tokenizers (1 thread): {rate[names[4]] / rate[names[2]]:.2f}x; "
+              f"/ tokenizers' own batch encoding on all threads (the ceiling): {rate[names[4]] / rate[names[3]]:.2f}x")
+        if len(rows) > 5:
+            print(f"chatflow sentencepiece / TencentPretrain: {rate[names[1]] / rate[names[5]]:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,11 +1,17 @@
 """The languages and scripts the project knows: one table each, and language detection from them.
 
 Everything that depends on a language reads it here: vocabulary expansion mines the code-point ranges of
-:data:`SCRIPTS` (``chatflow expand-vocab --script cjk``), language fidelity and the CLO data builder detect
-languages with :func:`detect_language`, the demo takes its prompts and the character sets it mines from a
-:class:`Language`, and a mixture group's ``language`` (``"en"``, ``"zh"``) is looked up with
-:func:`one_language`. **Adding a language is one** :class:`Language` **entry** in :data:`LANGUAGES` (and one
-:class:`Script` entry if its script is new); nothing else lists languages, scripts or code points.
+:data:`SCRIPTS` a language is written with (``chatflow expand-vocab --language ja``, or ``--script cjk``),
+language fidelity and the CLO data builder detect languages with :func:`detect_language`, the demo and
+``chatflow fidelity`` take a language's default prompts, and a mixture group's ``language`` (``"en"``,
+``"ja"``, ``"en-ja"``) is looked up with :func:`one_language` and :func:`languages_of` (the demo's source and
+target languages; the default fields of a parallel source). A language's benchmarks are the records of
+``evaluation/registry.py`` with its code (``benchmarks_of_language``). **Adding a language is one**
+:class:`Language` **entry** in :data:`LANGUAGES` (and one :class:`Script` entry if its script is new); nothing
+else lists languages, scripts or code points.
+
+Shipped with prompts and expansion scripts (tested on real sentences in ``tests/test_languages.py``): English,
+Chinese, Japanese, Korean, Vietnamese, Thai, Hindi, Arabic and Russian.
 
 Detection needs no model and no download:
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -103,8 +110,13 @@ class Language:
     function_words: frozenset[str] = frozenset()   # its most frequent words (detection on a shared script)
     letters: str = ""                          # lowercase letters only it uses among its script's languages
     detectable: bool = True                    # False: text cannot tell it from another language of its script
-    prompt: str | None = None                  # an instruction to show a model answering in this language
+    prompts: tuple[str, ...] = ()              # default instructions (demo, fidelity) written in this language
     expansion_scripts: tuple[str, ...] = ()    # SCRIPTS mined as new pieces when a tokenizer is expanded for it
+
+    @property
+    def prompt(self) -> str | None:
+        """The first default prompt (what the demo asks the model it releases)."""
+        return self.prompts[0] if self.prompts else None
 
 
 def _words(text: str) -> frozenset[str]:
@@ -119,12 +131,21 @@ LANGUAGES: dict[str, Language] = {lang.code: lang for lang in (
     Language("en", "English", "Latn", ("eng",), _words(
         "the of and to in is that it for was on are with as be this by at from have or not you an which can will "
         "they we what how your there"),
-        prompt="Give three tips for staying healthy."),
-    Language("zh", "Chinese", "Hani", ("zho", "cmn"), prompt="请用一句话介绍一下长城。",
+        prompts=("Give three tips for staying healthy and say why they work.",
+                 "Explain in two sentences why the sky is blue.",
+                 "Write a short note to thank your friend for the help.")),
+    Language("zh", "Chinese", "Hani", ("zho", "cmn"),
+             prompts=("请用一句话介绍一下长城。", "为什么天空是蓝色的？请简单解释一下。", "给帮助过你的朋友写一张简短的感谢便条。"),
              expansion_scripts=("cjk", "cjk_punct")),
     Language("yue", "Cantonese", "Hani", detectable=False),
-    Language("ja", "Japanese", "Jpan", ("jpn",)),
-    Language("ko", "Korean", "Hang", ("kor",)),
+    Language("ja", "Japanese", "Jpan", ("jpn",),
+             prompts=("健康を保つためのコツを三つ教えてください。", "空が青いのはなぜですか。簡単に説明してください。",
+                      "手伝ってくれた友人へのお礼のメッセージを短く書いてください。"),
+             expansion_scripts=("cjk", "hiragana", "katakana", "cjk_punct")),
+    Language("ko", "Korean", "Hang", ("kor",),
+             prompts=("건강을 유지하는 방법을 세 가지 알려 주세요.", "하늘이 왜 파란지 간단히 설명해 주세요.",
+                      "도와준 친구에게 짧은 감사 메시지를 써 주세요."),
+             expansion_scripts=("hangul",)),
     Language("de", "German", "Latn", ("deu", "ger"), _words(
         "der die und in den von zu das mit sich des auf für ist im dem nicht ein eine als auch es an werden aus "
         "er hat dass sie nach wird bei"), "ß"),
@@ -153,20 +174,40 @@ LANGUAGES: dict[str, Language] = {lang.code: lang for lang in (
         "bisa")),
     Language("vi", "Vietnamese", "Latn", ("vie",), _words(
         "và của là có không một những được cho các trong với người này đã để khi thì từ như"),
-        "ơưđăạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ"),
-    Language("ru", "Russian", "Cyrl", ("rus",), letters="ыэё"),
+        "ơưđăạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ",
+        prompts=("Hãy cho tôi ba lời khuyên để giữ gìn sức khỏe.", "Tại sao bầu trời có màu xanh? Hãy giải thích ngắn gọn.",
+                 "Viết một lời cảm ơn ngắn gửi người bạn đã giúp đỡ bạn."),
+        expansion_scripts=("Latn",)),
+    Language("ru", "Russian", "Cyrl", ("rus",), _words(
+        "и в не на что он она они это как его её было был была были только уже если когда который которые также "
+        "можно мы вы"), letters="ыэё",
+        prompts=("Какие три совета ты бы дал, чтобы сохранить здоровье?",
+                 "Почему небо голубое? Объясни это простыми словами.",
+                 "Напиши короткую записку другу, который тебе помог, и поблагодари его."),
+        expansion_scripts=("Cyrl",)),
     Language("uk", "Ukrainian", "Cyrl", ("ukr",), letters="іїєґ"),
     *_same_script("Cyrl", "be", "Belarusian", "bg", "Bulgarian", "sr", "Serbian", "mk", "Macedonian", "kk", "Kazakh",
                   "ky", "Kyrgyz", "mn", "Mongolian", "tg", "Tajik", "tt", "Tatar"),
-    Language("ar", "Arabic", "Arab", ("ara",)),
+    Language("ar", "Arabic", "Arab", ("ara",), _words(
+        "في من على إلى أن هذا هذه التي الذي عن مع كان لا ما هو هي ذلك كل بين قد"), "يكةى",
+        prompts=("أعطني ثلاث نصائح للحفاظ على الصحة.", "لماذا تكون السماء زرقاء؟ اشرح ذلك باختصار.",
+                 "اكتب رسالة شكر قصيرة إلى صديق ساعدك."),
+        expansion_scripts=("Arab",)),
     Language("fa", "Persian", "Arab", ("fas", "pes")),
     *_same_script("Arab", "ur", "Urdu", "ps", "Pashto", "ug", "Uyghur", "ckb", "Central Kurdish", "sd", "Sindhi"),
-    Language("hi", "Hindi", "Deva", ("hin",)),
+    Language("hi", "Hindi", "Deva", ("hin",), _words(
+        "है हैं के का की में और से को पर यह वह एक भी नहीं तो ने था थे कि लिए हम तक हो रहा रहे गया जो कुछ अपने"),
+        prompts=("स्वस्थ रहने के लिए तीन सुझाव दीजिए।", "आसमान नीला क्यों होता है? संक्षेप में समझाइए।",
+                 "मदद करने वाले दोस्त के लिए एक छोटा धन्यवाद संदेश लिखिए।"),
+        expansion_scripts=("Deva",)),
     *_same_script("Deva", "mr", "Marathi", "ne", "Nepali", "sa", "Sanskrit"),
     *_same_script("Ethi", "am", "Amharic", "ti", "Tigrinya"),
     Language("el", "Greek", "Grek", ("ell",)),
     Language("he", "Hebrew", "Hebr", ("heb",)),
-    Language("th", "Thai", "Thai", ("tha",)),
+    Language("th", "Thai", "Thai", ("tha",),
+             prompts=("ช่วยแนะนำวิธีดูแลสุขภาพให้แข็งแรงสามข้อ", "ทำไมท้องฟ้าจึงเป็นสีฟ้า อธิบายสั้น ๆ",
+                      "เขียนข้อความสั้น ๆ ขอบคุณเพื่อนที่ช่วยเหลือคุณ"),
+             expansion_scripts=("Thai",)),
     Language("bn", "Bengali", "Beng", ("ben",)),
     Language("hy", "Armenian", "Armn"), Language("pa", "Punjabi", "Guru"), Language("gu", "Gujarati", "Gujr"),
     Language("or", "Odia", "Orya"), Language("ta", "Tamil", "Taml"), Language("te", "Telugu", "Telu"),
@@ -213,6 +254,18 @@ def one_language(tag: str | None) -> Language | None:
            for part in rest):
         return None                      # "en-zh": a pair; "ar-SA", "zh-Hans": a region or a script
     return LANGUAGES.get(code)
+
+
+def languages_of(tag: str | None) -> tuple[str, ...]:
+    """The table languages a mixture group's ``language`` tag names, in order: ``"ja"``, ``"ja-JP"`` -> ("ja",);
+    ``"en-ja"`` -> ("en", "ja"); ``"multi"``, None, unknown codes -> ()."""
+    one = one_language(tag)
+    if one is not None:
+        return (one.code,)
+    if not isinstance(tag, str):
+        return ()
+    codes = [_BY_ALIAS.get(part.lower(), part.lower()) for part in re.split(r"[-_]", tag.strip())]
+    return tuple(dict.fromkeys(code for code in codes if code in LANGUAGES))
 
 
 def script_of_language(code: str) -> str:
@@ -267,7 +320,6 @@ assert all(lang.script in SCRIPTS for lang in LANGUAGES.values()), "a language's
 
 _CODE_BLOCK = re.compile(r"```.*?(```|$)", re.S)
 _URL = re.compile(r"https?://\S+|www\.\S+")
-_WORD = re.compile(r"[^\W\d_]+", re.U)
 
 
 def _letter_script(ch: str) -> str | None:
@@ -298,12 +350,23 @@ class Detection:
         return self.script == script_of_language(expected)
 
 
+def _text_words(text: str) -> list[str]:
+    """The lowercase words of a text: whitespace-separated, kept to letters and combining marks (Devanagari
+    vowel signs, Arabic harakat and Thai marks are marks, not word breaks)."""
+    words = []
+    for chunk in text.lower().split():
+        word = "".join(ch for ch in chunk if unicodedata.category(ch)[0] in "LM")
+        if word:
+            words.append(word)
+    return words
+
+
 def _scripts_language(script: str, text: str) -> str | None:
     """The language of a text in ``script``: the script's only detectable language, or the word/letter score."""
     candidates = [lang for lang in LANGUAGES.values() if lang.script == script and lang.detectable]
     if len(candidates) == 1:
         return candidates[0].code
-    words = [w.lower() for w in _WORD.findall(text)]
+    words = _text_words(text)
     if not words:
         return None
     lowered = text.lower()

@@ -73,6 +73,29 @@ with atomic_file(path) as handle:
 PYEOF
 }
 
+# mixture_files MIXTURE DATA_ROOT LANGUAGE: the input files of the mixture's sources written in LANGUAGE (a code of
+# chatflow_plugin/languages.py), one per line: the corpora vocabulary expansion mines. A DATA_ROOT of "<...>" (a
+# placeholder of a dry run) or one whose files are missing lists "<files of SOURCE>" instead.
+mixture_files() {
+  "$PY" - "$1" "$2" "$3" <<'PYEOF'
+import sys
+from chatflow_plugin.data.mixture import load_mixture
+from chatflow_plugin.errors import ChatflowError
+from chatflow_plugin.languages import languages_of, normalize_language
+root = sys.argv[2] if sys.argv[2] and not sys.argv[2].startswith("<") else None
+spec = load_mixture(sys.argv[1]).with_overrides(data_root=root)
+wanted = normalize_language(sys.argv[3])
+try:
+    files = spec.resolve_files()
+except ChatflowError:
+    files = {s.name: [f"<files of {s.name}>"] for _, s in spec.sources}
+for group, source in spec.sources:
+    if languages_of(source.language) == (wanted,):
+        for path in files[source.name]:
+            print(path)
+PYEOF
+}
+
 # tiny_demo OUTPUT_DIR [demo options...]: the CPU miniature (`chatflow demo --quick`) other --tiny modes build on:
 # English tokenizer and foundation -> vocabulary expansion -> dynamic / static / two-stage runs -> HF release.
 tiny_demo() {

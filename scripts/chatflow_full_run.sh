@@ -281,22 +281,7 @@ expand_vocabulary() {
   if [[ -f $OUT/tokenizer.model && -f $OUT/llama2_expanded_hf/config.json ]]; then say "expand: done"; return; fi
   say "expand: $LLAMA2's tokenizer + $NEW_CHARS Chinese characters + $SYMBOLS -> $VOCAB_SIZE pieces, new rows = sub-token means"
   local corpora=()
-  mapfile -t zh < <("$PY" - "$MIXTURE" "$DATA_ROOT" <<'PYEOF'
-import sys
-from chatflow_plugin.data.mixture import load_mixture
-from chatflow_plugin.errors import ChatflowError
-root = sys.argv[2] if not sys.argv[2].startswith("<") else None
-spec = load_mixture(sys.argv[1]).with_overrides(data_root=root)
-try:
-    files = spec.resolve_files()
-except ChatflowError:
-    files = {s.name: [f"<files of {s.name}>"] for _, s in spec.sources}      # listed as missing above
-for group, source in spec.sources:
-    if group.language == "zh":
-        for path in files[source.name]:
-            print(path)
-PYEOF
-)
+  mapfile -t zh < <(mixture_files "$MIXTURE" "$DATA_ROOT" zh)
   for f in "${zh[@]}"; do corpora+=(--corpus "$f"); done
   run chatflow expand-vocab --base_model "$LLAMA2/tokenizer.model" --output_model "$OUT/tokenizer.model" --script cjk \
     --max_new_pieces "$NEW_CHARS" --pieces "$SYMBOLS" "${corpora[@]}" --expect_vocab_size "$VOCAB_SIZE" \

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny sentencepiece models trained in the test session, the host marker."""
+"""Shared fixtures: tiny sentencepiece models and byte-level BPE tokenizers trained in the test session, the host
+marker."""
 from __future__ import annotations
 
 import os
@@ -49,6 +50,66 @@ def spm_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def unigram_spm_model(tmp_path_factory) -> Path:
     return train_spm(tmp_path_factory.mktemp("spm_unigram"), model_type="unigram", name="uni")
+
+
+# The pre-tokenizer regexes of LLaMA-3 (digits in threes) and Qwen2 (single digits), as their tokenizer.json files
+# state them.
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_SPLIT = LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}")
+BYTE_BPE_STYLES = {   # style -> (split regex, BOS put in front of every text, EOS, tokenizer_class)
+    "llama3": (LLAMA3_SPLIT, "<|begin_of_text|>", "<|end_of_text|>", "PreTrainedTokenizerFast"),
+    "qwen2": (QWEN2_SPLIT, None, "<|endoftext|>", "Qwen2Tokenizer"),
+}
+
+
+def train_byte_bpe(out_dir: Path, style: str = "llama3", vocab_size: int = 800, text: str | None = None) -> Path:
+    """A byte-level BPE tokenizer directory (tokenizer.json + tokenizer_config.json) built like LLaMA-3's or
+    Qwen2's: regex split then byte-level, special tokens after the learned vocabulary, LLaMA-3's BOS template."""
+    import json
+
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    split, bos, eos, tokenizer_class = BYTE_BPE_STYLES[style]
+    tokenizer = Tokenizer(models.BPE(ignore_merges=style == "llama3"))
+    if style == "qwen2":
+        tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tokenizer.train_from_iterator((text if text is not None else _training_text()).splitlines(), trainer)
+    specials = [t for t in (bos, eos) if t]
+    tokenizer.add_special_tokens(specials)
+    if bos:
+        tokenizer.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                          special_tokens=[(bos, tokenizer.token_to_id(bos))])])
+    else:
+        tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(out_dir / "tokenizer.json"))
+    config = {"tokenizer_class": tokenizer_class, "bos_token": bos, "eos_token": eos,
+              "model_max_length": 512, "clean_up_tokenization_spaces": False}
+    if style == "qwen2":
+        config["pad_token"] = eos
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def byte_bpe_dir(tmp_path_factory) -> Path:
+    """A LLaMA-3-style byte-level BPE tokenizer directory over mixed English/Chinese text."""
+    return train_byte_bpe(tmp_path_factory.mktemp("byte_bpe"))
+
+
+@pytest.fixture(scope="session")
+def qwen2_bpe_dir(tmp_path_factory) -> Path:
+    """A Qwen2-style byte-level BPE tokenizer directory (no BOS, single-digit split, NFC)."""
+    return train_byte_bpe(tmp_path_factory.mktemp("qwen2_bpe"), style="qwen2")
 
 
 def host_home() -> Path | None:

@@ -98,3 +98,63 @@ def test_language_codes():
     assert script_of_language("de") == "Latn" and script_of_language("ar") == "Arab"
     with pytest.raises(ChatflowError, match="not a language code"):
         normalize_language("")
+
+
+# The shipped target languages, each with short real sentences (two per language, not the default prompts).
+SHIPPED = {
+    "en": ["The library opens at nine and closes at six on weekdays.", "We walked along the river until it got dark."],
+    "zh": ["图书馆工作日早上九点开门，晚上六点关门。", "我们沿着河边一直走到天黑。"],
+    "ja": ["図書館は平日の朝九時に開いて、夕方六時に閉まります。", "私たちは暗くなるまで川沿いを歩きました。"],
+    "ko": ["도서관은 평일 아침 아홉 시에 문을 열고 저녁 여섯 시에 닫습니다.", "우리는 어두워질 때까지 강을 따라 걸었습니다."],
+    "vi": ["Thư viện mở cửa lúc chín giờ sáng và đóng cửa lúc sáu giờ chiều.",
+           "Chúng tôi đi bộ dọc theo bờ sông cho đến khi trời tối."],
+    "th": ["ห้องสมุดเปิดเวลาเก้าโมงเช้าและปิดเวลาหกโมงเย็นในวันธรรมดา", "เราเดินเล่นริมแม่น้ำจนกระทั่งมืด"],
+    "hi": ["पुस्तकालय सप्ताह के दिनों में सुबह नौ बजे खुलता है और शाम छह बजे बंद होता है।",
+           "हम अंधेरा होने तक नदी के किनारे चलते रहे।"],
+    "ar": ["تفتح المكتبة في الساعة التاسعة صباحا وتغلق في السادسة مساء في أيام الأسبوع.",
+           "مشينا على طول النهر حتى حل الظلام."],
+    "ru": ["Библиотека открывается в девять утра и закрывается в шесть вечера по будням.",
+           "Мы гуляли вдоль реки, пока не стемнело."],
+}
+
+
+@pytest.mark.parametrize("code", sorted(SHIPPED))
+def test_each_shipped_language_detects_prompts_and_mines_its_scripts(code):
+    """Every shipped language: its sentences and its default prompts are detected as it; the scripts mined for it
+    hold every letter of them; its mixture tags resolve to it; its benchmarks are the registry's records of it."""
+    from chatflow_plugin.evaluation.registry import BENCHMARKS, benchmarks_of_language
+    from chatflow_plugin.languages import languages_of
+
+    language = get_language(code)
+    assert len(language.prompts) >= 3 and language.prompt == language.prompts[0]
+    for text in SHIPPED[code] + list(language.prompts):
+        found = detect_language(text)
+        assert (found.language, found.script) == (code, language.script), text
+    if code != "en":                              # English is the source language: nothing to mine
+        mined = in_scripts(language.expansion_scripts)
+        letters = {ch for text in SHIPPED[code] for ch in text if ch.isalpha()}
+        assert letters and all(mined(ch) for ch in letters), [ch for ch in letters if not mined(ch)]
+        assert languages_of(f"en-{code}") == ("en", code)
+    assert languages_of(code) == languages_of(f"{code}-XX") == (code,) and one_language(code) is language
+    assert benchmarks_of_language(code) == [n for n, s in BENCHMARKS.items() if s.language == code]
+    assert benchmarks_of_language("zh") == ["ceval", "cmmlu", "gaokao"] and benchmarks_of_language("en") == ["mmlu"]
+
+
+def test_close_relatives_are_not_taken_for_the_shipped_languages():
+    """Russian words and letters do not make Ukrainian Russian; Persian (its own letters) is not Arabic; a Marathi
+    sentence has no Hindi function words."""
+    assert detect_language("Я живу в Києві і працюю вчителем у школі.").language == "uk"
+    assert detect_language("من هر روز به کتابخانه می روم و کتاب می خوانم.").language != "ar"
+    assert detect_language("मी रोज सकाळी शाळेत जातो आणि अभ्यास करतो.").language != "hi"
+
+
+def test_parallel_fields_follow_the_group_language(tmp_path):
+    from chatflow_plugin.data.mixture import parse_mixture
+
+    def source(language, **extra):
+        return {"name": "g", "alpha": 1, "beta": 1, "language": language,
+                "sources": [{"name": "p", "kind": "parallel", "paths": ["p.jsonl"], **extra}]}
+
+    fields = [parse_mixture({"T_grow": 1, "groups": [g]}).groups[0].sources[0].fields
+              for g in (source("en-ja"), source("ko-en"), source("multi"), source("en-ja", fields=["src", "tgt"]))]
+    assert fields == [("en", "ja"), ("ko", "en"), ("en", "zh"), ("src", "tgt")]

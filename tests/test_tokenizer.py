@@ -101,3 +101,88 @@ def test_hf_tokenizer_files_carry_the_models_context_length(spm_model, tmp_path)
             (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
         write_hf_tokenizer_files(spm_model, out, explicit)
         assert AutoTokenizer.from_pretrained(out).model_max_length == expected, name
+
+
+# ---- one interface over both kinds ------------------------------------------------------------------------
+
+TEXTS = MIXED + ["", "中", "  ", "émojis 😀 and ｆｕｌｌ-width！"]
+
+
+@pytest.mark.parametrize("which", ["llama3", "qwen2", "sentencepiece_dir", "sentencepiece_file"])
+def test_both_kinds_encode_as_autotokenizer_does(which, byte_bpe_dir, qwen2_bpe_dir, spm_model, tmp_path):
+    """BOS (the tokenizer's own: LLaMA-3's <|begin_of_text|>, none for Qwen2, <s> for a converted sentencepiece
+    model) + ids are AutoTokenizer's; batch, single and offset encodings agree; decode inverts."""
+    from transformers import AutoTokenizer
+
+    from chatflow_plugin.tokenizer import load_tokenizer
+
+    if which.startswith("sentencepiece"):
+        directory = tmp_path / "sp"
+        directory.mkdir()
+        assert write_hf_tokenizer_files(spm_model, directory) == []
+    else:
+        directory = {"llama3": byte_bpe_dir, "qwen2": qwen2_bpe_dir}[which]
+    tok = load_tokenizer(spm_model if which == "sentencepiece_file" else directory)
+    assert tok.kind == ("sentencepiece" if which == "sentencepiece_file" else "hf")
+    hf = AutoTokenizer.from_pretrained(directory)
+    assert (tok.bos_id, tok.eos_id, tok.vocab_size) == (hf.bos_token_id if which != "qwen2" else None,
+                                                        hf.eos_token_id, len(hf))
+    batch = tok.encode_batch(TEXTS)
+    offsets = tok.encode_offsets_batch(TEXTS)
+    for text, ids, (ids2, spans) in zip(TEXTS, batch, offsets):
+        head = [tok.bos_id] if tok.bos_id is not None else []
+        assert head + tok.encode(text) == hf(text)["input_ids"], text
+        assert list(ids) == list(ids2) == tok.encode(text) and spans.shape == (len(ids), 2)
+        assert all(0 <= a <= b <= len(text) for a, b in spans)
+        if text.strip() and which != "sentencepiece_file":
+            assert tok.decode(ids) == hf.decode(hf(text, add_special_tokens=False)["input_ids"])
+
+
+def test_which_tokenizer_a_path_names(tmp_path, byte_bpe_dir, spm_model):
+    import shutil
+
+    from chatflow_plugin.files import sha256_file
+    from chatflow_plugin.tokenizer import load_tokenizer, tokenizer_from_options
+
+    both = tmp_path / "both"
+    both.mkdir()
+    write_hf_tokenizer_files(spm_model, both)            # a converted LLaMA-2: tokenizer.model + tokenizer.json
+    assert load_tokenizer(both).file == both / "tokenizer.json"           # what AutoTokenizer runs
+    assert load_tokenizer(both, "sentencepiece").file == both / "tokenizer.model"
+    assert load_tokenizer(byte_bpe_dir / "tokenizer.json").path == byte_bpe_dir / "tokenizer.json"
+    record = load_tokenizer(byte_bpe_dir).identity()
+    assert record == {"kind": "hf", "path": str(byte_bpe_dir.resolve()),
+                      "file": str((byte_bpe_dir / "tokenizer.json").resolve()),
+                      "sha256": sha256_file(byte_bpe_dir / "tokenizer.json"), "vocab_size": record["vocab_size"],
+                      "bos_id": record["bos_id"], "eos_id": record["eos_id"]}
+    assert load_tokenizer(byte_bpe_dir / "tokenizer.json").differs_from(record) is None
+    assert "sentencepiece" in load_tokenizer(spm_model).differs_from(record)
+    assert load_tokenizer(spm_model).differs_from({"path": "old", "sha256": sha256_file(spm_model)}) is None  # no kind
+    moved = dict(record, eos_id=record["bos_id"])
+    assert "eos_id" in load_tokenizer(byte_bpe_dir).differs_from(moved)
+    for path, kind, message in (
+            (tmp_path / "nope", None, "nope: tokenizer not found"),
+            (tmp_path, None, "no tokenizer in this directory .expected tokenizer.json or tokenizer.model"),
+            (byte_bpe_dir, "sentencepiece", "expected tokenizer.model"),
+            (byte_bpe_dir / "tokenizer.json", "sentencepiece", "a HuggingFace tokenizer.json, not a sentencepiece"),
+            (spm_model, "hf", "expected a HuggingFace tokenizer.json")):
+        with pytest.raises(ChatflowError, match=message):
+            load_tokenizer(path, kind)
+    (tmp_path / "vocab.json").write_text("{}")
+    with pytest.raises(ChatflowError, match="save it once with AutoTokenizer"):
+        load_tokenizer(tmp_path)
+    bad = tmp_path / "bad" / "tokenizer.json"
+    bad.parent.mkdir()
+    bad.write_text('{"model": ')
+    with pytest.raises(ChatflowError, match=r"bad/tokenizer.json: not a HuggingFace tokenizer.json"):
+        load_tokenizer(bad.parent)
+    shutil.copyfile(byte_bpe_dir / "tokenizer.json", bad)
+    (bad.parent / "tokenizer_config.json").write_text('{"eos_token": "<|no such token|>"}')
+    with pytest.raises(ChatflowError, match="eos_token '<.no such token.>' of tokenizer_config.json is not a token"):
+        load_tokenizer(bad.parent)
+    (bad.parent / "tokenizer_config.json").write_text('{"bos_token": "<|begin_of_text|>"}')
+    with pytest.raises(ChatflowError, match="has no EOS token .* set eos_token"):
+        load_tokenizer(bad.parent).require_eos()
+    with pytest.raises(ChatflowError, match="not both"):
+        tokenizer_from_options(str(spm_model), str(spm_model))
+    assert tokenizer_from_options("", "", required=False) is None

@@ -19,8 +19,11 @@ than ``latest``). Its config is
 ``tp_config`` or the directory's ``config.json``; its tokenizer is ``tokenizer`` or the directory's
 ``tokenizer.model``. ``dtype`` is ``None`` (keep), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
 
-q/k projections are permuted between TencentPretrain's interleaved rotary layout and HF's rotate-half
-layout (:mod:`chatflow_plugin.checkpoints.llama_layout`); the HF tokenizer files are written by
+The HF side is any checkpoint of the LLaMA family the host can represent (LLaMA-2, and LLaMA-3, Mistral or Qwen2
+checkpoints whose settings the host has; :func:`chatflow_plugin.checkpoints.llama_layout.host_limitations` names
+what it lacks otherwise); tied embeddings become the host's ``tie_weights``. q/k projections are permuted between
+TencentPretrain's interleaved rotary layout and HF's rotate-half layout
+(:mod:`chatflow_plugin.checkpoints.llama_layout`); the HF tokenizer files are written by
 :func:`chatflow_plugin.tokenizer.write_hf_tokenizer_files`. Output goes to a temporary sibling directory
 renamed into place only when complete; an existing output directory is an error unless ``force``.
 """
@@ -40,6 +43,11 @@ from . import tensor_io as cio
 from . import llama_layout as L
 
 TP_WEIGHTS = "tencentpretrain_model.bin"
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return a.shape == b.shape and bool(torch.equal(a, b))
 
 
 def parse_size(text: str | int) -> int:
@@ -142,7 +150,7 @@ def convert_hf_to_tp(hf_dir, output_dir, tokenizer=None, dtype=None, force: bool
     cfg, refs, shape, maps = load_hf(hf_dir)
     tokenizer = Path(tokenizer) if tokenizer else (hf_dir / "tokenizer.model" if (hf_dir / "tokenizer.model").is_file() else None)
     _check_vocab(refs[L.HF_EMBEDDING].shape[0], tokenizer, str(hf_dir))
-    tp_cfg = L.tp_config_from_hf(cfg, str(hf_dir / "config.json"), max_seq_length)
+    tp_cfg = L.tp_config_from_hf(cfg, str(hf_dir / "config.json"), max_seq_length, keys=refs)
     pairs = [(m.hf if m.hf in refs else L.HF_EMBEDDING, m.tp, m.rotary) for m in maps]   # tied: lm_head = embedding
     items = _items(refs, pairs, shape, "hf->tp", cio.as_dtype(dtype))
     with atomic_directory(output_dir, force=force) as tmp, \
@@ -197,6 +205,11 @@ def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=
     _check_shapes(refs, {m.tp: expected[m.hf] for m in maps}, str(tp_path))
     _check_vocab(vocab, tokenizer, str(tp_path))
     out_dtype = cio.as_dtype(dtype)
+    if cfg.get("tie_weights"):   # the host ties the output layer to the embedding: HF saves the embedding only
+        if not torch_equal(refs[L.TP_OUTPUT].read(), refs[L.TP_EMBEDDING].read()):
+            raise ChatflowError(f"{tp_path}: tie_weights is set in its config but {L.TP_OUTPUT} differs from "
+                                f"{L.TP_EMBEDDING}")
+        maps = [m for m in maps if m.tp != L.TP_OUTPUT]
     items = _items(refs, [(m.tp, m.hf, m.rotary) for m in maps], shape, "tp->hf", out_dtype)
     sp = load_sentencepiece(tokenizer)
     hf_cfg = L.hf_config_from_tp(cfg, vocab, sp.bos_id() if sp.bos_id() >= 0 else None,

@@ -9,9 +9,18 @@ grouped-query k projections (pass the kv head count).
 
 Configs: the host reads a JSON like ``models/llama2/7b_config.json`` (``emb_size``, ``hidden_size``,
 ``feedforward_size``, ``heads_num``, ``local_kv_heads_num``, ``layers_num``, ``max_seq_length``,
-``layernorm_eps`` ...); its vocabulary size comes from the tokenizer, and its rotary base is fixed at
+``layernorm_eps``, ``tie_weights`` ...); its vocabulary size comes from the tokenizer, and its rotary base is fixed at
 10000 (``tencentpretrain/utils/rope.py``). :func:`hf_config_from_tp` and :func:`tp_config_from_hf`
 map between the two and refuse what the other side cannot represent.
+
+**The LLaMA family on the HF side.** LLaMA (1, 2, 3), Mistral and Qwen2 checkpoints share these tensor names;
+they differ in settings. What the host's LLaMA can run converts (a Mistral without a sliding window and with
+rope theta 10000 is a LLaMA); :func:`host_limitations` lists everything else by name, and
+:func:`tp_config_from_hf` refuses with that list: a rope theta other than 10000 (LLaMA-3's 500000, Mistral's
+and Qwen2's 1e6), rope scaling (LLaMA-3.1's ``llama3``, ``linear``, ``yarn`` ...), a sliding window shorter
+than the context (Mistral 7B v0.1), biases on q/k/v only (Qwen2: the host has one switch for every linear
+layer), a head size other than hidden / heads, partial rotary, an activation other than SiLU. Tied embeddings
+(Qwen2's small models) convert to the host's ``tie_weights``.
 """
 from __future__ import annotations
 
@@ -58,9 +67,10 @@ class LlamaShape:
     heads: int
     kv_heads: int
     head_dim: int
-    attention_bias: bool = False
+    attention_bias: bool = False   # biases on q, k, v and o
     mlp_bias: bool = False
     tied: bool = False   # HF only: lm_head.weight absent, tied to the embedding
+    qkv_only_bias: bool = False    # HF only: biases on q, k and v but not o (Qwen2)
 
 
 def key_mappings(shape: LlamaShape) -> list[KeyMapping]:
@@ -71,7 +81,9 @@ def key_mappings(shape: LlamaShape) -> list[KeyMapping]:
         for tp_name, hf_name, rotary in _LAYER_KEYS:
             maps.append(KeyMapping(f"{tp_pre}{tp_name}.weight", f"{hf_pre}{hf_name}.weight", rotary))
             is_attn = tp_name.startswith("self_attn")
-            if (shape.attention_bias and is_attn) or (shape.mlp_bias and not is_attn):
+            qkv = tp_name.startswith("self_attn.linear_layers")
+            biased = shape.attention_bias or (shape.qkv_only_bias and qkv) if is_attn else shape.mlp_bias
+            if biased:
                 maps.append(KeyMapping(f"{tp_pre}{tp_name}.bias", f"{hf_pre}{hf_name}.bias", rotary))
         for tp_name, hf_name in _LAYER_NORMS:
             maps.append(KeyMapping(f"{tp_pre}{tp_name}.weight", f"{hf_pre}{hf_name}.weight"))
@@ -200,12 +212,23 @@ def tp_shape(cfg: dict) -> LlamaShape:
 
 
 def hf_shape(cfg: dict, keys=None) -> LlamaShape:
+    """The shape of an HF LLaMA-family config; with the checkpoint's tensor names, its biases are the ones
+    present (Qwen2's config has no switch for its q/k/v biases)."""
     heads = cfg["num_attention_heads"]
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     tied = bool(cfg.get("tie_word_embeddings", False)) and (keys is None or HF_OUTPUT not in set(keys))
+    if keys is not None:
+        def has(suffix):
+            return any(k.endswith(suffix) for k in keys)
+        qkv, o = has("self_attn.q_proj.bias"), has("self_attn.o_proj.bias")
+        mlp = has("mlp.gate_proj.bias") or has("mlp.down_proj.bias")
+    else:
+        o = bool(cfg.get("attention_bias", False))
+        qkv = o or cfg.get("model_type") == "qwen2"
+        mlp = bool(cfg.get("mlp_bias", False))
     return LlamaShape(layers=cfg["num_hidden_layers"], heads=heads, kv_heads=cfg.get("num_key_value_heads") or heads,
-                      head_dim=head_dim, attention_bias=bool(cfg.get("attention_bias", False)),
-                      mlp_bias=bool(cfg.get("mlp_bias", False)), tied=tied)
+                      head_dim=head_dim, attention_bias=qkv and o, mlp_bias=mlp, tied=tied,
+                      qkv_only_bias=qkv and not o)
 
 
 def hf_rope_theta(cfg: dict) -> float:
@@ -236,7 +259,7 @@ def hf_config_from_tp(cfg: dict, vocab_size: int, bos_id: int | None, eos_id: in
         "attention_bias": shape.attention_bias,
         "mlp_bias": shape.mlp_bias,
         "attention_dropout": 0.0,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": bool(cfg.get("tie_weights", False)),
         "initializer_range": 0.02,
         "pretraining_tp": 1,
         "use_cache": True,
@@ -248,27 +271,55 @@ def hf_config_from_tp(cfg: dict, vocab_size: int, bos_id: int | None, eos_id: in
     }
 
 
-def tp_config_from_hf(cfg: dict, where: str, max_seq_length: int | None = None) -> dict:
-    """A TencentPretrain LLaMA config (the host's ``--config_path`` JSON) equivalent to an HF config."""
-    if cfg.get("model_type", "llama") != "llama":
-        raise ChatflowError(f"{where}: model_type {cfg.get('model_type')!r}; only 'llama' converts")
-    shape = hf_shape(cfg)
+LLAMA_FAMILY = ("llama", "mistral", "qwen2")   # model types whose checkpoints use these tensor names
+
+
+def hf_rope_type(cfg: dict) -> str:
+    """The rope scaling type of a transformers 4.x (``rope_scaling``) or 5.x (``rope_parameters``) config."""
+    scaling = cfg.get("rope_scaling") or {}
+    params = cfg.get("rope_parameters") or {}
+    return str(params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default")
+
+
+def host_limitations(cfg: dict, shape: LlamaShape) -> list[str]:
+    """What of an HF LLaMA-family config TencentPretrain's LLaMA cannot represent, each named (empty: it converts)."""
+    model_type = cfg.get("model_type", "llama")
+    if model_type not in LLAMA_FAMILY:
+        return [f"model_type {model_type!r} (the host's LLaMA converts {', '.join(LLAMA_FAMILY)} checkpoints)"]
+    problems = []
     theta = hf_rope_theta(cfg)
     if abs(theta - ROPE_THETA_HOST) > 1e-6:
-        raise ChatflowError(f"{where}: rope theta {theta:g}; TencentPretrain's LLaMA fixes it at 10000 "
-                            "(tencentpretrain/utils/rope.py), so the converted model would compute differently")
-    scaling = cfg.get("rope_scaling") or {}
-    rope_type = (cfg.get("rope_parameters") or {}).get("rope_type", scaling.get("rope_type", scaling.get("type", "default")))
-    if rope_type not in (None, "default"):
-        raise ChatflowError(f"{where}: rope scaling {rope_type!r} is not supported by TencentPretrain")
+        problems.append(f"rope theta {theta:g} (the host fixes it at 10000: tencentpretrain/utils/rope.py)")
+    if hf_rope_type(cfg) != "default":
+        problems.append(f"rope scaling {hf_rope_type(cfg)!r} (the host has none)")
+    window = cfg.get("sliding_window")
+    active = window and (model_type != "qwen2" or cfg.get("use_sliding_window"))
+    if active and int(window) < int(cfg.get("max_position_embeddings") or 0):
+        problems.append(f"sliding-window attention over {window} tokens (the host attends to the whole sequence)")
     if cfg.get("hidden_act", "silu") != "silu":
-        raise ChatflowError(f"{where}: hidden_act {cfg['hidden_act']!r}; TencentPretrain's LLaMA uses silu")
+        problems.append(f"hidden_act {cfg['hidden_act']!r} (the host's LLaMA uses silu)")
     if shape.head_dim * shape.heads != cfg["hidden_size"]:
-        raise ChatflowError(f"{where}: head_dim {shape.head_dim} * heads {shape.heads} != hidden_size "
-                            f"{cfg['hidden_size']}; TencentPretrain cannot represent that")
-    if shape.attention_bias != shape.mlp_bias:
-        raise ChatflowError(f"{where}: attention_bias={shape.attention_bias} but mlp_bias={shape.mlp_bias}; "
-                            "TencentPretrain has one switch (remove_transformer_bias) for both")
+        problems.append(f"head_dim {shape.head_dim} * heads {shape.heads} != hidden_size {cfg['hidden_size']} "
+                        "(the host sizes heads as hidden_size / heads_num)")
+    if float(cfg.get("partial_rotary_factor", 1.0)) != 1.0:
+        problems.append(f"partial rotary ({cfg['partial_rotary_factor']} of each head; the host rotates all of it)")
+    if shape.qkv_only_bias:
+        problems.append("biases on q/k/v but not on o_proj (the host has one switch, remove_transformer_bias, for "
+                        "every linear layer)")
+    elif shape.attention_bias != shape.mlp_bias:
+        problems.append(f"attention_bias={shape.attention_bias} but mlp_bias={shape.mlp_bias} (the host has one "
+                        "switch, remove_transformer_bias, for both)")
+    return problems
+
+
+def tp_config_from_hf(cfg: dict, where: str, max_seq_length: int | None = None, keys=None) -> dict:
+    """A TencentPretrain LLaMA config (the host's ``--config_path`` JSON) equivalent to an HF config (``keys``:
+    the checkpoint's tensor names, which say which biases it has)."""
+    shape = hf_shape(cfg, keys)
+    problems = host_limitations(cfg, shape)
+    if problems:
+        raise ChatflowError(f"{where}: TencentPretrain's LLaMA cannot represent this {cfg.get('model_type', 'llama')} "
+                            f"model, so the converted model would compute differently: " + "; ".join(problems))
     out = {
         "emb_size": cfg["hidden_size"],
         "feedforward_size": cfg["intermediate_size"],
@@ -293,4 +344,6 @@ def tp_config_from_hf(cfg: dict, where: str, max_seq_length: int | None = None) 
     }
     if shape.kv_heads != shape.heads:
         out["local_kv_heads_num"] = shape.kv_heads
+    if bool(cfg.get("tie_word_embeddings", False)):
+        out["tie_weights"] = True
     return out

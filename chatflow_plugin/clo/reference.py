@@ -27,7 +27,8 @@ import numpy as np
 
 from ..files import atomic_file, sha256_file
 from .triples import InstructionPair, TripleSet
-from .tokens import TextEncoder, encode_prompt_response, pad_sequences
+from .tokens import encode_prompt_response, pad_sequences
+from ..tokenizer import load_tokenizer
 from ..errors import ChatflowError
 
 CACHE_DIR = "reference"
@@ -160,7 +161,7 @@ def compute_reference_logps(model_dir: str | os.PathLike, pairs: list[Instructio
 
     from .objective import sequence_logps
 
-    encoder = TextEncoder.from_model_dir(model_dir)
+    encoder = load_tokenizer(model_dir)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     own_model = model is None
@@ -178,7 +179,7 @@ def compute_reference_logps(model_dir: str | os.PathLike, pairs: list[Instructio
                                       disable=not progress) as bar:
         for start in range(0, len(sequences), rows):
             chunk = sequences[start:start + rows]
-            batch = {k: v.to(device) for k, v in pad_sequences([s for _, _, s in chunk], encoder.pad_id).items()}
+            batch = {k: v.to(device) for k, v in pad_sequences([s for _, _, s in chunk], encoder.padding_id).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             logp, _ = sequence_logps(logits, batch["input_ids"], batch["response_mask"])
             for (i, col, _), value in zip(chunk, logp.double().cpu().numpy()):

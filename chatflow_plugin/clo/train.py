@@ -34,13 +34,13 @@ import numpy as np
 
 from ..errors import ChatflowError
 from ..files import atomic_file
-from ..tokenizer import TokenizerFiles
 from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, is_main_process, leave_process_group,
                             resume_help, save_final_model, start_run)
 from ..options import option
 from .objective import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps
 from .reference import ReferenceCache, pair_sequences, wait_for_cache
-from .tokens import EncodedSequence, TextEncoder, encode_prompt_response, pad_sequences
+from .tokens import EncodedSequence, encode_prompt_response, pad_sequences
+from ..tokenizer import Tokenizer, TokenizerFiles, load_tokenizer
 from .triples import TripleSet, load_triples
 
 # options that must not change between a run and its resumption
@@ -144,7 +144,7 @@ class Collator:
         return batch
 
 
-def encode_pairs(encoder: TextEncoder, triples: TripleSet, indices: np.ndarray, max_length: int
+def encode_pairs(encoder: Tokenizer, triples: TripleSet, indices: np.ndarray, max_length: int
                  ) -> tuple[list[list[EncodedSequence]], int]:
     """The four sequences of each selected pair, and how many sequences were truncated."""
     out, truncated = [], 0
@@ -226,7 +226,7 @@ def _make_trainer_class():
 # evaluation
 
 
-def response_nll(model, encoder: TextEncoder, triples: TripleSet, max_length: int, batch_size: int = 8,
+def response_nll(model, encoder: Tokenizer, triples: TripleSet, max_length: int, batch_size: int = 8,
                  limit: int | None = None) -> dict[str, float]:
     """Token-mean NLL of the chosen responses: ``source_nll`` (y_en | x_en), ``target_nll`` (y_l | x_l)."""
     import torch
@@ -243,7 +243,7 @@ def response_nll(model, encoder: TextEncoder, triples: TripleSet, max_length: in
                 seqs.append(encode_prompt_response(encoder, pair.source_prompt, pair.source_response, max_length))
                 seqs.append(encode_prompt_response(encoder, pair.target_prompt, pair.target_response, max_length))
                 names += ["source", "target"]
-            batch = {k: v.to(device) for k, v in pad_sequences(seqs, encoder.pad_id).items()}
+            batch = {k: v.to(device) for k, v in pad_sequences(seqs, encoder.padding_id).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             logp, n = sequence_logps(logits, batch["input_ids"], batch["response_mask"])
             for name, lp, count in zip(names, logp.tolist(), n.tolist()):
@@ -301,7 +301,7 @@ def _start(options: CLOTrainOptions, out: Path, record: RunRecord) -> RunStart:
     return start
 
 
-def _datasets(options: CLOTrainOptions, triples: TripleSet, indices: np.ndarray, encoder: TextEncoder,
+def _datasets(options: CLOTrainOptions, triples: TripleSet, indices: np.ndarray, encoder: Tokenizer,
               progress: bool):
     """The training items (CLO pairs with their cached reference log-probs, or SFT sequences), the
     number of truncated sequences, and what the reference cache did (None for SFT)."""
@@ -329,7 +329,7 @@ def _load_model(options: CLOTrainOptions, trainable: str):
     return model, counts
 
 
-def _evaluate_before(options: CLOTrainOptions, out: Path, model, encoder: TextEncoder, eval_set: TripleSet | None,
+def _evaluate_before(options: CLOTrainOptions, out: Path, model, encoder: Tokenizer, eval_set: TripleSet | None,
                      start: RunStart) -> dict:
     """Held-out NLL of the start model: measured by a fresh run (and kept in eval.json), read back by a
     resumed one."""
@@ -362,7 +362,7 @@ def _training_arguments(options: CLOTrainOptions, out: Path, progress: bool):
         disable_tqdm=not progress, save_only_model=False)
 
 
-def _finish(trainer, options: CLOTrainOptions, out: Path, encoder: TextEncoder, eval_set: TripleSet | None,
+def _finish(trainer, options: CLOTrainOptions, out: Path, encoder: Tokenizer, eval_set: TripleSet | None,
             evaluation: dict, summary: dict) -> dict:
     """Held-out NLL of the trained model (main process), then the final model, renamed into place complete."""
     if eval_set is not None and is_main_process():
@@ -391,7 +391,7 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
         return dict(record.read() or {}, global_step=start.step if start.checkpoint else None,
                     already_finished=True, model=str(out / FINAL_DIR))
 
-    encoder = TextEncoder.from_model_dir(Path(options.model))
+    encoder = load_tokenizer(Path(options.model))
     progress = not options.quiet and is_main_process()
     dataset, truncated, reference_info = _datasets(options, triples, np.arange(n_pairs), encoder, progress)
     model, counts = _load_model(options, trainable)
@@ -408,7 +408,7 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
 
     trainer_cls, log_callback = _make_trainer_class()
     trainer = trainer_cls(model=model, args=_training_arguments(options, out, progress), train_dataset=dataset,
-                          data_collator=Collator(encoder.pad_id), callbacks=[log_callback(run_log)] + list(callbacks or []),
+                          data_collator=Collator(encoder.padding_id), callbacks=[log_callback(run_log)] + list(callbacks or []),
                           objective=options.objective, lam=options.lam, beta=options.beta)
     trainer.tokenizer_files = TokenizerFiles.read(options.model)
     result = trainer.train(resume_from_checkpoint=start.checkpoint)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..files import atomic_file, path_for_file
 from ..errors import ChatflowError
+from ..languages import languages_of
 from .schedule import DEFAULT_SHAPE, REQUIRED, SHAPES, Param, ParamError, Schedule, non_negative
 
 KINDS = ("corpus", "code", "parallel", "instruction")
@@ -267,6 +268,13 @@ def _checked_schedule(spec: MixtureSpec, where: str) -> tuple[str, ...]:
                  for g, count in zip(spec.groups, total) if count == 0)
 
 
+def _default_fields(language) -> list[str]:
+    """A parallel source's two fields when the file names none: the two languages of its tag ("en-ja" ->
+    en, ja), else ChatFlow's en, zh."""
+    pair = languages_of(language) if isinstance(language, str) else ()
+    return list(pair) if len(pair) == 2 else ["en", "zh"]
+
+
 def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path(".")) -> MixtureSpec:
     shape = _shape(data, where)
     top = _check_keys(data, _TOP_KEYS | set(shape.mixture_keys), where)
@@ -311,7 +319,8 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
             fmt = sraw.get("format")
             if fmt is not None and fmt not in FORMATS:
                 raise ChatflowError(f"{swhere}.format: expected one of {FORMATS}, got {fmt!r}")
-            fields = sraw.get("fields", ["en", "zh"])
+            language = sraw.get("language", graw.get("language"))
+            fields = sraw.get("fields", _default_fields(language))
             if (not isinstance(fields, list) or len(fields) != 2 or len(set(fields)) != 2
                     or not all(isinstance(f, str) and f for f in fields)):
                 raise ChatflowError(f"{swhere}.fields: expected two distinct field names, got {fields!r}")
@@ -320,7 +329,7 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
                 raise ChatflowError(f"{swhere}.text_field: expected a field name, got {text_field!r}")
             sources.append(SourceSpec(name=sname, kind=kind, paths=tuple(paths), share=share, format=fmt,
                                       fields=tuple(fields), text_field=text_field,
-                                      language=sraw.get("language", graw.get("language"))))
+                                      language=language))
         if all(s.share == 0 for s in sources):
             raise ChatflowError(f"{gwhere}: every source has share 0")
         groups.append(GroupSpec(name=gname, sources=tuple(sources), language=graw.get("language"),

@@ -3,11 +3,15 @@
 Input files are cut into byte ranges at line boundaries and tokenized by a pool of workers; results
 come back in input order, so the output is identical for any number of workers. The dataset is
 written under a temporary name and moved into place only when complete, manifest last.
+
+The tokenizer is either kind of :mod:`chatflow_plugin.tokenizer` (``--tokenizer``: a sentencepiece model, a
+``tokenizer.json`` or a model directory; ``--spm_model_path`` is the sentencepiece-only spelling the
+TencentPretrain host's launchers pass). Each worker batch-encodes a chunk's documents with the tokenizer's own
+library on one thread (``TOKENIZERS_PARALLELISM=false``: the pool is the parallelism).
 """
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import multiprocessing
 import os
@@ -25,7 +29,7 @@ from ..errors import ChatflowError, DataError
 from .formats import record_from_tsv, render
 from .mixture import MixtureSpec, SourceSpec, load_mixture, parse_source_overrides
 from ..options import option
-from ..tokenizer import load_sentencepiece
+from ..tokenizer import Tokenizer, as_tokenizer, load_tokenizer, tokenizer_from_options
 from .shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, token_dtype
 
 MAX_REPORTED_ERRORS = 5
@@ -34,8 +38,11 @@ MAX_REPORTED_ERRORS = 5
 @dataclass
 class PreprocessOptions:
     mixture: str = option(help="mixture file (JSON), e.g. models/mixtures/chatflow_table1.json")
-    spm_model_path: str = option(help="sentencepiece model the dataset is tokenized with")
     output_dir: str = option(help="dataset directory to create")
+    tokenizer: str = option("", help="the tokenizer the dataset is tokenized with: a sentencepiece model, a "
+                                     "HuggingFace tokenizer.json, or a model directory holding either")
+    spm_model_path: str = option("", help="a sentencepiece model (the TencentPretrain host's spelling; give this "
+                                          "or --tokenizer)")
     seq_length: int = option(0, help="tokens per training sequence (0: the mixture's seq_length); "
                                      "windows hold seq_length + 1 tokens")
     workers: int = option(0, help="tokenizer processes (0: one per CPU core)")
@@ -106,9 +113,10 @@ def plan_chunks(source_index: int, path: Path, fmt: str, chunk_bytes: int) -> li
 _WORKER: dict = {}
 
 
-def _init_worker(spm_model_path: str, sources: list[SourceSpec], on_bad_record: str) -> None:
-    sp = load_sentencepiece(spm_model_path)
-    _WORKER.update(sp=sp, sources=sources, fail=on_bad_record == "fail", bos=sp.bos_id(), eos=sp.eos_id())
+def _init_worker(tokenizer_path: str, kind: str, sources: list[SourceSpec], on_bad_record: str) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"   # one thread per worker: the pool is the parallelism
+    tok = load_tokenizer(tokenizer_path, kind)
+    _WORKER.update(tok=tok, sources=sources, fail=on_bad_record == "fail", bos=tok.bos_id, eos=tok.require_eos())
 
 
 def _records(data: bytes, chunk: Chunk, source: SourceSpec) -> Iterator[tuple[int, object]]:
@@ -140,54 +148,44 @@ def _records(data: bytes, chunk: Chunk, source: SourceSpec) -> Iterator[tuple[in
             yield i, exc
 
 
-def _encode_ids(sp, texts: list[str]) -> list:
-    # one thread per worker: the pool is the parallelism; numpy arrays where sentencepiece offers them
-    try:
-        return sp.encode(texts, num_threads=1, return_type="numpy")
-    except (TypeError, ValueError):  # sentencepiece < 0.2.1
-        return sp.encode(texts, num_threads=1)
-
-
-def _encode_plain(sp, texts: list[str], bos: int, eos: int) -> np.ndarray:
-    """BOS + ids + EOS for every document, concatenated."""
+def _encode_plain(tok: Tokenizer, texts: list[str], bos: int | None, eos: int) -> np.ndarray:
+    """[BOS +] ids + EOS for every document, concatenated."""
     if not texts:
         return np.empty(0, np.int64)
-    ids = _encode_ids(sp, texts)
-    lengths = np.fromiter((len(x) + 2 for x in ids), dtype=np.int64, count=len(ids))
+    ids = tok.encode_batch(texts)
+    head = int(bos is not None)
+    lengths = np.fromiter((len(x) + head + 1 for x in ids), dtype=np.int64, count=len(ids))
     ends = np.cumsum(lengths)
     starts = ends - lengths
     out = np.empty(int(ends[-1]), dtype=np.int64)
-    out[starts] = bos
-    out[ends - 1] = eos
     body = np.ones(len(out), dtype=bool)
-    body[starts] = False
+    if head:
+        out[starts] = bos
+        body[starts] = False
+    out[ends - 1] = eos
     body[ends - 1] = False
-    if isinstance(ids[0], np.ndarray):
-        out[body] = np.concatenate(ids)
-    else:
-        out[body] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(body.sum()))
+    out[body] = np.concatenate(ids)
     return out
 
 
-def _encode_with_prompts(sp, docs: list[tuple[str, list[tuple[int, int]]]], bos: int, eos: int):
+def _encode_with_prompts(tok: Tokenizer, docs: list[tuple[str, list[tuple[int, int]]]], bos: int | None, eos: int):
     """Tokenize whole texts (exactly as at inference) and mark tokens outside response spans as prompt."""
     token_parts, prompt_parts = [], []
-    for (text, spans), enc in zip(docs, sp.encode([d[0] for d in docs], num_threads=1, return_type="offset_mapping")):
-        ids = np.asarray(enc["ids"], dtype=np.int64)
-        offsets = np.asarray(enc["offsets"], dtype=np.int64).reshape(-1, 2)
+    head = [bos] if bos is not None else []
+    for (text, spans), (ids, offsets) in zip(docs, tok.encode_offsets_batch([d[0] for d in docs])):
         prompt = np.ones(len(ids), dtype=np.uint8)
         for start, end in spans:
             # a token belongs to a response when it covers any of its characters
             prompt[(offsets[:, 1] > start) & (offsets[:, 0] < end)] = 0
-        token_parts.append(np.concatenate([[bos], ids, [eos]]))
-        prompt_parts.append(np.concatenate([[PROMPT], prompt, [0]]).astype(np.uint8))
+        token_parts.append(np.concatenate([np.asarray(head, np.int64), ids, [eos]]))
+        prompt_parts.append(np.concatenate([[PROMPT] * len(head), prompt, [0]]).astype(np.uint8))
     if not token_parts:
         return np.empty(0, np.int64), np.empty(0, np.uint8)
     return np.concatenate(token_parts), np.concatenate(prompt_parts)
 
 
 def tokenize_chunk(chunk: Chunk) -> ChunkResult:
-    sp, source = _WORKER["sp"], _WORKER["sources"][chunk.source_index]
+    tok, source = _WORKER["tok"], _WORKER["sources"][chunk.source_index]
     with open(chunk.path, "rb") as handle:
         handle.seek(chunk.start)
         data = handle.read(chunk.end - chunk.start)
@@ -203,9 +201,9 @@ def tokenize_chunk(chunk: Chunk) -> ChunkResult:
             continue
         docs.append(item)
     if source.kind == "instruction":
-        tokens, prompt = _encode_with_prompts(sp, docs, _WORKER["bos"], _WORKER["eos"])
+        tokens, prompt = _encode_with_prompts(tok, docs, _WORKER["bos"], _WORKER["eos"])
     else:
-        tokens, prompt = _encode_plain(sp, [d[0] for d in docs], _WORKER["bos"], _WORKER["eos"]), None
+        tokens, prompt = _encode_plain(tok, [d[0] for d in docs], _WORKER["bos"], _WORKER["eos"]), None
     return ChunkResult(tokens, prompt, len(docs), lines, bad, bad_count)
 
 
@@ -239,12 +237,11 @@ def _progress(total: int, quiet: bool):
     return tqdm(total=total, unit="B", unit_scale=True, desc="preprocess", file=sys.stderr)
 
 
-def open_tokenizer(spm_model_path: str | os.PathLike):
-    """The sentencepiece model a dataset is built with; it needs BOS and EOS pieces."""
-    sp = load_sentencepiece(spm_model_path)
-    if sp.bos_id() < 0 or sp.eos_id() < 0:
-        raise ChatflowError(f"{spm_model_path}: the tokenizer needs BOS and EOS pieces")
-    return sp
+def open_tokenizer(tokenizer: str | os.PathLike | Tokenizer) -> Tokenizer:
+    """The tokenizer a dataset is built with; it needs an EOS token (BOS only where it has one)."""
+    tok = as_tokenizer(tokenizer)
+    tok.require_eos()
+    return tok
 
 
 def plan_sources(spec: MixtureSpec, chunk_bytes: int, fail: bool) -> tuple[list[SourceStats], list[Chunk]]:
@@ -267,6 +264,19 @@ def plan_sources(spec: MixtureSpec, chunk_bytes: int, fail: bool) -> tuple[list[
     return stats, chunks
 
 
+@contextlib.contextmanager
+def _restored_environment(name: str):
+    """Put the environment variable ``name`` back as it was after the block."""
+    before = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def tokenize_chunks(chunks: list[Chunk], init_args: tuple, workers: int, sink, quiet: bool = True) -> None:
     """``sink(chunk, result)`` for every chunk in input order, tokenized by ``workers`` processes."""
     bar = _progress(sum(c.end - c.start for c in chunks), quiet)
@@ -274,6 +284,7 @@ def tokenize_chunks(chunks: list[Chunk], init_args: tuple, workers: int, sink, q
         if bar is not None:
             stack.callback(bar.close)
         if workers == 1 or len(chunks) <= 1:
+            stack.enter_context(_restored_environment("TOKENIZERS_PARALLELISM"))
             _init_worker(*init_args)
             results = map(tokenize_chunk, chunks)
         else:
@@ -354,19 +365,17 @@ class ShardWriter:
                     handle.close()
 
 
-def build_manifest(spec: MixtureSpec, sp, spm_model_path: str | os.PathLike, dtype: np.dtype,
-                   sources: list[dict], seconds: float) -> dict:
+def build_manifest(spec: MixtureSpec, tok: Tokenizer, dtype: np.dtype, sources: list[dict], seconds: float) -> dict:
     return {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "created_by": f"chatflow-plugin {__version__}",
         "seq_length": spec.seq_length, "window_length": spec.seq_length + 1, "dtype": dtype.name,
-        "tokenizer": {"path": str(Path(spm_model_path).resolve()), "sha256": sha256_file(spm_model_path),
-                      "vocab_size": sp.vocab_size(), "bos_id": sp.bos_id(), "eos_id": sp.eos_id()},
+        "tokenizer": tok.identity(),
         "mixture": spec.to_json(), "sources": sources,
         "seconds": round(seconds, 3),
     }
 
 
-def preprocess(spec: MixtureSpec, spm_model_path: str | os.PathLike, output_dir: str | os.PathLike,
+def preprocess(spec: MixtureSpec, tokenizer: str | os.PathLike | Tokenizer, output_dir: str | os.PathLike,
                workers: int = 0, on_bad_record: str = "skip", chunk_bytes: int = 4 << 20,
                force: bool = False, quiet: bool = True) -> dict:
     """Build a shard directory for ``spec``; returns the manifest.
@@ -374,9 +383,8 @@ def preprocess(spec: MixtureSpec, spm_model_path: str | os.PathLike, output_dir:
     Three steps: plan (hash the input files, cut them into chunks), tokenize the chunks in input order
     into the shard files, then pad the last windows and write the manifest, last.
     """
-    spm_model_path = str(spm_model_path)
-    sp = open_tokenizer(spm_model_path)
-    dtype = token_dtype(sp.vocab_size())
+    tok = open_tokenizer(tokenizer)
+    dtype = token_dtype(tok.vocab_size)
     fail = on_bad_record == "fail"
     stats, chunks = plan_sources(spec, chunk_bytes, fail)
     sources = [s for _, s in spec.sources]
@@ -384,12 +392,12 @@ def preprocess(spec: MixtureSpec, spm_model_path: str | os.PathLike, output_dir:
     with atomic_directory(output_dir, force=force) as tmp:
         writer = ShardWriter(tmp, sources, stats, dtype, fail)
         try:
-            tokenize_chunks(chunks, (spm_model_path, sources, on_bad_record), workers or os.cpu_count() or 1,
-                            writer.add, quiet)
-            entries = writer.finish(spec.seq_length + 1, sp.eos_id())
+            tokenize_chunks(chunks, (str(tok.path), tok.kind, sources, on_bad_record),
+                            workers or os.cpu_count() or 1, writer.add, quiet)
+            entries = writer.finish(spec.seq_length + 1, tok.eos_id)
         finally:
             writer.close()
-        manifest = build_manifest(spec, sp, spm_model_path, dtype, entries, time.time() - started)
+        manifest = build_manifest(spec, tok, dtype, entries, time.time() - started)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
 
@@ -415,7 +423,8 @@ def run_preprocess(opts: PreprocessOptions) -> None:
         source_paths=parse_source_overrides(opts.source_path))
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    manifest = preprocess(spec, opts.spm_model_path, opts.output_dir, workers=opts.workers,
+    manifest = preprocess(spec, tokenizer_from_options(opts.tokenizer, opts.spm_model_path), opts.output_dir,
+                          workers=opts.workers,
                           on_bad_record=opts.on_bad_record, chunk_bytes=int(opts.chunk_mb * (1 << 20)),
                           force=opts.force, quiet=opts.quiet)
     if not opts.quiet:

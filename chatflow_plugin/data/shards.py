@@ -22,6 +22,7 @@ import numpy as np
 
 from ..files import resolve_from_file, sha256_file
 from ..errors import ChatflowError
+from ..tokenizer import Tokenizer, as_tokenizer
 
 MANIFEST = "manifest.json"
 FORMAT_NAME = "chatflow-shards"
@@ -65,13 +66,14 @@ class SourceShard:
 class ShardSet:
     """A preprocessed dataset directory, validated and memory-mapped.
 
-    ``spm_model_path``: refuse the dataset unless it was built with this tokenizer (same sha256).
+    ``tokenizer`` (a path or a :class:`~chatflow_plugin.tokenizer.Tokenizer`): refuse the dataset unless it was
+    built with this tokenizer (same kind, sha256, BOS and EOS ids).
     ``verify_sources``: refuse it unless every input file it was built from is still there with the
     sha256 the manifest recorded (this reads every input file once; for a run that must be reproducible
     from the corpora on disk).
     """
 
-    def __init__(self, path: str | os.PathLike, spm_model_path: str | os.PathLike | None = None,
+    def __init__(self, path: str | os.PathLike, tokenizer: "str | os.PathLike | Tokenizer | None" = None,
                  verify_sources: bool = False):
         self.path = Path(path)
         manifest_path = self.path / MANIFEST
@@ -89,13 +91,8 @@ class ShardSet:
         self.window_length = self.seq_length + 1
         self.dtype = np.dtype(m["dtype"])
         self.tokenizer = m["tokenizer"]
-        if spm_model_path is not None:
-            given = sha256_file(spm_model_path)
-            if given != self.tokenizer["sha256"]:
-                raise ChatflowError(
-                    f"{self.path} was built with another tokenizer ({self.tokenizer.get('path')}, sha256 "
-                    f"{self.tokenizer['sha256'][:12]}) than {spm_model_path} (sha256 {given[:12]}); "
-                    f"preprocess again with this tokenizer")
+        if tokenizer is not None:
+            self.check_tokenizer(tokenizer)
         self.sources: list[SourceShard] = []
         for info in m["sources"]:
             self.sources.append(self._open_source(info))
@@ -104,6 +101,13 @@ class ShardSet:
             shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
             raise ChatflowError(f"{self.path} no longer matches its inputs: {shown} changed or missing since "
                                 f"preprocessing (sha256 in {MANIFEST}); preprocess again")
+
+    def check_tokenizer(self, tokenizer: "str | os.PathLike | Tokenizer") -> None:
+        """Refuse a tokenizer other than the one the dataset was built with."""
+        difference = as_tokenizer(tokenizer).differs_from(self.tokenizer)
+        if difference:
+            raise ChatflowError(f"{self.path} was built with another tokenizer: {difference}; preprocess again "
+                                f"with this tokenizer")
 
     def _open_source(self, info: dict) -> SourceShard:
         tokens_path = self.path / info["tokens_file"]

@@ -3,15 +3,19 @@
 1. split every group's documents into train / held-out (before any tokenization);
 2. train an English byte-fallback BPE tokenizer (the "English foundation" tokenizer);
 3. train a tiny LLaMA on English text only (the "English foundation model");
-4. expand the vocabulary with Chinese characters mined from the Chinese training text; new embedding and
-   output rows = the mean of the rows of the sub-tokens the English tokenizer splits them into;
+4. expand the vocabulary with the target language's characters (Chinese by default; the scripts the language
+   table lists for it) mined from its training text; new embedding and output rows = the mean of the rows of
+   the sub-tokens the English tokenizer splits them into;
 5. continue training on the six-group mixture three ways, same data, tokens and seeds:
    dynamic (the ChatFlow sampler), static (the dynamic schedule's time-average: same expected samples per
    source, only the order differs) and two-stage (pre-training groups, then instruction groups, with the
    same samples per source as the static run), each for every seed;
 6. score every run on the same held-out windows per group during training, write CSV, PNG plots and a
    markdown report (:mod:`chatflow_plugin.demo.report`), save the dynamic run in HuggingFace format and answer
-   one Chinese and one English instruction with ``transformers``.
+   one instruction in the target language and one in English (the table's default prompts) with ``transformers``.
+
+The groups, their data folders and the target language come from the base mixture (:mod:`.groups`):
+``--mixture models/mixtures/demo_ja.json --data_dir DIR`` runs the same recipe for Japanese on the user's data.
 
 Stages whose output exists are reused, so an interrupted demo continues where it stopped (``--force``
 starts over).
@@ -25,10 +29,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .groups import SOURCE_LANGUAGE, TARGET_LANGUAGE, base_mixture, groups_in
+from .groups import SOURCE_LANGUAGE, base_mixture, group_languages, groups_in, target_language
 from .report import write_report
 from .split import SplitBudget, iter_texts, prepare_data
-from ..data.mixture import write_mixture
+from ..data.mixture import MixtureSpec, write_mixture
 from ..errors import ChatflowError
 from ..files import path_for_file, read_jsonl
 from ..languages import get_language
@@ -78,8 +82,12 @@ PROFILES = {
 class DemoOptions:
     output_dir: str = option("chatflow_demo", help="folder for everything the demo writes")
     quick: bool = option(False, help="a few-minute run (CI): tiny model, one seed, few steps")
-    data_dir: str = option("", help="folder with en_corpus/ zh_corpus/ parallel/ en_inst/ zh_inst/ [code/] "
-                                    "*.jsonl (default: the bundled corpora/)")
+    mixture: str = option("", help="the base mixture: its groups (one data folder each), their alpha/beta and "
+                                   "languages; the target language is its one language besides English (default: "
+                                   "models/mixtures/tiny_corpora.json, Chinese; models/mixtures/demo_ja.json: Japanese)")
+    data_dir: str = option("", help="folder with one sub-folder of *.jsonl per group of the mixture (en_corpus/ "
+                                    "zh_corpus/ parallel/ en_inst/ zh_inst/ [code/] by default; default: the "
+                                    "mixture's data_root, the bundled corpora/ for the default mixture)")
     seeds: int = option(0, help="seeds per run kind (0: the profile's: 1 quick, 3 full)")
     train_steps: int = option(0, help="optimizer steps per continued-training run (0: the profile's)")
     foundation_steps: int = option(0, help="optimizer steps of the English foundation (0: the profile's)")
@@ -104,13 +112,14 @@ def default_data_dir() -> Path:
 # Stages
 
 
-def train_english_tokenizer(train_dir: Path, out_prefix: Path, vocab_size: int, sentences: int) -> Path:
+def train_english_tokenizer(train_dir: Path, out_prefix: Path, vocab_size: int, sentences: int,
+                            base: MixtureSpec | None = None) -> Path:
     """A LLaMA-style byte-fallback BPE model on the English (source-language) training text only."""
     import sentencepiece as spm
 
     text_file = out_prefix.with_suffix(".txt")
     with open(text_file, "w", encoding="utf-8") as handle:
-        for group in groups_in(SOURCE_LANGUAGE):
+        for group in groups_in(SOURCE_LANGUAGE, spec=base):
             for text in iter_texts(train_dir / group / "data.jsonl"):
                 for line in text.splitlines():
                     if line.strip():
@@ -132,24 +141,28 @@ def _mixture_json(groups: list[dict], seq_length: int, t_grow: float, data_root:
             "data_root": str(data_root), "groups": groups}
 
 
-def _groups_from_base(weights: dict[str, tuple[float, float]] | None = None) -> list[dict]:
-    """The paper's six groups (alpha, beta from models/mixtures/tiny_corpora.json), one source each, reading
+def _groups_from_base(base: MixtureSpec | None = None, weights: dict[str, tuple[float, float]] | None = None
+                      ) -> list[dict]:
+    """The base mixture's groups (the paper's six, alpha and beta as its file sets them), one source each, reading
     ``<group>/*.jsonl`` under the split data."""
     groups = []
-    for g in base_mixture().groups:
+    for g in (base or base_mixture()).groups:
         alpha, beta = ((g.schedule_params["alpha"], g.schedule_params["beta"]) if weights is None
                        else weights[g.name])
         sources = [{"name": s.name, "kind": s.kind, "paths": [f"{g.name}/*.jsonl"]} for s in g.sources[:1]]
+        if g.sources[0].kind == "parallel":
+            sources[0]["fields"] = list(g.sources[0].fields)
         groups.append({"name": g.name, "alpha": alpha, "beta": beta, "language": g.language, "sources": sources})
     return groups
 
 
-def run_mixtures(run_samples: int, t_grow: float, seq_length: int, data_root: Path) -> dict[str, dict]:
+def run_mixtures(run_samples: int, t_grow: float, seq_length: int, data_root: Path,
+                 base: MixtureSpec | None = None) -> dict[str, dict]:
     """The mixture files of the three runs (two for the two-stage run): see :mod:`chatflow_plugin.data.baselines`."""
     from ..data.baselines import instruction_groups, static_mixture, time_average_shares, two_stage_mixtures
     from ..data.mixture import parse_mixture
 
-    dynamic = _mixture_json(_groups_from_base(), seq_length, t_grow, data_root, "demo_dynamic")
+    dynamic = _mixture_json(_groups_from_base(base), seq_length, t_grow, data_root, "demo_dynamic")
     spec = parse_mixture(dynamic, where="demo mixture")
     shares = time_average_shares(spec, run_samples)
     stage1, stage2, _ = two_stage_mixtures(spec, run_samples)
@@ -311,29 +324,30 @@ def _training_options(profile: Profile) -> dict:
                 heldout_every=profile.heldout_every, quiet=True, threads=profile.threads, save_total_limit=1)
 
 
-def split_data(data_dir: Path, out: Layout, profile: Profile) -> dict:
+def split_data(data_dir: Path, out: Layout, profile: Profile, base: MixtureSpec | None = None) -> dict:
     """Every group's documents into train / held-out; returns ``split.json``."""
     if not (out.data / "split.json").is_file():
-        prepare_data(data_dir, out.data, profile.budget, seed=0, force=True)
+        prepare_data(data_dir, out.data, profile.budget, seed=0, force=True,
+                     groups=tuple((base or base_mixture()).group_names))
     return json.loads((out.data / "split.json").read_text(encoding="utf-8"))
 
 
-def english_tokenizer(out: Layout, profile: Profile) -> None:
+def english_tokenizer(out: Layout, profile: Profile, base: MixtureSpec | None = None) -> None:
     """The English tokenizer."""
     out.tokenizers.mkdir(exist_ok=True)
     if not out.english_model.is_file():
         train_english_tokenizer(out.data / "train", out.english_model.with_suffix(""), profile.vocab_size,
-                                profile.tokenizer_sentences)
+                                profile.tokenizer_sentences, base)
 
 
-def english_foundation(out: Layout, profile: Profile) -> None:
+def english_foundation(out: Layout, profile: Profile, base: MixtureSpec | None = None) -> None:
     """A tiny LLaMA trained on the English corpus groups only."""
     from ..data.mixture import load_mixture
     from ..data.preprocess import preprocess
 
     if (out.foundation / "final" / "config.json").is_file():
         return
-    corpus = [g for g in _groups_from_base() if g["name"] in groups_in(SOURCE_LANGUAGE, kinds=("corpus",))]
+    corpus = [g for g in _groups_from_base(base) if g["name"] in groups_in(SOURCE_LANGUAGE, ("corpus",), base)]
     for g in corpus:
         g["alpha"] = g["beta"] = 1.0
     for split_name in ("train", "heldout"):
@@ -347,14 +361,16 @@ def english_foundation(out: Layout, profile: Profile) -> None:
            init_seed=1234, **_training_options(profile))
 
 
-def expand_vocabulary(out: Layout, profile: Profile) -> None:
-    """The target language's most frequent new characters appended; new rows = sub-token means."""
+def expand_vocabulary(out: Layout, profile: Profile, base: MixtureSpec | None = None) -> None:
+    """The target language's most frequent new characters (of the scripts the language table lists for it)
+    appended; new rows = sub-token means."""
     from ..checkpoints import vocab
 
     if (out.expanded / "config.json").is_file():
         return
-    corpora = [out.data / "train" / g / "data.jsonl" for g in groups_in(TARGET_LANGUAGE)]
-    mined = vocab.mine_pieces(corpora, out.english_model, scripts=get_language(TARGET_LANGUAGE).expansion_scripts,
+    target = target_language(base)
+    corpora = [out.data / "train" / g / "data.jsonl" for g in groups_in(target, spec=base)]
+    mined = vocab.mine_pieces(corpora, out.english_model, scripts=get_language(target).expansion_scripts,
                               min_count=2, max_new_pieces=profile.new_chars)
     expansion = vocab.expand_sentencepiece(out.english_model, [p for p, _ in mined], out.expanded_model)
     (out.tokenizers / "added_pieces.txt").write_text("".join(p + "\n" for p in expansion.added), encoding="utf-8")
@@ -389,15 +405,17 @@ def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Cl
     return runs
 
 
-def release_and_generate(out: Layout, dynamic_run: Path, generate: bool, clock: _Clock) -> dict:
-    """The dynamic run's final model copied to ``release/``; one answer per demo language."""
+def release_and_generate(out: Layout, dynamic_run: Path, generate: bool, clock: _Clock,
+                         base: MixtureSpec | None = None) -> dict:
+    """The dynamic run's final model copied to ``release/``; one answer per demo language (its first default
+    prompt in the language table)."""
     if out.release.exists():
         shutil.rmtree(out.release)
     shutil.copytree(dynamic_run / "final", out.release)
     if not generate:
         return {}
     clock.stage("generate with transformers")
-    prompts = {code: get_language(code).prompt for code in (TARGET_LANGUAGE, SOURCE_LANGUAGE)}
+    prompts = {code: get_language(code).prompt for code in (target_language(base), SOURCE_LANGUAGE)}
     generations = generate_answers(out.release, out.expanded_model, prompts)
     (out.root / "generations.json").write_text(json.dumps(generations, indent=2, ensure_ascii=False) + "\n",
                                               encoding="utf-8")
@@ -410,30 +428,36 @@ def run_demo(options: DemoOptions) -> dict:
     tokenization, a held-out report with plots, a HuggingFace release and generations. Prints and returns the
     report's path, the run time and the run folders."""
     profile = resolve_profile(options)
+    base = base_mixture(options.mixture or None)
+    target = get_language(target_language(base))
     out = _prepare(options, profile)
-    data_dir = Path(options.data_dir) if options.data_dir else default_data_dir()
+    if options.data_dir:
+        data_dir = Path(options.data_dir)
+    else:
+        data_dir = base.data_root if options.mixture else default_data_dir()
     clock = _Clock()
-    clock.stage("split documents into train / held-out")
-    split = split_data(data_dir, out, profile)
+    clock.stage(f"split documents into train / held-out ({', '.join(base.group_names)} under {data_dir})")
+    split = split_data(data_dir, out, profile, base)
     clock.stage("train the English tokenizer")
-    english_tokenizer(out, profile)
+    english_tokenizer(out, profile, base)
     clock.stage("train the English foundation model")
-    english_foundation(out, profile)
-    clock.stage(f"expand the vocabulary with {get_language(TARGET_LANGUAGE).name} characters (sub-token mean rows)")
-    expand_vocabulary(out, profile)
-    clock.stage("tokenize the six-group mixture (train and held-out)")
+    english_foundation(out, profile, base)
+    clock.stage(f"expand the vocabulary with {target.name} characters (sub-token mean rows)")
+    expand_vocabulary(out, profile, base)
+    clock.stage(f"tokenize the {len(base.groups)}-group mixture (train and held-out)")
     run_samples = profile.train_steps * profile.micro_batch_size
     t_grow = max(1.0, options.t_grow_fraction * run_samples)
-    mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, out.data / "train")
+    mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, out.data / "train", base)
     tokenize_mixture(out, mixtures)
     runs = continued_training(out, profile, mixtures, clock)
     clock.stage("release the dynamic run in HuggingFace format")
-    generations = release_and_generate(out, runs[f"dynamic_s{profile.seeds[0]}"], not options.skip_generation, clock)
+    generations = release_and_generate(out, runs[f"dynamic_s{profile.seeds[0]}"], not options.skip_generation, clock,
+                                       base)
     clock.stage("write the report")
     clock.total()
     context = _report_context(out, profile, options, data_dir, split, mixtures, t_grow, run_samples,
-                              clock.timings, generations)
-    report = write_report(out.report, runs, context)
+                              clock.timings, generations, base)
+    report = write_report(out.report, runs, context, base=base)
     _say(f"done in {clock.timings['total']:.0f} s; report: {report}")
     result = {"report": str(report), "seconds": clock.timings["total"], "runs": {k: str(v) for k, v in runs.items()}}
     print(json.dumps(result, indent=2))
@@ -441,7 +465,8 @@ def run_demo(options: DemoOptions) -> dict:
 
 
 def _report_context(out: Layout, profile: Profile, options: DemoOptions, data_dir: Path, split: dict,
-                    mixtures: dict, t_grow: float, run_samples: int, timings: dict, generations: dict) -> dict:
+                    mixtures: dict, t_grow: float, run_samples: int, timings: dict, generations: dict,
+                    base: MixtureSpec) -> dict:
     """What the report states about the demo; its paths follow chatflow_plugin.files' rule."""
     context_file = out.report / "context.json"
 
@@ -454,7 +479,9 @@ def _report_context(out: Layout, profile: Profile, options: DemoOptions, data_di
             "instruction_share": mixtures["instruction_share"], "timings_seconds": timings,
             "tokenizer": {"english_pieces": _pieces(out.english_model), "expanded_pieces": _pieces(out.expanded_model)},
             "generations": generations, "release_dir": where(out.release), "bf16": profile.bf16,
-            "foundation_dir": where(out.foundation)}
+            "foundation_dir": where(out.foundation),
+            "base_mixture": where(Path(base.path).resolve()) if options.mixture else None,
+            "target_language": target_language(base), "group_languages": group_languages(base)}
 
 
 def _pieces(model: Path) -> int:

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .groups import SOURCE_LANGUAGE, group_languages, groups_in
+from .groups import SOURCE_LANGUAGE, base_mixture, group_languages, groups_in, target_language
+from ..data.mixture import MixtureSpec
 from ..errors import ChatflowError
 from ..evaluation.figures import DPI
-from ..files import atomic_file, pyplot, read_json, read_jsonl, save_figure, write_csv
+from ..files import atomic_file, pyplot, read_json, read_jsonl, resolve_from_file, save_figure, write_csv
 from ..options import option
 from ..languages import get_language
 
@@ -165,7 +166,9 @@ def plot_curves(path: Path, series: dict, panels: list[str], title: str, ylabel:
 class _Results:
     """The numbers every section of the report reads, computed once from the runs."""
 
-    def __init__(self, runs: dict[str, Path], languages: dict[str, str | None]):
+    def __init__(self, runs: dict[str, Path], languages: dict[str, str | None], base: MixtureSpec):
+        self.foundation = groups_in(SOURCE_LANGUAGE, ("corpus",), base)   # the English corpus groups
+        self.target = get_language(target_language(base))
         self.held, self.trained, self.summaries = load_runs(runs)
         self.by_group = curves(self.held)
         self.panels = language_panels(languages)
@@ -188,23 +191,26 @@ class _Results:
 
 
 def write_report(out_dir: str | Path, runs: dict[str, Path], context: dict | None = None,
-                 languages: dict[str, str | None] | None = None) -> Path:
+                 languages: dict[str, str | None] | None = None, base: MixtureSpec | None = None) -> Path:
     """Write the CSVs, plots and ``report.md`` for ``runs``; returns the report's path.
 
-    ``languages`` maps each group to its language code (None: several languages) for the per-language
-    curves; default: the ``language`` of the demo's base mixture groups (:mod:`.groups`).
+    ``base`` is the demo's base mixture (default: the packaged Chinese one): its English corpus groups are the
+    foundation's, its other language the target. ``languages`` maps each group to its language code (None:
+    several languages) for the per-language curves; default: the ``language`` of ``base``'s groups.
     """
     context = context or {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = _Results(runs, group_languages() if languages is None else languages)
+    base = base or base_mixture()
+    results = _Results(runs, group_languages(base) if languages is None else languages, base)
     write_csv(out / "heldout.csv", results.held)
     write_csv(out / "training.csv", results.trained)
     write_csv(out / "final.csv", results.final_rows)
     _plots(out, results)
     lines = ["# ChatFlow miniature: dynamic sampler vs static mixture vs two stages", ""]
     for section in (_setting(context), _final_table(results), _change_table(results), _paired_table(results),
-                    _findings(results), _samples_table(results), _generations(context), LIMITS):
+                    _findings(results), _samples_table(results), _generations(context),
+                    limits(SOURCE_LANGUAGE, results.target.code)):
         lines += section
     files = ", ".join(f"`{p}`" for p in ("heldout.csv", "training.csv", "final.csv", "heldout_per_group.png",
                                         "heldout_per_language.png", "training_loss.png"))
@@ -298,7 +304,7 @@ def _paired_table(r: _Results) -> list[str]:
 
 def _findings(r: _Results) -> list[str]:
     lines = ["## Findings at this scale (generated from the numbers above)", ""]
-    foundation = [g for g in groups_in(SOURCE_LANGUAGE, kinds=("corpus",)) if g in r.start]
+    foundation = [g for g in r.foundation if g in r.start]
     name = get_language(SOURCE_LANGUAGE).name
     for group in foundation:
         label = f"{name} corpus" if len(foundation) == 1 else f"{name} corpus {group}"
@@ -348,21 +354,27 @@ def _generations(context: dict) -> list[str]:
     return lines + [""]
 
 
-LIMITS = [
-    "## What this miniature can and cannot show", "",
-    "- It compares the three data orders on identical held-out windows with the same expected samples per group, "
-    "so differences come from the order of the data (and, for two stages, the restarted learning-rate schedule), "
-    "not from its amount.",
-    "- 'Faster convergence' in the paper is read from training loss (Figure 1); training loss depends on the mix "
-    "drawn at each moment (a run that draws more English early looks better early) and is plotted only for "
-    "reference (`training_loss.png`). Held-out loss is the comparable measure.",
-    "- 'English retained': the English rows of the step-0 table show whether English held-out loss rises "
-    "(forgetting) or keeps falling (foundation too weak for retention to mean much).",
-    "- 'Chinese acquired': the Chinese rows show how far each run brings Chinese loss down from the expanded "
-    "foundation (new rows initialised by the sub-token mean).",
-    "- At this scale (a few million parameters, well under a million tokens per run) gaps are hundredths of a nat; "
-    "only differences beyond the seed spread above are evidence, and even those say nothing about benchmark "
-    "accuracy (MMLU/C-Eval/CMMLU), which needs the full-scale run.", ""]
+def limits(source: str, target: str) -> list[str]:
+    """What the miniature can and cannot show, for a foundation in ``source`` adapted to ``target`` (codes)."""
+    from ..evaluation.registry import BENCHMARKS, benchmarks_of_language
+
+    src, tgt = get_language(source).name, get_language(target).name
+    names = [BENCHMARKS[n].display for code in (source, target) for n in benchmarks_of_language(code)]
+    return [
+        "## What this miniature can and cannot show", "",
+        "- It compares the three data orders on identical held-out windows with the same expected samples per "
+        "group, so differences come from the order of the data (and, for two stages, the restarted learning-rate "
+        "schedule), not from its amount.",
+        "- 'Faster convergence' in the paper is read from training loss (Figure 1); training loss depends on the "
+        f"mix drawn at each moment (a run that draws more {src} early looks better early) and is plotted only for "
+        "reference (`training_loss.png`). Held-out loss is the comparable measure.",
+        f"- '{src} retained': the {src} rows of the step-0 table show whether {src} held-out loss rises "
+        "(forgetting) or keeps falling (foundation too weak for retention to mean much).",
+        f"- '{tgt} acquired': the {tgt} rows show how far each run brings {tgt} loss down from the expanded "
+        "foundation (new rows initialised by the sub-token mean).",
+        "- At this scale (a few million parameters, well under a million tokens per run) gaps are hundredths of a "
+        "nat; only differences beyond the seed spread above are evidence, and even those say nothing about "
+        f"benchmark accuracy{' (' + ', '.join(names) + ')' if names else ''}, which needs the full-scale run.", ""]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +397,9 @@ def rewrite_report(options: ReportOptions) -> Path:
     if not runs:
         raise ChatflowError(f"{runs_dir}: no run folders named <kind>_s<seed>")
     context = read_json(options.context, "demo report context") if options.context else None
-    report = write_report(options.output_dir, runs, context)
+    base = None
+    if context and context.get("base_mixture"):   # written by the demo relative to context.json
+        base = base_mixture(resolve_from_file(context["base_mixture"], options.context))
+    report = write_report(options.output_dir, runs, context, base=base)
     print(report)
     return report

@@ -1,8 +1,8 @@
 """Data for the demo: each group's documents split into train and held-out BEFORE tokenization.
 
 The input folder has one sub-folder per group of the demo's base mixture (:mod:`.groups`: ``en_corpus``,
-``zh_corpus``, ``parallel``, ``en_inst``, ``zh_inst``, ``code``) of ``*.jsonl`` files: the layout of the bundled
-``corpora/``. A missing ``code`` folder is replaced by the Python standard library's own ``.py`` files read
+``zh_corpus``, ``parallel``, ``en_inst``, ``zh_inst``, ``code`` for the default, ``ja_corpus`` ... for the Japanese
+one) of ``*.jsonl`` files: the layout of the bundled ``corpora/``. A missing ``code`` folder is replaced by the Python standard library's own ``.py`` files read
 at run time. Documents are shuffled with a fixed seed per group; the first ones, up to a
 character budget, become the held-out set, so no held-out text is ever trained on.
 """
@@ -20,7 +20,7 @@ from ..files import atomic_directory, json_strings, read_jsonl
 from ..errors import ChatflowError, DataError
 from .groups import base_mixture
 
-GROUP_DIRS = tuple(base_mixture().group_names)   # one folder per group, named as the group
+GROUP_DIRS = tuple(base_mixture().group_names)   # one folder per group of the default mixture, named as the group
 SPLITS = ("train", "heldout")
 
 
@@ -100,21 +100,22 @@ def split_records(lines: list[str], group: str, budget: SplitBudget, seed: int =
 
 
 def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, budget: SplitBudget,
-                 seed: int = 0, force: bool = False) -> dict:
-    """Write ``<output_dir>/{train,heldout}/<group>/data.jsonl``; returns per-group counts."""
+                 seed: int = 0, force: bool = False, groups: tuple[str, ...] = GROUP_DIRS) -> dict:
+    """Write ``<output_dir>/{train,heldout}/<group>/data.jsonl`` for every one of ``groups`` (default: the
+    default base mixture's); returns per-group counts."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ChatflowError(f"data folder not found: {data_dir}")
     stats: dict[str, dict] = {}
     with atomic_directory(output_dir, force=force) as tmp:
-        for group in GROUP_DIRS:
+        for group in groups:
             folder = data_dir / group
             if folder.is_dir():
                 lines, origin = read_group(folder), str(folder)
             elif group == "code":
                 lines, origin = stdlib_code_records(budget.code_bytes), "python standard library (.py files)"
             else:
-                raise ChatflowError(f"{data_dir}: missing group folder {group}/ (expected {', '.join(GROUP_DIRS)})")
+                raise ChatflowError(f"{data_dir}: missing group folder {group}/ (expected {', '.join(groups)})")
             train, held = split_records(lines, group, budget, seed)
             for split, part in zip(SPLITS, (train, held)):
                 target = tmp / split / group

@@ -66,7 +66,7 @@ class Skipped:
 @dataclass
 class Benchmark:
     name: str
-    language: str                 # "en" | "zh"
+    language: str                 # a code of chatflow_plugin.languages ("en", "zh")
     subjects: list[Subject]
     skipped: list[Skipped] = field(default_factory=list)
     fewshot_from_questions: bool = False   # exemplars were taken from the scored file (GAOKAO: no dev split)

@@ -11,7 +11,8 @@ script was determined, when the script is the expected language's script; an und
 empty) response never matches. :func:`language_fidelity` scores responses already generated;
 :func:`evaluate_fidelity` generates them greedily from a model directory (for ``chatflow eval``);
 ``chatflow fidelity --model DIR --prompts FILE`` does the same from the
-shell.
+shell, and ``--languages ja,en`` without a file asks each language's default prompts of
+:mod:`chatflow_plugin.languages`.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Optional
 
 from ..errors import ChatflowError, DataError
 from ..files import read_jsonl
-from ..languages import detect_language, normalize_language
+from ..languages import detect_language, get_language, normalize_language
 from ..options import option
 
 
@@ -109,6 +110,20 @@ def load_prompts(path: str | os.PathLike) -> list[tuple[str, str]]:
     return out
 
 
+def default_prompts(codes) -> list[tuple[str, str]]:
+    """``(prompt, language)`` pairs: the default prompts of each language of the table, in the given order."""
+    out = []
+    for code in codes:
+        language = get_language(code)
+        if not language.prompts:
+            raise ChatflowError(f"chatflow_plugin/languages.py has no default prompts for {language.name} "
+                                f"({language.code}); give --prompts FILE")
+        out += [(prompt, language.code) for prompt in language.prompts]
+    if not out:
+        raise ChatflowError("give --prompts FILE or --languages CODES")
+    return out
+
+
 def generate_responses(model_dir: str | os.PathLike, prompts: list[str], *, max_new_tokens: int = 128,
                        batch_size: int = 8, template: str = "chatflow", device: str = "auto",
                        progress: bool = True) -> list[str]:
@@ -122,12 +137,12 @@ def generate_responses(model_dir: str | os.PathLike, prompts: list[str], *, max_
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM
 
-    from ..clo.tokens import TextEncoder
+    from ..tokenizer import load_tokenizer
     from ..data.formats import INSTRUCTION_HEADER, RESPONSE_HEADER
 
     if template not in ("chatflow", "raw"):
         raise ChatflowError(f"template must be 'chatflow' or 'raw', got {template!r}")
-    encoder = TextEncoder.from_model_dir(model_dir)
+    encoder = load_tokenizer(model_dir)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     # the checkpoint's own dtype on GPU (bf16 for LLaMA-2), float32 on CPU
@@ -136,37 +151,39 @@ def generate_responses(model_dir: str | os.PathLike, prompts: list[str], *, max_
     texts = [INSTRUCTION_HEADER + p + RESPONSE_HEADER if template == "chatflow" else p for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))   # similar lengths share a batch
     responses: list[str] = [""] * len(texts)
-    pad = encoder.pad_id
+    pad, eos = encoder.padding_id, encoder.require_eos()
+    head = [encoder.bos_id] if encoder.bos_id is not None else []
     with torch.inference_mode(), tqdm(total=len(texts), desc="generating", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            ids = [[encoder.bos_id] + encoder.encode(texts[i]) for i in rows]
+            ids = [head + encoder.encode(texts[i]) for i in rows]
             width = max(map(len, ids))
             input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
             attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
             out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=encoder.eos_id, pad_token_id=pad)
+                                 do_sample=False, eos_token_id=eos, pad_token_id=pad)
             for i, row in zip(rows, out[:, width:].tolist()):
-                if encoder.eos_id in row:
-                    row = row[:row.index(encoder.eos_id)]
+                if eos in row:
+                    row = row[:row.index(eos)]
                 text = encoder.decode(row)
                 responses[i] = text.split(INSTRUCTION_HEADER)[0].strip()
             bar.update(len(rows))
     return responses
 
 
-def evaluate_fidelity(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, *, limit: int | None = None,
-                      **generate_kwargs) -> dict:
-    """Generate responses to a prompt set and score their language fidelity (for ``chatflow eval``).
+def evaluate_fidelity(model_dir: str | os.PathLike, prompts_path: str | os.PathLike | None, *,
+                      limit: int | None = None, languages=(), **generate_kwargs) -> dict:
+    """Generate responses to a prompt set (a file, else the default prompts of ``languages``) and score their
+    language fidelity (for ``chatflow eval``).
 
     The returned report (see :func:`language_fidelity`) also carries ``samples``: the first
     prompts with their responses and detected languages, for reading.
     """
-    items = load_prompts(prompts_path)[:limit]
+    items = (load_prompts(prompts_path) if prompts_path else default_prompts(languages))[:limit]
     responses = generate_responses(model_dir, [p for p, _ in items], **generate_kwargs)
     report = language_fidelity([lang for _, lang in items], responses)
     report["model"] = str(model_dir)
-    report["prompts"] = str(prompts_path)
+    report["prompts"] = str(prompts_path) if prompts_path else "default prompts: " + ", ".join(languages)
     report["samples"] = [{"prompt": p, "lang": lang, "response": r,
                           "detected": detect_language(r).language or detect_language(r).script}
                          for (p, lang), r in list(zip(items, responses))[:10]]
@@ -176,8 +193,10 @@ def evaluate_fidelity(model_dir: str | os.PathLike, prompts_path: str | os.PathL
 @dataclass
 class FidelityOptions:
     model: str = option(help="HuggingFace causal LM directory (config.json, weights, tokenizer.model)")
-    prompts: str = option(help="JSONL of {prompt, lang} (or Alpaca instruction/input) records, or a "
-                          "chatflow clo-data directory")
+    prompts: str = option("", help="JSONL of {prompt, lang} (or Alpaca instruction/input) records, or a "
+                              "chatflow clo-data directory")
+    languages: str = option("", help="without --prompts: ask the default prompts of these languages of "
+                                     "chatflow_plugin/languages.py, comma-separated (e.g. ja,en)")
     max_new_tokens: int = option(128, help="tokens generated per response")
     batch_size: int = option(8, help="prompts per generation batch")
     limit: Optional[int] = option(None, help="use only the first N prompts")
@@ -189,7 +208,10 @@ class FidelityOptions:
 def fidelity(options: FidelityOptions) -> dict:
     """Language fidelity: generate an answer to each prompt greedily and report the share written in the
     prompt's language, overall and per language."""
-    report = evaluate_fidelity(options.model, options.prompts, limit=options.limit,
+    if options.prompts and options.languages:
+        raise ChatflowError("give --prompts FILE or --languages CODES, not both")
+    codes = [c.strip() for c in options.languages.split(",") if c.strip()]
+    report = evaluate_fidelity(options.model, options.prompts or None, languages=codes, limit=options.limit,
                                max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
                                template=options.template, device=options.device)
     if options.output:

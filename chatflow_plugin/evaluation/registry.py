@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ChatflowError
+from ..languages import normalize_language
 from .benchmarks import Benchmark, CsvLayout, Question, Subject, read_csv_benchmark, read_gaokao
 from .prompts import PromptFormat
 from .protocols import PROTOCOL_SETS, GenerationProtocol, LetterProtocol, LmEvalTask, Protocol
@@ -35,7 +36,7 @@ PAPER_MODELS = ("ChatFlow", "HFL-Alpaca2", "LLaMA-2-Chat")   # the rows of the p
 class BenchmarkSpec:
     name: str                        # --tasks name and the key in results.json
     display: str                     # column header in table2.md
-    language: str                    # "en" | "zh"
+    language: str                    # a code of chatflow_plugin.languages ("en", "zh")
     layout: str                      # the files expected under --data_dir/<name>/
     read: Callable[[Path, int], Benchmark]          # (directory, num_fewshot) -> Benchmark
     protocols: dict[str, tuple[Protocol, ...]]      # protocol set -> protocols run; the first is Table 2's
@@ -172,6 +173,13 @@ GAOKAO = BenchmarkSpec(
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (MMLU, CEVAL, CMMLU, GAOKAO)}
 FIGURE2 = tuple(name for name, spec in BENCHMARKS.items() if spec.figure2)
+
+
+def benchmarks_of_language(code: str) -> list[str]:
+    """The benchmarks in ``code``'s language (any form :func:`chatflow_plugin.languages.normalize_language` takes),
+    in registry order: ``zh`` -> ceval, cmmlu, gaokao; a language without one -> []."""
+    wanted = normalize_language(code)
+    return [name for name, spec in BENCHMARKS.items() if normalize_language(spec.language) == wanted]
 
 
 def spec_of(name: str) -> BenchmarkSpec:

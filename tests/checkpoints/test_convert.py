@@ -200,6 +200,59 @@ def test_tied_hf_model_gets_an_output_layer_and_dtype_can_change(spm_model, tmp_
     convert_hf_to_tp(tmp_path / "hf", tmp_path / "tp", dtype="float16")
     sd = torch.load(tmp_path / "tp" / "tencentpretrain_model.bin", weights_only=True)
     assert torch.equal(sd[L.TP_OUTPUT], sd[L.TP_EMBEDDING]) and sd[L.TP_OUTPUT].dtype == torch.float16
+    assert json.loads((tmp_path / "tp" / "config.json").read_text())["tie_weights"] is True   # the host ties them
+    convert_tp_to_hf(tmp_path / "tp", tmp_path / "hf2")
+    assert json.loads((tmp_path / "hf2" / "config.json").read_text())["tie_word_embeddings"] is True
+    assert set(cio.open_state_dict(tmp_path / "hf2")) == set(cio.open_state_dict(tmp_path / "hf"))
+    sd[L.TP_OUTPUT] = sd[L.TP_OUTPUT] + 1
+    torch.save(sd, tmp_path / "untied.bin")
+    with pytest.raises(ChatflowError, match="tie_weights is set in its config but .* differs"):
+        convert_tp_to_hf(tmp_path / "untied.bin", tmp_path / "hf3", tp_config=tmp_path / "tp" / "config.json",
+                         tokenizer=spm_model)
+
+
+# ---- the LLaMA family beyond LLaMA-2 ---------------------------------------------------------------
+
+@pytest.mark.parametrize("family,model_type,named", [
+    ("llama3", "llama", ["rope theta 500000", "rope scaling 'llama3'"]),
+    ("qwen2", "qwen2", ["rope theta 1e+06", "biases on q/k/v but not on o_proj"]),
+    ("mistral", "mistral", ["rope theta 1e+06", "sliding-window attention over 16 tokens"]),
+])
+def test_what_the_host_cannot_represent_is_refused_by_name(family, model_type, named, tmp_path, spm_model, byte_bpe_dir,
+                                                            qwen2_bpe_dir):
+    from model_families import tiny_family_model
+
+    tokenizer = {"llama3": byte_bpe_dir, "qwen2": qwen2_bpe_dir, "mistral": spm_model}[family]
+    model = tiny_family_model(tmp_path / family, family, tokenizer)
+    with pytest.raises(ChatflowError) as error:
+        convert_hf_to_tp(model, tmp_path / "tp")
+    message = str(error.value)
+    assert f"config.json: TencentPretrain's LLaMA cannot represent this {model_type} model" in message
+    for problem in named:
+        assert problem in message, (problem, message)
+    assert not (tmp_path / "tp").exists()
+
+
+def test_a_mistral_the_host_can_run_converts_and_computes_the_same(tmp_path, spm_model):
+    """A Mistral checkpoint without a sliding window and with rope theta 10000 is a LLaMA: hf2tp then tp2hf gives a
+    LlamaForCausalLM with the same logits."""
+    from transformers import AutoModelForCausalLM
+
+    from model_families import FAMILIES, tiny_family_model
+
+    FAMILIES["mistral_plain"] = dict(FAMILIES["mistral"], rope_theta=10000.0, sliding_window=None, head_dim=None)
+    try:
+        model_dir = tiny_family_model(tmp_path / "mistral", "mistral_plain", spm_model)
+    finally:
+        del FAMILIES["mistral_plain"]
+    convert_hf_to_tp(model_dir, tmp_path / "tp")
+    convert_tp_to_hf(tmp_path / "tp", tmp_path / "llama")
+    ids = torch.tensor([[1, 5, 9, 200, 31, 7, 64]])
+    original = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    converted = AutoModelForCausalLM.from_pretrained(tmp_path / "llama").eval()
+    assert original.config.model_type == "mistral" and converted.config.model_type == "llama"
+    with torch.no_grad():
+        torch.testing.assert_close(converted(ids).logits, original(ids).logits, rtol=1e-5, atol=1e-5)
 
 
 # ---- tokenizer files -----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import torch
 
 from chatflow_plugin.clo.objective import (ATTENTION_PROJECTIONS, attention_parameter_names, clo_loss, select_trainable,
                                  sequence_logps, token_logps)
-from chatflow_plugin.clo.tokens import TextEncoder, encode_prompt_response, pad_sequences
+from chatflow_plugin.clo.tokens import encode_prompt_response, pad_sequences
+from chatflow_plugin.tokenizer import load_tokenizer
 from chatflow_plugin.errors import ChatflowError
 from test_clo_support import tiny_llama_dir
 
@@ -84,14 +85,14 @@ def _pair_batch(encoder, max_length=96):
             encode_prompt_response(encoder, pair[0], pair[3], max_length),
             encode_prompt_response(encoder, pair[2], pair[3], max_length),
             encode_prompt_response(encoder, pair[2], pair[1], max_length)]
-    return seqs, pad_sequences(seqs, encoder.pad_id)
+    return seqs, pad_sequences(seqs, encoder.padding_id)
 
 
 def test_loss_on_tiny_model_matches_hand_computation(tiny_model_dir):
     """Per-token log-softmax by explicit loops over one tiny model's outputs, then the formula."""
     from transformers import AutoModelForCausalLM
 
-    encoder = TextEncoder.from_model_dir(tiny_model_dir)
+    encoder = load_tokenizer(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     seqs, batch = _pair_batch(encoder)
     with torch.no_grad():
@@ -120,7 +121,7 @@ def test_lambda_one_is_target_language_nll(tiny_model_dir):
     """lambda = 1: the loss is the HF causal-LM loss of y_l given x_l (labels only on the response)."""
     from transformers import AutoModelForCausalLM
 
-    encoder = TextEncoder.from_model_dir(tiny_model_dir)
+    encoder = load_tokenizer(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     seqs, batch = _pair_batch(encoder)
     with torch.no_grad():

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from chatflow_plugin.clo.tokens import TextEncoder, encode_prompt_response, pad_sequences
+from chatflow_plugin.clo.tokens import encode_prompt_response, pad_sequences
+from chatflow_plugin.tokenizer import load_tokenizer
 from chatflow_plugin.errors import ChatflowError
 from test_clo_support import tiny_llama_dir
 
@@ -23,7 +24,7 @@ def test_model_directory_tokenizer_round_trips_against_sentencepiece(model_dir, 
 
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
     hf = AutoTokenizer.from_pretrained(model_dir)
-    encoder = TextEncoder.from_model_dir(model_dir)
+    encoder = load_tokenizer(model_dir)
     for text in TEXTS[:3]:
         assert hf(text, add_special_tokens=False)["input_ids"] == sp.encode(text) == encoder.encode(text)
         assert encoder.decode(encoder.encode(text)) == text
@@ -32,7 +33,7 @@ def test_model_directory_tokenizer_round_trips_against_sentencepiece(model_dir, 
 
 def test_encode_prompt_response_layout(model_dir, spm_model):
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
-    encoder = TextEncoder.from_model_dir(model_dir)
+    encoder = load_tokenizer(model_dir)
     seq = encode_prompt_response(encoder, "说一条河", "长江很长。", max_length=256)
     full = "### Instruction:\n说一条河### Response: 长江很长。"
     assert seq.ids.tolist() == [sp.bos_id()] + sp.encode(full) + [sp.eos_id()] and not seq.truncated
@@ -44,7 +45,7 @@ def test_encode_prompt_response_layout(model_dir, spm_model):
 
 
 def test_truncation_keeps_prompt_end_and_response_start(model_dir):
-    encoder = TextEncoder.from_model_dir(model_dir)
+    encoder = load_tokenizer(model_dir)
     long_prompt = " ".join(["the model learns"] * 40)
     long_response = " ".join(["people read books"] * 40)
     seq = encode_prompt_response(encoder, long_prompt, long_response, max_length=32)
@@ -58,20 +59,20 @@ def test_truncation_keeps_prompt_end_and_response_start(model_dir):
 
 
 def test_pad_sequences(model_dir):
-    encoder = TextEncoder.from_model_dir(model_dir)
+    encoder = load_tokenizer(model_dir)
     a = encode_prompt_response(encoder, "q", "a b c d e f", 64)
     b = encode_prompt_response(encoder, "q", "a", 64)
-    batch = pad_sequences([a, b], encoder.pad_id)
+    batch = pad_sequences([a, b], encoder.padding_id)
     width = len(a.ids)
     assert batch["input_ids"].shape == (2, width)
     assert batch["attention_mask"][1].tolist() == [1] * len(b.ids) + [0] * (width - len(b.ids))
     assert not batch["response_mask"][1, len(b.ids):].any()
-    assert batch["input_ids"][1, len(b.ids):].eq(encoder.pad_id).all()
+    assert batch["input_ids"][1, len(b.ids):].eq(encoder.padding_id).all()
 
 
 def test_encoder_errors(tmp_path):
-    with pytest.raises(ChatflowError, match="no tokenizer.model or tokenizer.json"):
-        TextEncoder.from_model_dir(tmp_path)
+    with pytest.raises(ChatflowError, match="no tokenizer in this directory"):
+        load_tokenizer(tmp_path)
     (tmp_path / "tokenizer.model").write_bytes(b"garbage")
     with pytest.raises(ChatflowError, match="not a sentencepiece model"):
-        TextEncoder.from_model_dir(tmp_path)
+        load_tokenizer(tmp_path)

@@ -193,3 +193,21 @@ def test_step_and_interval_errors(env):
                                (dict(save_every=-1), "--save_every must be 0")):
         with pytest.raises(ChatflowError, match=message):
             run_training(_options(env, "bad", **overrides))
+
+
+@pytest.mark.parametrize("family", ["llama3", "qwen2", "mistral"])
+def test_clo_trains_every_family(tmp_path, family, byte_bpe_dir, qwen2_bpe_dir, spm_model, env):
+    """CLO's attention-only training on LLaMA-3 (byte-level BPE, GQA), Qwen2 (q/k/v biases train too; no BOS)
+    and Mistral (sliding window) models; the model's own tokenizer files are saved with it."""
+    from model_families import tiny_family_model
+
+    tokenizer = {"llama3": byte_bpe_dir, "qwen2": qwen2_bpe_dir, "mistral": spm_model}[family]
+    model = tiny_family_model(tmp_path / "model", family, tokenizer)
+    summary = run_training(_options(env, tmp_path / "run", model=str(model), train_steps=2, save_every=0))
+    assert summary["trainable_mode"] == "attention"
+    start, end = _weights(model), _weights(tmp_path / "run" / "model")
+    changed = {name for name in start if not torch.equal(start[name], end[name])}
+    assert changed and all(name.split(".")[-2] in ("q_proj", "k_proj", "v_proj", "o_proj") for name in changed)
+    if family == "qwen2":
+        assert any(name.endswith("q_proj.bias") for name in changed)
+    assert (tmp_path / "run" / "model" / "tokenizer.json").read_bytes() == (model / "tokenizer.json").read_bytes()

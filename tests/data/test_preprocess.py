@@ -77,7 +77,7 @@ def built(tmp_path, spm_model):
 def test_windows_concatenate_to_each_sources_token_stream(built, spm_model):
     _, out, manifest = built
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
-    shards = ShardSet(out, spm_model_path=spm_model)
+    shards = ShardSet(out, tokenizer=spm_model)
     assert shards.dtype == np.uint16
     np.testing.assert_array_equal(shards.token_stream("en"), expected_stream(sp, "corpus", [{"text": d} for d in EN_DOCS]))
     np.testing.assert_array_equal(shards.token_stream("zh"), expected_stream(sp, "corpus", [{"text": d} for d in ZH_DOCS]))
@@ -139,7 +139,7 @@ def test_another_tokenizer_is_refused(built, tmp_path):
     _, out, _ = built
     other = train_spm(tmp_path / "other", vocab_size=650)
     with pytest.raises(ChatflowError, match="another tokenizer"):
-        ShardSet(out, spm_model_path=other)
+        ShardSet(out, tokenizer=other)
 
 
 def test_existing_output_needs_force(built, spm_model):
@@ -219,7 +219,7 @@ def test_a_source_without_usable_records_is_an_error(tmp_path, spm_model):
 
 def test_bad_tokenizer_path(tmp_path):
     mixture = make_mixture(tmp_path / "data")
-    with pytest.raises(ChatflowError, match="sentencepiece model not found"):
+    with pytest.raises(ChatflowError, match="nope.model: tokenizer not found"):
         preprocess(load_mixture(mixture), tmp_path / "nope.model", tmp_path / "out")
     junk = tmp_path / "junk.model"
     junk.write_bytes(b"not a model")
@@ -309,3 +309,69 @@ def test_epochs_are_reported(built):
     # counted without drawing, the same as drawing the 2000 samples
     drawn = np.bincount(ds.sampler.draw(np.arange(2000)).source, minlength=len(ds.source_names))
     assert [report[name]["samples"] for name in ds.source_names] == drawn.tolist()
+
+
+# ------------------------------------------------------------------------------------------------
+# HuggingFace tokenizers (tokenizer.json)
+
+
+@pytest.mark.parametrize("style", ["byte_bpe_dir", "qwen2_bpe_dir"])
+def test_hf_tokenizer_streams_are_autotokenizers_ids(tmp_path, style, request):
+    """A byte-level BPE directory: every document is what AutoTokenizer makes of it (its BOS where it puts one:
+    LLaMA-3 style, none for Qwen2 style) + EOS; the manifest records the kind and the tokenizer.json digest; the
+    output does not depend on the number of workers."""
+    from transformers import AutoTokenizer
+
+    from chatflow_plugin.files import sha256_file
+
+    directory = request.getfixturevalue(style)
+    hf = AutoTokenizer.from_pretrained(directory)
+    mixture = make_mixture(tmp_path / "data")
+    manifest = preprocess(load_mixture(mixture), directory, tmp_path / "one", workers=1)
+    preprocess(load_mixture(mixture), directory, tmp_path / "two", workers=2, chunk_bytes=300)
+    record = manifest["tokenizer"]
+    assert record["kind"] == "hf" and record["sha256"] == sha256_file(directory / "tokenizer.json")
+    assert record["file"] == str((directory / "tokenizer.json").resolve()) and record["vocab_size"] == len(hf)
+    assert record["eos_id"] == hf.eos_token_id and record["bos_id"] == (hf.bos_token_id if style == "byte_bpe_dir" else None)
+    shards = ShardSet(tmp_path / "one", tokenizer=directory)
+    for name, kind, records in (("en", "corpus", [{"text": d} for d in EN_DOCS]), ("pairs", "parallel", PAIRS),
+                                ("chats", "instruction", CHATS)):
+        expected = [i for r in records for i in hf(render(kind, r)[0])["input_ids"] + [hf.eos_token_id]]
+        assert shards.token_stream(name).tolist() == expected, name
+        assert (tmp_path / "one" / f"{name}.tokens.bin").read_bytes() == (tmp_path / "two" / f"{name}.tokens.bin").read_bytes()
+
+
+def test_hf_tokenizer_prompt_mask_from_byte_offsets(tmp_path, qwen2_bpe_dir):
+    """Character offsets of byte-level tokens mark exactly the responses (Chinese characters split into bytes
+    included), with no BOS in front of the documents."""
+    from chatflow_plugin.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(qwen2_bpe_dir)
+    mixture = make_mixture(tmp_path / "data")
+    preprocess(load_mixture(mixture), qwen2_bpe_dir, tmp_path / "out", workers=1)
+    shards = ShardSet(tmp_path / "out")
+    stream = shards.token_stream("chats")
+    prompt = np.asarray(shards.by_name["chats"].mask).reshape(-1)[: len(stream)] == 1
+    ends = np.flatnonzero(stream == tok.eos_id) + 1
+    for doc, (a, b) in enumerate(zip([0, *ends[:-1]], ends)):
+        ids, is_prompt = stream[a:b], prompt[a:b]
+        response = [int(x) for x, p in zip(ids, is_prompt) if not p and x != tok.eos_id]
+        answers = [turn["value"] for turn in CHATS[doc]["conversations"] if turn["from"] == "gpt"]
+        assert tok.decode(response).replace(" ", "") == "".join(answers).replace(" ", "")
+        assert is_prompt[0] and not is_prompt[-1]
+
+
+def test_the_two_tokenizer_flags(tmp_path, spm_model, byte_bpe_dir, capsys):
+    mixture = make_mixture(tmp_path / "data")
+    base = ["preprocess", "--mixture", str(mixture), "--workers", "1", "--quiet"]
+    assert cli.main(base + ["--tokenizer", str(byte_bpe_dir), "--output_dir", str(tmp_path / "a")]) == 0
+    assert cli.main(base + ["--tokenizer", str(spm_model), "--output_dir", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / MANIFEST).read_text())["tokenizer"]["kind"] == "sentencepiece"
+    for extra, message in ((["--tokenizer", str(spm_model), "--spm_model_path", str(spm_model)], "not both"),
+                           ([], "give the tokenizer with --tokenizer"),
+                           (["--spm_model_path", str(byte_bpe_dir)], "expected tokenizer.model"),
+                           (["--spm_model_path", str(byte_bpe_dir / "tokenizer.json")], "not a sentencepiece model")):
+        assert cli.main(base + extra + ["--output_dir", str(tmp_path / "c")]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(ChatflowError, match=r"built with another tokenizer: .*\(hf, sha256 .*not .*\(sentencepiece"):
+        ShardSet(tmp_path / "a", tokenizer=spm_model)

@@ -87,3 +87,29 @@ def test_eval_reports_language_fidelity(tmp_path, tiny_llama_dir, data_dir):
     fidelity = record["language_fidelity"]
     assert fidelity["n"] == 2 and 0.0 <= fidelity["fidelity"] <= 1.0
     assert set(fidelity["per_language"]) == {"en", "zh"}
+
+
+@pytest.mark.parametrize("family", ["llama3", "qwen2", "mistral"])
+def test_eval_and_fidelity_run_every_family(tmp_path, family, data_dir, byte_bpe_dir, qwen2_bpe_dir, spm_model):
+    """LLaMA-3 (GQA, llama3 rope scaling, byte-level BPE with BOS), Qwen2 (biases, tied, no BOS) and Mistral
+    (sliding window, sentencepiece): letters and generation protocols and language fidelity run, and each
+    prompt starts with the BOS the model's own tokenizer puts there (none for Qwen2)."""
+    from model_families import tiny_family_model
+    from chatflow_plugin.tokenizer import load_tokenizer
+
+    tokenizer = {"llama3": byte_bpe_dir, "qwen2": qwen2_bpe_dir, "mistral": spm_model}[family]
+    model = tiny_family_model(tmp_path / family, family, tokenizer)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Name a colour.", "lang": "en"}\n{"prompt": "说一个颜色。", "lang": "zh"}\n',
+                       encoding="utf-8")
+    out = tmp_path / "results.json"
+    argv = ["eval", "--model", str(model), "--data_dir", str(data_dir), "--tasks", "mmlu,cmmlu,gaokao", "--limit", "2",
+            "--fidelity_prompts", str(prompts), "--output", str(out), "--predictions", str(tmp_path / "p.jsonl"),
+            "--quiet", "--device", "cpu"]
+    assert chatflow_main(argv) == 0
+    record = next(iter(json.loads(out.read_text(encoding="utf-8"))["models"].values()))
+    assert set(record["benchmarks"]) == {"mmlu", "cmmlu", "gaokao"}
+    assert all(r["n_questions"] == 2 for r in record["benchmarks"].values())
+    assert record["language_fidelity"]["n"] == 2
+    bos = load_tokenizer(model).bos_id
+    assert (bos is None) == (family == "qwen2")

@@ -1,5 +1,6 @@
-"""``chatflow train``: a HuggingFace ``LlamaForCausalLM`` trained with ``transformers.Trainer`` on a
-shard directory, in the dynamic sampler's order.
+"""``chatflow train``: a HuggingFace causal LM of the LLaMA family (LLaMA-2/3, Mistral, Qwen2: any
+``AutoModelForCausalLM``) trained with ``transformers.Trainer`` on a shard directory, in the dynamic sampler's
+order.
 
 The Trainer brings checkpoints, resume, gradient accumulation, bf16, DDP (``torchrun``; gloo on
 CPU) and DeepSpeed/FSDP (``--deepspeed ds.json`` or ``accelerate launch``). This module adds what the
@@ -33,10 +34,10 @@ from ...data.metrics import GroupLossMeter, data_parallel_sum
 from ...data.mixture import load_mixture
 from ...data.shards import ShardSet
 from ...errors import ChatflowError
-from ...files import atomic_file, path_for_file, sha256_file
+from ...files import atomic_file, path_for_file, read_json
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
-from ...tokenizer import TokenizerFiles
+from ...tokenizer import Tokenizer, TokenizerFiles, load_tokenizer, tokenizer_from_options
 from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, leave_process_group, resume_help,
                   save_final_model, start_run, world)
 
@@ -57,11 +58,16 @@ POSITION_KEYS = ("dataset_sha", "mixture", "seed", "micro_batch_size", "gradient
 class TrainOptions:
     dataset_dir: str = option(help="shard directory made by `chatflow preprocess`")
     output_dir: str = option(help="run directory: checkpoints, logs, and the final model in <output_dir>/final")
-    model_config: str = option("", help="LlamaConfig JSON to train from scratch (e.g. models/hf/demo_tiny.json); "
-                                        "vocab_size is set to the tokenizer's")
-    model_path: str = option("", help="HuggingFace model directory to continue from (e.g. a converted LLaMA-2)")
-    spm_model_path: str = option("", help="sentencepiece model; checked against the dataset and saved with the "
-                                          "final model as HF tokenizer files (default: the dataset's, if present)")
+    model_config: str = option("", help="model config JSON to train from scratch: an HF config.json of a causal LM "
+                                        "(model_type llama, mistral, qwen2 ...; llama when absent), e.g. "
+                                        "models/hf/demo_tiny.json; vocab_size, BOS and EOS are set to the tokenizer's")
+    model_path: str = option("", help="HuggingFace model directory to continue from (e.g. a converted LLaMA-2, a "
+                                      "LLaMA-3, Qwen2 or Mistral release)")
+    tokenizer: str = option("", help="the dataset's tokenizer (a sentencepiece model, a tokenizer.json or a model "
+                                     "directory); checked against the dataset and saved with every checkpoint and the "
+                                     "final model as HF tokenizer files (default: the dataset's, if still there, else "
+                                     "the start model's when it is the dataset's)")
+    spm_model_path: str = option("", help="a sentencepiece model: the sentencepiece spelling of --tokenizer")
     mixture: str = option("", help="mixture file replacing the dataset's recorded schedule (same groups/sources)")
     seed: int = option(-1, help="sampler seed (-1: the mixture's)")
     init_seed: int = option(0, help="seed of the model initialisation and of the Trainer")
@@ -206,27 +212,53 @@ def _make_trainer_class():
 # Model
 
 
-def build_model(options: TrainOptions, vocab_size: int, bos_id: int, eos_id: int):
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+def _last_line(exc: BaseException) -> str:
+    """The message's last line: validation errors wrap their cause's message after their own."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def model_config(path: str, vocab_size: int, bos_id: int | None, eos_id: int):
+    """The ``transformers`` config of a config JSON of any causal LM (``model_type`` llama when absent), with the
+    tokenizer's vocabulary size, BOS and EOS."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    raw = read_json(path, "model config")
+    model_type = raw.get("model_type", "llama")
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or model_type not in CONFIG_MAPPING:
+        raise ChatflowError(f"{path}: model_type {model_type!r} is not a causal LM transformers knows "
+                            f"(e.g. llama, mistral, qwen2)")
+    try:
+        config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items() if k != "model_type"})
+    except Exception as exc:   # TypeError, ValueError, huggingface_hub's validation errors
+        raise ChatflowError(f"{path}: not a valid {model_type} config ({_last_line(exc)})") from None
+    config.vocab_size = vocab_size
+    config.bos_token_id, config.eos_token_id = bos_id, eos_id
+    return config
+
+
+def build_model(options: TrainOptions, vocab_size: int, bos_id: int | None, eos_id: int):
+    from transformers import AutoModelForCausalLM
 
     if bool(options.model_config) == bool(options.model_path):
         raise ChatflowError("give exactly one of --model_config (train from scratch) or --model_path")
     if options.model_config:
-        try:
-            config = LlamaConfig.from_json_file(options.model_config)
-        except (OSError, ValueError) as exc:
-            raise ChatflowError(f"{options.model_config}: not a LlamaConfig JSON ({exc})") from None
-        config.vocab_size = vocab_size
-        config.bos_token_id, config.eos_token_id = bos_id, eos_id
+        config = model_config(options.model_config, vocab_size, bos_id, eos_id)
         torch.manual_seed(options.init_seed)
-        return LlamaForCausalLM(config)
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except (TypeError, ValueError) as exc:   # e.g. a hidden size that the head count does not divide
+            raise ChatflowError(f"{options.model_config}: cannot build a {config.model_type} model from it "
+                                f"({exc})") from None
     if not Path(options.model_path, "config.json").is_file():
         raise ChatflowError(f"{options.model_path}: not a HuggingFace model directory (no config.json)")
     model = AutoModelForCausalLM.from_pretrained(options.model_path, dtype=torch.float32)
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < vocab_size:
         raise ChatflowError(f"{options.model_path} has {rows} embedding rows but the dataset's tokenizer has "
-                            f"{vocab_size} pieces; expand the model first (chatflow expand-vocab)")
+                            f"{vocab_size} ids; expand the model first (chatflow expand-vocab)")
     return model
 
 
@@ -236,7 +268,8 @@ def build_model(options: TrainOptions, vocab_size: int, bos_id: int, eos_id: int
 
 def _load_data(options: TrainOptions):
     """The training shards, the mixture over them and the held-out set (or None)."""
-    shards = ShardSet(options.dataset_dir, spm_model_path=options.spm_model_path or None)
+    shards = ShardSet(options.dataset_dir,
+                      tokenizer=tokenizer_from_options(options.tokenizer, options.spm_model_path, required=False))
     spec = load_mixture(options.mixture) if options.mixture else None
     mixture = MixtureDataset(shards, spec=spec, seed=None if options.seed < 0 else options.seed,
                              response_only=options.loss == "response_only")
@@ -244,7 +277,8 @@ def _load_data(options: TrainOptions):
     if options.heldout_dir:
         from .heldout import HeldOutSet
         held_shards = ShardSet(options.heldout_dir)
-        if held_shards.tokenizer["sha256"] != shards.tokenizer["sha256"]:
+        if (held_shards.tokenizer.get("kind"), held_shards.tokenizer["sha256"]) != \
+                (shards.tokenizer.get("kind"), shards.tokenizer["sha256"]):
             raise ChatflowError(f"{options.heldout_dir} was tokenized with another tokenizer than {options.dataset_dir}")
         if held_shards.seq_length != shards.seq_length:
             raise ChatflowError(f"{options.heldout_dir}: seq_length {held_shards.seq_length} differs from the "
@@ -328,16 +362,25 @@ def _leave_finished(output_dir: Path, finished: dict, rank: int) -> dict:
     return dict(finished, already_finished=True)
 
 
-def _spm_path(options: TrainOptions, tok: dict) -> str:
-    """The sentencepiece model saved (as HF tokenizer files) with every checkpoint and the final model:
-    --spm_model_path, else the dataset's or the start model's ``tokenizer.model`` if it is the dataset's."""
-    if options.spm_model_path:
-        return options.spm_model_path
-    start_model = str(Path(options.model_path, "tokenizer.model")) if options.model_path else ""
-    for path in (tok.get("path", ""), start_model):
-        if path and os.path.isfile(path) and sha256_file(path) == tok["sha256"]:
-            return path
-    return ""
+def saved_tokenizer(options, record: dict) -> Tokenizer | None:
+    """The tokenizer saved (as HF tokenizer files) with every checkpoint and the final model: ``--tokenizer`` /
+    ``--spm_model_path`` (already checked against the dataset), else the one the dataset's manifest ``record``
+    names if it is unchanged, else the start model's (``--model_path``/``--model``) if it is the dataset's."""
+    given = tokenizer_from_options(options.tokenizer, options.spm_model_path, required=False)
+    if given is not None:
+        return given
+    start_model = getattr(options, "model_path", "") or getattr(options, "model", "")
+    candidates = [(record.get("path"), record.get("kind")), (start_model, record.get("kind", "sentencepiece"))]
+    for path, kind in candidates:
+        if not path or not os.path.exists(path):
+            continue
+        try:
+            found = load_tokenizer(path, kind)
+        except ChatflowError:
+            continue
+        if found.differs_from(record) is None:
+            return found
+    return None
 
 
 def _tokenizer_files(options: TrainOptions, shards: ShardSet, rank: int, model_max_length: int
@@ -348,13 +391,13 @@ def _tokenizer_files(options: TrainOptions, shards: ShardSet, rank: int, model_m
     if rank != 0:
         return None, []
     tok = shards.tokenizer
-    spm_path = _spm_path(options, tok)
-    if not spm_path:
+    tokenizer = saved_tokenizer(options, tok)
+    if tokenizer is None:
         print(f"warning: no tokenizer to save: the dataset's ({tok.get('path')}) is not found or changed and "
-              f"--spm_model_path is not given; checkpoints and the final model will hold no tokenizer files",
+              f"--tokenizer is not given; checkpoints and the final model will hold no tokenizer files",
               file=sys.stderr)
         return None, []
-    files, mismatches = TokenizerFiles.from_sentencepiece(spm_path, model_max_length)
+    files, mismatches = tokenizer.hf_files(model_max_length)
     if mismatches:
         print(f"warning: the saved HF tokenizer differs from sentencepiece on {len(mismatches)} probe "
               f"text(s), e.g. {mismatches[0][:40]!r}", file=sys.stderr)
@@ -435,7 +478,8 @@ def train(options: TrainOptions) -> dict:
         return _leave_finished(output_dir, finished, rank)
 
     tok = shards.tokenizer
-    model = build_model(options, tok["vocab_size"], tok["bos_id"], tok["eos_id"])
+    bos = tok["bos_id"] if tok.get("bos_id") is not None and tok["bos_id"] >= 0 else None
+    model = build_model(options, tok["vocab_size"], bos, tok["eos_id"])
     tokenizer_files, mismatches = _tokenizer_files(
         options, shards, rank, getattr(model.config, "max_position_embeddings", None) or shards.seq_length)
     args = _training_arguments(options, output_dir, world_size)

@@ -32,6 +32,7 @@ from ...data.metrics import GroupLossMeter, data_parallel_sum
 from ...data.mixture import load_mixture, parse_source_overrides
 from ...data.preprocess import preprocess, summary
 from ...data.shards import ShardSet
+from ...tokenizer import SENTENCEPIECE, load_tokenizer
 from .batches import RankStream, SampleLog
 from .names import DATA_PROCESSOR, TARGET
 from .progress import STATE_FILE, STATE_SUFFIX, format_report, resume_position, write_state
@@ -64,7 +65,8 @@ class ChatflowMixtureDataset:
             source_paths=parse_source_overrides(getattr(args, "source_path", None)))
         for warning in spec.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        manifest = preprocess(spec, args.spm_model_path, args.dataset_path, workers=max(int(workers), 1),
+        tokenizer = load_tokenizer(args.spm_model_path, SENTENCEPIECE)
+        manifest = preprocess(spec, tokenizer, args.dataset_path, workers=max(int(workers), 1),
                               on_bad_record=getattr(args, "on_bad_record", "skip"),
                               force=bool(getattr(args, "overwrite_dataset", False)), quiet=False)
         print(summary(manifest))
@@ -105,7 +107,7 @@ class ChatflowMixtureDataloader(RankStream):
                                 f"the dataset was built with")
         if getattr(args, "pipeline_model_parallel_size", 1) > 1:
             raise ChatflowError(f"--data_processor {DATA_PROCESSOR} does not support pipeline parallelism")
-        shards = ShardSet(dataset_path, spm_model_path=args.spm_model_path)
+        shards = ShardSet(dataset_path, tokenizer=load_tokenizer(args.spm_model_path, SENTENCEPIECE))
         spec = load_mixture(args.mixture_config) if getattr(args, "mixture_config", None) else None
         dataset = MixtureDataset(shards, spec=spec, response_only=bool(getattr(args, "response_only_loss", False)))
         vocab_size = len(args.tokenizer.vocab)

@@ -193,14 +193,14 @@ def preflight_pretrain(argv: Sequence[str]) -> None:
     import json
 
     from ...data.shards import ShardSet
-    from ...tokenizer import load_sentencepiece
+    from ...tokenizer import SENTENCEPIECE, load_sentencepiece, load_tokenizer
 
     spm_path, dataset, config = (_option(argv, n) for n in ("spm_model_path", "dataset_path", "config_path"))
     if not spm_path:
         raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --spm_model_path")
     if not os.path.isfile(spm_path):
         raise ChatflowError(f"--spm_model_path {spm_path}: no such file")
-    ShardSet(dataset or "dataset.pt", spm_model_path=spm_path)
+    ShardSet(dataset or "dataset.pt", tokenizer=load_tokenizer(spm_path, SENTENCEPIECE))
     if config and os.path.isfile(config):
         try:
             configured = json.loads(Path(config).read_text(encoding="utf-8")).get("vocab_size")
