@@ -5,23 +5,22 @@ Every command is one row of :data:`COMMANDS`: the module (imported only when the
 ``--snake_case`` as TencentPretrain spells its options; see :mod:`chatflow_plugin.options`) and the function
 that takes the parsed options. The function's docstring is the command's ``--help`` description. Errors take one
 path: a :class:`~chatflow_plugin.errors.ChatflowError` prints ``chatflow <command>: error: <message>`` and exits
-2, without a traceback; Ctrl-C exits 130.
+2, without a traceback, and so does a full or read-only disk met anywhere (an ``OSError`` of
+:data:`chatflow_plugin.files.WRITE_ERRNOS`, named with the file it names); Ctrl-C exits 130 with one line, also
+while the command's modules are still being imported (this module imports next to nothing at import time,
+so that even the first instants of ``chatflow`` are covered; see docs/reliability.md).
 
 ``torchrun -m chatflow_plugin.cli train ...`` runs a command under a distributed launcher.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import ChatflowError
-from .options import parse_options
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     module: str
     options: str       # the options dataclass in ``module``
     function: str      # the library function in ``module`` taking those options
@@ -76,6 +75,11 @@ def _usage() -> str:
 
 
 def _run(name: str, command: Command, argv: list[str]) -> int:
+    import importlib
+    import inspect
+
+    from .options import parse_options
+
     try:
         module = importlib.import_module(command.module)
     except ModuleNotFoundError as exc:
@@ -112,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"chatflow {name}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        from .files import is_write_error, write_error
+
+        if not is_write_error(exc):
+            raise
+        print(f"chatflow {name}: error: {write_error(exc, exc.filename or 'the output')}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

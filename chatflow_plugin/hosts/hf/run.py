@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ...errors import ChatflowError
-from ...files import atomic_file, read_jsonl, replace_directory, write_csv
+from ...files import atomic_file, read_jsonl, write_csv
+from ...outputs import replace_directory
 from ...tokenizer import TokenizerFiles
 
 
