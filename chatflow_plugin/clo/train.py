@@ -32,12 +32,12 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ChatflowError
-from ..files import atomic_file
+from ..files import atomic_file, is_write_error, write_error
 from ..tokenizer import TokenizerFiles
+from ..hosts.resume import apply_resumed_settings
 from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help,
-                            apply_resumed_settings, is_main_process, resume_help, run_directory, save_final_model,
+                            is_main_process, resume_help, run_directory, save_final_model,
                             start_run)
-from ..files import is_write_error, write_error
 from ..outputs import check_not_input
 from ..options import option
 from .objective import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps

@@ -13,8 +13,8 @@ complete. This module owns what both trainers do with it:
   samples a step reads never; settings that change the run's meaning (its objective, learning-rate schedule,
   data) only when ``--allow_change NAME`` says so, and then each change is appended to the record's
   ``history``: ``{"step", "what", "old", "new", "time"}``, one list for every kind of change;
-  :func:`apply_resumed_settings` makes an allowed learning-rate change take effect over the checkpoint's
-  optimizer and scheduler states, which would otherwise restore the old rate;
+  :func:`chatflow_plugin.hosts.resume.apply_resumed_settings` makes an allowed learning-rate change take
+  effect over the checkpoint's optimizer and scheduler states, which would otherwise restore the old rate;
 * the run's lock and marker (:func:`run_directory`): one process writes a run directory at a time, and it is
   marked as chatflow's (:mod:`chatflow_plugin.outputs`);
 * the log (:class:`RunLog`), cut back to the resumed step so that it holds one history;
@@ -337,20 +337,6 @@ def allow_change_help(names: Sequence[str], record_name: str) -> str:
     return (f"when resuming, let these settings change the run's meaning from the checkpoint's step on: "
             f"{', '.join(names)} (each change is appended to {record_name}'s history); without it a resumed run "
             f"that changes one of them is refused")
-
-
-def apply_resumed_settings(optimizer, lr_scheduler, learning_rate: float) -> None:
-    """After the Trainer loaded a checkpoint's optimizer and scheduler states: the learning rate of *this*
-    run's schedule. The scheduler state restores the old peak rate (``base_lrs``) and the optimizer the old
-    rate, so an allowed change of ``--learning_rate`` (or of the schedule's length or shape, whose factor
-    is rebuilt from this run's arguments) would otherwise not take effect until, or at all."""
-    if optimizer is None or not hasattr(lr_scheduler, "lr_lambdas"):
-        return
-    lr_scheduler.base_lrs = [learning_rate for _ in lr_scheduler.base_lrs]
-    for group, base, factor in zip(optimizer.param_groups, lr_scheduler.base_lrs, lr_scheduler.lr_lambdas):
-        group["initial_lr"] = base
-        group["lr"] = base * factor(lr_scheduler.last_epoch)
-    lr_scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 # ---------------------------------------------------------------------------------------------

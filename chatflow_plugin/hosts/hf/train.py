@@ -34,13 +34,13 @@ from ...data.metrics import GroupLossMeter, data_parallel_sum
 from ...data.mixture import load_mixture
 from ...data.shards import ShardSet
 from ...errors import ChatflowError
-from ...files import atomic_file, path_for_file, sha256_file
+from ...files import atomic_file, is_write_error, path_for_file, sha256_file, write_error
 from ...outputs import check_not_input
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
 from ...tokenizer import TokenizerFiles
-from ...files import is_write_error, write_error
-from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help, apply_resumed_settings,
+from ..resume import apply_resumed_settings
+from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help,
                   resume_help, run_directory, save_final_model, start_run, world)
 
 RUN_CONFIG = "chatflow_run.json"
