@@ -51,6 +51,40 @@ def write_error(exc: OSError, output: str | os.PathLike) -> ChatflowError:
     return ChatflowError(f"cannot write {output}: {reason} (errno {exc.errno}{at})")
 
 
+_DISK_MESSAGES = (("no space left", errno.ENOSPC), ("storagefull", errno.ENOSPC), ("disk quota", errno.EDQUOT),
+                  ("read-only file system", errno.EROFS), ("readonlyfilesystem", errno.EROFS))
+
+
+def disk_error(exc: BaseException, output: str | os.PathLike) -> ChatflowError | None:
+    """A clean error when ``exc``, raised while writing ``output``, comes from a full or read-only disk, else
+    None. Libraries that write checkpoints do not always raise ``OSError`` (``torch.save`` raises
+    ``RuntimeError: ... unexpected pos``, safetensors ``SafetensorError: ... StorageFull``): their message, or
+    the state of ``output``'s filesystem (read-only, or under 1 MiB free), tells."""
+    if is_write_error(exc):
+        return write_error(exc, output)
+    text = str(exc).lower().replace(" ", "")
+    for words, number in _DISK_MESSAGES:
+        if words.replace(" ", "") in text:
+            return ChatflowError(f"cannot write {output}: {os.strerror(number).lower()} (errno {number}; "
+                                 f"{exc.__class__.__name__})")
+    folder = Path(output)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        number = errno.EROFS
+    elif fs.f_bavail * fs.f_frsize < (1 << 20):
+        number = errno.ENOSPC
+    else:
+        return None
+    first = (str(exc).strip().splitlines() or [""])[-1][:160]
+    return ChatflowError(f"cannot write {output}: {os.strerror(number).lower()} (errno {number}; "
+                         f"{exc.__class__.__name__}: {first})")
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

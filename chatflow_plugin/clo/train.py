@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ChatflowError
-from ..files import atomic_file, is_write_error, write_error
+from ..files import atomic_file, disk_error
 from ..tokenizer import TokenizerFiles
 from ..hosts.resume import apply_resumed_settings
 from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help,
@@ -402,10 +402,11 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
     with run_directory(out, RUN_KIND, RUN_OWNS, replace=options.force):
         try:
             return _run_training(options, callbacks, triples, n_pairs, trainable, out)
-        except OSError as exc:     # a full or read-only disk while the Trainer saves: no traceback
-            if is_write_error(exc):
-                raise write_error(exc, out) from None
-            raise
+        except Exception as exc:     # a full or read-only disk while the Trainer saves: no traceback
+            problem = disk_error(exc, out)
+            if problem is None:
+                raise
+            raise problem from None
 
 
 def _run_training(options: CLOTrainOptions, callbacks, triples: TripleSet, n_pairs: int, trainable: str,

@@ -34,7 +34,7 @@ from ...data.metrics import GroupLossMeter, data_parallel_sum
 from ...data.mixture import load_mixture
 from ...data.shards import ShardSet
 from ...errors import ChatflowError
-from ...files import atomic_file, is_write_error, path_for_file, sha256_file, write_error
+from ...files import atomic_file, disk_error, path_for_file, sha256_file
 from ...outputs import check_not_input
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
@@ -462,10 +462,11 @@ def train(options: TrainOptions) -> dict:
     with run_directory(output_dir, RUN_KIND, RUN_OWNS):
         try:
             return _train(options, output_dir)
-        except OSError as exc:     # a full or read-only disk while the Trainer saves: no traceback
-            if is_write_error(exc):
-                raise write_error(exc, output_dir) from None
-            raise
+        except Exception as exc:     # a full or read-only disk while the Trainer saves: no traceback
+            problem = disk_error(exc, output_dir)
+            if problem is None:
+                raise
+            raise problem from None
 
 
 def _train(options: TrainOptions, output_dir: Path) -> dict:
