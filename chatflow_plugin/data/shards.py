@@ -274,8 +274,18 @@ class ShardSet:
                                 f"changed or is damaged since preprocessing; {VERIFY_HINT}")
 
     def content_checksum(self) -> str | None:
-        """One checksum of the dataset's content (the manifest's own), or None for an unsealed dataset."""
-        return self.manifest.get(SEAL)
+        """One checksum of what a trainer reads (tokenizer, sequence length, every source's name, group, token
+        and mask checksums and shape): equal for two preprocessings of the same inputs, whatever their time,
+        place or version; None for a dataset written without checksums."""
+        m = self.manifest
+        if any(info.get("tokens_checksum") is None for info in m["sources"]):
+            return None
+        content = {"tokenizer": m["tokenizer"]["sha256"], "seq_length": m["seq_length"], "dtype": m["dtype"],
+                   "sources": [[info[k] for k in ("name", "group", "kind", "windows", "pad_tokens",
+                                                  "tokens_checksum", "mask_checksum")] for info in m["sources"]]}
+        hasher = new_checksum(checksum_algorithm(m["sources"][0]["tokens_checksum"], str(self.manifest_path)))
+        hasher.update(json.dumps(content, sort_keys=True).encode("utf-8"))
+        return hasher.text()
 
     def verify_inputs(self) -> list[str]:
         """Input files that are missing or changed since preprocessing (by sha256), as the manifest names them."""
