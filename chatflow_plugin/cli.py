@@ -6,9 +6,10 @@ Every command is one row of :data:`COMMANDS`: the module (imported only when the
 that takes the parsed options. The function's docstring is the command's ``--help`` description. Errors take one
 path: a :class:`~chatflow_plugin.errors.ChatflowError` prints ``chatflow <command>: error: <message>`` and exits
 2, without a traceback, and so does a full or read-only disk met anywhere (an ``OSError`` of
-:data:`chatflow_plugin.files.WRITE_ERRNOS`, named with the file it names); Ctrl-C exits 130 with one line, also
-while the command's modules are still being imported (this module imports next to nothing at import time,
-so that even the first instants of ``chatflow`` are covered; see docs/reliability.md).
+:data:`chatflow_plugin.files.WRITE_ERRNOS`, named with the file it names). Ctrl-C exits 130 and SIGTERM 143
+with one line, after the same clean-up as an error (outputs being written removed, locks released), also while
+the command's modules are still being imported: this module imports next to nothing at import time, so that
+even the first instants of ``chatflow`` are covered (docs/reliability.md).
 
 ``torchrun -m chatflow_plugin.cli train ...`` runs a command under a distributed launcher.
 """
@@ -67,6 +68,15 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's pre-emption or time limit, ``kill``): unwinds like Ctrl-C, so outputs being written
+    are cleaned up and locks released, and exits 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def _usage() -> str:
     lines = ["usage: chatflow <command> [options]", "", "commands:"]
     lines += [f"  {name:<13} {command.summary}" for name, command in COMMANDS.items()]
@@ -108,11 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"chatflow: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return _run(name, COMMANDS[name], rest)
     except ChatflowError as exc:
         print(f"chatflow {name}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"chatflow {name}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"chatflow {name}: interrupted", file=sys.stderr)
         return 130

@@ -11,7 +11,8 @@ waits forever for a worker killed mid-task (by the OOM killer, say), and leaves 
 * leaving the ``with`` block for any reason (an error in the caller, in a worker, Ctrl-C) terminates the
   workers (SIGTERM, then SIGKILL after ``grace`` seconds) and reaps them: no zombies, no wait without end;
 * workers ignore SIGINT (Ctrl-C reaches the main process, which tears the pool down) and exit quietly when
-  the main process goes away (their pipe reaches end-of-file);
+  the main process goes away: their pipe reaches end-of-file, since a forked worker closes the copies of the
+  main process's pipe ends it inherits (its own and its elder siblings');
 * an exception raised by the function in a worker is re-raised in the main process (the original
   exception when it can be pickled) for the item that raised it.
 
@@ -34,8 +35,14 @@ class WorkerDied(ChatflowError):
     """A worker process ended while it owed results (killed, e.g. by the out-of-memory killer)."""
 
 
-def _worker_main(conn: Connection, function: Callable, initializer: Callable | None, initargs: tuple) -> None:
+def _worker_main(conn: Connection, function: Callable, initializer: Callable | None, initargs: tuple,
+                 inherited: Sequence[int] = ()) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for fd in inherited:   # a forked worker holds copies of the main process's pipe ends: without closing
+        try:               # them no worker would see end-of-file when the main process dies
+            os.close(fd)
+        except OSError:
+            pass
     try:
         try:
             if initializer is not None:
@@ -92,8 +99,9 @@ class WorkerPool:
         try:
             for _ in range(self.workers):
                 parent, child = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_worker_main, args=(child, self.function, self.initializer, self.initargs),
-                                   daemon=True)
+                inherited = [c.fileno() for c in self._conns + [parent]] if method == "fork" else []
+                proc = ctx.Process(target=_worker_main, daemon=True,
+                                   args=(child, self.function, self.initializer, self.initargs, inherited))
                 proc.start()
                 child.close()
                 self._procs.append(proc)
@@ -148,10 +156,9 @@ class WorkerPool:
                 except OSError:      # its pipe is closed: the worker is gone
                     self._died(worker, busy[worker], items)
                 following += 1
-            while wanted in done:
+            if wanted in done:        # then dispatch again before waiting: the window has moved
                 yield done.pop(wanted)
                 wanted += 1
-            if wanted >= len(items) or wanted in done:
                 continue
             ready = wait(self._conns + [p.sentinel for p in self._procs])
             for worker, conn in enumerate(self._conns):
