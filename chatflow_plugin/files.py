@@ -145,13 +145,16 @@ def file_checksum(path: str | os.PathLike, algorithm: str | None = None, inspect
     """The checksum text of the file ``path``, read in blocks of :data:`CHECKSUM_BLOCK` bytes; ``inspect(block,
     offset)`` sees every block too (a bounds check in the same pass)."""
     hasher = new_checksum(algorithm)
+    buffer = bytearray(CHECKSUM_BLOCK)      # one buffer, read into: no allocation per block
+    view = memoryview(buffer)
     offset = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(CHECKSUM_BLOCK):
+    with open(path, "rb", buffering=0) as handle:
+        while got := handle.readinto(buffer):
+            block = view[:got]
             hasher.update(block)
             if inspect is not None:
                 inspect(block, offset)
-            offset += len(block)
+            offset += got
     return hasher.text()
 
 
