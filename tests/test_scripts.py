@@ -24,6 +24,7 @@ TINY_OUTPUTS = {
     "chatflow_full_run.sh": ["release/config.json", "report/report.md"],
     "clo_vs_sft.sh": ["report.md", "report.json"],
     "expand_vocab.sh": ["expanded/config.json", "expanded.tokenizer.model", "expanded.expand_report.json"],
+    "fault_injection.sh": ["faults.xml", "faults.txt"],
 }
 
 

@@ -1,8 +1,9 @@
 """Helpers of the fault-injection suite: run a command as a user does, kill it, shrink or freeze its disk.
 
-``CHATFLOW_FAULT_ROUNDS`` sets how many rounds the long (``faults``-marked) tests run; ``CHATFLOW_FAULT_TMP`` a
-folder on the filesystem to test (default: pytest's temporary folder), so that a cluster's shared filesystem
-can be put through the same faults (scripts/fault_injection.sh).
+Every test runs a first round in CI; its further rounds are marked ``faults`` (the long campaign, skipped unless
+selected: scripts/fault_injection.sh, or ``pytest -m faults``). ``CHATFLOW_FAULT_ROUNDS`` sets how many rounds the
+campaign runs; pytest's ``--basetemp`` where, so that a cluster's shared filesystem can be put through the same
+faults.
 """
 from __future__ import annotations
 
@@ -24,9 +25,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY_HF_CONFIG = ROOT / "models" / "hf" / "demo_tiny.json"
 
 
-def rounds(fast: int, long: int) -> int:
-    """How many rounds a test runs: ``fast`` in CI, ``long`` (or CHATFLOW_FAULT_ROUNDS) when selected with -m faults."""
-    return int(os.environ.get("CHATFLOW_FAULT_ROUNDS", long)) if os.environ.get("CHATFLOW_FAULTS") else fast
+def long_rounds(default: int) -> int:
+    """How many rounds the long (``faults``-marked) version of a test runs: CHATFLOW_FAULT_ROUNDS, else ``default``."""
+    return max(1, int(os.environ.get("CHATFLOW_FAULT_ROUNDS", default)))
+
+
+def round_params(default: int) -> list:
+    """Round numbers to parametrize a test with: round 0 runs in CI, the others are the long campaign's
+    (marked ``faults``: skipped unless selected, see tests/conftest.py)."""
+    return [0] + [pytest.param(i, marks=pytest.mark.faults) for i in range(1, long_rounds(default))]
 
 
 def env() -> dict:

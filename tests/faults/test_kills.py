@@ -1,6 +1,7 @@
 """Kills at random moments of preprocess, train, convert and expand-vocab, then a re-run or resume: the result
 equals an uninterrupted run's, nothing half-written ever loads, and what the kill left is cleaned up (issue 12,
-"A fault-injection suite"). One seeded kill per command in CI; ``-m faults`` runs CHATFLOW_FAULT_ROUNDS (20)."""
+"A fault-injection suite"). One seeded kill per command in CI; the campaign (``-m faults``) runs
+CHATFLOW_FAULT_ROUNDS (20) rounds each."""
 from __future__ import annotations
 
 import json
@@ -12,13 +13,13 @@ import pytest
 import torch
 
 from fault_support import (TINY_HF_CONFIG, assert_ok, cli, dataset_tree, hidden_leftovers, kill_after,
-                           kill_points, rounds, start, tree)
+                           kill_points, round_params, start, tree)
 from test_hf_train import make_dataset
 from test_preprocess import make_mixture
 
 from chatflow_plugin.outputs import lock_path
 
-ROUNDS = rounds(fast=1, long=20)
+ROUNDS = round_params(20)
 
 
 def _no_loadable_partial(parent: Path, name: str, loadable_file: str) -> None:
@@ -44,7 +45,7 @@ def corpus(tmp_path_factory) -> Path:
     return mixture
 
 
-@pytest.mark.parametrize("round_", range(ROUNDS))
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_preprocess_killed_anywhere_then_rerun_equals_an_uninterrupted_run(corpus, spm_model, tmp_path, round_):
     reference = tmp_path / "reference"
     args = lambda out: ["preprocess", "--mixture", corpus, "--spm_model_path", spm_model, "--output_dir", out,  # noqa
@@ -92,11 +93,11 @@ def _weights(run: Path) -> dict:
     return load_file(str(run / "final" / "model.safetensors"))
 
 
-@pytest.mark.parametrize("round_", range(ROUNDS))
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_train_killed_anywhere_then_resumed_equals_an_uninterrupted_run(dataset, straight, tmp_path, round_):
     reference, duration = straight
     out = tmp_path / "run"
-    moments = kill_points(1000 + round_, duration, 2 if ROUNDS > 1 else 1)
+    moments = kill_points(1000 + round_, duration, 1 if round_ == 0 else 2)
     for moment in moments:                               # killed, resumed and killed again
         _, err = _kill_then(_train_args(dataset, out), moment)
         assert "Traceback" not in err, (moment, err[-2000:])
@@ -128,7 +129,7 @@ def checkpoints(tmp_path_factory, spm_model) -> Path:
     return root
 
 
-@pytest.mark.parametrize("round_", range(ROUNDS))
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_convert_killed_anywhere_never_leaves_a_loadable_partial_and_reruns_equal(checkpoints, tmp_path, round_):
     args = lambda out, *more: ["convert", "tp2hf", checkpoints / "tp", out, "--max_shard_size", "200KB",  # noqa
                                "--quiet", *more]
@@ -145,7 +146,7 @@ def test_convert_killed_anywhere_never_leaves_a_loadable_partial_and_reruns_equa
     assert hidden_leftovers(tmp_path, "hf") == []
 
 
-@pytest.mark.parametrize("round_", range(ROUNDS))
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_convert_interrupted_with_ctrl_c_anywhere_says_so_in_one_line(checkpoints, tmp_path, round_):
     [moment] = kill_points(3000 + round_, 4.0, 1)
     proc = start("convert", "tp2hf", checkpoints / "tp", tmp_path / "hf", "--quiet")
@@ -157,7 +158,7 @@ def test_convert_interrupted_with_ctrl_c_anywhere_says_so_in_one_line(checkpoint
         assert not (tmp_path / "hf").exists() and hidden_leftovers(tmp_path, "hf") == []
 
 
-@pytest.mark.parametrize("round_", range(ROUNDS))
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_expand_vocab_killed_anywhere_then_rerun_with_force_equals_an_uninterrupted_run(checkpoints, spm_model,
                                                                                          tmp_path, round_):
     def args(prefix: str, *more):

@@ -1,5 +1,5 @@
 """Nothing hung: worker pools that stop on an error, lose a worker or lose their main process never block and
-leave no process behind (issue 12, "Hangs"). Fast rounds in CI; ``-m faults`` runs many more under load."""
+leave no process behind (issue 12, "Hangs"). A few rounds in CI; the campaign (``-m faults``) runs many more."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fault_support import (assert_clean_error, cli, kill_after, processes_mentioning, rounds, start,
+from fault_support import (assert_clean_error, cli, kill_after, long_rounds, processes_mentioning, start,
                            wait_until_gone)
 from test_preprocess import make_mixture
 
@@ -99,9 +99,9 @@ def _hung(signum, frame):
     raise TimeoutError("a worker pool round hung")
 
 
-def test_worker_pools_under_load_with_injected_failures_never_hang():
+@pytest.mark.parametrize("count", [40, pytest.param(long_rounds(20) * 20, marks=pytest.mark.faults)])
+def test_worker_pools_under_load_with_injected_failures_never_hang(count):
     before = _live_children()
-    count = rounds(fast=40, long=400)
     started = time.time()
     previous = signal.signal(signal.SIGALRM, _hung)     # a hang fails the test instead of blocking the suite
     try:
@@ -129,11 +129,12 @@ def _slow_mixture(root: Path) -> Path:
     return mixture
 
 
-def test_preprocess_stopping_on_an_error_under_load_exits_cleanly_every_time(tmp_path, spm_model):
+@pytest.mark.parametrize("count", [4, pytest.param(max(72, long_rounds(20) * 4), marks=pytest.mark.faults)])
+def test_preprocess_stopping_on_an_error_under_load_exits_cleanly_every_time(tmp_path, spm_model, count):
     mixture = _slow_mixture(tmp_path / "data")
     where = f"{tmp_path / 'data' / 'en.jsonl'}:{40 + 20000 + 1}"
     with Load():
-        for round_ in range(rounds(fast=4, long=72)):
+        for round_ in range(count):
             out = tmp_path / f"out{round_}"
             proc = cli("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", out,
                        "--workers", "2", "--chunk_mb", "0.02", "--on_bad_record", "fail", "--quiet", timeout=300)
@@ -141,10 +142,11 @@ def test_preprocess_stopping_on_an_error_under_load_exits_cleanly_every_time(tmp
             assert not out.exists() and wait_until_gone(str(out)) == [], f"round {round_}: workers left"
 
 
+@pytest.mark.parametrize("count", [1, pytest.param(long_rounds(20), marks=pytest.mark.faults)])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
-def test_killing_the_main_process_ends_its_workers_quietly(tmp_path, spm_model, sig):
+def test_killing_the_main_process_ends_its_workers_quietly(tmp_path, spm_model, sig, count):
     mixture = _slow_mixture(tmp_path / "data")
-    for round_ in range(rounds(fast=1, long=10)):
+    for round_ in range(count):
         out = tmp_path / f"out{round_}"
         proc = start("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", out,
                      "--workers", "2", "--chunk_mb", "0.02", "--quiet")
@@ -161,4 +163,6 @@ def test_killing_the_main_process_ends_its_workers_quietly(tmp_path, spm_model, 
         assert "Traceback" not in err and "BrokenPipeError" not in err, err[-3000:]
         if sig == signal.SIGINT and proc.returncode != 0:
             assert err.strip().splitlines()[-1] == "chatflow preprocess: interrupted" and proc.returncode == 130
+        if sig == signal.SIGTERM and proc.returncode != 0:
+            assert err.strip().splitlines()[-1] == "chatflow preprocess: terminated" and proc.returncode == 143
         assert not out.exists() or (out / "manifest.json").is_file()
