@@ -101,15 +101,21 @@ def _big_mixture(root: Path) -> Path:
     return mixture
 
 
+def _writing(mixture: Path, spm_model: Path, out: Path, workers: str):
+    """A preprocess run into ``out``, returned once it holds the output's lock."""
+    proc = start("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", out,
+                 "--workers", workers, "--quiet", "--chunk_mb", "0.05")
+    deadline = time.time() + 60
+    while not lock_path(out).exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert lock_path(out).exists(), "the run never took its lock"
+    return proc
+
+
 def test_a_second_writer_of_one_output_is_refused_naming_the_first(tmp_path, spm_model):
     mixture = _big_mixture(tmp_path / "big")
     out = tmp_path / "shards"
-    first = start("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", out,
-                  "--workers", "1", "--quiet", "--chunk_mb", "0.05")
-    deadline = time.time() + 60
-    while not lock_path(out).exists() and first.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert lock_path(out).exists(), "the first run never took its lock"
+    first = _writing(mixture, spm_model, out, "1")
     second = _preprocess(mixture, spm_model, out, "--force")
     assert_clean_error(second, "preprocess", f"is being written by process {first.pid}", str(lock_path(out)))
     _, err = first.communicate(timeout=600)
@@ -120,11 +126,7 @@ def test_a_second_writer_of_one_output_is_refused_naming_the_first(tmp_path, spm
 def test_a_lock_left_by_a_killed_writer_is_recovered(tmp_path, spm_model):
     mixture = _big_mixture(tmp_path / "big")
     out = tmp_path / "shards"
-    proc = start("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", out,
-                 "--workers", "2", "--quiet", "--chunk_mb", "0.05")
-    deadline = time.time() + 60
-    while not lock_path(out).exists() and time.time() < deadline:
-        time.sleep(0.02)
+    proc = _writing(mixture, spm_model, out, "2")
     cut, err = kill_after(proc, 0.5, signal.SIGKILL)
     assert cut and lock_path(out).exists() and not out.exists()
     assert wait_until_gone(str(out)) == []                                # its workers followed it
