@@ -165,3 +165,11 @@ def test_clo_train_force_replaces_only_a_clo_run(tmp_path):
         (run / "run.json").write_text("{}")
     with run_directory(run, "clo-run", ("run.json", "checkpoints"), replace=True):
         assert sorted(os.listdir(run)) == [MARKER]
+
+
+def test_demo_force_replaces_only_a_demo_folder(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "paper.tex").write_text("draft")
+    assert_clean_error(cli("demo", "--quick", "--output_dir", mine, "--force"), "demo", "holds no .chatflow-output.json")
+    assert tree(mine) == {"paper.tex": b"draft"}
