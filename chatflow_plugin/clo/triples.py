@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from ..files import read_jsonl, sha256_file
+from ..files import json_error, read_jsonl, sha256_file
 from ..outputs import atomic_directory
 from ..errors import ChatflowError, DataError
 from ..languages import detect_language, script_of_language
@@ -109,8 +109,8 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, object]]:
             records = json.loads(path.read_text(encoding="utf-8-sig"))
         except UnicodeDecodeError as exc:
             raise DataError(f"invalid UTF-8 at byte {exc.start}", str(path)) from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON array: {exc}", str(path)) from None
+        except (ValueError, RecursionError) as exc:     # syntax, huge integers, deep nesting
+            raise DataError(f"invalid JSON array: {json_error(exc)}", str(path)) from None
         for i, record in enumerate(records):
             yield f"{path}[{i}]", record
         return
@@ -260,7 +260,7 @@ def load_triples(directory: str | os.PathLike) -> TripleSet:
     try:
         build = json.loads(build_path.read_text(encoding="utf-8"))
         source_lang, target_lang = build["source_lang"], build["target_lang"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (ValueError, RecursionError, KeyError, TypeError) as exc:
         raise DataError(f"unreadable build record ({exc})", str(build_path)) from None
     pairs: list[InstructionPair] = []
     pending: tuple[str, dict] | None = None

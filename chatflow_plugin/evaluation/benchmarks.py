@@ -221,7 +221,7 @@ def _gaokao_prompts(root: Path) -> dict[str, dict]:
             try:
                 data = json.loads(candidate.read_text(encoding="utf-8"))
                 return {e["keyword"]: e for e in data["examples"]}
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (ValueError, RecursionError, KeyError, TypeError) as exc:
                 raise DataError(f"not a GAOKAO-Bench prompt file ({exc!r}; expected "
                                 f'{{"examples": [{{"keyword", "prefix_prompt", "type"}}]}})', str(candidate)) from None
     raise ChatflowError(f"gaokao: Obj_Prompt.json not found in {root} (GAOKAO-Bench's Bench/Obj_Prompt.json)")
@@ -277,7 +277,7 @@ def read_gaokao(data_dir: str | Path, num_fewshot: int, name: str = "gaokao", la
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             keyword, examples = data.get("keywords", path.stem), data["example"]
-        except (json.JSONDecodeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError, KeyError, AttributeError) as exc:   # JSON, UTF-8, huge numbers, nesting
             raise DataError(f'not a GAOKAO-Bench question file ({exc!r}; expected {{"keywords", "example": [...]}})',
                             str(path)) from None
         prompt = prompts.get(keyword)

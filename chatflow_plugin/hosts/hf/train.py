@@ -337,7 +337,7 @@ def _leave_finished(output_dir: Path, finished: dict, rank: int) -> dict:
         path = output_dir / SUMMARY_JSON
         try:
             recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):   # torn by a kill: rewritten below
             recorded = None
         if recorded != finished:
             run_log = _run_log(output_dir)
