@@ -28,8 +28,12 @@ GROUPS = [("en_corpus", 0.60, 0.15), ("zh_corpus", 0.05, 0.50), ("parallel", 0.2
 
 
 def write_dataset(path: Path, total_tokens: int) -> None:
-    """A shard directory with random tokens, one source per Table 1 group (no tokenization needed)."""
-    from chatflow_plugin.data.shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST
+    """A shard directory with random tokens, one source per Table 1 group (no tokenization needed), its manifest
+    valid and sealed as `chatflow preprocess` writes it (file checksums included)."""
+    import hashlib
+
+    from chatflow_plugin.data.shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, seal_manifest
+    from chatflow_plugin.files import new_checksum
 
     path.mkdir(parents=True)
     window = SEQ + 1
@@ -39,25 +43,32 @@ def write_dataset(path: Path, total_tokens: int) -> None:
     for name, _, _ in GROUPS:
         windows = max(1, per_source // window)
         tokens_file = f"{name}.tokens.bin"
+        tokens_sum, mask_sum = new_checksum(), new_checksum()
         with open(path / tokens_file, "wb") as f:
             for start in range(0, windows, 256):
                 n = min(256, windows - start)
-                f.write(rng.integers(0, 40000, size=n * window, dtype=np.uint16).tobytes())
+                block = rng.integers(0, 40000, size=n * window, dtype=np.uint16).tobytes()
+                f.write(block)
+                tokens_sum.update(block)
         mask_file = None
         if name.endswith("inst"):
             mask_file = f"{name}.mask.bin"
-            (path / mask_file).write_bytes(np.zeros(windows * window, np.uint8).tobytes())
+            mask = np.zeros(windows * window, np.uint8).tobytes()
+            (path / mask_file).write_bytes(mask)
+            mask_sum.update(mask)
         sources.append({"name": name, "group": name, "kind": "instruction" if mask_file else "corpus",
                         "files": [], "records": 0, "skipped": 0, "tokens": windows * window,
                         "windows": windows, "pad_tokens": 0, "tokens_file": tokens_file, "mask_file": mask_file,
-                        "share": None, "language": None, "prompt_tokens": 0, "empty_files": [], "first_errors": []})
+                        "share": None, "language": None, "prompt_tokens": 0, "empty_files": [], "first_errors": [],
+                        "tokens_checksum": tokens_sum.text(), "mask_checksum": mask_sum.text() if mask_file else None})
     mixture = {"name": "bench", "seq_length": SEQ, "T_grow": 5000, "seed": 1, "groups": [
         {"name": g, "alpha": a, "beta": b, "sources": [{"name": g, "kind": "corpus", "paths": ["x"]}]}
         for g, a, b in GROUPS]}
     manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "seq_length": SEQ, "window_length": window,
-                "dtype": "uint16", "tokenizer": {"sha256": "-", "vocab_size": 40000}, "mixture": mixture,
-                "sources": sources}
-    (path / MANIFEST).write_text(json.dumps(manifest))
+                "dtype": "uint16", "mixture": mixture, "sources": sources,
+                "tokenizer": {"sha256": hashlib.sha256(b"bench").hexdigest(), "vocab_size": 40000, "bos_id": 1,
+                              "eos_id": 2}}
+    (path / MANIFEST).write_text(json.dumps(seal_manifest(manifest)))
 
 
 CHILD = r"""

@@ -5,23 +5,23 @@ Every command is one row of :data:`COMMANDS`: the module (imported only when the
 ``--snake_case`` as TencentPretrain spells its options; see :mod:`chatflow_plugin.options`) and the function
 that takes the parsed options. The function's docstring is the command's ``--help`` description. Errors take one
 path: a :class:`~chatflow_plugin.errors.ChatflowError` prints ``chatflow <command>: error: <message>`` and exits
-2, without a traceback; Ctrl-C exits 130.
+2, without a traceback, and so does a full or read-only disk met anywhere (an ``OSError`` of
+:data:`chatflow_plugin.files.WRITE_ERRNOS`, named with the file it names). Ctrl-C exits 130 and SIGTERM 143
+with one line, after the same clean-up as an error (outputs being written removed, locks released), also while
+the command's modules are still being imported: this module imports next to nothing at import time, so that
+even the first instants of ``chatflow`` are covered (docs/reliability.md).
 
 ``torchrun -m chatflow_plugin.cli train ...`` runs a command under a distributed launcher.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import exit_code
-from .options import parse_options
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     module: str
     options: str       # the options dataclass in ``module``
     function: str      # the library function in ``module`` taking those options
@@ -78,6 +78,11 @@ def _usage() -> str:
 
 
 def _run(name: str, command: Command, argv: list[str]) -> int:
+    import importlib
+    import inspect
+
+    from .options import parse_options
+
     try:
         module = importlib.import_module(command.module)
     except ModuleNotFoundError as exc:
@@ -106,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"chatflow: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    return exit_code(f"chatflow {name}", lambda: _run(name, COMMANDS[name], rest))
+    from .files import unwritten
+
+    return exit_code(f"chatflow {name}", lambda: _run(name, COMMANDS[name], rest), translate=unwritten)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ and the rule for paths inside generated files.
 
 **Atomic writes.** Everything is written under a temporary sibling name and renamed into place only when
 complete (``os.replace`` is atomic within one filesystem), so an interrupted write never leaves output that
-loads as valid.
+loads as valid; a full or read-only disk is a :class:`~chatflow_plugin.errors.ChatflowError` naming the
+output (:func:`write_error`). Whole output folders, and who may replace or write them:
+:mod:`chatflow_plugin.outputs`.
 
 **Paths written into generated files.** One rule for every path the project writes into a file it generates
 (mixture files, manifests, run records, plans): it is either absolute, or relative to the folder of the file
@@ -22,15 +24,71 @@ themselves, with their own messages.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import ChatflowError, DataError
+
+
+# errors that mean "the output cannot be written here": a full or read-only disk, a quota, no permission
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
+
+
+def is_write_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS
+
+
+def write_error(exc: OSError, output: str | os.PathLike) -> ChatflowError:
+    """A clean error for an ``OSError`` met while writing ``output``: what (the system's reason) and where
+    (``output``, and the file the error names when that is another one)."""
+    reason = (exc.strerror or exc.__class__.__name__).lower()
+    at = f", at {exc.filename}" if exc.filename is not None and str(exc.filename) != str(output) else ""
+    return ChatflowError(f"cannot write {output}: {reason} (errno {exc.errno}{at})")
+
+
+def unwritten(exc: BaseException) -> ChatflowError | None:
+    """For an entry point's last resort: a full or read-only disk met by a writer that did not name its output
+    is a clean error (naming the file the system named); anything else is not recognised (None)."""
+    return write_error(exc, exc.filename or "the output") if is_write_error(exc) else None
+
+
+_DISK_MESSAGES = (("no space left", errno.ENOSPC), ("storagefull", errno.ENOSPC), ("disk quota", errno.EDQUOT),
+                  ("read-only file system", errno.EROFS), ("readonlyfilesystem", errno.EROFS))
+
+
+def disk_error(exc: BaseException, output: str | os.PathLike) -> ChatflowError | None:
+    """A clean error when ``exc``, raised while writing ``output``, comes from a full or read-only disk, else
+    None. Libraries that write checkpoints do not always raise ``OSError`` (``torch.save`` raises
+    ``RuntimeError: ... unexpected pos``, safetensors ``SafetensorError: ... StorageFull``): their message, or
+    the state of ``output``'s filesystem (read-only, or under 1 MiB free), tells."""
+    if is_write_error(exc):
+        return write_error(exc, output)
+    text = str(exc).lower().replace(" ", "")
+    for words, number in _DISK_MESSAGES:
+        if words.replace(" ", "") in text:
+            return ChatflowError(f"cannot write {output}: {os.strerror(number).lower()} (errno {number}; "
+                                 f"{exc.__class__.__name__})")
+    folder = Path(output)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        number = errno.EROFS
+    elif fs.f_bavail * fs.f_frsize < (1 << 20):
+        number = errno.ENOSPC
+    else:
+        return None
+    first = (str(exc).strip().splitlines() or [""])[-1][:160]
+    return ChatflowError(f"cannot write {output}: {os.strerror(number).lower()} (errno {number}; "
+                         f"{exc.__class__.__name__}: {first})")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -41,43 +99,101 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# ---------------------------------------------------------------------------------------------
+# Checksums of data files: fast (xxh3-128 at ~10 GB/s where xxhash is installed, blake2b-128 otherwise),
+# written as "<algorithm>:<hex digest>" so that a reader knows how to check them.
+
+CHECKSUM_BLOCK = 16 << 20
+
+
+def _hashers() -> dict:
+    out = {"blake2b_128": lambda: hashlib.blake2b(digest_size=16)}
+    try:
+        import xxhash
+    except ImportError:
+        return out
+    return {"xxh3_128": xxhash.xxh3_128, **out}
+
+
+def new_checksum(algorithm: str | None = None) -> "_Named":
+    """A hasher (``update(bytes)``, ``text()``) of ``algorithm`` (default: the fastest available here)."""
+    hashers = _hashers()
+    algorithm = algorithm or next(iter(hashers))
+    if algorithm not in hashers:
+        hint = " (pip install xxhash)" if algorithm.startswith("xxh") else ""
+        raise ChatflowError(f"checksum algorithm {algorithm!r} is not available here{hint}")
+    return _Named(hashers[algorithm](), algorithm)
+
+
+class _Named:
+    def __init__(self, hasher, algorithm: str):
+        self.hasher, self.algorithm = hasher, algorithm
+
+    def update(self, data) -> None:
+        self.hasher.update(data)
+
+    def text(self) -> str:
+        """``"<algorithm>:<hex digest>"``."""
+        return f"{self.algorithm}:{self.hasher.hexdigest()}"
+
+
+def checksum_algorithm(value: Any, where: str) -> str:
+    """The algorithm of a checksum text ``"<algorithm>:<hex>"``; anything else is an error naming ``where``."""
+    if isinstance(value, str):
+        algorithm, sep, digest = value.partition(":")
+        if sep and algorithm in ("xxh3_128", "blake2b_128") and len(digest) == 32 and \
+                all(c in "0123456789abcdef" for c in digest):
+            return algorithm
+    raise ChatflowError(f"{where}: expected a checksum like 'xxh3_128:<32 hex digits>', got {value!r}")
+
+
+def file_checksum(path: str | os.PathLike, algorithm: str | None = None, inspect=None) -> str:
+    """The checksum text of the file ``path``, read in blocks of :data:`CHECKSUM_BLOCK` bytes; ``inspect(block,
+    offset)`` sees every block too (a bounds check in the same pass)."""
+    hasher = new_checksum(algorithm)
+    buffer = bytearray(CHECKSUM_BLOCK)      # one buffer, read into: no allocation per block
+    view = memoryview(buffer)
+    offset = 0
+    with open(path, "rb", buffering=0) as handle:
+        while got := handle.readinto(buffer):
+            block = view[:got]
+            hasher.update(block)
+            if inspect is not None:
+                inspect(block, offset)
+            offset += got
+    return hasher.text()
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator:
     """Open a temporary file next to ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise (write_error(exc, path) if is_write_error(exc) else exc) from None
     os.close(fd)
     try:
+        os.chmod(tmp, permissions(0o666))   # mkstemp makes 0600; the file gets the mode open() would give it
         with open(tmp, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if is_write_error(exc):
+            raise write_error(exc, path) from None
         raise
 
 
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; move it onto ``path`` only if the block succeeds.
-
-    An existing ``path`` is an error unless ``force``, in which case it is replaced only after the
-    new directory is complete.
-    """
-    path = Path(path)
-    if path.exists() and not force:
-        raise ChatflowError(f"output directory {path} already exists (pass --force to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    try:
-        yield tmp
-        replace_directory(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def permissions(base: int) -> int:
+    """``base`` (0o666 for a file, 0o777 for a folder) less the process's umask, as ``open``/``mkdir`` apply it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:
@@ -87,8 +203,8 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ChatflowError(f"{path}: {what} not found") from None
-    except ValueError as exc:   # JSONDecodeError and UnicodeDecodeError
-        raise ChatflowError(f"{path}: {what} is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError, UnicodeDecodeError, huge integers, nesting
+        raise ChatflowError(f"{path}: {what} is not valid JSON ({json_error(exc)})") from None
 
 
 def read_jsonl(path: str | os.PathLike, on_bad_line: str = "raise",
@@ -116,23 +232,35 @@ def read_jsonl(path: str | os.PathLike, on_bad_line: str = "raise",
                     continue
                 try:
                     value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    value = DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", f"{path}:{number}")
+                except (ValueError, RecursionError) as exc:
+                    value = DataError(f"invalid JSON ({json_error(exc)})", f"{path}:{number}")
             if type(value) is DataError and on_bad_line == "raise":
                 raise value
             yield (number, value, text.rstrip("\r\n")) if with_text else (number, value)
 
 
+def json_error(exc: BaseException) -> str:
+    """What is wrong with a JSON text, from the exception ``json.loads`` raised: a syntax error (with its
+    column), an integer longer than Python converts, or nesting deeper than the parser's recursion limit."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).split(";")[0]
+
+
 def json_strings(value: Any) -> Iterator[str]:
-    """Every string inside a JSON value (object values, list items, nested), in document order."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from json_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from json_strings(item)
+    """Every string inside a JSON value (object values, list items, nested), in document order (iteratively:
+    any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> Path:
@@ -176,19 +304,6 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     finally:
         pyplot().close(fig)
     return path
-
-
-def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Rename the complete directory ``source`` to ``target``; an existing ``target`` is moved aside
-    first and deleted only once ``source`` is in its place."""
-    source, target = Path(source), Path(target)
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(source, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(source, target)
 
 
 def path_for_file(target: str | os.PathLike, file: str | os.PathLike,

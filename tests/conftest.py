@@ -121,6 +121,14 @@ def host_home() -> Path | None:
 
 
 def pytest_collection_modifyitems(config, items):
+    # the long fault-injection runs: only when asked for (scripts/fault_injection.sh, or -m faults)
+    if "faults" in (config.getoption("markexpr", "") or "") and "not faults" not in config.getoption("markexpr"):
+        os.environ["CHATFLOW_FAULTS"] = "1"
+    if not os.environ.get("CHATFLOW_FAULTS"):
+        long = pytest.mark.skip(reason="a long fault-injection run: scripts/fault_injection.sh, or pytest -m faults")
+        for item in items:
+            if item.get_closest_marker("faults") is not None:
+                item.add_marker(long)
     if host_home() is not None:
         return
     skip = pytest.mark.skip(reason="needs TencentPretrain: set TENCENTPRETRAIN_HOME to a clone of "

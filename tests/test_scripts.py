@@ -25,6 +25,7 @@ TINY_OUTPUTS = {
     "clo_vs_sft.sh": ["report.md", "report.json"],
     "expand_vocab.sh": ["expanded/config.json", "expanded.tokenizer.model", "expanded.expand_report.json"],
     "adapt_language.sh": ["demo/report/report.md", "demo/release/config.json", "fidelity.json"],
+    "fault_injection.sh": ["faults.xml", "faults.txt"],
 }
 
 

@@ -25,7 +25,9 @@ what it lacks otherwise); tied embeddings become the host's ``tie_weights``. q/k
 TencentPretrain's interleaved rotary layout and HF's rotate-half layout
 (:mod:`chatflow_plugin.checkpoints.llama_layout`); the HF tokenizer files are written by
 :func:`chatflow_plugin.tokenizer.write_hf_tokenizer_files`. Output goes to a temporary sibling directory
-renamed into place only when complete; an existing output directory is an error unless ``force``.
+renamed into place only when complete, ``config.json`` written last; an existing output directory is an error
+unless ``force``, which replaces only a model folder chatflow wrote (:mod:`chatflow_plugin.outputs`). A tensor
+holding NaN, infinities or absurd magnitudes (a damaged payload) is refused, naming the file and tensor.
 """
 from __future__ import annotations
 
@@ -35,14 +37,16 @@ import re
 import shutil
 from pathlib import Path
 
-from ..files import atomic_directory, read_json
+from ..files import read_json
 from ..errors import ChatflowError
+from ..outputs import atomic_directory
 from ..options import option
 from ..tokenizer import load_sentencepiece, write_hf_tokenizer_files
 from . import tensor_io as cio
 from . import llama_layout as L
 
 TP_WEIGHTS = "tencentpretrain_model.bin"
+HF_KIND, TP_KIND = "hf-model", "tencentpretrain-model"   # the kinds of output folder (chatflow_plugin.outputs)
 
 
 def torch_equal(a, b) -> bool:
@@ -112,7 +116,7 @@ def _items(refs: dict, pairs, shape: L.LlamaShape, direction: str, dtype) -> lis
         permute = _rotary_fn(direction, shape, role)
 
         def produce(ref=ref, permute=permute):
-            tensor = ref.read()
+            tensor = cio.read_checked(ref)
             return permute(tensor) if permute else tensor
         items.append(cio.OutTensor(dst, ref.shape, dtype or ref.dtype, produce))
     return items
@@ -153,12 +157,12 @@ def convert_hf_to_tp(hf_dir, output_dir, tokenizer=None, dtype=None, force: bool
     tp_cfg = L.tp_config_from_hf(cfg, str(hf_dir / "config.json"), max_seq_length, keys=refs)
     pairs = [(m.hf if m.hf in refs else L.HF_EMBEDDING, m.tp, m.rotary) for m in maps]   # tied: lm_head = embedding
     items = _items(refs, pairs, shape, "hf->tp", cio.as_dtype(dtype))
-    with atomic_directory(output_dir, force=force) as tmp, \
+    with atomic_directory(output_dir, TP_KIND, force=force, inputs=(hf_dir, tokenizer)) as tmp, \
             cio.progress_bar(sum(i.nbytes for i in items), "hf->tp", progress) as bar:
         cio.write_torch_file(tmp / TP_WEIGHTS, items, progress=bar)
-        (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.model")
+        (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")   # last
     return output_dir
 
 
@@ -215,13 +219,14 @@ def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=
     hf_cfg = L.hf_config_from_tp(cfg, vocab, sp.bos_id() if sp.bos_id() >= 0 else None,
                                  sp.eos_id() if sp.eos_id() >= 0 else None,
                                  cio.dtype_name(out_dtype or refs[L.TP_EMBEDDING].dtype), max_position_embeddings)
-    with atomic_directory(output_dir, force=force) as tmp, \
+    with atomic_directory(output_dir, HF_KIND, force=force, inputs=(tp_path, tp_config, tokenizer)) as tmp, \
             cio.progress_bar(sum(i.nbytes for i in items), "tp->hf", progress) as bar:
         cio.write_safetensors(tmp, items, parse_size(max_shard_size), progress=bar)
-        (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
         generation = {"bos_token_id": hf_cfg["bos_token_id"], "eos_token_id": hf_cfg["eos_token_id"]}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
         write_hf_tokenizer_files(tokenizer, tmp, hf_cfg["max_position_embeddings"], warn=True)
+        # config.json last: the temporary folder of a killed run never loads with from_pretrained
+        (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
     return output_dir
 
 

@@ -72,6 +72,25 @@ class TensorRef:
         return tensor
 
 
+# A LLaMA weight is far below this; random bytes in a float payload are above it (or not finite) for almost
+# half of their values, so a damaged tensor is caught however few values it holds.
+PLAUSIBLE_MAGNITUDE = 1e6
+
+
+def read_checked(ref: TensorRef) -> torch.Tensor:
+    """``ref.read()``, refused if a floating-point tensor holds NaN, infinities or values beyond
+    :data:`PLAUSIBLE_MAGNITUDE` (a damaged payload: the header is intact, the bytes are not)."""
+    tensor = ref.read()
+    if tensor.is_floating_point() and tensor.numel():
+        finite = torch.isfinite(tensor)
+        bad = int((~finite).sum())
+        largest = float(tensor[finite].abs().max()) if bad < tensor.numel() else float("inf")
+        if bad or largest > PLAUSIBLE_MAGNITUDE:
+            what = f"{bad} NaN or infinite value(s)" if bad else f"values as large as {largest:.3g}"
+            raise ChatflowError(f"{ref.path}: tensor {ref.name} holds {what}: the checkpoint's data is damaged")
+    return tensor
+
+
 def _itemsize(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
@@ -322,7 +341,8 @@ def resolve_deepspeed(path: Path, tag: str | None = None) -> list[Path]:
     parallelism writes ``layer_*-model_states.pt``; those are refused with the command that consolidates them.
     """
     if tag is not None or (path / "latest").is_file():
-        tag = tag if tag is not None else (path / "latest").read_text().strip()
+        tag = tag if tag is not None else read_latest(path)
+        check_tag(tag, path)
         if not (path / tag).is_dir():
             raise ChatflowError(f"{path}: DeepSpeed checkpoint tag {tag!r} has no directory {path / tag}")
         path = path / tag
@@ -341,6 +361,25 @@ def resolve_deepspeed(path: Path, tag: str | None = None) -> list[Path]:
         raise ChatflowError(f"{path}: tensor-parallel ranks are not numbered 00..{len(ranks) - 1:02d}: "
                             f"{', '.join(p.name for p in ranks)}")
     return ranks
+
+
+def read_latest(path: Path) -> str:
+    """The tag DeepSpeed's ``latest`` file in the checkpoint folder ``path`` names (checked: see :func:`check_tag`)."""
+    latest = path / "latest"
+    try:
+        tag = latest.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChatflowError(f"{latest}: unreadable ({exc})") from None
+    check_tag(tag, path, latest)
+    return tag
+
+
+def check_tag(tag: str, path: Path, where: Path | None = None) -> None:
+    """A checkpoint tag names a folder directly inside the checkpoint folder ``path``: never ``..``, an
+    absolute path or a path with separators, which would lead outside it."""
+    if not tag or tag in (".", "..") or "/" in tag or "\\" in tag or "\0" in tag:
+        raise ChatflowError(f"{where or path}: checkpoint tag {tag!r} does not name a folder inside {path}"
+                            + (" (the file is empty: the save that wrote it was cut short?)" if not tag else ""))
 
 
 def merge_ranks(ranks: list[dict[str, TensorRef]], parallel_dim: Callable[[str], int | None],

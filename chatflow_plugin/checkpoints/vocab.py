@@ -73,6 +73,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -81,18 +82,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import atomic_directory, atomic_file, json_strings, read_json, read_jsonl
+from ..files import atomic_file, json_strings, read_json, read_jsonl
 from ..errors import ChatflowError, DataError
 from ..languages import get_language, in_scripts, script_names
+from ..outputs import atomic_directory, check_not_input, check_replaceable, output_lock, remove_leftovers
 from ..options import option
-from ..tokenizer import (HF, SENTENCEPIECE, HFTokenizer, Tokenizer, TokenizerFiles, as_tokenizer, load_sentencepiece,
-                         load_tokenizer, read_sentencepiece_proto, write_hf_tokenizer_files)
+from ..tokenizer import (HF, SENTENCEPIECE, HFTokenizer, Tokenizer, as_tokenizer, load_tokenizer, read_sentencepiece_proto)
 
 RESERVED_PIECE = "<reserved_{}>"
 RESERVED_TOKEN = "<|reserved_{}|>"      # byte-level BPE padding: special added tokens
 SPACE = "▁"
 STRATEGIES = ("added_tokens", "merges")
 DEFAULT_STRATEGY = "added_tokens"      # why: the module docstring and docs/vocab_and_conversion.md
+TOKENIZER_KIND = "tokenizer"           # the output marker of an expanded tokenizer directory
 
 
 def _processor(proto):
@@ -154,6 +156,8 @@ def mine_pieces(corpora, tokenizer, scripts=("cjk",), min_count: int = 1,
     ``Thai`` ...) in the corpora that ``tokenizer`` (a path or a Tokenizer) does not already have as one token,
     most frequent first (ties by code point), with their counts; at least ``min_count`` occurrences, at most
     ``max_new_pieces`` of them."""
+    if max_new_pieces is not None and max_new_pieces < 0:
+        raise ChatflowError(f"max_new_pieces must be 0 or more, got {max_new_pieces}")
     wanted = in_scripts(scripts)
     counts: Counter = Counter()
     for corpus in corpora:
@@ -485,7 +489,7 @@ def expand_byte_bpe(base, new_pieces, output_dir, strategy: str = "added_tokens"
     if moved:
         raise ChatflowError(f"{tok.file}: the expanded tokenizer would give {len(moved)} old tokens other ids (e.g. "
                             f"{moved[:3]}); its ids are not numbered as tokenizers numbers them on loading")
-    with atomic_directory(output_dir, force=force) as tmp:
+    with atomic_directory(output_dir, TOKENIZER_KIND, force=force, inputs=[tok.file]) as tmp:
         _backend(built).save(str(tmp / "tokenizer.json"))
         _write_tokenizer_config(tok, tmp, [t for t in built["added_tokens"] if t["id"] >= first])
     return TokenizerExpansion(Path(output_dir), tok.vocab_size, size + len(reserved), [t.piece for t in new],
@@ -625,7 +629,7 @@ class RowExpansion:
 
 def _copy_extra_files(src: Path, dst: Path, skip) -> None:
     for item in src.iterdir():
-        if item.is_file() and not skip(item.name):
+        if item.is_file() and not skip(item.name) and not item.name.startswith("."):
             shutil.copyfile(item, dst / item.name)
 
 
@@ -661,7 +665,7 @@ def expand_checkpoint_rows(checkpoint, output, base, expanded, tp_config=None, d
     """
     from . import tensor_io as cio
     from . import llama_layout as L
-    from .convert import TP_WEIGHTS, load_tp, parse_size
+    from .convert import HF_KIND, TP_KIND, TP_WEIGHTS, load_tp, parse_size
 
     checkpoint, output = Path(checkpoint), Path(output)
     base, expanded = as_tokenizer(base), as_tokenizer(expanded)
@@ -694,17 +698,19 @@ def expand_checkpoint_rows(checkpoint, output, base, expanded, tp_config=None, d
     items = []
     for name, ref in refs.items():
         if name in names:
-            produce = (lambda ref=ref: expand_rows(ref.read(), id_lists, start=old_vocab))
+            produce = (lambda ref=ref: expand_rows(cio.read_checked(ref), id_lists, start=old_vocab))
             items.append(cio.OutTensor(name, (new_vocab,) + tuple(ref.shape[1:]), out_dtype or ref.dtype, produce))
         else:
-            items.append(cio.OutTensor(name, ref.shape, out_dtype or ref.dtype, ref.read))
+            items.append(cio.OutTensor(name, ref.shape, out_dtype or ref.dtype, lambda ref=ref: cio.read_checked(ref)))
     total = sum(i.nbytes for i in items)
+    inputs = (checkpoint, base.file, expanded.file, tp_config)
     if layout == "hf":
         files, mismatches = expanded.hf_files(hf_cfg.get("max_position_embeddings", 2048))
         if mismatches:
             print(f"warning: the HF tokenizer differs from sentencepiece on {len(mismatches)} probe text(s), "
                   f"e.g. {mismatches[0]!r}", file=sys.stderr)
-        with atomic_directory(output, force=force) as tmp, cio.progress_bar(total, "expand", progress) as bar:
+        with atomic_directory(output, HF_KIND, force=force, inputs=inputs) as tmp, \
+                cio.progress_bar(total, "expand", progress) as bar:
             cio.write_safetensors(tmp, items, parse_size(max_shard_size), progress=bar)
             weight_files = {ref.path.name for ref in refs.values()}
             _copy_extra_files(checkpoint, tmp, lambda n: n in weight_files or n.endswith(".index.json") or
@@ -712,15 +718,19 @@ def expand_checkpoint_rows(checkpoint, output, base, expanded, tp_config=None, d
             hf_cfg = dict(hf_cfg, vocab_size=new_vocab)
             if out_dtype is not None:
                 hf_cfg["torch_dtype"] = hf_cfg["dtype"] = cio.dtype_name(out_dtype)
-            (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
             files.write(tmp)
+            # config.json last: the temporary folder of a killed run never loads with from_pretrained
+            (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
     elif output.suffix in (".bin", ".pt"):
-        if output.exists() and not force:
-            raise ChatflowError(f"output {output} already exists (pass --force to replace it)")
-        with atomic_file(output, "wb") as handle, cio.progress_bar(total, "expand", progress) as bar:
-            cio.write_torch_file(handle, items, progress=bar)
+        check_not_input(output, inputs)
+        with output_lock(output):
+            check_output_file(output, force, _is_torch_file, "a torch checkpoint file")
+            remove_leftovers(output)
+            with atomic_file(output, "wb") as handle, cio.progress_bar(total, "expand", progress) as bar:
+                cio.write_torch_file(handle, items, progress=bar)
     else:
-        with atomic_directory(output, force=force) as tmp, cio.progress_bar(total, "expand", progress) as bar:
+        with atomic_directory(output, TP_KIND, force=force, inputs=inputs) as tmp, \
+                cio.progress_bar(total, "expand", progress) as bar:
             cio.write_torch_file(tmp / TP_WEIGHTS, items, progress=bar)
             if tp_cfg is not None:
                 (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")
@@ -730,6 +740,75 @@ def expand_checkpoint_rows(checkpoint, output, base, expanded, tp_config=None, d
                 expanded.hf_files(2048)[0].write(tmp)
     return RowExpansion(output, layout, old_vocab, new_vocab, sum(1 for ids in id_lists if not ids), names,
                         reused_rows=max(0, min(rows, old_vocab + len(id_lists)) - old_vocab))
+
+
+# ---- outputs that are single files -------------------------------------------------------------
+
+def check_output_file(path: Path, force: bool, recognise, what: str) -> None:
+    """An existing output file needs ``force``, and is replaced only if ``recognise(path)`` says it is ``what``
+    (an output of this command), never a folder or a file of another kind."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not force:
+        raise ChatflowError(f"output {path} already exists (pass --force to replace it)")
+    if path.is_dir() or not recognise(path):
+        raise ChatflowError(f"output {path} exists and is not {what}; --force replaces only an output of this "
+                            f"command (remove it yourself or choose another output)")
+
+
+def _is_sentencepiece_model(path: Path) -> bool:
+    try:
+        read_sentencepiece_proto(path)
+    except Exception:   # any parse failure: not a model
+        return False
+    return True
+
+
+def _is_expand_report(path: Path) -> bool:
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"base_size", "size", "added", "mean_init_ids"} <= set(report)
+
+
+def _is_torch_file(path: Path) -> bool:
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("data.pkl") for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _check_outputs(opts: "ExpandVocabOptions", base: Tokenizer, output: str) -> None:
+    """Every output is new (or, with --force, an earlier output of this command), none is an input of the run,
+    no two are the same file: checked before any work is done. ``output``: the expanded tokenizer (a
+    sentencepiece model file, or a tokenizer directory for a byte-level BPE ``base``)."""
+    inputs = [base.file, opts.checkpoint, opts.tp_config, *opts.pieces, *opts.corpus]
+    outputs = [("--output_tokenizer", output), ("--output_checkpoint", opts.output_checkpoint),
+               ("--report", opts.report)]
+    outputs = [(flag, value) for flag, value in outputs if value]
+    for flag, value in outputs:
+        check_not_input(value, inputs, what=flag)
+    for i, (flag, value) in enumerate(outputs):
+        for other_flag, other in outputs[i + 1:]:
+            check_not_input(value, [other], what=flag)
+            check_not_input(other, [value], what=other_flag)
+    if base.kind == SENTENCEPIECE:
+        check_output_file(Path(output), opts.force, _is_sentencepiece_model, "a sentencepiece model")
+    elif Path(output).exists() or Path(output).is_symlink():
+        if not opts.force:
+            raise ChatflowError(f"output {output} already exists (pass --force to replace it)")
+        check_replaceable(output, TOKENIZER_KIND)
+    if opts.report:
+        check_output_file(Path(opts.report), opts.force, _is_expand_report, "an expand-vocab report")
+    if opts.checkpoint:
+        out = Path(opts.output_checkpoint)
+        if out.suffix in (".bin", ".pt"):
+            check_output_file(out, opts.force, _is_torch_file, "a torch checkpoint file")
+        elif out.exists() and not opts.force:
+            raise ChatflowError(f"output {out} already exists (pass --force to replace it)")
 
 
 # ---- command line -------------------------------------------------------------------------------
@@ -772,7 +851,8 @@ class ExpandVocabOptions:
     expect_vocab_size: int = option(0, help="refuse (and write nothing) unless the expanded tokenizer has exactly this "
                                             "many pieces (ChatFlow: 40763 = 32000 + 8701 + 62); 0: no check")
     report: str | None = option(None, type=str, help="write a JSON report (added pieces, skipped pieces by reason, mean-init ids)")
-    force: bool = option(False, help="replace an existing output tokenizer directory and output checkpoint")
+    force: bool = option(False, help="replace existing outputs (only outputs this command wrote: a tokenizer, a "
+                                      "checkpoint folder chatflow wrote, a report)")
     quiet: bool = option(False, help="no progress bar")
 
 
@@ -804,9 +884,16 @@ def expand_vocab(opts: ExpandVocabOptions) -> None:
         raise ChatflowError("--checkpoint and --output_checkpoint go together")
     if not opts.pieces and not opts.corpus:
         raise ChatflowError("give new pieces with --pieces FILE and/or --corpus FILE to mine them from")
-    if opts.checkpoint and Path(opts.output_checkpoint).exists() and not opts.force:
-        raise ChatflowError(f"output {opts.output_checkpoint} already exists (pass --force to replace it)")
+    if opts.max_new_pieces is not None and opts.max_new_pieces < 0:
+        raise ChatflowError(f"--max_new_pieces must be 0 or more, got {opts.max_new_pieces}")
+    if opts.min_count < 1:
+        raise ChatflowError(f"--min_count must be 1 or more, got {opts.min_count}")
+    if opts.pad_to_multiple is not None and opts.pad_to_multiple < 1:
+        raise ChatflowError(f"--pad_to_multiple must be positive, got {opts.pad_to_multiple}")
+    if opts.new_piece_score is not None and not math.isfinite(opts.new_piece_score):
+        raise ChatflowError(f"--new_piece_score must be a finite number, got {opts.new_piece_score}")
     base = load_tokenizer(base_path, SENTENCEPIECE if sentencepiece_flag else None)
+    _check_outputs(opts, base, output)
     scripts = get_language(opts.language).expansion_scripts if opts.language else opts.script
     if opts.language and not scripts:
         raise ChatflowError(f"chatflow_plugin/languages.py lists no scripts to mine for {opts.language!r}; "

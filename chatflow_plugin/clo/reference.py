@@ -55,7 +55,7 @@ def model_fingerprint(model_dir: str | os.PathLike, memo_path: str | os.PathLike
     if memo_path is not None and Path(memo_path).is_file():
         try:
             memo = json.loads(Path(memo_path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):   # a damaged memo is recomputed
             memo = {}
     digest = hashlib.sha256()
     changed = False

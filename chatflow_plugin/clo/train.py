@@ -25,7 +25,6 @@ the final save are :mod:`chatflow_plugin.hosts.hf.run`'s, shared with ``chatflow
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -33,9 +32,12 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ChatflowError
-from ..files import atomic_file
-from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, is_main_process, leave_process_group,
-                            resume_help, save_final_model, start_run)
+from ..files import atomic_file, disk_error
+from ..hosts.resume import apply_resumed_settings
+from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help,
+                            is_main_process, leave_process_group, resume_help, run_directory, save_final_model,
+                            start_run)
+from ..outputs import check_not_input
 from ..options import option
 from .objective import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps
 from .reference import ReferenceCache, pair_sequences, wait_for_cache
@@ -43,15 +45,21 @@ from .tokens import EncodedSequence, encode_prompt_response, pad_sequences
 from ..tokenizer import Tokenizer, TokenizerFiles, load_tokenizer
 from .triples import TripleSet, load_triples
 
-# options that must not change between a run and its resumption
-RESUME_INVARIANTS = ("model", "data", "objective", "lam", "beta", "trainable", "max_pairs", "sft_languages",
-                     "max_length", "micro_batch_size", "gradient_accumulation_steps", "learning_rate",
-                     "epochs", "train_steps", "seed", "lr_scheduler", "warmup_ratio", "weight_decay", "bf16")
+# options that must not change between a run and its resumption (they decide the items and their order, or
+# the checkpoint's optimizer state holds them)
+RESUME_INVARIANTS = ("model", "data", "objective", "trainable", "max_pairs", "sft_languages", "max_length",
+                     "micro_batch_size", "gradient_accumulation_steps", "epochs", "train_steps", "seed",
+                     "weight_decay", "bf16")
+# options that change the objective or the learning-rate schedule from the resumed step on: refused unless
+# --allow_change names them, then recorded in run.json's history
+MEANING_KEYS = ("lam", "beta", "learning_rate", "lr_scheduler", "warmup_ratio")
+RUN_KIND = "clo-run"      # the run directory's marker (chatflow_plugin.outputs)
 RUN_RECORD = "run.json"
 LOG_JSONL = "log.jsonl"
 EVAL_JSON = "eval.json"
 CHECKPOINTS = "checkpoints"
 FINAL_DIR = "model"
+RUN_OWNS = (RUN_RECORD, LOG_JSONL, EVAL_JSON, CHECKPOINTS, FINAL_DIR, f".{FINAL_DIR}.partial", ".*.tmp")
 
 
 @dataclass
@@ -93,7 +101,10 @@ class CLOTrainOptions:
                                       "full-parameter SFT of 7B+ models on GPUs)")
     use_cpu: bool = option(False, help="train on CPU even if a GPU is available")
     resume: str = option("auto", help=resume_help())
-    force: bool = option(False, help="delete an existing OUTPUT_DIR first (a fresh run in its place)")
+    allow_change: list = option(default_factory=list, repeatable=True, type=str,
+                                help=allow_change_help(MEANING_KEYS, "run.json"))
+    force: bool = option(False, help="delete an existing OUTPUT_DIR first (a fresh run in its place); only a "
+                                     "clo-train run directory holding nothing else is deleted")
     quiet: bool = option(False, help="no progress bars")
 
 
@@ -215,6 +226,10 @@ def _make_trainer_class():
         def __init__(self, run_log: RunLog | None):
             self.run_log = run_log
 
+        def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+            if state.global_step > 0:       # resumed: this run's learning rate, not the checkpoint's
+                apply_resumed_settings(optimizer, lr_scheduler, args.learning_rate)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.run_log is not None and logs:
                 self.run_log.add({"step": state.global_step, "epoch": state.epoch, **logs})
@@ -281,24 +296,22 @@ def _check_options(options: CLOTrainOptions) -> str:
 
 
 def _settings(options: CLOTrainOptions) -> dict:
-    """The settings a resumed run must keep, as the run record holds them (-1 and 0 steps are one setting)."""
-    settings = {k: getattr(options, k) for k in RESUME_INVARIANTS}
+    """The settings a resumed run must keep or may change, as the run record holds them (-1 and 0 steps are
+    one setting)."""
+    settings = {k: getattr(options, k) for k in RESUME_INVARIANTS + MEANING_KEYS}
     settings["train_steps"] = max(settings["train_steps"], 0) or -1
     return settings
 
 
 def _start(options: CLOTrainOptions, out: Path, record: RunRecord) -> RunStart:
-    """Apply --force (a fresh run: the main process deletes OUTPUT_DIR) or --resume to OUTPUT_DIR
-    (``model/`` is written last, complete: its presence means the run has finished)."""
+    """Apply --resume to OUTPUT_DIR (``model/`` is written last, complete: its presence means the run has
+    finished); with --force (OUTPUT_DIR already deleted by the main process) the run starts fresh."""
     if options.force:
-        if out.exists() and is_main_process():
-            shutil.rmtree(out)
-        start = RunStart(checkpoint=None, step=0, finished=False)
-    else:
-        start = start_run(options.resume, out, out / CHECKPOINTS, out / FINAL_DIR, out / FINAL_DIR / "config.json",
-                          record, _settings(options), elsewhere="another --output_dir, or --force to replace the run")
-    out.mkdir(parents=True, exist_ok=True)
-    return start
+        record.check_names(options.allow_change)
+        return RunStart(checkpoint=None, step=0, finished=False)
+    return start_run(options.resume, out, out / CHECKPOINTS, out / FINAL_DIR, out / FINAL_DIR / "config.json",
+                     record, _settings(options), elsewhere="another --output_dir, or --force to replace the run",
+                     allowed=options.allow_change)
 
 
 def _datasets(options: CLOTrainOptions, triples: TripleSet, indices: np.ndarray, encoder: Tokenizer,
@@ -385,7 +398,20 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
     if n_pairs < 1 or n_pairs > len(triples):
         raise ChatflowError(f"--max_pairs {options.max_pairs}: the data has {len(triples)} pairs")
     out = Path(options.output_dir)
-    record = RunRecord(out / RUN_RECORD, RESUME_INVARIANTS, section="settings")
+    check_not_input(out, [options.model, options.data, options.eval_data], what="--output_dir")
+    with run_directory(out, RUN_KIND, RUN_OWNS, replace=options.force):
+        try:
+            return _run_training(options, callbacks, triples, n_pairs, trainable, out)
+        except Exception as exc:     # a full or read-only disk while the Trainer saves: no traceback
+            problem = disk_error(exc, out)
+            if problem is None:
+                raise
+            raise problem from None
+
+
+def _run_training(options: CLOTrainOptions, callbacks, triples: TripleSet, n_pairs: int, trainable: str,
+                  out: Path) -> dict:
+    record = RunRecord(out / RUN_RECORD, RESUME_INVARIANTS, section="settings", changeable=MEANING_KEYS)
     start = _start(options, out, record)
     if start.finished:   # its records are left as they are
         return dict(record.read() or {}, global_step=start.step if start.checkpoint else None,
@@ -401,7 +427,7 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
            "source_lang": triples.source_lang, "target_lang": triples.target_lang, "reference": reference_info}
     run_log = None
     if is_main_process():
-        record.write(run)
+        record.write(run, step=start.step, changes=start.changes)
         run_log = RunLog(out / LOG_JSONL)
         run_log.restart_at(start.step)
     evaluation = _evaluate_before(options, out, model, encoder, eval_set, start)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from ..files import atomic_directory, read_jsonl, sha256_file
+from ..files import json_error, read_jsonl, sha256_file
+from ..outputs import atomic_directory
 from ..errors import ChatflowError, DataError
 from ..languages import detect_language, script_of_language
 from ..options import option
@@ -108,8 +109,8 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, object]]:
             records = json.loads(path.read_text(encoding="utf-8-sig"))
         except UnicodeDecodeError as exc:
             raise DataError(f"invalid UTF-8 at byte {exc.start}", str(path)) from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON array: {exc}", str(path)) from None
+        except (ValueError, RecursionError) as exc:     # syntax, huge integers, deep nesting
+            raise DataError(f"invalid JSON array: {json_error(exc)}", str(path)) from None
         for i, record in enumerate(records):
             yield f"{path}[{i}]", record
         return
@@ -234,9 +235,11 @@ def build_triples(pairs: Iterable[InstructionPair], source_lang: str, target_lan
     return triples
 
 
-def write_triples(output_dir: str | os.PathLike, triples: list[dict], build_info: dict, force: bool = False) -> Path:
-    """Write ``triples.jsonl`` + ``build.json`` into a directory that appears only when complete."""
-    with atomic_directory(output_dir, force=force) as tmp:
+def write_triples(output_dir: str | os.PathLike, triples: list[dict], build_info: dict, force: bool = False,
+                  inputs: Iterable[str | None] = ()) -> Path:
+    """Write ``triples.jsonl`` + ``build.json`` into a directory that appears only when complete (``inputs``: the
+    files it was built from, which it must not replace)."""
+    with atomic_directory(output_dir, "clo-triples", force=force, inputs=inputs) as tmp:
         with open(tmp / TRIPLES_FILE, "w", encoding="utf-8") as handle:
             for triple in triples:
                 handle.write(json.dumps(triple, ensure_ascii=False) + "\n")
@@ -257,7 +260,7 @@ def load_triples(directory: str | os.PathLike) -> TripleSet:
     try:
         build = json.loads(build_path.read_text(encoding="utf-8"))
         source_lang, target_lang = build["source_lang"], build["target_lang"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (ValueError, RecursionError, KeyError, TypeError) as exc:
         raise DataError(f"unreadable build record ({exc})", str(build_path)) from None
     pairs: list[InstructionPair] = []
     pending: tuple[str, dict] | None = None
@@ -445,7 +448,8 @@ def build_clo_data(options: CLODataOptions) -> dict:
     triples = build_triples(kept, options.source_lang, options.target_lang)
     info = {"source_lang": options.source_lang, "target_lang": options.target_lang, "inputs": inputs,
             "skipped": dict(log.reasons), "skipped_examples": log.examples}
-    write_triples(options.output_dir, triples, info, force=options.force)
+    write_triples(options.output_dir, triples, info, force=options.force,
+                  inputs=(options.english, options.target, options.parallel, options.translation_model))
     return json.loads((Path(options.output_dir) / BUILD_FILE).read_text(encoding="utf-8"))
 
 

@@ -53,6 +53,7 @@ class MixtureDataset:
             spec.schedule(), [group_index[g.name] for g, _ in spec.sources], [s.windows for s in shard_list],
             shares, seed=spec.seed)
         self.seq_length = shards.seq_length
+        self.vocab_size = int(shards.tokenizer["vocab_size"])
 
     def batch(self, indices) -> dict[str, np.ndarray]:
         """Samples ``indices`` as arrays: tokens (B, L+1) int64, loss_mask (B, L) bool (per target
@@ -68,6 +69,12 @@ class MixtureDataset:
                 carries = carries & ~shard.prompt_mask(row)
             tokens[i] = window
             loss[i] = carries[1:]
+        if n and int(tokens.max()) >= self.vocab_size:   # a dataset loaded unverified: never index past the vocabulary
+            i = int(np.argmax(tokens.max(axis=1) >= self.vocab_size))
+            shard = self.source_shards[int(draw.source[i])]
+            raise ChatflowError(f"{shard.tokens.filename}: window {int(draw.row[i])} holds token id "
+                                f"{int(tokens[i].max())}, outside the vocabulary of {self.vocab_size} pieces; the "
+                                f"dataset is damaged, preprocess again")
         return {"tokens": tokens, "loss_mask": loss, "group": draw.group, "source": draw.source,
                 "epoch": draw.epoch, "t": draw.t}
 

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..files import atomic_file, path_for_file
+from ..files import atomic_file, json_error, path_for_file
 from ..errors import ChatflowError
 from ..languages import languages_of
 from .schedule import DEFAULT_SHAPE, REQUIRED, SHAPES, Param, ParamError, Schedule, non_negative
@@ -159,8 +159,10 @@ class MixtureSpec:
             files: list[Path] = []
             for pattern in source.paths:
                 full = pattern if os.path.isabs(pattern) else str(self.data_root / pattern)
-                matches = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else (
-                    [full] if os.path.exists(full) else [])
+                if os.path.exists(full) or not glob.has_magic(full):   # a file named "br[1].jsonl" is that file
+                    matches = [full] if os.path.exists(full) else []
+                else:
+                    matches = sorted(glob.glob(full, recursive=True))
                 matches = [m for m in matches if os.path.isfile(m)]
                 if not matches:
                     problems.append(f"source {source.name!r}: no file matches {full}")
@@ -225,10 +227,24 @@ def _schedule_keys(obj: dict, params: Mapping[str, Param], where: str) -> dict[s
     return out
 
 
+MAX_NAME = 100   # characters; a source's name is part of its shard files' names
+
+
 def _name(obj: dict, where: str) -> str:
+    """A group's or source's name: it becomes part of file names and CSV columns, so it must be one."""
     name = obj.get("name")
-    if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
-        raise ChatflowError(f"{where}.name: expected a non-empty name without '/', got {name!r}")
+    if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name or name.startswith("."):
+        raise ChatflowError(f"{where}.name: expected a non-empty name without '/' or '\\', not starting with "
+                            f"'.', got {name!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ChatflowError(f"{where}.name: control characters are not allowed in a name, got {name!r}")
+    if len(name) > MAX_NAME or len(name.encode("utf-8", "surrogatepass")) > 2 * MAX_NAME:
+        raise ChatflowError(f"{where}.name: at most {MAX_NAME} characters ({2 * MAX_NAME} UTF-8 bytes), got "
+                            f"{len(name)}: {name[:40]!r}...")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ChatflowError(f"{where}.name: a lone surrogate is not a character, got {name!r}") from None
     return name
 
 
@@ -256,13 +272,15 @@ def _checked_schedule(spec: MixtureSpec, where: str) -> tuple[str, ...]:
     """Build the spec's schedule once, so that keys valid one by one but not together fail here, naming
     the file (and the group and key when the shape says); returns the warnings about it."""
     try:
-        schedule = spec.schedule()
+        with np.errstate(all="ignore"):     # overflowing weights are reported below, not warned about
+            schedule = spec.schedule()
     except ValueError as exc:
         if isinstance(exc, ParamError) and exc.group is not None:
             where = f"{where}.groups[{exc.group}] ({spec.groups[exc.group].name})"
         if isinstance(exc, ParamError) and exc.key is not None:
             where = f"{where}.{exc.key}"
         raise ChatflowError(f"{where}: {exc}") from None
+    _check_computable(schedule, where)
     total = schedule.expected_counts(schedule.knots[-1] + 1.0)    # p holds after the last knot
     return tuple(f"group {g.name!r} has zero weight throughout the schedule: never sampled"
                  for g, count in zip(spec.groups, total) if count == 0)
@@ -273,6 +291,24 @@ def _default_fields(language) -> list[str]:
     en, ja), else ChatFlow's en, zh."""
     pair = languages_of(language) if isinstance(language, str) else ()
     return list(pair) if len(pair) == 2 else ["en", "zh"]
+
+
+def _check_computable(schedule: Schedule, where: str) -> None:
+    """The schedule's numbers hold in floating point: probabilities finite and summing to 1, expected counts
+    finite, non-negative and summing to the elapsed time, at and between its knots. Weights that span hundreds
+    of orders of magnitude (1e308 next to 1e-308) fail here, not in the sampler."""
+    knots = np.asarray(schedule.knots, dtype=np.float64)
+    times = np.unique(np.concatenate([knots, knots + 0.5, knots + 1.0, [2 * knots[-1] + 1.0]]))
+    with np.errstate(all="ignore"):
+        p = schedule.probabilities(times)
+        counts = schedule.expected_counts(times)
+    ok = (np.isfinite(p).all() and np.isfinite(counts).all() and (p >= 0).all() and (counts >= -1e-6).all()
+          and np.allclose(p.sum(axis=-1), 1.0, rtol=0, atol=1e-9)
+          and np.allclose(counts.sum(axis=-1), times, rtol=1e-9, atol=1e-6))
+    if not ok:
+        raise ChatflowError(f"{where}: the schedule cannot be computed in floating point (weights too large, or "
+                            f"spanning too many orders of magnitude?); give weights within a few orders of "
+                            f"magnitude of 1")
 
 
 def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path(".")) -> MixtureSpec:
@@ -356,6 +392,8 @@ def load_mixture(path: str | os.PathLike) -> MixtureSpec:
         data = json.loads(text, object_pairs_hook=_reject_duplicate_keys(str(path)))
     except json.JSONDecodeError as exc:
         raise ChatflowError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:    # a 5,000-digit integer, nesting past the parser's limit
+        raise ChatflowError(f"{path}: invalid JSON: {json_error(exc)}") from None
     spec = parse_mixture(data, where=str(path), base_dir=path.parent)
     return replace(spec, path=path)
 

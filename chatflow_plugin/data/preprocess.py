@@ -1,8 +1,11 @@
 """``chatflow preprocess``: render, tokenize and pack every source of a mixture into token shards.
 
-Input files are cut into byte ranges at line boundaries and tokenized by a pool of workers; results
-come back in input order, so the output is identical for any number of workers. The dataset is
-written under a temporary name and moved into place only when complete, manifest last.
+Input files are cut into byte ranges at line boundaries and tokenized by a pool of workers
+(:class:`~chatflow_plugin.data.workers.WorkerPool`: an error or a dead worker stops it without hanging);
+results come back in input order, so the output is identical for any number of workers. The dataset is
+written under a temporary name and moved into place only when complete, manifest last, under the output's
+lock (:func:`chatflow_plugin.outputs.atomic_directory`). Every token and mask file's checksum is computed as
+it is written and recorded in the manifest, which is sealed with its own checksum (:mod:`.shards`).
 
 The tokenizer is either kind of :mod:`chatflow_plugin.tokenizer` (``--tokenizer``: a sentencepiece model, a
 ``tokenizer.json`` or a model directory; ``--spm_model_path`` is the sentencepiece-only spelling the
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -24,13 +26,15 @@ from typing import Iterator
 import numpy as np
 
 from .. import __version__
-from ..files import atomic_directory, sha256_file
+from ..files import json_error, new_checksum, sha256_file
 from ..errors import ChatflowError, DataError
+from ..outputs import atomic_directory
 from .formats import record_from_tsv, render
 from .mixture import MixtureSpec, SourceSpec, load_mixture, parse_source_overrides
 from ..options import option
 from ..tokenizer import Tokenizer, as_tokenizer, load_tokenizer, tokenizer_from_options
-from .shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, token_dtype
+from .shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, seal_manifest, token_dtype
+from .workers import WorkerPool, default_workers
 
 MAX_REPORTED_ERRORS = 5
 
@@ -52,7 +56,7 @@ class PreprocessOptions:
     source_path: list = option(default_factory=list, repeatable=True, type=str,
                                help="override a source's files: NAME=PATH[,PATH...]")
     chunk_mb: float = option(1.0, help="size of the input pieces handed to workers, in MB")
-    force: bool = option(False, help="replace output_dir if it exists")
+    force: bool = option(False, help="replace output_dir if it is a dataset chatflow wrote (and holds nothing else)")
     quiet: bool = option(False, help="no progress bar or summary")
 
 
@@ -137,15 +141,27 @@ def _records(data: bytes, chunk: Chunk, source: SourceSpec) -> Iterator[tuple[in
             if chunk.fmt == "jsonl":
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+                except (ValueError, RecursionError) as exc:   # syntax, a 5,000-digit integer, deep nesting
+                    raise DataError(f"invalid JSON ({json_error(exc)})") from None
             elif chunk.fmt == "tsv":
                 record = record_from_tsv(line, source.fields)
             else:
                 record = {source.text_field: line}
-            yield i, render(source.kind, record, text_field=source.text_field, fields=source.fields)
+            rendered = render(source.kind, record, text_field=source.text_field, fields=source.fields)
+            _check_encodable(rendered[0])
+            yield i, rendered
         except DataError as exc:
             yield i, exc
+
+
+def _check_encodable(text: str) -> None:
+    """Text the tokenizer can take: JSON escapes can spell lone surrogates (``"\\ud800"``), which are no
+    characters and have no UTF-8 form."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start} (not a "
+                        f"character; fix the JSON escape)") from None
 
 
 def _encode_plain(tok: Tokenizer, texts: list[str], bos: int | None, eos: int) -> np.ndarray:
@@ -277,6 +293,10 @@ def _restored_environment(name: str):
             os.environ[name] = before
 
 
+def _describe_chunk(chunk: Chunk) -> str:
+    return f"{chunk.path} bytes {chunk.start}-{chunk.end}"
+
+
 def tokenize_chunks(chunks: list[Chunk], init_args: tuple, workers: int, sink, quiet: bool = True) -> None:
     """``sink(chunk, result)`` for every chunk in input order, tokenized by ``workers`` processes."""
     bar = _progress(sum(c.end - c.start for c in chunks), quiet)
@@ -288,10 +308,9 @@ def tokenize_chunks(chunks: list[Chunk], init_args: tuple, workers: int, sink, q
             _init_worker(*init_args)
             results = map(tokenize_chunk, chunks)
         else:
-            ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            pool = stack.enter_context(ctx.Pool(min(workers, len(chunks)), initializer=_init_worker,
-                                                initargs=init_args))
-            results = pool.imap(tokenize_chunk, chunks, chunksize=1)
+            pool = stack.enter_context(WorkerPool(min(workers, len(chunks)), tokenize_chunk, _init_worker,
+                                                  init_args, describe=_describe_chunk))
+            results = pool.map(chunks)
         for chunk, result in zip(chunks, results):
             sink(chunk, result)
             if bar is not None:
@@ -306,6 +325,7 @@ class ShardWriter:
                  fail: bool):
         self.directory, self.sources, self.stats, self.dtype, self.fail = directory, sources, stats, dtype, fail
         self.handles: dict[int, tuple] = {}
+        self.checksums: dict[int, tuple] = {}     # source -> hashers of (tokens, mask) as written
         self.line_base: dict[str, int] = {}
 
     def add(self, chunk: Chunk, result: ChunkResult) -> None:
@@ -325,11 +345,19 @@ class ShardWriter:
             name = self.sources[chunk.source_index].name
             mask = open(self.directory / f"{name}.mask.bin", "wb") if result.prompt is not None else None
             self.handles[chunk.source_index] = (open(self.directory / f"{name}.tokens.bin", "wb"), mask)
-        tok_handle, mask_handle = self.handles[chunk.source_index]
-        tok_handle.write(result.tokens.astype(self.dtype).tobytes())
-        if mask_handle is not None:
-            mask_handle.write(result.prompt.tobytes())
+            self.checksums[chunk.source_index] = (new_checksum(), new_checksum() if mask is not None else None)
+        self._write(chunk.source_index, result.tokens.astype(self.dtype).tobytes(),
+                    None if result.prompt is None else result.prompt.tobytes())
+        if result.prompt is not None:
             st.prompt_tokens += int(result.prompt.sum())
+
+    def _write(self, index: int, tokens: bytes, mask: bytes | None) -> None:
+        (tok_handle, mask_handle), (tok_sum, mask_sum) = self.handles[index], self.checksums[index]
+        tok_handle.write(tokens)
+        tok_sum.update(tokens)
+        if mask_handle is not None:
+            mask_handle.write(mask)
+            mask_sum.update(mask)
 
     def finish(self, window: int, eos_id: int) -> list[dict]:
         """Pad each source's last window and close its files; the manifest's ``sources`` entries."""
@@ -343,11 +371,12 @@ class ShardWriter:
             st.windows = -(-st.tokens // window)
             st.pad_tokens = st.windows * window - st.tokens
             # Fill the last window with EOS; the manifest's pad_tokens keeps them out of the loss.
-            tok_handle.write(np.full(st.pad_tokens, eos_id, dtype=self.dtype).tobytes())
+            self._write(index, np.full(st.pad_tokens, eos_id, dtype=self.dtype).tobytes(),
+                        np.full(st.pad_tokens, PROMPT, dtype=np.uint8).tobytes() if mask_handle else None)
             tok_handle.close()
             if mask_handle is not None:
-                mask_handle.write(np.full(st.pad_tokens, PROMPT, dtype=np.uint8).tobytes())
                 mask_handle.close()
+            tok_sum, mask_sum = self.checksums[index]
             source = self.sources[index]
             entries.append({
                 "name": st.name, "group": st.group, "kind": st.kind, "language": source.language,
@@ -355,6 +384,7 @@ class ShardWriter:
                 "empty_files": st.empty_files, "first_errors": st.first_errors, "tokens": st.tokens,
                 "prompt_tokens": st.prompt_tokens, "windows": st.windows, "pad_tokens": st.pad_tokens,
                 "tokens_file": f"{st.name}.tokens.bin", "mask_file": f"{st.name}.mask.bin" if mask_handle else None,
+                "tokens_checksum": tok_sum.text(), "mask_checksum": mask_sum.text() if mask_sum else None,
             })
         return entries
 
@@ -366,13 +396,13 @@ class ShardWriter:
 
 
 def build_manifest(spec: MixtureSpec, tok: Tokenizer, dtype: np.dtype, sources: list[dict], seconds: float) -> dict:
-    return {
+    return seal_manifest({
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "created_by": f"chatflow-plugin {__version__}",
         "seq_length": spec.seq_length, "window_length": spec.seq_length + 1, "dtype": dtype.name,
         "tokenizer": tok.identity(),
         "mixture": spec.to_json(), "sources": sources,
         "seconds": round(seconds, 3),
-    }
+    })
 
 
 def preprocess(spec: MixtureSpec, tokenizer: str | os.PathLike | Tokenizer, output_dir: str | os.PathLike,
@@ -383,17 +413,20 @@ def preprocess(spec: MixtureSpec, tokenizer: str | os.PathLike | Tokenizer, outp
     Three steps: plan (hash the input files, cut them into chunks), tokenize the chunks in input order
     into the shard files, then pad the last windows and write the manifest, last.
     """
+    workers = default_workers(workers)
+    if chunk_bytes <= 0:
+        raise ChatflowError(f"the chunk size must be positive, got {chunk_bytes} bytes")
     tok = open_tokenizer(tokenizer)
     dtype = token_dtype(tok.vocab_size)
     fail = on_bad_record == "fail"
     stats, chunks = plan_sources(spec, chunk_bytes, fail)
     sources = [s for _, s in spec.sources]
+    inputs = [tok.file, spec.path] + [f["path"] for st in stats for f in st.files]
     started = time.time()
-    with atomic_directory(output_dir, force=force) as tmp:
+    with atomic_directory(output_dir, "dataset", force=force, inputs=inputs) as tmp:
         writer = ShardWriter(tmp, sources, stats, dtype, fail)
         try:
-            tokenize_chunks(chunks, (str(tok.path), tok.kind, sources, on_bad_record),
-                            workers or os.cpu_count() or 1, writer.add, quiet)
+            tokenize_chunks(chunks, (str(tok.path), tok.kind, sources, on_bad_record), workers, writer.add, quiet)
             entries = writer.finish(spec.seq_length + 1, tok.eos_id)
         finally:
             writer.close()
@@ -418,6 +451,10 @@ def summary(manifest: dict) -> str:
 
 def run_preprocess(opts: PreprocessOptions) -> None:
     """Tokenize a mixture's sources and pack them into a shard directory (the format: data/README.md)."""
+    if opts.workers < 0:
+        raise ChatflowError(f"--workers must be 0 (one per CPU) or positive, got {opts.workers}")
+    if not opts.chunk_mb > 0:
+        raise ChatflowError(f"--chunk_mb must be positive, got {opts.chunk_mb}")
     spec = load_mixture(opts.mixture).with_overrides(
         data_root=opts.data_root or None, seq_length=opts.seq_length or None,
         source_paths=parse_source_overrides(opts.source_path))

@@ -139,7 +139,7 @@ class LinearGrowHold(Schedule):
         self.b_sum = float(self.slope.sum())          # B = sum (beta - alpha)
         if self.a_sum <= 0:
             raise ValueError("all group weights are zero at t = 0 (every alpha is 0)")
-        if self.a_sum + self.b_sum <= 0 or self.beta.sum() <= 0:
+        if self.beta.sum() <= 0:
             raise ValueError("all group weights are zero from t = T_grow on (every beta is 0)")
         self.final_p = self.beta / self.beta.sum()
 

@@ -35,12 +35,16 @@ from .split import SplitBudget, iter_texts, prepare_data
 from ..data.mixture import MixtureSpec, write_mixture
 from ..errors import ChatflowError
 from ..files import path_for_file, read_jsonl
+from ..outputs import atomic_directory, check_replaceable, output_lock, read_marker, write_marker
 from ..languages import get_language
 from ..options import option
 from ..resources import resource
 from ..tokenizer import load_sentencepiece
 
 RUN_KINDS = ("dynamic", "static", "two_stage")
+DEMO_KIND = "demo"        # the output folder's marker (chatflow_plugin.outputs); --force replaces only such a folder
+DEMO_OWNS = ("data", "tokenizer", "mixtures", "shards", "foundation", "foundation_expanded", "runs", "release",
+             "report", "generations.json", ".*.partial", ".*.tmp", ".*.lock")
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,8 @@ class DemoOptions:
                             help="auto: fp32 for --quick's tiny model, bf16 autocast for the full miniature "
                                  "(about 5x faster than fp32 there on a CPU with bf16 support)")
     skip_generation: bool = option(False, help="do not load the released model and generate")
-    force: bool = option(False, help="delete output_dir first and start over")
+    force: bool = option(False, help="delete output_dir first and start over (only a demo's output folder holding "
+                                     "nothing else)")
 
 
 def _say(message: str) -> None:
@@ -307,9 +312,16 @@ def _prepare(options: DemoOptions, profile: Profile) -> Layout:
     from transformers.utils import logging as hf_logging
 
     out = Layout(Path(options.output_dir))
-    if options.force and out.root.exists():
+    if options.force and (out.root.exists() or out.root.is_symlink()):
+        check_replaceable(out.root, DEMO_KIND)        # only a demo's own folder, holding nothing else
         shutil.rmtree(out.root)
     out.root.mkdir(parents=True, exist_ok=True)
+    marker = read_marker(out.root)
+    if marker is None:
+        write_marker(out.root, DEMO_KIND, DEMO_OWNS)
+    elif marker["kind"] != DEMO_KIND:
+        raise ChatflowError(f"{out.root} holds a chatflow {marker['kind']}, not a demo; give the demo another "
+                            f"--output_dir")
     torch.set_num_threads(profile.threads)
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -409,9 +421,12 @@ def release_and_generate(out: Layout, dynamic_run: Path, generate: bool, clock: 
                          base: MixtureSpec | None = None) -> dict:
     """The dynamic run's final model copied to ``release/``; one answer per demo language (its first default
     prompt in the language table)."""
+    from ..checkpoints.convert import HF_KIND
+
     if out.release.exists():
         shutil.rmtree(out.release)
-    shutil.copytree(dynamic_run / "final", out.release)
+    with atomic_directory(out.release, HF_KIND) as folder:     # whole or absent, like every model folder
+        shutil.copytree(dynamic_run / "final", folder, dirs_exist_ok=True)
     if not generate:
         return {}
     clock.stage("generate with transformers")
@@ -429,6 +444,11 @@ def run_demo(options: DemoOptions) -> dict:
     report's path, the run time and the run folders."""
     profile = resolve_profile(options)
     base = base_mixture(options.mixture or None)
+    with output_lock(options.output_dir):
+        return _run_demo(options, profile, base)
+
+
+def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict:
     target = get_language(target_language(base))
     out = _prepare(options, profile)
     if options.data_dir:

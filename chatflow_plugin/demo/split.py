@@ -16,7 +16,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import atomic_directory, json_strings, read_jsonl
+from ..files import json_strings, read_jsonl
+from ..outputs import atomic_directory
 from ..errors import ChatflowError, DataError
 from .groups import base_mixture
 
@@ -107,7 +108,7 @@ def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, bud
     if not data_dir.is_dir():
         raise ChatflowError(f"data folder not found: {data_dir}")
     stats: dict[str, dict] = {}
-    with atomic_directory(output_dir, force=force) as tmp:
+    with atomic_directory(output_dir, "demo-split", force=force, inputs=[data_dir]) as tmp:
         for group in groups:
             folder = data_dir / group
             if folder.is_dir():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,7 +221,7 @@ def _gaokao_prompts(root: Path) -> dict[str, dict]:
             try:
                 data = json.loads(candidate.read_text(encoding="utf-8"))
                 return {e["keyword"]: e for e in data["examples"]}
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (ValueError, RecursionError, KeyError, TypeError) as exc:
                 raise DataError(f"not a GAOKAO-Bench prompt file ({exc!r}; expected "
                                 f'{{"examples": [{{"keyword", "prefix_prompt", "type"}}]}})', str(candidate)) from None
     raise ChatflowError(f"gaokao: Obj_Prompt.json not found in {root} (GAOKAO-Bench's Bench/Obj_Prompt.json)")
@@ -244,6 +245,20 @@ def _gaokao_answers(kind: str, answer) -> tuple[str, ...] | str:
     return answers
 
 
+def _gaokao_points(value) -> float | str:
+    """An item's exam points (its ``score``), or why there are none: the scoring rate weighs every item by
+    them, so a missing or unreadable score is reported and the item left out, never counted as 1 point."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return f"score missing or not a number ({value!r})"
+    try:
+        points = float(value)
+    except ValueError:
+        return f"score is not a number ({value!r})"
+    if not math.isfinite(points) or points <= 0:
+        return f"score must be a positive number, got {value!r}"
+    return points
+
+
 def read_gaokao(data_dir: str | Path, num_fewshot: int, name: str = "gaokao", language: str = "zh") -> Benchmark:
     """GAOKAO-Bench's objective questions, every type named in ``Obj_Prompt.json``.
 
@@ -262,7 +277,7 @@ def read_gaokao(data_dir: str | Path, num_fewshot: int, name: str = "gaokao", la
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             keyword, examples = data.get("keywords", path.stem), data["example"]
-        except (json.JSONDecodeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError, KeyError, AttributeError) as exc:   # JSON, UTF-8, huge numbers, nesting
             raise DataError(f'not a GAOKAO-Bench question file ({exc!r}; expected {{"keywords", "example": [...]}})',
                             str(path)) from None
         prompt = prompts.get(keyword)
@@ -279,15 +294,14 @@ def read_gaokao(data_dir: str | Path, num_fewshot: int, name: str = "gaokao", la
             location = f"{path}#example[{i}]"
             text = ex.get("question", "") if isinstance(ex, dict) else ""
             answers = _gaokao_answers(kind, ex.get("answer") if isinstance(ex, dict) else None)
+            points = _gaokao_points(ex.get("score") if isinstance(ex, dict) else None)
             if not isinstance(text, str) or not text.strip():
                 bench.skipped.append(Skipped(location, "empty question"))
             elif isinstance(answers, str):
                 bench.skipped.append(Skipped(location, answers))
+            elif isinstance(points, str):
+                bench.skipped.append(Skipped(location, points))
             else:
-                try:
-                    points = float(ex.get("score", 1) or 1)
-                except (TypeError, ValueError):
-                    points = 1.0
                 single = answers[0] if kind == "single_choice" else ""
                 questions.append(Question(text, (), single, location, points, answers))
         if not questions:

@@ -114,7 +114,7 @@ def test_clo_attention_only_and_exact_resume(env):
     assert _tree(root / "resumed") == before   # run.json, log.jsonl, eval.json, checkpoints, model/
     with pytest.raises(ChatflowError, match="already exists and holds a finished run"):
         run_training(_options(env, "resumed", resume="no"))
-    with pytest.raises(ChatflowError, match=r"different settings \(beta: 0.1 -> 0.2"):
+    with pytest.raises(ChatflowError, match=r"would change the run's meaning \(beta: 0.1 -> 0.2\); pass --allow_change beta"):
         run_training(_options(env, "resumed", resume="auto", beta=0.2))
 
 

@@ -17,9 +17,18 @@ from chatflow_plugin.hosts.hf.run import (RunLog, RunRecord, SavesTokenizerFiles
                                           start_run, world)
 
 
+def _safetensors(path: Path, values: int = 4) -> None:
+    header = json.dumps({"w": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4 * values))
+
+
 def _checkpoint(folder: Path, step: int) -> Path:
+    """A checkpoint as the Trainer leaves it complete: model, optimizer state, trainer_state.json last."""
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    _safetensors(path / "model.safetensors")
+    (path / "optimizer.pt").write_bytes(b"state")
     (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return path
 

@@ -281,7 +281,7 @@ def test_rerun_of_a_finished_run_leaves_it_alone(dataset, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["--dataset_dir", str(dataset), "--output_dir", str(out), "--model_config", str(TINY_CONFIG),
             "--train_steps", "4", "--save_every", "2", "--micro_batch_size", "2", "--gradient_accumulation_steps",
-            "2", "--log_every", "1", "--threads", "1", "--quiet"]
+            "2", "--log_every", "1", "--threads", "1", "--learning_rate", "3e-3", "--quiet"]
     assert chatflow_main(["train", *argv]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["train_loss"] > 0

@@ -349,9 +349,15 @@ def test_state_round_trip_and_damage(tmp_path):
         read_state(path)
 
 
+def _model_states(folder: Path) -> None:
+    """What a stock DeepSpeed save leaves in a tag folder (a torch zip file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"module": {}}, folder / "mp_rank_00_model_states.pt")
+
+
 def test_resume_position_from_a_deepspeed_checkpoint(tmp_path):
     ckpt = tmp_path / "ckpt"
-    (ckpt / "6").mkdir(parents=True)
+    _model_states(ckpt / "6")
     (ckpt / "latest").write_text("6")
     # without the plugin's record (stock trainer): the tag is the step, samples = step * global batch
     pos = resume_position(8, resume_from_checkpoint=str(ckpt))
@@ -370,7 +376,7 @@ def test_resume_position_errors_and_defaults(tmp_path):
     with pytest.raises(ChatflowError, match="no 'latest' file"):
         resume_position(8, resume_from_checkpoint=str(tmp_path))
     (tmp_path / "latest").write_text("global_step7")
-    (tmp_path / "global_step7").mkdir()
+    _model_states(tmp_path / "global_step7")
     with pytest.raises(ChatflowError, match="not a step number"):
         resume_position(8, resume_from_checkpoint=str(tmp_path))
     assert deepspeed_tag(tmp_path) == "global_step7"

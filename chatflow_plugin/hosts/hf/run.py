@@ -5,10 +5,18 @@ A run lives in one output directory: a run record (the settings, written by rank
 complete. This module owns what both trainers do with it:
 
 * which process writes (:func:`world`: rank 0 of ``RANK``/``WORLD_SIZE`` as set by torchrun);
-* ``--resume auto|no|PATH`` (:func:`start_run`): continue from the newest checkpoint, refuse to
+* ``--resume auto|no|PATH`` (:func:`start_run`): continue from the newest *complete* checkpoint (a newer
+  one that a kill or a full disk cut short is skipped with a warning: :func:`checkpoint_problem`), refuse to
   start over a run, or continue from a given checkpoint; a run that has finished is reported as such
-  (each trainer decides what a re-run of it means); settings that decide what the continued run
-  computes must equal the record's (:class:`RunRecord`, the keys are per trainer);
+  (each trainer decides what a re-run of it means);
+* what a resumed run may change (:class:`RunRecord`, the keys are per trainer): settings that fix which
+  samples a step reads never; settings that change the run's meaning (its objective, learning-rate schedule,
+  data) only when ``--allow_change NAME`` says so, and then each change is appended to the record's
+  ``history``: ``{"step", "what", "old", "new", "time"}``, one list for every kind of change;
+  :func:`chatflow_plugin.hosts.resume.apply_resumed_settings` makes an allowed learning-rate change take
+  effect over the checkpoint's optimizer and scheduler states, which would otherwise restore the old rate;
+* the run's lock and marker (:func:`run_directory`): one process writes a run directory at a time, and it is
+  marked as chatflow's (:mod:`chatflow_plugin.outputs`);
 * the log (:class:`RunLog`), cut back to the resumed step so that it holds one history;
 * the tokenizer files written into every checkpoint and the final model, before the weights
   (:class:`TokenizerFiles`, :class:`SavesTokenizerFiles`), and the final model saved under a temporary
@@ -25,16 +33,21 @@ without one. Only the process that saves (``args.should_save``: rank 0) writes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from ...errors import ChatflowError
-from ...files import atomic_file, read_jsonl, replace_directory, write_csv
+from ...files import atomic_file, read_jsonl, write_csv
+from ...outputs import check_replaceable, output_lock, read_marker, remove_leftovers, replace_directory, write_marker
 from ...tokenizer import TokenizerFiles
 
 
@@ -82,19 +95,106 @@ def checkpoint_step(checkpoint: str | os.PathLike) -> int:
         raise ChatflowError(f"{path}: unreadable Trainer state ({exc})") from None
 
 
+CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_problem(checkpoint: str | os.PathLike) -> str | None:
+    """Why a Trainer checkpoint cannot be resumed from (None: it is complete).
+
+    The Trainer writes the model (config, weights), then the optimizer, scheduler and RNG states, and
+    ``trainer_state.json`` last; a save cut short by a kill or a full disk lacks the last files or holds a
+    truncated one. Complete means: ``trainer_state.json`` readable with its step, ``config.json``, weights
+    whose safetensors headers fit their files (every shard an index names), and the optimizer state
+    (``optimizer.pt`` or DeepSpeed's ``global_step*/``).
+    """
+    folder = Path(checkpoint)
+    try:
+        checkpoint_step(folder)
+    except ChatflowError:
+        return "no readable trainer_state.json"
+    if not (folder / "config.json").is_file():
+        return "no config.json"
+    weights = _weight_files(folder)
+    if weights is None:
+        return "no model weights (or an index naming missing shards)"
+    for path in weights:
+        problem = _truncated(path)
+        if problem:
+            return f"{path.name} {problem}"
+    if not (folder / "optimizer.pt").is_file() and not any(folder.glob("global_step*")):
+        return "no optimizer state"
+    return None
+
+
+def _weight_files(folder: Path) -> list[Path] | None:
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():
+            try:
+                shards = set(json.loads((folder / index).read_text(encoding="utf-8"))["weight_map"].values())
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return None
+            paths = [folder / name for name in sorted(shards)]
+            return paths if all(p.is_file() for p in paths) else None
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return [folder / name]
+    return [] if any(folder.glob("global_step*")) else None   # DeepSpeed keeps the weights there
+
+
+def _truncated(path: Path) -> str | None:
+    """Why a safetensors file is cut short (None: its header's tensors fit the file; other formats: None)."""
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if length <= 0 or length > size - 8:
+                return "has no complete header"
+            header = json.loads(handle.read(length))
+        end = max((info["data_offsets"][1] for key, info in header.items() if key != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return "has an unreadable header"
+    return None if 8 + length + end <= size else f"is truncated ({size} of {8 + length + end} bytes)"
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest complete ``checkpoint-N`` in ``checkpoints``; newer incomplete ones are reported on stderr
+    (by rank 0) and left alone: the Trainer writes that step again when the run gets there."""
+    if not checkpoints.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), entry) for entry in checkpoints.iterdir()
+                    if (m := CHECKPOINT_NAME.match(entry.name)) and entry.is_dir()), reverse=True)
+    skipped = []
+    for _, folder in found:
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            if skipped and is_main_process():
+                for name, why in skipped:
+                    print(f"warning: {name} is incomplete ({why}: its save was cut short); resuming from "
+                          f"{folder}", file=sys.stderr)
+            return str(folder)
+        skipped.append((folder, problem))
+    if skipped and is_main_process():
+        print(f"warning: no complete checkpoint in {checkpoints} ({skipped[0][0]}: {skipped[0][1]}); "
+              f"starting from step 0", file=sys.stderr)
+    return None
+
+
 def find_checkpoint(resume: str, output_dir: Path, checkpoints: Path, final: Path,
                     advice: str = "use --resume auto or another --output_dir") -> str | None:
     """The checkpoint ``--resume`` asks to continue from (None: start at step 0).
 
-    auto: the newest ``checkpoint-N`` in ``checkpoints``, if any; no: none, and ``output_dir`` must not
-    already hold checkpoints or a final model (else the error ends with ``advice``); anything else:
-    that checkpoint directory.
+    auto: the newest complete ``checkpoint-N`` in ``checkpoints``, if any; no: none, and ``output_dir`` must
+    not already hold checkpoints or a final model (else the error ends with ``advice``); anything else:
+    that checkpoint directory, which must be complete.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume == "auto":
-        return last
+        return last_complete_checkpoint(checkpoints)
+    last = None
+    if checkpoints.is_dir():
+        found = [(int(m.group(1)), e) for e in checkpoints.iterdir() if (m := CHECKPOINT_NAME.match(e.name))]
+        last = str(max(found)[1]) if found else None
     if resume == "no":
         held = []
         if final.exists():
@@ -107,22 +207,32 @@ def find_checkpoint(resume: str, output_dir: Path, checkpoints: Path, final: Pat
     if not Path(resume, "trainer_state.json").is_file():
         raise ChatflowError(f"--resume {resume}: not a Trainer checkpoint (no trainer_state.json); "
                             f"give auto, no or a checkpoint directory")
+    problem = checkpoint_problem(resume)
+    if problem is not None:
+        raise ChatflowError(f"--resume {resume}: the checkpoint is incomplete ({problem}: its save was cut "
+                            f"short); give an earlier one, or auto")
     return resume
+
+
+HISTORY = "history"   # the record's list of changes made by resumed runs
 
 
 @dataclass(frozen=True)
 class RunRecord:
     """The run's settings file (JSON, written by rank 0) and the settings a resumed run must keep.
 
-    ``invariants`` are the keys that decide what the continued run computes (which samples a step
-    reads, what the loss is), ``why`` says so in the error; ``section`` is where they sit in the file
-    (None: at the top level).
+    ``invariants`` are the keys a resumed run must keep (which samples a step reads), ``why`` says so in the
+    error; ``changeable`` are the keys that change the run's meaning (objective, learning-rate schedule, data),
+    which a resumed run changes only when allowed by name (``--allow_change``); ``section`` is where they sit
+    in the file (None: at the top level). A key the old record lacks (written by an older version) is looked
+    up in its ``options``, else not compared. The record's ``history`` lists every change a resumed run made.
     """
 
     path: Path
     invariants: tuple[str, ...]
     section: str | None = None
     why: str = ""
+    changeable: tuple[str, ...] = ()
 
     def read(self) -> dict | None:
         if not self.path.is_file():
@@ -135,23 +245,70 @@ class RunRecord:
             raise ChatflowError(f"{self.path}: unreadable run record (not a JSON object)")
         return record
 
-    def check(self, settings: Mapping[str, Any], advice: str = "use another --output_dir") -> None:
-        """Refuse to continue the recorded run when an invariant differs from ``settings``."""
+    def check(self, settings: Mapping[str, Any], advice: str = "use another --output_dir",
+              allowed: Sequence[str] = ()) -> list[dict]:
+        """Refuse to continue the recorded run when an invariant differs from ``settings``, or a changeable
+        setting differs without being ``allowed``; return the allowed changes (``what``, ``old``, ``new``)."""
+        self.check_names(allowed)
+        changes = self.changes(settings, advice)
+        self.refuse_unallowed(changes, allowed, advice)
+        return changes
+
+    def changes(self, settings: Mapping[str, Any], advice: str = "use another --output_dir") -> list[dict]:
+        """The changeable settings ``settings`` change (``what``, ``old``, ``new``); an invariant that differs
+        is refused."""
         record = self.read()
         if record is None:
-            return
+            return []
         old = record.get(self.section, {}) if self.section else record
-        changed = [_change(key, old.get(key), settings.get(key)) for key in self.invariants
-                   if old.get(key) != settings.get(key)]
+        fallback = record.get("options") if isinstance(record.get("options"), dict) else {}
+        differing = {}
+        for key in self.invariants + self.changeable:
+            if key in old or key in fallback:
+                before = old[key] if key in old else fallback[key]
+                if not _same(before, settings.get(key)):
+                    differing[key] = before
+        changed = [_change(key, differing[key], settings.get(key)) for key in self.invariants if key in differing]
         if changed:
             why = f"; {self.why}" if self.why else ""
             raise ChatflowError(f"{self.path.parent}: cannot resume with different settings ({', '.join(changed)}"
                                 f"{why}); {advice}")
+        return [{"what": key, "old": differing[key], "new": settings.get(key)} for key in self.changeable
+                if key in differing]
 
-    def write(self, record: Mapping[str, Any]) -> None:
+    def refuse_unallowed(self, changes: Sequence[Mapping], allowed: Sequence[str],
+                         advice: str = "use another --output_dir") -> None:
+        refused = [c for c in changes if c["what"] not in allowed]
+        if refused:
+            shown = ", ".join(_change(c["what"], c["old"], c["new"]) for c in refused)
+            raise ChatflowError(f"{self.path.parent}: resuming would change the run's meaning ({shown}); pass "
+                                f"--allow_change {' '.join(c['what'] for c in refused)} to change it from this step "
+                                f"on (recorded in {self.path.name}'s {HISTORY}), or {advice}")
+
+    def check_names(self, allowed: Sequence[str]) -> None:
+        unknown = sorted(set(allowed) - set(self.changeable))
+        if unknown:
+            raise ChatflowError(f"--allow_change {' '.join(unknown)}: not a setting a resumed run may change "
+                                f"(those are: {', '.join(self.changeable) or 'none'})")
+
+    def history(self) -> list[dict]:
+        record = self.read() or {}
+        history = record.get(HISTORY)
+        return list(history) if isinstance(history, list) else []
+
+    def write(self, record: Mapping[str, Any], step: int | None = None, changes: Sequence[Mapping] = ()) -> None:
+        """Write ``record``, keeping the old record's ``history`` and appending ``changes`` made at ``step``."""
+        history = self.history()
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        history += [{"step": step, "what": c["what"], "old": c["old"], "new": c["new"], "time": now} for c in changes]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.path, encoding="utf-8") as handle:
-            json.dump(record, handle, indent=2, default=str)
+            json.dump(dict(record, **{HISTORY: history}), handle, indent=2, default=str)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON stores them (tuples and lists alike)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 def _change(key: str, old: Any, new: Any) -> str:
@@ -161,24 +318,65 @@ def _change(key: str, old: Any, new: Any) -> str:
 
 @dataclass(frozen=True)
 class RunStart:
-    """Where a run starts: the checkpoint to continue from (None: step 0) and its step, and whether
-    the output directory holds the finished run (only ever true under ``--resume auto``)."""
+    """Where a run starts: the checkpoint to continue from (None: step 0) and its step, whether
+    the output directory holds the finished run (only ever true under ``--resume auto``), and the
+    allowed changes of meaning this session makes (for :meth:`RunRecord.write`)."""
 
     checkpoint: str | None
     step: int
     finished: bool
+    changes: tuple = ()
 
 
 def start_run(resume: str, output_dir: Path, checkpoints: Path, final: Path, finished_marker: Path,
-              record: RunRecord, settings: Mapping[str, Any], elsewhere: str = "another --output_dir") -> RunStart:
+              record: RunRecord, settings: Mapping[str, Any], elsewhere: str = "another --output_dir",
+              allowed: Sequence[str] = ()) -> RunStart:
     """Apply ``--resume`` to ``output_dir``: find the checkpoint, tell whether the run has finished
-    (``finished_marker``, a file of the final model, exists), and check the record's invariants when
-    there is a run to continue or to leave alone. ``elsewhere`` ends the errors: where else to train."""
+    (``finished_marker``, a file of the final model, exists), and check the record (invariants, and
+    changes of meaning against ``allowed``) when there is a run to continue or to leave alone. ``elsewhere``
+    ends the errors: where else to train."""
     checkpoint = find_checkpoint(resume, output_dir, checkpoints, final, f"use --resume auto or {elsewhere}")
     finished = resume == "auto" and finished_marker.is_file()
+    changes: list = []
+    record.check_names(allowed)
     if checkpoint is not None or finished:
-        record.check(settings, f"use {elsewhere}")
-    return RunStart(checkpoint, checkpoint_step(checkpoint) if checkpoint is not None else 0, finished)
+        changes = record.check(settings, f"use {elsewhere}", allowed)
+    return RunStart(checkpoint, checkpoint_step(checkpoint) if checkpoint is not None else 0, finished,
+                    tuple(changes))
+
+
+def allow_change_help(names: Sequence[str], record_name: str) -> str:
+    """The help of ``--allow_change`` (the same in every command that trains)."""
+    return (f"when resuming, let these settings change the run's meaning from the checkpoint's step on: "
+            f"{', '.join(names)} (each change is appended to {record_name}'s history); without it a resumed run "
+            f"that changes one of them is refused")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run directory: one writer, marked as chatflow's
+
+
+@contextlib.contextmanager
+def run_directory(output_dir: Path, kind: str, owns: Sequence[str], replace: bool = False) -> Iterator[None]:
+    """Hold ``output_dir``'s lock for the block (rank 0; other ranks do nothing) and mark it as a ``kind``
+    run owning ``owns``. ``replace``: delete it first (``--force``), which only a run directory of this
+    kind holding only what it owns may be (:func:`chatflow_plugin.outputs.check_replaceable`)."""
+    if not is_main_process():
+        yield
+        return
+    with output_lock(output_dir):
+        if replace and (output_dir.exists() or output_dir.is_symlink()):
+            check_replaceable(output_dir, kind)
+            shutil.rmtree(output_dir)
+        remove_leftovers(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        marker = read_marker(output_dir)
+        if marker is None:
+            write_marker(output_dir, kind, owns)
+        elif marker["kind"] != kind:
+            raise ChatflowError(f"{output_dir} holds a chatflow {marker['kind']}, not a {kind}; give the run "
+                                f"another --output_dir")
+        yield
 
 
 # ---------------------------------------------------------------------------------------------

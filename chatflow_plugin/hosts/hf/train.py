@@ -21,10 +21,11 @@ learning-rate schedule recomputed over the new length).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,12 +35,14 @@ from ...data.metrics import GroupLossMeter, data_parallel_sum
 from ...data.mixture import load_mixture
 from ...data.shards import ShardSet
 from ...errors import ChatflowError
-from ...files import atomic_file, path_for_file, read_json
+from ...files import atomic_file, disk_error, path_for_file, read_json
+from ...outputs import check_not_input
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
 from ...tokenizer import Tokenizer, TokenizerFiles, load_tokenizer, tokenizer_from_options
-from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, leave_process_group, resume_help,
-                  save_final_model, start_run, world)
+from ..resume import apply_resumed_settings
+from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help, leave_process_group,
+                  resume_help, run_directory, save_final_model, start_run, world)
 
 RUN_CONFIG = "chatflow_run.json"
 LOG_JSONL = "log.jsonl"
@@ -52,6 +55,14 @@ FINAL_RECORD = "chatflow_train.json"   # the summary, inside final/ (renamed int
 # does not: sample t is the same whatever the run's length, so a run may be continued for longer.)
 POSITION_KEYS = ("dataset_sha", "mixture", "seed", "micro_batch_size", "gradient_accumulation_steps",
                  "world_size", "seq_length")
+# Settings the checkpoint's optimizer state holds (loading it would silently restore the old values).
+OPTIMIZER_KEYS = ("weight_decay", "adam_beta2")
+# Settings that change what the run means from the resumed step on (its objective, learning-rate schedule,
+# data: the dataset's content checksum): refused unless --allow_change names them, then recorded.
+MEANING_KEYS = ("loss", "learning_rate", "lr_scheduler", "warmup_steps", "max_grad_norm", "dataset")
+RUN_KIND = "train-run"     # the run directory's marker (chatflow_plugin.outputs)
+RUN_OWNS = (RUN_CONFIG, LOG_JSONL, TRAIN_CSV, HELDOUT_CSV, SUMMARY_JSON, FINAL_DIR, f".{FINAL_DIR}.partial",
+            "checkpoint-*", ".*.tmp")
 
 
 @dataclass
@@ -94,6 +105,11 @@ class TrainOptions:
     heldout_windows: int = option(64, help="held-out windows per group")
     deepspeed: str = option("", help="DeepSpeed config JSON (GPU clusters; launch with torchrun or deepspeed)")
     threads: int = option(0, help="torch CPU threads per process (0: torch's default)")
+    allow_change: list = option(default_factory=list, repeatable=True, type=str,
+                                help=allow_change_help(MEANING_KEYS, RUN_CONFIG))
+    verify_data: bool = option(True, help="load the datasets without checking their files' checksums and token ids "
+                                          "(for huge datasets already checked; sizes and manifest fields are "
+                                          "still checked)")
     quiet: bool = option(False, help="no progress bar")
 
 
@@ -190,11 +206,8 @@ def _make_trainer_class():
             self.trainer = trainer
 
         def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
-            if state.global_step > 0 and optimizer is not None and hasattr(lr_scheduler, "lr_lambdas"):
-                for group, base, factor in zip(optimizer.param_groups, lr_scheduler.base_lrs,
-                                               lr_scheduler.lr_lambdas):
-                    group["lr"] = base * factor(lr_scheduler.last_epoch)
-                lr_scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+            if state.global_step > 0:
+                apply_resumed_settings(optimizer, lr_scheduler, args.learning_rate)
             if state.global_step == 0:
                 self.trainer.evaluate_heldout()
 
@@ -269,14 +282,15 @@ def build_model(options: TrainOptions, vocab_size: int, bos_id: int | None, eos_
 def _load_data(options: TrainOptions):
     """The training shards, the mixture over them and the held-out set (or None)."""
     shards = ShardSet(options.dataset_dir,
-                      tokenizer=tokenizer_from_options(options.tokenizer, options.spm_model_path, required=False))
+                      tokenizer=tokenizer_from_options(options.tokenizer, options.spm_model_path, required=False),
+                      verify=options.verify_data)
     spec = load_mixture(options.mixture) if options.mixture else None
     mixture = MixtureDataset(shards, spec=spec, seed=None if options.seed < 0 else options.seed,
                              response_only=options.loss == "response_only")
     heldout = None
     if options.heldout_dir:
         from .heldout import HeldOutSet
-        held_shards = ShardSet(options.heldout_dir)
+        held_shards = ShardSet(options.heldout_dir, verify=options.verify_data)
         if (held_shards.tokenizer.get("kind"), held_shards.tokenizer["sha256"]) != \
                 (shards.tokenizer.get("kind"), shards.tokenizer["sha256"]):
             raise ChatflowError(f"{options.heldout_dir} was tokenized with another tokenizer than {options.dataset_dir}")
@@ -295,7 +309,9 @@ def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset
             "mixture": mixture.spec.to_json() | {"data_root": None}, "seed": mixture.spec.seed,
             "micro_batch_size": options.micro_batch_size, "world_size": world_size,
             "gradient_accumulation_steps": options.gradient_accumulation_steps,
-            "seq_length": shards.seq_length, "train_steps": options.train_steps, "options": asdict(options)}
+            "seq_length": shards.seq_length, "train_steps": options.train_steps,
+            **{key: getattr(options, key) for key in MEANING_KEYS + OPTIMIZER_KEYS if key != "dataset"},
+            "dataset": shards.content_checksum(), "options": asdict(options)}
 
 
 def _finished_summary(output_dir: Path) -> dict | None:
@@ -312,7 +328,7 @@ def _start(options: TrainOptions, output_dir: Path, record: RunRecord, run_confi
     recomputed over the new length); one of more steps is refused.
     """
     start = start_run(options.resume, output_dir, output_dir, output_dir / FINAL_DIR,
-                      output_dir / FINAL_DIR / FINAL_RECORD, record, run_config)
+                      output_dir / FINAL_DIR / FINAL_RECORD, record, run_config, allowed=options.allow_change)
     finished = _finished_summary(output_dir) if start.finished else None
     if finished is not None:
         if finished["steps"] == options.train_steps:
@@ -327,10 +343,13 @@ def _start(options: TrainOptions, output_dir: Path, record: RunRecord, run_confi
         if start.step > options.train_steps:
             raise ChatflowError(f"{start.checkpoint} is at step {start.step}, beyond --train_steps {options.train_steps}")
         planned = (record.read() or {}).get("train_steps")
-        if planned is not None and planned != options.train_steps and rank == 0:
-            print(f"{output_dir}: continuing from step {start.step} to {options.train_steps} (the run was set for "
-                  f"{planned}); the {options.lr_scheduler} learning-rate schedule now spans {options.train_steps} "
-                  f"steps", file=sys.stderr)
+        if planned is not None and planned != options.train_steps:
+            if rank == 0:
+                print(f"{output_dir}: continuing from step {start.step} to {options.train_steps} (the run was set "
+                      f"for {planned}); the {options.lr_scheduler} learning-rate schedule now spans "
+                      f"{options.train_steps} steps", file=sys.stderr)
+            start = replace(start, changes=start.changes + (
+                {"what": "train_steps", "old": planned, "new": options.train_steps},))
     return start, None
 
 
@@ -353,7 +372,7 @@ def _leave_finished(output_dir: Path, finished: dict, rank: int) -> dict:
         path = output_dir / SUMMARY_JSON
         try:
             recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):   # torn by a kill: rewritten below
             recorded = None
         if recorded != finished:
             run_log = _run_log(output_dir)
@@ -461,18 +480,45 @@ def _finish(trainer, options: TrainOptions, mixture: MixtureDataset, start: RunS
     return summary
 
 
-def train(options: TrainOptions) -> dict:
-    """Run (or resume) one training run; returns the summary also written to ``train_summary.json``."""
+def _check_options(options: TrainOptions) -> None:
     for name in ("train_steps", "micro_batch_size", "gradient_accumulation_steps", "log_every", "heldout_windows"):
         if getattr(options, name) <= 0:
             raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
+    for name in ("save_every", "save_total_limit", "warmup_steps", "heldout_every", "threads"):
+        if getattr(options, name) < 0:
+            raise ChatflowError(f"--{name} must be 0 or more, got {getattr(options, name)}")
+    for name in ("learning_rate", "weight_decay", "adam_beta2", "max_grad_norm"):
+        value = getattr(options, name)
+        if not math.isfinite(value) or value < 0 or (name == "adam_beta2" and value >= 1):
+            raise ChatflowError(f"--{name} must be a finite number >= 0{' and < 1' if name == 'adam_beta2' else ''}, "
+                                f"got {value}")
+    inputs = [options.dataset_dir, options.heldout_dir, options.model_path, options.model_config,
+              options.spm_model_path, options.mixture]
+    check_not_input(options.output_dir, inputs, what="--output_dir")
+
+
+def train(options: TrainOptions) -> dict:
+    """Run (or resume) one training run; returns the summary also written to ``train_summary.json``."""
+    _check_options(options)
     if options.threads > 0:
         torch.set_num_threads(options.threads)
-    rank, world_size = world()
     output_dir = Path(options.output_dir)
+    with run_directory(output_dir, RUN_KIND, RUN_OWNS):
+        try:
+            return _train(options, output_dir)
+        except Exception as exc:     # a full or read-only disk while the Trainer saves: no traceback
+            problem = disk_error(exc, output_dir)
+            if problem is None:
+                raise
+            raise problem from None
+
+
+def _train(options: TrainOptions, output_dir: Path) -> dict:
+    rank, world_size = world()
     shards, mixture, heldout = _load_data(options)
     run_config = _run_config(options, shards, mixture, world_size)
-    record = RunRecord(output_dir / RUN_CONFIG, POSITION_KEYS, why="they decide which samples each step reads")
+    record = RunRecord(output_dir / RUN_CONFIG, POSITION_KEYS + OPTIMIZER_KEYS, changeable=MEANING_KEYS,
+                       why="they decide which samples each step reads, or the checkpoint's optimizer state holds them")
     start, finished = _start(options, output_dir, record, run_config, rank)
     if finished is not None:
         return _leave_finished(output_dir, finished, rank)
@@ -485,7 +531,7 @@ def train(options: TrainOptions) -> dict:
     args = _training_arguments(options, output_dir, world_size)
     run_log = None
     if rank == 0:
-        record.write(run_config)
+        record.write(run_config, step=start.step, changes=start.changes)
         run_log = _run_log(output_dir)
         run_log.restart_at(start.step)
     trainer = _build_trainer(options, model, args, mixture, heldout, run_log, tokenizer_files, world_size)

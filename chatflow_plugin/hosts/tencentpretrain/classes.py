@@ -35,7 +35,8 @@ from ...data.shards import ShardSet
 from ...tokenizer import SENTENCEPIECE, load_tokenizer
 from .batches import RankStream, SampleLog
 from .names import DATA_PROCESSOR, TARGET
-from .progress import STATE_FILE, STATE_SUFFIX, format_report, resume_position, write_state
+from ..resume import apply_resumed_settings
+from .progress import STATE_FILE, STATE_SUFFIX, format_report, resume_position, settings_changes, write_state
 
 STOCK_TARGET_NAME = "lm"
 
@@ -57,6 +58,8 @@ class ChatflowMixtureDataset:
             raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --mixture_config M.json")
         if not args.spm_model_path:
             raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --spm_model_path (a sentencepiece model)")
+        if int(workers) < 1:
+            raise ChatflowError(f"--processes_num must be positive, got {workers}")
         given = getattr(args, "chatflow_given_options", set())
         # The host's --seq_length defaults to 128; only an explicit value overrides the mixture's.
         seq_length = args.seq_length if "seq_length" in given else None
@@ -107,7 +110,8 @@ class ChatflowMixtureDataloader(RankStream):
                                 f"the dataset was built with")
         if getattr(args, "pipeline_model_parallel_size", 1) > 1:
             raise ChatflowError(f"--data_processor {DATA_PROCESSOR} does not support pipeline parallelism")
-        shards = ShardSet(dataset_path, tokenizer=load_tokenizer(args.spm_model_path, SENTENCEPIECE))
+        shards = ShardSet(dataset_path, tokenizer=load_tokenizer(args.spm_model_path, SENTENCEPIECE),
+                          verify=not getattr(args, "no_verify_data", False))
         spec = load_mixture(args.mixture_config) if getattr(args, "mixture_config", None) else None
         dataset = MixtureDataset(shards, spec=spec, response_only=bool(getattr(args, "response_only_loss", False)))
         vocab_size = len(args.tokenizer.vocab)
@@ -225,6 +229,12 @@ class ChatflowTrainer(LmTrainer):
         loader.samples_before = position.samples_done
         loader.step = 0
         self.current_step = position.steps_done + 1
+        self.settings = run_settings(args, self.dataset)
+        self.history = settings_changes(position.state, self.settings, getattr(args, "allow_change", None) or [],
+                                        position.steps_done, position.origin)
+        if position.steps_done > 0:     # this run's learning-rate schedule at the resumed step
+            apply_resumed_settings(optimizer, scheduler, args.learning_rate,
+                                   None if args.deepspeed else position.steps_done // self.accumulation_steps)
         if self.is_logger:
             self.logger.info(f"chatflow: {self.dataset.group_names} from {args.dataset_path}; starting at step "
                              f"{self.current_step} = global sample {position.samples_done} ({position.origin}); "
@@ -305,7 +315,8 @@ class ChatflowTrainer(LmTrainer):
         step, samples = self.current_step, self.loader.samples_done
         first = self.loader.rank == 0 and global_rank in (None, 0)
         state = dict(step=step, samples_done=samples, micro_batch_size=self.batch_size,
-                     world_size=self.dp_world, dataset=os.path.abspath(args.dataset_path))
+                     world_size=self.dp_world, dataset=os.path.abspath(args.dataset_path),
+                     settings=self.settings, history=self.history)
         if args.deepspeed and not args.use_lora:
             model.save_checkpoint(self.output_model_path, str(step), client_state={"chatflow": state})
             if first:
@@ -317,6 +328,15 @@ class ChatflowTrainer(LmTrainer):
             save_model(model, partial, args.use_lora)
             os.replace(partial, target)
             write_state(target + STATE_SUFFIX, **state)
+
+
+def run_settings(args, dataset: MixtureDataset) -> dict:
+    """The settings a resumed run must not change without --allow_change (progress.MEANING_KEYS), and its
+    length."""
+    target = "chatflow_instruction" if getattr(args, "chatflow_instruction", False) else list(args.target)
+    return {"target": target, "response_only_loss": bool(getattr(args, "response_only_loss", False)),
+            "learning_rate": args.learning_rate, "scheduler": args.scheduler, "warmup": args.warmup,
+            "dataset": dataset.shards.content_checksum(), "total_steps": args.total_steps}
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

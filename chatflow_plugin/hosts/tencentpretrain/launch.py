@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from ...errors import ChatflowError, exit_code
+from ...outputs import output_lock
 from .host import locate_host, register
 from .names import DATA_PROCESSOR, TARGET
 from .optimizer import SCHEDULER, add_optimizer_options, llama2_optimizer
+from .progress import MEANING_KEYS, resume_tag
 
 SCRIPTS = ("preprocess", "pretrain")
 GIVEN = "chatflow_given_options"      # namespace attribute: option names given on the command line
@@ -92,6 +94,13 @@ def add_plugin_options(parser: argparse.ArgumentParser, script: str) -> None:
                            help="Write, per step, the global sample indices this rank trained on (JSON lines; "
                                 "PATH.rank<r> per rank when distributed).")
         add_optimizer_options(group)
+        group.add_argument("--allow_change", type=str, nargs="+", action="extend", default=None,
+                           help="When resuming, let these settings change the run's meaning from the checkpoint's "
+                                f"step on: {', '.join(MEANING_KEYS)} (each change is appended to the history every "
+                                "later checkpoint's chatflow_state.json carries); otherwise such a resume is refused.")
+        group.add_argument("--no_verify_data", action="store_true",
+                           help="Load the dataset without checking its files' checksums and token ids (for huge "
+                                "datasets already checked; sizes and manifest fields are still checked).")
 
 
 def extend_host_parser(parser: argparse.ArgumentParser, script: str, argv: Sequence[str]) -> None:
@@ -200,7 +209,8 @@ def preflight_pretrain(argv: Sequence[str]) -> None:
         raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --spm_model_path")
     if not os.path.isfile(spm_path):
         raise ChatflowError(f"--spm_model_path {spm_path}: no such file")
-    ShardSet(dataset or "dataset.pt", tokenizer=load_tokenizer(spm_path, SENTENCEPIECE))
+    ShardSet(dataset or "dataset.pt", tokenizer=load_tokenizer(spm_path, SENTENCEPIECE),
+             verify="no_verify_data" not in given_options(argv))
     if config and os.path.isfile(config):
         try:
             configured = json.loads(Path(config).read_text(encoding="utf-8")).get("vocab_size")
@@ -210,6 +220,106 @@ def preflight_pretrain(argv: Sequence[str]) -> None:
         if configured is not None and int(configured) != pieces:
             raise ChatflowError(f"{config} is for a {configured}-piece vocabulary but {spm_path} has {pieces} "
                                 f"pieces (expand the tokenizer first: chatflow expand-vocab)")
+
+
+HOST_DEFAULT_CONFIG = "models/bert/base_config.json"   # the host's --config_path default, relative to the cwd
+POSITIVE = ("batch_size", "total_steps", "report_steps", "save_checkpoint_steps", "accumulation_steps",
+            "processes_num", "seq_length")
+
+
+def _int_option(argv: Sequence[str], name: str) -> int | None:
+    value = _option(argv, name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None     # the host's parser reports it
+
+
+def check_arguments(script: str, argv: Sequence[str]) -> str | None:
+    """Arguments the host would take to a traceback, a hang or a silently wrong run, refused up front (for
+    every --data_processor). Returns the DeepSpeed tag a resume loads (None: no resume)."""
+    for name in POSITIVE:
+        value = _int_option(argv, name)
+        if value is not None and value < 1:
+            raise ChatflowError(f"--{name} must be positive, got {value}")
+    if script == "preprocess":
+        return None
+    given = given_options(argv)
+    config = _option(argv, "config_path") or HOST_DEFAULT_CONFIG
+    if not os.path.isfile(config):
+        raise ChatflowError(f"--config_path {config}: no such file" + (
+            " (the host's default, relative to the working directory); give the model's config, e.g. "
+            "models/llama2/7b_config.json" if "config_path" not in given else ""))
+    deepspeed = "deepspeed" in given
+    for name in ("tensor_model_parallel_size", "pipeline_model_parallel_size"):
+        value = _int_option(argv, name)
+        if value is not None and value > 1 and not deepspeed:
+            raise ChatflowError(f"--{name} {value} needs --deepspeed (the host builds model parallelism with it)")
+    pipeline = _int_option(argv, "pipeline_model_parallel_size")
+    if _data_processor(argv) == DATA_PROCESSOR and pipeline is not None and pipeline > 1:
+        raise ChatflowError(f"--data_processor {DATA_PROCESSOR} does not support pipeline parallelism "
+                            f"(--pipeline_model_parallel_size {pipeline})")
+    dataset = _option(argv, "dataset_path")
+    if dataset and _data_processor(argv) != DATA_PROCESSOR and os.path.isfile(os.path.join(dataset, "manifest.json")):
+        raise ChatflowError(f"--dataset_path {dataset} is a chatflow dataset: train on it with --data_processor "
+                            f"{DATA_PROCESSOR}")
+    start_step = _int_option(argv, "start_step")
+    if start_step is not None and start_step < 0:
+        raise ChatflowError(f"--start_step must be 0 or more, got {start_step}")
+    if start_step and not _option(argv, "pretrained_model_path"):
+        raise ChatflowError(f"--start_step {start_step} continues a checkpoint: give it as --pretrained_model_path "
+                            f"(the O-{start_step} file the run saved)")
+    resume = _option(argv, "resume_from_checkpoint")
+    if resume is None:
+        return None
+    if not deepspeed:
+        raise ChatflowError(f"--resume_from_checkpoint {resume} needs --deepspeed (without DeepSpeed the host "
+                            f"ignores it); to continue a plain checkpoint O-<step>, pass --pretrained_model_path "
+                            f"O-<step> --start_step <step>")
+    if start_step:
+        raise ChatflowError("--start_step and --resume_from_checkpoint both say where to resume: give one")
+    if not os.path.isdir(resume):
+        raise ChatflowError(f"--resume_from_checkpoint {resume}: no such directory")
+    return resume_tag(resume)
+
+
+@contextlib.contextmanager
+def deepspeed_loads_tag(checkpoint_dir: str | None, tag: str | None) -> Iterator[None]:
+    """While active, DeepSpeed's ``load_checkpoint(checkpoint_dir)`` (which the host calls without a tag, so
+    that DeepSpeed would follow ``latest``) loads ``tag``: the complete checkpoint :func:`resume_tag` chose."""
+    if checkpoint_dir is None or tag is None:
+        yield
+        return
+    from deepspeed.runtime.engine import DeepSpeedEngine
+
+    original = DeepSpeedEngine.load_checkpoint
+    folder = os.path.abspath(checkpoint_dir)
+
+    def load_checkpoint(self, load_dir, tag_=None, *args, **kwargs):
+        if tag_ is None and kwargs.get("tag") is None and os.path.abspath(load_dir) == folder:
+            tag_ = tag
+        return original(self, load_dir, tag_, *args, **kwargs)
+
+    DeepSpeedEngine.load_checkpoint = load_checkpoint
+    try:
+        yield
+    finally:
+        DeepSpeedEngine.load_checkpoint = original
+
+
+@contextlib.contextmanager
+def output_held(argv: Sequence[str]) -> Iterator[None]:
+    """The training output's lock, held by the first process (others do nothing); saves that a kill cut short
+    (``O-<step>.partial``) are removed under it."""
+    output = _option(argv, "output_model_path")
+    if not output or os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    with output_lock(output):
+        for leftover in Path(output).parent.glob(f"{Path(output).name}-*.partial"):
+            if leftover.is_file():
+                leftover.unlink()
+        yield
 
 
 def preflight_preprocess(argv: Sequence[str]) -> None:
@@ -244,6 +354,7 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
 
     def run() -> None:
         nonlocal argv
+        tag = check_arguments(script, argv)
         if script == "pretrain":
             import torch
             argv = runtime_defaults(argv, os.environ, torch.cuda.is_available())
@@ -257,10 +368,14 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
         saved_argv = sys.argv
         sys.argv = [str(path)] + argv        # the host's load_hyperparam reads sys.argv
         try:
-            with host_parser_extended(script, argv), (
-                    llama2_optimizer() if script == "pretrain" else contextlib.nullcontext()):
+            with host_parser_extended(script, argv), \
+                    deepspeed_loads_tag(_option(argv, "resume_from_checkpoint"), tag), \
+                    (output_held(argv) if script == "pretrain" else contextlib.nullcontext()), \
+                    (llama2_optimizer() if script == "pretrain" else contextlib.nullcontext()):
                 module.main()
         finally:
             sys.argv = saved_argv
 
-    return exit_code(prog, run)
+    from ...files import unwritten
+
+    return exit_code(prog, run, translate=unwritten)

@@ -1,0 +1,344 @@
+"""Output folders: which ones the project may replace, who is writing one, and what killed runs left behind.
+
+**Ownership.** Every folder the project writes as a whole (a dataset, a converted or expanded model, triples,
+a run, the demo) holds a marker, ``.chatflow-output.json``: ``{"kind", "created_by", "owns"}``, ``owns``
+listing the names (or glob patterns, for a run that keeps adding checkpoints) of the entries the project put
+there. ``--force`` replaces a folder only if it holds that marker, of the same kind, and nothing the marker
+does not own (:func:`check_replaceable`): never a folder without the marker (the user's own, or one written by
+another tool), never one where a file was added by hand, never a plain file, never a symbolic link. An empty
+folder may always be replaced. Nor is an output ever a file or folder the same run reads, or a folder holding
+one (:func:`check_not_input`), with or without ``--force``.
+
+**The writer's lock.** While a command writes an output, ``.<name>.lock`` sits next to it, created
+exclusively and holding the writer's pid, host, process start time and command line (:func:`output_lock`).
+A second writer of the same output is refused with the owner named. A lock whose process is gone (same host,
+and the pid is not running, is a zombie or belongs to a process started at another time) is stale: it is
+taken over with a warning. A lock taken on another host cannot be checked and is always respected.
+
+**Leftovers.** Temporary siblings that killed runs leave (``.<name>.XXXXXXXX.partial`` folders,
+``.<name>.partial``, ``.<name>.old-<pid>``, ``.<name>.XXXXXXXX.tmp`` files) are removed at the next run's
+start, under the lock, so no other writer can own them (:func:`remove_leftovers`).
+
+:func:`atomic_directory` combines the three with the atomic rename of :mod:`chatflow_plugin.files`.
+"""
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from .errors import ChatflowError
+from .files import atomic_file, is_write_error, permissions, write_error
+
+MARKER = ".chatflow-output.json"
+LOCK_SUFFIX = ".lock"
+
+
+# ---------------------------------------------------------------------------------------------
+# Ownership
+
+
+def _created_by() -> str:
+    from . import __version__
+
+    return f"chatflow-plugin {__version__}"
+
+
+def write_marker(directory: str | os.PathLike, kind: str, owns: Sequence[str] | None = None) -> None:
+    """Mark ``directory`` as the project's ``kind`` output owning ``owns`` (default: what it holds now)."""
+    directory = Path(directory)
+    if owns is None:
+        owns = sorted(name for name in os.listdir(directory) if name != MARKER)
+    with atomic_file(directory / MARKER, encoding="utf-8") as handle:
+        json.dump({"kind": kind, "created_by": _created_by(), "owns": list(owns)}, handle, indent=2)
+        handle.write("\n")
+
+
+def read_marker(directory: str | os.PathLike) -> dict | None:
+    """The marker of ``directory`` (None: none, or not a marker the project wrote)."""
+    path = Path(directory) / MARKER
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(marker, dict) and isinstance(marker.get("kind"), str)
+            and isinstance(marker.get("owns"), list) and all(isinstance(p, str) for p in marker["owns"])):
+        return None
+    return marker
+
+
+def foreign_entries(directory: str | os.PathLike, owns: Iterable[str]) -> list[str]:
+    """Entries of ``directory`` that none of the names or patterns ``owns`` covers."""
+    owns = list(owns)
+    return sorted(name for name in os.listdir(directory)
+                  if name != MARKER and not any(fnmatch.fnmatchcase(name, pattern) for pattern in owns))
+
+
+def check_replaceable(path: str | os.PathLike, kind: str, flag: str = "--force") -> None:
+    """Refuse unless ``path`` is absent, an empty folder, or a ``kind`` output of the project holding only what
+    its marker owns (see the module docstring)."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink():
+        raise ChatflowError(f"{path} is a symbolic link; {flag} replaces only a folder chatflow wrote (give the "
+                            f"folder itself, or remove the link)")
+    if not path.is_dir():
+        raise ChatflowError(f"{path} is a file, not a folder chatflow wrote; {flag} will not replace it "
+                            f"(remove it yourself or choose another output)")
+    if not os.listdir(path):
+        return
+    marker = read_marker(path)
+    if marker is None:
+        raise ChatflowError(f"{path} holds no {MARKER}: it is not a folder chatflow wrote, so {flag} will not "
+                            f"replace it (remove it yourself or choose another output)")
+    if marker["kind"] != kind:
+        raise ChatflowError(f"{path} holds a chatflow {marker['kind']}, not a {kind}; {flag} replaces only an "
+                            f"output of the same kind (remove it yourself or choose another output)")
+    foreign = foreign_entries(path, marker["owns"])
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ChatflowError(f"{path} holds files chatflow did not write ({shown}); {flag} will not replace it "
+                            f"(move them away or choose another output)")
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+def check_not_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
+                    what: str = "the output") -> None:
+    """Refuse an output that is, or is a folder holding, one of the run's ``inputs`` (None entries ignored)."""
+    out = _resolved(output)
+    for given in inputs:
+        if given is None or given == "":
+            continue
+        source = _resolved(given)
+        if source == out or out in source.parents:
+            held = "is" if source == out else "holds"
+            raise ChatflowError(f"{what} {output} {held} {given}, an input of this run; write the output "
+                                f"elsewhere")
+
+
+# ---------------------------------------------------------------------------------------------
+# The writer's lock
+
+
+def lock_path(output: str | os.PathLike) -> Path:
+    out = _resolved(output)
+    return out.parent / f".{out.name}{LOCK_SUFFIX}"
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, Linux), or None if unknown/not running."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]   # state, ..., starttime (field 22 of proc(5))
+
+
+def _owner_record() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)[:500]}
+
+
+def _read_owner(path: Path) -> dict | None:
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def _owner_running(owner: dict | None, path: Path) -> bool:
+    """Whether the lock's owner may still be writing (unknown hosts and unreadable fresh locks: yes)."""
+    if owner is None:          # being written this instant, or garbage: trust it only while fresh
+        try:
+            return time.time() - path.stat().st_mtime < 10
+        except FileNotFoundError:
+            return False
+    if owner.get("host") != socket.gethostname():
+        return True
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    start = _process_start(pid)
+    if start is None:
+        return not Path("/proc").is_dir()     # no /proc: the pid exists, assume it is the owner
+    return owner.get("process_start") in (None, start)
+
+
+def _describe(owner: dict | None) -> str:
+    if owner is None:
+        return "another process"
+    return (f"process {owner.get('pid')} on {owner.get('host')} (since {owner.get('started')}: "
+            f"{owner.get('command', '?')[:120]})")
+
+
+def _take_stale(path: Path, owner: dict | None) -> None:
+    """Move a stale lock away; if another process replaced it meanwhile, put that one back."""
+    aside = path.with_name(f"{path.name}.stale-{os.getpid()}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return
+    try:
+        if _read_owner(aside) != owner:     # not the lock we judged stale: restore it (unless taken again)
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+    except FileNotFoundError:
+        pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(aside)
+    print(f"warning: removed the stale lock {path} of {_describe(owner)}, which is no longer running",
+          file=sys.stderr)
+
+
+@contextlib.contextmanager
+def output_lock(output: str | os.PathLike, what: str = "") -> Iterator[Path]:
+    """Hold the lock of ``output`` for the block; refuse if another live process holds it."""
+    path = lock_path(output)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, path.parent) from None
+    record = json.dumps(_owner_record()).encode()
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                owner = _read_owner(path)
+            except FileNotFoundError:
+                continue
+            if _owner_running(owner, path):
+                raise ChatflowError(f"{what or output} is being written by {_describe(owner)}: two runs must not "
+                                    f"write one output; wait for it to finish (if that process is gone, delete "
+                                    f"the lock {path})") from None
+            _take_stale(path, owner)
+            continue
+        except OSError as exc:
+            raise write_error(exc, path) from None
+        try:
+            os.write(fd, record)
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(path)
+            raise write_error(exc, path) from None
+        os.close(fd)
+        break
+    else:
+        raise ChatflowError(f"could not take the lock {path} of {output} (other processes keep taking it)")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            if _read_owner(path) == json.loads(record):
+                os.unlink(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Leftovers of killed runs
+
+
+def leftover_names(name: str) -> re.Pattern:
+    """Names of the temporary siblings of an output called ``name`` (see the module docstring)."""
+    n = re.escape(name)
+    return re.compile(rf"^\.{n}(\.[a-z0-9_]{{8}})?\.partial$|^\.{n}\.old-\d+$|^\.{n}\.[a-z0-9_]{{8}}\.tmp$")
+
+
+def remove_leftovers(output: str | os.PathLike) -> list[Path]:
+    """Delete what killed runs left next to ``output``; call it only while holding the output's lock."""
+    out = Path(os.path.abspath(output))
+    if not out.parent.is_dir():
+        return []
+    pattern = leftover_names(out.name)
+    removed = []
+    for entry in out.parent.iterdir():
+        if pattern.match(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole folders, atomically
+
+
+def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename the complete directory ``source`` to ``target``; an existing ``target`` is moved aside
+    first and deleted only once ``source`` is in its place."""
+    source, target = Path(source), Path(target)
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(source, target)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+    else:
+        os.replace(source, target)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, kind: str, force: bool = False,
+                     inputs: Iterable[str | os.PathLike | None] = (), owns: Sequence[str] | None = None
+                     ) -> Iterator[Path]:
+    """Yield a temporary directory next to ``path``; move it onto ``path`` only if the block succeeds.
+
+    Under the output's lock: an existing ``path`` is an error unless ``force``, and then it must be
+    replaceable (:func:`check_replaceable`); leftovers of killed runs are removed; the finished folder gets
+    the ``kind`` marker (owning what it holds, or ``owns``) and replaces ``path`` only once complete. ``path``
+    must not be or hold one of ``inputs``. A full or read-only disk is a :class:`ChatflowError` naming the file.
+    """
+    path = Path(path)
+    check_not_input(path, inputs)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, path.parent) from None
+    with output_lock(path):
+        if path.exists() or path.is_symlink():
+            if not force:
+                raise ChatflowError(f"output directory {path} already exists (pass --force to replace it)")
+            check_replaceable(path, kind)
+        remove_leftovers(path)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+            os.chmod(tmp, permissions(0o777))   # mkdtemp makes 0700; the folder gets the mode mkdir would give it
+        except OSError as exc:
+            raise write_error(exc, path.parent) from None
+        try:
+            yield tmp
+            write_marker(tmp, kind, owns)
+            replace_directory(tmp, path)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if is_write_error(exc):
+                raise write_error(exc, path) from None
+            raise
