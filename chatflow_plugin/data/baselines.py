@@ -2,7 +2,8 @@
 
 - static: every group's weight fixed at the dynamic schedule's time-average over the run
   (alpha = beta = E_k(N) / N), so both runs draw the same expected samples per group and differ only
-  in order (the paper's "without the dynamic data sampler");
+  in order (the paper's "without the dynamic data sampler"); the dynamic schedule may be of any shape
+  (the baselines are written in the paper's, with alpha = beta);
 - two stages: the same static shares, split into a pre-training stage (every group with a
   non-instruction source) and an instruction stage (groups whose sources are all instructions), each
   as long as its groups' share of the run, so the samples per group match too.
@@ -20,6 +21,7 @@ from ..files import atomic_file
 from ..errors import ChatflowError
 from .mixture import MixtureSpec, load_mixture, write_mixture
 from ..options import option
+from .schedule import DEFAULT_SHAPE, SHAPES
 
 
 def time_average_shares(spec: MixtureSpec, run_samples: float) -> dict[str, float]:
@@ -34,16 +36,26 @@ def instruction_groups(spec: MixtureSpec) -> list[str]:
     return [g.name for g in spec.groups if all(s.kind == "instruction" for s in g.sources)]
 
 
-def _with_weights(spec: MixtureSpec, weights: dict[str, float], name: str) -> dict:
+def constant_mixture(spec: MixtureSpec, weights: dict[str, float], name: str) -> dict:
+    """``spec``'s JSON with constant group weights, in the paper's shape (alpha = beta; a paper mixture keeps
+    its T_grow, another shape's keys make way for T_grow = 1) and without an adaptive policy."""
     data = spec.to_json()
+    data.pop("adaptive", None)
+    if spec.schedule_shape != DEFAULT_SHAPE:
+        shape = SHAPES[spec.schedule_shape]
+        rest = {k: v for k, v in data.items() if k not in shape.mixture_keys and k != "schedule_shape"}
+        data = {"name": rest.pop("name"), "seq_length": rest.pop("seq_length"), "T_grow": 1.0, **rest}
+        data["groups"] = [{k: v for k, v in g.items() if k not in shape.group_keys} for g in data["groups"]]
     data["name"] = name
     for group in data["groups"]:
-        group["alpha"] = group["beta"] = float(weights[group["name"]])
+        weight = float(weights[group["name"]])
+        group.update(alpha=weight, beta=weight)
+        group.update({k: group.pop(k) for k in ("language", "sources")})      # the paper's key order
     return data
 
 
 def static_mixture(spec: MixtureSpec, run_samples: float) -> dict:
-    return _with_weights(spec, time_average_shares(spec, run_samples), f"{spec.name}_static")
+    return constant_mixture(spec, time_average_shares(spec, run_samples), f"{spec.name}_static")
 
 
 def two_stage_mixtures(spec: MixtureSpec, run_samples: int) -> tuple[dict, dict, int]:
@@ -58,8 +70,8 @@ def two_stage_mixtures(spec: MixtureSpec, run_samples: int) -> tuple[dict, dict,
     stage2 = int(round(run_samples * inst_share))
     if not 0 < stage2 < run_samples:
         raise ChatflowError(f"the instruction share {inst_share:.4f} leaves an empty stage over {run_samples} samples")
-    first = _with_weights(spec, {g: (0.0 if g in inst else v) for g, v in shares.items()}, f"{spec.name}_stage1")
-    second = _with_weights(spec, {g: (v if g in inst else 0.0) for g, v in shares.items()}, f"{spec.name}_stage2")
+    first = constant_mixture(spec, {g: (0.0 if g in inst else v) for g, v in shares.items()}, f"{spec.name}_stage1")
+    second = constant_mixture(spec, {g: (v if g in inst else 0.0) for g, v in shares.items()}, f"{spec.name}_stage2")
     return first, second, stage2
 
 

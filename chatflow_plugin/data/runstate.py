@@ -1,0 +1,94 @@
+"""The run state every checkpoint carries, on both backends: where the run is and which mixture it follows.
+
+``chatflow_state.json`` (in an HF ``checkpoint-N/`` and ``final/``, in a DeepSpeed ``<dir>/<tag>/``, or
+as ``O-<step>.chatflow.json`` beside a plain TencentPretrain save) is written before the checkpoint counts as
+complete (HF: before ``trainer_state.json``; host: with the DeepSpeed tag or before the rename). It holds:
+
+| key | meaning |
+|---|---|
+| ``step`` | the backend's step count at the save (HF: optimizer steps; TencentPretrain: its steps, micro-batches) |
+| ``samples_done`` | global samples consumed: where the run continues, whatever its layout then |
+| ``global_batch`` | samples per optimizer step at the save |
+| ``micro_batch_size``, ``world_size``, ``gradient_accumulation_steps`` | the data-parallel layout at the save |
+| ``dataset`` | the shard directory (absolute) |
+| ``mixture`` | the run's first mixture (a mixture file's or a history file's JSON, without ``data_root``) |
+| ``history`` | the run's history of changes up to ``step``: entries ``{"step", "what", "old", "new", "time", ...}`` (mixture revisions with their ``sample`` and ``by``; global-batch and layout changes) |
+| ``adaptive`` | the adaptive policy's state after its last update (null: none) |
+
+Resuming reads the state of the checkpoint it loads (never a newer record), so the position, the mixture
+history and the policy's state are those of that step. ``chatflow mixture --history RUN`` reads
+:func:`find_state`'s answer for any run folder of either backend.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import ChatflowError
+from ..files import atomic_file
+from .revisions import MixtureHistory
+
+STATE_FILE = "chatflow_state.json"
+STATE_SUFFIX = ".chatflow.json"      # beside a plain TencentPretrain checkpoint file O-<step>
+
+
+def write_state(path: str | os.PathLike, **state: Any) -> None:
+    with atomic_file(path, mode="w") as handle:
+        handle.write(json.dumps(state, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_state(path: str | os.PathLike, advice: str = "delete it to start from the checkpoint's step alone") -> dict | None:
+    """The state at ``path`` (None if there is none); ``step`` and ``samples_done`` are checked."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        int(state["step"]), int(state["samples_done"])
+        if not isinstance(state.get("history", []), list):
+            raise ValueError("'history' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ChatflowError(f"{path}: unreadable chatflow run state ({exc}); {advice}") from None
+    return state
+
+
+def history_of(state: Mapping[str, Any], where: str) -> MixtureHistory | None:
+    """The mixture history a state records (None: a state written before histories were kept)."""
+    if state.get("mixture") is None:
+        return None
+    return MixtureHistory.from_changes(state["mixture"], state.get("history", []), where=f"{where}: history")
+
+
+def _newest(paths) -> Path | None:
+    def step(path: Path) -> int:
+        found = re.findall(r"(\d+)", path.name)
+        return int(found[-1]) if found else -1
+    paths = sorted(paths, key=step)
+    return paths[-1] if paths else None
+
+
+def find_state(run: str | os.PathLike) -> Path:
+    """The newest run state of ``run``: a state file; a folder holding one (an HF checkpoint or ``final/``, a
+    DeepSpeed tag folder); an HF run folder (``final/`` if finished, else its newest ``checkpoint-N/``); a
+    DeepSpeed output folder (the tag in ``latest``); or a plain TencentPretrain ``--output_model_path`` O
+    (its newest ``O-<step>.chatflow.json``)."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    if run.is_dir():
+        candidates = [run / STATE_FILE, run / "final" / STATE_FILE]
+        if (run / "latest").is_file():
+            candidates.append(run / (run / "latest").read_text(encoding="utf-8").strip() / STATE_FILE)
+        newest = _newest(p for p in run.glob(f"checkpoint-*/{STATE_FILE}"))
+        candidates += [newest] if newest is not None else []
+        for path in candidates:
+            if path.is_file():
+                return path
+    newest = _newest(run.parent.glob(f"{run.name}-*{STATE_SUFFIX}")) if run.parent.is_dir() else None
+    if newest is not None:
+        return newest
+    raise ChatflowError(f"{run}: no chatflow run state found (looked for {STATE_FILE} in the folder, final/, the "
+                        f"newest checkpoint-N/ or DeepSpeed tag, and for {run.name}-<step>{STATE_SUFFIX})")
