@@ -61,6 +61,13 @@ class AdaptivePolicy:
         """Whether an update falls in the step that took the run from ``samples_before`` to ``samples_after``."""
         return samples_after // self.every_samples > samples_before // self.every_samples
 
+    def observe(self, state: Mapping[str, Any] | None, losses: Mapping[str, float | None]) -> dict[str, Any]:
+        """The state with ``losses`` remembered as the last evaluation's and no update (the run's start: the
+        ``improvement`` signal compares the first update's losses with these)."""
+        state = dict(state or {})
+        state["losses"] = {g: v for g, v in ((g, _rounded(l)) for g, l in losses.items()) if v is not None}
+        return state
+
     def update(self, state: Mapping[str, Any] | None, losses: Mapping[str, float | None],
                probabilities: Mapping[str, float]) -> tuple[dict[str, Any], dict[str, float]]:
         """The new state and the new factor of every group in ``probabilities`` (the designed mixture now).

@@ -329,13 +329,15 @@ def test_more_steps_continue_a_finished_run(dataset, tmp_path, monkeypatch, caps
     assert json.loads((out / "chatflow_run.json").read_text())["train_steps"] == 6
 
 
-def test_resume_refuses_changed_batch_geometry(dataset, tmp_path):
+def test_resume_refuses_a_changed_global_batch_unless_allowed(dataset, tmp_path):
     out = tmp_path / "run"
     train(_options(dataset, out, train_steps=2, save_every=1))
-    with pytest.raises(ChatflowError, match="micro_batch_size"):
-        train(_options(dataset, out, train_steps=2, micro_batch_size=3))
+    with pytest.raises(ChatflowError, match=r"global_batch: 4 -> 6.*--allow_change global_batch"):
+        train(_options(dataset, out, train_steps=3, micro_batch_size=3))
     with pytest.raises(ChatflowError, match="already holds checkpoints"):
         train(_options(dataset, out, train_steps=2, resume="no"))
+    with pytest.raises(ChatflowError, match=r"--allow_change seed: a resumed run may change \['mixture', 'global_batch'\]"):
+        train(_options(dataset, out, train_steps=3, allow_change=["seed"]))
 
 
 def test_response_only_loss_masks_prompts(dataset, tmp_path):

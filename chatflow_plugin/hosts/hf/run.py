@@ -8,7 +8,9 @@ complete. This module owns what both trainers do with it:
 * ``--resume auto|no|PATH`` (:func:`start_run`): continue from the newest checkpoint, refuse to
   start over a run, or continue from a given checkpoint; a run that has finished is reported as such
   (each trainer decides what a re-run of it means); settings that decide what the continued run
-  computes must equal the record's (:class:`RunRecord`, the keys are per trainer);
+  computes must equal the record's (:class:`RunRecord`, the keys are per trainer), unless ``--allow_change``
+  names them: then the change is recorded in the record's ``history`` list (entries
+  ``{"step", "what", "old", "new", "time"}``, :func:`chatflow_plugin.data.revisions.change`);
 * the log (:class:`RunLog`), cut back to the resumed step so that it holds one history;
 * the tokenizer files written into every checkpoint and the final model, before the weights
   (:class:`TokenizerFiles`, :class:`SavesTokenizerFiles`), and the final model saved under a temporary
@@ -31,8 +33,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Collection, Mapping
 
+from ...data.runstate import STATE_FILE, write_state
 from ...errors import ChatflowError
 from ...files import atomic_file, read_jsonl, replace_directory, write_csv
 from ...tokenizer import TokenizerFiles
@@ -103,7 +106,7 @@ class RunRecord:
 
     ``invariants`` are the keys that decide what the continued run computes (which samples a step
     reads, what the loss is), ``why`` says so in the error; ``section`` is where they sit in the file
-    (None: at the top level).
+    (None: at the top level). The file's ``history`` list records the changes a resumed run was allowed.
     """
 
     path: Path
@@ -128,12 +131,8 @@ class RunRecord:
         if record is None:
             return
         old = record.get(self.section, {}) if self.section else record
-        changed = [_change(key, old.get(key), settings.get(key)) for key in self.invariants
-                   if old.get(key) != settings.get(key)]
-        if changed:
-            why = f"; {self.why}" if self.why else ""
-            raise ChatflowError(f"{self.path.parent}: cannot resume with different settings ({', '.join(changed)}"
-                                f"{why}); {advice}")
+        changed = [(key, old.get(key), settings.get(key)) for key in self.invariants if old.get(key) != settings.get(key)]
+        refuse_changes(self.path.parent, changed, why=self.why, advice=advice)
 
     def write(self, record: Mapping[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +143,19 @@ class RunRecord:
 def _change(key: str, old: Any, new: Any) -> str:
     before, after = repr(old), repr(new)
     return key if len(before) + len(after) > 80 else f"{key}: {before} -> {after}"
+
+
+def refuse_changes(run: Path, changed: list[tuple[str, Any, Any]], why: str = "", advice: str = "",
+                   allowed: Collection[str] | None = None) -> None:
+    """Refuse to continue ``run`` with the settings ``changed`` ((key, old, new)) that ``allowed`` (the names
+    given to ``--allow_change``) does not list; None: settings no flag can change."""
+    refused = [c for c in changed if allowed is None or c[0] not in allowed]
+    if refused:
+        why = f"; {why}" if why else ""
+        names = ", ".join(_change(*c) for c in refused)
+        allow = " ".join(f"--allow_change {key}" for key, _, _ in refused)
+        raise ChatflowError(f"{run}: cannot resume with different settings ({names}{why}); {advice}"
+                            + (f", or allow the change explicitly with {allow}" if allowed is not None else ""))
 
 
 @dataclass(frozen=True)
@@ -186,7 +198,9 @@ class RunLog:
     that kind's records (one row each, a column per key seen, rewritten atomically on every add).
 
     :meth:`restart_at` drops the records after a resumed step (and any ``summary``), so the log never
-    holds two histories; a line cut short by a crash is dropped with them.
+    holds two histories; a line cut short by a crash is dropped with them. ``change`` records (the run's
+    history of changes) are dropped from the resumed step on: the checkpoint's own history says which
+    changes at that step hold, and the trainer logs them again.
     """
 
     def __init__(self, path: Path, csv_files: Mapping[str, Path] | None = None):
@@ -198,7 +212,9 @@ class RunLog:
         self.records = []
         if self.path.is_file():
             for _, record in read_jsonl(self.path, on_bad_line="yield"):   # a line cut by a crash is dropped
-                if isinstance(record, dict) and record.get("step", 0) <= step and record.get("kind") != "summary":
+                if not isinstance(record, dict) or record.get("kind") == "summary":
+                    continue
+                if record.get("step", 0) < step or (record.get("step", 0) == step and record.get("kind") != "change"):
                     self.records.append(record)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.path, encoding="utf-8") as handle:
@@ -226,13 +242,19 @@ class RunLog:
 
 class SavesTokenizerFiles:
     """Mixin for a ``transformers.Trainer`` subclass: ``tokenizer_files`` go into every directory it saves
-    a model to (each ``checkpoint-N/`` and ``save_model``'s), before the model."""
+    a model to (each ``checkpoint-N/`` and ``save_model``'s), before the model, and so does the run state
+    ``run_state()`` returns (``chatflow_state.json``, :mod:`chatflow_plugin.data.runstate`), when set."""
 
     tokenizer_files: TokenizerFiles | None = None
+    run_state: Callable[[], dict] | None = None
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        folder = output_dir if output_dir is not None else self.args.output_dir
         if self.tokenizer_files is not None and self.args.should_save:
-            self.tokenizer_files.write(output_dir if output_dir is not None else self.args.output_dir)
+            self.tokenizer_files.write(folder)
+        if self.run_state is not None and self.args.should_save:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            write_state(Path(folder) / STATE_FILE, **self.run_state())
         super().save_model(output_dir, _internal_call)
 
 

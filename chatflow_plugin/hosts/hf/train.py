@@ -16,6 +16,15 @@ records the tokens seen in its ``trainer_state.json``, so ``chatflow eval``/``ev
 ``from_pretrained`` read it as it is. Re-running a finished run changes nothing and says so; asking for
 more steps than it ran continues it from its last checkpoint (same samples as a straight run, the
 learning-rate schedule recomputed over the new length).
+
+Every checkpoint (and ``final/``) also holds the run state (``chatflow_state.json``,
+:mod:`chatflow_plugin.data.runstate`): the samples consumed, the mixture history and the adaptive policy's
+state. A resumed run continues from those, so it may run on another number of processes, micro-batch size or
+accumulation (the same samples per optimizer step when their product, the global batch, is kept), with
+another global batch (``--allow_change global_batch``: it continues at the exact sample) or with another
+mixture from the checkpoint's sample on (``--allow_change mixture``); each change is recorded in the run's
+history (the run record, the log and every later checkpoint). A mixture with an ``adaptive`` policy is
+re-weighted from the held-out losses every so many samples, each update a recorded revision.
 """
 from __future__ import annotations
 
@@ -29,15 +38,18 @@ from pathlib import Path
 import torch
 
 from ...data.batches import MixtureDataset
+from ...data.heldout import HeldOutSet
 from ...data.metrics import GroupLossMeter, data_parallel_sum
-from ...data.mixture import load_mixture
+from ...data.revisions import (ADAPTIVE, MixtureHistory, MixtureRevision, change, load_mixture_file, mixture_change,
+                               mixture_json)
+from ...data.runstate import STATE_FILE, history_of, read_state
 from ...data.shards import ShardSet
 from ...errors import ChatflowError
 from ...files import atomic_file, path_for_file, sha256_file
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
 from ...tokenizer import TokenizerFiles
-from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, resume_help,
+from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, refuse_changes, resume_help,
                   save_final_model, start_run, world)
 
 RUN_CONFIG = "chatflow_run.json"
@@ -47,10 +59,13 @@ HELDOUT_CSV = "heldout_log.csv"
 SUMMARY_JSON = "train_summary.json"
 FINAL_DIR = "final"
 FINAL_RECORD = "chatflow_train.json"   # the summary, inside final/ (renamed into place with it)
-# Settings that fix which sample each step reads: a resumed run must not change them. (train_steps
-# does not: sample t is the same whatever the run's length, so a run may be continued for longer.)
-POSITION_KEYS = ("dataset_sha", "mixture", "seed", "micro_batch_size", "gradient_accumulation_steps",
-                 "world_size", "seq_length")
+# Settings that fix what sample t is: a resumed run must not change them. (train_steps does not: sample t is the
+# same whatever the run's length, so a run may be continued for longer; the data-parallel layout does not: a
+# step reads the samples after the ones consumed, on any number of ranks; the mixture and the global batch may
+# change with --allow_change, recorded: the checkpoint's run state says what they were.)
+POSITION_KEYS = ("dataset_sha", "seed", "seq_length")
+LAYOUT_KEYS = ("micro_batch_size", "gradient_accumulation_steps", "world_size")
+CHANGEABLE = ("mixture", "global_batch")     # --allow_change accepts these
 
 
 @dataclass
@@ -62,7 +77,8 @@ class TrainOptions:
     model_path: str = option("", help="HuggingFace model directory to continue from (e.g. a converted LLaMA-2)")
     spm_model_path: str = option("", help="sentencepiece model; checked against the dataset and saved with the "
                                           "final model as HF tokenizer files (default: the dataset's, if present)")
-    mixture: str = option("", help="mixture file replacing the dataset's recorded schedule (same groups/sources)")
+    mixture: str = option("", help="mixture file replacing the dataset's recorded one (any of its sources, any "
+                                   "grouping and shape), or a history file to re-run as a fixed schedule")
     seed: int = option(-1, help="sampler seed (-1: the mixture's)")
     init_seed: int = option(0, help="seed of the model initialisation and of the Trainer")
     train_steps: int = option(1000, help="optimizer steps")
@@ -83,12 +99,71 @@ class TrainOptions:
     save_total_limit: int = option(2, help="checkpoints kept (oldest deleted first)")
     resume: str = option("auto", help=resume_help("a finished run of --train_steps is left as it is; one of "
                                                   "fewer steps is continued"))
+    allow_change: list = option(default_factory=list, repeatable=True, type=str,
+                                help="settings a resumed run may change, each recorded in the run's history: mixture "
+                                     "(--mixture applies from the checkpoint's sample on; samples before it stay), "
+                                     "global_batch (micro_batch_size x gradient_accumulation_steps x processes; the "
+                                     "run continues at its exact sample)")
+    mixture_catch_up: float = option(0.0, help="with a mixture change: samples over which each group's count is "
+                                              "brought to what the new schedule, taken from sample 0, would have "
+                                              "given it (0: the new schedule applies to the samples from the change "
+                                              "on, counts continue as consumed)")
     heldout_dir: str = option("", help="shard directory of held-out documents (same tokenizer and groups)")
     heldout_every: int = option(0, help="optimizer steps between held-out evaluations (0: start and end only)")
     heldout_windows: int = option(64, help="held-out windows per group")
     deepspeed: str = option("", help="DeepSpeed config JSON (GPU clusters; launch with torchrun or deepspeed)")
     threads: int = option(0, help="torch CPU threads per process (0: torch's default)")
     quiet: bool = option(False, help="no progress bar")
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the run is
+
+
+class RunProgress:
+    """The run's position and history: samples consumed by step s (from the resumed checkpoint's on, at the
+    current global batch), the first mixture, the history of changes (mirrored into the run record and the
+    log as it grows), and the adaptive policy's state; :meth:`state` is the checkpoint's ``chatflow_state.json``.
+    """
+
+    def __init__(self, step: int, samples: int, global_batch: int, layout: dict, first_mixture: dict,
+                 changes: list[dict], adaptive: dict | None, dataset: str):
+        self.step0, self.sample0, self.global_batch = int(step), int(samples), int(global_batch)
+        self.layout, self.first_mixture, self.changes, self.adaptive = layout, first_mixture, changes, adaptive
+        self.dataset = dataset
+        self.pending: list[dict] = []             # changes made by this start, recorded once the records are open
+        self.record: RunRecord | None = None     # rank 0: where the history is mirrored
+        self.run_config: dict | None = None
+        self.run_log: RunLog | None = None
+
+    def samples_at(self, step: int) -> int:
+        """Global samples consumed after ``step`` optimizer steps (step >= the resumed step)."""
+        return self.sample0 + (int(step) - self.step0) * self.global_batch
+
+    def state(self, step: int) -> dict:
+        return {"step": int(step), "samples_done": self.samples_at(step), "global_batch": self.global_batch,
+                **self.layout, "dataset": self.dataset, "mixture": self.first_mixture, "history": self.changes,
+                "adaptive": self.adaptive}
+
+    def add_change(self, entry: dict) -> None:
+        """Record a change: in the history (every rank), the run record and the log (rank 0)."""
+        self.changes.append(entry)
+        if self.record is not None:
+            self.run_config["history"] = self.changes
+            self.record.write(self.run_config)
+        if self.run_log is not None:
+            self.run_log.add({"kind": "change", **entry})
+
+
+def _same_on_every_rank(value):
+    """Rank 0's ``value`` on every rank (a decision taken from numbers each rank computed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,25 +177,27 @@ def _make_trainer_class():
     class MixtureTrainer(SavesTokenizerFiles, Trainer):
         loss_is_scaled_for_ga = False   # compute_loss returns a per-micro-batch mean: let Trainer divide by GA
 
-        def __init__(self, *args, mixture: MixtureDataset, run_log: RunLog | None, heldout=None,
+        def __init__(self, *args, mixture: MixtureDataset, progress: RunProgress, heldout=None,
                      heldout_every: int = 0, **kwargs):
             super().__init__(*args, **kwargs)
             self.mixture = mixture
-            self.run_log = run_log
+            self.progress = progress
+            self.run_log = progress.run_log
             self.heldout = heldout
             self.heldout_every = heldout_every
             self.group_loss = GroupLossMeter(mixture.group_names)
+            self.run_state = lambda: progress.state(self.state.global_step)
 
         # -- data ----------------------------------------------------------------------
-        def samples_per_step(self) -> int:
-            a = self.args
-            return a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size
+        def samples_at(self, step: int) -> int:
+            return self.progress.samples_at(step)
 
         def get_train_dataloader(self):
             a = self.args
             sampler = RankBatchSampler(
-                a.per_device_train_batch_size, a.max_steps * a.gradient_accumulation_steps, rank=a.process_index, world_size=a.world_size,
-                start_micro_batch=lambda: self.state.global_step * a.gradient_accumulation_steps)
+                a.per_device_train_batch_size, a.max_steps * a.gradient_accumulation_steps, rank=a.process_index,
+                world_size=a.world_size, start_micro_batch=lambda: self.state.global_step * a.gradient_accumulation_steps,
+                first_sample=lambda: self.samples_at(self.state.global_step))
             return torch.utils.data.DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=collate_windows,
                                                num_workers=a.dataloader_num_workers)
 
@@ -143,7 +220,7 @@ def _make_trainer_class():
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if "loss" in logs:
                 group_losses, _ = self.group_loss.reduce_and_reset(data_parallel_sum(world_size=self.args.world_size))
-                samples = self.state.global_step * self.samples_per_step()
+                samples = self.samples_at(self.state.global_step)
                 counts = self.mixture.sampler.group_counts(samples)
                 logs["samples"] = samples
                 logs["tokens"] = samples * self.mixture.seq_length
@@ -166,7 +243,7 @@ def _make_trainer_class():
             from .heldout import heldout_losses
             losses = heldout_losses(self.model, self.heldout, device=self.args.device,
                                     autocast_dtype=torch.bfloat16 if self.args.bf16 else None)
-            samples = self.state.global_step * self.samples_per_step()
+            samples = self.samples_at(self.state.global_step)
             if self.run_log is not None and self.is_world_process_zero():
                 record = {"kind": "heldout", "step": self.state.global_step, "samples": samples,
                           "tokens": samples * self.mixture.seq_length}
@@ -174,10 +251,37 @@ def _make_trainer_class():
                 self.run_log.add(record)
             return losses
 
+        # -- adaptive mixing -----------------------------------------------------------
+        def adaptive_due(self, step: int) -> bool:
+            policy = self.mixture.history.designed.adaptive
+            return policy is not None and step > 0 and policy.due(self.samples_at(step - 1), self.samples_at(step))
+
+        def adapt(self, step: int, losses: dict[str, float]) -> None:
+            """The adaptive policy's update at ``step`` (its held-out ``losses``): a revision of the mixture from
+            the next sample on, recorded, when the factors change; at step 0 the losses are only remembered."""
+            designed = self.mixture.history.designed
+            policy = designed.adaptive
+            if policy is None:
+                return
+            if step == 0:                         # a baseline for the first update, no decision yet
+                self.progress.adaptive = _same_on_every_rank(policy.observe(self.progress.adaptive, losses))
+                return
+            sample = self.samples_at(step)
+            probabilities = dict(zip(designed.group_names, designed.schedule().probabilities(float(sample)).tolist()))
+            state, factors = _same_on_every_rank(policy.update(self.progress.adaptive, losses, probabilities))
+            self.progress.adaptive = state
+            if factors == {g: self.mixture.history.factors.get(g, 1.0) for g in probabilities}:
+                return
+            revision = MixtureRevision(sample, designed.with_group_factors(factors), step=step, by=ADAPTIVE,
+                                       factors=factors)
+            entry = mixture_change(self.mixture.history, revision, losses=state["losses"], signal=state["signal"])
+            self.mixture.revise(revision)
+            self.progress.add_change(entry)
+
     class RunCallback(TrainerCallback):
-        """Held-out evaluation; ``state.num_input_tokens_seen`` (saved in every checkpoint's
-        trainer_state.json, where ``chatflow eval-curve`` reads it) equal to the log's ``tokens``; and, on
-        resume, the learning rate of the schedule being run (a run continued for more steps than planned
+        """Held-out evaluation (and the adaptive policy's updates); ``state.num_input_tokens_seen`` (saved in every
+        checkpoint's trainer_state.json, where ``chatflow eval-curve`` reads it) equal to the log's ``tokens``; and,
+        on resume, the learning rate of the schedule being run (a run continued for more steps than planned
         recomputes its schedule, while the checkpoint's optimizer holds the old schedule's last rate)."""
 
         def __init__(self, trainer: MixtureTrainer):
@@ -190,14 +294,19 @@ def _make_trainer_class():
                     group["lr"] = base * factor(lr_scheduler.last_epoch)
                 lr_scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
             if state.global_step == 0:
-                self.trainer.evaluate_heldout()
+                losses = self.trainer.evaluate_heldout()
+                if losses is not None:
+                    self.trainer.adapt(0, losses)
 
         def on_step_end(self, args, state, control, **kwargs):
-            state.num_input_tokens_seen = state.global_step * self.trainer.samples_per_step() * \
-                self.trainer.mixture.seq_length
-            every = self.trainer.heldout_every
-            if state.global_step == state.max_steps or (every and state.global_step % every == 0):
-                self.trainer.evaluate_heldout()
+            trainer = self.trainer
+            state.num_input_tokens_seen = trainer.samples_at(state.global_step) * trainer.mixture.seq_length
+            every = trainer.heldout_every
+            adapt = trainer.adaptive_due(state.global_step)
+            if state.global_step == state.max_steps or (every and state.global_step % every == 0) or adapt:
+                losses = trainer.evaluate_heldout()
+                if adapt:    # at the last step too: a run continued for longer reads the revision from there
+                    trainer.adapt(state.global_step, losses)
 
     return MixtureTrainer, RunCallback
 
@@ -234,34 +343,119 @@ def build_model(options: TrainOptions, vocab_size: int, bos_id: int, eos_id: int
 # Run
 
 
-def _load_data(options: TrainOptions):
-    """The training shards, the mixture over them and the held-out set (or None)."""
+def _load_data(options: TrainOptions) -> tuple[ShardSet, MixtureDataset]:
+    """The training shards and the mixture given (--mixture, else the dataset's) over them."""
     shards = ShardSet(options.dataset_dir, spm_model_path=options.spm_model_path or None)
-    spec = load_mixture(options.mixture) if options.mixture else None
-    mixture = MixtureDataset(shards, spec=spec, seed=None if options.seed < 0 else options.seed,
+    given = load_mixture_file(options.mixture) if options.mixture else None
+    mixture = MixtureDataset(shards, spec=given, seed=None if options.seed < 0 else options.seed,
                              response_only=options.loss == "response_only")
-    heldout = None
-    if options.heldout_dir:
-        from .heldout import HeldOutSet
-        held_shards = ShardSet(options.heldout_dir)
-        if held_shards.tokenizer["sha256"] != shards.tokenizer["sha256"]:
-            raise ChatflowError(f"{options.heldout_dir} was tokenized with another tokenizer than {options.dataset_dir}")
-        if held_shards.seq_length != shards.seq_length:
-            raise ChatflowError(f"{options.heldout_dir}: seq_length {held_shards.seq_length} differs from the "
-                                f"training data's {shards.seq_length}")
-        heldout = HeldOutSet(held_shards, options.heldout_windows, groups=mixture.group_names)
-    return shards, mixture, heldout
+    return shards, mixture
+
+
+def _heldout(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset) -> HeldOutSet | None:
+    """The held-out windows per group of the mixture in force (None without --heldout_dir)."""
+    if not options.heldout_dir:
+        if mixture.history.designed.adaptive is not None:
+            raise ChatflowError(f"mixture {mixture.history.designed.name!r} has an adaptive policy, which needs "
+                                f"held-out losses: give --heldout_dir")
+        return None
+    held_shards = ShardSet(options.heldout_dir)
+    if held_shards.tokenizer["sha256"] != shards.tokenizer["sha256"]:
+        raise ChatflowError(f"{options.heldout_dir} was tokenized with another tokenizer than {options.dataset_dir}")
+    if held_shards.seq_length != shards.seq_length:
+        raise ChatflowError(f"{options.heldout_dir}: seq_length {held_shards.seq_length} differs from the "
+                            f"training data's {shards.seq_length}")
+    groups = {g.name: [s.name for s in g.sources] for g in mixture.spec.groups}
+    return HeldOutSet(held_shards, options.heldout_windows, groups=groups)
+
+
+def _layout(options: TrainOptions, world_size: int) -> dict:
+    return {"micro_batch_size": options.micro_batch_size, "gradient_accumulation_steps":
+            options.gradient_accumulation_steps, "world_size": world_size}
 
 
 def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset, world_size: int) -> dict:
     """The run record (``chatflow_run.json``): what fixes the sample order, and every option."""
     tok = shards.tokenizer
+    layout = _layout(options, world_size)
+    given = mixture.history
     return {"dataset_dir": str(Path(options.dataset_dir).resolve()),
             "dataset_sha": tok["sha256"] + ":" + str(sorted((s.name, s.windows) for s in shards.sources)),
-            "mixture": mixture.spec.to_json() | {"data_root": None}, "seed": mixture.spec.seed,
-            "micro_batch_size": options.micro_batch_size, "world_size": world_size,
-            "gradient_accumulation_steps": options.gradient_accumulation_steps,
-            "seq_length": shards.seq_length, "train_steps": options.train_steps, "options": asdict(options)}
+            "mixture": mixture_json(given.current) if len(given) == 1 else given.to_json(), "seed": mixture.spec.seed,
+            **layout, "global_batch": _global_batch(layout), "seq_length": shards.seq_length,
+            "train_steps": options.train_steps, "options": asdict(options), "history": []}
+
+
+def _global_batch(layout: dict) -> int:
+    return layout["micro_batch_size"] * layout["gradient_accumulation_steps"] * layout["world_size"]
+
+
+def _resumed_state(start: RunStart, record: RunRecord) -> dict:
+    """The run state of the checkpoint a run resumes from: its ``chatflow_state.json``, or for a checkpoint
+    written before run states existed, what the run record says (every step then had the recorded batch)."""
+    path = Path(start.checkpoint, STATE_FILE)
+    state = read_state(path, advice="a checkpoint of another run?")
+    if state is not None:
+        return state
+    old = record.read() or {}
+    layout = {k: old.get(k) for k in LAYOUT_KEYS}
+    if None in layout.values() or old.get("mixture") is None:
+        raise ChatflowError(f"{start.checkpoint}: no {STATE_FILE} and no run record to tell where the run is")
+    first = {k: v for k, v in old["mixture"].items() if k != "data_root"}
+    return {"step": start.step, "samples_done": start.step * _global_batch(layout), "global_batch": _global_batch(layout),
+            **layout, "mixture": first, "history": list(old.get("history", [])), "adaptive": None}
+
+
+def _plan(options: TrainOptions, start: RunStart, record: RunRecord, mixture: MixtureDataset, world_size: int,
+          output_dir: Path) -> tuple[RunProgress, MixtureDataset]:
+    """Where the run starts and on which mixture history: a fresh run from sample 0 on the mixture given; a
+    resumed one from its checkpoint's sample and history, with the changes --allow_change lets through (another
+    global batch, another mixture from that sample on) appended to the history."""
+    layout = _layout(options, world_size)
+    batch = _global_batch(layout)
+    dataset = str(Path(options.dataset_dir).resolve())
+    given = mixture.history
+    first = mixture_json(given.current) if len(given) == 1 else given.to_json()
+    if start.checkpoint is None:
+        return RunProgress(0, 0, batch, layout, first, [], None, dataset), mixture
+    state = _resumed_state(start, record)
+    step, samples = int(state["step"]), int(state["samples_done"])
+    allowed = set(options.allow_change)
+    changes = list(state.get("history", []))
+    new: list[dict] = []
+    if int(state.get("global_batch", batch)) != batch:
+        refuse_changes(output_dir, [("global_batch", state["global_batch"], batch)], advice="resume with "
+                       "micro_batch_size x gradient_accumulation_steps x processes = the recorded global batch",
+                       allowed=allowed)
+        new.append(change(step, "global_batch", int(state["global_batch"]), batch, sample=samples))
+    new += [change(step, key, state[key], layout[key], sample=samples) for key in LAYOUT_KEYS
+            if key in state and state[key] != layout[key]]
+    history = history_of(state, str(Path(start.checkpoint, STATE_FILE)))
+    resumed = MixtureDataset(mixture.shards, spec=history, seed=mixture.seed, response_only=mixture.response_only)
+    revision = _mixture_revision(options, given, resumed, step, samples, output_dir, allowed)
+    if revision is not None:
+        new.append(mixture_change(resumed.history, revision))
+        resumed.revise(revision)
+    progress = RunProgress(step, samples, batch, layout, state["mixture"], changes, state.get("adaptive"), dataset)
+    progress.pending = new
+    return progress, resumed
+
+
+def _mixture_revision(options: TrainOptions, given: MixtureHistory, resumed: MixtureDataset, step: int, samples: int,
+                      output_dir: Path, allowed: set[str]) -> MixtureRevision | None:
+    """The revision a resumed run's --mixture asks for (None: the same mixture as the checkpoint's)."""
+    if len(given) > 1:
+        if given.to_json()["revisions"] != resumed.history.to_json()["revisions"][:len(given)]:
+            raise ChatflowError(f"{options.mixture} is a history file, which can only start a run; to change the "
+                                f"mixture of {output_dir} give a mixture file")
+        return None
+    wanted = resumed.fitted(given.current)
+    if mixture_json(wanted) == mixture_json(resumed.history.designed):
+        return None
+    refuse_changes(output_dir, [("mixture", resumed.history.designed.name, wanted.name)],
+                   advice="resume with the run's mixture", allowed=allowed)
+    return MixtureRevision(samples, wanted, step=step, by=options.mixture or "the dataset's mixture",
+                           catch_up=options.mixture_catch_up)
 
 
 def _finished_summary(output_dir: Path) -> dict | None:
@@ -382,13 +576,12 @@ def _training_arguments(options: TrainOptions, output_dir: Path, world_size: int
     )
 
 
-def _build_trainer(options: TrainOptions, model, args, mixture: MixtureDataset, heldout, run_log: RunLog | None,
-                   tokenizer_files: TokenizerFiles | None, world_size: int):
+def _build_trainer(options: TrainOptions, model, args, mixture: MixtureDataset, heldout, progress: RunProgress,
+                   tokenizer_files: TokenizerFiles | None):
     MixtureTrainer, RunCallback = _make_trainer_class()
-    total_samples = options.train_steps * options.gradient_accumulation_steps * options.micro_batch_size * world_size
-    trainer = MixtureTrainer(model=model, args=args, train_dataset=MixtureTorchDataset(mixture, total_samples),
-                             data_collator=collate_windows, mixture=mixture, run_log=run_log, heldout=heldout,
-                             heldout_every=options.heldout_every)
+    dataset = MixtureTorchDataset(mixture, progress.samples_at(options.train_steps))
+    trainer = MixtureTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate_windows,
+                             mixture=mixture, progress=progress, heldout=heldout, heldout_every=options.heldout_every)
     trainer.tokenizer_files = tokenizer_files
     trainer.add_callback(RunCallback(trainer))
     if options.quiet:
@@ -401,7 +594,7 @@ def _finish(trainer, options: TrainOptions, mixture: MixtureDataset, start: RunS
             world_size: int, mismatches: list[str], run_log: RunLog | None) -> dict:
     """The final model (with the tokenizer files, renamed into place complete), then the run's records."""
     output_dir = Path(options.output_dir)
-    samples = options.train_steps * trainer.samples_per_step()
+    samples = trainer.samples_at(options.train_steps)
     counts = mixture.sampler.group_counts(samples)
     trained = trainer.state.global_step - start.step
     summary = {"steps": options.train_steps, "samples": samples, "tokens": samples * mixture.seq_length,
@@ -409,6 +602,7 @@ def _finish(trainer, options: TrainOptions, mixture: MixtureDataset, start: RunS
                "train_loss": result.training_loss if trained else None,   # mean over this session's steps
                "resumed_from": start.checkpoint, "world_size": world_size,
                "group_samples": {g: int(c) for g, c in zip(mixture.group_names, counts)},
+               "mixture_revisions": len(mixture.history) - 1,
                "final_model": path_for_file(output_dir / FINAL_DIR, output_dir / SUMMARY_JSON, tree=output_dir)}
     if trainer.tokenizer_files is not None:
         summary["tokenizer_mismatches"] = len(mismatches)
@@ -423,16 +617,23 @@ def train(options: TrainOptions) -> dict:
     for name in ("train_steps", "micro_batch_size", "gradient_accumulation_steps", "log_every", "heldout_windows"):
         if getattr(options, name) <= 0:
             raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
+    unknown = sorted(set(options.allow_change) - set(CHANGEABLE))
+    if unknown:
+        raise ChatflowError(f"--allow_change {' '.join(unknown)}: a resumed run may change {list(CHANGEABLE)}")
+    if options.mixture_catch_up < 0:
+        raise ChatflowError(f"--mixture_catch_up must be >= 0, got {options.mixture_catch_up}")
     if options.threads > 0:
         torch.set_num_threads(options.threads)
     rank, world_size = world()
     output_dir = Path(options.output_dir)
-    shards, mixture, heldout = _load_data(options)
+    shards, mixture = _load_data(options)
     run_config = _run_config(options, shards, mixture, world_size)
-    record = RunRecord(output_dir / RUN_CONFIG, POSITION_KEYS, why="they decide which samples each step reads")
+    record = RunRecord(output_dir / RUN_CONFIG, POSITION_KEYS, why="they decide what each sample is")
     start, finished = _start(options, output_dir, record, run_config, rank)
     if finished is not None:
         return _leave_finished(output_dir, finished, rank)
+    progress, mixture = _plan(options, start, record, mixture, world_size, output_dir)
+    heldout = _heldout(options, shards, mixture)
 
     tok = shards.tokenizer
     model = build_model(options, tok["vocab_size"], tok["bos_id"], tok["eos_id"])
@@ -441,10 +642,18 @@ def train(options: TrainOptions) -> dict:
     args = _training_arguments(options, output_dir, world_size)
     run_log = None
     if rank == 0:
+        run_config["history"] = progress.changes
+        progress.record, progress.run_config = record, run_config
         record.write(run_config)
         run_log = _run_log(output_dir)
         run_log.restart_at(start.step)
-    trainer = _build_trainer(options, model, args, mixture, heldout, run_log, tokenizer_files, world_size)
+        for entry in progress.changes:        # the checkpoint's changes at its own step (the log dropped them)
+            if entry.get("step") == start.step and start.checkpoint is not None:
+                run_log.add({"kind": "change", **entry})
+        progress.run_log = run_log
+    for entry in progress.pending:
+        progress.add_change(entry)
+    trainer = _build_trainer(options, model, args, mixture, heldout, progress, tokenizer_files)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=start.checkpoint)
     seconds = time.time() - started
