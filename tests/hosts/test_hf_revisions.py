@@ -171,3 +171,90 @@ def test_an_adaptive_run_killed_and_resumed_is_identical(dataset, heldout, tmp_p
 def test_an_adaptive_mixture_needs_heldout_data(dataset, tmp_path):
     with pytest.raises(ChatflowError, match="adaptive policy, which needs held-out losses: give --heldout_dir"):
         train(_options(dataset, tmp_path / "run", mixture=str(_adaptive_mixture(dataset, tmp_path))))
+
+
+def _torchrun(script: Path, args: list[str], nproc: int, stop_at: int = 0) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root), STOP_AT=str(stop_at))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port,
+           str(script), *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+RECORD_SCRIPT = (
+    "import json, os, sys\n"
+    "from chatflow_plugin.hosts.hf import train as hf_train\n"
+    "orig = hf_train.collate_windows\n"
+    "seen = []\n"
+    "def rec(samples):\n"
+    "    b = orig(samples); seen.append(b['t'].tolist()); return b\n"
+    "hf_train.collate_windows = rec\n"
+    "stop = int(os.environ.get('STOP_AT', '0'))\n"
+    "if stop:\n"
+    "    import transformers\n"
+    "    class Stop(transformers.TrainerCallback):\n"
+    "        def on_step_end(self, args, state, control, **kw):\n"
+    "            control.should_training_stop = state.global_step == stop\n"
+    "    make = hf_train._make_trainer_class\n"
+    "    def with_stop():\n"
+    "        cls, cb = make()\n"
+    "        class Stopping(cls):\n"
+    "            def __init__(self, *a, **k):\n"
+    "                super().__init__(*a, **k); self.add_callback(Stop())\n"
+    "        return Stopping, cb\n"
+    "    hf_train._make_trainer_class = with_stop\n"
+    "from chatflow_plugin.cli import main\n"
+    "code = main(['train', *sys.argv[1:]])\n"
+    "out = os.path.join(sys.argv[sys.argv.index('--output_dir') + 1], f\"seen_{os.environ['RANK']}_{len(seen)}.json\")\n"
+    "json.dump(seen, open(out, 'w'))\n"
+    "sys.exit(code)\n")
+
+
+@pytest.mark.slow
+def test_a_run_saved_on_two_ranks_resumes_on_one_reading_the_same_samples(dataset, tmp_path):
+    """Done-when of issue 15: an HF run saved on 2 ranks resumes on 1 rank (same global batch) and its next steps
+    read exactly the samples an uninterrupted 2-rank run would have."""
+    from test_hf_train import TINY_CONFIG
+
+    script = tmp_path / "record.py"
+    script.write_text(RECORD_SCRIPT, encoding="utf-8")
+    common = ["--dataset_dir", str(dataset), "--model_config", str(TINY_CONFIG), "--log_every", "1", "--threads", "1",
+              "--quiet", "--save_every", "2"]
+    straight, elastic = tmp_path / "straight", tmp_path / "elastic"
+    _torchrun(script, ["--output_dir", str(straight), "--train_steps", "4", "--micro_batch_size", "2", *common], 2)
+    _torchrun(script, ["--output_dir", str(elastic), "--train_steps", "4", "--micro_batch_size", "2", *common], 2,
+              stop_at=2)                                      # stopped (as if killed) after checkpoint-2
+    _torchrun(script, ["--output_dir", str(elastic), "--train_steps", "4", "--micro_batch_size", "2",
+                       "--gradient_accumulation_steps", "2", *common], 1)
+
+    def per_step(folder: Path, ranks: int, micro_per_step: int) -> list[list[int]]:
+        files = sorted(folder.glob("seen_*.json"))
+        runs = {}
+        for f in files:
+            rank, count = map(int, f.stem.split("_")[1:])
+            runs.setdefault(count, {})[rank] = json.loads(f.read_text())
+        return runs
+
+    ref = per_step(straight, 2, 1)
+    (ref_runs,) = ref.values()
+    two_rank_steps = [sorted(ref_runs[0][i] + ref_runs[1][i]) for i in range(4)]
+    assert two_rank_steps == [list(range(4 * i, 4 * i + 4)) for i in range(4)]
+    runs = per_step(elastic, 0, 0)
+    one_rank = runs[4][0]                      # the single-process resume read 4 micro-batches (2 steps x 2)
+    assert [sorted(one_rank[0] + one_rank[1]), sorted(one_rank[2] + one_rank[3])] == two_rank_steps[2:]
+    state = read_state(elastic / "final" / "chatflow_state.json")
+    assert state["world_size"] == 1 and state["samples_done"] == 16
+    assert [(h["what"], h["old"], h["new"]) for h in state["history"]] == [("gradient_accumulation_steps", 1, 2),
+                                                                          ("world_size", 2, 1)]
+    straight_loss = [r["loss"] for r in _read_jsonl(straight / "log.jsonl") if r["kind"] == "train"]
+    elastic_loss = [r["loss"] for r in _read_jsonl(elastic / "log.jsonl") if r["kind"] == "train"]
+    assert np.allclose(straight_loss, elastic_loss, rtol=1e-4, atol=1e-4)
