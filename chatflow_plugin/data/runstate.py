@@ -25,14 +25,17 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from ..errors import ChatflowError
 from ..files import atomic_file
-from .revisions import MixtureHistory
+from .batches import MixtureDataset
+from .revisions import MixtureHistory, MixtureRevision, change, mixture_change, mixture_json
 
 STATE_FILE = "chatflow_state.json"
 STATE_SUFFIX = ".chatflow.json"      # beside a plain TencentPretrain checkpoint file O-<step>
+LAYOUT_KEYS = ("micro_batch_size", "gradient_accumulation_steps", "world_size")
+CHANGEABLE = ("mixture", "global_batch")     # what --allow_change may name
 
 
 def write_state(path: str | os.PathLike, **state: Any) -> None:
@@ -92,3 +95,73 @@ def find_state(run: str | os.PathLike) -> Path:
         return newest
     raise ChatflowError(f"{run}: no chatflow run state found (looked for {STATE_FILE} in the folder, final/, the "
                         f"newest checkpoint-N/ or DeepSpeed tag, and for {run.name}-<step>{STATE_SUFFIX})")
+
+
+# -- resuming: what may change, and the history entries of what did ------------------------------------
+
+def _change(key: str, old: Any, new: Any) -> str:
+    before, after = repr(old), repr(new)
+    return key if len(before) + len(after) > 80 else f"{key}: {before} -> {after}"
+
+
+def refuse_changes(run: Path | str, changed: list[tuple[str, Any, Any]], why: str = "", advice: str = "",
+                   allowed: Collection[str] | None = None) -> None:
+    """Refuse to continue ``run`` with the settings ``changed`` ((key, old, new)) that ``allowed`` (the names
+    given to ``--allow_change``) does not list; None: settings no flag can change."""
+    refused = [c for c in changed if allowed is None or c[0] not in allowed]
+    if refused:
+        why = f"; {why}" if why else ""
+        names = ", ".join(_change(*c) for c in refused)
+        allow = " ".join(f"--allow_change {key}" for key, _, _ in refused)
+        raise ChatflowError(f"{run}: cannot resume with different settings ({names}{why}); {advice}"
+                            + (f", or allow the change explicitly with {allow}" if allowed is not None else ""))
+
+
+def check_allowed(allowed: Collection[str]) -> None:
+    unknown = sorted(set(allowed) - set(CHANGEABLE))
+    if unknown:
+        raise ChatflowError(f"--allow_change {' '.join(unknown)}: a resumed run may change {list(CHANGEABLE)}")
+
+
+def layout_changes(state: Mapping[str, Any], layout: Mapping[str, int], run: str, allowed: Collection[str]) -> list[dict]:
+    """History entries for a resumed run's data-parallel layout: another global batch (micro-batch x accumulation
+    x ranks) only if allowed; the layout's parts, which keep what a step reads when their product is kept."""
+    step, samples = int(state["step"]), int(state["samples_done"])
+    batch = layout["micro_batch_size"] * layout["gradient_accumulation_steps"] * layout["world_size"]
+    entries = []
+    if "global_batch" in state and int(state["global_batch"]) != batch:
+        refuse_changes(run, [("global_batch", int(state["global_batch"]), batch)], allowed=allowed,
+                       advice="keep micro-batch x accumulation x data-parallel ranks at the recorded global batch")
+        entries.append(change(step, "global_batch", int(state["global_batch"]), batch, sample=samples))
+    return entries + [change(step, key, state[key], layout[key], sample=samples) for key in LAYOUT_KEYS
+                      if key in state and state[key] != layout[key]]
+
+
+def resume_mixture(state: Mapping[str, Any], given: MixtureDataset, run: str, allowed: Collection[str],
+                   by: str, catch_up: float = 0.0, where: str = "") -> tuple[MixtureDataset, list[dict]]:
+    """The dataset a resumed run reads: the checkpoint's mixture history (``given``'s shards and settings), and
+    if the mixture given now differs from the last one given to the run, a revision from the checkpoint's
+    sample on (only if ``allowed``), with its history entry. ``given``: the dataset as this start's options
+    build it."""
+    history = history_of(state, where or run)
+    resumed = MixtureDataset(given.shards, spec=history, seed=given.seed, response_only=given.response_only)
+    wanted = given.history
+    if len(wanted) > 1:          # a history file: it must be the start of the run's history
+        if wanted.to_json()["revisions"] != resumed.history.to_json()["revisions"][:len(wanted)]:
+            raise ChatflowError(f"{by} is a history file, which can only start a run; to change the mixture of {run} "
+                                f"give a mixture file")
+        return resumed, []
+    spec = wanted.current
+    if mixture_json(spec) == mixture_json(resumed.history.designed):
+        return resumed, []
+    refuse_changes(run, [("mixture", resumed.history.designed.name, spec.name)], allowed=allowed,
+                   advice="resume with the run's mixture")
+    revision = MixtureRevision(int(state["samples_done"]), spec, step=int(state["step"]), by=by, catch_up=catch_up)
+    entry = mixture_change(resumed.history, revision)
+    resumed.revise(revision)
+    return resumed, [entry]
+
+
+def first_mixture(history: MixtureHistory) -> dict[str, Any]:
+    """How a state records the mixture a run starts with: a mixture's JSON, or a history file's."""
+    return mixture_json(history.current) if len(history) == 1 else history.to_json()

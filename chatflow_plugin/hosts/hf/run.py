@@ -33,9 +33,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Mapping
 
-from ...data.runstate import STATE_FILE, write_state
+from ...data.runstate import STATE_FILE, refuse_changes, write_state
 from ...errors import ChatflowError
 from ...files import atomic_file, read_jsonl, replace_directory, write_csv
 from ...tokenizer import TokenizerFiles
@@ -138,24 +138,6 @@ class RunRecord:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.path, encoding="utf-8") as handle:
             json.dump(record, handle, indent=2, default=str)
-
-
-def _change(key: str, old: Any, new: Any) -> str:
-    before, after = repr(old), repr(new)
-    return key if len(before) + len(after) > 80 else f"{key}: {before} -> {after}"
-
-
-def refuse_changes(run: Path, changed: list[tuple[str, Any, Any]], why: str = "", advice: str = "",
-                   allowed: Collection[str] | None = None) -> None:
-    """Refuse to continue ``run`` with the settings ``changed`` ((key, old, new)) that ``allowed`` (the names
-    given to ``--allow_change``) does not list; None: settings no flag can change."""
-    refused = [c for c in changed if allowed is None or c[0] not in allowed]
-    if refused:
-        why = f"; {why}" if why else ""
-        names = ", ".join(_change(*c) for c in refused)
-        allow = " ".join(f"--allow_change {key}" for key, _, _ in refused)
-        raise ChatflowError(f"{run}: cannot resume with different settings ({names}{why}); {advice}"
-                            + (f", or allow the change explicitly with {allow}" if allowed is not None else ""))
 
 
 @dataclass(frozen=True)

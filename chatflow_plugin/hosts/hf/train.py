@@ -40,17 +40,17 @@ import torch
 from ...data.batches import MixtureDataset
 from ...data.heldout import HeldOutSet
 from ...data.metrics import GroupLossMeter, data_parallel_sum
-from ...data.revisions import (ADAPTIVE, MixtureHistory, MixtureRevision, change, load_mixture_file, mixture_change,
-                               mixture_json)
-from ...data.runstate import STATE_FILE, history_of, read_state
+from ...data.revisions import ADAPTIVE, MixtureRevision, load_mixture_file, mixture_change
+from ...data.runstate import (LAYOUT_KEYS, STATE_FILE, check_allowed, first_mixture, layout_changes,
+                              read_state, resume_mixture)
 from ...data.shards import ShardSet
 from ...errors import ChatflowError
 from ...files import atomic_file, path_for_file, sha256_file
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
 from ...tokenizer import TokenizerFiles
-from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, refuse_changes, resume_help,
-                  save_final_model, start_run, world)
+from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, resume_help, save_final_model, start_run,
+                  world)
 
 RUN_CONFIG = "chatflow_run.json"
 LOG_JSONL = "log.jsonl"
@@ -64,8 +64,6 @@ FINAL_RECORD = "chatflow_train.json"   # the summary, inside final/ (renamed int
 # step reads the samples after the ones consumed, on any number of ranks; the mixture and the global batch may
 # change with --allow_change, recorded: the checkpoint's run state says what they were.)
 POSITION_KEYS = ("dataset_sha", "seed", "seq_length")
-LAYOUT_KEYS = ("micro_batch_size", "gradient_accumulation_steps", "world_size")
-CHANGEABLE = ("mixture", "global_batch")     # --allow_change accepts these
 
 
 @dataclass
@@ -381,7 +379,7 @@ def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset
     given = mixture.history
     return {"dataset_dir": str(Path(options.dataset_dir).resolve()),
             "dataset_sha": tok["sha256"] + ":" + str(sorted((s.name, s.windows) for s in shards.sources)),
-            "mixture": mixture_json(given.current) if len(given) == 1 else given.to_json(), "seed": mixture.spec.seed,
+            "mixture": first_mixture(given), "seed": mixture.spec.seed,
             **layout, "global_batch": _global_batch(layout), "seq_length": shards.seq_length,
             "train_steps": options.train_steps, "options": asdict(options), "history": []}
 
@@ -410,52 +408,21 @@ def _plan(options: TrainOptions, start: RunStart, record: RunRecord, mixture: Mi
           output_dir: Path) -> tuple[RunProgress, MixtureDataset]:
     """Where the run starts and on which mixture history: a fresh run from sample 0 on the mixture given; a
     resumed one from its checkpoint's sample and history, with the changes --allow_change lets through (another
-    global batch, another mixture from that sample on) appended to the history."""
+    global batch, another mixture from that sample on) to be appended to the history."""
     layout = _layout(options, world_size)
-    batch = _global_batch(layout)
     dataset = str(Path(options.dataset_dir).resolve())
-    given = mixture.history
-    first = mixture_json(given.current) if len(given) == 1 else given.to_json()
     if start.checkpoint is None:
-        return RunProgress(0, 0, batch, layout, first, [], None, dataset), mixture
+        return RunProgress(0, 0, _global_batch(layout), layout, first_mixture(mixture.history), [], None,
+                           dataset), mixture
     state = _resumed_state(start, record)
-    step, samples = int(state["step"]), int(state["samples_done"])
-    allowed = set(options.allow_change)
-    changes = list(state.get("history", []))
-    new: list[dict] = []
-    if int(state.get("global_batch", batch)) != batch:
-        refuse_changes(output_dir, [("global_batch", state["global_batch"], batch)], advice="resume with "
-                       "micro_batch_size x gradient_accumulation_steps x processes = the recorded global batch",
-                       allowed=allowed)
-        new.append(change(step, "global_batch", int(state["global_batch"]), batch, sample=samples))
-    new += [change(step, key, state[key], layout[key], sample=samples) for key in LAYOUT_KEYS
-            if key in state and state[key] != layout[key]]
-    history = history_of(state, str(Path(start.checkpoint, STATE_FILE)))
-    resumed = MixtureDataset(mixture.shards, spec=history, seed=mixture.seed, response_only=mixture.response_only)
-    revision = _mixture_revision(options, given, resumed, step, samples, output_dir, allowed)
-    if revision is not None:
-        new.append(mixture_change(resumed.history, revision))
-        resumed.revise(revision)
-    progress = RunProgress(step, samples, batch, layout, state["mixture"], changes, state.get("adaptive"), dataset)
-    progress.pending = new
+    new = layout_changes(state, layout, str(output_dir), options.allow_change)
+    resumed, revised = resume_mixture(state, mixture, str(output_dir), options.allow_change,
+                                      by=options.mixture or "the dataset's mixture", catch_up=options.mixture_catch_up,
+                                      where=str(Path(start.checkpoint, STATE_FILE)))
+    progress = RunProgress(int(state["step"]), int(state["samples_done"]), _global_batch(layout), layout,
+                           state["mixture"], list(state.get("history", [])), state.get("adaptive"), dataset)
+    progress.pending = new + revised
     return progress, resumed
-
-
-def _mixture_revision(options: TrainOptions, given: MixtureHistory, resumed: MixtureDataset, step: int, samples: int,
-                      output_dir: Path, allowed: set[str]) -> MixtureRevision | None:
-    """The revision a resumed run's --mixture asks for (None: the same mixture as the checkpoint's)."""
-    if len(given) > 1:
-        if given.to_json()["revisions"] != resumed.history.to_json()["revisions"][:len(given)]:
-            raise ChatflowError(f"{options.mixture} is a history file, which can only start a run; to change the "
-                                f"mixture of {output_dir} give a mixture file")
-        return None
-    wanted = resumed.fitted(given.current)
-    if mixture_json(wanted) == mixture_json(resumed.history.designed):
-        return None
-    refuse_changes(output_dir, [("mixture", resumed.history.designed.name, wanted.name)],
-                   advice="resume with the run's mixture", allowed=allowed)
-    return MixtureRevision(samples, wanted, step=step, by=options.mixture or "the dataset's mixture",
-                           catch_up=options.mixture_catch_up)
 
 
 def _finished_summary(output_dir: Path) -> dict | None:
@@ -617,9 +584,7 @@ def train(options: TrainOptions) -> dict:
     for name in ("train_steps", "micro_batch_size", "gradient_accumulation_steps", "log_every", "heldout_windows"):
         if getattr(options, name) <= 0:
             raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
-    unknown = sorted(set(options.allow_change) - set(CHANGEABLE))
-    if unknown:
-        raise ChatflowError(f"--allow_change {' '.join(unknown)}: a resumed run may change {list(CHANGEABLE)}")
+    check_allowed(options.allow_change)
     if options.mixture_catch_up < 0:
         raise ChatflowError(f"--mixture_catch_up must be >= 0, got {options.mixture_catch_up}")
     if options.threads > 0:
