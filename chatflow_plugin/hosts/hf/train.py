@@ -39,7 +39,7 @@ import torch
 
 from ...data.batches import MixtureDataset
 from ...data.heldout import HeldOutSet
-from ...data.metrics import GroupLossMeter, data_parallel_sum
+from ...data.metrics import GroupLossMeter, data_parallel_sum, first_rank_value
 from ...data.revisions import ADAPTIVE, MixtureRevision, load_mixture_file, mixture_change
 from ...data.runstate import (LAYOUT_KEYS, STATE_FILE, check_allowed, first_mixture, layout_changes,
                               read_state, resume_mixture)
@@ -153,17 +153,6 @@ class RunProgress:
             self.run_log.add({"kind": "change", **entry})
 
 
-def _same_on_every_rank(value):
-    """Rank 0's ``value`` on every rank (a decision taken from numbers each rank computed)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 # ---------------------------------------------------------------------------------------------
 # Trainer
 
@@ -262,11 +251,11 @@ def _make_trainer_class():
             if policy is None:
                 return
             if step == 0:                         # a baseline for the first update, no decision yet
-                self.progress.adaptive = _same_on_every_rank(policy.observe(self.progress.adaptive, losses))
+                self.progress.adaptive = first_rank_value(policy.observe(self.progress.adaptive, losses))
                 return
             sample = self.samples_at(step)
             probabilities = dict(zip(designed.group_names, designed.schedule().probabilities(float(sample)).tolist()))
-            state, factors = _same_on_every_rank(policy.update(self.progress.adaptive, losses, probabilities))
+            state, factors = first_rank_value(policy.update(self.progress.adaptive, losses, probabilities))
             self.progress.adaptive = state
             if factors == {g: self.mixture.history.factors.get(g, 1.0) for g in probabilities}:
                 return

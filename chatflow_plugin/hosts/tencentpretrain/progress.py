@@ -2,11 +2,11 @@
 loss comes from :mod:`chatflow_plugin.data.metrics`).
 
 The host's trainer restarts its step counter at 1 on ``--resume_from_checkpoint`` and its stock
-dataloader keeps no position. The plugin records, next to every checkpoint it saves, the step and
-the number of global samples consumed (``chatflow_state.json``); on resume it reads the checkpoint
-DeepSpeed loads (the tag in ``<dir>/latest``, which the host names after the step) and continues
-at that sample. A checkpoint without the record (saved by the stock trainer) falls back to
-``step = int(tag)`` and ``samples = step * global batch``.
+dataloader keeps no position. The plugin records, next to every checkpoint it saves, the run state
+(``chatflow_state.json``, :mod:`chatflow_plugin.data.runstate`: the step, the global samples consumed, the
+layout, the mixture history); on resume it reads the checkpoint DeepSpeed loads (the tag in ``<dir>/latest``,
+which the host names after the step) and continues at that sample. A checkpoint without the record (saved by
+the stock trainer) falls back to ``step = int(tag)`` and ``samples = step * samples per step``.
 """
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ...files import atomic_file
+from ...data.runstate import STATE_FILE, STATE_SUFFIX, read_state
 from ...errors import ChatflowError
 
-STATE_FILE = "chatflow_state.json"
-STATE_SUFFIX = ".chatflow.json"      # beside a non-DeepSpeed checkpoint file O-<step>
+ADVICE = "delete it and pass --start_step"
 
 
 @dataclass(frozen=True)
@@ -28,54 +27,79 @@ class RunPosition:
     steps_done: int          # host steps (micro-batches per rank) already trained
     samples_done: int        # global samples already consumed
     origin: str              # where the numbers come from, for the log
+    state: dict | None = None    # the checkpoint's run state, if it has one
 
 
-def write_state(path: str | os.PathLike, step: int, samples_done: int, micro_batch_size: int,
-                world_size: int, dataset: str) -> None:
-    state = {"step": int(step), "samples_done": int(samples_done), "micro_batch_size": int(micro_batch_size),
-             "world_size": int(world_size), "dataset": str(dataset)}
-    with atomic_file(path, mode="w") as handle:
-        handle.write(json.dumps(state, indent=2) + "\n")
-
-
-def read_state(path: str | os.PathLike) -> dict | None:
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-        int(state["step"]), int(state["samples_done"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ChatflowError(f"{path}: unreadable chatflow run state ({exc}); delete it and pass --start_step") from None
-    return state
-
-
-def deepspeed_tag(checkpoint_dir: str | os.PathLike) -> str:
-    """The tag DeepSpeed loads from ``checkpoint_dir`` when none is given: the ``latest`` file."""
-    latest = Path(checkpoint_dir) / "latest"
+def deepspeed_tag(checkpoint_dir: str | os.PathLike, universal: bool = False) -> str:
+    """The tag DeepSpeed loads from ``checkpoint_dir`` when none is given: the ``latest`` file (``latest_universal``
+    when the DeepSpeed config loads universal checkpoints)."""
+    name = "latest_universal" if universal else "latest"
+    latest = Path(checkpoint_dir) / name
     if not latest.is_file():
-        raise ChatflowError(f"{checkpoint_dir}: no 'latest' file, so the step to resume at is unknown "
+        raise ChatflowError(f"{checkpoint_dir}: no '{name}' file, so the step to resume at is unknown "
                             f"(is this a DeepSpeed checkpoint directory?)")
     return latest.read_text(encoding="utf-8").strip()
 
 
+def deepspeed_settings(config_path: str | None) -> tuple[int, bool]:
+    """(ZeRO stage, loads universal checkpoints) of a DeepSpeed config file."""
+    if not config_path or not os.path.isfile(config_path):
+        return 0, False
+    try:
+        config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ChatflowError(f"--deepspeed_config {config_path}: unreadable ({exc})") from None
+    stage = int((config.get("zero_optimization") or {}).get("stage", 0) or 0)
+    return stage, bool((config.get("checkpoint") or {}).get("load_universal", False))
+
+
+def _state_of_tag(checkpoint_dir: str | os.PathLike, universal: bool) -> tuple[Path, dict | None]:
+    """The run state of the checkpoint DeepSpeed will load; a universal conversion (DeepSpeed's ds_to_universal
+    copies only its own files) has the state of the checkpoint ``latest`` names, the one converted."""
+    path = Path(checkpoint_dir) / deepspeed_tag(checkpoint_dir, universal) / STATE_FILE
+    state = read_state(path, ADVICE)
+    if state is None and universal and (Path(checkpoint_dir) / "latest").is_file():
+        path = Path(checkpoint_dir) / deepspeed_tag(checkpoint_dir) / STATE_FILE
+        state = read_state(path, ADVICE)
+    return path, state
+
+
+def check_deepspeed_world(checkpoint_dir: str, config_path: str | None, world: int) -> None:
+    """Refuse, before the host builds the model, a DeepSpeed ZeRO checkpoint on another number of data-parallel
+    ranks than it was saved with (DeepSpeed cannot repartition its optimizer state), saying how to convert it."""
+    stage, universal = deepspeed_settings(config_path)
+    if stage == 0 or universal or not (Path(checkpoint_dir) / "latest").is_file():
+        return
+    path, state = _state_of_tag(checkpoint_dir, False)
+    if state is None or int(state.get("world_size", world)) == world:
+        return
+    tag = deepspeed_tag(checkpoint_dir)
+    raise ChatflowError(
+        f"{path.parent} was saved by {state['world_size']} data-parallel ranks and this run has {world}: DeepSpeed "
+        f"cannot load ZeRO stage {stage} optimizer state on another number of ranks. Convert it once with "
+        f"`python -m deepspeed.checkpoint.ds_to_universal --input_folder {path.parent} --output_folder "
+        f"{Path(checkpoint_dir) / (tag + '_universal')}` and add \"checkpoint\": {{\"load_universal\": true}} to "
+        f"{config_path}; the run then continues at sample {state['samples_done']}")
+
+
 def resume_position(global_batch: int, resume_from_checkpoint: str | None = None, start_step: int | None = None,
-                    pretrained_model_path: str | None = None) -> RunPosition:
-    """Steps and samples already done when this run starts.
+                    pretrained_model_path: str | None = None, universal: bool = False) -> RunPosition:
+    """Steps and samples already done when this run starts (``global_batch``: samples per host step, for a
+    checkpoint without a run state).
 
     ``start_step`` (explicit) wins; otherwise a DeepSpeed ``resume_from_checkpoint`` tells; otherwise 0.
     """
     if start_step is not None and start_step > 0:
-        state = read_state(f"{pretrained_model_path}{STATE_SUFFIX}") if pretrained_model_path else None
+        path = f"{pretrained_model_path}{STATE_SUFFIX}"
+        state = read_state(path, ADVICE) if pretrained_model_path else None
         if state is not None and int(state["step"]) == start_step:
-            return RunPosition(start_step, int(state["samples_done"]), f"{pretrained_model_path}{STATE_SUFFIX}")
+            return RunPosition(start_step, int(state["samples_done"]), path, state)
         return RunPosition(start_step, start_step * global_batch, "--start_step")
     if resume_from_checkpoint:
-        tag = deepspeed_tag(resume_from_checkpoint)
-        state_path = Path(resume_from_checkpoint) / tag / STATE_FILE
-        state = read_state(state_path)
+        tag = deepspeed_tag(resume_from_checkpoint, universal)
+        state_path, state = _state_of_tag(resume_from_checkpoint, universal)
         if state is not None:
-            return RunPosition(int(state["step"]), int(state["samples_done"]), str(state_path))
+            return RunPosition(int(state["step"]), int(state["samples_done"]), str(state_path), state)
         try:
             step = int(tag)
         except ValueError:
