@@ -88,7 +88,6 @@ def test_a_mixture_change_keeps_the_past_and_follows_the_new_mixture(dataset, tm
     seen = _record_samples(monkeypatch)
     out = tmp_path / "run"
     train(_options(dataset, out, train_steps=3, save_every=3))
-    first = [t for batch in seen for t in batch]
     data = json.loads(next((dataset.parent).glob("data_mixture.json")).read_text())
     data["groups"][2].update(alpha=5.0, beta=5.0)                      # far more instructions from now on
     changed = tmp_path / "more_instructions.json"

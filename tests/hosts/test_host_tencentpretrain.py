@@ -301,7 +301,7 @@ def _resume_copy(src: Path, tag: int, dst: Path) -> Path:
     return dst
 
 
-def test_deepspeed_run_on_two_ranks_resumes_on_one_and_changes_its_mixture(dataset, corpus, home):
+def test_deepspeed_run_on_two_ranks_resumes_on_one_and_changes_its_mixture(dataset, corpus, home, tmp_path):
     pytest.importorskip("deepspeed")
     from chatflow_plugin.data.batches import MixtureDataset
     from chatflow_plugin.data.runstate import history_of, read_state
@@ -315,29 +315,38 @@ def test_deepspeed_run_on_two_ranks_resumes_on_one_and_changes_its_mixture(datas
               corpus / "cwd", env)
     ranks = [read_sample_log(f"{run / 'two.jsonl'}.rank{r}") for r in range(2)]
     two = {step: sorted(ranks[0][step] + ranks[1][step]) for step in range(1, 9)}
-    # one process, twice the micro-batch: the same global batch; the next steps read what two ranks would have
+    # one process, twice the micro-batch (the same global batch): DeepSpeed cannot repartition ZeRO's optimizer
+    # state, so the plugin refuses before building the model and spells out DeepSpeed's universal conversion
     one = _resume_copy(run / "two", 4, run / "one")
-    proc = _torchrun(1, _pretrain_args(dataset, corpus, str(one), 8, 4, ds + [
-        "--resume_from_checkpoint", str(one), "--sample_log", str(run / "one.jsonl")]), corpus / "cwd", env)
+    args = _pretrain_args(dataset, corpus, str(one), 8, 4, ds + ["--resume_from_checkpoint", str(one),
+                                                                 "--sample_log", str(run / "one.jsonl")])
+    refused = subprocess.run([sys.executable, *args], cwd=corpus / "cwd", env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "saved by 2 data-parallel ranks and this run has 1" in refused.stderr
+    _run([sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(one / "4"),
+          "--output_folder", str(one / "4_universal"), "--inject_missing_state"], cwd=corpus / "cwd", env=env)
+    universal = tmp_path / "universal.json"
+    universal.write_text(json.dumps(dict(json.loads(CPU_DS.read_text()), checkpoint={"load_universal": True})))
+    args[args.index(str(CPU_DS))] = str(universal)
+    proc = _torchrun(1, args, corpus / "cwd", env)
     assert "starting at step 5 = global sample 16" in proc.stderr + proc.stdout
     rest = read_sample_log(run / "one.jsonl")
     assert {s: sorted(v) for s, v in rest.items()} == {s: two[s] for s in range(5, 9)}
     state = read_state(one / "8" / "chatflow_state.json")
     assert (state["world_size"], state["micro_batch_size"], state["samples_done"]) == (1, 4, 32)
     assert [(e["what"], e["old"], e["new"]) for e in state["history"]] == [("micro_batch_size", 2, 4), ("world_size", 2, 1)]
-    # another mixture from step 4 on: refused without the flag; with it, samples 0..15 as they were, then the new mix
+    # another mixture from step 4 on (allowed): samples 0..15 as they were, then the new mix
     mixture = json.loads((corpus / "mixture.json").read_text())
     for group in mixture["groups"]:
         group["alpha"] = group["beta"] = 5.0 if group["name"] == "instructions" else 0.1
     (corpus / "more_instructions.json").write_text(json.dumps(mixture))
-    changed = _resume_copy(run / "two", 4, run / "changed")
+    changed = _resume_copy(one, 4, run / "changed")
+    shutil.copytree(one / "4_universal", changed / "4_universal")
+    (changed / "latest_universal").write_text("4_universal")
     args = _pretrain_args(dataset, corpus, str(changed), 8, 4, ds + [
         "--resume_from_checkpoint", str(changed), "--mixture_config", str(corpus / "more_instructions.json"),
-        "--sample_log", str(run / "changed.jsonl")])
-    refused = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port",
-                              str(_free_port()), *args], cwd=corpus / "cwd", env=env, capture_output=True, text=True)
-    assert refused.returncode != 0 and "--allow_change mixture" in refused.stderr + refused.stdout
-    _torchrun(1, args + ["--allow_change", "mixture"], corpus / "cwd", env)
+        "--allow_change", "mixture", "--sample_log", str(run / "changed.jsonl")])
+    args[args.index(str(CPU_DS))] = str(universal)
+    _torchrun(1, args, corpus / "cwd", env)
     state = read_state(changed / "8" / "chatflow_state.json")
     entry = state["history"][-1]
     assert (entry["what"], entry["step"], entry["sample"]) == ("mixture", 4, 16)
@@ -347,8 +356,8 @@ def test_deepspeed_run_on_two_ranks_resumes_on_one_and_changes_its_mixture(datas
     assert (revised["tokens"][:16] == original["tokens"][:16]).all()
     inst = revised["group"][16:] == MixtureDataset(shards).group_names.index("instructions")
     assert inst.mean() > 0.8
-    groups = [g for s in range(5, 9) for g in json.loads((run / "changed.jsonl").read_text().splitlines()[s - 5])["groups"]]
-    assert groups == revised["group"][16:].tolist()
+    logged = {json.loads(line)["step"]: json.loads(line)["groups"] for line in (run / "changed.jsonl").read_text().splitlines()}
+    assert [g for s in range(5, 9) for g in logged[s]] == revised["group"][16:].tolist()
 
 
 def test_deepspeed_adaptive_run_killed_and_resumed_is_identical(dataset, corpus, home, spm_model):

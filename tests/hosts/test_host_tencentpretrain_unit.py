@@ -488,3 +488,11 @@ def test_a_zero_checkpoint_on_another_number_of_ranks_is_refused_with_the_conver
     (ckpt / "latest_universal").write_text("4_universal")
     pos = resume_position(4, resume_from_checkpoint=str(ckpt), universal=True)
     assert (pos.steps_done, pos.samples_done) == (4, 16) and pos.state["world_size"] == 2
+    check_deepspeed_world(str(ckpt), str(universal), 1)                       # the launcher's preflight keeps a copy
+    assert read_state(ckpt / "4_universal" / STATE_FILE)["samples_done"] == 16
+    # once the resumed run has saved a newer step, the conversion is stale: drop load_universal
+    (ckpt / "8").mkdir()
+    write_state(ckpt / "8" / STATE_FILE, step=8, samples_done=32, micro_batch_size=4, world_size=1, dataset="d")
+    (ckpt / "latest").write_text("8")
+    with pytest.raises(ChatflowError, match=r"'latest_universal' names a conversion of step 4 but 'latest' is at step 8"):
+        check_deepspeed_world(str(ckpt), str(universal), 1)

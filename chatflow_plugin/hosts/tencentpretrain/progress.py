@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ...data.runstate import STATE_FILE, STATE_SUFFIX, read_state
+from ...data.runstate import STATE_FILE, STATE_SUFFIX, read_state, write_state
 from ...errors import ChatflowError
 
 ADVICE = "delete it and pass --start_step"
@@ -68,6 +68,18 @@ def check_deepspeed_world(checkpoint_dir: str, config_path: str | None, world: i
     """Refuse, before the host builds the model, a DeepSpeed ZeRO checkpoint on another number of data-parallel
     ranks than it was saved with (DeepSpeed cannot repartition its optimizer state), saying how to convert it."""
     stage, universal = deepspeed_settings(config_path)
+    if universal and (Path(checkpoint_dir) / "latest_universal").is_file():
+        # DeepSpeed's conversion copies only its own files: the converted tag gets the state of the checkpoint it
+        # was made from (the one 'latest' names when it is first loaded), so that it keeps it when 'latest' moves
+        converted = Path(checkpoint_dir) / deepspeed_tag(checkpoint_dir, True) / STATE_FILE
+        _, newest = _state_of_tag(checkpoint_dir, False) if (Path(checkpoint_dir) / "latest").is_file() else (None, None)
+        state = read_state(converted, ADVICE)
+        if state is None and newest is not None and converted.parent.is_dir():
+            write_state(converted, **newest)
+        elif state is not None and newest is not None and int(newest["step"]) > int(state["step"]):
+            raise ChatflowError(f"{checkpoint_dir}: 'latest_universal' names a conversion of step {state['step']} but "
+                                f"'latest' is at step {newest['step']}: drop \"load_universal\" from {config_path} (it "
+                                f"was for the first resume on the new number of ranks)")
     if stage == 0 or universal or not (Path(checkpoint_dir) / "latest").is_file():
         return
     path, state = _state_of_tag(checkpoint_dir, False)
