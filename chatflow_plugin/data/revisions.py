@@ -202,6 +202,27 @@ def mixture_change(history: MixtureHistory, revision: MixtureRevision, **extra: 
     return entry
 
 
+def adaptive_update(history: MixtureHistory, state: Mapping[str, Any] | None, losses: Mapping[str, float | None],
+                    sample: int, step: int, decide=lambda value: value
+                    ) -> tuple[dict[str, Any], MixtureRevision | None, dict[str, Any] | None]:
+    """The adaptive policy of the run's designed mixture, given the held-out ``losses`` measured after ``sample``
+    samples (optimizer step ``step``; 0: the run's start, whose losses are only remembered): the policy's new
+    state, and the revision from ``sample`` on with its history entry when the factors change (else None, None).
+    ``decide`` makes one process's result every process's (a distributed run)."""
+    designed = history.designed
+    policy = designed.adaptive
+    if step == 0:
+        return decide(policy.observe(state, losses)), None, None
+    probabilities = dict(zip(designed.group_names, designed.schedule().probabilities(float(sample)).tolist()))
+    new_state, factors = decide(policy.update(state, losses, probabilities))
+    if factors == {g: history.factors.get(g, 1.0) for g in probabilities}:
+        return new_state, None, None
+    revision = MixtureRevision(int(sample), designed.with_group_factors(factors), step=step, by=ADAPTIVE,
+                               factors=factors)
+    return new_state, revision, mixture_change(history, revision, losses=new_state["losses"],
+                                               signal=new_state["signal"])
+
+
 def is_history(data: Any) -> bool:
     return isinstance(data, dict) and data.get("format") == HISTORY_FORMAT
 

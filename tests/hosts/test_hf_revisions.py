@@ -17,39 +17,14 @@ from chatflow_plugin.data.runstate import read_state  # noqa: E402
 from chatflow_plugin.data.shards import ShardSet  # noqa: E402
 from chatflow_plugin.errors import ChatflowError  # noqa: E402
 from chatflow_plugin.hosts.hf.train import train  # noqa: E402
-from test_hf_train import _options, _read_jsonl, _record_samples, dataset, heldout  # noqa: E402,F401
+from test_hf_train import (RECORD_SCRIPT, _options, _read_jsonl, _record_samples, dataset, heldout,  # noqa: E402,F401
+                           stop_after, torchrun_train)
 
 
 def _steps(seen: list[list[int]], per_step: int) -> list[list[int]]:
     """Micro-batches read -> the samples of each optimizer step."""
     flat = [t for batch in seen for t in batch]
     return [flat[i:i + per_step] for i in range(0, len(flat), per_step)]
-
-
-def _stop_after(monkeypatch, step: int) -> None:
-    """The next train() stops after optimizer step ``step`` (as a kill would, minus the lost work)."""
-    import transformers
-
-    from chatflow_plugin.hosts.hf import train as module
-
-    class Stop(transformers.TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == step:
-                control.should_training_stop = True
-
-    make = module._make_trainer_class
-
-    def with_stop():
-        cls, cb = make()
-
-        class Stopping(cls):
-            def __init__(self, *a, **k):
-                super().__init__(*a, **k)
-                self.add_callback(Stop())
-        monkeypatch.setattr(module, "_make_trainer_class", make)     # one run only
-        return Stopping, cb
-
-    monkeypatch.setattr(module, "_make_trainer_class", with_stop)
 
 
 def test_another_layout_with_the_same_global_batch_reads_the_same_samples(dataset, tmp_path, monkeypatch):
@@ -136,7 +111,7 @@ def test_an_adaptive_run_killed_and_resumed_is_identical(dataset, heldout, tmp_p
     reference = list(seen)
     seen.clear()
     resumed = tmp_path / "resumed"
-    _stop_after(monkeypatch, 3)                 # killed after step 3: the newest checkpoint is step 2
+    stop_after(monkeypatch, 3)                 # killed after step 3: the newest checkpoint is step 2
     assert train(_options(dataset, resumed, **kw))["stopped_early_at"] == 3
     killed = list(seen)
     seen.clear()
@@ -172,52 +147,6 @@ def test_an_adaptive_mixture_needs_heldout_data(dataset, tmp_path):
         train(_options(dataset, tmp_path / "run", mixture=str(_adaptive_mixture(dataset, tmp_path))))
 
 
-def _torchrun(script: Path, args: list[str], nproc: int, stop_at: int = 0) -> None:
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root), STOP_AT=str(stop_at))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port,
-           str(script), *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-RECORD_SCRIPT = (
-    "import json, os, sys\n"
-    "from chatflow_plugin.hosts.hf import train as hf_train\n"
-    "orig = hf_train.collate_windows\n"
-    "seen = []\n"
-    "def rec(samples):\n"
-    "    b = orig(samples); seen.append(b['t'].tolist()); return b\n"
-    "hf_train.collate_windows = rec\n"
-    "stop = int(os.environ.get('STOP_AT', '0'))\n"
-    "if stop:\n"
-    "    import transformers\n"
-    "    class Stop(transformers.TrainerCallback):\n"
-    "        def on_step_end(self, args, state, control, **kw):\n"
-    "            control.should_training_stop = state.global_step == stop\n"
-    "    make = hf_train._make_trainer_class\n"
-    "    def with_stop():\n"
-    "        cls, cb = make()\n"
-    "        class Stopping(cls):\n"
-    "            def __init__(self, *a, **k):\n"
-    "                super().__init__(*a, **k); self.add_callback(Stop())\n"
-    "        return Stopping, cb\n"
-    "    hf_train._make_trainer_class = with_stop\n"
-    "from chatflow_plugin.cli import main\n"
-    "code = main(['train', *sys.argv[1:]])\n"
-    "out = os.path.join(sys.argv[sys.argv.index('--output_dir') + 1], f\"seen_{os.environ['RANK']}_{len(seen)}.json\")\n"
-    "json.dump(seen, open(out, 'w'))\n"
-    "sys.exit(code)\n")
-
-
 @pytest.mark.slow
 def test_a_run_saved_on_two_ranks_resumes_on_one_reading_the_same_samples(dataset, tmp_path):
     """Done-when of issue 15: an HF run saved on 2 ranks resumes on 1 rank (same global batch) and its next steps
@@ -229,10 +158,10 @@ def test_a_run_saved_on_two_ranks_resumes_on_one_reading_the_same_samples(datase
     common = ["--dataset_dir", str(dataset), "--model_config", str(TINY_CONFIG), "--log_every", "1", "--threads", "1",
               "--quiet", "--save_every", "2"]
     straight, elastic = tmp_path / "straight", tmp_path / "elastic"
-    _torchrun(script, ["--output_dir", str(straight), "--train_steps", "4", "--micro_batch_size", "2", *common], 2)
-    _torchrun(script, ["--output_dir", str(elastic), "--train_steps", "4", "--micro_batch_size", "2", *common], 2,
+    torchrun_train(script, ["--output_dir", str(straight), "--train_steps", "4", "--micro_batch_size", "2", *common], 2)
+    torchrun_train(script, ["--output_dir", str(elastic), "--train_steps", "4", "--micro_batch_size", "2", *common], 2,
               stop_at=2)                                      # stopped (as if killed) after checkpoint-2
-    _torchrun(script, ["--output_dir", str(elastic), "--train_steps", "4", "--micro_batch_size", "2",
+    torchrun_train(script, ["--output_dir", str(elastic), "--train_steps", "4", "--micro_batch_size", "2",
                        "--gradient_accumulation_steps", "2", *common], 1)
 
     def per_step(folder: Path, ranks: int, micro_per_step: int) -> list[list[int]]:

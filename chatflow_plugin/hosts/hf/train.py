@@ -40,7 +40,7 @@ import torch
 from ...data.batches import MixtureDataset
 from ...data.heldout import HeldOutSet
 from ...data.metrics import GroupLossMeter, data_parallel_sum, first_rank_value
-from ...data.revisions import ADAPTIVE, MixtureRevision, load_mixture_file, mixture_change
+from ...data.revisions import adaptive_update, load_mixture_file
 from ...data.runstate import (LAYOUT_KEYS, STATE_FILE, check_allowed, first_mixture, layout_changes,
                               read_state, resume_mixture)
 from ...data.shards import ShardSet
@@ -246,24 +246,13 @@ def _make_trainer_class():
         def adapt(self, step: int, losses: dict[str, float]) -> None:
             """The adaptive policy's update at ``step`` (its held-out ``losses``): a revision of the mixture from
             the next sample on, recorded, when the factors change; at step 0 the losses are only remembered."""
-            designed = self.mixture.history.designed
-            policy = designed.adaptive
-            if policy is None:
+            if self.mixture.history.designed.adaptive is None:
                 return
-            if step == 0:                         # a baseline for the first update, no decision yet
-                self.progress.adaptive = first_rank_value(policy.observe(self.progress.adaptive, losses))
-                return
-            sample = self.samples_at(step)
-            probabilities = dict(zip(designed.group_names, designed.schedule().probabilities(float(sample)).tolist()))
-            state, factors = first_rank_value(policy.update(self.progress.adaptive, losses, probabilities))
-            self.progress.adaptive = state
-            if factors == {g: self.mixture.history.factors.get(g, 1.0) for g in probabilities}:
-                return
-            revision = MixtureRevision(sample, designed.with_group_factors(factors), step=step, by=ADAPTIVE,
-                                       factors=factors)
-            entry = mixture_change(self.mixture.history, revision, losses=state["losses"], signal=state["signal"])
-            self.mixture.revise(revision)
-            self.progress.add_change(entry)
+            self.progress.adaptive, revision, entry = adaptive_update(
+                self.mixture.history, self.progress.adaptive, losses, self.samples_at(step), step, first_rank_value)
+            if revision is not None:
+                self.mixture.revise(revision)
+                self.progress.add_change(entry)
 
     class RunCallback(TrainerCallback):
         """Held-out evaluation (and the adaptive policy's updates); ``state.num_input_tokens_seen`` (saved in every

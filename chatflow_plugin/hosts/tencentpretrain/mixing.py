@@ -24,7 +24,7 @@ import torch
 
 from ...data.batches import MixtureDataset
 from ...data.heldout import HeldOutSet
-from ...data.revisions import ADAPTIVE, MixtureRevision, mixture_change
+from ...data.revisions import ADAPTIVE, adaptive_update
 from ...data.runstate import check_allowed, first_mixture, layout_changes, resume_mixture
 from ...errors import ChatflowError
 
@@ -101,23 +101,13 @@ class HostRun:
         """The policy's update after ``samples`` (host step ``step``) from held-out ``losses``: a revision from
         sample ``samples`` on when the factors change; ``step`` 0 only remembers the losses. ``decide`` makes the
         first rank's result everyone's."""
-        designed = self.dataset.history.designed
-        policy = designed.adaptive
-        if policy is None:
+        if self.dataset.history.designed.adaptive is None:
             return
-        if step == 0:
-            self.adaptive = decide(policy.observe(self.adaptive, losses))
-            return
-        probabilities = dict(zip(designed.group_names, designed.schedule().probabilities(float(samples)).tolist()))
-        state, factors = decide(policy.update(self.adaptive, losses, probabilities))
-        self.adaptive = state
-        if factors == {g: self.dataset.history.factors.get(g, 1.0) for g in probabilities}:
-            return
-        revision = MixtureRevision(samples, designed.with_group_factors(factors), step=step, by=ADAPTIVE,
-                                   factors=factors)
-        entry = mixture_change(self.dataset.history, revision, losses=state["losses"], signal=state["signal"])
-        self.dataset.revise(revision)
-        self.record(entry)
+        self.adaptive, revision, entry = adaptive_update(self.dataset.history, self.adaptive, losses, samples, step,
+                                                         decide)
+        if revision is not None:
+            self.dataset.revise(revision)
+            self.record(entry)
 
 
 @torch.no_grad()
