@@ -372,11 +372,14 @@ def _beyond(r: _Results) -> list[str]:
                          f": at this scale it changes nothing measurable.")
     adaptive = {name: c for name, c in r.changes.items() if name.startswith("adaptive_")}
     for name, changes in sorted(adaptive.items()):
+        summary = r.summaries.get(name, {})
+        # an update at the run's last step applies to no sample of it (only to a continuation)
+        changes = [c for c in changes if c.get("sample", 0) < summary.get("samples", float("inf"))] or changes
         last = changes[-1]["new"].get("factors", {})
-        counts, base = r.summaries.get(name, {}).get("group_samples", {}), \
+        counts, base = summary.get("group_samples", {}), \
             r.summaries.get(name.replace("adaptive_", "dynamic_"), {}).get("group_samples", {})
         moved = ", ".join(f"{g} {counts[g] - base[g]:+d}" for g in counts if g in base and counts[g] != base[g])
-        lines.append(f"- {name}: {len(changes)} update(s); final factors on the dynamic weights "
+        lines.append(f"- {name}: {len(changes)} update(s) during the run; the last factors on the dynamic weights "
                      + ", ".join(f"{g} {f:.2f}" for g, f in last.items())
                      + (f"; samples per group vs dynamic: {moved}" if moved else "") + ".")
     return lines + ["", "Three phases keep the dynamic run's samples per group, so a gap is the order's; adaptive "

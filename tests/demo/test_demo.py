@@ -215,7 +215,7 @@ def test_demo_quick_on_the_bundled_corpora(tmp_path, capsys, monkeypatch):
     report = (out / "report" / "report.md").read_text(encoding="utf-8")
     assert "| zh_corpus |" in report and "can and cannot show" in report
     assert "**piecewise** vs dynamic" in report and "**adaptive** vs dynamic" in report
-    assert "adaptive_s0: 3 update(s); final factors" in report
+    assert "adaptive_s0: 3 update(s) during the run; the last factors" in report
     summaries = {k: json.loads((out / "runs" / f"{k}_s0" / "train_summary.json").read_text())["group_samples"]
                  for k in ("dynamic", "piecewise", "adaptive")}
     assert max(abs(summaries["piecewise"][g] - summaries["dynamic"][g]) for g in summaries["dynamic"]) <= 1
