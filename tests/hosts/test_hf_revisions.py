@@ -186,3 +186,22 @@ def test_a_run_saved_on_two_ranks_resumes_on_one_reading_the_same_samples(datase
     straight_loss = [r["loss"] for r in _read_jsonl(straight / "log.jsonl") if r["kind"] == "train"]
     elastic_loss = [r["loss"] for r in _read_jsonl(elastic / "log.jsonl") if r["kind"] == "train"]
     assert np.allclose(straight_loss, elastic_loss, rtol=1e-4, atol=1e-4)
+
+
+def test_a_zero_checkpoint_on_another_number_of_processes_is_refused_before_the_model_is_built(dataset, tmp_path):
+    from chatflow_plugin.data.runstate import first_mixture, write_state
+
+    out = tmp_path / "run"
+    checkpoint = out / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    shards = ShardSet(dataset)
+    write_state(checkpoint / "chatflow_state.json", step=2, samples_done=8, global_batch=4, micro_batch_size=1,
+                gradient_accumulation_steps=2, world_size=2, dataset=str(dataset),
+                mixture=first_mixture(MixtureDataset(shards).history), history=[], adaptive=None)
+    zero = tmp_path / "zero1.json"
+    zero.write_text(json.dumps({"zero_optimization": {"stage": 1}, "train_micro_batch_size_per_gpu": "auto"}))
+    with pytest.raises(ChatflowError, match=r"checkpoint-2/global_step2 was saved by 2 data-parallel ranks and this run "
+                                            r"has 1.*ds_to_universal.*continues at sample 8"):
+        train(_options(dataset, out, train_steps=4, micro_batch_size=2, gradient_accumulation_steps=2,
+                       deepspeed=str(zero)))

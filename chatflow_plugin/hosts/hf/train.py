@@ -49,6 +49,7 @@ from ...files import atomic_file, path_for_file, sha256_file
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
 from ...tokenizer import TokenizerFiles
+from ..zero import refuse_world_change
 from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, resume_help, save_final_model, start_run,
                   world)
 
@@ -393,6 +394,9 @@ def _plan(options: TrainOptions, start: RunStart, record: RunRecord, mixture: Mi
         return RunProgress(0, 0, _global_batch(layout), layout, first_mixture(mixture.history), [], None,
                            dataset), mixture
     state = _resumed_state(start, record)
+    if options.deepspeed:
+        refuse_world_change(Path(start.checkpoint, f"global_step{start.step}"), int(state.get("world_size", world_size)),
+                            world_size, options.deepspeed, int(state["samples_done"]))
     new = layout_changes(state, layout, str(output_dir), options.allow_change)
     resumed, revised = resume_mixture(state, mixture, str(output_dir), options.allow_change,
                                       by=options.mixture or "the dataset's mixture", catch_up=options.mixture_catch_up,

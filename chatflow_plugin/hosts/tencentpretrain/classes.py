@@ -39,7 +39,8 @@ from ...data.shards import ShardSet
 from .batches import RankStream, SampleLog
 from .mixing import HostRun, heldout_losses
 from .names import DATA_PROCESSOR, TARGET
-from .progress import deepspeed_settings, format_report, resume_position
+from ..zero import deepspeed_settings
+from .progress import format_report, resume_position
 
 STOCK_TARGET_NAME = "lm"
 

@@ -10,7 +10,6 @@ the stock trainer) falls back to ``step = int(tag)`` and ``samples = step * samp
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Sequence
 
 from ...data.runstate import STATE_FILE, STATE_SUFFIX, read_state, write_state
 from ...errors import ChatflowError
+from ..zero import deepspeed_settings, refuse_world_change
 
 ADVICE = "delete it and pass --start_step"
 
@@ -41,18 +41,6 @@ def deepspeed_tag(checkpoint_dir: str | os.PathLike, universal: bool = False) ->
     return latest.read_text(encoding="utf-8").strip()
 
 
-def deepspeed_settings(config_path: str | None) -> tuple[int, bool]:
-    """(ZeRO stage, loads universal checkpoints) of a DeepSpeed config file."""
-    if not config_path or not os.path.isfile(config_path):
-        return 0, False
-    try:
-        config = json.loads(Path(config_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ChatflowError(f"--deepspeed_config {config_path}: unreadable ({exc})") from None
-    stage = int((config.get("zero_optimization") or {}).get("stage", 0) or 0)
-    return stage, bool((config.get("checkpoint") or {}).get("load_universal", False))
-
-
 def _state_of_tag(checkpoint_dir: str | os.PathLike, universal: bool) -> tuple[Path, dict | None]:
     """The run state of the checkpoint DeepSpeed will load; a universal conversion (DeepSpeed's ds_to_universal
     copies only its own files) has the state of the checkpoint ``latest`` names, the one converted."""
@@ -67,7 +55,7 @@ def _state_of_tag(checkpoint_dir: str | os.PathLike, universal: bool) -> tuple[P
 def check_deepspeed_world(checkpoint_dir: str, config_path: str | None, world: int) -> None:
     """Refuse, before the host builds the model, a DeepSpeed ZeRO checkpoint on another number of data-parallel
     ranks than it was saved with (DeepSpeed cannot repartition its optimizer state), saying how to convert it."""
-    stage, universal = deepspeed_settings(config_path)
+    universal = deepspeed_settings(config_path)[1]
     if universal and (Path(checkpoint_dir) / "latest_universal").is_file():
         # DeepSpeed's conversion copies only its own files: the converted tag gets the state of the checkpoint it
         # was made from (the one 'latest' names when it is first loaded), so that it keeps it when 'latest' moves
@@ -80,18 +68,12 @@ def check_deepspeed_world(checkpoint_dir: str, config_path: str | None, world: i
             raise ChatflowError(f"{checkpoint_dir}: 'latest_universal' names a conversion of step {state['step']} but "
                                 f"'latest' is at step {newest['step']}: drop \"load_universal\" from {config_path} (it "
                                 f"was for the first resume on the new number of ranks)")
-    if stage == 0 or universal or not (Path(checkpoint_dir) / "latest").is_file():
+    if not (Path(checkpoint_dir) / "latest").is_file():
         return
     path, state = _state_of_tag(checkpoint_dir, False)
-    if state is None or int(state.get("world_size", world)) == world:
-        return
-    tag = deepspeed_tag(checkpoint_dir)
-    raise ChatflowError(
-        f"{path.parent} was saved by {state['world_size']} data-parallel ranks and this run has {world}: DeepSpeed "
-        f"cannot load ZeRO stage {stage} optimizer state on another number of ranks. Convert it once with "
-        f"`python -m deepspeed.checkpoint.ds_to_universal --input_folder {path.parent} --output_folder "
-        f"{Path(checkpoint_dir) / (tag + '_universal')}` and add \"checkpoint\": {{\"load_universal\": true}} to "
-        f"{config_path}; the run then continues at sample {state['samples_done']}")
+    if state is not None:
+        refuse_world_change(path.parent, int(state.get("world_size", world)), world, config_path,
+                            int(state["samples_done"]))
 
 
 def resume_position(global_batch: int, resume_from_checkpoint: str | None = None, start_step: int | None = None,
