@@ -41,15 +41,14 @@ from ...data.batches import MixtureDataset
 from ...data.heldout import HeldOutSet
 from ...data.metrics import GroupLossMeter, data_parallel_sum, first_rank_value
 from ...data.revisions import adaptive_update, load_mixture_file
-from ...data.runstate import (LAYOUT_KEYS, STATE_FILE, check_allowed, first_mixture, layout_changes,
-                              read_state, resume_mixture)
+from ...data.runstate import check_allowed, first_mixture
 from ...data.shards import ShardSet
 from ...errors import ChatflowError
 from ...files import atomic_file, path_for_file, sha256_file
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
+from .progress import RunProgress, global_batch, plan_run
 from ...tokenizer import TokenizerFiles
-from ..zero import refuse_world_change
 from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, resume_help, save_final_model, start_run,
                   world)
 
@@ -113,45 +112,6 @@ class TrainOptions:
     deepspeed: str = option("", help="DeepSpeed config JSON (GPU clusters; launch with torchrun or deepspeed)")
     threads: int = option(0, help="torch CPU threads per process (0: torch's default)")
     quiet: bool = option(False, help="no progress bar")
-
-
-# ---------------------------------------------------------------------------------------------
-# Where the run is
-
-
-class RunProgress:
-    """The run's position and history: samples consumed by step s (from the resumed checkpoint's on, at the
-    current global batch), the first mixture, the history of changes (mirrored into the run record and the
-    log as it grows), and the adaptive policy's state; :meth:`state` is the checkpoint's ``chatflow_state.json``.
-    """
-
-    def __init__(self, step: int, samples: int, global_batch: int, layout: dict, first_mixture: dict,
-                 changes: list[dict], adaptive: dict | None, dataset: str):
-        self.step0, self.sample0, self.global_batch = int(step), int(samples), int(global_batch)
-        self.layout, self.first_mixture, self.changes, self.adaptive = layout, first_mixture, changes, adaptive
-        self.dataset = dataset
-        self.pending: list[dict] = []             # changes made by this start, recorded once the records are open
-        self.record: RunRecord | None = None     # rank 0: where the history is mirrored
-        self.run_config: dict | None = None
-        self.run_log: RunLog | None = None
-
-    def samples_at(self, step: int) -> int:
-        """Global samples consumed after ``step`` optimizer steps (step >= the resumed step)."""
-        return self.sample0 + (int(step) - self.step0) * self.global_batch
-
-    def state(self, step: int) -> dict:
-        return {"step": int(step), "samples_done": self.samples_at(step), "global_batch": self.global_batch,
-                **self.layout, "dataset": self.dataset, "mixture": self.first_mixture, "history": self.changes,
-                "adaptive": self.adaptive}
-
-    def add_change(self, entry: dict) -> None:
-        """Record a change: in the history (every rank), the run record and the log (rank 0)."""
-        self.changes.append(entry)
-        if self.record is not None:
-            self.run_config["history"] = self.changes
-            self.record.write(self.run_config)
-        if self.run_log is not None:
-            self.run_log.add({"kind": "change", **entry})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,6 +311,13 @@ def _layout(options: TrainOptions, world_size: int) -> dict:
             options.gradient_accumulation_steps, "world_size": world_size}
 
 
+def _plan(options: TrainOptions, start: RunStart, record: RunRecord, mixture: MixtureDataset, world_size: int,
+          output_dir: Path) -> tuple[RunProgress, MixtureDataset]:
+    return plan_run(start, record, mixture, _layout(options, world_size), str(Path(options.dataset_dir).resolve()),
+                    output_dir, allowed=options.allow_change, mixture_file=options.mixture,
+                    catch_up=options.mixture_catch_up, deepspeed=options.deepspeed)
+
+
 def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset, world_size: int) -> dict:
     """The run record (``chatflow_run.json``): what fixes the sample order, and every option."""
     tok = shards.tokenizer
@@ -359,52 +326,8 @@ def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset
     return {"dataset_dir": str(Path(options.dataset_dir).resolve()),
             "dataset_sha": tok["sha256"] + ":" + str(sorted((s.name, s.windows) for s in shards.sources)),
             "mixture": first_mixture(given), "seed": mixture.spec.seed,
-            **layout, "global_batch": _global_batch(layout), "seq_length": shards.seq_length,
+            **layout, "global_batch": global_batch(layout), "seq_length": shards.seq_length,
             "train_steps": options.train_steps, "options": asdict(options), "history": []}
-
-
-def _global_batch(layout: dict) -> int:
-    return layout["micro_batch_size"] * layout["gradient_accumulation_steps"] * layout["world_size"]
-
-
-def _resumed_state(start: RunStart, record: RunRecord) -> dict:
-    """The run state of the checkpoint a run resumes from: its ``chatflow_state.json``, or for a checkpoint
-    written before run states existed, what the run record says (every step then had the recorded batch)."""
-    path = Path(start.checkpoint, STATE_FILE)
-    state = read_state(path, advice="a checkpoint of another run?")
-    if state is not None:
-        return state
-    old = record.read() or {}
-    layout = {k: old.get(k) for k in LAYOUT_KEYS}
-    if None in layout.values() or old.get("mixture") is None:
-        raise ChatflowError(f"{start.checkpoint}: no {STATE_FILE} and no run record to tell where the run is")
-    first = {k: v for k, v in old["mixture"].items() if k != "data_root"}
-    return {"step": start.step, "samples_done": start.step * _global_batch(layout), "global_batch": _global_batch(layout),
-            **layout, "mixture": first, "history": list(old.get("history", [])), "adaptive": None}
-
-
-def _plan(options: TrainOptions, start: RunStart, record: RunRecord, mixture: MixtureDataset, world_size: int,
-          output_dir: Path) -> tuple[RunProgress, MixtureDataset]:
-    """Where the run starts and on which mixture history: a fresh run from sample 0 on the mixture given; a
-    resumed one from its checkpoint's sample and history, with the changes --allow_change lets through (another
-    global batch, another mixture from that sample on) to be appended to the history."""
-    layout = _layout(options, world_size)
-    dataset = str(Path(options.dataset_dir).resolve())
-    if start.checkpoint is None:
-        return RunProgress(0, 0, _global_batch(layout), layout, first_mixture(mixture.history), [], None,
-                           dataset), mixture
-    state = _resumed_state(start, record)
-    if options.deepspeed:
-        refuse_world_change(Path(start.checkpoint, f"global_step{start.step}"), int(state.get("world_size", world_size)),
-                            world_size, options.deepspeed, int(state["samples_done"]))
-    new = layout_changes(state, layout, str(output_dir), options.allow_change)
-    resumed, revised = resume_mixture(state, mixture, str(output_dir), options.allow_change,
-                                      by=options.mixture or "the dataset's mixture", catch_up=options.mixture_catch_up,
-                                      where=str(Path(start.checkpoint, STATE_FILE)))
-    progress = RunProgress(int(state["step"]), int(state["samples_done"]), _global_batch(layout), layout,
-                           state["mixture"], list(state.get("history", [])), state.get("adaptive"), dataset)
-    progress.pending = new + revised
-    return progress, resumed
 
 
 def _finished_summary(output_dir: Path) -> dict | None:
