@@ -148,8 +148,26 @@ def _sha(*arrays) -> str:
     return digest.hexdigest()
 
 
-def test_table1_order_is_pinned():
-    schedule = load_mixture(ROOT / "models/mixtures/chatflow_table1.json").schedule()
+def table1_as_two_knots():
+    """models/mixtures/chatflow_table1.json written as a piecewise schedule: knots [0, T_grow], weights [alpha, beta]."""
+    import json
+
+    from chatflow_plugin.data.mixture import parse_mixture
+
+    data = json.loads((ROOT / "models/mixtures/chatflow_table1.json").read_text())
+    data.update(schedule_shape="piecewise", knots=[0, data.pop("T_grow")], interpolation="linear")
+    for group in data["groups"]:
+        group["weights"] = [group.pop("alpha"), group.pop("beta")]
+    return parse_mixture(data, base_dir=ROOT / "models/mixtures")
+
+
+@pytest.mark.parametrize("form", ["linear_grow_hold", "piecewise"])
+def test_table1_order_is_pinned(form):
+    """Issue 15: the paper's Table 1 as a two-knot piecewise schedule gives exactly today's order."""
+    spec = load_mixture(ROOT / "models/mixtures/chatflow_table1.json") if form == "linear_grow_hold" else \
+        table1_as_two_knots()
+    assert spec.schedule_shape == form
+    schedule = spec.schedule()
     group, _ = nth_events(schedule.expected_counts, np.arange(4096), 6)
     assert "".join(map(str, group[:64])) == "0020020013502002002000200200135020020020002002001350200200200020"
     assert np.bincount(group, minlength=6).tolist() == [2457, 206, 1023, 205, 0, 205]
@@ -164,11 +182,13 @@ def test_table1_order_is_pinned():
                                                                     617284]
 
 
-def test_table1_draws_across_t_grow_are_pinned():
-    """Table 1's weights with T_grow = 1,500: 4,096 draws through the hold, down to source, row and epoch."""
+@pytest.mark.parametrize("shape", [LinearGrowHold, Piecewise])
+def test_table1_draws_across_t_grow_are_pinned(shape):
+    """Table 1's weights with T_grow = 1,500: 4,096 draws through the hold, down to source, row and epoch; the same
+    as a two-knot piecewise schedule."""
     spec = load_mixture(ROOT / "models/mixtures/chatflow_table1.json")
-    schedule = LinearGrowHold([g.schedule_params["alpha"] for g in spec.groups],
-                              [g.schedule_params["beta"] for g in spec.groups], 1500)
+    alpha, beta = [g.schedule_params["alpha"] for g in spec.groups], [g.schedule_params["beta"] for g in spec.groups]
+    schedule = LinearGrowHold(alpha, beta, 1500) if shape is LinearGrowHold else Piecewise([0, 1500], [alpha, beta])
     sampler = MixtureSampler(schedule, [0, 1, 1, 2, 3, 3, 4, 5], [97, 40, 13, 61, 7, 19, 23, 5],
                              [1, 3, 1, 1, 1, 1, 1, 1], seed=42)
     d = sampler.draw(np.arange(4096))
