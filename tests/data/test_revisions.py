@@ -181,3 +181,39 @@ def test_history_refuses_a_seed_change_and_decreasing_samples(dataset):
         history.revised(MixtureRevision(80, replace(first, seed=first.seed + 1)))
     with pytest.raises(ChatflowError, match=r"h.json: a chatflow-mixture-history of version 1"):
         MixtureHistory.from_json({"format": "chatflow-mixture-history", "version": 7, "revisions": []}, "h.json")
+
+
+def test_history_report_finds_the_run_state_of_either_backend(dataset, tmp_path, capsys):
+    from chatflow_plugin.cli import main as chatflow_main
+    from chatflow_plugin.data.runstate import find_state, first_mixture, write_state
+
+    mixture, out = dataset
+    first = load_mixture(mixture)
+    changed = parse_mixture(_changed(mixture, code=(5.0, 5.0)), base_dir=mixture.parent)
+    history = MixtureHistory.start(first)
+    entry = mixture_change(history, MixtureRevision(64, changed, step=8, by="more_code.json"))
+    state = dict(step=8, samples_done=64, global_batch=8, micro_batch_size=8, gradient_accumulation_steps=1,
+                 world_size=1, dataset=str(out), mixture=first_mixture(history),
+                 history=[entry, {"step": 8, "what": "world_size", "old": 2, "new": 1, "time": "t", "sample": 64}],
+                 adaptive=None)
+    deepspeed = tmp_path / "O"                       # TencentPretrain with DeepSpeed: O/latest names the tag
+    (deepspeed / "8").mkdir(parents=True)
+    (deepspeed / "latest").write_text("8")
+    write_state(deepspeed / "8" / "chatflow_state.json", **state)
+    plain = tmp_path / "P"                            # without DeepSpeed: P-<step>.chatflow.json beside P-<step>
+    write_state(tmp_path / "P-4.chatflow.json", **dict(state, step=4, history=[]))
+    write_state(tmp_path / "P-8.chatflow.json", **state)
+    hf = tmp_path / "run"                             # HF: checkpoint-N/ and final/
+    (hf / "checkpoint-8").mkdir(parents=True)
+    write_state(hf / "checkpoint-8" / "chatflow_state.json", **state)
+    assert find_state(deepspeed) == deepspeed / "8" / "chatflow_state.json"
+    assert find_state(plain) == tmp_path / "P-8.chatflow.json"
+    assert find_state(hf) == hf / "checkpoint-8" / "chatflow_state.json"
+    for run in (deepspeed, plain, hf):
+        assert chatflow_main(["mixture", "--history", str(run), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert [(r["step"], r["sample"], r["by"]) for r in report["revisions"]] == [(0, 0, "start"),
+                                                                                   (8, 64, "more_code.json")]
+        assert report["changes"][0]["what"] == "world_size"
+    assert chatflow_main(["mixture", "--history", str(tmp_path / "nothing")]) == 2
+    assert "no chatflow run state found" in capsys.readouterr().err
