@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import ChatflowError
 from .mixture import MixtureSpec, parse_mixture
-from .sampler import MixtureSampler
+from .revisions import MixtureHistory, MixtureRevision
+from .sampler import MixtureSampler, Revision
 from .shards import ShardSet
 
 
@@ -19,47 +20,90 @@ class MixtureDataset:
     """Random access to the dynamic mixture over a shard directory.
 
     ``spec`` may replace the mixture recorded at preprocessing time (e.g. other alpha/beta/T_grow or
-    seed) as long as it has the same groups and sources. ``response_only`` drops the loss on
+    seed, another shape, other groups): it may use any of the dataset's sources, each of the kind it was
+    preprocessed as. It may also be a :class:`~.revisions.MixtureHistory`: a run whose mixture changed at
+    given samples (:meth:`revise` adds a change while training). ``response_only`` drops the loss on
     instruction prompts (the paper trains on every token: the default).
+
+    The run's groups (``group_names``) and sources (``source_names``) are those of every revision, in the
+    order they first appear; ``Draw.group`` and ``Draw.source`` index them.
     """
 
-    def __init__(self, shards: ShardSet, spec: MixtureSpec | None = None, seed: int | None = None,
+    def __init__(self, shards: ShardSet, spec: MixtureSpec | MixtureHistory | None = None, seed: int | None = None,
                  response_only: bool = False):
         self.shards = shards
-        recorded = parse_mixture(shards.manifest["mixture"], where=f"{shards.path}/manifest.json")
-        if spec is None:
-            spec = recorded
-        else:
-            want = [(g.name, [s.name for s in g.sources]) for g in recorded.groups]
-            got = [(g.name, [s.name for s in g.sources]) for g in spec.groups]
-            if want != got:
-                raise ChatflowError(f"mixture {spec.name!r} does not match the dataset {shards.path}: "
-                                    f"groups/sources {got} vs {want}")
-            if spec.seq_length != shards.seq_length:
-                spec = replace(spec, seq_length=shards.seq_length)
-        if seed is not None:
-            spec = replace(spec, seed=int(seed))
-        self.spec = spec
-        self.response_only = response_only
-        self.group_names = spec.group_names
-        self.source_names = [s.name for _, s in spec.sources]
-        group_index = {g: i for i, g in enumerate(self.group_names)}
-        shard_list = [shards.by_name[name] for name in self.source_names]
-        shares = []
-        for (group, source), shard in zip(spec.sources, shard_list):
-            shares.append(source.share if source.share is not None else float(shard.info["tokens"]))
-        self.source_shards = shard_list
-        self.sampler = MixtureSampler(
-            spec.schedule(), [group_index[g.name] for g, _ in spec.sources], [s.windows for s in shard_list],
-            shares, seed=spec.seed)
         self.seq_length = shards.seq_length
         self.vocab_size = int(shards.tokenizer["vocab_size"])
+        self.response_only = response_only
+        if spec is None:
+            spec = parse_mixture(shards.manifest["mixture"], where=f"{shards.path}/manifest.json")
+        history = spec if isinstance(spec, MixtureHistory) else MixtureHistory.start(spec)
+        self.seed = seed                # overrides every mixture's
+        self.history = history.map_specs(self.fitted)
+        self.drawn_until = 0            # one past the largest sample index drawn so far
+        self._build()
+
+    def fitted(self, spec: MixtureSpec) -> MixtureSpec:
+        """``spec`` as this dataset reads it: its sources checked against the shards, the shards' seq_length
+        and the seed given to the dataset, if any."""
+        unknown = [s.name for _, s in spec.sources if s.name not in self.shards.by_name]
+        if unknown:
+            raise ChatflowError(f"mixture {spec.name!r} names sources the dataset {self.shards.path} does not have: "
+                                f"{unknown}; it has {sorted(self.shards.by_name)}")
+        for _, source in spec.sources:
+            kind = self.shards.by_name[source.name].kind
+            if kind != source.kind:
+                raise ChatflowError(f"mixture {spec.name!r}: source {source.name!r} is {source.kind!r} but the dataset "
+                                    f"{self.shards.path} holds it as {kind!r}")
+        if spec.seq_length != self.seq_length:
+            spec = replace(spec, seq_length=self.seq_length)
+        return spec if self.seed is None else replace(spec, seed=int(self.seed))
+
+    @property
+    def spec(self) -> MixtureSpec:
+        """The mixture in force now (the last revision's)."""
+        return self.history.current
+
+    def _build(self) -> None:
+        groups: dict[str, int] = {}
+        sources: dict[str, int] = {}
+        for revision in self.history.revisions:
+            for group, source in revision.spec.sources:
+                groups.setdefault(group.name, len(groups))
+                sources.setdefault(source.name, len(sources))
+        self.group_names = list(groups)
+        self.source_names = list(sources)
+        self.source_shards = [self.shards.by_name[name] for name in self.source_names]
+        revisions = []
+        for revision in self.history.revisions:
+            spec = revision.spec
+            local = {g.name: k for k, g in enumerate(spec.groups)}
+            revisions.append(Revision(
+                revision.sample, spec.schedule(), [groups[g.name] for g in spec.groups],
+                [sources[s.name] for _, s in spec.sources], [local[g.name] for g, _ in spec.sources],
+                [s.share if s.share is not None else float(self.shards.by_name[s.name].info["tokens"])
+                 for _, s in spec.sources], catch_up=revision.catch_up))
+        try:
+            self.sampler = MixtureSampler.revised(revisions, len(self.group_names),
+                                                  [s.windows for s in self.source_shards], seed=self.spec.seed)
+        except ValueError as exc:
+            raise ChatflowError(f"mixture history over {self.shards.path}: {exc}") from None
+
+    def revise(self, revision: MixtureRevision) -> None:
+        """Apply a change of mixture from ``revision.sample`` on; samples drawn already are never re-drawn."""
+        if revision.sample < self.drawn_until:
+            raise ChatflowError(f"cannot revise the mixture from sample {revision.sample}: samples up to "
+                                f"{self.drawn_until - 1} have been drawn already")
+        self.history = self.history.revised(replace(revision, spec=self.fitted(revision.spec)))
+        self._build()
 
     def batch(self, indices) -> dict[str, np.ndarray]:
         """Samples ``indices`` as arrays: tokens (B, L+1) int64, loss_mask (B, L) bool (per target
         position), group/source/epoch (B,)."""
         draw = self.sampler.draw(indices)
         n = len(draw.t)
+        if n:
+            self.drawn_until = max(self.drawn_until, int(draw.t.max()) + 1)
         tokens = np.empty((n, self.seq_length + 1), dtype=np.int64)
         loss = np.empty((n, self.seq_length), dtype=bool)
         for i, (s, row) in enumerate(zip(draw.source.tolist(), draw.row.tolist())):

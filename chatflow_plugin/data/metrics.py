@@ -73,3 +73,15 @@ def _backend_device(group=None):
     if dist.get_backend(group) == "nccl" and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def first_rank_value(value: Any) -> Any:
+    """The first rank's ``value`` on every rank (a decision taken from numbers each rank computed, such as the
+    adaptive mixture's, must be one decision); ``value`` itself outside a distributed run."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

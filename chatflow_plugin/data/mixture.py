@@ -9,7 +9,8 @@ Format (JSON; ``comment``/``description`` keys are allowed anywhere and ignored)
 
 ``schedule_shape`` (default ``linear_grow_hold``, the paper's) names a shape of :data:`schedule.SHAPES`;
 the shape says which further keys the top level and every group take (here ``T_grow``; ``alpha``,
-``beta``) and checks them. Every key is documented in ``chatflow_plugin/data/README.md``.
+``beta``) and checks them. An optional ``adaptive`` object is a policy that re-weights the groups during
+training (:mod:`.adaptive`). Every key is documented in ``chatflow_plugin/data/README.md``.
 
 Relative paths resolve against ``data_root``, itself relative to the mixture file (default: the
 file's folder); ``--data_root`` on the command line (relative to the working directory) overrides it.
@@ -31,13 +32,14 @@ import numpy as np
 from ..files import atomic_file, json_error, path_for_file
 from ..errors import ChatflowError
 from ..languages import languages_of
+from .adaptive import AdaptivePolicy, parse_policy
 from .schedule import DEFAULT_SHAPE, REQUIRED, SHAPES, Param, ParamError, Schedule, non_negative
 
 KINDS = ("corpus", "code", "parallel", "instruction")
 FORMATS = ("jsonl", "tsv", "text")
 SCHEDULE_UNITS = ("samples", "tokens")
 _IGNORED = {"comment", "description"}
-_TOP_KEYS = {"name", "seq_length", "schedule_shape", "schedule_unit", "seed", "data_root", "groups"}
+_TOP_KEYS = {"name", "seq_length", "schedule_shape", "schedule_unit", "seed", "data_root", "groups", "adaptive"}
 _GROUP_KEYS = {"name", "language", "sources"}      # a schedule shape adds its own keys to both
 _SOURCE_KEYS = {"name", "kind", "paths", "share", "format", "fields", "text_field", "language"}
 
@@ -74,6 +76,7 @@ class MixtureSpec:
     data_root: Path = Path(".")
     path: Path | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    adaptive: AdaptivePolicy | None = None      # re-weights the groups during training (.adaptive)
 
     @property
     def group_names(self) -> list[str]:
@@ -118,6 +121,19 @@ class MixtureSpec:
             raise ChatflowError(f"schedule shape {self.schedule_shape!r} does not mark all its times (Param(time=True)): "
                                 f"its mixture cannot be rewritten in samples")
         return spec
+
+    def with_group_factors(self, factors: Mapping[str, float]) -> "MixtureSpec":
+        """The same mixture with every weight key of group g (the shape's ``Param(weight=True)`` keys, e.g.
+        alpha and beta, or the piecewise weights) multiplied by ``factors[g]`` (default 1): the same shape,
+        knots and ramps, each group's weight scaled at every time."""
+        keys = [k for k, p in SHAPES[self.schedule_shape].group_keys.items() if p.weight]
+
+        def scaled(value: Any, factor: float) -> Any:
+            return tuple(v * factor for v in value) if isinstance(value, (list, tuple)) else value * factor
+
+        groups = tuple(replace(g, schedule_params={k: scaled(v, float(factors.get(g.name, 1.0))) if k in keys else v
+                                                   for k, v in g.schedule_params.items()}) for g in self.groups)
+        return replace(self, groups=groups)
 
     # The paper shape's T_grow, for its report and plot (``chatflow mixture``); other shapes have none.
     @property
@@ -177,9 +193,10 @@ class MixtureSpec:
         """The spec as a mixture file's JSON (``data_root`` absolute; :func:`write_mixture` relativises it)."""
         # the default shape is left implicit: a paper mixture writes what it wrote before shapes existed
         shape = {} if self.schedule_shape == DEFAULT_SHAPE else {"schedule_shape": self.schedule_shape}
+        adaptive = {} if self.adaptive is None else {"adaptive": self.adaptive.to_json()}
         return {
             "name": self.name, "seq_length": self.seq_length, **shape, **self.schedule_params,
-            "schedule_unit": self.schedule_unit, "seed": self.seed, "data_root": str(self.data_root),
+            "schedule_unit": self.schedule_unit, "seed": self.seed, "data_root": str(self.data_root), **adaptive,
             "groups": [{"name": g.name, **g.schedule_params, "language": g.language,
                         "sources": [{"name": s.name, "kind": s.kind, "paths": list(s.paths), "share": s.share,
                                      "format": s.format, "fields": list(s.fields), "text_field": s.text_field,
@@ -374,9 +391,15 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
     if not isinstance(data_root, str) or not data_root:
         raise ChatflowError(f"{where}.data_root: expected a folder path, got {data_root!r}")
     data_root = _absolute(Path(base_dir) / os.path.expanduser(data_root))
+    adaptive = None
+    if top.get("adaptive") is not None:
+        try:
+            adaptive = parse_policy(top["adaptive"], f"{where}.adaptive", [g.name for g in groups])
+        except ValueError as exc:
+            raise ChatflowError(str(exc)) from None
     spec = MixtureSpec(name=top.get("name", "mixture"), groups=tuple(groups), seq_length=seq_length,
                        schedule_shape=shape.shape, schedule_params=schedule_params, schedule_unit=unit, seed=seed,
-                       data_root=data_root)
+                       data_root=data_root, adaptive=adaptive)
     return replace(spec, warnings=_checked_schedule(spec, where))
 
 

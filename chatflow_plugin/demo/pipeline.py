@@ -6,10 +6,13 @@
 4. expand the vocabulary with the target language's characters (Chinese by default; the scripts the language
    table lists for it) mined from its training text; new embedding and output rows = the mean of the rows of
    the sub-tokens the English tokenizer splits them into;
-5. continue training on the six-group mixture three ways, same data, tokens and seeds:
+5. continue training on the six-group mixture five ways, same data, tokens and seeds:
    dynamic (the ChatFlow sampler), static (the dynamic schedule's time-average: same expected samples per
-   source, only the order differs) and two-stage (pre-training groups, then instruction groups, with the
-   same samples per source as the static run), each for every seed;
+   source, only the order differs), two-stage (pre-training groups, then instruction groups, with the
+   same samples per source as the static run), piecewise (three phases: a warm-up without instructions, a
+   main phase and a final annealing phase weighted towards instructions, again with the same samples per
+   group) and adaptive (the dynamic schedule re-weighted from the held-out losses during the run: its samples
+   per group are its own), each for every seed;
 6. score every run on the same held-out windows per group during training, write CSV, PNG plots and a
    markdown report (:mod:`chatflow_plugin.demo.report`), save the dynamic run in HuggingFace format and answer
    one instruction in the target language and one in English (the table's default prompts) with ``transformers``.
@@ -41,10 +44,13 @@ from ..options import option
 from ..resources import resource
 from ..tokenizer import load_sentencepiece
 
-RUN_KINDS = ("dynamic", "static", "two_stage")
+RUN_KINDS = ("dynamic", "static", "two_stage", "piecewise", "adaptive")
 DEMO_KIND = "demo"        # the output folder's marker (chatflow_plugin.outputs); --force replaces only such a folder
 DEMO_OWNS = ("data", "tokenizer", "mixtures", "shards", "foundation", "foundation_expanded", "runs", "release",
              "report", "generations.json", ".*.partial", ".*.tmp", ".*.lock")
+# The adaptive run's policy (chatflow_plugin.data.adaptive): Online Data Mixing's signal (the held-out loss),
+# modest steps and bounds around the dynamic schedule; it updates at the held-out evaluations.
+ADAPTIVE_POLICY = {"signal": "loss", "rate": 1.0, "smoothing": 0.5, "min_factor": 0.5, "max_factor": 2.0}
 
 
 @dataclass(frozen=True)
@@ -162,16 +168,22 @@ def _groups_from_base(base: MixtureSpec | None = None, weights: dict[str, tuple[
 
 
 def run_mixtures(run_samples: int, t_grow: float, seq_length: int, data_root: Path,
-                 base: MixtureSpec | None = None) -> dict[str, dict]:
-    """The mixture files of the three runs (two for the two-stage run): see :mod:`chatflow_plugin.data.baselines`."""
-    from ..data.baselines import instruction_groups, static_mixture, time_average_shares, two_stage_mixtures
+                 base: MixtureSpec | None = None, adaptive_every: int = 0) -> dict[str, dict]:
+    """The mixture files of the runs (two for the two-stage run): see :mod:`chatflow_plugin.data.baselines`;
+    the adaptive run's is the dynamic one with :data:`ADAPTIVE_POLICY`, updated every ``adaptive_every`` samples
+    (default: a tenth of the run)."""
+    from ..data.baselines import (instruction_groups, static_mixture, three_phase_mixture, time_average_shares,
+                                  two_stage_mixtures)
     from ..data.mixture import parse_mixture
 
     dynamic = _mixture_json(_groups_from_base(base), seq_length, t_grow, data_root, "demo_dynamic")
     spec = parse_mixture(dynamic, where="demo mixture")
     shares = time_average_shares(spec, run_samples)
     stage1, stage2, _ = two_stage_mixtures(spec, run_samples)
+    adaptive = dict(dynamic, name="demo_adaptive",
+                    adaptive=dict(ADAPTIVE_POLICY, every_samples=int(adaptive_every or max(1, run_samples // 10))))
     return {"dynamic": dynamic, "static": static_mixture(spec, run_samples), "stage1": stage1, "stage2": stage2,
+            "piecewise": three_phase_mixture(spec, run_samples), "adaptive": adaptive,
             "shares": shares, "instruction_share": sum(shares[g] for g in instruction_groups(spec))}
 
 
@@ -188,7 +200,7 @@ def _continue_run(kind: str, seed: int, work: Path, mixtures: dict, steps: int, 
         return run_dir
     mix_dir = work / "mixtures"
     foundation = str(work / "foundation_expanded")
-    if kind in ("dynamic", "static"):
+    if kind != "two_stage":
         _train(output_dir=str(run_dir), model_path=foundation, mixture=str(mix_dir / f"{kind}.json"), seed=seed,
                init_seed=seed, train_steps=steps, **common)
         parts = [(run_dir, 0)]
@@ -395,7 +407,7 @@ def tokenize_mixture(out: Layout, mixtures: dict) -> None:
     from ..data.mixture import load_mixture
     from ..data.preprocess import preprocess
 
-    for name in ("dynamic", "static", "stage1", "stage2"):
+    for name in ("dynamic", "static", "stage1", "stage2", "piecewise", "adaptive"):
         write_mixture(mixtures[name], out.mixtures / f"{name}.json", tree=out.root)
     spec = load_mixture(out.mixtures / "dynamic.json")
     if not (out.shards / "mixture_train" / "manifest.json").is_file():
@@ -439,9 +451,9 @@ def release_and_generate(out: Layout, dynamic_run: Path, generate: bool, clock: 
 
 def run_demo(options: DemoOptions) -> dict:
     """The whole ChatFlow recipe in miniature on a CPU: English tokenizer and foundation, vocabulary expansion
-    with sub-token-mean rows, dynamic / static / two-stage continued training on data split before
-    tokenization, a held-out report with plots, a HuggingFace release and generations. Prints and returns the
-    report's path, the run time and the run folders."""
+    with sub-token-mean rows, dynamic / static / two-stage / three-phase piecewise / adaptive continued training
+    on data split before tokenization, a held-out report with plots, a HuggingFace release and generations.
+    Prints and returns the report's path, the run time and the run folders."""
     profile = resolve_profile(options)
     base = base_mixture(options.mixture or None)
     with output_lock(options.output_dir):
@@ -467,7 +479,8 @@ def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict
     clock.stage(f"tokenize the {len(base.groups)}-group mixture (train and held-out)")
     run_samples = profile.train_steps * profile.micro_batch_size
     t_grow = max(1.0, options.t_grow_fraction * run_samples)
-    mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, out.data / "train", base)
+    mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, out.data / "train", base,
+                            adaptive_every=profile.heldout_every * profile.micro_batch_size)
     tokenize_mixture(out, mixtures)
     runs = continued_training(out, profile, mixtures, clock)
     clock.stage("release the dynamic run in HuggingFace format")

@@ -1,14 +1,15 @@
 """The ablation report of the miniature: held-out loss per group and language over training tokens.
 
-Input: run folders named ``<kind>_s<seed>`` (kinds dynamic / static / two_stage), each with the
-``log.jsonl`` and ``train_summary.json`` that ``chatflow train`` writes. Output folder:
+Input: run folders named ``<kind>_s<seed>`` (kinds dynamic / static / two_stage / piecewise / adaptive), each
+with the ``log.jsonl`` and ``train_summary.json`` that ``chatflow train`` writes. Output folder:
 
 - ``heldout.csv``   run, kind, seed, step, tokens, group, loss (every evaluation)
 - ``training.csv``  run, kind, seed, step, tokens, loss and per-group training loss (every log line)
 - ``final.csv``     kind, group, mean and sample standard deviation over seeds, per-seed values
 - ``heldout_per_group.png``, ``heldout_per_language.png``, ``training_loss.png`` (Figure 1 analogue)
 - ``report.md``     the numbers, paired dynamic-vs-baseline differences with their seed spread, tokens per
-  group of every run, and what the comparison can and cannot support.
+  group of every run, what the piecewise and adaptive runs change, and what the comparison can and cannot
+  support.
 
 Only held-out losses on identical windows are compared across runs; training loss is plotted because the
 paper does (Figure 1) and is labelled as not comparable.
@@ -32,13 +33,16 @@ from ..files import atomic_file, pyplot, read_json, read_jsonl, resolve_from_fil
 from ..options import option
 from ..languages import get_language
 
-KIND_ORDER = ("dynamic", "static", "two_stage")
+KIND_ORDER = ("dynamic", "static", "two_stage", "piecewise", "adaptive")
+BASELINES = KIND_ORDER[1:]          # every kind is compared with the dynamic sampler
+COLORS = {"dynamic": "tab:red", "static": "tab:blue", "two_stage": "tab:green", "piecewise": "tab:purple",
+          "adaptive": "tab:orange"}
 RUN_NAME = re.compile(r"^(?P<kind>[a-z_]+)_s(?P<seed>\d+)$")
 
 
-def load_runs(runs: dict[str, Path]) -> tuple[list[dict], list[dict], dict[str, dict]]:
-    """(held-out rows, training rows, summaries) from run folders."""
-    held, trained, summaries = [], [], {}
+def load_runs(runs: dict[str, Path]) -> tuple[list[dict], list[dict], dict[str, dict], dict[str, list[dict]]]:
+    """(held-out rows, training rows, summaries, mixture changes) from run folders."""
+    held, trained, summaries, changes = [], [], {}, {}
     for name, folder in sorted(runs.items()):
         match = RUN_NAME.match(name)
         if not match:
@@ -55,11 +59,13 @@ def load_runs(runs: dict[str, Path]) -> tuple[list[dict], list[dict], dict[str, 
                         held.append(dict(base, group=key[len("heldout_"):], loss=value))
             elif r["kind"] == "train":
                 trained.append(dict(base, loss=r["loss"], **{k: v for k, v in r.items() if k.startswith("loss_")}))
+            elif r["kind"] == "change" and r.get("what") == "mixture":
+                changes.setdefault(name, []).append(r)
         summary_path = Path(folder) / "train_summary.json"
         summaries[name] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     if not held:
         raise ChatflowError("no held-out evaluations in the runs' logs (train with --heldout_dir)")
-    return held, trained, summaries
+    return held, trained, summaries, changes
 
 
 def curves(held: list[dict]) -> dict[tuple[str, str], dict[int, dict[int, float]]]:
@@ -138,7 +144,6 @@ def plot_curves(path: Path, series: dict, panels: list[str], title: str, ylabel:
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
-    colors = {"dynamic": "tab:red", "static": "tab:blue", "two_stage": "tab:green"}
     for ax, panel in zip(axes.flat, panels):
         for kind in KIND_ORDER:
             seeds = series.get((kind, panel))
@@ -147,9 +152,9 @@ def plot_curves(path: Path, series: dict, panels: list[str], title: str, ylabel:
             xs = sorted(set.intersection(*(set(v) for v in seeds.values())))
             ys = np.array([[seeds[s][x] for x in xs] for s in sorted(seeds)])
             mean = ys.mean(axis=0)
-            ax.plot(np.array(xs) / 1e6, mean, color=colors[kind], label=f"{kind} (n={len(ys)})")
+            ax.plot(np.array(xs) / 1e6, mean, color=COLORS[kind], label=f"{kind} (n={len(ys)})")
             if len(ys) > 1:
-                ax.fill_between(np.array(xs) / 1e6, ys.min(axis=0), ys.max(axis=0), color=colors[kind], alpha=0.15)
+                ax.fill_between(np.array(xs) / 1e6, ys.min(axis=0), ys.max(axis=0), color=COLORS[kind], alpha=0.15)
         ax.set_title(panel, fontsize=10)
         ax.set_xlabel("training tokens (M)")
         ax.set_ylabel(ylabel)
@@ -169,7 +174,7 @@ class _Results:
     def __init__(self, runs: dict[str, Path], languages: dict[str, str | None], base: MixtureSpec):
         self.foundation = groups_in(SOURCE_LANGUAGE, ("corpus",), base)   # the English corpus groups
         self.target = get_language(target_language(base))
-        self.held, self.trained, self.summaries = load_runs(runs)
+        self.held, self.trained, self.summaries, self.changes = load_runs(runs)
         self.by_group = curves(self.held)
         self.panels = language_panels(languages)
         self.by_language = language_curves(self.by_group, self.panels)
@@ -207,9 +212,10 @@ def write_report(out_dir: str | Path, runs: dict[str, Path], context: dict | Non
     write_csv(out / "training.csv", results.trained)
     write_csv(out / "final.csv", results.final_rows)
     _plots(out, results)
-    lines = ["# ChatFlow miniature: dynamic sampler vs static mixture vs two stages", ""]
+    lines = ["# ChatFlow miniature: the dynamic sampler vs a static mixture, two stages, three phases and adaptive "
+             "mixing", ""]
     for section in (_setting(context), _final_table(results), _change_table(results), _paired_table(results),
-                    _findings(results), _samples_table(results), _generations(context),
+                    _findings(results), _beyond(results), _samples_table(results), _generations(context),
                     limits(SOURCE_LANGUAGE, results.target.code)):
         lines += section
     files = ", ".join(f"`{p}`" for p in ("heldout.csv", "training.csv", "final.csv", "heldout_per_group.png",
@@ -287,7 +293,7 @@ def _paired_table(r: _Results) -> list[str]:
              "|---|---|---|---|---|---|"]
     for series, panels in ((r.by_group, r.groups), (r.by_language, list(r.panels))):
         for panel in panels:
-            for baseline in ("static", "two_stage"):
+            for baseline in BASELINES:
                 a, b = series.get(("dynamic", panel)), series.get((baseline, panel))
                 if not a or not b:
                     continue
@@ -337,10 +343,54 @@ def _samples_table(r: _Results) -> list[str]:
         if counts:
             lines.append(f"| {name} | " + " | ".join(str(counts.get(g, "")) for g in r.groups) +
                          f" | {sum(counts.values())} |")
-    return lines + ["", "Static and two-stage runs use the dynamic schedule's time-average over the run, so their "
-                    "samples per group equal the dynamic run's up to rounding; the two-stage run puts all instruction "
-                    "samples in its second stage (its own warm-up and cosine decay), so it differs in order and in "
-                    "learning-rate schedule, not in data amount.", ""]
+    return lines + ["", "Static, two-stage and three-phase (piecewise) runs use the dynamic schedule's time-average over "
+                    "the run, so their samples per group equal the dynamic run's up to rounding; the two-stage run puts "
+                    "all instruction samples in its second stage (its own warm-up and cosine decay), so it differs in "
+                    "order and in learning-rate schedule, not in data amount. The adaptive run's samples per group are "
+                    "its own by design: the policy moves them.", ""]
+
+
+def _beyond(r: _Results) -> list[str]:
+    """What the runs beyond the paper (piecewise phases, adaptive mixing) change, from the numbers."""
+    kinds = [k for k in ("piecewise", "adaptive") if k in r.kinds]
+    if not kinds or "dynamic" not in r.kinds:
+        return []
+    lines = ["## Beyond the paper's line: what three phases and adaptive mixing change here", ""]
+    for kind in kinds:
+        verdicts = []
+        for panel, series in [(p, r.by_language) for p in r.panels] + [(g, r.by_group) for g in r.groups]:
+            a, b = series.get(("dynamic", panel)), series.get((kind, panel))
+            if a and b:
+                mean, sd, n = paired(a, b, 1.0)
+                verdicts.append((panel, mean, _verdict(mean, sd, n, "dynamic")))
+        beyond = [v for v in verdicts if "beyond" in v[2]]
+        if not verdicts:
+            continue
+        if beyond:
+            text = "; ".join(f"{panel}: {'dynamic' if mean > 0 else kind} lower by {abs(mean):.3f}"
+                             for panel, mean, _ in beyond)
+            lines.append(f"- **{kind}** vs dynamic at the end, beyond seed noise: {text}; every other series within "
+                         f"noise or judged on one seed.")
+        else:
+            spread = max(abs(m) for _, m, _ in verdicts)
+            lines.append(f"- **{kind}** vs dynamic at the end: no series differs beyond seed noise (largest gap "
+                         f"{spread:.3f} nats{', one seed only' if all('one seed' in v for _, _, v in verdicts) else ''})"
+                         f": at this scale it changes nothing measurable.")
+    adaptive = {name: c for name, c in r.changes.items() if name.startswith("adaptive_")}
+    for name, changes in sorted(adaptive.items()):
+        summary = r.summaries.get(name, {})
+        # an update at the run's last step applies to no sample of it (only to a continuation)
+        changes = [c for c in changes if c.get("sample", 0) < summary.get("samples", float("inf"))] or changes
+        last = changes[-1]["new"].get("factors", {})
+        counts, base = summary.get("group_samples", {}), \
+            r.summaries.get(name.replace("adaptive_", "dynamic_"), {}).get("group_samples", {})
+        moved = ", ".join(f"{g} {counts[g] - base[g]:+d}" for g in counts if g in base and counts[g] != base[g])
+        lines.append(f"- {name}: {len(changes)} update(s) during the run; the last factors on the dynamic weights "
+                     + ", ".join(f"{g} {f:.2f}" for g, f in last.items())
+                     + (f"; samples per group vs dynamic: {moved}" if moved else "") + ".")
+    return lines + ["", "Three phases keep the dynamic run's samples per group, so a gap is the order's; adaptive "
+                    "mixing moves samples between groups (the table below), so it trades one group's loss for "
+                    "another's by design.", ""]
 
 
 def _generations(context: dict) -> list[str]:

@@ -119,7 +119,7 @@ def test_to_json_round_trips(tmp_path):
 
 
 def test_schedule_shape_is_checked_and_the_default_stays_implicit(tmp_path):
-    with pytest.raises(ChatflowError, match=r"m.json.schedule_shape: expected one of \['linear_grow_hold'\], got 'cosine'"):
+    with pytest.raises(ChatflowError, match=r"m.json.schedule_shape: expected one of \['linear_grow_hold', 'piecewise'\], got 'cosine'"):
         load_mixture(write(tmp_path, base(schedule_shape="cosine")))
     with pytest.raises(ChatflowError, match=r"schedule_shape: expected one of"):
         load_mixture(write(tmp_path, base(schedule_shape=["linear_grow_hold"])))

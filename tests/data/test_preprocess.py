@@ -280,11 +280,22 @@ def test_dataset_accepts_a_compatible_mixture_override(built):
     ds = MixtureDataset(ShardSet(out), spec=spec, seed=11)
     assert ds.spec.seed == 11
     data = json.loads(Path(mixture).read_text())
-    data["groups"] = data["groups"][:-1]
+    data["groups"] = data["groups"][:-1]            # a subset of the dataset's sources, regrouped: allowed
     data["groups"][0]["alpha"] = 1
+    data["groups"][0]["sources"] += data["groups"].pop(1)["sources"]
     other = Path(mixture).with_name("other.json")
     other.write_text(json.dumps(data))
-    with pytest.raises(ChatflowError, match="does not match the dataset"):
+    subset = MixtureDataset(ShardSet(out), spec=load_mixture(other))
+    assert subset.group_names == [g["name"] for g in data["groups"]]
+    drawn = subset.batch(np.arange(300))["source"]
+    assert set(np.asarray(subset.source_names)[drawn]) == {s["name"] for g in data["groups"] for s in g["sources"]}
+    data["groups"][0]["sources"][0]["name"] = "nope"
+    other.write_text(json.dumps(data))
+    with pytest.raises(ChatflowError, match=r"names sources the dataset .* does not have: \['nope'\]"):
+        MixtureDataset(ShardSet(out), spec=load_mixture(other))
+    data["groups"][0]["sources"][0].update(name=ds.source_names[0], kind="code")
+    other.write_text(json.dumps(data))
+    with pytest.raises(ChatflowError, match="is 'code' but the dataset"):
         MixtureDataset(ShardSet(out), spec=load_mixture(other))
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from chatflow_plugin.data.mixture import load_mixture
 from chatflow_plugin.data.sampler import MixtureSampler, nth_events, rank_indices, realized_group_counts
-from chatflow_plugin.data.schedule import LinearGrowHold
+from chatflow_plugin.data.schedule import LinearGrowHold, Piecewise
 
 TABLE1_ALPHA = [0.60, 0.05, 0.25, 0.05, 0.0, 0.05]
 TABLE1_BETA = [0.15, 0.50, 0.0, 0.10, 0.20, 0.05]
@@ -148,8 +148,26 @@ def _sha(*arrays) -> str:
     return digest.hexdigest()
 
 
-def test_table1_order_is_pinned():
-    schedule = load_mixture(ROOT / "models/mixtures/chatflow_table1.json").schedule()
+def table1_as_two_knots():
+    """models/mixtures/chatflow_table1.json written as a piecewise schedule: knots [0, T_grow], weights [alpha, beta]."""
+    import json
+
+    from chatflow_plugin.data.mixture import parse_mixture
+
+    data = json.loads((ROOT / "models/mixtures/chatflow_table1.json").read_text())
+    data.update(schedule_shape="piecewise", knots=[0, data.pop("T_grow")], interpolation="linear")
+    for group in data["groups"]:
+        group["weights"] = [group.pop("alpha"), group.pop("beta")]
+    return parse_mixture(data, base_dir=ROOT / "models/mixtures")
+
+
+@pytest.mark.parametrize("form", ["linear_grow_hold", "piecewise"])
+def test_table1_order_is_pinned(form):
+    """Issue 15: the paper's Table 1 as a two-knot piecewise schedule gives exactly today's order."""
+    spec = load_mixture(ROOT / "models/mixtures/chatflow_table1.json") if form == "linear_grow_hold" else \
+        table1_as_two_knots()
+    assert spec.schedule_shape == form
+    schedule = spec.schedule()
     group, _ = nth_events(schedule.expected_counts, np.arange(4096), 6)
     assert "".join(map(str, group[:64])) == "0020020013502002002000200200135020020020002002001350200200200020"
     assert np.bincount(group, minlength=6).tolist() == [2457, 206, 1023, 205, 0, 205]
@@ -164,11 +182,13 @@ def test_table1_order_is_pinned():
                                                                     617284]
 
 
-def test_table1_draws_across_t_grow_are_pinned():
-    """Table 1's weights with T_grow = 1,500: 4,096 draws through the hold, down to source, row and epoch."""
+@pytest.mark.parametrize("shape", [LinearGrowHold, Piecewise])
+def test_table1_draws_across_t_grow_are_pinned(shape):
+    """Table 1's weights with T_grow = 1,500: 4,096 draws through the hold, down to source, row and epoch; the same
+    as a two-knot piecewise schedule."""
     spec = load_mixture(ROOT / "models/mixtures/chatflow_table1.json")
-    schedule = LinearGrowHold([g.schedule_params["alpha"] for g in spec.groups],
-                              [g.schedule_params["beta"] for g in spec.groups], 1500)
+    alpha, beta = [g.schedule_params["alpha"] for g in spec.groups], [g.schedule_params["beta"] for g in spec.groups]
+    schedule = LinearGrowHold(alpha, beta, 1500) if shape is LinearGrowHold else Piecewise([0, 1500], [alpha, beta])
     sampler = MixtureSampler(schedule, [0, 1, 1, 2, 3, 3, 4, 5], [97, 40, 13, 61, 7, 19, 23, 5],
                              [1, 3, 1, 1, 1, 1, 1, 1], seed=42)
     d = sampler.draw(np.arange(4096))
@@ -178,3 +198,35 @@ def test_table1_draws_across_t_grow_are_pinned():
     assert d.row[:16].tolist() == [57, 21, 6, 76, 18, 27, 33, 40, 21, 3, 2, 94, 20, 27, 51, 35]
     assert _sha(d.group) == "aba420d86933e7f5eba603512aae93e8185e94445562303c7e8d9a5023412d5e"
     assert _sha(d.group, d.source, d.row, d.epoch) == "17efdf9503525c6a8bc0879c6464674a0c7705c6520a59e0037f09ed6d68771a"
+
+
+def random_piecewise(rng: np.random.Generator, horizon: int) -> Piecewise:
+    """A random piecewise schedule: 2-7 groups, up to 6 knots (some repeated: steps), linear or cosine
+    stretches, weights spanning several decades with zeros."""
+    k = int(rng.integers(2, 8))
+    n = int(rng.integers(1, 7))
+    knots = np.sort(rng.uniform(0, horizon, n - 1).round()) if n > 1 else np.array([])
+    if n > 2 and rng.random() < 0.5:
+        i = int(rng.integers(1, n - 1))
+        knots[i] = knots[i - 1]                                     # a step
+    knots = np.concatenate([[0.0], knots])
+    weights = rng.choice([0.0, 1e-3, 0.1, 1.0, 7.0], size=(n, k)) * rng.uniform(0.5, 2.0, size=(n, k))
+    weights[:, 0] += 1e-2                                           # every knot drawable
+    kinds = [str(rng.choice(["linear", "cosine"])) for _ in range(n - 1)]
+    return Piecewise(knots, weights, kinds)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_schedules_realise_their_integral_at_every_prefix(seed):
+    rng = np.random.default_rng(seed)
+    n = 6000
+    schedule = random_piecewise(rng, n)
+    k = schedule.n_groups
+    group, counts_before = nth_events(schedule.expected_counts, np.arange(n), k)
+    onehot = np.zeros((n, k), dtype=np.int64)
+    onehot[np.arange(n), group] = 1
+    running = np.cumsum(onehot, axis=0)
+    deviation = np.abs(running - schedule.expected_counts(np.arange(1, n + 1))).max()
+    # about two samples: under 2 up to five groups, (K - 1) / 2 beyond (ties at one whole time go in group order)
+    assert deviation < max(2.0, (k - 1) / 2), (deviation, schedule.knots, schedule.interpolation)
+    np.testing.assert_array_equal(counts_before, running - onehot)

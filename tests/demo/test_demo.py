@@ -127,6 +127,16 @@ def test_static_and_two_stage_runs_get_the_dynamic_runs_samples_per_group(tmp_pa
     inst = [names.index("en_inst"), names.index("zh_inst")]
     assert stage1[inst].sum() == 0 and stage2.sum() == stage2[inst].sum()
     assert np.abs(stage1 + stage2 - got_static).max() <= 2
+    # three phases (piecewise): no instructions in the warm-up, more at the end, the same samples per group
+    piecewise = parse_mixture(mixtures["piecewise"]).schedule()
+    assert np.abs(realized_group_counts(piecewise, n) - got_dynamic).max() <= 1
+    assert piecewise.probabilities(0.0)[inst].sum() == 0
+    assert piecewise.probabilities(float(n))[inst].sum() > 1.5 * dynamic.probabilities(float(n))[inst].sum()
+    assert len(np.unique(piecewise.knots)) == 5
+    # adaptive: the dynamic schedule with a policy
+    adaptive = parse_mixture(mixtures["adaptive"])
+    assert adaptive.adaptive.signal == "loss" and adaptive.adaptive.every_samples == n // 10
+    assert np.allclose(adaptive.schedule().expected_counts(float(n)), expected)
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -196,14 +206,20 @@ def test_demo_quick_on_the_bundled_corpora(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("\n{\n") + 1:])
-    assert set(result["runs"]) == {"dynamic_s0", "static_s0", "two_stage_s0"}
+    assert set(result["runs"]) == {"dynamic_s0", "static_s0", "two_stage_s0", "piecewise_s0", "adaptive_s0"}
     with open(out / "report" / "final.csv", newline="") as handle:
         final = list(csv.DictReader(handle))
-    assert {r["kind"] for r in final} == {"dynamic", "static", "two_stage"}
+    assert {r["kind"] for r in final} == {"dynamic", "static", "two_stage", "piecewise", "adaptive"}
     assert {r["group"] for r in final} == set(GROUP_DIRS)
     assert all(math.isfinite(float(r["mean"])) for r in final)
     report = (out / "report" / "report.md").read_text(encoding="utf-8")
     assert "| zh_corpus |" in report and "can and cannot show" in report
+    assert "**piecewise** vs dynamic" in report and "**adaptive** vs dynamic" in report
+    assert "adaptive_s0: 3 update(s) during the run; the last factors" in report
+    summaries = {k: json.loads((out / "runs" / f"{k}_s0" / "train_summary.json").read_text())["group_samples"]
+                 for k in ("dynamic", "piecewise", "adaptive")}
+    assert max(abs(summaries["piecewise"][g] - summaries["dynamic"][g]) for g in summaries["dynamic"]) <= 1
+    assert summaries["adaptive"] != summaries["dynamic"]
     context = json.loads((out / "report" / "context.json").read_text(encoding="utf-8"))
     assert context["tokenizer"]["expanded_pieces"] > context["tokenizer"]["english_pieces"]
     added = (out / "tokenizer" / "added_pieces.txt").read_text(encoding="utf-8").split()

@@ -61,3 +61,27 @@ def test_cli_writes_the_four_mixture_files(tmp_path, capsys):
     assert info["stage1_samples"] + info["stage2_samples"] == 50000
     for name in ("dynamic", "static", "stage1", "stage2"):
         load_mixture(tmp_path / f"{name}.json")       # every file is a valid mixture
+
+
+def test_baselines_of_any_shape_and_the_paper_files_unchanged(tmp_path):
+    """A piecewise (or adaptive) dynamic mixture has static and two-stage baselines too, matched the same way;
+    a paper mixture's baseline files are what they always were (alpha = beta, its T_grow, its key order)."""
+    paper = load_mixture(TABLE1)
+    static_paper = static_mixture(paper, 100_000)
+    assert list(static_paper) == list(paper.to_json()) and static_paper["T_grow"] == 5_000_000
+    assert list(static_paper["groups"][0]) == ["name", "alpha", "beta", "language", "sources"]
+    data = json.loads(TABLE1.read_text())
+    data.pop("T_grow")
+    data.update(schedule_shape="piecewise", knots=[0, 30_000, 30_000, 80_000], interpolation="cosine",
+                adaptive={"signal": "loss", "every_samples": 1000})
+    for g in data["groups"]:
+        g["weights"] = [g.pop("alpha"), g.pop("beta"), g["beta"] if "beta" in g else 0.1, 0.2]
+    spec = parse_mixture(data, base_dir=TABLE1.parent)
+    n = 100_000
+    static = parse_mixture(static_mixture(spec, n))
+    assert static.schedule_shape == "linear_grow_hold" and static.adaptive is None
+    assert np.allclose(static.schedule().expected_counts(float(n)), spec.schedule().expected_counts(float(n)))
+    first, second, n2 = two_stage_mixtures(spec, n)
+    c1 = realized_group_counts(parse_mixture(first).schedule(), n - n2)
+    c2 = realized_group_counts(parse_mixture(second).schedule(), n2)
+    assert np.abs(c1 + c2 - realized_group_counts(spec.schedule(), n)).max() <= 3

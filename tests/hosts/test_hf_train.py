@@ -104,6 +104,32 @@ def _record_samples(monkeypatch) -> list[list[int]]:
     return seen
 
 
+def stop_after(monkeypatch, step: int) -> None:
+    """The next train() stops after optimizer step ``step`` (as a kill would, minus the lost work)."""
+    import transformers
+
+    from chatflow_plugin.hosts.hf import train as module
+
+    class Stop(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                control.should_training_stop = True
+
+    make = module._make_trainer_class
+
+    def with_stop():
+        cls, cb = make()
+
+        class Stopping(cls):
+            def __init__(self, *a, **k):
+                super().__init__(*a, **k)
+                self.add_callback(Stop())
+        monkeypatch.setattr(module, "_make_trainer_class", make)     # one run only
+        return Stopping, cb
+
+    monkeypatch.setattr(module, "_make_trainer_class", with_stop)
+
+
 # --- data plumbing -------------------------------------------------------------------------------
 
 def test_rank_batch_sampler_is_rank_indices_and_starts_where_told(dataset):
@@ -178,31 +204,11 @@ def test_resume_reads_exactly_the_samples_of_an_uninterrupted_run(dataset, tmp_p
     # Interrupt after step 3 (a checkpoint exists at step 3), then resume to step 6.
     seen.clear()
     interrupted = tmp_path / "interrupted"
-    import transformers
-
-    class Stop(transformers.TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                control.should_training_stop = True
-
-    from chatflow_plugin.hosts.hf import train as module
-    make = module._make_trainer_class
-
-    def with_stop():
-        cls, cb = make()
-
-        class Stopping(cls):
-            def __init__(self, *a, **k):
-                super().__init__(*a, **k)
-                self.add_callback(Stop())
-        return Stopping, cb
-
-    monkeypatch.setattr(module, "_make_trainer_class", with_stop)
+    stop_after(monkeypatch, 3)
     stopped = train(_options(dataset, interrupted, train_steps=6, save_every=3))
     assert stopped["stopped_early_at"] == 3
     assert not (interrupted / "final").exists() and not (interrupted / "train_summary.json").exists()
     first_part = list(seen)
-    monkeypatch.setattr(module, "_make_trainer_class", make)
     seen.clear()
     train(_options(dataset, interrupted, train_steps=6, save_every=3))
     assert first_part + seen == uninterrupted
@@ -329,13 +335,15 @@ def test_more_steps_continue_a_finished_run(dataset, tmp_path, monkeypatch, caps
     assert json.loads((out / "chatflow_run.json").read_text())["train_steps"] == 6
 
 
-def test_resume_refuses_changed_batch_geometry(dataset, tmp_path):
+def test_resume_refuses_a_changed_global_batch_unless_allowed(dataset, tmp_path):
     out = tmp_path / "run"
     train(_options(dataset, out, train_steps=2, save_every=1))
-    with pytest.raises(ChatflowError, match="micro_batch_size"):
-        train(_options(dataset, out, train_steps=2, micro_batch_size=3))
+    with pytest.raises(ChatflowError, match=r"global_batch: 4 -> 6.*--allow_change global_batch"):
+        train(_options(dataset, out, train_steps=3, micro_batch_size=3))
     with pytest.raises(ChatflowError, match="already holds checkpoints"):
         train(_options(dataset, out, train_steps=2, resume="no"))
+    with pytest.raises(ChatflowError, match=r"--allow_change seed: a resumed run may change \['mixture', 'global_batch'\]"):
+        train(_options(dataset, out, train_steps=3, allow_change=["seed"]))
 
 
 def test_response_only_loss_masks_prompts(dataset, tmp_path):
@@ -371,36 +379,67 @@ def test_continue_from_pretrained_directory_and_cli(dataset, tmp_path, capsys):
     assert json.loads(printed[printed.index("{\n"):])["steps"] == 2
 
 
+def torchrun_train(script: Path, args: list[str], nproc: int, stop_at: int = 0) -> None:
+    """``chatflow train`` under torchrun through ``script`` (:data:`RECORD_SCRIPT`), stopped after ``stop_at``."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root), STOP_AT=str(stop_at))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", port,
+           str(script), *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# Records the global sample indices each rank reads (seen_<rank>_<micro-batches>.json in --output_dir); STOP_AT
+# stops training after that optimizer step, as a kill would.
+RECORD_SCRIPT = (
+    "import json, os, sys\n"
+    "from chatflow_plugin.hosts.hf import train as hf_train\n"
+    "orig = hf_train.collate_windows\n"
+    "seen = []\n"
+    "def rec(samples):\n"
+    "    b = orig(samples); seen.append(b['t'].tolist()); return b\n"
+    "hf_train.collate_windows = rec\n"
+    "stop = int(os.environ.get('STOP_AT', '0'))\n"
+    "if stop:\n"
+    "    import transformers\n"
+    "    class Stop(transformers.TrainerCallback):\n"
+    "        def on_step_end(self, args, state, control, **kw):\n"
+    "            control.should_training_stop = state.global_step == stop\n"
+    "    make = hf_train._make_trainer_class\n"
+    "    def with_stop():\n"
+    "        cls, cb = make()\n"
+    "        class Stopping(cls):\n"
+    "            def __init__(self, *a, **k):\n"
+    "                super().__init__(*a, **k); self.add_callback(Stop())\n"
+    "        return Stopping, cb\n"
+    "    hf_train._make_trainer_class = with_stop\n"
+    "from chatflow_plugin.cli import main\n"
+    "code = main(['train', *sys.argv[1:]])\n"
+    "out = os.path.join(sys.argv[sys.argv.index('--output_dir') + 1], f\"seen_{os.environ['RANK']}_{len(seen)}.json\")\n"
+    "json.dump(seen, open(out, 'w'))\n"
+    "sys.exit(code)\n")
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_read_disjoint_samples(dataset, heldout, tmp_path):
     """torchrun --nproc_per_node 2 (gloo): both ranks together read exactly the single-process order."""
     script = tmp_path / "record.py"
-    script.write_text(
-        "import json, os, sys\n"
-        "from chatflow_plugin.hosts.hf import train as hf_train\n"
-        "orig = hf_train.collate_windows\n"
-        "seen = []\n"
-        "def rec(samples):\n"
-        "    b = orig(samples); seen.append(b['t'].tolist()); return b\n"
-        "hf_train.collate_windows = rec\n"
-        "from chatflow_plugin.cli import main\n"
-        "code = main(['train', *sys.argv[1:]])\n"
-        "out = os.path.join(sys.argv[sys.argv.index('--output_dir') + 1], f\"seen_{os.environ['RANK']}.json\")\n"
-        "json.dump(seen, open(out, 'w'))\n", encoding="utf-8")
+    script.write_text(RECORD_SCRIPT, encoding="utf-8")
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    import socket
-    with socket.socket() as sock:      # a free port, so parallel CI jobs do not collide
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-           str(script), "--dataset_dir", str(dataset), "--output_dir", str(out), "--model_config", str(TINY_CONFIG),
-           "--train_steps", "3", "--micro_batch_size", "2", "--gradient_accumulation_steps", "2",
-           "--log_every", "1", "--threads", "1", "--quiet", "--heldout_dir", str(heldout), "--heldout_windows", "4"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0 = json.loads((out / "seen_0.json").read_text())
-    rank1 = json.loads((out / "seen_1.json").read_text())
+    torchrun_train(script, ["--dataset_dir", str(dataset), "--output_dir", str(out), "--model_config", str(TINY_CONFIG),
+                            "--train_steps", "3", "--micro_batch_size", "2", "--gradient_accumulation_steps", "2",
+                            "--log_every", "1", "--threads", "1", "--quiet", "--heldout_dir", str(heldout),
+                            "--heldout_windows", "4"], 2)
+    rank0 = json.loads((out / "seen_0_6.json").read_text())
+    rank1 = json.loads((out / "seen_1_6.json").read_text())
     assert rank0 == [rank_indices(i, 2, 0, 2).tolist() for i in range(6)]
     assert rank1 == [rank_indices(i, 2, 1, 2).tolist() for i in range(6)]
     flat0, flat1 = sum(rank0, []), sum(rank1, [])

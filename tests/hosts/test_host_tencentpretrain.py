@@ -285,3 +285,117 @@ def test_deepspeed_resume_and_two_ranks_follow_the_single_process_sequence(datas
         assert not set(a) & set(b)
         assert sorted(a + b) == whole[step]
     assert len({i for r in ranks for s in r.values() for i in s}) == 48
+
+
+# -- issue 15: elastic resume, a mixture change, adaptive mixing that resumes exactly -------------------------
+
+def _strip_times(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "time"} for e in history]
+
+
+def _resume_copy(src: Path, tag: int, dst: Path) -> Path:
+    """A DeepSpeed output folder holding only checkpoint ``tag`` (as if the run had been killed after it)."""
+    dst.mkdir(parents=True)
+    shutil.copytree(src / str(tag), dst / str(tag))
+    (dst / "latest").write_text(str(tag))
+    return dst
+
+
+def test_deepspeed_run_on_two_ranks_resumes_on_one_and_changes_its_mixture(dataset, corpus, home, tmp_path):
+    pytest.importorskip("deepspeed")
+    from chatflow_plugin.data.batches import MixtureDataset
+    from chatflow_plugin.data.runstate import history_of, read_state
+    from chatflow_plugin.data.shards import ShardSet
+    from chatflow_plugin.hosts.tencentpretrain.batches import read_sample_log
+
+    env = _env(home)
+    run = corpus / "elastic_runs"
+    ds = ["--deepspeed", "--deepspeed_config", str(CPU_DS), "--report_steps", "4", "--save_checkpoint_steps", "4"]
+    _torchrun(2, _pretrain_args(dataset, corpus, str(run / "two"), 8, 2, ds + ["--sample_log", str(run / "two.jsonl")]),
+              corpus / "cwd", env)
+    ranks = [read_sample_log(f"{run / 'two.jsonl'}.rank{r}") for r in range(2)]
+    two = {step: sorted(ranks[0][step] + ranks[1][step]) for step in range(1, 9)}
+    # one process, twice the micro-batch (the same global batch): DeepSpeed cannot repartition ZeRO's optimizer
+    # state, so the plugin refuses before building the model and spells out DeepSpeed's universal conversion
+    one = _resume_copy(run / "two", 4, run / "one")
+    args = _pretrain_args(dataset, corpus, str(one), 8, 4, ds + ["--resume_from_checkpoint", str(one),
+                                                                 "--sample_log", str(run / "one.jsonl")])
+    refused = subprocess.run([sys.executable, *args], cwd=corpus / "cwd", env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "saved by 2 data-parallel ranks and this run has 1" in refused.stderr
+    _run([sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(one / "4"),
+          "--output_folder", str(one / "4_universal"), "--inject_missing_state"], cwd=corpus / "cwd", env=env)
+    universal = tmp_path / "universal.json"
+    universal.write_text(json.dumps(dict(json.loads(CPU_DS.read_text()), checkpoint={"load_universal": True})))
+    args[args.index(str(CPU_DS))] = str(universal)
+    proc = _torchrun(1, args, corpus / "cwd", env)
+    assert "starting at step 5 = global sample 16" in proc.stderr + proc.stdout
+    rest = read_sample_log(run / "one.jsonl")
+    assert {s: sorted(v) for s, v in rest.items()} == {s: two[s] for s in range(5, 9)}
+    state = read_state(one / "8" / "chatflow_state.json")
+    assert (state["world_size"], state["micro_batch_size"], state["samples_done"]) == (1, 4, 32)
+    assert [(e["what"], e["old"], e["new"]) for e in state["history"]] == [("micro_batch_size", 2, 4), ("world_size", 2, 1)]
+    # another mixture from step 4 on (allowed): samples 0..15 as they were, then the new mix
+    mixture = json.loads((corpus / "mixture.json").read_text())
+    for group in mixture["groups"]:
+        group["alpha"] = group["beta"] = 5.0 if group["name"] == "instructions" else 0.1
+    (corpus / "more_instructions.json").write_text(json.dumps(mixture))
+    changed = _resume_copy(one, 4, run / "changed")
+    shutil.copytree(one / "4_universal", changed / "4_universal")
+    (changed / "latest_universal").write_text("4_universal")
+    args = _pretrain_args(dataset, corpus, str(changed), 8, 4, ds + [
+        "--resume_from_checkpoint", str(changed), "--mixture_config", str(corpus / "more_instructions.json"),
+        "--allow_change", "mixture", "--sample_log", str(run / "changed.jsonl")])
+    args[args.index(str(CPU_DS))] = str(universal)
+    _torchrun(1, args, corpus / "cwd", env)
+    state = read_state(changed / "8" / "chatflow_state.json")
+    entry = state["history"][-1]
+    assert (entry["what"], entry["step"], entry["sample"]) == ("mixture", 4, 16)
+    shards = ShardSet(dataset)
+    revised = MixtureDataset(shards, spec=history_of(state, "state")).batch(list(range(32)))
+    original = MixtureDataset(shards).batch(list(range(32)))
+    assert (revised["tokens"][:16] == original["tokens"][:16]).all()
+    inst = revised["group"][16:] == MixtureDataset(shards).group_names.index("instructions")
+    assert inst.mean() > 0.8
+    logged = {json.loads(line)["step"]: json.loads(line)["groups"] for line in (run / "changed.jsonl").read_text().splitlines()}
+    assert [g for s in range(5, 9) for g in logged[s]] == revised["group"][16:].tolist()
+
+
+def test_deepspeed_adaptive_run_killed_and_resumed_is_identical(dataset, corpus, home, spm_model):
+    pytest.importorskip("deepspeed")
+    from chatflow_plugin.data.mixture import load_mixture
+    from chatflow_plugin.data.preprocess import preprocess
+    from chatflow_plugin.data.runstate import read_state
+    from chatflow_plugin.hosts.tencentpretrain.batches import read_sample_log
+
+    rng = random.Random(5)
+    held = corpus / "held_data"
+    held.mkdir()
+    for name in ("en", "zh", "par", "inst"):
+        lines = (corpus / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        _jsonl(held / f"{name}.jsonl", [json.loads(line) for line in rng.sample([x for x in lines if x.strip()], 20)])
+    spec = load_mixture(corpus / "mixture.json").with_overrides(data_root=held)
+    preprocess(spec, corpus / "spm.model", corpus / "held_ds", workers=1)
+    mixture = json.loads((corpus / "mixture.json").read_text())
+    mixture["adaptive"] = {"signal": "loss", "every_samples": 8, "rate": 2.0, "smoothing": 0.3}
+    (corpus / "adaptive.json").write_text(json.dumps(mixture))
+    env = _env(home)
+    run = corpus / "adaptive_runs"
+    extra = ["--deepspeed", "--deepspeed_config", str(CPU_DS), "--report_steps", "4", "--save_checkpoint_steps", "4",
+             "--mixture_config", str(corpus / "adaptive.json"), "--heldout_dataset_path", str(corpus / "held_ds"),
+             "--heldout_windows", "4"]
+    straight = _torchrun(1, _pretrain_args(dataset, corpus, str(run / "straight"), 8, 4,
+                                           extra + ["--sample_log", str(run / "straight.jsonl")]), corpus / "cwd", env)
+    assert "heldout: en_corpus" in straight.stderr + straight.stdout
+    resumed = _resume_copy(run / "straight", 4, run / "resumed")
+    _torchrun(1, _pretrain_args(dataset, corpus, str(resumed), 8, 4, extra + [
+        "--resume_from_checkpoint", str(resumed), "--sample_log", str(run / "resumed.jsonl")]), corpus / "cwd", env)
+    a = read_state(run / "straight" / "8" / "chatflow_state.json")
+    b = read_state(resumed / "8" / "chatflow_state.json")
+    assert [e["step"] for e in a["history"]] == [2, 4, 6, 8] and all(e["by"] == "adaptive" for e in a["history"])
+    assert _strip_times(a["history"]) == _strip_times(b["history"]) and a["adaptive"] == b["adaptive"]
+    whole = read_sample_log(run / "straight.jsonl")
+    tail = read_sample_log(run / "resumed.jsonl")
+    assert all(tail[s] == whole[s] for s in range(5, 9))
+    groups = lambda path: {json.loads(line)["step"]: json.loads(line)["groups"]  # noqa: E731
+                           for line in path.read_text().splitlines()}
+    assert all(groups(run / "resumed.jsonl")[s] == groups(run / "straight.jsonl")[s] for s in range(5, 9))

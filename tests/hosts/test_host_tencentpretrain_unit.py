@@ -18,8 +18,8 @@ from chatflow_plugin.hosts.tencentpretrain.batches import RankStream, SampleLog,
 from chatflow_plugin.hosts.tencentpretrain.launch import (GIVEN, extend_host_parser, given_options,
                                                           host_parser_extended, normalize_argv,
                                                           run_host_script, runtime_defaults, translate_target)
-from chatflow_plugin.hosts.tencentpretrain.progress import (STATE_FILE, STATE_SUFFIX, deepspeed_tag, format_report,
-                                                            read_state, resume_position, write_state)
+from chatflow_plugin.data.runstate import STATE_FILE, STATE_SUFFIX, read_state, write_state
+from chatflow_plugin.hosts.tencentpretrain.progress import deepspeed_tag, format_report, resume_position
 from chatflow_plugin.data.mixture import load_mixture
 from chatflow_plugin.data.preprocess import preprocess
 from chatflow_plugin.data.shards import ShardSet
@@ -446,3 +446,128 @@ def test_preflight_preprocess_names_the_missing_file(tmp_path, spm_model):
         preflight_preprocess(base + ["--spm_model_path", str(spm_model)])
     with pytest.raises(ChatflowError, match="--spm_model_path .*nope.model: no such file"):
         preflight_preprocess(base + ["--mixture_config", str(mixture), "--spm_model_path", str(tmp_path / "nope.model")])
+
+
+# -- the run's mixture on the host: resume plan, layout changes, adaptive updates (no host needed) -----------
+
+def _host_run(shards, micro=4, accumulation=1, world=1, spec=None, log=None):
+    from chatflow_plugin.data.batches import MixtureDataset
+    from chatflow_plugin.hosts.tencentpretrain.mixing import HostRun
+
+    layout = {"micro_batch_size": micro, "gradient_accumulation_steps": accumulation, "world_size": world}
+    return HostRun(MixtureDataset(shards, spec=spec), layout, "/d", log=log)
+
+
+def test_host_run_converts_steps_across_layouts_and_refuses_what_is_not_allowed(shards):
+    first = _host_run(shards, micro=4, accumulation=1, world=2)        # global batch 8
+    first.resume(0, None, [], None, 0.0, "ckpt")
+    state = first.state(6, 48)
+    assert state["global_batch"] == 8 and state["gradient_accumulation_steps"] == 1 and state["history"] == []
+    lines = []
+    same = _host_run(shards, micro=2, accumulation=2, world=2, log=lines.append)   # same global batch
+    assert same.resume(6, state, [], None, 0.0, "ckpt") == 12                    # 6 optimizer steps x 2
+    assert [(e["what"], e["old"], e["new"]) for e in same.changes] == [("micro_batch_size", 4, 2),
+                                                                       ("gradient_accumulation_steps", 1, 2)]
+    assert "micro_batch_size changed at step 6 (sample 48): 4 -> 2" in lines[0]
+    with pytest.raises(ChatflowError, match=r"global_batch: 8 -> 16.*--allow_change global_batch"):
+        _host_run(shards, micro=8, world=2).resume(6, state, [], None, 0.0, "ckpt")
+    bigger = _host_run(shards, micro=8, world=2)
+    assert bigger.resume(6, state, ["global_batch"], None, 0.0, "ckpt") == 6
+    assert bigger.changes[0]["what"] == "global_batch" and bigger.changes[0]["sample"] == 48
+    inside = dict(_host_run(shards, micro=4, accumulation=2).state(3, 24))
+    with pytest.raises(ChatflowError, match="inside an accumulation of 2 micro-batches"):
+        _host_run(shards, micro=2, accumulation=4).resume(3, inside, [], None, 0.0, "ckpt")
+
+
+def test_host_run_applies_a_mixture_change_from_the_checkpoints_sample(shards, tmp_path):
+    from chatflow_plugin.data.mixture import parse_mixture
+
+    run = _host_run(shards)
+    run.resume(0, None, [], None, 0.0, "ckpt")
+    before = run.dataset.batch(np.arange(64))
+    state = run.state(4, 16)
+    data = json.loads(json.dumps(shards.manifest["mixture"]))
+    data["groups"][1].update(alpha=9.0, beta=9.0)
+    changed = parse_mixture(data)
+    with pytest.raises(ChatflowError, match="--allow_change mixture"):
+        _host_run(shards, spec=changed).resume(4, state, [], "new.json", 0.0, "ckpt")
+    resumed = _host_run(shards, spec=changed)
+    resumed.resume(4, state, ["mixture"], "new.json", 0.0, "ckpt")
+    after = resumed.dataset.batch(np.arange(64))
+    np.testing.assert_array_equal(after["tokens"][:16], before["tokens"][:16])
+    assert (after["group"][16:] == 1).sum() > (before["group"][16:] == 1).sum()
+    (entry,) = resumed.changes
+    assert (entry["what"], entry["step"], entry["sample"], entry["by"]) == ("mixture", 4, 16, "new.json")
+    # a later resume from a checkpoint with that history and the same file changes nothing more
+    again = _host_run(shards, spec=changed)
+    again.resume(8, resumed.state(8, 32), [], "new.json", 0.0, "ckpt")
+    assert again.changes == resumed.changes and len(again.dataset.history) == 2
+
+
+def test_host_run_adaptive_updates_are_recorded_revisions(shards):
+    from chatflow_plugin.data.mixture import parse_mixture
+
+    data = json.loads(json.dumps(shards.manifest["mixture"]))
+    data["adaptive"] = {"signal": "loss", "every_samples": 8, "smoothing": 0.0}
+    run = _host_run(shards, spec=parse_mixture(data))
+    run.resume(0, None, [], None, 0.0, "ckpt")
+    assert run.needs_heldout() and run.adaptive_due(4, 8) and not run.adaptive_due(8, 12)
+    names = run.dataset.group_names
+    run.adapt(0, 0, {names[0]: 3.0, names[1]: 4.0}, lambda v: v)
+    assert run.changes == [] and run.adaptive["losses"] == {names[0]: 3.0, names[1]: 4.0}
+    run.dataset.batch(np.arange(8))
+    run.adapt(2, 8, {names[0]: 2.0, names[1]: 4.0}, lambda v: v)
+    (entry,) = run.changes
+    assert entry["by"] == "adaptive" and entry["sample"] == 8 and entry["new"]["factors"][names[1]] > 1
+    assert run.dataset.history.revisions[-1].sample == 8
+
+
+def test_heldout_losses_weigh_batches_by_their_tokens(shards):
+    import torch
+
+    from chatflow_plugin.data.heldout import HeldOutSet
+    from chatflow_plugin.hosts.tencentpretrain.mixing import heldout_losses
+
+    class Fake(torch.nn.Module):
+        def forward(self, src, tgt, seg):     # the stock lm target: the batch's token-mean loss
+            return (tgt.float() * (seg > 0)).sum() / (seg > 0).sum()
+
+    held = HeldOutSet(shards, max_windows=5)
+    out = heldout_losses(Fake(), held, batch_size=2)
+    for group, windows in held.windows.items():
+        carries = held.carries[group]
+        assert out[group] == pytest.approx(float((windows[:, 1:] * carries).sum() / carries.sum()))
+
+
+def test_a_zero_checkpoint_on_another_number_of_ranks_is_refused_with_the_conversion(tmp_path):
+    from chatflow_plugin.hosts.tencentpretrain.progress import check_deepspeed_world
+
+    ckpt = tmp_path / "O"
+    (ckpt / "4").mkdir(parents=True)
+    (ckpt / "latest").write_text("4")
+    write_state(ckpt / "4" / STATE_FILE, step=4, samples_done=16, micro_batch_size=2, world_size=2, dataset="d")
+    zero = tmp_path / "zero.json"
+    zero.write_text(json.dumps({"zero_optimization": {"stage": 1}}))
+    check_deepspeed_world(str(ckpt), str(zero), 2)                            # same ranks: fine
+    with pytest.raises(ChatflowError, match=r"saved by 2 data-parallel ranks and this run has 1.*ds_to_universal "
+                                            r"--input_folder .*O/4 --output_folder .*O/4_universal.*load_universal"):
+        check_deepspeed_world(str(ckpt), str(zero), 1)
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"zero_optimization": {"stage": 0}}))
+    check_deepspeed_world(str(ckpt), str(plain), 1)                           # nothing partitioned
+    universal = tmp_path / "universal.json"
+    universal.write_text(json.dumps({"zero_optimization": {"stage": 1}, "checkpoint": {"load_universal": True}}))
+    check_deepspeed_world(str(ckpt), str(universal), 1)
+    # the converted folder has no run state of its own: the state of the checkpoint it was converted from
+    (ckpt / "4_universal").mkdir()
+    (ckpt / "latest_universal").write_text("4_universal")
+    pos = resume_position(4, resume_from_checkpoint=str(ckpt), universal=True)
+    assert (pos.steps_done, pos.samples_done) == (4, 16) and pos.state["world_size"] == 2
+    check_deepspeed_world(str(ckpt), str(universal), 1)                       # the launcher's preflight keeps a copy
+    assert read_state(ckpt / "4_universal" / STATE_FILE)["samples_done"] == 16
+    # once the resumed run has saved a newer step, the conversion is stale: drop load_universal
+    (ckpt / "8").mkdir()
+    write_state(ckpt / "8" / STATE_FILE, step=8, samples_done=32, micro_batch_size=4, world_size=1, dataset="d")
+    (ckpt / "latest").write_text("8")
+    with pytest.raises(ChatflowError, match=r"'latest_universal' names a conversion of step 4 but 'latest' is at step 8"):
+        check_deepspeed_world(str(ckpt), str(universal), 1)

@@ -3,9 +3,9 @@
 The Trainer normally shuffles, re-shards (``accelerator.prepare``) and, on resume, skips batches by
 iterating over them. None of that is wanted here: the sampler already fixes global sample t, and
 micro-batch i of rank r is :func:`~chatflow_plugin.data.sampler.rank_indices`. So the batch sampler below
-yields those index lists directly, starting at the position implied by the optimizer step it is
-asked for when iteration begins (read after the Trainer has loaded its checkpoint): resume is exact
-and O(1), and ranks never overlap.
+yields those index lists directly, starting at the sample the checkpoint's run state says was consumed
+(read after the Trainer has loaded its checkpoint): resume is exact and O(1), on any layout, and ranks never
+overlap.
 """
 from __future__ import annotations
 
@@ -54,15 +54,16 @@ def collate_windows(samples: list[dict[str, np.ndarray]]) -> dict[str, torch.Ten
 
 
 class RankBatchSampler(torch.utils.data.Sampler):
-    """Yields this rank's micro-batches ``rank_indices(i, B, rank, W)`` for i in [start, total).
+    """Yields this rank's micro-batches for i in [start, total): ``first + rank_indices(i - start, B, rank, W)``.
 
-    ``start_micro_batch`` is called at the start of every iteration, so a Trainer that has just
-    restored ``global_step`` from a checkpoint resumes at exactly the next unseen micro-batch.
-    ``len()`` is the whole run, so the Trainer sees one epoch.
+    ``start_micro_batch`` and ``first_sample`` (the global sample micro-batch ``start`` begins at; default
+    ``start * B * W``) are called at the start of every iteration, so a Trainer that has just restored
+    ``global_step`` from a checkpoint resumes at exactly the next unseen sample, whatever the layout (world size,
+    micro-batch) the checkpoint was written with. ``len()`` is the whole run, so the Trainer sees one epoch.
     """
 
     def __init__(self, micro_batch_size: int, total_micro_batches: int, rank: int = 0, world_size: int = 1,
-                 start_micro_batch: Callable[[], int] | None = None):
+                 start_micro_batch: Callable[[], int] | None = None, first_sample: Callable[[], int] | None = None):
         if micro_batch_size <= 0 or total_micro_batches <= 0:
             raise ValueError("micro_batch_size and total_micro_batches must be positive")
         if not 0 <= rank < world_size:
@@ -72,11 +73,14 @@ class RankBatchSampler(torch.utils.data.Sampler):
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.start_micro_batch = start_micro_batch or (lambda: 0)
+        self.first_sample = first_sample
 
     def __len__(self) -> int:
         return self.total
 
     def __iter__(self) -> Iterator[list[int]]:
         start = int(self.start_micro_batch())
+        first = int(self.first_sample()) if self.first_sample is not None else \
+            start * self.micro_batch_size * self.world_size
         for i in range(start, self.total):
-            yield rank_indices(i, self.micro_batch_size, self.rank, self.world_size).tolist()
+            yield (first + rank_indices(i - start, self.micro_batch_size, self.rank, self.world_size)).tolist()

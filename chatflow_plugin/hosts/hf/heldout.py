@@ -1,48 +1,11 @@
-"""Held-out loss per group: the one number that is comparable across differently-mixed runs.
-
-Training loss depends on what the mixture happens to draw; loss on fixed held-out windows does not.
-The windows come from a shard directory built from documents kept out of training (same tokenizer,
-same mixture groups); each group's first ``max_windows`` windows, in source order, are used by every
-run, so all runs are scored on identical tokens.
-"""
+"""Held-out loss per group of an HF model, on the fixed windows of :class:`~chatflow_plugin.data.heldout.HeldOutSet`."""
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from ...errors import ChatflowError
-from ...data.shards import ShardSet
-
-
-class HeldOutSet:
-    """Fixed evaluation windows per group: ``windows[g]`` (N, L+1) int64, ``carries[g]`` (N, L) bool."""
-
-    def __init__(self, shards: ShardSet, max_windows: int = 64, groups: list[str] | None = None):
-        if max_windows <= 0:
-            raise ChatflowError(f"held-out windows per group must be positive, got {max_windows}")
-        self.path = shards.path
-        self.seq_length = shards.seq_length
-        self.windows: dict[str, np.ndarray] = {}
-        self.carries: dict[str, np.ndarray] = {}
-        wanted = groups if groups is not None else shards.group_names
-        for group in wanted:
-            rows, masks = [], []
-            for shard in shards.sources:
-                if shard.group != group:
-                    continue
-                for row in range(shard.windows):
-                    if len(rows) >= max_windows:
-                        break
-                    tokens, loss = shard.window(row)
-                    rows.append(tokens.astype(np.int64))
-                    masks.append(loss[1:])
-            if rows:
-                self.windows[group] = np.stack(rows)
-                self.carries[group] = np.stack(masks)
-        if not self.windows:
-            raise ChatflowError(f"{shards.path}: no held-out windows for groups {wanted}")
+from ...data.heldout import HeldOutSet
 
 
 @torch.no_grad()

@@ -12,7 +12,9 @@ complete. This module owns what both trainers do with it:
 * what a resumed run may change (:class:`RunRecord`, the keys are per trainer): settings that fix which
   samples a step reads never; settings that change the run's meaning (its objective, learning-rate schedule,
   data) only when ``--allow_change NAME`` says so, and then each change is appended to the record's
-  ``history``: ``{"step", "what", "old", "new", "time"}``, one list for every kind of change;
+  ``history``: ``{"step", "what", "old", "new", "time"}`` (:func:`chatflow_plugin.data.revisions.change`), one
+  list for every kind of change (a trainer that keeps the history itself, as ``chatflow train`` does with the
+  mixture's and the layout's changes, passes it in the record);
   :func:`chatflow_plugin.hosts.resume.apply_resumed_settings` makes an allowed learning-rate change take
   effect over the checkpoint's optimizer and scheduler states, which would otherwise restore the old rate;
 * the run's lock and marker (:func:`run_directory`): one process writes a run directory at a time, and it is
@@ -43,8 +45,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from ...data.runstate import STATE_FILE, describe_change, write_state
 from ...errors import ChatflowError
 from ...files import atomic_file, read_jsonl, write_csv
 from ...outputs import check_replaceable, output_lock, read_marker, remove_leftovers, replace_directory, write_marker
@@ -225,7 +228,9 @@ class RunRecord:
     error; ``changeable`` are the keys that change the run's meaning (objective, learning-rate schedule, data),
     which a resumed run changes only when allowed by name (``--allow_change``); ``section`` is where they sit
     in the file (None: at the top level). A key the old record lacks (written by an older version) is looked
-    up in its ``options``, else not compared. The record's ``history`` lists every change a resumed run made.
+    up in its ``options``, else not compared. ``also_changeable`` are further names ``--allow_change`` takes, whose
+    changes the trainer detects itself (``chatflow train``: mixture, global_batch). The record's ``history``
+    lists every change a resumed run made.
     """
 
     path: Path
@@ -233,6 +238,7 @@ class RunRecord:
     section: str | None = None
     why: str = ""
     changeable: tuple[str, ...] = ()
+    also_changeable: tuple[str, ...] = ()
 
     def read(self) -> dict | None:
         if not self.path.is_file():
@@ -268,7 +274,7 @@ class RunRecord:
                 before = old[key] if key in old else fallback[key]
                 if not _same(before, settings.get(key)):
                     differing[key] = before
-        changed = [_change(key, differing[key], settings.get(key)) for key in self.invariants if key in differing]
+        changed = [describe_change(key, differing[key], settings.get(key)) for key in self.invariants if key in differing]
         if changed:
             why = f"; {self.why}" if self.why else ""
             raise ChatflowError(f"{self.path.parent}: cannot resume with different settings ({', '.join(changed)}"
@@ -280,16 +286,17 @@ class RunRecord:
                          advice: str = "use another --output_dir") -> None:
         refused = [c for c in changes if c["what"] not in allowed]
         if refused:
-            shown = ", ".join(_change(c["what"], c["old"], c["new"]) for c in refused)
+            shown = ", ".join(describe_change(c["what"], c["old"], c["new"]) for c in refused)
             raise ChatflowError(f"{self.path.parent}: resuming would change the run's meaning ({shown}); pass "
                                 f"--allow_change {' '.join(c['what'] for c in refused)} to change it from this step "
                                 f"on (recorded in {self.path.name}'s {HISTORY}), or {advice}")
 
     def check_names(self, allowed: Sequence[str]) -> None:
-        unknown = sorted(set(allowed) - set(self.changeable))
+        names = self.changeable + self.also_changeable
+        unknown = sorted(set(allowed) - set(names))
         if unknown:
             raise ChatflowError(f"--allow_change {' '.join(unknown)}: not a setting a resumed run may change "
-                                f"(those are: {', '.join(self.changeable) or 'none'})")
+                                f"(those are: {', '.join(names) or 'none'})")
 
     def history(self) -> list[dict]:
         record = self.read() or {}
@@ -297,8 +304,9 @@ class RunRecord:
         return list(history) if isinstance(history, list) else []
 
     def write(self, record: Mapping[str, Any], step: int | None = None, changes: Sequence[Mapping] = ()) -> None:
-        """Write ``record``, keeping the old record's ``history`` and appending ``changes`` made at ``step``."""
-        history = self.history()
+        """Write ``record``, keeping the old record's ``history`` (or the one ``record`` holds) and appending
+        ``changes`` made at ``step``."""
+        history = list(record[HISTORY]) if isinstance(record.get(HISTORY), list) else self.history()
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         history += [{"step": step, "what": c["what"], "old": c["old"], "new": c["new"], "time": now} for c in changes]
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,11 +317,6 @@ class RunRecord:
 def _same(a: Any, b: Any) -> bool:
     """Equal as JSON stores them (tuples and lists alike)."""
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
-
-def _change(key: str, old: Any, new: Any) -> str:
-    before, after = repr(old), repr(new)
-    return key if len(before) + len(after) > 80 else f"{key}: {before} -> {after}"
 
 
 @dataclass(frozen=True)
@@ -397,7 +400,9 @@ class RunLog:
     that kind's records (one row each, a column per key seen, rewritten atomically on every add).
 
     :meth:`restart_at` drops the records after a resumed step (and any ``summary``), so the log never
-    holds two histories; a line cut short by a crash is dropped with them.
+    holds two histories; a line cut short by a crash is dropped with them. ``change`` records (the run's
+    history of changes) are dropped from the resumed step on: the checkpoint's own history says which
+    changes at that step hold, and the trainer logs them again.
     """
 
     def __init__(self, path: Path, csv_files: Mapping[str, Path] | None = None):
@@ -409,7 +414,9 @@ class RunLog:
         self.records = []
         if self.path.is_file():
             for _, record in read_jsonl(self.path, on_bad_line="yield"):   # a line cut by a crash is dropped
-                if isinstance(record, dict) and record.get("step", 0) <= step and record.get("kind") != "summary":
+                if not isinstance(record, dict) or record.get("kind") == "summary":
+                    continue
+                if record.get("step", 0) < step or (record.get("step", 0) == step and record.get("kind") != "change"):
                     self.records.append(record)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.path, encoding="utf-8") as handle:
@@ -437,13 +444,19 @@ class RunLog:
 
 class SavesTokenizerFiles:
     """Mixin for a ``transformers.Trainer`` subclass: ``tokenizer_files`` go into every directory it saves
-    a model to (each ``checkpoint-N/`` and ``save_model``'s), before the model."""
+    a model to (each ``checkpoint-N/`` and ``save_model``'s), before the model, and so does the run state
+    ``run_state()`` returns (``chatflow_state.json``, :mod:`chatflow_plugin.data.runstate`), when set."""
 
     tokenizer_files: TokenizerFiles | None = None
+    run_state: Callable[[], dict] | None = None
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        folder = output_dir if output_dir is not None else self.args.output_dir
         if self.tokenizer_files is not None and self.args.should_save:
-            self.tokenizer_files.write(output_dir if output_dir is not None else self.args.output_dir)
+            self.tokenizer_files.write(folder)
+        if self.run_state is not None and self.args.should_save:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            write_state(Path(folder) / STATE_FILE, **self.run_state())
         super().save_model(output_dir, _internal_call)
 
 

@@ -17,6 +17,15 @@ records the tokens seen in its ``trainer_state.json``, so ``chatflow eval``/``ev
 ``from_pretrained`` read it as it is. Re-running a finished run changes nothing and says so; asking for
 more steps than it ran continues it from its last checkpoint (same samples as a straight run, the
 learning-rate schedule recomputed over the new length).
+
+Every checkpoint (and ``final/``) also holds the run state (``chatflow_state.json``,
+:mod:`chatflow_plugin.data.runstate`): the samples consumed, the mixture history and the adaptive policy's
+state. A resumed run continues from those, so it may run on another number of processes, micro-batch size or
+accumulation (the same samples per optimizer step when their product, the global batch, is kept), with
+another global batch (``--allow_change global_batch``: it continues at the exact sample) or with another
+mixture from the checkpoint's sample on (``--allow_change mixture``); each change is recorded in the run's
+history (the run record, the log and every later checkpoint). A mixture with an ``adaptive`` policy is
+re-weighted from the held-out losses every so many samples, each update a recorded revision.
 """
 from __future__ import annotations
 
@@ -31,14 +40,17 @@ from pathlib import Path
 import torch
 
 from ...data.batches import MixtureDataset
-from ...data.metrics import GroupLossMeter, data_parallel_sum
-from ...data.mixture import load_mixture
+from ...data.heldout import HeldOutSet
+from ...data.metrics import GroupLossMeter, data_parallel_sum, first_rank_value
+from ...data.revisions import adaptive_update, change, load_mixture_file
+from ...data.runstate import CHANGEABLE, check_allowed, first_mixture
 from ...data.shards import ShardSet
 from ...errors import ChatflowError
 from ...files import atomic_file, disk_error, path_for_file, read_json
 from ...outputs import check_not_input
 from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
+from .progress import RunProgress, global_batch, plan_run
 from ...tokenizer import Tokenizer, TokenizerFiles, load_tokenizer, tokenizer_from_options
 from ..resume import apply_resumed_settings
 from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help, leave_process_group,
@@ -51,10 +63,11 @@ HELDOUT_CSV = "heldout_log.csv"
 SUMMARY_JSON = "train_summary.json"
 FINAL_DIR = "final"
 FINAL_RECORD = "chatflow_train.json"   # the summary, inside final/ (renamed into place with it)
-# Settings that fix which sample each step reads: a resumed run must not change them. (train_steps
-# does not: sample t is the same whatever the run's length, so a run may be continued for longer.)
-POSITION_KEYS = ("dataset_sha", "mixture", "seed", "micro_batch_size", "gradient_accumulation_steps",
-                 "world_size", "seq_length")
+# Settings that fix what sample t is: a resumed run must not change them. (train_steps does not: sample t is the
+# same whatever the run's length, so a run may be continued for longer; the data-parallel layout does not: a
+# step reads the samples after the ones consumed, on any number of ranks; the mixture and the global batch may
+# change with --allow_change, recorded: the checkpoint's run state says what they were.)
+POSITION_KEYS = ("dataset_sha", "seed", "seq_length")
 # Settings the checkpoint's optimizer state holds (loading it would silently restore the old values).
 OPTIMIZER_KEYS = ("weight_decay", "adam_beta2")
 # Settings that change what the run means from the resumed step on (its objective, learning-rate schedule,
@@ -79,7 +92,8 @@ class TrainOptions:
                                      "final model as HF tokenizer files (default: the dataset's, if still there, else "
                                      "the start model's when it is the dataset's)")
     spm_model_path: str = option("", help="a sentencepiece model: the sentencepiece spelling of --tokenizer")
-    mixture: str = option("", help="mixture file replacing the dataset's recorded schedule (same groups/sources)")
+    mixture: str = option("", help="mixture file replacing the dataset's recorded one (any of its sources, any "
+                                   "grouping and shape), or a history file to re-run as a fixed schedule")
     seed: int = option(-1, help="sampler seed (-1: the mixture's)")
     init_seed: int = option(0, help="seed of the model initialisation and of the Trainer")
     train_steps: int = option(1000, help="optimizer steps")
@@ -100,13 +114,20 @@ class TrainOptions:
     save_total_limit: int = option(2, help="checkpoints kept (oldest deleted first)")
     resume: str = option("auto", help=resume_help("a finished run of --train_steps is left as it is; one of "
                                                   "fewer steps is continued"))
+    allow_change: list = option(default_factory=list, repeatable=True, type=str,
+                                help=allow_change_help(MEANING_KEYS, RUN_CONFIG) + "; and mixture (--mixture applies "
+                                     "from the checkpoint's sample on; samples before it stay), global_batch "
+                                     "(micro_batch_size x gradient_accumulation_steps x processes; the run continues "
+                                     "at its exact sample), recorded in the run's history and every checkpoint")
+    mixture_catch_up: float = option(0.0, help="with a mixture change: samples over which each group's count is "
+                                              "brought to what the new schedule, taken from sample 0, would have "
+                                              "given it (0: the new schedule applies to the samples from the change "
+                                              "on, counts continue as consumed)")
     heldout_dir: str = option("", help="shard directory of held-out documents (same tokenizer and groups)")
     heldout_every: int = option(0, help="optimizer steps between held-out evaluations (0: start and end only)")
     heldout_windows: int = option(64, help="held-out windows per group")
     deepspeed: str = option("", help="DeepSpeed config JSON (GPU clusters; launch with torchrun or deepspeed)")
     threads: int = option(0, help="torch CPU threads per process (0: torch's default)")
-    allow_change: list = option(default_factory=list, repeatable=True, type=str,
-                                help=allow_change_help(MEANING_KEYS, RUN_CONFIG))
     verify_data: bool = option(True, help="load the datasets without checking their files' checksums and token ids "
                                           "(for huge datasets already checked; sizes and manifest fields are "
                                           "still checked)")
@@ -124,25 +145,27 @@ def _make_trainer_class():
     class MixtureTrainer(SavesTokenizerFiles, Trainer):
         loss_is_scaled_for_ga = False   # compute_loss returns a per-micro-batch mean: let Trainer divide by GA
 
-        def __init__(self, *args, mixture: MixtureDataset, run_log: RunLog | None, heldout=None,
+        def __init__(self, *args, mixture: MixtureDataset, progress: RunProgress, heldout=None,
                      heldout_every: int = 0, **kwargs):
             super().__init__(*args, **kwargs)
             self.mixture = mixture
-            self.run_log = run_log
+            self.progress = progress
+            self.run_log = progress.run_log
             self.heldout = heldout
             self.heldout_every = heldout_every
             self.group_loss = GroupLossMeter(mixture.group_names)
+            self.run_state = lambda: progress.state(self.state.global_step)
 
         # -- data ----------------------------------------------------------------------
-        def samples_per_step(self) -> int:
-            a = self.args
-            return a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size
+        def samples_at(self, step: int) -> int:
+            return self.progress.samples_at(step)
 
         def get_train_dataloader(self):
             a = self.args
             sampler = RankBatchSampler(
-                a.per_device_train_batch_size, a.max_steps * a.gradient_accumulation_steps, rank=a.process_index, world_size=a.world_size,
-                start_micro_batch=lambda: self.state.global_step * a.gradient_accumulation_steps)
+                a.per_device_train_batch_size, a.max_steps * a.gradient_accumulation_steps, rank=a.process_index,
+                world_size=a.world_size, start_micro_batch=lambda: self.state.global_step * a.gradient_accumulation_steps,
+                first_sample=lambda: self.samples_at(self.state.global_step))
             return torch.utils.data.DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=collate_windows,
                                                num_workers=a.dataloader_num_workers)
 
@@ -165,7 +188,7 @@ def _make_trainer_class():
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if "loss" in logs:
                 group_losses, _ = self.group_loss.reduce_and_reset(data_parallel_sum(world_size=self.args.world_size))
-                samples = self.state.global_step * self.samples_per_step()
+                samples = self.samples_at(self.state.global_step)
                 counts = self.mixture.sampler.group_counts(samples)
                 logs["samples"] = samples
                 logs["tokens"] = samples * self.mixture.seq_length
@@ -188,7 +211,7 @@ def _make_trainer_class():
             from .heldout import heldout_losses
             losses = heldout_losses(self.model, self.heldout, device=self.args.device,
                                     autocast_dtype=torch.bfloat16 if self.args.bf16 else None)
-            samples = self.state.global_step * self.samples_per_step()
+            samples = self.samples_at(self.state.global_step)
             if self.run_log is not None and self.is_world_process_zero():
                 record = {"kind": "heldout", "step": self.state.global_step, "samples": samples,
                           "tokens": samples * self.mixture.seq_length}
@@ -196,10 +219,26 @@ def _make_trainer_class():
                 self.run_log.add(record)
             return losses
 
+        # -- adaptive mixing -----------------------------------------------------------
+        def adaptive_due(self, step: int) -> bool:
+            policy = self.mixture.history.designed.adaptive
+            return policy is not None and step > 0 and policy.due(self.samples_at(step - 1), self.samples_at(step))
+
+        def adapt(self, step: int, losses: dict[str, float]) -> None:
+            """The adaptive policy's update at ``step`` (its held-out ``losses``): a revision of the mixture from
+            the next sample on, recorded, when the factors change; at step 0 the losses are only remembered."""
+            if self.mixture.history.designed.adaptive is None:
+                return
+            self.progress.adaptive, revision, entry = adaptive_update(
+                self.mixture.history, self.progress.adaptive, losses, self.samples_at(step), step, first_rank_value)
+            if revision is not None:
+                self.mixture.revise(revision)
+                self.progress.add_change(entry)
+
     class RunCallback(TrainerCallback):
-        """Held-out evaluation; ``state.num_input_tokens_seen`` (saved in every checkpoint's
-        trainer_state.json, where ``chatflow eval-curve`` reads it) equal to the log's ``tokens``; and, on
-        resume, the learning rate of the schedule being run (a run continued for more steps than planned
+        """Held-out evaluation (and the adaptive policy's updates); ``state.num_input_tokens_seen`` (saved in every
+        checkpoint's trainer_state.json, where ``chatflow eval-curve`` reads it) equal to the log's ``tokens``; and,
+        on resume, the learning rate of the schedule being run (a run continued for more steps than planned
         recomputes its schedule, while the checkpoint's optimizer holds the old schedule's last rate)."""
 
         def __init__(self, trainer: MixtureTrainer):
@@ -209,14 +248,19 @@ def _make_trainer_class():
             if state.global_step > 0:
                 apply_resumed_settings(optimizer, lr_scheduler, args.learning_rate)
             if state.global_step == 0:
-                self.trainer.evaluate_heldout()
+                losses = self.trainer.evaluate_heldout()
+                if losses is not None:
+                    self.trainer.adapt(0, losses)
 
         def on_step_end(self, args, state, control, **kwargs):
-            state.num_input_tokens_seen = state.global_step * self.trainer.samples_per_step() * \
-                self.trainer.mixture.seq_length
-            every = self.trainer.heldout_every
-            if state.global_step == state.max_steps or (every and state.global_step % every == 0):
-                self.trainer.evaluate_heldout()
+            trainer = self.trainer
+            state.num_input_tokens_seen = trainer.samples_at(state.global_step) * trainer.mixture.seq_length
+            every = trainer.heldout_every
+            adapt = trainer.adaptive_due(state.global_step)
+            if state.global_step == state.max_steps or (every and state.global_step % every == 0) or adapt:
+                losses = trainer.evaluate_heldout()
+                if adapt:    # at the last step too: a run continued for longer reads the revision from there
+                    trainer.adapt(state.global_step, losses)
 
     return MixtureTrainer, RunCallback
 
@@ -279,39 +323,59 @@ def build_model(options: TrainOptions, vocab_size: int, bos_id: int | None, eos_
 # Run
 
 
-def _load_data(options: TrainOptions):
-    """The training shards, the mixture over them and the held-out set (or None)."""
+def _load_data(options: TrainOptions) -> tuple[ShardSet, MixtureDataset]:
+    """The training shards and the mixture given (--mixture, else the dataset's) over them."""
     shards = ShardSet(options.dataset_dir,
                       tokenizer=tokenizer_from_options(options.tokenizer, options.spm_model_path, required=False),
                       verify=options.verify_data)
-    spec = load_mixture(options.mixture) if options.mixture else None
-    mixture = MixtureDataset(shards, spec=spec, seed=None if options.seed < 0 else options.seed,
+    given = load_mixture_file(options.mixture) if options.mixture else None
+    mixture = MixtureDataset(shards, spec=given, seed=None if options.seed < 0 else options.seed,
                              response_only=options.loss == "response_only")
-    heldout = None
-    if options.heldout_dir:
-        from .heldout import HeldOutSet
-        held_shards = ShardSet(options.heldout_dir, verify=options.verify_data)
-        if (held_shards.tokenizer.get("kind"), held_shards.tokenizer["sha256"]) != \
-                (shards.tokenizer.get("kind"), shards.tokenizer["sha256"]):
-            raise ChatflowError(f"{options.heldout_dir} was tokenized with another tokenizer than {options.dataset_dir}")
-        if held_shards.seq_length != shards.seq_length:
-            raise ChatflowError(f"{options.heldout_dir}: seq_length {held_shards.seq_length} differs from the "
-                                f"training data's {shards.seq_length}")
-        heldout = HeldOutSet(held_shards, options.heldout_windows, groups=mixture.group_names)
-    return shards, mixture, heldout
+    return shards, mixture
+
+
+def _heldout(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset) -> HeldOutSet | None:
+    """The held-out windows per group of the mixture in force (None without --heldout_dir)."""
+    if not options.heldout_dir:
+        if mixture.history.designed.adaptive is not None:
+            raise ChatflowError(f"mixture {mixture.history.designed.name!r} has an adaptive policy, which needs "
+                                f"held-out losses: give --heldout_dir")
+        return None
+    held_shards = ShardSet(options.heldout_dir, verify=options.verify_data)
+    if (held_shards.tokenizer.get("kind"), held_shards.tokenizer["sha256"]) != \
+            (shards.tokenizer.get("kind"), shards.tokenizer["sha256"]):
+        raise ChatflowError(f"{options.heldout_dir} was tokenized with another tokenizer than {options.dataset_dir}")
+    if held_shards.seq_length != shards.seq_length:
+        raise ChatflowError(f"{options.heldout_dir}: seq_length {held_shards.seq_length} differs from the "
+                            f"training data's {shards.seq_length}")
+    groups = {g.name: [s.name for s in g.sources] for g in mixture.spec.groups}
+    return HeldOutSet(held_shards, options.heldout_windows, groups=groups)
+
+
+def _layout(options: TrainOptions, world_size: int) -> dict:
+    return {"micro_batch_size": options.micro_batch_size, "gradient_accumulation_steps":
+            options.gradient_accumulation_steps, "world_size": world_size}
+
+
+def _plan(options: TrainOptions, start: RunStart, record: RunRecord, mixture: MixtureDataset, world_size: int,
+          output_dir: Path) -> tuple[RunProgress, MixtureDataset]:
+    return plan_run(start, record, mixture, _layout(options, world_size), str(Path(options.dataset_dir).resolve()),
+                    output_dir, allowed=options.allow_change, mixture_file=options.mixture,
+                    catch_up=options.mixture_catch_up, deepspeed=options.deepspeed)
 
 
 def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset, world_size: int) -> dict:
     """The run record (``chatflow_run.json``): what fixes the sample order, and every option."""
     tok = shards.tokenizer
+    layout = _layout(options, world_size)
+    given = mixture.history
     return {"dataset_dir": str(Path(options.dataset_dir).resolve()),
             "dataset_sha": tok["sha256"] + ":" + str(sorted((s.name, s.windows) for s in shards.sources)),
-            "mixture": mixture.spec.to_json() | {"data_root": None}, "seed": mixture.spec.seed,
-            "micro_batch_size": options.micro_batch_size, "world_size": world_size,
-            "gradient_accumulation_steps": options.gradient_accumulation_steps,
-            "seq_length": shards.seq_length, "train_steps": options.train_steps,
+            "mixture": first_mixture(given), "seed": mixture.spec.seed,
+            **layout, "global_batch": global_batch(layout), "seq_length": shards.seq_length,
+            "train_steps": options.train_steps,
             **{key: getattr(options, key) for key in MEANING_KEYS + OPTIMIZER_KEYS if key != "dataset"},
-            "dataset": shards.content_checksum(), "options": asdict(options)}
+            "dataset": shards.content_checksum(), "options": asdict(options), "history": []}
 
 
 def _finished_summary(output_dir: Path) -> dict | None:
@@ -444,13 +508,12 @@ def _training_arguments(options: TrainOptions, output_dir: Path, world_size: int
     )
 
 
-def _build_trainer(options: TrainOptions, model, args, mixture: MixtureDataset, heldout, run_log: RunLog | None,
-                   tokenizer_files: TokenizerFiles | None, world_size: int):
+def _build_trainer(options: TrainOptions, model, args, mixture: MixtureDataset, heldout, progress: RunProgress,
+                   tokenizer_files: TokenizerFiles | None):
     MixtureTrainer, RunCallback = _make_trainer_class()
-    total_samples = options.train_steps * options.gradient_accumulation_steps * options.micro_batch_size * world_size
-    trainer = MixtureTrainer(model=model, args=args, train_dataset=MixtureTorchDataset(mixture, total_samples),
-                             data_collator=collate_windows, mixture=mixture, run_log=run_log, heldout=heldout,
-                             heldout_every=options.heldout_every)
+    dataset = MixtureTorchDataset(mixture, progress.samples_at(options.train_steps))
+    trainer = MixtureTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate_windows,
+                             mixture=mixture, progress=progress, heldout=heldout, heldout_every=options.heldout_every)
     trainer.tokenizer_files = tokenizer_files
     trainer.add_callback(RunCallback(trainer))
     if options.quiet:
@@ -463,7 +526,7 @@ def _finish(trainer, options: TrainOptions, mixture: MixtureDataset, start: RunS
             world_size: int, mismatches: list[str], run_log: RunLog | None) -> dict:
     """The final model (with the tokenizer files, renamed into place complete), then the run's records."""
     output_dir = Path(options.output_dir)
-    samples = options.train_steps * trainer.samples_per_step()
+    samples = trainer.samples_at(options.train_steps)
     counts = mixture.sampler.group_counts(samples)
     trained = trainer.state.global_step - start.step
     summary = {"steps": options.train_steps, "samples": samples, "tokens": samples * mixture.seq_length,
@@ -471,6 +534,7 @@ def _finish(trainer, options: TrainOptions, mixture: MixtureDataset, start: RunS
                "train_loss": result.training_loss if trained else None,   # mean over this session's steps
                "resumed_from": start.checkpoint, "world_size": world_size,
                "group_samples": {g: int(c) for g, c in zip(mixture.group_names, counts)},
+               "mixture_revisions": len(mixture.history) - 1,
                "final_model": path_for_file(output_dir / FINAL_DIR, output_dir / SUMMARY_JSON, tree=output_dir)}
     if trainer.tokenizer_files is not None:
         summary["tokenizer_mismatches"] = len(mismatches)
@@ -492,6 +556,9 @@ def _check_options(options: TrainOptions) -> None:
         if not math.isfinite(value) or value < 0 or (name == "adam_beta2" and value >= 1):
             raise ChatflowError(f"--{name} must be a finite number >= 0{' and < 1' if name == 'adam_beta2' else ''}, "
                                 f"got {value}")
+    check_allowed(options.allow_change, also=MEANING_KEYS)
+    if options.mixture_catch_up < 0:
+        raise ChatflowError(f"--mixture_catch_up must be >= 0, got {options.mixture_catch_up}")
     inputs = [options.dataset_dir, options.heldout_dir, options.model_path, options.model_config,
               options.spm_model_path, options.mixture]
     check_not_input(options.output_dir, inputs, what="--output_dir")
@@ -515,13 +582,18 @@ def train(options: TrainOptions) -> dict:
 
 def _train(options: TrainOptions, output_dir: Path) -> dict:
     rank, world_size = world()
-    shards, mixture, heldout = _load_data(options)
+    shards, mixture = _load_data(options)
     run_config = _run_config(options, shards, mixture, world_size)
     record = RunRecord(output_dir / RUN_CONFIG, POSITION_KEYS + OPTIMIZER_KEYS, changeable=MEANING_KEYS,
-                       why="they decide which samples each step reads, or the checkpoint's optimizer state holds them")
+                       also_changeable=CHANGEABLE,
+                       why="they decide what each sample is, or the checkpoint's optimizer state holds them")
     start, finished = _start(options, output_dir, record, run_config, rank)
     if finished is not None:
         return _leave_finished(output_dir, finished, rank)
+    progress, mixture = _plan(options, start, record, mixture, world_size, output_dir)
+    # the changes of meaning --allow_change let through, in the one history with the mixture's and the layout's
+    progress.pending = [change(start.step, c["what"], c["old"], c["new"]) for c in start.changes] + progress.pending
+    heldout = _heldout(options, shards, mixture)
 
     tok = shards.tokenizer
     bos = tok["bos_id"] if tok.get("bos_id") is not None and tok["bos_id"] >= 0 else None
@@ -531,10 +603,18 @@ def _train(options: TrainOptions, output_dir: Path) -> dict:
     args = _training_arguments(options, output_dir, world_size)
     run_log = None
     if rank == 0:
-        record.write(run_config, step=start.step, changes=start.changes)
+        run_config["history"] = progress.changes
+        progress.record, progress.run_config = record, run_config
+        record.write(run_config)
         run_log = _run_log(output_dir)
         run_log.restart_at(start.step)
-    trainer = _build_trainer(options, model, args, mixture, heldout, run_log, tokenizer_files, world_size)
+        for entry in progress.changes:        # the checkpoint's changes at its own step (the log dropped them)
+            if entry.get("step") == start.step and start.checkpoint is not None:
+                run_log.add({"kind": "change", **entry})
+        progress.run_log = run_log
+    for entry in progress.pending:
+        progress.add_change(entry)
+    trainer = _build_trainer(options, model, args, mixture, heldout, progress, tokenizer_files)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=start.checkpoint)
     seconds = time.time() - started

@@ -8,8 +8,9 @@
   every target token with ``seg > 0``, plus per-row sums for per-group loss. Through the launcher
   the model keeps the stock ``target.lm`` module (stock checkpoint keys) and the trainer adopts it.
 * ``ChatflowTrainer`` (``str2trainer['dynamic_mixture']``): the host's LM training loop, resuming at
-  the checkpoint's step and sample, logging per-group loss and mixture weights, always saving the
-  last step.
+  the checkpoint's step and sample (on any layout; with an allowed change of global batch or mixture) and
+  mixture history (:mod:`.mixing`), logging per-group loss and mixture weights, held-out losses and the
+  adaptive policy's updates, always saving the last step.
 """
 from __future__ import annotations
 
@@ -27,16 +28,21 @@ from tencentpretrain.targets.lm_target import LmTarget
 from tencentpretrain.trainer import LmTrainer
 
 from ...data.batches import MixtureDataset
+from ...data.heldout import HeldOutSet
 from ...errors import ChatflowError
-from ...data.metrics import GroupLossMeter, data_parallel_sum
+from ...data.metrics import GroupLossMeter, data_parallel_sum, first_rank_value
 from ...data.mixture import load_mixture, parse_source_overrides
 from ...data.preprocess import preprocess, summary
+from ...data.revisions import load_mixture_file
+from ...data.runstate import STATE_FILE, STATE_SUFFIX, write_state
 from ...data.shards import ShardSet
 from ...tokenizer import SENTENCEPIECE, load_tokenizer
 from .batches import RankStream, SampleLog
+from .mixing import HostRun, heldout_losses
 from .names import DATA_PROCESSOR, TARGET
 from ..resume import apply_resumed_settings
-from .progress import STATE_FILE, STATE_SUFFIX, format_report, resume_position, settings_changes, write_state
+from ..zero import deepspeed_settings
+from .progress import format_report, resume_position, settings_changes
 
 STOCK_TARGET_NAME = "lm"
 
@@ -112,7 +118,7 @@ class ChatflowMixtureDataloader(RankStream):
             raise ChatflowError(f"--data_processor {DATA_PROCESSOR} does not support pipeline parallelism")
         shards = ShardSet(dataset_path, tokenizer=load_tokenizer(args.spm_model_path, SENTENCEPIECE),
                           verify=not getattr(args, "no_verify_data", False))
-        spec = load_mixture(args.mixture_config) if getattr(args, "mixture_config", None) else None
+        spec = load_mixture_file(args.mixture_config) if getattr(args, "mixture_config", None) else None
         dataset = MixtureDataset(shards, spec=spec, response_only=bool(getattr(args, "response_only_loss", False)))
         vocab_size = len(args.tokenizer.vocab)
         configured = getattr(args, "vocab_size", None)
@@ -218,27 +224,39 @@ class ChatflowTrainer(LmTrainer):
         if not isinstance(loader, ChatflowMixtureDataloader):
             raise ChatflowError(f"the {DATA_PROCESSOR} trainer needs the {DATA_PROCESSOR} dataloader")
         self.loader = loader
-        self.dataset = loader.dataset
-        self.group_meter = GroupLossMeter(self.dataset.group_names)
         self.dp_world = loader.world_size
         self.is_logger = loader.rank == 0 and (global_rank in (None, 0))
-        global_batch = self.batch_size * self.dp_world
-        position = resume_position(global_batch, resume_from_checkpoint=getattr(args, "resume_from_checkpoint", None)
+        self.device = torch.device("cuda", local_rank) if local_rank is not None else None
+        step_samples = self.batch_size * self.dp_world
+        position = resume_position(step_samples, resume_from_checkpoint=getattr(args, "resume_from_checkpoint", None)
                                    if args.deepspeed else None, start_step=getattr(args, "start_step", None),
-                                   pretrained_model_path=args.pretrained_model_path)
+                                   pretrained_model_path=args.pretrained_model_path,
+                                   universal=deepspeed_settings(getattr(args, "deepspeed_config", None))[1]
+                                   if args.deepspeed else False)
+        self.run = HostRun(loader.dataset, {"micro_batch_size": self.batch_size, "gradient_accumulation_steps":
+                                            self.accumulation_steps, "world_size": self.dp_world},
+                           os.path.abspath(args.dataset_path), log=self.logger.info if self.is_logger else None)
+        steps_done = self.run.resume(position.steps_done, position.state, list(getattr(args, "allow_change", None) or []),
+                                     getattr(args, "mixture_config", None), float(getattr(args, "mixture_catch_up", 0.0)),
+                                     position.origin)
+        loader.dataset = self.dataset = self.run.dataset
+        self.run.heldout = _heldout_set(args, loader.dataset)
+        self.group_meter = GroupLossMeter(self.dataset.group_names)
         loader.samples_before = position.samples_done
         loader.step = 0
-        self.current_step = position.steps_done + 1
-        self.settings = run_settings(args, self.dataset)
-        self.history = settings_changes(position.state, self.settings, getattr(args, "allow_change", None) or [],
-                                        position.steps_done, position.origin)
-        if position.steps_done > 0:     # this run's learning-rate schedule at the resumed step
+        self.current_step = steps_done + 1
+        self.run.settings = run_settings(args, self.dataset)
+        for entry in settings_changes(position.state, self.run.settings, getattr(args, "allow_change", None) or [],
+                                      steps_done, position.origin):
+            self.run.record(entry)
+        if steps_done > 0:     # this run's learning-rate schedule at the resumed step
             apply_resumed_settings(optimizer, scheduler, args.learning_rate,
-                                   None if args.deepspeed else position.steps_done // self.accumulation_steps)
+                                   None if args.deepspeed else steps_done // self.accumulation_steps)
         if self.is_logger:
             self.logger.info(f"chatflow: {self.dataset.group_names} from {args.dataset_path}; starting at step "
                              f"{self.current_step} = global sample {position.samples_done} ({position.origin}); "
-                             f"{global_batch} samples per step over {self.dp_world} data-parallel ranks")
+                             f"{step_samples} samples per step over {self.dp_world} data-parallel ranks, "
+                             f"{self.run.global_batch} per optimizer step")
         # The host saves into a folder it never creates: fail now, not after the first save interval.
         folder = self.output_model_path if args.deepspeed and not args.use_lora else os.path.dirname(
             os.path.abspath(self.output_model_path))
@@ -248,7 +266,7 @@ class ChatflowTrainer(LmTrainer):
             raise ChatflowError(f"--output_model_path {self.output_model_path}: cannot create {folder} ({exc})") from None
         if self.current_step > self.total_steps:
             if self.is_logger:
-                self.logger.info(f"chatflow: nothing to do, {position.steps_done} of {self.total_steps} steps done")
+                self.logger.info(f"chatflow: nothing to do, {steps_done} of {self.total_steps} steps done")
             return
         if getattr(args, "chatflow_instruction", False):
             host_target = getattr(_unwrap(model).target, STOCK_TARGET_NAME, None)
@@ -257,6 +275,8 @@ class ChatflowTrainer(LmTrainer):
         if isinstance(own, ChatflowInstructionTarget):
             own.report_rows = True
         model.train()
+        if steps_done == 0:
+            self.heldout(model, 0, 0, adapt=True)
         self.steps_since_report = 0            # a resumed run's first report covers fewer steps
         loader_iter = iter(loader)
         self.start_time = time.time()
@@ -280,6 +300,7 @@ class ChatflowTrainer(LmTrainer):
                     optimizer.step()
                     scheduler.step()
                     model.zero_grad()
+                self.after_optimizer_step(args, model)
             if self.current_step % self.report_steps == 0:
                 self.report(args)
             if self.current_step % self.save_checkpoint_steps == 0 or self.current_step == self.total_steps:
@@ -287,6 +308,27 @@ class ChatflowTrainer(LmTrainer):
             self.current_step += 1
         if loader.sample_log is not None:
             loader.sample_log.close()
+
+    # -- held-out losses and the adaptive policy ------------------------------------------
+    def after_optimizer_step(self, args, model) -> None:
+        """Held-out losses every --heldout_steps, at the last step and when the adaptive policy is due, which
+        then updates the mixture from the next sample on."""
+        after = self.loader.samples_done
+        adapt = self.run.adaptive_due(after - self.run.global_batch, after)
+        every = int(getattr(args, "heldout_steps", 0) or 0)
+        last = self.current_step + self.accumulation_steps > self.total_steps
+        if adapt or last or (every and self.current_step % every == 0):
+            self.heldout(model, self.current_step, after, adapt=adapt)
+
+    def heldout(self, model, step: int, samples: int, adapt: bool) -> None:
+        if self.run.heldout is None:
+            return
+        losses = heldout_losses(model, self.run.heldout, self.batch_size, self.device)     # every rank: ZeRO-3
+        if self.is_logger:
+            self.logger.info(f"| {step:8d}/{self.total_steps:8d} steps| heldout: " +
+                             " ".join(f"{g} {v:.4f}" for g, v in losses.items()))
+        if adapt:
+            self.run.adapt(step, samples, losses, first_rank_value)
 
     # -- logging -------------------------------------------------------------------------
     def report(self, args) -> None:
@@ -301,7 +343,7 @@ class ChatflowTrainer(LmTrainer):
         if self.is_logger:
             steps = max(self.steps_since_report, 1)
             done_tokens = self.batch_size * self.seq_length * steps * self.dp_world
-            p = self.dataset.spec.schedule().probabilities(float(self.loader.samples_done))
+            p = self.loader.dataset.sampler.probabilities(float(self.loader.samples_done))
             self.logger.info(format_report(self.current_step, self.total_steps,
                                            done_tokens / max(time.time() - self.start_time, 1e-9),
                                            float(total[0]) / steps, self.dataset.group_names,
@@ -314,9 +356,7 @@ class ChatflowTrainer(LmTrainer):
     def save(self, args, model, global_rank) -> None:
         step, samples = self.current_step, self.loader.samples_done
         first = self.loader.rank == 0 and global_rank in (None, 0)
-        state = dict(step=step, samples_done=samples, micro_batch_size=self.batch_size,
-                     world_size=self.dp_world, dataset=os.path.abspath(args.dataset_path),
-                     settings=self.settings, history=self.history)
+        state = self.run.state(step, samples)
         if args.deepspeed and not args.use_lora:
             model.save_checkpoint(self.output_model_path, str(step), client_state={"chatflow": state})
             if first:
@@ -341,3 +381,21 @@ def run_settings(args, dataset: MixtureDataset) -> dict:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
+
+
+def _heldout_set(args, dataset: MixtureDataset) -> HeldOutSet | None:
+    """--heldout_dataset_path's windows per group of the mixture in force (an adaptive mixture needs them)."""
+    path = getattr(args, "heldout_dataset_path", None)
+    if not path:
+        if dataset.history.designed.adaptive is not None:
+            raise ChatflowError(f"mixture {dataset.history.designed.name!r} has an adaptive policy, which needs "
+                                f"held-out losses: give --heldout_dataset_path")
+        return None
+    shards = ShardSet(path, tokenizer=load_tokenizer(args.spm_model_path, SENTENCEPIECE),
+                      verify=not getattr(args, "no_verify_data", False))
+    if shards.seq_length != dataset.seq_length:
+        raise ChatflowError(f"--heldout_dataset_path {path}: seq_length {shards.seq_length} differs from the "
+                            f"training data's {dataset.seq_length}")
+    groups = {g.name: [s.name for s in g.sources] for g in dataset.spec.groups}
+    return HeldOutSet(shards, int(getattr(args, "heldout_windows", 64)), groups=groups)
+

@@ -23,6 +23,7 @@ from ...outputs import output_lock
 from .host import locate_host, register
 from .names import DATA_PROCESSOR, TARGET
 from .optimizer import SCHEDULER, add_optimizer_options, llama2_optimizer
+from ...data.runstate import CHANGEABLE
 from .progress import MEANING_KEYS, resume_tag
 
 SCRIPTS = ("preprocess", "pretrain")
@@ -83,8 +84,18 @@ def add_plugin_options(parser: argparse.ArgumentParser, script: str) -> None:
                            help="Replace --dataset_path if it exists (only once the new one is complete).")
     else:
         group.add_argument("--mixture_config", type=str, default=None,
-                           help="Mixture file whose alpha/beta/T_grow/seed replace the ones recorded in the "
-                                "dataset (same groups and sources). Default: the dataset's own.")
+                           help="Mixture file replacing the one recorded in the dataset (any of its sources, any "
+                                "grouping and schedule shape), or a history file to re-run as a fixed schedule. "
+                                "Default: the dataset's own.")
+        group.add_argument("--mixture_catch_up", type=float, default=0.0,
+                           help="With a mixture change: samples over which each group's count is brought to what "
+                                "the new schedule, taken from sample 0, would have given it (0: none).")
+        group.add_argument("--heldout_dataset_path", type=str, default=None,
+                           help="Shard directory of held-out documents (same tokenizer): per-group held-out loss "
+                                "at the start, every --heldout_steps and at the end; an adaptive mixture needs it.")
+        group.add_argument("--heldout_windows", type=int, default=64, help="Held-out windows per group.")
+        group.add_argument("--heldout_steps", type=int, default=0,
+                           help="Steps between held-out evaluations (0: start and end, and the adaptive updates).")
         group.add_argument("--response_only_loss", action="store_true",
                            help="No loss on instruction prompts (the paper trains on every token: off).")
         group.add_argument("--start_step", type=int, default=None,
@@ -95,9 +106,13 @@ def add_plugin_options(parser: argparse.ArgumentParser, script: str) -> None:
                                 "PATH.rank<r> per rank when distributed).")
         add_optimizer_options(group)
         group.add_argument("--allow_change", type=str, nargs="+", action="extend", default=None,
-                           help="When resuming, let these settings change the run's meaning from the checkpoint's "
-                                f"step on: {', '.join(MEANING_KEYS)} (each change is appended to the history every "
-                                "later checkpoint's chatflow_state.json carries); otherwise such a resume is refused.")
+                           choices=list(MEANING_KEYS) + list(CHANGEABLE),
+                           help="When resuming, let these settings change the run from the checkpoint's step on: "
+                                f"{', '.join(MEANING_KEYS)} (its meaning); mixture (a new --mixture_config from the "
+                                "checkpoint's sample on), global_batch (batch_size x data-parallel ranks x "
+                                "accumulation_steps; the run continues at its exact sample). Each change is appended "
+                                "to the history every later checkpoint's chatflow_state.json carries; otherwise such "
+                                "a resume is refused.")
         group.add_argument("--no_verify_data", action="store_true",
                            help="Load the dataset without checking its files' checksums and token ids (for huge "
                                 "datasets already checked; sizes and manifest fields are still checked).")
@@ -220,6 +235,15 @@ def preflight_pretrain(argv: Sequence[str]) -> None:
         if configured is not None and int(configured) != pieces:
             raise ChatflowError(f"{config} is for a {configured}-piece vocabulary but {spm_path} has {pieces} "
                                 f"pieces (expand the tokenizer first: chatflow expand-vocab)")
+    resume = _option(argv, "resume_from_checkpoint")
+    if "deepspeed" in given_options(argv) and resume:
+        from .progress import check_deepspeed_world
+
+        model_parallel = 1
+        for name in ("tensor_model_parallel_size", "pipeline_model_parallel_size"):
+            model_parallel *= int(_option(argv, name) or 1)
+        world = int(_option(argv, "world_size") or os.environ.get("WORLD_SIZE") or 1) // model_parallel
+        check_deepspeed_world(resume, _option(argv, "deepspeed_config"), max(world, 1))
 
 
 HOST_DEFAULT_CONFIG = "models/bert/base_config.json"   # the host's --config_path default, relative to the cwd
@@ -280,6 +304,10 @@ def check_arguments(script: str, argv: Sequence[str]) -> str | None:
         raise ChatflowError("--start_step and --resume_from_checkpoint both say where to resume: give one")
     if not os.path.isdir(resume):
         raise ChatflowError(f"--resume_from_checkpoint {resume}: no such directory")
+    from ..zero import deepspeed_settings
+
+    if deepspeed_settings(_option(argv, "deepspeed_config"))[1]:
+        return None       # a universal checkpoint: DeepSpeed follows 'latest_universal' itself
     return resume_tag(resume)
 
 

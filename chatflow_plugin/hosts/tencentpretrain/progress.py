@@ -2,39 +2,39 @@
 loss comes from :mod:`chatflow_plugin.data.metrics`).
 
 The host's trainer restarts its step counter at 1 on ``--resume_from_checkpoint`` and its stock
-dataloader keeps no position. The plugin records, next to every checkpoint it saves, the step and
-the number of global samples consumed (``chatflow_state.json``); on resume it reads the checkpoint
-DeepSpeed loads (the tag in ``<dir>/latest``, which the host names after the step) and continues
-at that sample. A checkpoint without the record (saved by the stock trainer) falls back to
-``step = int(tag)`` and ``samples = step * global batch``.
+dataloader keeps no position. The plugin records, next to every checkpoint it saves, the run state
+(``chatflow_state.json``, :mod:`chatflow_plugin.data.runstate`: the step, the global samples consumed, the
+layout, the mixture history); on resume it reads the checkpoint DeepSpeed loads (the tag in ``<dir>/latest``,
+which the host names after the step) and continues at that sample. A checkpoint without the record (saved by
+the stock trainer) falls back to ``step = int(tag)`` and ``samples = step * samples per step``.
 
-The record is written last, after every rank's DeepSpeed files (``save_checkpoint`` ends in a barrier), so
+The run state is written last, after every rank's DeepSpeed files (``save_checkpoint`` ends in a barrier), so
 it also marks a checkpoint complete: when ``latest`` names a tag a kill or a full disk cut short (or
 ``latest`` itself is empty), :func:`resume_tag` picks the newest complete tag before it, with a warning, and
 the launcher makes DeepSpeed load that one. A tag must name a folder inside the checkpoint folder.
 
-The record also carries the run's settings that change its meaning (objective, learning-rate schedule, data:
-:data:`MEANING_KEYS`) and the run's ``history``, the host's counterpart of the HF trainers' run record: a
-resumed run that changes one of them is refused unless ``--allow_change`` names it, and the change is then
-appended to the history that every later checkpoint carries (:func:`settings_changes`).
+The state also carries the run's settings that change its meaning (objective, learning-rate schedule, data:
+:data:`MEANING_KEYS`), the host's counterpart of the HF trainers' run record: a resumed run that changes one of
+them is refused unless ``--allow_change`` names it, and the change is then appended to the history that every
+later checkpoint carries (:func:`settings_changes`), with the mixture's and the layout's changes.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
-import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ...checkpoints.tensor_io import check_tag
-from ...files import atomic_file
+from ...data.revisions import change
+from ...data.runstate import STATE_FILE, STATE_SUFFIX, read_state, write_state
 from ...errors import ChatflowError
+from ..zero import deepspeed_settings, refuse_world_change
 
-STATE_FILE = "chatflow_state.json"
-STATE_SUFFIX = ".chatflow.json"      # beside a non-DeepSpeed checkpoint file O-<step>
+ADVICE = "delete it and pass --start_step"
 # what a resumed run may change only with --allow_change (recorded in the history); total_steps may change
 # (a run continued for longer: the schedule spans the new length) and is recorded without asking
 MEANING_KEYS = ("target", "response_only_loss", "learning_rate", "scheduler", "warmup", "dataset")
@@ -45,39 +45,16 @@ class RunPosition:
     steps_done: int          # host steps (micro-batches per rank) already trained
     samples_done: int        # global samples already consumed
     origin: str              # where the numbers come from, for the log
-    state: dict | None = field(default=None, compare=False)   # the record resumed from, if any
+    state: dict | None = None    # the checkpoint's run state, if it has one
 
 
-def write_state(path: str | os.PathLike, step: int, samples_done: int, micro_batch_size: int,
-                world_size: int, dataset: str, settings: Mapping[str, Any] | None = None,
-                history: Sequence[Mapping] | None = None) -> None:
-    state = {"step": int(step), "samples_done": int(samples_done), "micro_batch_size": int(micro_batch_size),
-             "world_size": int(world_size), "dataset": str(dataset)}
-    if settings is not None:
-        state["settings"] = dict(settings)
-    if history is not None:
-        state["history"] = list(history)
-    with atomic_file(path, mode="w") as handle:
-        handle.write(json.dumps(state, indent=2) + "\n")
-
-
-def read_state(path: str | os.PathLike) -> dict | None:
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-        int(state["step"]), int(state["samples_done"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ChatflowError(f"{path}: unreadable chatflow run state ({exc}); delete it and pass --start_step") from None
-    return state
-
-
-def deepspeed_tag(checkpoint_dir: str | os.PathLike) -> str:
-    """The tag DeepSpeed's ``latest`` file in ``checkpoint_dir`` names (checked to lie inside it)."""
-    latest = Path(checkpoint_dir) / "latest"
+def deepspeed_tag(checkpoint_dir: str | os.PathLike, universal: bool = False) -> str:
+    """The tag DeepSpeed loads from ``checkpoint_dir`` when none is given: the ``latest`` file (``latest_universal``
+    when the DeepSpeed config loads universal checkpoints)."""
+    name = "latest_universal" if universal else "latest"
+    latest = Path(checkpoint_dir) / name
     if not latest.is_file():
-        raise ChatflowError(f"{checkpoint_dir}: no 'latest' file, so the step to resume at is unknown "
+        raise ChatflowError(f"{checkpoint_dir}: no '{name}' file, so the step to resume at is unknown "
                             f"(is this a DeepSpeed checkpoint directory?)")
     tag = latest.read_text(encoding="utf-8").strip()
     if tag:
@@ -114,22 +91,62 @@ def resume_tag(checkpoint_dir: str | os.PathLike, warn: bool = True) -> str:
     return str(steps[0])
 
 
+def _state_of_tag(checkpoint_dir: str | os.PathLike, universal: bool) -> tuple[Path, dict | None]:
+    """The run state of the checkpoint DeepSpeed will load; a universal conversion (DeepSpeed's ds_to_universal
+    copies only its own files) has the state of the checkpoint ``latest`` names, the one converted."""
+    path = Path(checkpoint_dir) / deepspeed_tag(checkpoint_dir, universal) / STATE_FILE
+    state = read_state(path, ADVICE)
+    if state is None and universal and (Path(checkpoint_dir) / "latest").is_file():
+        path = Path(checkpoint_dir) / deepspeed_tag(checkpoint_dir) / STATE_FILE
+        state = read_state(path, ADVICE)
+    return path, state
+
+
+def check_deepspeed_world(checkpoint_dir: str, config_path: str | None, world: int) -> None:
+    """Refuse, before the host builds the model, a DeepSpeed ZeRO checkpoint on another number of data-parallel
+    ranks than it was saved with (DeepSpeed cannot repartition its optimizer state), saying how to convert it."""
+    universal = deepspeed_settings(config_path)[1]
+    if universal and (Path(checkpoint_dir) / "latest_universal").is_file():
+        # DeepSpeed's conversion copies only its own files: the converted tag gets the state of the checkpoint it
+        # was made from (the one 'latest' names when it is first loaded), so that it keeps it when 'latest' moves
+        converted = Path(checkpoint_dir) / deepspeed_tag(checkpoint_dir, True) / STATE_FILE
+        _, newest = _state_of_tag(checkpoint_dir, False) if (Path(checkpoint_dir) / "latest").is_file() else (None, None)
+        state = read_state(converted, ADVICE)
+        if state is None and newest is not None and converted.parent.is_dir():
+            write_state(converted, **newest)
+        elif state is not None and newest is not None and int(newest["step"]) > int(state["step"]):
+            raise ChatflowError(f"{checkpoint_dir}: 'latest_universal' names a conversion of step {state['step']} but "
+                                f"'latest' is at step {newest['step']}: drop \"load_universal\" from {config_path} (it "
+                                f"was for the first resume on the new number of ranks)")
+    if not (Path(checkpoint_dir) / "latest").is_file():
+        return
+    path, state = _state_of_tag(checkpoint_dir, False)
+    if state is not None:
+        refuse_world_change(path.parent, int(state.get("world_size", world)), world, config_path,
+                            int(state["samples_done"]))
+
+
 def resume_position(global_batch: int, resume_from_checkpoint: str | None = None, start_step: int | None = None,
-                    pretrained_model_path: str | None = None) -> RunPosition:
-    """Steps and samples already done when this run starts.
+                    pretrained_model_path: str | None = None, universal: bool = False) -> RunPosition:
+    """Steps and samples already done when this run starts (``global_batch``: samples per host step, for a
+    checkpoint without a run state).
 
     ``start_step`` (explicit) wins; otherwise a DeepSpeed ``resume_from_checkpoint`` tells; otherwise 0.
     """
     if start_step is not None and start_step > 0:
-        state = read_state(f"{pretrained_model_path}{STATE_SUFFIX}") if pretrained_model_path else None
+        path = f"{pretrained_model_path}{STATE_SUFFIX}"
+        state = read_state(path, ADVICE) if pretrained_model_path else None
         if state is not None and int(state["step"]) == start_step:
-            return RunPosition(start_step, int(state["samples_done"]), f"{pretrained_model_path}{STATE_SUFFIX}",
-                               state)
+            return RunPosition(start_step, int(state["samples_done"]), path, state)
         return RunPosition(start_step, start_step * global_batch, "--start_step")
     if resume_from_checkpoint:
-        tag = resume_tag(resume_from_checkpoint, warn=False)    # the launcher warned already
-        state_path = Path(resume_from_checkpoint) / tag / STATE_FILE
-        state = read_state(state_path)
+        if universal:          # DeepSpeed reads 'latest_universal'
+            tag = deepspeed_tag(resume_from_checkpoint, True)
+            state_path, state = _state_of_tag(resume_from_checkpoint, True)
+        else:
+            tag = resume_tag(resume_from_checkpoint, warn=False)    # the launcher warned already
+            state_path = Path(resume_from_checkpoint) / tag / STATE_FILE
+            state = read_state(state_path, ADVICE)
         if state is not None:
             return RunPosition(int(state["step"]), int(state["samples_done"]), str(state_path), state)
         try:
@@ -143,16 +160,11 @@ def resume_position(global_batch: int, resume_from_checkpoint: str | None = None
 
 def settings_changes(state: Mapping | None, settings: Mapping[str, Any], allowed: Sequence[str],
                      step: int, where: str) -> list[dict]:
-    """The history a resumed run carries on: the resumed record's, plus this run's changes of ``settings``
-    made at ``step`` (each of :data:`MEANING_KEYS` only when ``allowed``; ``total_steps`` always)."""
-    unknown = sorted(set(allowed) - set(MEANING_KEYS))
-    if unknown:
-        raise ChatflowError(f"--allow_change {' '.join(unknown)}: not a setting a resumed run may change (those "
-                            f"are: {', '.join(MEANING_KEYS)})")
-    history = list((state or {}).get("history") or [])
+    """This run's changes of ``settings`` against the resumed state's, made at ``step`` (each of
+    :data:`MEANING_KEYS` only when ``allowed``, else refused; ``total_steps`` always), as history entries."""
     old = (state or {}).get("settings")
     if not isinstance(old, dict):
-        return history      # a record without settings (an older plugin, the stock trainer): nothing to compare
+        return []      # a state without settings (the stock trainer's checkpoint): nothing to compare
     changed = {k: old[k] for k in tuple(MEANING_KEYS) + ("total_steps",)
                if k in old and json.dumps(old[k]) != json.dumps(settings.get(k))}
     refused = [k for k in changed if k in MEANING_KEYS and k not in allowed]
@@ -161,9 +173,7 @@ def settings_changes(state: Mapping | None, settings: Mapping[str, Any], allowed
         raise ChatflowError(f"{where}: resuming would change the run's meaning ({shown}); pass --allow_change "
                             f"{' '.join(refused)} to change it from step {step + 1} on (recorded in the history "
                             f"every later checkpoint's run state carries), or start a new run")
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return history + [{"step": step, "what": k, "old": changed[k], "new": settings.get(k), "time": now}
-                      for k in changed]
+    return [change(step, k, changed[k], settings.get(k)) for k in changed]
 
 
 def format_report(step: int, total_steps: int, tokens_per_second: float, loss: float,
