@@ -37,7 +37,8 @@ class WorkerDied(ChatflowError):
 
 def _worker_main(conn: Connection, function: Callable, initializer: Callable | None, initargs: tuple,
                  inherited: Sequence[int] = ()) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C is the main process's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)     # stopped by the pool: end at once, without unwinding
     for fd in inherited:   # a forked worker holds copies of the main process's pipe ends: without closing
         try:               # them no worker would see end-of-file when the main process dies
             os.close(fd)

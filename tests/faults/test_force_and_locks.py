@@ -92,11 +92,11 @@ def test_convert_force_refuses_a_foreign_folder(tmp_path):
     assert tree(foreign) == {"README.md": b"my model card"}
 
 
-def _big_mixture(root: Path) -> Path:
-    """A mixture whose preprocessing takes a few seconds on one worker."""
+def _big_mixture(root: Path, lines: int = 40000) -> Path:
+    """A mixture whose preprocessing takes a few seconds on one worker (``lines`` more English records)."""
     mixture = make_mixture(root)
     with open(root / "en.jsonl", "a", encoding="utf-8") as handle:
-        for i in range(40000):
+        for i in range(lines):
             handle.write(json.dumps({"text": f"line {i} of a long corpus about rivers, mountains and schools."}) + "\n")
     return mixture
 
@@ -124,7 +124,7 @@ def test_a_second_writer_of_one_output_is_refused_naming_the_first(tmp_path, spm
 
 
 def test_a_lock_left_by_a_killed_writer_is_recovered(tmp_path, spm_model):
-    mixture = _big_mixture(tmp_path / "big")
+    mixture = _big_mixture(tmp_path / "big", lines=400000)     # still running after 0.5 s with two workers
     out = tmp_path / "shards"
     proc = _writing(mixture, spm_model, out, "2")
     cut, err = kill_after(proc, 0.5, signal.SIGKILL)
