@@ -89,8 +89,8 @@ def records_per_sample(spec: MixtureSpec, ds) -> tuple[float, dict[str, float]]:
     """(rho, rho_k per group): records the sampler feeds per packed sample over the growth phase, reading
     the mixture's times in records, from a :class:`~.batches.MixtureDataset`'s manifest figures."""
     per_source = np.array([s.info["records"] / s.windows for s in ds.source_shards], dtype=np.float64)
-    rho_k = np.array([float(shares @ per_source[members])
-                      for members, shares in zip(ds.sampler.group_sources, ds.sampler.group_shares)])
+    first = ds.sampler.stretches[0]       # the mixture the run starts with: the one whose times are read
+    rho_k = np.array([float(shares @ per_source[members]) for members, shares in zip(first.members, first.shares)])
     as_written = spec.schedule(sample_size=1.0)
     end = float(as_written.knots[-1])
     f = as_written.expected_counts(end) / end if end > 0 else as_written.probabilities(0.0)

@@ -124,7 +124,8 @@ def check_allowed(allowed: Collection[str], also: Collection[str] = ()) -> None:
     names = list(CHANGEABLE) + [name for name in also if name not in CHANGEABLE]
     unknown = sorted(set(allowed) - set(names))
     if unknown:
-        raise ChatflowError(f"--allow_change {' '.join(unknown)}: a resumed run may change {names}")
+        raise ChatflowError(f"--allow_change {' '.join(unknown)}: not a setting a resumed run may change (those "
+                            f"are: {', '.join(names)})")
 
 
 def layout_changes(state: Mapping[str, Any], layout: Mapping[str, int], run: str, allowed: Collection[str]) -> list[dict]:

@@ -271,12 +271,12 @@ class MixtureSampler:
 
     def source_counts(self, n: int) -> np.ndarray:
         """How many of the first n samples each source gets: exact (what :meth:`draw` would give), without
-        drawing them: the group's count, then the same rule inside the group."""
-        out = np.zeros(len(self.source_rows), dtype=np.int64)
-        for g, count in enumerate(self.group_counts(n)):
-            shares = self.group_shares[g]
-            _, before = nth_events(lambda x, w=shares: np.asarray(x)[:, None] * w, np.array([count]), len(shares))
-            out[self.group_sources[g]] = before[0]
+        drawing them: the counts before n's revision, then its groups' counts and the same rule inside each group."""
+        stretch = self.stretches[int(self._stretch_of(np.array([n]))[0])]
+        out = stretch.source_before.copy()
+        _, members = stretch.counts(n - stretch.start)
+        for g, counts in enumerate(members):
+            out[stretch.members[g]] += counts
         return out
 
     # -- draws ----------------------------------------------------------------------------

@@ -37,8 +37,8 @@ def test_another_layout_with_the_same_global_batch_reads_the_same_samples(datase
     train(_options(dataset, out, train_steps=6, save_every=3, micro_batch_size=4, gradient_accumulation_steps=1))
     assert _steps(seen, 4) == straight
     history = json.loads((out / "chatflow_run.json").read_text())["history"]
-    assert [(h["step"], h["what"], h["old"], h["new"]) for h in history] == [
-        (3, "micro_batch_size", 2, 4), (3, "gradient_accumulation_steps", 2, 1)]
+    assert [(h["step"], h["what"], h["old"], h["new"]) for h in history] == [     # a longer run is recorded too
+        (3, "train_steps", 3, 6), (3, "micro_batch_size", 2, 4), (3, "gradient_accumulation_steps", 2, 1)]
     assert read_state(out / "checkpoint-6" / "chatflow_state.json")["history"] == history
     assert [r["samples"] for r in _read_jsonl(out / "log.jsonl") if r["kind"] == "train"] == [4, 8, 12, 16, 20, 24]
 
@@ -53,7 +53,7 @@ def test_a_changed_global_batch_continues_at_the_exact_sample(dataset, tmp_path,
     log = _read_jsonl(out / "log.jsonl")
     assert [r["samples"] for r in log if r["kind"] == "train"] == [4, 8, 12, 18, 24]
     changes = {r["what"]: r for r in log if r["kind"] == "change"}
-    assert set(changes) == {"global_batch", "micro_batch_size"}
+    assert set(changes) == {"global_batch", "micro_batch_size", "train_steps"}
     change = changes["global_batch"]
     assert (change["step"], change["old"], change["new"], change["sample"]) == (3, 4, 6, 12)
     assert json.loads((out / "train_summary.json").read_text())["samples"] == 24
@@ -76,7 +76,8 @@ def test_a_mixture_change_keeps_the_past_and_follows_the_new_mixture(dataset, tm
     original = MixtureDataset(shards).batch(np.arange(24))
     history = load_mixture_file(changed)
     state = read_state(out / "final" / "chatflow_state.json")
-    assert [(h["what"], h["step"], h["sample"], h["by"]) for h in state["history"]] == [("mixture", 3, 12, str(changed))]
+    assert [(h["what"], h["step"], h["sample"], h.get("by")) for h in state["history"]] == [
+        ("train_steps", 3, 12, None), ("mixture", 3, 12, str(changed))]
     from chatflow_plugin.data.runstate import history_of
     revised = MixtureDataset(shards, spec=history_of(state, "final")).batch(np.arange(24))
     np.testing.assert_array_equal(revised["tokens"][:12], original["tokens"][:12])        # the past is kept
@@ -89,9 +90,10 @@ def test_a_mixture_change_keeps_the_past_and_follows_the_new_mixture(dataset, tm
     assert "mixture revisions (2)" in shown and f"step       3  sample         12  by {changed}" in shown
     np.testing.assert_array_equal(MixtureDataset(shards, spec=load_mixture_file(exported)).batch(np.arange(24))["tokens"],
                                   revised["tokens"])
-    # resuming again with the same mixture changes nothing more
+    # resuming again with the same mixture changes no more than the run's length
     train(_options(dataset, out, train_steps=7, mixture=str(changed)))
-    assert len(read_state(out / "final" / "chatflow_state.json")["history"]) == 1
+    assert [h["what"] for h in read_state(out / "final" / "chatflow_state.json")["history"]] == [
+        "train_steps", "mixture", "train_steps"]
 
 
 def _adaptive_mixture(dataset: Path, tmp_path: Path) -> Path:
@@ -195,6 +197,8 @@ def test_a_zero_checkpoint_on_another_number_of_processes_is_refused_before_the_
     checkpoint = out / "checkpoint-2"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    (checkpoint / "config.json").write_text("{}")        # complete as the resume looks at it: DeepSpeed's
+    (checkpoint / "global_step2").mkdir()                 # folder holds the weights and optimizer states
     shards = ShardSet(dataset)
     write_state(checkpoint / "chatflow_state.json", step=2, samples_done=8, global_batch=4, micro_batch_size=1,
                 gradient_accumulation_steps=2, world_size=2, dataset=str(dataset),

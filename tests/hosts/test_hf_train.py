@@ -342,7 +342,7 @@ def test_resume_refuses_a_changed_global_batch_unless_allowed(dataset, tmp_path)
         train(_options(dataset, out, train_steps=3, micro_batch_size=3))
     with pytest.raises(ChatflowError, match="already holds checkpoints"):
         train(_options(dataset, out, train_steps=2, resume="no"))
-    with pytest.raises(ChatflowError, match=r"--allow_change seed: a resumed run may change \['mixture', 'global_batch'\]"):
+    with pytest.raises(ChatflowError, match=r"--allow_change seed: not a setting a resumed run may change \(those are: mixture, global_batch, loss"):
         train(_options(dataset, out, train_steps=3, allow_change=["seed"]))
 
 

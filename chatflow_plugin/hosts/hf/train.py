@@ -592,7 +592,8 @@ def _train(options: TrainOptions, output_dir: Path) -> dict:
         return _leave_finished(output_dir, finished, rank)
     progress, mixture = _plan(options, start, record, mixture, world_size, output_dir)
     # the changes of meaning --allow_change let through, in the one history with the mixture's and the layout's
-    progress.pending = [change(start.step, c["what"], c["old"], c["new"]) for c in start.changes] + progress.pending
+    progress.pending = [change(start.step, c["what"], c["old"], c["new"], sample=progress.sample0)
+                        for c in start.changes] + progress.pending
     heldout = _heldout(options, shards, mixture)
 
     tok = shards.tokenizer
