@@ -73,7 +73,8 @@ setup(
         # selenium drives Debian's chromium/chromium-driver in tests/test_arena_browser.py (skipped without them)
         "test": ["pytest>=7,<10", "selenium>=4.10,<5"],
         "plot": ["matplotlib>=3.5,<4"],
-        "hf": ["transformers>=4.40,<6", "safetensors>=0.4,<1", "accelerate>=0.30,<2", "protobuf>=3.20,<8",
+        "hf": ["transformers>=4.40,<6", "tokenizers>=0.19,<1", "safetensors>=0.4,<1", "accelerate>=0.30,<2",
+               "protobuf>=3.20,<8",
                "sacremoses>=0.1,<1"],
         # only for the test that checks our scores against lm-evaluation-harness
         "lmeval": ["lm-eval==0.4.13"],
