@@ -601,6 +601,10 @@ def _train(options: TrainOptions, output_dir: Path) -> dict:
     model = build_model(options, tok["vocab_size"], bos, tok["eos_id"])
     tokenizer_files, mismatches = _tokenizer_files(
         options, shards, rank, getattr(model.config, "max_position_embeddings", None) or shards.seq_length)
+    if options.deepspeed:
+        from ..extensions import clear_stale_build_locks
+
+        clear_stale_build_locks()     # DeepSpeed builds its CPU ops under a lock that never times out
     args = _training_arguments(options, output_dir, world_size)
     run_log = None
     if rank == 0:

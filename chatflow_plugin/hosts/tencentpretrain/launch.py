@@ -388,6 +388,10 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
             argv = runtime_defaults(argv, os.environ, torch.cuda.is_available())
             argv = target_from_config(argv)
             preflight_pretrain(argv)
+            if "deepspeed" in given_options(argv):
+                from ..extensions import clear_stale_build_locks
+
+                clear_stale_build_locks()     # DeepSpeed builds its CPU ops under a lock that never times out
         if script == "preprocess":
             preflight_preprocess(argv)
         home = locate_host()
