@@ -385,8 +385,9 @@ stage_release() {
     say "release: $OUT/chatflow_run/final is already in HuggingFace format"
     run "$PY" - "$OUT/chatflow_run/final" "$OUT/chatflow_hf" <<'PYEOF'
 import shutil, sys
-from chatflow_plugin.files import atomic_directory
-with atomic_directory(sys.argv[2], force=True) as tmp:
+from chatflow_plugin.checkpoints.convert import HF_KIND
+from chatflow_plugin.outputs import atomic_directory
+with atomic_directory(sys.argv[2], HF_KIND, force=True, inputs=[sys.argv[1]]) as tmp:
     shutil.copytree(sys.argv[1], tmp, dirs_exist_ok=True)
 PYEOF
   fi
