@@ -161,8 +161,12 @@ def test_killing_the_main_process_ends_its_workers_quietly(tmp_path, spm_model, 
             _, err = kill_after(proc, 0, sig)
         assert wait_until_gone(str(out)) == [], "workers outlived their main process"
         assert "Traceback" not in err and "BrokenPipeError" not in err, err[-3000:]
-        if sig == signal.SIGINT and proc.returncode != 0:
+        if proc.returncode == -sig:
+            # the signal came while Python's own handlers were not in place (interpreter start-up, or its
+            # teardown after the work was done): nothing is said, and the output is checked below
+            assert err.strip() == "", err[-3000:]
+        elif sig == signal.SIGINT and proc.returncode != 0:
             assert err.strip().splitlines()[-1] == "chatflow preprocess: interrupted" and proc.returncode == 130
-        if sig == signal.SIGTERM and proc.returncode != 0:
+        elif sig == signal.SIGTERM and proc.returncode != 0:
             assert err.strip().splitlines()[-1] == "chatflow preprocess: terminated" and proc.returncode == 143
         assert not out.exists() or (out / "manifest.json").is_file()
