@@ -25,7 +25,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any, Collection, Mapping, Sequence
 
 from ..errors import ChatflowError
 from ..files import atomic_file
@@ -118,14 +118,18 @@ def refuse_changes(run: Path | str, changed: list[tuple[str, Any, Any]], why: st
                             + (f", or allow the change explicitly with {allow}" if allowed is not None else ""))
 
 
-def check_allowed(allowed: Collection[str], also: Collection[str] = ()) -> None:
-    """Refuse ``--allow_change`` names that are neither :data:`CHANGEABLE` nor ``also`` (a trainer's own
-    changeable settings: its objective, learning-rate schedule ...)."""
-    names = list(CHANGEABLE) + [name for name in also if name not in CHANGEABLE]
+def check_change_names(allowed: Collection[str], names: Sequence[str]) -> None:
+    """Refuse ``--allow_change`` names that are not among ``names`` (what the command lets a resumed run change)."""
     unknown = sorted(set(allowed) - set(names))
     if unknown:
         raise ChatflowError(f"--allow_change {' '.join(unknown)}: not a setting a resumed run may change (those "
-                            f"are: {', '.join(names)})")
+                            f"are: {', '.join(names) or 'none'})")
+
+
+def check_allowed(allowed: Collection[str], also: Collection[str] = ()) -> None:
+    """Refuse ``--allow_change`` names that are neither :data:`CHANGEABLE` nor ``also`` (a trainer's own
+    changeable settings: its objective, learning-rate schedule ...)."""
+    check_change_names(allowed, list(CHANGEABLE) + [name for name in also if name not in CHANGEABLE])
 
 
 def layout_changes(state: Mapping[str, Any], layout: Mapping[str, int], run: str, allowed: Collection[str]) -> list[dict]:

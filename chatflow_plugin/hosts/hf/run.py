@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ...data.runstate import STATE_FILE, describe_change, write_state
+from ...data.runstate import STATE_FILE, check_change_names, describe_change, write_state
 from ...errors import ChatflowError
 from ...files import atomic_file, read_jsonl, write_csv
 from ...outputs import check_replaceable, output_lock, read_marker, remove_leftovers, replace_directory, write_marker
@@ -292,11 +292,7 @@ class RunRecord:
                                 f"on (recorded in {self.path.name}'s {HISTORY}), or {advice}")
 
     def check_names(self, allowed: Sequence[str]) -> None:
-        names = self.changeable + self.also_changeable
-        unknown = sorted(set(allowed) - set(names))
-        if unknown:
-            raise ChatflowError(f"--allow_change {' '.join(unknown)}: not a setting a resumed run may change "
-                                f"(those are: {', '.join(names) or 'none'})")
+        check_change_names(allowed, self.changeable + self.also_changeable)
 
     def history(self) -> list[dict]:
         record = self.read() or {}
