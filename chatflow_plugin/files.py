@@ -282,8 +282,13 @@ def write_csv(path: str | os.PathLike, rows: list[dict]) -> Path:
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend: figures are drawn for files, never shown."""
-    import matplotlib
+    """``matplotlib.pyplot`` on the Agg backend: figures are drawn for files, never shown. Without matplotlib: a
+    :class:`ChatflowError` naming the extra that installs it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ChatflowError("plots need matplotlib: pip install 'chatflow-plugin[plot]' (or pip install "
+                            "matplotlib)") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

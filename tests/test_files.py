@@ -76,3 +76,11 @@ def test_save_figure_leaves_an_existing_file_whole_when_drawing_fails(tmp_path):
     with pytest.raises(ValueError):
         save_figure(fig, target)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["keep.png"]
+
+
+def test_pyplot_without_matplotlib_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib -> ImportError
+    with pytest.raises(ChatflowError, match=r"plots need matplotlib: pip install 'chatflow-plugin\[plot\]'"):
+        pyplot()

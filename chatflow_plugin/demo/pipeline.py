@@ -37,7 +37,7 @@ from .report import write_report
 from .split import SplitBudget, iter_texts, prepare_data
 from ..data.mixture import MixtureSpec, write_mixture
 from ..errors import ChatflowError
-from ..files import path_for_file, read_jsonl
+from ..files import path_for_file, pyplot, read_jsonl
 from ..outputs import atomic_directory, check_replaceable, output_lock, read_marker, write_marker
 from ..languages import get_language
 from ..options import option
@@ -461,6 +461,7 @@ def run_demo(options: DemoOptions) -> dict:
 
 
 def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict:
+    pyplot()        # the report draws plots: without matplotlib, say so now rather than after the training
     target = get_language(target_language(base))
     out = _prepare(options, profile)
     if options.data_dir:
