@@ -52,6 +52,7 @@ from ...options import option
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
 from .progress import RunProgress, global_batch, plan_run
 from ...tokenizer import Tokenizer, TokenizerFiles, load_tokenizer, tokenizer_from_options
+from ..hyperparameters import LLAMA2, warmup_steps, warmup_warning
 from ..resume import apply_resumed_settings
 from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help, leave_process_group,
                   resume_help, run_directory, save_final_model, start_run, world)
@@ -69,7 +70,7 @@ FINAL_RECORD = "chatflow_train.json"   # the summary, inside final/ (renamed int
 # change with --allow_change, recorded: the checkpoint's run state says what they were.)
 POSITION_KEYS = ("dataset_sha", "seed", "seq_length")
 # Settings the checkpoint's optimizer state holds (loading it would silently restore the old values).
-OPTIMIZER_KEYS = ("weight_decay", "adam_beta2")
+OPTIMIZER_KEYS = ("weight_decay", "adam_beta2", "adam_epsilon")
 # Settings that change what the run means from the resumed step on (its objective, learning-rate schedule,
 # data: the dataset's content checksum): refused unless --allow_change names them, then recorded.
 MEANING_KEYS = ("loss", "learning_rate", "lr_scheduler", "warmup_steps", "max_grad_norm", "dataset")
@@ -99,13 +100,19 @@ class TrainOptions:
     train_steps: int = option(1000, help="optimizer steps")
     micro_batch_size: int = option(8, help="sequences per rank per forward pass")
     gradient_accumulation_steps: int = option(1, help="micro-batches per optimizer step")
-    learning_rate: float = option(3e-4, help="peak learning rate")
-    lr_scheduler: str = option("cosine", choices=["cosine", "linear", "constant_with_warmup", "cosine_with_min_lr"],
-                               help="learning-rate schedule after warm-up (cosine_with_min_lr: to 10%% of peak)")
-    warmup_steps: int = option(0, help="linear warm-up, optimizer steps")
-    weight_decay: float = option(0.1, help="AdamW weight decay")
-    adam_beta2: float = option(0.95, help="AdamW beta2")
-    max_grad_norm: float = option(1.0, help="gradient clipping norm (0: none)")
+    # the defaults are Meta's LLaMA-2 settings, which the paper follows (chatflow_plugin/hosts/hyperparameters.py)
+    learning_rate: float = option(LLAMA2.learning_rate, help="peak learning rate (LLaMA-2-7B's)")
+    lr_scheduler: str = option(LLAMA2.lr_scheduler, choices=["cosine", "linear", "constant_with_warmup",
+                                                             "cosine_with_min_lr"],
+                               help="learning-rate schedule after warm-up (cosine_with_min_lr: cosine to 10%% of the "
+                                    "peak, LLaMA-2's; cosine: to 0)")
+    warmup_steps: float = option(LLAMA2.warmup_steps, help="linear warm-up in optimizer steps, a value below 1 a "
+                                                           "fraction of the run (LLaMA-2's 2,000 steps are meant for "
+                                                           "long runs: give short runs their own)")
+    weight_decay: float = option(LLAMA2.weight_decay, help="AdamW weight decay")
+    adam_beta2: float = option(LLAMA2.adam_beta2, help="AdamW beta2 (beta1 is 0.9)")
+    adam_epsilon: float = option(LLAMA2.adam_epsilon, help="AdamW epsilon")
+    max_grad_norm: float = option(LLAMA2.max_grad_norm, help="gradient clipping norm (0: none)")
     loss: str = option("all", choices=["all", "response_only"],
                        help="all: every token carries loss (the paper); response_only: not instruction prompts")
     bf16: bool = option(False, help="bf16 mixed precision (autocast; also on CPU)")
@@ -496,8 +503,9 @@ def _training_arguments(options: TrainOptions, output_dir: Path, world_size: int
         per_device_train_batch_size=options.micro_batch_size,
         gradient_accumulation_steps=options.gradient_accumulation_steps,
         learning_rate=options.learning_rate, lr_scheduler_type=options.lr_scheduler,
-        lr_scheduler_kwargs={"min_lr_rate": 0.1} if options.lr_scheduler == "cosine_with_min_lr" else {},
-        warmup_steps=options.warmup_steps, weight_decay=options.weight_decay, adam_beta2=options.adam_beta2,
+        lr_scheduler_kwargs={"min_lr_rate": LLAMA2.min_lr_ratio} if options.lr_scheduler == "cosine_with_min_lr" else {},
+        warmup_steps=warmup_steps(options.warmup_steps, options.train_steps), weight_decay=options.weight_decay,
+        adam_beta1=LLAMA2.adam_beta1, adam_beta2=options.adam_beta2, adam_epsilon=options.adam_epsilon,
         max_grad_norm=options.max_grad_norm, bf16=options.bf16, logging_steps=options.log_every,
         save_strategy="steps", save_steps=options.save_every or options.train_steps,
         save_total_limit=options.save_total_limit, seed=options.init_seed, report_to="none",
@@ -548,10 +556,13 @@ def _check_options(options: TrainOptions) -> None:
     for name in ("train_steps", "micro_batch_size", "gradient_accumulation_steps", "log_every", "heldout_windows"):
         if getattr(options, name) <= 0:
             raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
-    for name in ("save_every", "save_total_limit", "warmup_steps", "heldout_every", "threads"):
+    for name in ("save_every", "save_total_limit", "heldout_every", "threads"):
         if getattr(options, name) < 0:
             raise ChatflowError(f"--{name} must be 0 or more, got {getattr(options, name)}")
-    for name in ("learning_rate", "weight_decay", "adam_beta2", "max_grad_norm"):
+    warmup_steps(options.warmup_steps, options.train_steps)       # checks it
+    if options.warmup_steps == int(options.warmup_steps):
+        options.warmup_steps = int(options.warmup_steps)          # recorded as the whole number it is (0 too)
+    for name in ("learning_rate", "weight_decay", "adam_beta2", "adam_epsilon", "max_grad_norm"):
         value = getattr(options, name)
         if not math.isfinite(value) or value < 0 or (name == "adam_beta2" and value >= 1):
             raise ChatflowError(f"--{name} must be a finite number >= 0{' and < 1' if name == 'adam_beta2' else ''}, "
@@ -567,6 +578,9 @@ def _check_options(options: TrainOptions) -> None:
 def train(options: TrainOptions) -> dict:
     """Run (or resume) one training run; returns the summary also written to ``train_summary.json``."""
     _check_options(options)
+    warning = warmup_warning(warmup_steps(options.warmup_steps, options.train_steps), options.train_steps)
+    if warning and world()[0] == 0:
+        print(warning, file=sys.stderr)
     if options.threads > 0:
         torch.set_num_threads(options.threads)
     output_dir = Path(options.output_dir)

@@ -39,7 +39,7 @@ from ...data.shards import ShardSet
 from ...tokenizer import SENTENCEPIECE, load_tokenizer
 from .batches import RankStream, SampleLog
 from .mixing import HostRun, heldout_losses
-from .names import DATA_PROCESSOR, TARGET
+from .names import DATA_PROCESSOR, GIVEN, TARGET
 from ..resume import apply_resumed_settings
 from ..zero import deepspeed_settings
 from .progress import format_report, resume_position, settings_changes
@@ -66,7 +66,7 @@ class ChatflowMixtureDataset:
             raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --spm_model_path (a sentencepiece model)")
         if int(workers) < 1:
             raise ChatflowError(f"--processes_num must be positive, got {workers}")
-        given = getattr(args, "chatflow_given_options", set())
+        given = getattr(args, GIVEN, set())
         # The host's --seq_length defaults to 128; only an explicit value overrides the mixture's.
         seq_length = args.seq_length if "seq_length" in given else None
         spec = load_mixture(mixture).with_overrides(
@@ -297,6 +297,8 @@ class ChatflowTrainer(LmTrainer):
                 if args.deepspeed:
                     model.step()
                 else:
+                    if getattr(args, "max_grad_norm", None):     # DeepSpeed clips by its config's gradient_clipping
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
                     model.zero_grad()
@@ -376,6 +378,7 @@ def run_settings(args, dataset: MixtureDataset) -> dict:
     target = "chatflow_instruction" if getattr(args, "chatflow_instruction", False) else list(args.target)
     return {"target": target, "response_only_loss": bool(getattr(args, "response_only_loss", False)),
             "learning_rate": args.learning_rate, "scheduler": args.scheduler, "warmup": args.warmup,
+            "warmup_steps": getattr(args, "warmup_steps", None),
             "dataset": dataset.shards.content_checksum(), "total_steps": args.total_steps}
 
 

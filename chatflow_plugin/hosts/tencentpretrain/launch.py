@@ -21,13 +21,12 @@ from typing import Iterator, Mapping, Sequence
 from ...errors import ChatflowError, exit_code
 from ...outputs import output_lock
 from .host import locate_host, register
-from .names import DATA_PROCESSOR, TARGET
-from .optimizer import SCHEDULER, add_optimizer_options, llama2_optimizer
+from .names import DATA_PROCESSOR, GIVEN, TARGET
+from .optimizer import SCHEDULER, add_optimizer_options, apply_defaults, llama2_optimizer
 from ...data.runstate import CHANGEABLE
 from .progress import MEANING_KEYS, resume_tag
 
 SCRIPTS = ("preprocess", "pretrain")
-GIVEN = "chatflow_given_options"      # namespace attribute: option names given on the command line
 STOCK_TARGET = "lm"
 
 
@@ -171,6 +170,8 @@ def host_parser_extended(script: str, argv: Sequence[str]) -> Iterator[None]:
             parsed = original(self, args, namespace)
             setattr(parsed, GIVEN, set(given))
             translate_target(parsed)
+            if script == "pretrain" and _data_processor(argv) == DATA_PROCESSOR:
+                apply_defaults(parsed, given)       # LLaMA-2's optimizer settings where none is given
             return parsed
         return original(self, args, namespace)
 
