@@ -228,7 +228,7 @@ def make_plan(opts: PlanOptions) -> tuple[dict, MixtureSpec]:
         "mixture": run_spec.name, "mixture_file": str(spec.path) if spec.path else None,
         "dataset": str(ds.shards.path) if ds is not None else None,
         "seq_length": L, "global_batch_size": G, "steps": steps, "samples": n, "tokens": n * L,
-        "length": length, "reading": reading,
+        "length": length, "schedule_unit": unit, "reading": reading,
         "schedule": {"shape": run_spec.schedule_shape, "final_mixture_at_sample": end},
         "t_grow_reached_at_step": reached if reached <= steps else None,
         "p_start": dict(zip(names, schedule.probabilities(0.0).tolist())),

@@ -38,7 +38,7 @@ def test_the_papers_compute_reaches_t_grow_at_step_9766_and_reads_its_8b_tokens_
     assert p["steps"] == math.floor(tokens / (512 * 2048)) == 55_631
     assert p["length"] == {"from": "gpu_hours", "gpu_hours": 5376, "tokens": pytest.approx(tokens),
                            "tokens_per_second_per_gpu": DEFAULT_THROUGHPUT, "throughput_from": THROUGHPUT_SOURCE}
-    assert p["reading"]["schedule_unit"] == p["reading"]["as_written"] == "samples"
+    assert p["schedule_unit"] == p["reading"]["schedule_unit"] == p["reading"]["as_written"] == "samples"
     assert p["t_grow_reached_at_step"] == math.ceil(5e6 / 512) == 9766 and p["schedule"]["final_mixture_at_sample"] == 5e6
     assert p["p_end"] == pytest.approx({"en_corpus": 0.15, "zh_corpus": 0.5, "parallel": 0.0, "en_inst": 0.1,
                                         "zh_inst": 0.2, "code": 0.05})
