@@ -31,8 +31,9 @@
 #   --gpu_hours 5376                the run's length: the paper's compute, 16 A100s for two weeks, in steps at
 #   --tokens_per_second_per_gpu X   the planner's throughput (default: LLaMA-2-7B's own, 3,014 tokens/s per A100)
 #   --train_steps N | --tokens T    or optimizer steps, or training tokens (--steps: the old spelling of --train_steps)
-#   --data_tokens 8e9 --data_sizes en_corpus=10,zh_corpus=24.5,...   the data before preprocessing (the paper's 8B
-#                                   tokens split by Table 1's GB), for the plan's epochs; then the dataset's own
+#   --data_tokens 8e9 --data_sizes en_corpus=10,zh_corpus=24.5,...   the data before preprocessing, for the plan's
+#                                   epochs (with the Table 1 mixture: the paper's 8B tokens split by Table 1's GB;
+#                                   otherwise none unless given); once preprocessed, the dataset's own figures
 #   --global_batch_size 512         the paper; reached by gradient accumulation for any GPU count
 #   --micro_batch_size 4            sequences per GPU per forward pass
 #   --nodes 1 --gpus_per_node 8 --node_rank 0 --master_addr 127.0.0.1 --master_port 29500
@@ -57,8 +58,7 @@ NEW_CHARS=8701                                          # the paper's Chinese ch
 GPU_HOURS=5376                                          # the paper: 16 A100s for two weeks (Sec. 3.1) = 16 x 336 h
 TOKENS_PER_SECOND_PER_GPU=""                            # the planner's (LLaMA-2-7B's pretraining throughput)
 TOKENS=""; TRAIN_STEPS=""; STEPS=""                     # another length instead (--steps: old spelling)
-DATA_TOKENS=8e9                                         # the paper: "about 50GB data containing 8B tokens" (Sec. 2.2)
-DATA_SIZES=en_corpus=10,zh_corpus=24.5,parallel=3.2,en_inst=6.7,zh_inst=9.1,code=2   # Table 1's sizes in GB
+DATA_TOKENS=""; DATA_SIZES=""                           # with the Table 1 mixture: the paper's (below)
 GLOBAL_BATCH_SIZE=512                                   # the paper: batch 512 with gradient accumulation (Sec. 3.1)
 MICRO_BATCH_SIZE=4                                      # ours: fits an A100-40GB at 2,048 tokens (docs/full_scale.md)
 NODES=""; GPUS_PER_NODE=""; NODE_RANK=0; MASTER_ADDR=127.0.0.1; MASTER_PORT=29500
@@ -133,6 +133,10 @@ PYEOF
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 fi
 NODES=${NODES:-1}; GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+if [[ $MIXTURE == "$ROOT/models/mixtures/chatflow_table1.json" ]]; then   # the paper's data, for the plan's epochs
+  DATA_TOKENS=${DATA_TOKENS:-8e9}                       # the paper: "about 50GB data containing 8B tokens" (Sec. 2.2)
+  DATA_SIZES=${DATA_SIZES:-en_corpus=10,zh_corpus=24.5,parallel=3.2,en_inst=6.7,zh_inst=9.1,code=2}  # Table 1, GB
+fi
 # the optimizer settings: the named set's, each unless given (chatflow_plugin/hosts/hyperparameters.py)
 read -r SET_LR SET_WARMUP SET_EPS SET_WD SET_BETA2 SET_MIN_LR SET_CLIP < <("$PY" - "$HYPERPARAMETERS" <<'PYEOF'
 import sys

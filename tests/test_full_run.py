@@ -125,10 +125,12 @@ def test_dry_run_lengths_hyperparameter_sets_old_spellings_and_the_records_readi
     assert plan["steps"] == math.ceil(2e10 / (512 * 2048)) and plan["learning_rate"] == 2e-4
     assert plan["schedule_unit"] == "records" and plan["reading"]["records_per_sample"] == 10.85
     assert plan["t_grow_reached_at_step"] == math.ceil(5e6 / 10.85 / 512)
-    # a warm-up that outlasts the run is said
-    done = _run(["--dry_run", "--output_dir", "c", "--train_steps", "12000", "--warmup_steps", "12000"], cwd=tmp_path)
+    # a warm-up that outlasts the run is said; another mixture than Table 1 gets no data size unless given one
+    done = _run(["--dry_run", "--output_dir", "c", "--train_steps", "12000", "--warmup_steps", "12000", "--mixture",
+                 str(ROOT / "models" / "mixtures" / "tiny_corpora.json")], cwd=tmp_path)
     assert done.returncode == 0 and "warning: the warm-up (12000 steps) is not shorter than the run (12000 steps)" \
         in done.stderr
+    assert "data" not in json.loads((tmp_path / "c" / "plan.json").read_text())
 
 
 @pytest.mark.parametrize("args, message", [
