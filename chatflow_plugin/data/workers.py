@@ -138,45 +138,62 @@ class WorkerPool:
     # -- work ----------------------------------------------------------------------------
     def map(self, items: Sequence[Any] | Iterable[Any]) -> Iterator[Any]:
         """The function's result for every item, in the items' order."""
-        items = list(items)
+        for _, result in self.map_with_items(items):
+            yield result
+
+    def map_with_items(self, items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        """``(item, result)`` for every item, in the items' order. ``items`` is read lazily, never more than
+        ``window`` items ahead of the result being waited for (a generator that reads a file as it goes keeps
+        memory bounded); an error it raises stops the pool like any other."""
         if not self._procs:
             raise RuntimeError("use the pool inside its `with` block")
+        source = iter(items)
+        exhausted = False
+        pending: dict[int, Any] = {}     # dispatched items not yet yielded
         done: dict[int, Any] = {}
         busy: dict[int, list[int]] = {w: [] for w in range(len(self._procs))}   # worker -> indices it owes
         following = 0       # the next index to hand to a worker
         wanted = 0          # the next index to yield
-        while wanted < len(items):
+        while True:
             # keep every worker fed (two items each), but never run more than `window` ahead of `wanted`
-            while following < len(items) and following < wanted + self.window:
+            while not exhausted and following < wanted + self.window:
                 worker = min(busy, key=lambda w: len(busy[w]))
                 if len(busy[worker]) >= 2:
                     break
+                try:
+                    item = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending[following] = item
                 busy[worker].append(following)
                 try:
-                    self._conns[worker].send((following, items[following]))
+                    self._conns[worker].send((following, item))
                 except OSError:      # its pipe is closed: the worker is gone
-                    self._died(worker, busy[worker], items)
+                    self._died(worker, busy[worker], pending)
                 following += 1
             if wanted in done:        # then dispatch again before waiting: the window has moved
-                yield done.pop(wanted)
+                yield pending.pop(wanted), done.pop(wanted)
                 wanted += 1
                 continue
+            if exhausted and wanted >= following:
+                return
             ready = wait(self._conns + [p.sentinel for p in self._procs])
             for worker, conn in enumerate(self._conns):
                 if conn in ready:
                     try:
                         index, ok, value = conn.recv()
                     except (EOFError, OSError):
-                        self._died(worker, busy[worker], items)
+                        self._died(worker, busy[worker], pending)
                     busy[worker].remove(index)
                     if not ok:
                         raise value
                     done[index] = value
             for worker, proc in enumerate(self._procs):
                 if proc.sentinel in ready and busy[worker] and not self._conns[worker].poll():
-                    self._died(worker, busy[worker], items)
+                    self._died(worker, busy[worker], pending)
 
-    def _died(self, worker: int, owed: list[int], items: list) -> None:
+    def _died(self, worker: int, owed: list[int], items: dict) -> None:
         proc = self._procs[worker]
         proc.join(self.grace)
         code = proc.exitcode

@@ -45,6 +45,7 @@ from ...data.metrics import GroupLossMeter, data_parallel_sum, first_rank_value
 from ...data.revisions import adaptive_update, change, load_mixture_file
 from ...data.runstate import CHANGEABLE, check_allowed, first_mixture
 from ...data.shards import ShardSet
+from ...data.split import check_disjoint
 from ...errors import ChatflowError
 from ...files import atomic_file, disk_error, path_for_file, read_json
 from ...outputs import check_not_input
@@ -348,6 +349,7 @@ def _heldout(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset) -
     if held_shards.seq_length != shards.seq_length:
         raise ChatflowError(f"{options.heldout_dir}: seq_length {held_shards.seq_length} differs from the "
                             f"training data's {shards.seq_length}")
+    check_disjoint(shards, held_shards)
     groups = {g.name: [s.name for s in g.sources] for g in mixture.spec.groups}
     return HeldOutSet(held_shards, options.heldout_windows, groups=groups)
 

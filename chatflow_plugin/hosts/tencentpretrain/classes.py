@@ -36,6 +36,7 @@ from ...data.preprocess import preprocess, summary
 from ...data.revisions import load_mixture_file
 from ...data.runstate import STATE_FILE, STATE_SUFFIX, write_state
 from ...data.shards import ShardSet
+from ...data.split import check_disjoint, parse_split
 from ...tokenizer import SENTENCEPIECE, load_tokenizer
 from .batches import RankStream, SampleLog
 from .mixing import HostRun, heldout_losses
@@ -75,12 +76,15 @@ class ChatflowMixtureDataset:
         for warning in spec.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         tokenizer = load_tokenizer(args.spm_model_path, SENTENCEPIECE)
-        manifest = preprocess(spec, tokenizer, args.dataset_path, workers=max(int(workers), 1),
-                              on_bad_record=getattr(args, "on_bad_record", "skip"),
-                              force=bool(getattr(args, "overwrite_dataset", False)), quiet=False)
-        print(summary(manifest))
-        print(f"wrote {args.dataset_path}")
-        return manifest
+        split = getattr(args, "split", None)
+        split = parse_split(split, int(getattr(args, "split_seed", 0) or 0)) if split else None
+        result = preprocess(spec, tokenizer, args.dataset_path, workers=max(int(workers), 1),
+                            on_bad_record=getattr(args, "on_bad_record", "skip"),
+                            force=bool(getattr(args, "overwrite_dataset", False)), quiet=False, split=split)
+        for part, manifest in ({None: result} if split is None else result).items():
+            print(summary(manifest))
+            print(f"wrote {args.dataset_path if part is None else os.path.join(args.dataset_path, part)}")
+        return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,6 +400,7 @@ def _heldout_set(args, dataset: MixtureDataset) -> HeldOutSet | None:
     if shards.seq_length != dataset.seq_length:
         raise ChatflowError(f"--heldout_dataset_path {path}: seq_length {shards.seq_length} differs from the "
                             f"training data's {dataset.seq_length}")
+    check_disjoint(dataset.shards, shards, "--dataset_path", "--heldout_dataset_path")
     groups = {g.name: [s.name for s in g.sources] for g in dataset.spec.groups}
     return HeldOutSet(shards, int(getattr(args, "heldout_windows", 64)), groups=groups)
 

@@ -82,6 +82,12 @@ def add_plugin_options(parser: argparse.ArgumentParser, script: str) -> None:
                            help="Skip (and count) malformed records such as blank JSONL lines, or stop at the first.")
         group.add_argument("--overwrite_dataset", action="store_true",
                            help="Replace --dataset_path if it exists (only once the new one is complete).")
+        group.add_argument("--split", type=str, default=None,
+                           help="Split every source by record before tokenization into a training part and held-out "
+                                "parts, one dataset each under --dataset_path: train:0.98,valid:0.01,test:0.01, or "
+                                "969,30,1 (train,valid,test). Train on --dataset_path D/train with "
+                                "--heldout_dataset_path D/valid.")
+        group.add_argument("--split_seed", type=int, default=0, help="Seed of --split.")
     else:
         group.add_argument("--mixture_config", type=str, default=None,
                            help="Mixture file replacing the one recorded in the dataset (any of its sources, any "
