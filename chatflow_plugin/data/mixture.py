@@ -33,6 +33,7 @@ from ..files import atomic_file, json_error, path_for_file
 from ..errors import ChatflowError
 from ..languages import languages_of
 from .adaptive import AdaptivePolicy, parse_policy
+from .inputs import is_datasets_folder
 from .schedule import DEFAULT_SHAPE, REQUIRED, SHAPES, Param, ParamError, Schedule, non_negative
 
 KINDS = ("corpus", "code", "parallel", "instruction")
@@ -179,7 +180,7 @@ class MixtureSpec:
                     matches = [full] if os.path.exists(full) else []
                 else:
                     matches = sorted(glob.glob(full, recursive=True))
-                matches = [m for m in matches if os.path.isfile(m)]
+                matches = [m for m in matches if os.path.isfile(m) or is_datasets_folder(m)]   # save_to_disk folders
                 if not matches:
                     problems.append(f"source {source.name!r}: no file matches {full}")
                 files.extend(Path(m) for m in matches)
