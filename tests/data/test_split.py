@@ -17,7 +17,7 @@ from chatflow_plugin.data.preprocess import preprocess
 from chatflow_plugin.data.shards import ShardSet
 from chatflow_plugin.data.split import SplitSpec, check_disjoint, document_hashes, overlap, parse_split
 from chatflow_plugin.errors import ChatflowError
-from test_preprocess import ALPACA, CHATS, EN_DOCS, PAIRS, ZH_DOCS, make_mixture
+from test_preprocess import ALPACA, CHATS, EN_DOCS, PAIRS, ZH_DOCS, expected_stream, make_mixture
 
 PARTS = "train:0.6,valid:0.2,test:0.2"
 
@@ -55,13 +55,9 @@ def test_assignment_follows_the_fractions_and_the_seed_and_nothing_else():
 
 
 def _expected_part_stream(sp, kind, records, spec: SplitSpec, part: int, **kw):
-    texts = [render(kind, r, **kw)[0] for r in records]
-    chosen = spec.assign(document_hashes(texts)) == part
-    out = []
-    for text, keep in zip(texts, chosen):
-        if keep:
-            out += [sp.bos_id()] + sp.encode(text) + [sp.eos_id()]
-    return np.array(out)
+    """The token stream of the records ``spec`` puts in ``part``, in input order."""
+    chosen = spec.assign(document_hashes(render(kind, r, **kw)[0] for r in records)) == part
+    return expected_stream(sp, kind, [r for r, keep in zip(records, chosen) if keep], **kw)
 
 
 @pytest.fixture

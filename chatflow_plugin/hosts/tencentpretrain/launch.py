@@ -20,6 +20,7 @@ from typing import Iterator, Mapping, Sequence
 
 from ...errors import ChatflowError, exit_code
 from ...outputs import output_lock
+from ...resources import named
 from .host import locate_host, register
 from .names import DATA_PROCESSOR, TARGET
 from .optimizer import SCHEDULER, add_optimizer_options, llama2_optimizer
@@ -42,6 +43,21 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
             out += [name, value]
         else:
             out.append(token)
+    return out
+
+
+# options whose value may be a packaged file's name (chatflow_plugin.resources): --config_path llama2-7b ...
+NAMED_OPTIONS = {"mixture_config": "mixture", "config_path": "host_config", "deepspeed_config": "deepspeed_config"}
+
+
+def resolve_names(argv: Sequence[str]) -> list[str]:
+    """Packaged files named without a path (``--mixture_config table1``, ``--config_path llama2-7b``,
+    ``--deepspeed_config zero3``) replaced by their paths, which the host then reads as it would any file."""
+    out = list(argv)
+    for i, token in enumerate(out[:-1]):
+        kind = NAMED_OPTIONS.get(token[2:]) if token.startswith("--") else None
+        if kind is not None:
+            out[i + 1] = str(named(kind, out[i + 1]))
     return out
 
 
@@ -100,6 +116,10 @@ def add_plugin_options(parser: argparse.ArgumentParser, script: str) -> None:
                            help="Shard directory of held-out documents (same tokenizer): per-group held-out loss "
                                 "at the start, every --heldout_steps and at the end; an adaptive mixture needs it.")
         group.add_argument("--heldout_windows", type=int, default=64, help="Held-out windows per group.")
+        group.add_argument("--tensorboard_dir", type=str, default=None,
+                           help="Write TensorBoard event files here (first rank): the loss, per-group loss, the "
+                                "mixture p_k(t), realised shares and epochs, learning rate, samples, tokens at every "
+                                "report, held-out losses, and a mark at every mixture revision or allowed change.")
         group.add_argument("--heldout_steps", type=int, default=0,
                            help="Steps between held-out evaluations (0: start and end, and the adaptive updates).")
         group.add_argument("--response_only_loss", action="store_true",
@@ -383,7 +403,7 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
     """Run the host's ``<script>.py`` main() with the plugin registered; returns an exit code."""
     if script not in SCRIPTS:
         raise ValueError(f"script must be one of {SCRIPTS}")
-    argv = normalize_argv(sys.argv[1:] if argv is None else argv)
+    argv = resolve_names(normalize_argv(sys.argv[1:] if argv is None else argv))
     prog = f"{script}.py"
 
     def run() -> None:
