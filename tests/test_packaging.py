@@ -138,7 +138,9 @@ def test_after_a_regular_install_the_names_work_from_an_empty_directory(tmp_path
     empty directory: chatflow mixture table1, preprocess of the bundled corpora split in two, train --model_config
     tiny with TensorBoard."""
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    # without pip of its own: the system's pip and setuptools (which builds wheels) install into it
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True,
+                   timeout=300)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     str(ROOT)], check=True, timeout=900, capture_output=True)
     empty = tmp_path / "empty"

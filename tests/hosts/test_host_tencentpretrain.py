@@ -232,7 +232,7 @@ def test_pretrain_cpu_learns_logs_groups_and_saves_a_loadable_final_checkpoint(d
                 assert abs(scalar[(f"train/loss_{group}", r["step"])] - float(value)) <= 0.0006
         assert abs(sum(scalar[(f"train/p_{g}", r["step"])] for g in r["groups"]) - 1) < 1e-5
         assert abs(sum(scalar[(f"train/mix_{g}", r["step"])] for g in r["groups"]) - 1) < 1e-5
-        assert scalar[("train/learning_rate", r["step"])] > 0
+    assert scalar[("train/learning_rate", 8)] > scalar[("train/learning_rate", 32)] >= 0   # the host's decay
     # the last step is saved although 32 is not a multiple of --save_checkpoint_steps
     final = out / "model-32"
     assert final.is_file() and json.loads((out / "model-32.chatflow.json").read_text())["samples_done"] == 256
