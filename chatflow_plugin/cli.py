@@ -67,6 +67,8 @@ COMMANDS: dict[str, Command] = {
                         "build Cross-Lingual Optimization preference triples"),
     "clo-train": Command("chatflow_plugin.clo.train", "CLOTrainOptions", "run_clo_train",
                          "train with the CLO objective (or its SFT baseline) on triples"),
+    "resources": Command("chatflow_plugin.resources", "ResourcesOptions", "list_resources",
+                         "list the packaged mixtures, model configs and files commands take by name"),
 }
 
 

@@ -32,7 +32,9 @@ import numpy as np
 from ..files import atomic_file, json_error, path_for_file
 from ..errors import ChatflowError
 from ..languages import languages_of
+from ..resources import named, not_found_hint
 from .adaptive import AdaptivePolicy, parse_policy
+from .inputs import is_datasets_folder
 from .schedule import DEFAULT_SHAPE, REQUIRED, SHAPES, Param, ParamError, Schedule, non_negative
 
 KINDS = ("corpus", "code", "parallel", "instruction")
@@ -179,7 +181,7 @@ class MixtureSpec:
                     matches = [full] if os.path.exists(full) else []
                 else:
                     matches = sorted(glob.glob(full, recursive=True))
-                matches = [m for m in matches if os.path.isfile(m)]
+                matches = [m for m in matches if os.path.isfile(m) or is_datasets_folder(m)]   # save_to_disk folders
                 if not matches:
                     problems.append(f"source {source.name!r}: no file matches {full}")
                 files.extend(Path(m) for m in matches)
@@ -404,11 +406,12 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
 
 
 def load_mixture(path: str | os.PathLike) -> MixtureSpec:
-    path = Path(path)
+    """The mixture file ``path``, or a packaged one by name (``table1``; :mod:`chatflow_plugin.resources`)."""
+    path = named("mixture", path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ChatflowError(f"mixture file not found: {path}") from None
+        raise ChatflowError(f"mixture file not found: {path} {not_found_hint('mixture')}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ChatflowError(f"cannot read mixture file {path}: {exc}") from None
     try:

@@ -353,8 +353,7 @@ def _training_options(profile: Profile) -> dict:
 def split_data(data_dir: Path, out: Layout, profile: Profile, base: MixtureSpec | None = None) -> dict:
     """Every group's documents into train / held-out; returns ``split.json``."""
     if not (out.data / "split.json").is_file():
-        prepare_data(data_dir, out.data, profile.budget, seed=0, force=True,
-                     groups=tuple((base or base_mixture()).group_names))
+        prepare_data(data_dir, out.data, profile.budget, seed=0, force=True, base=base or base_mixture())
     return json.loads((out.data / "split.json").read_text(encoding="utf-8"))
 
 

@@ -2,20 +2,28 @@
 
 The input folder has one sub-folder per group of the demo's base mixture (:mod:`.groups`: ``en_corpus``,
 ``zh_corpus``, ``parallel``, ``en_inst``, ``zh_inst``, ``code`` for the default, ``ja_corpus`` ... for the Japanese
-one) of ``*.jsonl`` files: the layout of the bundled ``corpora/``. A missing ``code`` folder is replaced by the Python standard library's own ``.py`` files read
-at run time. Documents are shuffled with a fixed seed per group; the first ones, up to a
-character budget, become the held-out set, so no held-out text is ever trained on.
+one) of ``*.jsonl`` files (compressed, ``.parquet`` or ``.arrow`` files too: :mod:`chatflow_plugin.data.inputs`):
+the layout of the bundled ``corpora/``. A missing ``code`` folder is replaced by the Python standard library's own
+``.py`` files read at run time.
+
+The split is ``chatflow preprocess --split``'s (:mod:`chatflow_plugin.data.split`): a record's part follows from
+its rendered text's hash alone, with the group's budget turned into fractions (the held-out part about
+``heldout_chars`` characters, at most ``heldout_max_fraction`` of the documents; the training part capped at
+``train_chars``, the rest left out). So no held-out text is ever trained on, duplicates included, and the trainer
+checks it again from the shards' document hashes.
 """
 from __future__ import annotations
 
 import json
 import os
-import random
 import sysconfig
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.formats import render
+from ..data.inputs import COMPRESSION_SUFFIXES, iter_json_records
+from ..data.mixture import SourceSpec
+from ..data.split import SplitSpec, document_hashes
 from ..files import json_strings, read_jsonl
 from ..outputs import atomic_directory
 from ..errors import ChatflowError, DataError
@@ -23,6 +31,7 @@ from .groups import base_mixture
 
 GROUP_DIRS = tuple(base_mixture().group_names)   # one folder per group of the default mixture, named as the group
 SPLITS = ("train", "heldout")
+DATA_SUFFIXES = tuple(f".jsonl{c}" for c in ("",) + COMPRESSION_SUFFIXES) + (".parquet", ".arrow")
 
 
 @dataclass(frozen=True)
@@ -34,15 +43,23 @@ class SplitBudget:
 
 
 def read_group(folder: Path) -> list[str]:
-    """All records of a group folder as JSON lines (files in sorted order); bad JSON is an error."""
-    files = sorted(folder.glob("*.jsonl"))
+    """All records of a group folder as JSON lines (files in sorted order: ``*.jsonl``, compressed or not,
+    ``*.parquet``, ``*.arrow``); a record that is not a JSON object is an error naming its file and line."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES))
     if not files:
-        raise ChatflowError(f"{folder}: no *.jsonl files")
+        raise ChatflowError(f"{folder}: no data files ({', '.join('*' + s for s in DATA_SUFFIXES)})")
     lines: list[str] = []
     for path in files:
-        for number, record, line in read_jsonl(path, with_text=True):
+        for where, record in iter_json_records(path):
+            if isinstance(record, DataError):
+                raise DataError(record.reason, where)
             if not isinstance(record, dict):
-                raise DataError("expected a JSON object", f"{path}:{number}")
+                raise DataError("expected a JSON object", where)
+            line = json.dumps(record, ensure_ascii=False)
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:      # a lone surrogate escape: keep it escaped
+                line = json.dumps(record)
             lines.append(line)
     return lines
 
@@ -74,36 +91,47 @@ def stdlib_code_records(max_bytes: int, min_file: int = 1000, max_file: int = 40
     return records
 
 
-def split_records(lines: list[str], group: str, budget: SplitBudget, seed: int = 0) -> tuple[list[str], list[str]]:
-    """(train, heldout): a seeded shuffle, held-out documents first, disjoint by construction."""
-    order = list(range(len(lines)))
-    random.Random(zlib.crc32(f"{seed}:{group}".encode())).shuffle(order)
-    max_held = max(1, int(len(lines) * budget.heldout_max_fraction))
-    if len(lines) < 2:
-        raise ChatflowError(f"group {group}: needs at least 2 documents to hold one out, found {len(lines)}")
-    held, chars, cut = [], 0, 0
-    for cut, index in enumerate(order):
-        if chars >= budget.heldout_chars or len(held) >= max_held:
-            break
-        held.append(lines[index])
-        chars += len(lines[index])
-    else:
-        cut = len(order)
-    train, chars = [], 0
-    for index in order[cut:]:
-        if budget.train_chars is not None and chars >= budget.train_chars:
-            break
-        train.append(lines[index])
-        chars += len(lines[index])
+def split_records(lines: list[str], group: str, budget: SplitBudget, seed: int = 0,
+                  source: SourceSpec | None = None) -> tuple[list[str], list[str]]:
+    """(train, heldout): ``chatflow preprocess --split``'s rule over the records' rendered texts (``source``: how
+    a record becomes text; default a corpus of ``{"text"}``), with the budget as the parts' fractions. Records
+    that do not render are left out (preprocessing would skip them)."""
+    source = source or SourceSpec(name=group, kind="corpus", paths=("-",))
+    texts, kept = [], []
+    for line in lines:
+        try:
+            text, _ = render(source.kind, json.loads(line), text_field=source.text_field, fields=source.fields)
+        except DataError:
+            continue
+        texts.append(text)
+        kept.append(line)
+    if len(kept) < 2:
+        raise ChatflowError(f"group {group}: needs at least 2 documents to hold one out, found {len(kept)}")
+    chars = max(1, sum(map(len, texts)))
+    # about heldout_chars characters, two documents expected at the least, at most the budget's fraction
+    held_fraction = min(budget.heldout_max_fraction, max(budget.heldout_chars / chars, 2 / len(kept)))
+    train_fraction = 1.0 - held_fraction
+    if budget.train_chars is not None:
+        train_fraction = min(train_fraction, budget.train_chars / chars)
+    spec = SplitSpec((("heldout", held_fraction), ("train", train_fraction)), seed)
+    hashes = document_hashes(texts)
+    parts = spec.assign(hashes)
+    if not (parts == 0).any():
+        # a group too small for its fraction still holds out one document: the first in the split's hash order
+        parts[int(spec.order(hashes).argmin())] = 0
+    held = [line for line, part in zip(kept, parts) if part == 0]
+    train = [line for line, part in zip(kept, parts) if part == 1]
     if not train:
         raise ChatflowError(f"group {group}: nothing left to train on after holding out {len(held)} documents")
     return train, held
 
 
 def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, budget: SplitBudget,
-                 seed: int = 0, force: bool = False, groups: tuple[str, ...] = GROUP_DIRS) -> dict:
-    """Write ``<output_dir>/{train,heldout}/<group>/data.jsonl`` for every one of ``groups`` (default: the
-    default base mixture's); returns per-group counts."""
+                 seed: int = 0, force: bool = False, groups: tuple[str, ...] | None = None, base=None) -> dict:
+    """Write ``<output_dir>/{train,heldout}/<group>/data.jsonl`` for every group of the base mixture ``base``
+    (default: the default one; ``groups``: only those); returns per-group counts."""
+    base = base or base_mixture()
+    groups = tuple(groups or base.group_names)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ChatflowError(f"data folder not found: {data_dir}")
@@ -117,7 +145,8 @@ def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, bud
                 lines, origin = stdlib_code_records(budget.code_bytes), "python standard library (.py files)"
             else:
                 raise ChatflowError(f"{data_dir}: missing group folder {group}/ (expected {', '.join(groups)})")
-            train, held = split_records(lines, group, budget, seed)
+            spec = next(g for g in base.groups if g.name == group).sources[0] if base is not None else None
+            train, held = split_records(lines, group, budget, seed, spec)
             for split, part in zip(SPLITS, (train, held)):
                 target = tmp / split / group
                 target.mkdir(parents=True)
@@ -125,7 +154,8 @@ def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, bud
             stats[group] = {"origin": origin, "documents": len(lines), "train_documents": len(train),
                             "heldout_documents": len(held), "train_chars": sum(map(len, train)),
                             "heldout_chars": sum(map(len, held))}
-        (tmp / "split.json").write_text(json.dumps({"seed": seed, "budget": budget.__dict__, "groups": stats},
+        (tmp / "split.json").write_text(json.dumps({"seed": seed, "budget": budget.__dict__, "groups": stats,
+                                                    "rule": "chatflow_plugin.data.split (xxh3_64 of the rendered text)"},
                                                    indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return stats
 

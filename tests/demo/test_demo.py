@@ -16,6 +16,7 @@ from chatflow_plugin.cli import main as chatflow_main  # noqa: E402
 from chatflow_plugin.demo.pipeline import run_mixtures  # noqa: E402
 from chatflow_plugin.demo.split import (GROUP_DIRS, SplitBudget, iter_texts, prepare_data, read_group,  # noqa: E402
                                        split_records, stdlib_code_records)
+from chatflow_plugin.data.split import SplitSpec, document_hashes  # noqa: E402
 from chatflow_plugin.errors import ChatflowError, DataError  # noqa: E402
 from chatflow_plugin.demo.report import paired, write_report  # noqa: E402
 from chatflow_plugin.data.mixture import parse_mixture  # noqa: E402
@@ -58,20 +59,27 @@ BUDGET = SplitBudget(heldout_chars=2_000, heldout_max_fraction=0.2, train_chars=
 
 # --- data split ----------------------------------------------------------------------------------
 
-def test_split_is_disjoint_seeded_and_budgeted():
-    lines = [json.dumps({"text": f"doc {i} " + "x" * 100}) for i in range(100)]
+def test_split_is_disjoint_seeded_budgeted_and_the_preprocess_rule():
+    lines = [json.dumps({"text": f"doc {i} " + "x" * 100}) for i in range(400)]
     train, held = split_records(lines, "en_corpus", BUDGET, seed=1)
     assert not set(train) & set(held)
-    assert len(train) + len(held) == 100
-    assert 2_000 <= sum(map(len, held)) < 2_000 + 200 and len(held) <= 20
+    assert len(train) + len(held) == 400
+    chars = sum(len(json.loads(line)["text"]) for line in lines)
+    fraction = BUDGET.heldout_chars / chars                      # the budget as a fraction of the records
+    assert 0.4 * fraction * 400 <= len(held) <= 2.0 * fraction * 400
     assert split_records(lines, "en_corpus", BUDGET, seed=1) == (train, held)
-    assert split_records(lines, "zh_corpus", BUDGET, seed=1)[1] != held    # per-group shuffles
-    capped = split_records(lines, "g", SplitBudget(1, 0.5, train_chars=500, code_bytes=1), seed=0)[0]
-    assert 500 <= sum(map(len, capped)) < 500 + 200
+    assert split_records(lines, "en_corpus", BUDGET, seed=2)[1] != held          # the seed decides
+    # the same rule as `chatflow preprocess --split`: heldout is the first stretch of the hash range
+    texts = [json.loads(line)["text"] for line in lines]
+    parts = SplitSpec((("heldout", min(0.2, fraction)), ("train", 1 - min(0.2, fraction))), 1).assign(
+        document_hashes(texts))
+    assert [line for line, p in zip(lines, parts) if p == 0] == held
+    capped = split_records(lines, "g", SplitBudget(2_000, 0.5, train_chars=5_000, code_bytes=1), seed=0)[0]
+    assert 0 < sum(len(json.loads(line)["text"]) for line in capped) < 2 * 5_000
     with pytest.raises(ChatflowError, match="at least 2"):
         split_records(lines[:1], "g", BUDGET)
-    with pytest.raises(ChatflowError, match="nothing left"):
-        split_records(lines[:3], "g", SplitBudget(10**9, 1.0, None, 1))
+    tiny_train, tiny_held = split_records(lines[:3], "g", SplitBudget(1, 0.001, None, 1))   # too small for its
+    assert len(tiny_held) == 1 and len(tiny_train) == 2                                  # fraction: one held out
 
 
 def test_prepare_data_writes_splits_and_builds_code_from_the_stdlib(tmp_path):

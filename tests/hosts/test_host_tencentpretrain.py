@@ -210,7 +210,8 @@ def test_pretrain_cpu_learns_logs_groups_and_saves_a_loadable_final_checkpoint(d
     # LLaMA-2's AdamW (bias correction, beta2 0.95) takes lr-sized steps: a tiny model learns in 32 steps at 1e-2
     proc = _run([sys.executable, *_pretrain_args(dataset, corpus, str(out / "model"), 32, 8,
                                                  ["--report_steps", "8", "--save_checkpoint_steps", "1000",
-                                                  "--learning_rate", "1e-2"])],
+                                                  "--learning_rate", "1e-2",
+                                                  "--tensorboard_dir", str(out / "tb")])],
                 cwd=corpus / "cwd", env=_env(home))
     reports = _reports(proc.stderr + proc.stdout)
     assert [r["step"] for r in reports] == [8, 16, 24, 32]
@@ -218,6 +219,22 @@ def test_pretrain_cpu_learns_logs_groups_and_saves_a_loadable_final_checkpoint(d
     for r in reports:
         assert set(r["groups"]) >= {"en_corpus", "zh_corpus", "parallel", "instructions"}
         assert "p: en_corpus" in r["tail"]
+    # --tensorboard_dir: the same numbers as the log lines (which round them), per group too
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((out / "tb").glob("events.out.tfevents.*"))), size_guidance={"scalars": 0})
+    events.Reload()
+    scalar = {(tag, e.step): e.value for tag in events.Tags()["scalars"] for e in events.Scalars(tag)}
+    for r in reports:
+        assert abs(scalar[("train/loss", r["step"])] - r["loss"]) <= 0.006
+        assert scalar[("train/samples", r["step"])] == r["step"] * 8
+        for group, value in r["groups"].items():
+            if value != "-":
+                assert abs(scalar[(f"train/loss_{group}", r["step"])] - float(value)) <= 0.0006
+        assert abs(sum(scalar[(f"train/p_{g}", r["step"])] for g in r["groups"]) - 1) < 1e-5
+        assert abs(sum(scalar[(f"train/mix_{g}", r["step"])] for g in r["groups"]) - 1) < 1e-5
+    assert scalar[("train/learning_rate", 8)] > scalar[("train/learning_rate", 32)] >= 0   # the host's decay
     # the last step is saved although 32 is not a multiple of --save_checkpoint_steps
     final = out / "model-32"
     assert final.is_file() and json.loads((out / "model-32.chatflow.json").read_text())["samples_done"] == 256

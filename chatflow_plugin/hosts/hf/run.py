@@ -395,16 +395,18 @@ class RunLog:
     """A JSONL log (every record) and, per record ``kind`` listed in ``csv_files``, a CSV view of
     that kind's records (one row each, a column per key seen, rewritten atomically on every add).
 
-    :meth:`restart_at` drops the records after a resumed step (and any ``summary``), so the log never
+    Every record added also goes to each of ``sinks`` (the console's lines, the experiment trackers), exactly as
+    written. :meth:`restart_at` drops the records after a resumed step (and any ``summary``), so the log never
     holds two histories; a line cut short by a crash is dropped with them. ``change`` records (the run's
     history of changes) are dropped from the resumed step on: the checkpoint's own history says which
     changes at that step hold, and the trainer logs them again.
     """
 
-    def __init__(self, path: Path, csv_files: Mapping[str, Path] | None = None):
+    def __init__(self, path: Path, csv_files: Mapping[str, Path] | None = None, sinks: Sequence = ()):
         self.path = Path(path)
         self.csv_files = dict(csv_files or {})
         self.records: list[dict] = []
+        self.sinks = list(sinks)    # objects with log(record): the console, the experiment trackers
 
     def restart_at(self, step: int) -> None:
         self.records = []
@@ -428,6 +430,8 @@ class RunLog:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         if record.get("kind") in self.csv_files:
             self._write_csv(record["kind"])
+        for sink in self.sinks:
+            sink.log(record)
 
     def _write_csv(self, kind: str) -> None:
         write_csv(self.csv_files[kind], [{k: v for k, v in r.items() if k != "kind"}
