@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 
@@ -346,9 +347,17 @@ def _pct(x: float) -> str:
     return f"{100 * x:6.2f}%"
 
 
+def _shown_path(path: str) -> str:
+    """A path as the text plan shows it: relative to the working directory when inside it (a packaged file named
+    from a clone reads as ``models/...``), else as it is."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def format_plan(plan: dict) -> str:
     r = plan["reading"]
-    lines = [f"plan: mixture {plan['mixture']}" + (f" ({plan['mixture_file']})" if plan["mixture_file"] else "")
+    shown = _shown_path(plan["mixture_file"]) if plan["mixture_file"] else None
+    lines = [f"plan: mixture {plan['mixture']}" + (f" ({shown})" if shown else "")
              + (f", dataset {plan['dataset']}" if plan["dataset"] else ""),
              f"run: {plan['steps']:,} steps x {plan['global_batch_size']:,} samples = {plan['samples']:,} samples of "
              f"{plan['seq_length']:,} tokens = {plan['tokens']:,} tokens"]
