@@ -389,9 +389,12 @@ def test_deepspeed_adaptive_run_killed_and_resumed_is_identical(dataset, corpus,
     rng = random.Random(5)
     held = corpus / "held_data"
     held.mkdir()
-    for name in ("en", "zh", "par", "inst"):
+    for name, field in (("en", "text"), ("zh", "text"), ("par", "en"), ("inst", "instruction")):
         lines = (corpus / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
-        _jsonl(held / f"{name}.jsonl", [json.loads(line) for line in rng.sample([x for x in lines if x.strip()], 20)])
+        records = [json.loads(line) for line in rng.sample([x for x in lines if x.strip()], 20)]
+        for record in records:           # documents of the same kind that were never trained on (the trainer checks)
+            record[field] = "held out: " + record[field]
+        _jsonl(held / f"{name}.jsonl", records)
     spec = load_mixture(corpus / "mixture.json").with_overrides(data_root=held)
     preprocess(spec, corpus / "spm.model", corpus / "held_ds", workers=1)
     mixture = json.loads((corpus / "mixture.json").read_text())
