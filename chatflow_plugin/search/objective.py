@@ -77,6 +77,9 @@ def _tokens(text: str, what: str) -> list[tuple[str, str]]:
     return out
 
 
+_WORDS = {"name": "a group name", "number": "a number", "op": "an operator"}
+
+
 class _Parser:
     def __init__(self, text: str, groups: list[str], what: str):
         self.text, self.groups, self.what = text, groups, what
@@ -92,8 +95,8 @@ class _Parser:
     def take(self, kind: str | None = None, value: str | None = None) -> str:
         token = self.peek()
         if token is None or (kind and token[0] != kind) or (value and token[1] != value):
-            want = value or kind or "more"
-            raise self.error(f"expected {want!r}" + (f", got {token[1]!r}" if token else " at the end"))
+            want = repr(value) if value else _WORDS.get(kind, "more")
+            raise self.error(f"expected {want}" + (f", got {token[1]!r}" if token else " at the end"))
         self.pos += 1
         return token[1]
 
@@ -133,10 +136,9 @@ class _Parser:
             token = self.peek()
             if token is None or token in stop:
                 return total
-            op = self.take("op")
-            if op not in ("+", "-"):
-                raise self.error(f"expected '+' or '-', got {op!r}")
-            sign = 1.0 if op == "+" else -1.0
+            if token not in (("op", "+"), ("op", "-")):
+                raise self.error(f"expected '+' or '-' between terms, got {token[1]!r}")
+            sign = 1.0 if self.take("op") == "+" else -1.0
 
 
 def _expression(text: str, weights: dict[str, float], what: str) -> Expression:

@@ -136,13 +136,14 @@ def markdown(results: dict) -> str:
     for c in model["candidates"]:
         lines.append(f"| {c['feature_set']} | {c['penalty']:g} | {_f(c['relative_error'])} | "
                      f"{_f(c['objective_spearman'], 3)} | {_f(c['objective_rmse'])} |")
+    feasibility = ("every constraint holds on the predictions" if choice["feasible"] else
+                   "NO point of the space meets every constraint on the predictions: the least violating one was chosen")
     lines += ["", "## The chosen schedule", "",
               f"Predicted {s['objective']}: chosen {_f(choice['predicted_objective'])}, reference "
-              f"{_f(choice['reference_predicted_objective'])} (model predictions at the proxies' scale; every "
-              f"constraint {'holds' if choice['feasible'] else 'is NOT met by any point of the space: the least '
-                                                                  'violating one was chosen'}). The best measured "
-              f"proxy meeting the constraints: {choice['best_measured_proxy'] or 'none'}. `schedule.png` draws it "
-              f"next to the reference.", ""]
+              f"{_f(choice['reference_predicted_objective'])} (model predictions at the proxies' scale; "
+              f"{feasibility}). The best measured proxy meeting the constraints: "
+              f"{choice['best_measured_proxy'] or 'none'}. `schedule.png` draws the chosen schedule next to the "
+              f"reference.", ""]
     lines += _parameters_table(results, results.get("reference_values"))
     lines += ["", "| group | predicted reference | predicted chosen |", "|---|---|---|"]
     for g in groups:
@@ -165,7 +166,7 @@ def _final_markdown(final: dict | None, groups: list[str], objective: str) -> li
     if not final:
         return ["", "## Test split", "", "No final re-runs (`--seeds 0`)."]
     seeds = final["seeds"]
-    lines = ["", f"## Chosen vs reference vs static on the test split ({len(seeds)} seed(s): {seeds})", "",
+    lines = ["", f"## Chosen vs reference vs static on the test split ({len(seeds)} seed(s): {', '.join(seeds)})", "",
              "Held-out loss on the test split at the end of each run (mean ± sd over seeds):", "",
              "| | " + " | ".join(["objective"] + groups) + " |", "|---" * (len(groups) + 2) + "|"]
     for kind in ("chosen", "reference", "static"):

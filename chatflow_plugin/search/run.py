@@ -41,6 +41,7 @@ from .model import FittedModel, fit_model, schedule_features, spearman
 from .objective import Constraint, Expression, parse_constraint, parse_objective
 from .optimize import Choice, optimize
 from .proxies import Run, TrainSettings, command_line, result, run_all
+from .report import write_report
 from .space import SearchSpace, at_scale, load_space, mixture_json, reference_values
 
 SEARCH_KIND = "search"
@@ -380,8 +381,6 @@ def _search(search: Search) -> dict:
         "chosen_mixture": CHOSEN, "final": _final_results(search, finals), "ladder": _ladder_results(search, table,
                                                                                                      ladder),
     }
-    from .report import write_report
-
     report = write_report(root / "report", results, search, chosen_proxy, root / "mixtures" / "p000.json")
     _say(f"report: {report}")
     print(json.dumps({"chosen_mixture": str(chosen), "report": str(report),
@@ -419,8 +418,8 @@ def _final_results(search: Search, finals: list[Run]) -> dict | None:
         kind, seed = run.name.split("/")[1].rsplit("_s", 1)
         kind = "chosen" if kind.startswith("chosen-") else kind
         losses = search.losses(run)
-        per_run.setdefault(kind, {})[int(seed)] = {"losses": losses, "objective": search.objective.value(losses)}
-    seeds = sorted(per_run["chosen"])
+        per_run.setdefault(kind, {})[seed] = {"losses": losses, "objective": search.objective.value(losses)}
+    seeds = sorted(per_run["chosen"], key=int)       # JSON keys: the seeds as strings
     out = {"split": "test", "test_dir": str(Path(search.options.test_dir).resolve()), "seeds": seeds, "runs": per_run,
            "paired": {}}
     for baseline in ("reference", "static"):
