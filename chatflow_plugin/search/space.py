@@ -34,13 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from ..data.mixture import MixtureSpec
+from ..data.mixture import MixtureSpec, check_keys
 from ..data.schedule import SHAPES, LinearGrowHold, Piecewise, Schedule
 from ..errors import ChatflowError
 from ..files import read_json
 
 SHAPE_NAMES = (LinearGrowHold.shape, Piecewise.shape)
-_IGNORED = {"comment", "description"}
 
 
 @dataclass(frozen=True)
@@ -229,15 +228,6 @@ def _bound(value: Any, where: str, low: float = 0.0, high: float = math.inf) -> 
     return number(value, where)
 
 
-def _keys(obj: Any, allowed: set[str], where: str) -> dict:
-    if not isinstance(obj, dict):
-        raise ChatflowError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - allowed - _IGNORED)
-    if unknown:
-        raise ChatflowError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    return obj
-
-
 def parse_space(data: Any, spec: MixtureSpec, where: str = "search space") -> SearchSpace:
     """A :class:`SearchSpace` over ``spec``'s groups from a space file's JSON (see the module docstring)."""
     shape = data.get("shape", LinearGrowHold.shape) if isinstance(data, dict) else None
@@ -245,10 +235,10 @@ def parse_space(data: Any, spec: MixtureSpec, where: str = "search space") -> Se
         raise ChatflowError(f"{where}.shape: expected one of {list(SHAPE_NAMES)}, got {shape!r}")
     linear = shape == LinearGrowHold.shape
     top_keys = {"shape", "groups", "default"} | ({"T_grow"} if linear else {"knots", "interpolation"})
-    _keys(data, top_keys, where)
+    check_keys(data, top_keys, where)
     group_keys = {"alpha", "beta"} if linear else {"weights"}
-    default = _keys(data.get("default", {}), group_keys, f"{where}.default")
-    groups_raw = _keys(data.get("groups", {}), set(spec.group_names), f"{where}.groups")
+    default = check_keys(data.get("default", {}), group_keys, f"{where}.default")
+    groups_raw = check_keys(data.get("groups", {}), set(spec.group_names), f"{where}.groups")
     top: dict[str, Any] = {}
     if linear:
         t_grow = _bound(data.get("T_grow", [0.1, 1.0]), f"{where}.T_grow", 0.0, 1.0)
@@ -274,7 +264,7 @@ def parse_space(data: Any, spec: MixtureSpec, where: str = "search space") -> Se
         top = {"knots": knots, "interpolation": interpolation}
     per_group = {}
     for g in spec.group_names:
-        given = _keys(groups_raw.get(g, {}), group_keys, f"{where}.groups.{g}")
+        given = check_keys(groups_raw.get(g, {}), group_keys, f"{where}.groups.{g}")
         if linear:
             per_group[g] = {key: _bound(given.get(key, default.get(key, [0.0, 1.0])), f"{where}.groups.{g}.{key}")
                             for key in ("alpha", "beta")}
