@@ -14,7 +14,8 @@ leave-one-out cross-validation over the proxy runs (each run predicted by a mode
 standardisation included); the one with the lowest mean over groups of LOO squared error / variance of the
 group's losses is kept (ties: the simpler), and its LOO predictions give the reported quality: per group and
 for the objective, Spearman's rank correlation and the root-mean-square error. The model is one per group,
-all of one candidate, refitted on every run.
+all of one candidate, refitted on every run. The model has seen only the exposures the proxies covered:
+:meth:`FittedModel.outside` measures how far a schedule lies beyond them (the optimiser does not go there).
 """
 from __future__ import annotations
 
@@ -125,6 +126,13 @@ class FittedModel:
     candidates: list[dict]       # every candidate's LOO score
     quality: dict                # the chosen candidate's LOO quality, per group and for the objective
     loo: np.ndarray              # (runs, groups) LOO predictions of the chosen candidate
+    low: np.ndarray = None       # the proxies' smallest and largest exposure and late exposure per group: the
+    high: np.ndarray = None      # region the model has seen (:meth:`outside`)
+
+    def outside(self, rows: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """How far each row's exposures lie outside the range the proxies covered (0: inside), summed over groups."""
+        x = design_matrix(rows, "exposure+late")
+        return (np.clip(self.low - x, 0, None) + np.clip(x - self.high, 0, None)).sum(axis=1)
 
     def predict(self, rows: list[dict[str, np.ndarray]]) -> np.ndarray:
         """(len(rows), groups) predicted validation losses."""
@@ -172,4 +180,6 @@ def fit_model(rows: list[dict[str, np.ndarray]], losses: np.ndarray, groups: lis
                              "spread": float(measured.std())},
                "groups": {g: {"spearman": spearman(loo[:, k], losses[:, k]), "rmse": rmse(loo[:, k], losses[:, k]),
                               "spread": float(losses[:, k].std())} for k, g in enumerate(groups)}}
-    return FittedModel(list(groups), feature_set, penalty, models, candidates, quality, loo)
+    seen = design_matrix(rows, "exposure+late")
+    return FittedModel(list(groups), feature_set, penalty, models, candidates, quality, loo, seen.min(axis=0),
+                       seen.max(axis=0))

@@ -7,10 +7,12 @@ Two deterministic steps over the unit cube of the space's free parameters:
 2. a pattern search from the best three: each coordinate moved up and down by a step (0.1 of its range, halved
    down to 0.005) while that improves the score.
 
-A point is *feasible* when every constraint holds on the predicted losses (relative constraints against the
-model's prediction for the reference schedule, so that the model's bias cancels). Feasible points are ranked by
-the objective; if none is feasible, the point of least total excess is returned and marked infeasible. The model
-is trusted only inside the space the proxies sampled: the search never leaves its bounds.
+The scan includes the proxies' own design points. A point is *feasible* when every constraint holds on the
+predicted losses (relative constraints against the model's prediction for the reference schedule, so that the
+model's bias cancels) and the model has seen its exposures: every group's exposure and late exposure lie within
+the range the proxy runs covered (a ridge model extrapolated to a corner of the space, say a group never drawn,
+predicts what no run measured). Feasible points are ranked by the objective; if none is feasible, the point of
+least total excess is returned and marked infeasible.
 """
 from __future__ import annotations
 
@@ -73,22 +75,27 @@ class _Scorer:
         objectives = np.array([self.objective.value(l) if good else np.inf for l, good in zip(losses, ok)])
         excess = np.array([[c.excess(l, self.reference) if good else np.inf for c in self.constraints]
                            for l, good in zip(losses, ok)]).reshape(n, len(self.constraints))
+        outside = np.full(n, np.inf)
+        if rows:
+            outside[np.array(ok)] = self.model.outside(rows)
         total = np.clip(excess, 0, None).sum(axis=1)
-        scores = np.where(total > 0, 1e6 + total, objectives)
+        scores = np.where(outside > 1e-9, 2e6 + outside, np.where(total > 0, 1e6 + total, objectives))
         return scores, objectives, excess, predicted
 
 
 def optimize(space: SearchSpace, model: FittedModel, run_samples: float, objective: Expression,
              constraints: Sequence[Constraint], reference: Mapping[str, float] | None, seed: int,
-             candidates: int = 4096) -> Choice:
+             candidates: int = 4096, design: np.ndarray | None = None) -> Choice:
     """The best point of ``space`` (see the module docstring); ``reference``: the model's predicted losses for
-    the reference schedule, for relative constraints."""
+    the reference schedule, for relative constraints; ``design``: the proxies' unit-cube points, scanned too."""
     score = _Scorer(space, model, run_samples, objective, constraints, reference)
     d = space.dimensions
     if d == 0:
         points = np.zeros((1, 0))
     else:
         points = halton(candidates, d, seed + 7919)
+        if design is not None and len(design):
+            points = np.concatenate([np.asarray(design, dtype=np.float64).reshape(-1, d), points])
     scores, *_ = score(points)
     order = np.argsort(scores, kind="stable")
     starts = [points[i].copy() for i in order[:STARTS]]
@@ -110,7 +117,7 @@ def optimize(space: SearchSpace, model: FittedModel, run_samples: float, objecti
                     break
         if current < best_score - 1e-12:
             best_u, best_score = u, current
-    _, objectives, excess, predicted = score(best_u[None, :])
+    final, objectives, excess, predicted = score(best_u[None, :])
     return Choice(u=best_u, values=space.values(best_u), predicted=dict(zip(model.groups, predicted[0].tolist())),
                   objective=float(objectives[0]), excess=excess[0].tolist(),
-                  feasible=bool((excess[0] <= 0).all()), evaluations=score.evaluations)
+                  feasible=bool(final[0] < 1e6), evaluations=score.evaluations)

@@ -136,8 +136,9 @@ def markdown(results: dict) -> str:
     for c in model["candidates"]:
         lines.append(f"| {c['feature_set']} | {c['penalty']:g} | {_f(c['relative_error'])} | "
                      f"{_f(c['objective_spearman'], 3)} | {_f(c['objective_rmse'])} |")
-    feasibility = ("every constraint holds on the predictions" if choice["feasible"] else
-                   "NO point of the space meets every constraint on the predictions: the least violating one was chosen")
+    feasibility = ("every constraint holds on the predictions, within the exposures the proxies covered"
+                   if choice["feasible"] else "NO point of the space meets every constraint on the predictions within "
+                   "the exposures the proxies covered: the least violating one was chosen")
     lines += ["", "## The chosen schedule", "",
               f"Predicted {s['objective']}: chosen {_f(choice['predicted_objective'])}, reference "
               f"{_f(choice['reference_predicted_objective'])} (model predictions at the proxies' scale; "

@@ -344,7 +344,8 @@ def _search(search: Search) -> dict:
         row["loo_objective"] = search.objective.value(dict(zip(groups, loo)))
     reference_predicted = dict(zip(groups, model.predict([rows[0]])[0].tolist()))
     choice = optimize(search.space, model, search.proxy_samples, search.objective, search.constraints,
-                      reference_predicted, options.seed, candidates=options.candidates)
+                      reference_predicted, options.seed, candidates=options.candidates,
+                      design=search.space.design(options.proxies - 2, options.seed))
     chosen_values = {k: round(v, DIGITS) for k, v in choice.values.items()}
     description = (f"chosen by chatflow search from {len(runs)} proxy runs of {search.proxy_samples} samples: "
                    f"minimise {search.objective.text}" + "".join(f"; {c.text}" for c in search.constraints))
