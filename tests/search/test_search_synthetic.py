@@ -64,6 +64,24 @@ def test_a_known_optimum_is_found_within_tolerance():
     assert objective.value(truth) - optimum <= TOLERANCE
     assert constraint.excess(truth, reference) <= EXCESS
     assert choice.feasible
+    chosen_features = schedule_features(space.schedule(choice.values, N), N)
+    assert model.outside([chosen_features])[0] == 0                   # no extrapolation beyond the proxies
+
+
+def test_the_choice_stays_where_the_proxies_were():
+    """Few proxies in a wide space: a linear model would send everything to the objective's group; the choice
+    keeps every group's exposure within what the proxies measured."""
+    spec = mixture_spec()
+    space = default_space(spec)
+    objective = parse_objective("zh", GROUPS)
+    rows = [schedule_features(space.schedule(space.values(u), N), N) for u in space.design(8, seed=0)]
+    losses = np.array([mixing_law(r) for r in rows])
+    model = fit_model(rows, losses, GROUPS, lambda r: objective.value(dict(zip(GROUPS, r))))
+    choice = optimize(space, model, N, objective, [], None, seed=0, candidates=256)
+    exposure = schedule_features(space.schedule(choice.values, N), N)["exposure"]
+    seen = np.array([r["exposure"] for r in rows])
+    assert (exposure <= seen.max(axis=0) + 1e-9).all() and (exposure >= seen.min(axis=0) - 1e-9).all()
+    assert exposure[1] > np.percentile(seen[:, 1], 75)                # much zh, but no more than was seen
 
 
 def _options(tmp_path, **kw) -> SearchOptions:
