@@ -104,7 +104,8 @@ def _parameters_table(results: dict, reference_values: dict | None) -> list[str]
     lines = ["| parameter | reference | chosen |", "|---|---|---|"]
     for name, value in chosen.items():
         ref = (reference_values or {}).get(name)
-        lines.append(f"| {name} | {_f(ref)} | {_f(value)} |")
+        label = f"{name} (fraction of the run)" if name == "T_grow" or name.startswith("knot.") else name
+        lines.append(f"| {label} | {_f(ref)} | {_f(value)} |")
     return lines
 
 

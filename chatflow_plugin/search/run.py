@@ -37,9 +37,9 @@ from ..errors import ChatflowError
 from ..files import atomic_file, write_csv
 from ..options import option
 from ..outputs import output_lock, read_marker, write_marker
-from .model import FittedModel, fit_model, schedule_features, spearman
+from .model import fit_model, schedule_features, spearman
 from .objective import Constraint, Expression, parse_constraint, parse_objective
-from .optimize import Choice, optimize
+from .optimize import optimize
 from .proxies import Run, TrainSettings, command_line, result, run_all
 from .report import write_report
 from .space import SearchSpace, at_scale, load_space, mixture_json, reference_values
@@ -181,20 +181,25 @@ class Search:
         """What fixes the proxies: a folder holding proxies of other settings is refused, not mixed in."""
         settings = asdict(self.settings)
         settings.pop("threads")
+        test = str(Path(self.options.test_dir).resolve()) if self.options.test_dir else None
         return {"reference": self.reference.to_json(), "space": self.space.to_json(), "seed": self.options.seed,
                 "run_samples": self.run_samples, "proxy": settings,
-                "heldout_dir": str(Path(self.options.heldout_dir).resolve())}
+                "heldout_dir": str(Path(self.options.heldout_dir).resolve()), "test_dir": test}
 
     def check_record(self) -> None:
+        """Refuse a folder whose runs were made with other settings; a test split given for the first time is
+        recorded (the final re-runs, scored on it, are named by kind and seed only)."""
         path = self.root / RECORD
         current = json.loads(json.dumps(self.record()))
         if path.is_file():
             recorded = json.loads(path.read_text(encoding="utf-8"))
-            changed = sorted(k for k in set(current) | set(recorded) if current.get(k) != recorded.get(k))
+            changed = sorted(k for k in set(current) | set(recorded) if current.get(k) != recorded.get(k)
+                             and not (k == "test_dir" and None in (current.get(k), recorded.get(k))))
             if changed:
-                raise ChatflowError(f"{self.root} holds a search with other {', '.join(changed)} ({path}); its proxy "
+                raise ChatflowError(f"{self.root} holds a search with other {', '.join(changed)} ({path}); its "
                                     f"runs do not answer this search: give another --output_dir")
-            return
+            if recorded.get("test_dir") is not None or current["test_dir"] is None:
+                return
         with atomic_file(path) as handle:
             json.dump(current, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
@@ -204,10 +209,7 @@ class Search:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         parse_mixture(data, where=str(path))            # a generated mixture is checked like any other
-        text = _mixture_text(data, path, self.root)
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            write_mixture(data, path, tree=self.root)
-        return path
+        return write_mixture(data, path, tree=self.root)    # atomically: the same bytes for the same schedule
 
     def reference_at_proxies(self) -> MixtureSpec:
         return at_scale(self.reference, self.scale)
@@ -272,14 +274,6 @@ class Search:
             raise ChatflowError(f"{run.folder}: no held-out loss for group(s) {missing}: the held-out set "
                                 f"({run.heldout_dir}) must hold every group of the mixture")
         return {g: float(found["losses"][g]) for g in self.reference.group_names}
-
-
-def _mixture_text(data: dict, path: Path, tree: Path) -> str:
-    from ..files import path_for_file
-
-    data = dict(data)
-    data["data_root"] = path_for_file(data.get("data_root") or ".", path, tree)
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def _features(path: Path, run_samples: float) -> dict[str, np.ndarray]:

@@ -26,7 +26,6 @@ projection and extensible, so that a search asked for more proxy runs keeps the 
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,9 +53,6 @@ class Range:
 
     def to_json(self) -> list[float]:
         return [self.low, self.high]
-
-
-Bound = "float | Range"
 
 
 @dataclass(frozen=True)
@@ -306,11 +302,6 @@ def load_space(path: str | Path | None, spec: MixtureSpec) -> SearchSpace:
     if not path:
         return default_space(spec)
     return parse_space(read_json(path, "search space"), spec, where=str(path))
-
-
-def space_from_json(data: dict, spec: MixtureSpec) -> SearchSpace:
-    """The space as :meth:`SearchSpace.to_json` wrote it (the search's record)."""
-    return parse_space(json.loads(json.dumps(data)), spec)
 
 
 def reference_values(space: SearchSpace, spec: MixtureSpec, run_samples: float) -> dict[str, float] | None:

@@ -166,6 +166,8 @@ def test_a_folder_of_other_settings_is_refused(tmp_path, calls):
         run_search(_options(tmp_path, seeds=0, train_steps=11))
     with pytest.raises(ChatflowError, match="other seed"):
         run_search(_options(tmp_path, seeds=0, seed=1))
+    with pytest.raises(ChatflowError, match="other test_dir"):
+        run_search(_options(tmp_path, seeds=0, test_dir=str(fake_shards(tmp_path, "test2"))))
     # another objective is a new question on the same proxies: nothing trained, another choice
     calls.clear()
     run_search(_options(tmp_path, seeds=0, objective="zh", constraint=[]))
