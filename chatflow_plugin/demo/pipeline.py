@@ -119,6 +119,8 @@ class DemoOptions:
                                       "with the profile's seeds on a test split (report in <output_dir>/search/report)")
     search_proxies: int = option(0, help="--search: proxy runs (0: the profile's: 8 quick, 48 full)")
     workers: int = option(1, help="--search: runs trained at once (each with --threads threads)")
+    ladder: int = option(0, help="--search: re-run the best and worst this many proxies at twice their training "
+                                 "length and report whether their order holds (0: no ladder)")
     force: bool = option(False, help="delete output_dir first and start over (only a demo's output folder holding "
                                      "nothing else)")
 
@@ -471,13 +473,16 @@ def search_schedule(out: Layout, profile: Profile, options: DemoOptions, base: M
         tokenizer=str(out.expanded_model), train_steps=profile.train_steps, micro_batch_size=profile.micro_batch_size,
         learning_rate=profile.learning_rate, lr_scheduler="cosine_with_min_lr", warmup_steps=profile.warmup_steps,
         heldout_windows=profile.heldout_windows, bf16=profile.bf16, threads=profile.threads, workers=options.workers,
-        seeds=len(profile.seeds), proxies=options.search_proxies or profile.search_proxies)
+        seeds=len(profile.seeds), proxies=options.search_proxies or profile.search_proxies,
+        ladder=options.ladder, ladder_model_path=str(out.expanded) if options.ladder else "",
+        ladder_train_steps=2 * profile.train_steps)
     results = run_search(options)
     final = results["final"]["paired"]["chosen - reference"]["objective"] if results.get("final") else None
     return {"report": str(out.root / "search" / "report" / "report.md"),
             "chosen_mixture": str(out.root / "search" / "chosen_mixture.json"),
             "cv_objective_spearman": results["model"]["quality"]["objective"]["spearman"],
-            "test_chosen_minus_reference": final}
+            "test_chosen_minus_reference": final,
+            "ladder_spearman": results["ladder"]["spearman"] if results.get("ladder") else None}
 
 
 def release_and_generate(out: Layout, dynamic_run: Path, generate: bool, clock: _Clock,
