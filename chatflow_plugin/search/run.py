@@ -138,6 +138,11 @@ def _check(options: SearchOptions) -> None:
         value = getattr(options, flag)
         if value and not Path(value, "manifest.json").is_file():
             raise ChatflowError(f"--{flag} {value}: not a shard directory (no manifest.json)")
+    for flag in ("model_config", "model_path", "tokenizer", "ladder_model_config", "ladder_model_path", "space",
+                 "mixture"):
+        value = getattr(options, flag)
+        if value and not Path(value).exists():
+            raise ChatflowError(f"--{flag} {value}: not found")
 
 
 def _settings(options: SearchOptions) -> TrainSettings:

@@ -84,13 +84,18 @@ def test_the_choice_stays_where_the_proxies_were():
     assert exposure[1] > np.percentile(seen[:, 1], 75)                # much zh, but no more than was seen
 
 
+def _touch(path):
+    path.write_text("{}")
+    return path
+
+
 def _options(tmp_path, **kw) -> SearchOptions:
     mixture = tmp_path / "mixture.json"
     mixture.write_text(json.dumps(mixture_data(str(tmp_path / "raw"))))
     base = dict(output_dir=str(tmp_path / "search"), dataset_dir=str(fake_shards(tmp_path, "train")),
                 heldout_dir=str(fake_shards(tmp_path, "valid")), test_dir=str(fake_shards(tmp_path, "test")),
                 objective="mean(zh, inst)", constraint=["en <= reference + 0.05"], mixture=str(mixture),
-                model_config=str(tmp_path / "config.json"), train_steps=10, micro_batch_size=10, proxies=12,
+                model_config=str(_touch(tmp_path / "config.json")), train_steps=10, micro_batch_size=10, proxies=12,
                 seeds=3, candidates=512)
     base.update(kw)
     return SearchOptions(**base)
@@ -181,6 +186,7 @@ def test_a_folder_of_other_settings_is_refused(tmp_path, calls):
     (dict(ladder=2), "--ladder needs"),
     (dict(objective="mean(zh, ja)"), "'ja' is not a group"),
     (dict(print_commands=True, collect_only=True), "exclude each other"),
+    (dict(model_config="no/such/config.json"), "--model_config no/such/config.json: not found"),
 ])
 def test_bad_options_are_clear_errors(tmp_path, calls, kw, message):
     with pytest.raises(ChatflowError, match=message):
@@ -188,7 +194,7 @@ def test_bad_options_are_clear_errors(tmp_path, calls, kw, message):
 
 
 def test_the_ladder_reruns_the_best_and_worst(tmp_path, calls):
-    results = run_search(_options(tmp_path, seeds=0, ladder=2, ladder_model_config=str(tmp_path / "big.json"),
+    results = run_search(_options(tmp_path, seeds=0, ladder=2, ladder_model_config=str(_touch(tmp_path / "big.json")),
                                   ladder_train_steps=20))
     ladder = results["ladder"]
     assert len(ladder["runs"]) == 4 and ladder["size"]["train_steps"] == 20
