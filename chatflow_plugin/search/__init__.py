@@ -10,7 +10,10 @@ One idea per module, in the order the search runs:
 - :mod:`.model`: the fitted model from a schedule's derived features (each group's cumulative exposure) to each
   group's validation loss, measured by leave-one-out cross-validation over the proxy runs;
 - :mod:`.optimize`: the best schedule of the space under the objective, on the fitted model;
+- :mod:`.check`: the chosen, reference and static schedules re-run on the test split, and the ladder;
 - :mod:`.report`: ``report.md``, plots and ``report.json``;
+- :mod:`.folder`: the command's options and the search's folder (what fixes its runs, its mixtures, training,
+  printing or collecting them);
 - :mod:`.run`: the command, tying the stages together.
 
 The layer sits beside :mod:`chatflow_plugin.clo` and :mod:`chatflow_plugin.evaluation`: it reads data/ (mixtures,

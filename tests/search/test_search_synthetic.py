@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from chatflow_plugin.errors import ChatflowError
-from chatflow_plugin.search import run as search_run
+from chatflow_plugin.search import folder as search_folder
 from chatflow_plugin.search.model import fit_model, ranks, schedule_features, spearman
 from chatflow_plugin.search.objective import parse_constraint, parse_objective
 from chatflow_plugin.search.optimize import optimize
@@ -104,7 +104,7 @@ def _options(tmp_path, **kw) -> SearchOptions:
 @pytest.fixture
 def calls(monkeypatch) -> list:
     made: list = []
-    monkeypatch.setattr(search_run, "run_all", synthetic_runner(made))
+    monkeypatch.setattr(search_folder, "run_all", synthetic_runner(made))
     return made
 
 
@@ -133,11 +133,11 @@ def test_an_interrupted_search_resumes_where_it_stopped(tmp_path, monkeypatch):
         runner([r for r in runs if not r.finished][:5], workers, logs, say)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(search_run, "run_all", dies_after_five)
+    monkeypatch.setattr(search_folder, "run_all", dies_after_five)
     with pytest.raises(KeyboardInterrupt):
         run_search(_options(tmp_path, seeds=0))
     assert len(made) == 5
-    monkeypatch.setattr(search_run, "run_all", runner)
+    monkeypatch.setattr(search_folder, "run_all", runner)
     run_search(_options(tmp_path, seeds=0))
     assert len(made) == 12 and len(set(made)) == 12                # the 5 finished ones were not trained again
 
