@@ -74,6 +74,7 @@ class Profile:
     warmup_steps: int
     tokenizer_sentences: int
     search_proxies: int    # --search: proxy runs (the reference, its static average and sampled schedules)
+    proxy_steps: int       # --search: optimizer steps of a proxy run (the final re-runs have train_steps)
     bf16: bool             # bf16 autocast pays off from a few million parameters; slower for the tiny model
     threads: int           # torch threads; one is fastest for the tiny model and robust on a busy machine
 
@@ -81,13 +82,14 @@ class Profile:
 PROFILES = {
     "quick": Profile(model_config="models/hf/demo_tiny.json", seq_length=128, vocab_size=1000, new_chars=400,
                      foundation_steps=60, train_steps=40, micro_batch_size=8, learning_rate=3e-3, heldout_every=10,
-                     heldout_windows=8, seeds=(0,), warmup_steps=5, tokenizer_sentences=50_000, search_proxies=8,
+                     heldout_windows=8, seeds=(0,), warmup_steps=5, tokenizer_sentences=50_000, search_proxies=8, proxy_steps=20,
                      bf16=False, threads=1,
                      budget=SplitBudget(heldout_chars=6_000, heldout_max_fraction=0.2, train_chars=250_000,
                                         code_bytes=150_000)),
     "full": Profile(model_config="models/hf/demo_small.json", seq_length=256, vocab_size=4000, new_chars=1500,
                     foundation_steps=400, train_steps=200, micro_batch_size=8, learning_rate=2e-3, heldout_every=40,
                     heldout_windows=24, seeds=(0, 1, 2), warmup_steps=20, tokenizer_sentences=300_000, search_proxies=48,
+                    proxy_steps=120,
                     bf16=True, threads=1,
                     budget=SplitBudget(heldout_chars=60_000, heldout_max_fraction=0.1, train_chars=None,
                                        code_bytes=2_000_000)),
@@ -118,6 +120,8 @@ class DemoOptions:
                                       "split; the chosen, reference (the base mixture's) and static schedules re-run "
                                       "with the profile's seeds on a test split (report in <output_dir>/search/report)")
     search_proxies: int = option(0, help="--search: proxy runs (0: the profile's: 8 quick, 48 full)")
+    proxy_steps: int = option(0, help="--search: optimizer steps of each proxy run (0: the profile's: 20 quick, 120 "
+                                      "full); the final re-runs have --train_steps")
     workers: int = option(1, help="--search: runs trained at once (each with --threads threads)")
     ladder: int = option(0, help="--search: re-run the best and worst this many proxies at twice their training "
                                  "length and report whether their order holds (0: no ladder)")
@@ -470,12 +474,14 @@ def search_schedule(out: Layout, profile: Profile, options: DemoOptions, base: M
         heldout_dir=str(out.shards / "search_valid"), test_dir=str(out.shards / "search_test"),
         mixture=str(out.mixtures / "dynamic.json"), objective=f"mean({', '.join(target)})",
         constraint=[f"mean({', '.join(english)}) <= reference + 0.02"], model_path=str(out.expanded),
-        tokenizer=str(out.expanded_model), train_steps=profile.train_steps, micro_batch_size=profile.micro_batch_size,
+        tokenizer=str(out.expanded_model), train_steps=options.proxy_steps or profile.proxy_steps,
+        final_train_steps=profile.train_steps, run_samples=profile.train_steps * profile.micro_batch_size,
+        micro_batch_size=profile.micro_batch_size,
         learning_rate=profile.learning_rate, lr_scheduler="cosine_with_min_lr", warmup_steps=profile.warmup_steps,
         heldout_windows=profile.heldout_windows, bf16=profile.bf16, threads=profile.threads, workers=options.workers,
         seeds=len(profile.seeds), proxies=options.search_proxies or profile.search_proxies,
         ladder=options.ladder, ladder_model_path=str(out.expanded) if options.ladder else "",
-        ladder_train_steps=2 * profile.train_steps)
+        ladder_train_steps=2 * (options.proxy_steps or profile.proxy_steps))
     results = run_search(options)
     final = results["final"]["paired"]["chosen - reference"]["objective"] if results.get("final") else None
     return {"report": str(out.root / "search" / "report" / "report.md"),

@@ -9,25 +9,47 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.baselines import static_mixture
 from ..data.mixture import load_mixture
 from ..evaluation.uncertainty import paired_t_interval
 from .folder import Search
 from .model import spearman
 from .proxies import Run, TrainSettings
-from .space import at_scale
+from .space import at_scale, mixture_json
 
 def _short_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
 
 
-def final_runs(search: Search, chosen_proxy: Path, proxies: list) -> list[Run]:
+def final_settings(search: Search) -> TrainSettings:
+    """The final re-runs' training options: the proxies', for ``--final_train_steps`` (default: as many)."""
+    return replace(search.settings, train_steps=search.options.final_train_steps or search.options.train_steps)
+
+
+def final_runs(search: Search, chosen_values: dict[str, float], description: str) -> list[Run]:
+    """The chosen, reference and static schedules, written for the final runs' length (the reference read at that
+    scale, the static mixture its time-average over it), each re-run with every seed on the test split. The chosen
+    one's folder is named by its mixture's hash, so another choice is another run."""
     options = search.options
     if not options.seeds:
         return []
-    label = f"chosen-{_short_hash(chosen_proxy)}"
-    designs = [(label, chosen_proxy), ("reference", proxies[0][3]), ("static", proxies[1][3])]
-    return [search.run(f"final/{kind}_s{seed}", f"final/{kind}_s{seed}", path, seed, options.test_dir)
-            for seed in range(options.seed, options.seed + options.seeds) for kind, path in designs]
+    settings = final_settings(search)
+    n = settings.run_samples
+    tag = f"{settings.train_steps}steps"
+    reference = at_scale(search.reference, n / search.run_samples)
+    data = dict(reference.to_json(), name=f"{search.reference.name}_reference",
+                description=f"{search.reference.name} for a run of {n} samples")
+    data.pop("adaptive", None)
+    files = {"reference": search.write(data, f"mixtures/final/{tag}/reference.json"),
+             "static": search.write(dict(static_mixture(reference, n), name=f"{search.reference.name}_static"),
+                                    f"mixtures/final/{tag}/static.json"),
+             "chosen": search.write(mixture_json(search.reference, search.space, chosen_values, n,
+                                                 f"{search.reference.name}_searched", description),
+                                    f"mixtures/final/{tag}/chosen.json")}
+    labels = {"chosen": f"chosen-{_short_hash(files['chosen'])}", "reference": "reference", "static": "static"}
+    return [search.run(f"final/{tag}/{labels[kind]}_s{seed}", f"final/{tag}/{labels[kind]}_s{seed}", files[kind],
+                       seed, options.test_dir, settings)
+            for seed in range(options.seed, options.seed + options.seeds) for kind in ("chosen", "reference", "static")]
 
 
 def final_results(search: Search, finals: list[Run]) -> dict | None:
@@ -36,12 +58,12 @@ def final_results(search: Search, finals: list[Run]) -> dict | None:
     groups = search.reference.group_names
     per_run = {}
     for run in finals:
-        kind, seed = run.name.split("/")[1].rsplit("_s", 1)
+        kind, seed = run.name.rsplit("/", 1)[1].rsplit("_s", 1)
         kind = "chosen" if kind.startswith("chosen-") else kind
         losses = search.losses(run)
         per_run.setdefault(kind, {})[seed] = {"losses": losses, "objective": search.objective.value(losses)}
     seeds = sorted(per_run["chosen"], key=int)       # JSON keys: the seeds as strings
-    out = {"split": "test", "test_dir": str(Path(search.options.test_dir).resolve()), "seeds": seeds, "runs": per_run,
+    out = {"split": "test", "train_steps": final_settings(search).train_steps, "test_dir": str(Path(search.options.test_dir).resolve()), "seeds": seeds, "runs": per_run,
            "paired": {}}
     for baseline in ("reference", "static"):
         diffs = {"objective": paired_t_interval(per_run["chosen"][s]["objective"] - per_run[baseline][s]["objective"]

@@ -71,6 +71,8 @@ class SearchOptions:
     workers: int = option(1, help="runs trained at once here (each with --threads threads)")
     seeds: int = option(3, help="seeds of the final re-runs of the chosen, reference and static schedules on "
                                 "--test_dir (0: none)")
+    final_train_steps: int = option(0, help="optimizer steps of the final re-runs, whose mixtures are written for "
+                                            "that length (0: --train_steps): e.g. the run the proxies stand for")
     ladder: int = option(0, help="re-run the best and the worst this many proxies at a larger size and report "
                                  "whether their order holds (0: no ladder)")
     ladder_model_config: str = option("", help="the ladder's larger model config (from scratch)")
@@ -94,7 +96,7 @@ def check_options(options: SearchOptions) -> None:
                  "threads", "candidates"):
         if getattr(options, name) <= 0:
             raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
-    for name in ("seeds", "ladder", "run_samples", "ladder_train_steps", "warmup_steps"):
+    for name in ("seeds", "ladder", "run_samples", "ladder_train_steps", "warmup_steps", "final_train_steps"):
         if getattr(options, name) < 0:
             raise ChatflowError(f"--{name} must be 0 or more, got {getattr(options, name)}")
     if options.proxies < 7:

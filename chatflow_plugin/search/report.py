@@ -168,7 +168,8 @@ def _final_markdown(final: dict | None, groups: list[str], objective: str) -> li
     if not final:
         return ["", "## Test split", "", "No final re-runs (`--seeds 0`)."]
     seeds = final["seeds"]
-    lines = ["", f"## Chosen vs reference vs static on the test split ({len(seeds)} seed(s): {', '.join(seeds)})", "",
+    lines = ["", f"## Chosen vs reference vs static on the test split ({len(seeds)} seed(s): {', '.join(seeds)}; "
+                 f"{final['train_steps']} steps per run)", "",
              "Held-out loss on the test split at the end of each run (mean ± sd over seeds):", "",
              "| | " + " | ".join(["objective"] + groups) + " |", "|---" * (len(groups) + 2) + "|"]
     for kind in ("chosen", "reference", "static"):

@@ -10,8 +10,8 @@ Stages, each reusing what the folder already holds (a finished run is never trai
    quality; the best schedule under ``--objective`` and ``--constraint`` (:mod:`.optimize`), written as
    ``chosen_mixture.json`` (for the run of ``--run_samples`` samples, in the reference's unit: the file the
    trainers and ``scripts/chatflow_full_run.sh`` read) and ``mixtures/chosen.json`` (at the proxies' scale).
-3. **Check.** ``--seeds`` re-runs of the chosen, reference and static schedules scored on the test split
-   (``--test_dir``), which the search never saw; ``--ladder K``: the best and worst K proxies again at a larger
+3. **Check** (:mod:`.check`). ``--seeds`` re-runs of the chosen, reference and static schedules, for
+   ``--final_train_steps``, scored on the test split (``--test_dir``), which the search never saw; ``--ladder K``: the best and worst K proxies again at a larger
    size (``--ladder_model_config``/``--ladder_model_path``, ``--ladder_train_steps``).
 4. **Report** (:mod:`.report`).
 
@@ -122,7 +122,7 @@ def _search(search: Search) -> dict:
          f"{search.objective.value(chosen_predicted):.4f}; reference {search.objective.value(reference_predicted):.4f})")
 
     # -- check: final re-runs on the test split and the ladder ----------------------------------
-    finals = final_runs(search, chosen_proxy, proxies)
+    finals = final_runs(search, chosen_values, description)
     ladder = ladder_runs(search, table, proxies)
     if not search.train(finals + ladder, "check"):
         return {"printed": "check", "chosen_mixture": str(chosen)}

@@ -193,6 +193,19 @@ def test_bad_options_are_clear_errors(tmp_path, calls, kw, message):
         run_search(_options(tmp_path, **kw))
 
 
+def test_final_reruns_at_their_own_length(tmp_path, calls):
+    results = run_search(_options(tmp_path, seeds=2, final_train_steps=30, run_samples=300))
+    finals = [name for name in calls if name.startswith("final/")]
+    assert len(finals) == 6 and all(name.startswith("final/30steps/") for name in finals)
+    out = tmp_path / "search"
+    # the chosen mixture for the full run (300 samples) is the one the final runs trained (30 steps x 10)
+    final_chosen = json.loads((out / "mixtures" / "final" / "30steps" / "chosen.json").read_text())
+    assert final_chosen["T_grow"] == json.loads((out / "chosen_mixture.json").read_text())["T_grow"]
+    reference = json.loads((out / "mixtures" / "final" / "30steps" / "reference.json").read_text())
+    assert reference["T_grow"] == 60                    # written for 300 samples: as the mixture file says
+    assert results["final"]["train_steps"] == 30
+
+
 def test_the_ladder_reruns_the_best_and_worst(tmp_path, calls):
     results = run_search(_options(tmp_path, seeds=0, ladder=2, ladder_model_config=str(_touch(tmp_path / "big.json")),
                                   ladder_train_steps=20))
