@@ -172,7 +172,7 @@ class Search:
 
     def check_record(self) -> None:
         """Refuse a folder whose runs were made with other settings; a test split given for the first time is
-        recorded (the final re-runs, scored on it, are named by kind and seed only)."""
+        recorded (the final re-runs scored on it are named by length, kind and seed, not by the test split)."""
         path = self.root / RECORD
         current = json.loads(json.dumps(self.record()))
         if path.is_file():
@@ -238,14 +238,15 @@ class Search:
                 handle.write("".join(line + "\n" for line in lines))
             print("\n".join(lines), flush=True)
             say(f"{len(lines)} {stage} run(s) to train: one command per line above (also in "
-                 f"{self.root / 'commands.txt'}); run them, then this command again without --print_commands")
+                f"{self.root / 'commands.txt'}); run them, then this command again (with --print_commands: the next "
+                f"stage's commands; with --collect_only: the report)")
             return False
         if self.options.collect_only:
             names = ", ".join(r.name for r in pending[:5]) + (" ..." if len(pending) > 5 else "")
             raise ChatflowError(f"--collect_only: {len(pending)} {stage} run(s) are not finished in {self.root} "
                                 f"({names}); train them (--print_commands lists their commands)")
         say(f"{stage}: training {len(pending)} run(s), {self.options.workers} at a time "
-             f"({len(runs) - len(pending)} already finished)")
+            f"({len(runs) - len(pending)} already finished)")
         run_all(runs, self.options.workers, self.root / "logs", say)
         return True
 
