@@ -37,6 +37,8 @@ COMMANDS: dict[str, Command] = {
                     "plan a run: steps, T_grow step, per-group/source samples and epochs, GPU-hours"),
     "baselines": Command("chatflow_plugin.data.baselines", "BaselineOptions", "run_baselines",
                          "static / two-stage ablation mixtures matched to a dynamic run"),
+    "search": Command("chatflow_plugin.search.run", "SearchOptions", "run_search",
+                      "choose a mixture's schedule (alpha, beta, T_grow) from small proxy runs"),
     "expand-vocab": Command("chatflow_plugin.checkpoints.vocab", "ExpandVocabOptions", "expand_vocab",
                             "append pieces to a tokenizer (sentencepiece or byte-level BPE) and expand weights"),
     "convert": Command("chatflow_plugin.checkpoints.convert", "ConvertOptions", "convert",

@@ -217,7 +217,7 @@ def _reject_duplicate_keys(where: str):
     return hook
 
 
-def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
+def check_keys(obj: Any, allowed: set[str], where: str) -> dict:
     if not isinstance(obj, dict):
         raise ChatflowError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - allowed - _IGNORED)
@@ -273,7 +273,7 @@ def _named_entry(raw: Any, allowed: set[str], where: str, seen: set[str], what: 
         raise ChatflowError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     name = _name(raw, where)
     where = f"{where} ({name})"
-    _check_keys(raw, allowed, where)
+    check_keys(raw, allowed, where)
     if name in seen:
         raise ChatflowError(f"{where}: duplicate {what} name {name!r}")
     seen.add(name)
@@ -332,7 +332,7 @@ def _check_computable(schedule: Schedule, where: str) -> None:
 
 def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path(".")) -> MixtureSpec:
     shape = _shape(data, where)
-    top = _check_keys(data, _TOP_KEYS | set(shape.mixture_keys), where)
+    top = check_keys(data, _TOP_KEYS | set(shape.mixture_keys), where)
     schedule_params = _schedule_keys(top, shape.mixture_keys, where)
     seq_length = top.get("seq_length", 2048)
     if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length <= 0:

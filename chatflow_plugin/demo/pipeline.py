@@ -17,6 +17,10 @@
    markdown report (:mod:`chatflow_plugin.demo.report`), save the dynamic run in HuggingFace format and answer
    one instruction in the target language and one in English (the table's default prompts) with ``transformers``.
 
+``--search`` replaces step 5's ablation with ``chatflow search`` (:mod:`chatflow_plugin.search`): the schedule
+chosen from proxy runs on a validation split, then checked against the base mixture's and the static schedule on a
+test split (:func:`search_schedule`).
+
 The groups, their data folders and the target language come from the base mixture (:mod:`.groups`):
 ``--mixture models/mixtures/demo_ja.json --data_dir DIR`` runs the same recipe for Japanese on the user's data.
 
@@ -47,7 +51,7 @@ from ..tokenizer import load_sentencepiece
 RUN_KINDS = ("dynamic", "static", "two_stage", "piecewise", "adaptive")
 DEMO_KIND = "demo"        # the output folder's marker (chatflow_plugin.outputs); --force replaces only such a folder
 DEMO_OWNS = ("data", "tokenizer", "mixtures", "shards", "foundation", "foundation_expanded", "runs", "release",
-             "report", "generations.json", ".*.partial", ".*.tmp", ".*.lock")
+             "report", "generations.json", "search", ".*.partial", ".*.tmp", ".*.lock")
 # The adaptive run's policy (chatflow_plugin.data.adaptive): Online Data Mixing's signal (the held-out loss),
 # modest steps and bounds around the dynamic schedule; it updates at the held-out evaluations.
 ADAPTIVE_POLICY = {"signal": "loss", "rate": 1.0, "smoothing": 0.5, "min_factor": 0.5, "max_factor": 2.0}
@@ -69,6 +73,8 @@ class Profile:
     budget: SplitBudget
     warmup_steps: int
     tokenizer_sentences: int
+    search_proxies: int    # --search: proxy runs (the reference, its static average and sampled schedules)
+    proxy_steps: int       # --search: optimizer steps of a proxy run (the final re-runs have train_steps)
     bf16: bool             # bf16 autocast pays off from a few million parameters; slower for the tiny model
     threads: int           # torch threads; one is fastest for the tiny model and robust on a busy machine
 
@@ -76,13 +82,15 @@ class Profile:
 PROFILES = {
     "quick": Profile(model_config="models/hf/demo_tiny.json", seq_length=128, vocab_size=1000, new_chars=400,
                      foundation_steps=60, train_steps=40, micro_batch_size=8, learning_rate=3e-3, heldout_every=10,
-                     heldout_windows=8, seeds=(0,), warmup_steps=5, tokenizer_sentences=50_000, bf16=False, threads=1,
+                     heldout_windows=8, seeds=(0,), warmup_steps=5, tokenizer_sentences=50_000, search_proxies=8, proxy_steps=20,
+                     bf16=False, threads=1,
                      budget=SplitBudget(heldout_chars=6_000, heldout_max_fraction=0.2, train_chars=250_000,
                                         code_bytes=150_000)),
     "full": Profile(model_config="models/hf/demo_small.json", seq_length=256, vocab_size=4000, new_chars=1500,
                     foundation_steps=400, train_steps=200, micro_batch_size=8, learning_rate=2e-3, heldout_every=40,
-                    heldout_windows=24, seeds=(0, 1, 2), warmup_steps=20, tokenizer_sentences=300_000, bf16=True,
-                    threads=1,
+                    heldout_windows=24, seeds=(0, 1, 2), warmup_steps=20, tokenizer_sentences=300_000, search_proxies=48,
+                    proxy_steps=120,
+                    bf16=True, threads=1,
                     budget=SplitBudget(heldout_chars=60_000, heldout_max_fraction=0.1, train_chars=None,
                                        code_bytes=2_000_000)),
 }
@@ -107,6 +115,16 @@ class DemoOptions:
                             help="auto: fp32 for --quick's tiny model, bf16 autocast for the full miniature "
                                  "(about 5x faster than fp32 there on a CPU with bf16 support)")
     skip_generation: bool = option(False, help="do not load the released model and generate")
+    search: bool = option(False, help="instead of the five-way ablation, choose the schedule with `chatflow search`: "
+                                      "proxy runs continued from the expanded foundation, scored on a validation "
+                                      "split; the chosen, reference (the base mixture's) and static schedules re-run "
+                                      "with the profile's seeds on a test split (report in <output_dir>/search/report)")
+    search_proxies: int = option(0, help="--search: proxy runs (0: the profile's: 8 quick, 48 full)")
+    proxy_steps: int = option(0, help="--search: optimizer steps of each proxy run (0: the profile's: 20 quick, 120 "
+                                      "full); the final re-runs have --train_steps")
+    workers: int = option(1, help="--search: runs trained at once (each with --threads threads)")
+    ladder: int = option(0, help="--search: re-run the best and worst this many proxies at twice their training "
+                                 "length and report whether their order holds (0: no ladder)")
     force: bool = option(False, help="delete output_dir first and start over (only a demo's output folder holding "
                                      "nothing else)")
 
@@ -430,6 +448,50 @@ def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Cl
     return runs
 
 
+def search_schedule(out: Layout, profile: Profile, options: DemoOptions, base: MixtureSpec) -> dict:
+    """``chatflow search`` on the demo's data: the held-out documents split again, with the demo's split code, into
+    a validation half (the search's) and a test half (the final comparison's); proxies continue the expanded
+    foundation like the ablation's runs; objective: the target language's groups' mean loss, subject to the English
+    corpus loss staying within 0.02 nats of the reference's (the base mixture's schedule)."""
+    from ..data.mixture import load_mixture
+    from ..data.preprocess import preprocess
+    from ..search.run import SearchOptions, run_search
+
+    halves = out.data / "heldout_split"          # train/: validation documents, heldout/: test documents
+    if not (halves / "split.json").is_file():
+        prepare_data(out.data / "heldout", halves, SplitBudget(heldout_chars=10 ** 15, heldout_max_fraction=0.5,
+                                                               train_chars=None, code_bytes=0),
+                     seed=1, force=True, groups=tuple(base.group_names))
+    spec = load_mixture(out.mixtures / "dynamic.json")
+    sets = {"valid": halves / "train", "test": halves / "heldout"}
+    for name, folder in sets.items():
+        if not (out.shards / f"search_{name}" / "manifest.json").is_file():
+            preprocess(spec.with_overrides(data_root=folder), out.expanded_model, out.shards / f"search_{name}",
+                       workers=0, force=True)
+    target = groups_in(target_language(base), spec=base)
+    english = groups_in(SOURCE_LANGUAGE, ("corpus",), base)
+    options = SearchOptions(
+        output_dir=str(out.root / "search"), dataset_dir=str(out.shards / "mixture_train"),
+        heldout_dir=str(out.shards / "search_valid"), test_dir=str(out.shards / "search_test"),
+        mixture=str(out.mixtures / "dynamic.json"), objective=f"mean({', '.join(target)})",
+        constraint=[f"mean({', '.join(english)}) <= reference + 0.02"], model_path=str(out.expanded),
+        tokenizer=str(out.expanded_model), train_steps=options.proxy_steps or profile.proxy_steps,
+        final_train_steps=profile.train_steps, run_samples=profile.train_steps * profile.micro_batch_size,
+        micro_batch_size=profile.micro_batch_size,
+        learning_rate=profile.learning_rate, lr_scheduler="cosine_with_min_lr", warmup_steps=profile.warmup_steps,
+        heldout_windows=profile.heldout_windows, bf16=profile.bf16, threads=profile.threads, workers=options.workers,
+        seeds=len(profile.seeds), proxies=options.search_proxies or profile.search_proxies,
+        ladder=options.ladder, ladder_model_path=str(out.expanded) if options.ladder else "",
+        ladder_train_steps=2 * (options.proxy_steps or profile.proxy_steps))
+    results = run_search(options)
+    final = results["final"]["paired"]["chosen - reference"]["objective"] if results.get("final") else None
+    return {"report": str(out.root / "search" / "report" / "report.md"),
+            "chosen_mixture": str(out.root / "search" / "chosen_mixture.json"),
+            "cv_objective_spearman": results["model"]["quality"]["objective"]["spearman"],
+            "test_chosen_minus_reference": final,
+            "ladder_spearman": results["ladder"]["spearman"] if results.get("ladder") else None}
+
+
 def release_and_generate(out: Layout, dynamic_run: Path, generate: bool, clock: _Clock,
                          base: MixtureSpec | None = None) -> dict:
     """The dynamic run's final model copied to ``release/``; one answer per demo language (its first default
@@ -484,6 +546,12 @@ def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict
     mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, out.data / "train", base,
                             adaptive_every=profile.heldout_every * profile.micro_batch_size)
     tokenize_mixture(out, mixtures)
+    if options.search:
+        clock.stage("chatflow search: proxy runs, fitted model, chosen schedule, re-runs on the test split")
+        found = search_schedule(out, profile, options, base)
+        _say(f"done in {clock.total():.0f} s; search report: {found['report']}")
+        print(json.dumps(found, indent=2))
+        return found
     runs = continued_training(out, profile, mixtures, clock)
     clock.stage("release the dynamic run in HuggingFace format")
     generations = release_and_generate(out, runs[f"dynamic_s{profile.seeds[0]}"], not options.skip_generation, clock,

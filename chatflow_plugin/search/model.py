@@ -1,0 +1,185 @@
+"""The fitted model: from a schedule's derived features to each group's validation loss, measured honestly.
+
+Features come from the schedule itself (through the :class:`~chatflow_plugin.data.schedule.Schedule`
+interface, so every shape, and the reference and static mixtures, are points of one model), over a run of N
+samples:
+
+- ``exposure_k = E_k(N) / N``: group k's cumulative exposure, its share of the run's samples;
+- ``late_k = (E_k(N) - E_k(N/2)) / (N/2)``: its share of the second half (the order: what the model saw last);
+- ``log_k = log(exposure_k + 0.01)``: diminishing returns of more data of one group (Data Mixing Laws' curvature).
+
+Candidates, simplest first: ridge regression (standardised features, unpenalised intercept) on ``exposure``,
+``exposure+late`` and ``exposure+late+log``, each at penalties 1e-3 ... 10. Every candidate is scored by
+leave-one-out cross-validation over the proxy runs (each run predicted by a model fitted without it, its
+standardisation included); the one with the lowest mean over groups of LOO squared error / variance of the
+group's losses is kept (ties: the simpler), and its LOO predictions give the reported quality: per group and
+for the objective, Spearman's rank correlation and the root-mean-square error. The model is one per group,
+all of one candidate, refitted on every run. The model has seen only the exposures the proxies covered:
+:meth:`FittedModel.outside` measures how far a schedule lies beyond them (the optimiser does not go there).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..data.schedule import Schedule
+from ..errors import ChatflowError
+
+FEATURE_SETS = ("exposure", "exposure+late", "exposure+late+log")
+PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+LOG_FLOOR = 0.01
+MIN_RUNS = 5
+
+
+def schedule_features(schedule: Schedule, run_samples: float) -> dict[str, np.ndarray]:
+    """Per group: exposure, late exposure and log exposure of a run of ``run_samples`` samples."""
+    n = float(run_samples)
+    counts = schedule.expected_counts(np.array([n / 2, n]))
+    exposure = counts[1] / n
+    late = (counts[1] - counts[0]) / (n / 2)
+    return {"exposure": exposure, "late": late, "log": np.log(exposure + LOG_FLOOR)}
+
+
+def design_matrix(rows: list[dict[str, np.ndarray]], feature_set: str) -> np.ndarray:
+    parts = {"exposure": ("exposure",), "exposure+late": ("exposure", "late"),
+             "exposure+late+log": ("exposure", "late", "log")}[feature_set]
+    return np.array([np.concatenate([r[p] for p in parts]) for r in rows], dtype=np.float64)
+
+
+@dataclass
+class Ridge:
+    """y ~ b + w . (x - mean) / scale, w penalised by ``penalty`` * |w|^2 (columns with no spread dropped)."""
+
+    penalty: float
+    mean: np.ndarray = field(default=None)
+    scale: np.ndarray = field(default=None)
+    weights: np.ndarray = field(default=None)
+    intercept: float = 0.0
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "Ridge":
+        self.mean = x.mean(axis=0)
+        spread = x.std(axis=0)
+        self.scale = np.where(spread > 1e-12, spread, np.inf)        # a constant column contributes nothing
+        z = (x - self.mean) / self.scale
+        self.intercept = float(y.mean())
+        gram = z.T @ z + self.penalty * len(y) * np.eye(z.shape[1])
+        self.weights = np.linalg.solve(gram, z.T @ (y - self.intercept))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.intercept + ((x - self.mean) / self.scale) @ self.weights
+
+    def to_json(self) -> dict:
+        return {"penalty": self.penalty, "mean": self.mean.tolist(),
+                "scale": [None if not math.isfinite(s) else s for s in self.scale.tolist()],
+                "weights": self.weights.tolist(), "intercept": self.intercept}
+
+
+def loo_predictions(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+    """Each row's prediction by a model fitted on every other row."""
+    out = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        out[i] = Ridge(penalty).fit(x[keep], y[keep]).predict(x[i:i + 1])[0]
+    return out
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given their mean rank."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    out = np.empty(len(values))
+    sorted_values = values[order]
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        out[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation (NaN when either side has no spread)."""
+    ra, rb = ranks(a), ranks(b)
+    if len(ra) < 2 or ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def rmse(a, b) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
+
+
+@dataclass
+class FittedModel:
+    """One ridge model per group (all of the chosen candidate), with its cross-validated quality."""
+
+    groups: list[str]
+    feature_set: str
+    penalty: float
+    models: list[Ridge]
+    candidates: list[dict]       # every candidate's LOO score
+    quality: dict                # the chosen candidate's LOO quality, per group and for the objective
+    loo: np.ndarray              # (runs, groups) LOO predictions of the chosen candidate
+    low: np.ndarray = None       # the proxies' smallest and largest exposure and late exposure per group: the
+    high: np.ndarray = None      # region the model has seen (:meth:`outside`)
+
+    def outside(self, rows: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """How far each row's exposures lie outside the range the proxies covered (0: inside), summed over groups."""
+        x = design_matrix(rows, "exposure+late")
+        return (np.clip(self.low - x, 0, None) + np.clip(x - self.high, 0, None)).sum(axis=1)
+
+    def predict(self, rows: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """(len(rows), groups) predicted validation losses."""
+        x = design_matrix(rows, self.feature_set)
+        return np.stack([m.predict(x) for m in self.models], axis=1)
+
+    def to_json(self) -> dict:
+        return {"feature_set": self.feature_set, "penalty": self.penalty, "groups": self.groups,
+                "models": {g: m.to_json() for g, m in zip(self.groups, self.models)},
+                "candidates": self.candidates, "quality": self.quality}
+
+
+def fit_model(rows: list[dict[str, np.ndarray]], losses: np.ndarray, groups: list[str],
+              objective: Callable[[np.ndarray], float]) -> FittedModel:
+    """Choose and fit the model (see the module docstring). ``losses``: (runs, groups) measured validation losses;
+    ``objective``: a row of group losses -> the objective, for the objective's cross-validated quality."""
+    losses = np.asarray(losses, dtype=np.float64)
+    if len(rows) < MIN_RUNS:
+        raise ChatflowError(f"the model needs at least {MIN_RUNS} finished proxy runs, got {len(rows)}")
+    if not np.isfinite(losses).all():
+        bad = sorted({groups[j] for j in np.argwhere(~np.isfinite(losses))[:, 1]})
+        raise ChatflowError(f"proxy runs have no finite validation loss for group(s) {bad}: are they in the "
+                            f"held-out set?")
+    variance = np.maximum(losses.var(axis=0), 1e-12)
+    candidates, best = [], None
+    for feature_set in FEATURE_SETS:
+        x = design_matrix(rows, feature_set)
+        for penalty in PENALTIES:
+            loo = np.stack([loo_predictions(x, losses[:, k], penalty) for k in range(len(groups))], axis=1)
+            score = float(np.mean(((loo - losses) ** 2).mean(axis=0) / variance))
+            measured = np.array([objective(r) for r in losses])
+            predicted = np.array([objective(r) for r in loo])
+            candidates.append({"feature_set": feature_set, "penalty": penalty, "relative_error": score,
+                               "objective_spearman": spearman(predicted, measured),
+                               "objective_rmse": rmse(predicted, measured)})
+            if best is None or score < best[0] - 1e-12:
+                best = (score, feature_set, penalty, loo)
+    _, feature_set, penalty, loo = best
+    x = design_matrix(rows, feature_set)
+    models = [Ridge(penalty).fit(x, losses[:, k]) for k in range(len(groups))]
+    measured = np.array([objective(r) for r in losses])
+    predicted = np.array([objective(r) for r in loo])
+    quality = {"runs": len(rows), "method": "leave-one-out over the proxy runs",
+               "objective": {"spearman": spearman(predicted, measured), "rmse": rmse(predicted, measured),
+                             "spread": float(measured.std())},
+               "groups": {g: {"spearman": spearman(loo[:, k], losses[:, k]), "rmse": rmse(loo[:, k], losses[:, k]),
+                              "spread": float(losses[:, k].std())} for k, g in enumerate(groups)}}
+    seen = design_matrix(rows, "exposure+late")
+    return FittedModel(list(groups), feature_set, penalty, models, candidates, quality, loo, seen.min(axis=0),
+                       seen.max(axis=0))

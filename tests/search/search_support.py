@@ -1,0 +1,65 @@
+"""Shared pieces of the search tests: a three-group mixture and a synthetic "trainer" whose validation loss is a
+mixing-law function of the schedule (no training), run in place of `chatflow train`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from chatflow_plugin.data.mixture import load_mixture, parse_mixture
+from chatflow_plugin.search.model import schedule_features
+
+GROUPS = ["en", "zh", "inst"]
+
+
+def mixture_data(data_root: str = "raw") -> dict:
+    return {"name": "t", "seq_length": 32, "T_grow": 60, "seed": 3, "data_root": data_root,
+            "groups": [{"name": g, "alpha": a, "beta": b, "language": lang,
+                        "sources": [{"name": g, "kind": kind, "paths": [f"{g}.jsonl"]}]}
+                       for g, a, b, lang, kind in [("en", 0.7, 0.3, "en", "corpus"), ("zh", 0.2, 0.5, "zh", "corpus"),
+                                                   ("inst", 0.1, 0.2, "en", "instruction")]]}
+
+
+def mixture_spec():
+    return parse_mixture(mixture_data())
+
+
+def mixing_law(features: dict) -> np.ndarray:
+    """Validation loss per group: a power law in each group's exposure, the second half weighing as much as the
+    whole run (what the model saw last matters): lower with more of the group, never below a floor."""
+    m = 0.5 * features["exposure"] + 0.5 * features["late"]
+    return np.array([2.0 + 0.5 * (m[0] + 0.05) ** -0.5, 3.0 + 0.8 * (m[1] + 0.05) ** -0.5,
+                     2.5 + 0.3 * (m[2] + 0.05) ** -0.5])
+
+
+def synthetic_runner(calls: list):
+    """A stand-in for proxies.run_all: writes each unfinished run's folder as `chatflow train` would (the final
+    record, log.jsonl with the held-out losses at the last step), losses from :func:`mixing_law` (plus a small
+    seed-dependent offset), and records the runs it "trained" in ``calls``."""
+
+    def run_all(runs, workers, logs, say):
+        for run in runs:
+            if run.finished:
+                continue
+            calls.append(run.name)
+            n = run.settings.run_samples
+            losses = mixing_law(schedule_features(load_mixture(run.mixture).schedule(), n))
+            losses = losses + 0.002 * np.sin(run.seed + np.arange(len(losses)))
+            run.folder.mkdir(parents=True, exist_ok=True)
+            steps = run.settings.train_steps
+            records = [{"kind": "heldout", "step": steps, "samples": n,
+                        **{f"heldout_{g}": float(v) for g, v in zip(GROUPS, losses)}},
+                       {"kind": "summary", "step": steps, "steps": steps, "seconds_this_session": 1.0}]
+            (run.folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+            (run.folder / "final").mkdir(exist_ok=True)
+            (run.folder / "final" / "chatflow_train.json").write_text(json.dumps({"steps": steps}))
+
+    return run_all
+
+
+def fake_shards(root: Path, name: str) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text("{}")
+    return folder
