@@ -29,8 +29,16 @@ TINY_OUTPUTS = {
 }
 
 
-def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """The foundation cache the --tiny modes share (scripts/_common.sh), one for the session: nothing in ~/.cache."""
+    return tmp_path_factory.mktemp("chatflow_cache")
+
+
+def _run(script: str, *args: str, cwd: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHON=sys.executable, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    if cache is not None:
+        env["CHATFLOW_CACHE_DIR"] = str(cache)
     return subprocess.run(["bash", str(ROOT / "scripts" / script), *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=1800)
 
@@ -50,10 +58,10 @@ def test_help_documents_tiny_and_unknown_flags_are_refused(script, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_tiny_runs_from_another_directory_with_a_relative_output(script, tmp_path):
+def test_tiny_runs_from_another_directory_with_a_relative_output(script, tmp_path, cache_dir):
     elsewhere = tmp_path / "work"
     elsewhere.mkdir()
-    done = _run(script, "--tiny", "--output_dir", "out/tiny", cwd=elsewhere)
+    done = _run(script, "--tiny", "--output_dir", "out/tiny", cwd=elsewhere, cache=cache_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     out = elsewhere / "out" / "tiny"
     for name in TINY_OUTPUTS[script]:
