@@ -10,11 +10,17 @@
    TENCENTPRETRAIN_HOME points at a host work tree. Its ``--full_sentences`` path crashes on short
    documents, so the host runs its default path (one instance per document, padded).
 
-Corpus: the English and Chinese corpus samples under --data_dir (default ../shared/data), ~5.6 MB.
+Corpus: the English and Chinese corpus samples under --data_dir (default ../shared/data, ~5.6 MB, when it is there;
+else the bundled corpora/, ~1.9 MB).
 Tokenizers: a 3,000-piece byte-fallback BPE sentencepiece model and a 3,000-token byte-level BPE, both trained
 here on that text.
 
-    python benchmarks/bench_preprocess.py [--data_dir ../shared/data] [--repeat 3]
+Every row also gives tokens/s per worker (per process or thread the pipeline ran on), and the run ends with
+``chatflow preprocess``'s throughput per worker as a share of the tokenizer library's own batch encoding on one
+thread (sentencepiece ``encode`` of the document list; ``tokenizers`` ``encode_batch_fast``): the ceiling of one
+worker, measured in the same run on the same documents.
+
+    python benchmarks/bench_preprocess.py [--data_dir ../shared/data] [--repeat 3] [--workers 2]
 """
 from __future__ import annotations
 
@@ -79,7 +85,8 @@ def best_of(repeat: int, fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data"))
+    shared = ROOT.parent / "shared" / "data"
+    parser.add_argument("--data_dir", default=str(shared if (shared / "en_corpus").is_dir() else ROOT / "corpora"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seq_length", type=int, default=1024)
@@ -109,7 +116,7 @@ def main() -> None:
 
         raw_s, ids = best_of(args.repeat, lambda: sp.encode(texts, num_threads=1))
         n_tokens = sum(len(x) + 2 for x in ids)
-        rows = [("sentencepiece encode, 1 thread", raw_s, n_tokens)]
+        rows = [("sentencepiece encode, 1 thread", raw_s, n_tokens, 1)]
 
         spec = parse_mixture({"name": "bench", "T_grow": 1, "seq_length": args.seq_length, "groups": [
             {"name": "all", "alpha": 1, "beta": 1,
@@ -118,7 +125,7 @@ def main() -> None:
         ours_s, manifest = best_of(args.repeat, lambda: preprocess(spec, model, out_dir, workers=args.workers,
                                                                    force=True))
         rows.append((f"chatflow preprocess, sentencepiece, {args.workers} workers", ours_s,
-                     manifest["sources"][0]["tokens"]))
+                     manifest["sources"][0]["tokens"], args.workers))
 
         from tokenizers import Tokenizer
         backend = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
@@ -128,12 +135,13 @@ def main() -> None:
             seconds, encoded = best_of(args.repeat, lambda: backend.encode_batch_fast(texts, add_special_tokens=False))
             hf_tokens = sum(len(e.ids) + 2 for e in encoded)
             label = "1 thread" if threads == "false" else f"all threads ({os.cpu_count()} cores)"
-            rows.append((f"tokenizers encode_batch_fast, {label}", seconds, hf_tokens))
+            rows.append((f"tokenizers encode_batch_fast, {label}", seconds, hf_tokens,
+                         1 if threads == "false" else os.cpu_count() or 1))
         os.environ.pop("TOKENIZERS_PARALLELISM", None)
         hf_s, manifest = best_of(args.repeat, lambda: preprocess(spec, hf_dir, work / "ours_hf", workers=args.workers,
                                                                  force=True))
         rows.append((f"chatflow preprocess, tokenizer.json, {args.workers} workers", hf_s,
-                     manifest["sources"][0]["tokens"]))
+                     manifest["sources"][0]["tokens"], args.workers))
 
         host = os.environ.get("TENCENTPRETRAIN_HOME")
         if host and (Path(host) / "preprocess.py").is_file():
@@ -151,20 +159,23 @@ def main() -> None:
                 subprocess.run(cmd, cwd=host_cwd, env=env, check=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
             host_s, _ = best_of(args.repeat, run_host)
-            rows.append((f"TencentPretrain llm_pretrain, {args.workers} processes", host_s, n_tokens))
+            rows.append((f"TencentPretrain llm_pretrain, {args.workers} processes", host_s, n_tokens, args.workers))
         else:
             print("(TencentPretrain not found: set TENCENTPRETRAIN_HOME to compare with the host)")
 
-        print(f"\n{'pipeline':<56} {'seconds':>8} {'tokens':>10} {'tokens/s':>12} {'MB/s':>6}")
-        for name, seconds, tokens in rows:
-            print(f"{name:<56} {seconds:>8.2f} {tokens:>10} {tokens / seconds:>12,.0f} {size_mb / seconds:>6.2f}")
-        rate = {name: tokens / seconds for name, seconds, tokens in rows}
-        names = [name for name, _, _ in rows]
-        print(f"\nchatflow sentencepiece / raw sentencepiece (1 thread): {rate[names[1]] / rate[names[0]]:.2f}x")
-        print(f"chatflow tokenizer.json / raw tokenizers (1 thread): {rate[names[4]] / rate[names[2]]:.2f}x; "
-              f"/ tokenizers' own batch encoding on all threads (the ceiling): {rate[names[4]] / rate[names[3]]:.2f}x")
+        print(f"\n{'pipeline':<56} {'seconds':>8} {'tokens':>10} {'tokens/s':>12} {'per worker':>11} {'MB/s':>6}")
+        for name, seconds, tokens, workers in rows:
+            print(f"{name:<56} {seconds:>8.2f} {tokens:>10} {tokens / seconds:>12,.0f} "
+                  f"{tokens / seconds / workers:>11,.0f} {size_mb / seconds:>6.2f}")
+        per_worker = {name: tokens / seconds / workers for name, seconds, tokens, workers in rows}
+        names = [row[0] for row in rows]
+        print(f"\nper worker, chatflow preprocess / the library's own batch encoding on one thread: sentencepiece "
+              f"{per_worker[names[1]] / per_worker[names[0]]:.2f}x, tokenizer.json "
+              f"{per_worker[names[4]] / per_worker[names[2]]:.2f}x")
+        print(f"chatflow tokenizer.json ({args.workers} workers) / tokenizers' own batch encoding on all threads: "
+              f"{per_worker[names[4]] * args.workers / (per_worker[names[3]] * (os.cpu_count() or 1)):.2f}x")
         if len(rows) > 5:
-            print(f"chatflow sentencepiece / TencentPretrain: {rate[names[1]] / rate[names[5]]:.2f}x")
+            print(f"chatflow sentencepiece / TencentPretrain, per worker: {per_worker[names[1]] / per_worker[names[5]]:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
