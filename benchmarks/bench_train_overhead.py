@@ -376,8 +376,14 @@ def report(opts: argparse.Namespace, best: dict, results: dict, tokens_per_step:
         mfu = f" {100 * r['mfu']:5.1f}%" if r.get("mfu") is not None else ""
         print(f"{name:<27} {r['step_seconds']:>8.4f} {r['cpu_seconds_per_step']:>10.4f} {r['tokens_per_second']:>9.0f} "
               f"{overhead:>9} {r['startup_seconds']:>10.2f} {r['startup_cpu_seconds']:>6.2f} {mem:>11.0f} {r['wall_seconds']:>7.1f}{mfu}")
-    spread = {name: [round(r["step_seconds"], 4) for r in runs] for name, runs in results.items()}
-    print(f"step seconds of every repeat: {spread}")
+    if len(next(iter(results.values()))) > 1:
+        print("medians over the repeats (steadier than the best under load):")
+        for name, runs in results.items():
+            median = {key: statistics.median(r[key] for r in runs)
+                      for key in ("step_seconds", "cpu_seconds_per_step", "startup_seconds", "startup_cpu_seconds")}
+            print(f"  {name:<25} step {median['step_seconds']:.4f} s, CPU {median['cpu_seconds_per_step']:.4f} s/step, "
+                  f"start-up {median['startup_seconds']:.2f} s ({median['startup_cpu_seconds']:.2f} CPU s); "
+                  f"steps of every repeat {[round(r['step_seconds'], 4) for r in runs]}")
     held = best.get("chatflow train + held-out")
     if held and held["heldout_passes"]:
         per_step = held["heldout_seconds_total"] / opts.steps
