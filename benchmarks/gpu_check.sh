@@ -113,13 +113,13 @@ train = report["steps"].get("train", {}).get("best", {})
 for name, r in train.items():
     mfu = f", MFU {100 * r['mfu']:.1f}%" if r.get("mfu") is not None else ""
     memory = f"peak GPU {r['peak_gpu_mb']:.0f} MB" if r.get("peak_gpu_mb") else f"peak RSS {r['peak_rss_mb']:.0f} MB"
-    print(f"train  {name:<27} {r['tokens_per_second']:>10.0f} tokens/s{mfu}, {memory}")
+    print(f"train  {name:<40} {r['tokens_per_second']:>10.0f} tokens/s{mfu}, {memory}")
 for name in ("chatflow_eval", "lm_eval"):
     r = report["steps"].get("eval", {}).get(name)
     if r:
-        print(f"eval   {name:<27} {r['questions_per_second']:>10.2f} questions/s end to end")
+        print(f"eval   {name:<40} {r['questions_per_second']:>10.2f} questions/s end to end")
 for r in report["steps"].get("host", {}).get("runs", []):
-    print(f"host   {r['trainer']:<27} {r['tokens_per_second']:>10.0f} tokens/s")
+    print(f"host   {r['trainer']:<40} {r['tokens_per_second']:>10.0f} tokens/s")
 for s in report["skipped"]:
     print(f"skipped {s['step']}: {s['reason']}")
 print(f"{output}: written in {report['seconds']:.0f} s (limit {limit} s)")
