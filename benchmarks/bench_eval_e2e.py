@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,18 @@ def subjects_with_stock_tasks(data: Path, benchmarks: list[str], out: Path) -> P
     return out
 
 
+def compare(opts, model: str, data: Path, tasks: list[str], device: str, dtype: str, env: dict,
+            work: Path) -> tuple[dict, dict]:
+    """(chatflow eval's figures, lm-eval's) on the same questions."""
+    ours = run_side(OURS, [str(work / "ours.json"), "eval", "--model", model, "--data_dir", str(data), "--tasks",
+                           opts.tasks, "--protocol", "lm-eval", "--num_fewshot", "3", "--limit", str(opts.limit),
+                           "--batch_size", str(opts.batch_size), "--device", device, "--dtype", dtype, "--quiet",
+                           "--no_generation", "--output", str(work / "ours.json")], env, work)
+    theirs = run_side(LM_EVAL, [model, str(work / "tasks"), ",".join(tasks), str(opts.limit), str(opts.batch_size),
+                                device, dtype], env, work)
+    return ours, theirs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_path", required=True, help="an HF causal LM directory with its tokenizer")
@@ -119,16 +132,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_eval_e2e_"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                TOKENIZERS_PARALLELISM="false", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
-    data, tasks = subjects_with_stock_tasks(data, opts.tasks.split(","), work / "data"), []
-    for name in opts.tasks.split(","):
-        subjects = [s.name for s in load_benchmark(name, data / name, 3).subjects]
-        tasks += write_task_yamls(name, data / name, subjects, work / "tasks")
-    ours = run_side(OURS, [str(work / "ours.json"), "eval", "--model", model, "--data_dir", str(data), "--tasks",
-                           opts.tasks, "--protocol", "lm-eval", "--num_fewshot", "3", "--limit", str(opts.limit),
-                           "--batch_size", str(opts.batch_size), "--device", device, "--dtype", dtype, "--quiet",
-                           "--no_generation", "--output", str(work / "ours.json")], env, work)
-    theirs = run_side(LM_EVAL, [model, str(work / "tasks"), ",".join(tasks), str(opts.limit), str(opts.batch_size),
-                                device, dtype], env, work)
+    try:
+        data, tasks = subjects_with_stock_tasks(data, opts.tasks.split(","), work / "data"), []
+        for name in opts.tasks.split(","):
+            subjects = [s.name for s in load_benchmark(name, data / name, 3).subjects]
+            tasks += write_task_yamls(name, data / name, subjects, work / "tasks")
+        ours, theirs = compare(opts, model, data, tasks, device, dtype, env, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"\n{opts.tasks}, {opts.limit or 'all'} questions per subject, 3-shot, batch {opts.batch_size}, {device}, "
           f"{dtype}; each side one process, timed end to end")
     print(f"{'':<22} {'questions':>9} {'seconds':>8} {'questions/s':>11} {'peak GPU MB':>11}")

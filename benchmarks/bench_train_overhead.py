@@ -290,7 +290,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each configuration, interleaved")
     parser.add_argument("--peak_tflops", type=float, default=0.0, help="the device's peak for MFU (H100 SXM bf16: 989)")
     parser.add_argument("--output", default="", help="write the figures as JSON here")
-    parser.add_argument("--work_dir", default="", help="keep data and runs here (default: a temporary folder)")
+    parser.add_argument("--work_dir", default="", help="keep data and runs here (default: a temporary folder, "
+                                                       "deleted at the end)")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     parser.add_argument("--dataset_dir", default="", help=argparse.SUPPRESS)
     parser.add_argument("--output_dir", default="", help=argparse.SUPPRESS)
@@ -355,6 +356,8 @@ def main() -> None:
                                                  "final_model": str(work / "ours_0" / "final")},
                                                 indent=2) + "\n", encoding="utf-8")
         print(f"wrote {opts.output}", file=sys.stderr)
+    if not opts.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def report(opts: argparse.Namespace, best: dict, results: dict, tokens_per_step: int, config: Path) -> None:
