@@ -9,7 +9,8 @@ path: a :class:`~chatflow_plugin.errors.ChatflowError` prints ``chatflow <comman
 :data:`chatflow_plugin.files.WRITE_ERRNOS`, named with the file it names). Ctrl-C exits 130 and SIGTERM 143
 with one line, after the same clean-up as an error (outputs being written removed, locks released), also while
 the command's modules are still being imported: this module imports next to nothing at import time, so that
-even the first instants of ``chatflow`` are covered (docs/reliability.md).
+even the first instants of ``chatflow`` are covered (docs/reliability.md). A command run without ``--deepspeed``
+never imports DeepSpeed (:func:`chatflow_plugin.hosts.zero.deepspeed_hidden`).
 
 ``torchrun -m chatflow_plugin.cli train ...`` runs a command under a distributed launcher.
 """
@@ -97,7 +98,10 @@ def _run(name: str, command: Command, argv: list[str]) -> int:
     function = getattr(module, command.function)
     options = parse_options(getattr(module, command.options), argv, prog=prog,
                             description=inspect.getdoc(function))
-    code = function(options)
+    from .hosts.zero import deepspeed_hidden
+
+    with deepspeed_hidden(getattr(options, "deepspeed", None)):   # imported only by a run that uses it
+        code = function(options)
     return code if isinstance(code, int) else 0   # library functions return their results
 
 

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .errors import ChatflowError
 from .files import atomic_file, is_write_error, permissions, write_error
@@ -215,27 +215,38 @@ def _take_stale(path: Path, owner: dict | None) -> None:
 
 
 @contextlib.contextmanager
-def output_lock(output: str | os.PathLike, what: str = "") -> Iterator[Path]:
-    """Hold the lock of ``output`` for the block; refuse if another live process holds it."""
+def output_lock(output: str | os.PathLike, what: str = "", wait: float = 0.0,
+                on_wait: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Hold the lock of ``output`` for the block; refuse if another live process holds it, or with ``wait``
+    (seconds between checks) wait until it lets go, calling ``on_wait`` once with the owner's description."""
     path = lock_path(output)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(exc, path.parent) from None
     record = json.dumps(_owner_record()).encode()
-    for _ in range(5):
+    attempts = 0
+    while attempts < 5:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             try:
                 owner = _read_owner(path)
             except FileNotFoundError:
+                attempts += 1
                 continue
             if _owner_running(owner, path):
-                raise ChatflowError(f"{what or output} is being written by {_describe(owner)}: two runs must not "
-                                    f"write one output; wait for it to finish (if that process is gone, delete "
-                                    f"the lock {path})") from None
+                if not wait:
+                    raise ChatflowError(f"{what or output} is being written by {_describe(owner)}: two runs must "
+                                        f"not write one output; wait for it to finish (if that process is gone, "
+                                        f"delete the lock {path})") from None
+                if on_wait is not None:
+                    on_wait(_describe(owner))
+                    on_wait = None
+                time.sleep(wait)
+                continue
             _take_stale(path, owner)
+            attempts += 1
             continue
         except OSError as exc:
             raise write_error(exc, path) from None

@@ -25,7 +25,9 @@ The groups, their data folders and the target language come from the base mixtur
 ``--mixture models/mixtures/demo_ja.json --data_dir DIR`` runs the same recipe for Japanese on the user's data.
 
 Stages whose output exists are reused, so an interrupted demo continues where it stopped (``--force``
-starts over).
+starts over). ``--foundation_cache DIR`` takes stages 1-3 from a cache shared between demos (:mod:`.cache`);
+``--stop_after foundation|mixture`` stops after stage 3 or after the mixture is tokenized, ``--run_kinds`` trains
+only some of the run kinds (for scripts that need no more).
 """
 from __future__ import annotations
 
@@ -33,9 +35,10 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .cache import cached_stages, foundation_key
 from .groups import SOURCE_LANGUAGE, base_mixture, group_languages, groups_in, target_language
 from .report import write_report
 from .split import SplitBudget, iter_texts, prepare_data
@@ -49,6 +52,9 @@ from ..resources import resource
 from ..tokenizer import load_sentencepiece
 
 RUN_KINDS = ("dynamic", "static", "two_stage", "piecewise", "adaptive")
+STOPS = ("foundation", "mixture", "report")     # --stop_after: after stage 3, after the tokenized mixture, at the end
+SPLIT_SEED = 0                 # the train / held-out split's shuffle
+FOUNDATION_INIT_SEED = 1234    # the English foundation's initialisation
 DEMO_KIND = "demo"        # the output folder's marker (chatflow_plugin.outputs); --force replaces only such a folder
 DEMO_OWNS = ("data", "tokenizer", "mixtures", "shards", "foundation", "foundation_expanded", "runs", "release",
              "report", "generations.json", "search", ".*.partial", ".*.tmp", ".*.lock")
@@ -125,6 +131,16 @@ class DemoOptions:
     workers: int = option(1, help="--search: runs trained at once (each with --threads threads)")
     ladder: int = option(0, help="--search: re-run the best and worst this many proxies at twice their training "
                                  "length and report whether their order holds (0: no ladder)")
+    run_kinds: list = option(default_factory=list, repeatable=True, type=str, choices=RUN_KINDS,
+                             help="the continued-training runs to make, dynamic among them (the others are compared "
+                                  "with it; default: all five)")
+    stop_after: str = option("report", choices=list(STOPS),
+                             help="foundation: stop after the English foundation; mixture: after the vocabulary "
+                                  "expansion and the tokenized mixture; report: run everything")
+    foundation_cache: str = option("", help="folder of English foundations shared between demos: the split, the "
+                                            "English tokenizer and foundation are taken from it when an entry for "
+                                            "the same data, settings, code and libraries is there, else built into "
+                                            "it (concurrent demos wait for one another)")
     force: bool = option(False, help="delete output_dir first and start over (only a demo's output folder holding "
                                      "nothing else)")
 
@@ -371,7 +387,7 @@ def _training_options(profile: Profile) -> dict:
 def split_data(data_dir: Path, out: Layout, profile: Profile, base: MixtureSpec | None = None) -> dict:
     """Every group's documents into train / held-out; returns ``split.json``."""
     if not (out.data / "split.json").is_file():
-        prepare_data(data_dir, out.data, profile.budget, seed=0, force=True, base=base or base_mixture())
+        prepare_data(data_dir, out.data, profile.budget, seed=SPLIT_SEED, force=True, base=base or base_mixture())
     return json.loads((out.data / "split.json").read_text(encoding="utf-8"))
 
 
@@ -401,7 +417,7 @@ def english_foundation(out: Layout, profile: Profile, base: MixtureSpec | None =
     _train(dataset_dir=str(out.shards / "english_train"), output_dir=str(out.foundation),
            model_config=str(resource(profile.model_config)), spm_model_path=str(out.english_model),
            heldout_dir=str(out.shards / "english_heldout"), train_steps=profile.foundation_steps,
-           init_seed=1234, **_training_options(profile))
+           init_seed=FOUNDATION_INIT_SEED, **_training_options(profile))
 
 
 def expand_vocabulary(out: Layout, profile: Profile, base: MixtureSpec | None = None) -> None:
@@ -436,13 +452,14 @@ def tokenize_mixture(out: Layout, mixtures: dict) -> None:
                    out.shards / "mixture_heldout", workers=0, force=True)
 
 
-def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Clock) -> dict[str, Path]:
-    """Every run kind for every seed; returns ``{"<kind>_s<seed>": run folder}``."""
+def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Clock,
+                       kinds: tuple[str, ...] = RUN_KINDS) -> dict[str, Path]:
+    """Every run kind of ``kinds`` for every seed; returns ``{"<kind>_s<seed>": run folder}``."""
     common = dict(_training_options(profile), dataset_dir=str(out.shards / "mixture_train"),
                   heldout_dir=str(out.shards / "mixture_heldout"), spm_model_path=str(out.expanded_model))
     runs = {}
     for seed in profile.seeds:
-        for kind in RUN_KINDS:
+        for kind in [k for k in RUN_KINDS if k in kinds]:
             clock.stage(f"continued training: {kind}, seed {seed} ({profile.train_steps} steps)")
             runs[f"{kind}_s{seed}"] = _continue_run(kind, seed, out.root, mixtures, profile.train_steps, common)
     return runs
@@ -519,6 +536,9 @@ def run_demo(options: DemoOptions) -> dict:
     Prints and returns the report's path, the run time and the run folders."""
     profile = resolve_profile(options)
     base = base_mixture(options.mixture or None)
+    if options.run_kinds and "dynamic" not in options.run_kinds:
+        raise ChatflowError(f"--run_kinds {' '.join(options.run_kinds)}: dynamic must be among them (every other run "
+                            f"is compared with it, and it is the one released)")
     with output_lock(options.output_dir):
         return _run_demo(options, profile, base)
 
@@ -532,12 +552,14 @@ def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict
     else:
         data_dir = base.data_root if options.mixture else default_data_dir()
     clock = _Clock()
-    clock.stage(f"split documents into train / held-out ({', '.join(base.group_names)} under {data_dir})")
-    split = split_data(data_dir, out, profile, base)
-    clock.stage("train the English tokenizer")
-    english_tokenizer(out, profile, base)
-    clock.stage("train the English foundation model")
-    english_foundation(out, profile, base)
+    if options.foundation_cache and not any(path.exists() for path in _foundation_outputs(out)):
+        clock.stage(f"the split, English tokenizer and foundation from the shared cache {options.foundation_cache}")
+        cached_stages(options.foundation_cache, _foundation_key(data_dir, profile, base), FOUNDATION_STAGE_OUTPUTS,
+                      lambda folder: _foundation_stages(Layout(folder), data_dir, profile, base, _Clock()),
+                      out.root, say=_say)
+    split = _foundation_stages(out, data_dir, profile, base, clock)
+    if options.stop_after == "foundation":
+        return _stopped(out, "foundation", clock)
     clock.stage(f"expand the vocabulary with {target.name} characters (sub-token mean rows)")
     expand_vocabulary(out, profile, base)
     clock.stage(f"tokenize the {len(base.groups)}-group mixture (train and held-out)")
@@ -552,7 +574,9 @@ def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict
         _say(f"done in {clock.total():.0f} s; search report: {found['report']}")
         print(json.dumps(found, indent=2))
         return found
-    runs = continued_training(out, profile, mixtures, clock)
+    if options.stop_after == "mixture":
+        return _stopped(out, "mixture", clock)
+    runs = continued_training(out, profile, mixtures, clock, tuple(options.run_kinds or RUN_KINDS))
     clock.stage("release the dynamic run in HuggingFace format")
     generations = release_and_generate(out, runs[f"dynamic_s{profile.seeds[0]}"], not options.skip_generation, clock,
                                        base)
@@ -563,6 +587,50 @@ def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict
     report = write_report(out.report, runs, context, base=base)
     _say(f"done in {clock.timings['total']:.0f} s; report: {report}")
     result = {"report": str(report), "seconds": clock.timings["total"], "runs": {k: str(v) for k, v in runs.items()}}
+    print(json.dumps(result, indent=2))
+    return result
+
+
+# What stages 1-3 write, relative to the output folder: what --foundation_cache shares.
+FOUNDATION_STAGE_OUTPUTS = ["data", "tokenizer/english.model", "mixtures/english_train.json",
+                            "mixtures/english_heldout.json", "shards/english_train", "shards/english_heldout",
+                            "foundation"]
+
+
+def _foundation_outputs(out: Layout) -> list[Path]:
+    """The files whose presence makes stages 1-3 reuse their outputs."""
+    return [out.data / "split.json", out.english_model, out.foundation / "final" / "config.json"]
+
+
+def _foundation_stages(out: Layout, data_dir: Path, profile: Profile, base: MixtureSpec, clock: _Clock) -> dict:
+    """Stages 1-3 (each skipped when its output exists); returns ``split.json``."""
+    clock.stage(f"split documents into train / held-out ({', '.join(base.group_names)} under {data_dir})")
+    split = split_data(data_dir, out, profile, base)
+    clock.stage("train the English tokenizer")
+    english_tokenizer(out, profile, base)
+    clock.stage("train the English foundation model")
+    english_foundation(out, profile, base)
+    return split
+
+
+def _foundation_key(data_dir: Path, profile: Profile, base: MixtureSpec) -> dict:
+    """What decides stages 1-3 (:func:`chatflow_plugin.demo.cache.foundation_key`): the data of every group, the
+    groups' names, languages and first sources (the split and the English mixture), and the profile's settings
+    but those of the later stages (new characters, continued-training steps, seeds)."""
+    groups = [{"name": g.name, "language": g.language, "source": [g.sources[0].name, g.sources[0].kind,
+                                                                  list(g.sources[0].fields or [])]}
+              for g in base.groups]
+    settings = {k: v for k, v in asdict(profile).items() if k not in ("new_chars", "train_steps", "seeds")}
+    return foundation_key(data_dir, list(base.group_names), {"groups": groups, "profile": settings,
+                                                             "split_seed": SPLIT_SEED,
+                                                             "foundation_init_seed": FOUNDATION_INIT_SEED},
+                          {"model_config": resource(profile.model_config)})
+
+
+def _stopped(out: Layout, stage: str, clock: _Clock) -> dict:
+    clock.total()
+    _say(f"stopped after the {stage} stage ({clock.timings['total']:.0f} s); outputs in {out.root}")
+    result = {"stopped_after": stage, "output_dir": str(out.root), "seconds": clock.timings["total"]}
     print(json.dumps(result, indent=2))
     return result
 

@@ -232,8 +232,9 @@ def _make_trainer_class():
             if self.heldout is None:
                 return None
             from .heldout import heldout_losses
-            losses = heldout_losses(self.model, self.heldout, device=self.args.device,
-                                    autocast_dtype=torch.bfloat16 if self.args.bf16 else None)
+            # in micro-batches of the training's size: the pass never needs more memory than a training step
+            losses = heldout_losses(self.model, self.heldout, batch_size=self.args.per_device_train_batch_size,
+                                    device=self.args.device, autocast_dtype=torch.bfloat16 if self.args.bf16 else None)
             samples = self.samples_at(self.state.global_step)
             if self.run_log is not None and self.is_world_process_zero():
                 record = {"kind": "heldout", "step": self.state.global_step, "samples": samples,
