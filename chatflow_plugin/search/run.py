@@ -30,9 +30,10 @@ from ..data.mixture import load_mixture
 from ..errors import ChatflowError
 from ..files import atomic_file, write_csv
 from ..outputs import output_lock, read_marker, write_marker
+from .datasets import identity
 from .check import final_results, final_runs, ladder_results, ladder_runs
 from .folder import SEARCH_KIND, SEARCH_OWNS, Search, SearchOptions, check_options, say
-from .model import fit_model, schedule_features
+from .model import fit_model, rmse, schedule_features
 from .optimize import optimize
 from .proxies import result
 from .report import write_report
@@ -101,9 +102,11 @@ def _search(search: Search) -> dict:
     for row, loo in zip(table, model.loo):
         row["loo_objective"] = search.objective.value(dict(zip(groups, loo)))
     reference_predicted = dict(zip(groups, model.predict([rows[0]])[0].tolist()))
+    margins = [options.constraint_safety * _expression_rmse(c.expression, model.loo, measured, groups)
+               for c in search.constraints]
     choice = optimize(search.space, model, search.proxy_samples, search.objective, search.constraints,
                       reference_predicted, options.seed, candidates=options.candidates,
-                      design=search.space.design(options.proxies - 2, options.seed))
+                      design=search.space.design(options.proxies - 2, options.seed), margins=margins)
     chosen_values = {k: round(v, DIGITS) for k, v in choice.values.items()}
     description = (f"chosen by chatflow search from {len(runs)} proxy runs of {search.proxy_samples} samples: "
                    f"minimise {search.objective.text}" + "".join(f"; {c.text}" for c in search.constraints))
@@ -129,8 +132,10 @@ def _search(search: Search) -> dict:
     results = {
         "search": {"output_dir": str(root), "proxies": len(runs), "proxy_samples": search.proxy_samples,
                    "run_samples": search.run_samples, "seed": options.seed, "objective": search.objective.text,
-                   "constraints": [c.text for c in search.constraints], "space": search.space.to_json(),
-                   "reference": search.reference.name, "groups": groups},
+                   "constraints": [c.text for c in search.constraints],
+                   "constraint_safety": options.constraint_safety, "space": search.space.to_json(),
+                   "reference": search.reference.name, "groups": groups,
+                   "datasets": {flag: identity(shards) for flag, shards in search.datasets.items()}},
         "proxies": table, "model": model.to_json(),
         "choice": dict(choice.to_json(), parameters=chosen_values, predicted_validation_loss=chosen_predicted,
                        predicted_objective=search.objective.value(chosen_predicted),
@@ -154,6 +159,12 @@ def _csv_row(row: dict, groups: list[str], space: SearchSpace) -> dict:
     out.update({f"exposure_{g}": row["exposure"][g] for g in groups})
     out.update({name: (row["parameters"] or {}).get(name) for name in space.names})
     return out
+
+
+def _expression_rmse(expression, predicted: np.ndarray, measured: np.ndarray, groups: list[str]) -> float:
+    """The model's cross-validated error (RMSE over the proxies, nested leave-one-out) of an expression."""
+    values = [[expression.value(dict(zip(groups, row))) for row in rows] for rows in (predicted, measured)]
+    return rmse(values[0], values[1])
 
 
 def _best_measured(table: list[dict]) -> str | None:
