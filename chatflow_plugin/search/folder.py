@@ -11,7 +11,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..data.baselines import static_mixture
@@ -19,6 +19,7 @@ from ..data.mixture import MixtureSpec, load_mixture, parse_mixture, write_mixtu
 from ..errors import ChatflowError
 from ..files import atomic_file
 from ..options import option
+from ..resources import local_model, named, not_found_hint
 from ..data.shards import MANIFEST
 from .datasets import ROLES, check_datasets, identity, open_dataset, split_folder_hint
 from .objective import Constraint, Expression, parse_constraint, parse_objective
@@ -95,6 +96,17 @@ def say(message: str) -> None:
     print(f"[chatflow search {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def resolve_names(options: SearchOptions) -> SearchOptions:
+    """Packaged files by name (``--mixture tiny_corpora``, ``--model_config tiny``) and models by Hugging Face Hub
+    id, as ``chatflow train`` reads them: the files they stand for (the printed commands name these)."""
+    changes = {flag: str(named(kind, getattr(options, flag))) for flag, kind in
+               (("mixture", "mixture"), ("model_config", "model_config"), ("ladder_model_config", "model_config"))
+               if getattr(options, flag)}
+    changes.update({flag: str(local_model(getattr(options, flag), f"--{flag}"))
+                    for flag in ("model_path", "ladder_model_path", "tokenizer") if getattr(options, flag)})
+    return replace(options, **changes)
+
+
 def check_options(options: SearchOptions) -> None:
     if bool(options.model_config) == bool(options.model_path):
         raise ChatflowError("give exactly one of --model_config (proxies from scratch) or --model_path")
@@ -124,11 +136,13 @@ def check_options(options: SearchOptions) -> None:
         value = getattr(options, flag)
         if value and not Path(value, MANIFEST).is_file():
             raise ChatflowError(f"--{flag} {value}: not a shard directory (no {MANIFEST}){split_folder_hint(value)}")
+    kinds = {"model_config": "model_config", "ladder_model_config": "model_config", "mixture": "mixture"}
     for flag in ("model_config", "model_path", "tokenizer", "ladder_model_config", "ladder_model_path", "space",
                  "mixture"):
         value = getattr(options, flag)
         if value and not Path(value).exists():
-            raise ChatflowError(f"--{flag} {value}: not found")
+            hint = f" {not_found_hint(kinds[flag])}" if flag in kinds else ""
+            raise ChatflowError(f"--{flag} {value}: not found{hint}")
 
 
 def _settings(options: SearchOptions) -> TrainSettings:

@@ -22,6 +22,7 @@ collects the finished folders (``--collect_only`` never trains, it fails naming 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from ..files import atomic_file, write_csv
 from ..outputs import output_lock, read_marker, write_marker
 from .datasets import identity
 from .check import final_results, final_runs, ladder_results, ladder_runs
-from .folder import SEARCH_KIND, SEARCH_OWNS, Search, SearchOptions, check_options, say
+from .folder import SEARCH_KIND, SEARCH_OWNS, Search, SearchOptions, check_options, resolve_names, say
 from .model import fit_model, rmse, schedule_features
 from .optimize import optimize
 from .proxies import result
@@ -60,6 +61,7 @@ def run_search(options: SearchOptions) -> dict:
     in the mixture's group names, write it as chosen_mixture.json, re-run the chosen, reference and static schedules
     with several seeds on the test split, and report (report/report.md). Re-running on the same folder trains
     nothing new and writes the same mixture file."""
+    options = resolve_names(options)
     check_options(options)
     search = Search(options)
     root = search.root
@@ -147,8 +149,10 @@ def _search(search: Search) -> dict:
     }
     report = write_report(root / "report", results, search, chosen_proxy, root / "mixtures" / "p000.json")
     say(f"report: {report}")
+    # with --print_commands, stdout holds only command lines (none: nothing is left to train) for a scheduler
     print(json.dumps({"chosen_mixture": str(chosen), "report": str(report),
-                      "cv_objective_spearman": model.quality["objective"]["spearman"]}, indent=2))
+                      "cv_objective_spearman": model.quality["objective"]["spearman"]}, indent=2),
+          file=sys.stderr if options.print_commands else sys.stdout)
     return results
 
 

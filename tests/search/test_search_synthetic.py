@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,6 +170,15 @@ def test_print_commands_then_collect(tmp_path, sets, calls, capsys):
     calls.clear()
     results = run_search(_options(tmp_path, sets, seeds=0, collect_only=True))
     assert calls == [] and results["final"] is None
+    capsys.readouterr()
+    run_search(_options(tmp_path, sets, seeds=0, print_commands=True))   # nothing left: no line for a scheduler
+    assert capsys.readouterr().out == ""
+
+
+def test_packaged_names_stand_for_their_files(tmp_path, sets):
+    options = search_folder.resolve_names(_options(tmp_path, sets, model_config="tiny", mixture="table1"))
+    assert options.model_config.endswith("demo_tiny.json") and Path(options.model_config).is_file()
+    assert options.mixture.endswith("chatflow_table1.json") and Path(options.mixture).is_file()
 
 
 def test_a_folder_of_other_settings_is_refused(tmp_path, sets, calls):
