@@ -180,10 +180,9 @@ def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, bud
             stats[group] = {"origin": origin, "documents": len(lines),
                             **{f"{split}_documents": len(parts[split]) for split in SPLITS},
                             **{f"{split}_chars": sum(map(len, parts[split])) for split in SPLITS}}
-        (tmp / "split.json").write_text(json.dumps({"seed": seed, "budget": budget.__dict__, "groups": stats,
-                                                    "parts": list(SPLITS), "heldout": "valid + test",
-                                                    "rule": "chatflow_plugin.data.split (xxh3_64 of the rendered text)"},
-                                                   indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        record = {"seed": seed, "budget": budget.__dict__, "groups": stats, "parts": list(SPLITS),
+                  "heldout": "valid + test", "rule": "chatflow_plugin.data.split (xxh3_64 of the rendered text)"}
+        (tmp / "split.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return stats
 
 

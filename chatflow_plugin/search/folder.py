@@ -1,9 +1,9 @@
 """The search's folder and its options: what fixes its runs (``search.json``), the mixture files it writes, the
 runs it knows, and how they are trained here, printed for a scheduler or collected.
 
-Layout: ``search.json``, ``mixtures/``, ``proxies/pNNN/``, ``final/<kind>_s<seed>/``, ``ladder/<size>/pNNN/`` (each
-a ``chatflow train`` run folder), ``logs/``, ``commands.txt``, ``proxies.csv``, ``model.json``,
-``chosen_mixture.json``, ``report/`` (docs/search.md).
+Layout: ``search.json``, ``mixtures/``, ``proxies/pNNN/``, ``final/<steps>steps/<kind>_s<seed>/``,
+``ladder/<size>/pNNN/`` (each a ``chatflow train`` run folder), ``logs/``, ``commands.txt``, ``proxies.csv``,
+``model.json``, ``chosen_mixture.json``, ``report/`` (docs/search.md).
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from ..data.baselines import static_mixture
 from ..data.mixture import MixtureSpec, load_mixture, parse_mixture, write_mixture
 from ..errors import ChatflowError
 from ..files import atomic_file
+from ..data.shards import MANIFEST
 from ..options import option
 from ..resources import local_model, named, not_found_hint
-from ..data.shards import MANIFEST
-from .datasets import ROLES, check_datasets, identity, open_dataset, split_folder_hint
+from .datasets import ROLES, check_datasets, identity, open_dataset
 from .objective import Constraint, Expression, parse_constraint, parse_objective
 from .proxies import Run, TrainSettings, command_line, result, run_all
 from .space import at_scale, load_space, mixture_json, reference_values
@@ -132,10 +132,6 @@ def check_options(options: SearchOptions) -> None:
         raise ChatflowError("--print_commands and --collect_only exclude each other")
     if not math.isfinite(options.learning_rate) or options.learning_rate <= 0:
         raise ChatflowError(f"--learning_rate must be positive, got {options.learning_rate}")
-    for flag in ROLES:
-        value = getattr(options, flag)
-        if value and not Path(value, MANIFEST).is_file():
-            raise ChatflowError(f"--{flag} {value}: not a shard directory (no {MANIFEST}){split_folder_hint(value)}")
     kinds = {"model_config": "model_config", "ladder_model_config": "model_config", "mixture": "mixture"}
     for flag in ("model_config", "model_path", "tokenizer", "ladder_model_config", "ladder_model_path", "space",
                  "mixture"):

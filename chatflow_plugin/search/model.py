@@ -13,6 +13,8 @@ Candidates, simplest first: ridge regression (standardised features, unpenalised
 leave-one-out cross-validation over the proxy runs (each run predicted by a model fitted without it, its
 standardisation included); the one with the lowest mean over groups of LOO squared error / variance of the
 group's losses is kept (ties: the simpler). The model is one per group, all of one candidate, refitted on every run.
+A skill at or below 0 (1 - MSE / variance of the measured values) means the model predicts no better than the
+proxies' mean: its choice is then not supported by it, and the report says so.
 
 The reported quality is *nested* leave-one-out: each run is predicted by a model whose candidate was chosen, by
 the same leave-one-out, and which was fitted, on the other runs only. So choosing among candidates does not flatter
@@ -189,16 +191,20 @@ class FittedModel:
                 "candidates": self.candidates, "quality": self.quality}
 
 
+def _scores(predicted: np.ndarray, measured: np.ndarray) -> dict:
+    """Spearman, RMSE, the spread (sd) of the measured values and the skill over predicting their mean
+    (1 - MSE / variance: 1 perfect, <= 0 no better than the mean)."""
+    error, spread = rmse(predicted, measured), float(np.std(measured))
+    return {"spearman": spearman(predicted, measured), "rmse": error, "spread": spread,
+            "skill": 1.0 - error ** 2 / spread ** 2 if spread > 0 else math.nan}
+
+
 def _quality(predicted: np.ndarray, losses: np.ndarray, groups: list[str],
              objective: Callable[[np.ndarray], float]) -> dict:
     measured_objective = np.array([objective(r) for r in losses])
     predicted_objective = np.array([objective(r) for r in predicted])
-    return {"objective": {"spearman": spearman(predicted_objective, measured_objective),
-                          "rmse": rmse(predicted_objective, measured_objective),
-                          "spread": float(measured_objective.std())},
-            "groups": {g: {"spearman": spearman(predicted[:, k], losses[:, k]),
-                           "rmse": rmse(predicted[:, k], losses[:, k]),
-                           "spread": float(losses[:, k].std())} for k, g in enumerate(groups)}}
+    return {"objective": _scores(predicted_objective, measured_objective),
+            "groups": {g: _scores(predicted[:, k], losses[:, k]) for k, g in enumerate(groups)}}
 
 
 def fit_model(rows: list[dict[str, np.ndarray]], losses: np.ndarray, groups: list[str],

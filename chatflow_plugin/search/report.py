@@ -132,12 +132,18 @@ def markdown(results: dict) -> str:
              f"Spearman {_f(rho, 3)} (goal >= {GOAL_SPEARMAN}: "
              f"{'met' if rho is not None and math.isfinite(rho) and rho >= GOAL_SPEARMAN else 'NOT met'}), RMSE "
              f"{_f(q['objective']['rmse'])} nats against a spread (sd) of {_f(q['objective']['spread'])} over the "
-             f"proxies. `cv.png` plots the predictions. Candidates picked without each run: "
-             f"{', '.join(f'{name} ({n})' for name, n in q['picked_without_each_run'].items())}.", "",
-             "| group | Spearman | RMSE | sd over proxies |", "|---|---|---|---|"]
+             f"proxies (skill over predicting their mean {_f(q['objective']['skill'], 2)}). `cv.png` plots the "
+             f"predictions. Candidates picked without each run: "
+             f"{', '.join(f'{name} ({n})' for name, n in q['picked_without_each_run'].items())}.", ""]
+    if not (q["objective"]["skill"] is not None and q["objective"]["skill"] > 0):
+        lines += [f"**The model predicts the objective no better than the proxies' mean (skill "
+                  f"{_f(q['objective']['skill'], 2)}): the chosen schedule is not supported by it.** More proxies, "
+                  f"longer proxies (a larger difference between schedules than the noise of one run) or a narrower "
+                  f"space would be needed; the best measured proxy is named below.", ""]
+    lines += ["| group | Spearman | RMSE | sd over proxies | skill |", "|---|---|---|---|---|"]
     for g in groups:
         r = q["groups"][g]
-        lines.append(f"| {g} | {_f(r['spearman'], 3)} | {_f(r['rmse'])} | {_f(r['spread'])} |")
+        lines.append(f"| {g} | {_f(r['spearman'], 3)} | {_f(r['rmse'])} | {_f(r['spread'])} | {_f(r['skill'], 2)} |")
     lines += ["", "Every candidate, by plain leave-one-out over all runs (the kept one has the lowest mean relative "
                   "error; its figures here are slightly optimistic, since the choice was made on them):", "",
               "| features | penalty | mean LOO error / variance | objective Spearman | objective RMSE |",

@@ -123,6 +123,10 @@ def _search(search: Search) -> dict:
     with atomic_file(root / "model.json") as handle:
         json.dump(model.to_json(), handle, indent=2)
         handle.write("\n")
+    skill = model.quality["objective"]["skill"]
+    if not skill > 0:
+        say(f"warning: the fitted model predicts {search.objective.text} no better than the proxies' mean "
+            f"(cross-validated skill {skill:.2f}): the choice is not supported by it (report/report.md)")
     say(f"chosen schedule written to {chosen} (predicted {search.objective.text} = "
          f"{search.objective.value(chosen_predicted):.4f}; reference {search.objective.value(reference_predicted):.4f})")
 

@@ -68,10 +68,11 @@ def split_dataset(root: Path, spm_model: Path, split: str = "train:0.6,valid:0.2
     return {**{name: root / "data" / name for name in parse_split(split).names}, "mixture": mixture}
 
 
-def synthetic_runner(calls: list):
+def synthetic_runner(calls: list, law=None):
     """A stand-in for proxies.run_all: writes each unfinished run's folder as `chatflow train` would (the run
     record, the final record, log.jsonl with the held-out losses at the last step), losses from :func:`mixing_law`
-    (plus a small seed-dependent offset), and records the runs it "trained" in ``calls``."""
+    (or ``law``; plus a small seed-dependent offset), and records the runs it "trained" in ``calls``."""
+    law = law or mixing_law
 
     def run_all(runs, workers, logs, say):
         for run in runs:
@@ -79,7 +80,7 @@ def synthetic_runner(calls: list):
                 continue
             calls.append(run.name)
             n = run.settings.run_samples
-            losses = mixing_law(schedule_features(load_mixture(run.mixture).schedule(), n))
+            losses = law(schedule_features(load_mixture(run.mixture).schedule(), n))
             losses = losses + 0.002 * np.sin(run.seed + np.arange(len(losses)))
             run.folder.mkdir(parents=True, exist_ok=True)
             steps = run.settings.train_steps

@@ -223,7 +223,8 @@ def test_final_reruns_at_their_own_length(tmp_path, sets, calls):
 
 
 def test_the_ladder_reruns_the_best_and_worst(tmp_path, sets, calls):
-    results = run_search(_options(tmp_path, sets, seeds=0, ladder=2, ladder_model_config=str(_touch(tmp_path / "big.json")),
+    results = run_search(_options(tmp_path, sets, seeds=0, ladder=2,
+                                  ladder_model_config=str(_touch(tmp_path / "big.json")),
                                   ladder_train_steps=20))
     ladder = results["ladder"]
     assert len(ladder["runs"]) == 4 and ladder["size"]["train_steps"] == 20
@@ -280,3 +281,15 @@ def test_a_folder_trained_otherwise_is_refused_by_name(tmp_path, sets, calls):
     calls.clear()
     run_search(_options(tmp_path, sets, seeds=0))
     assert calls == []
+
+
+def test_a_model_no_better_than_the_mean_is_said_to_be(tmp_path, sets, monkeypatch):
+    """Proxies whose losses are noise, unrelated to the schedule: the report says the choice is not supported."""
+    def noise(features):
+        rng = np.random.default_rng(int(features["exposure"].sum() * 1e6 + features["late"][0] * 1e9))
+        return 3.0 + 0.05 * rng.standard_normal(len(GROUPS))
+
+    monkeypatch.setattr(search_folder, "run_all", synthetic_runner([], law=noise))
+    results = run_search(_options(tmp_path, sets, seeds=0))
+    assert results["model"]["quality"]["objective"]["skill"] <= 0
+    assert "the chosen schedule is not supported by it" in (tmp_path / "search" / "report" / "report.md").read_text()
