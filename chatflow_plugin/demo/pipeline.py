@@ -530,8 +530,7 @@ def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict
     else:
         data_dir = base.data_root if options.mixture else default_data_dir()
     clock = _Clock()
-    clock.stage(f"split documents into train / held-out (valid + test) ({', '.join(base.group_names)} "
-                f"under {data_dir})")
+    clock.stage(f"split documents into train / held-out ({', '.join(base.group_names)} under {data_dir})")
     split = split_data(data_dir, out, profile, base)
     clock.stage("train the English tokenizer")
     english_tokenizer(out, profile, base)
