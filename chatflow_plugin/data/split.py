@@ -193,17 +193,19 @@ def overlap(train, heldout, block: int = 1 << 22) -> tuple[dict[tuple[str, str],
     return shared, unchecked
 
 
-def check_disjoint(train, heldout, train_flag: str = "--dataset_dir", heldout_flag: str = "--heldout_dir") -> None:
-    """Refuse a held-out set that shares a document with the training set (both :class:`~.shards.ShardSet`);
-    warn when either has sources without document hashes (an older dataset), which cannot be checked."""
+def check_disjoint(train, heldout, train_flag: str = "--dataset_dir", heldout_flag: str = "--heldout_dir",
+                   why: str = "a held-out record must never be trained on") -> None:
+    """Refuse a held-out set that shares a document with the training set (both :class:`~.shards.ShardSet`;
+    any two sets that must not overlap, ``why`` saying why); warn when either has sources without document hashes
+    (an older dataset), which cannot be checked."""
     shared, unchecked = overlap(train, heldout)
     if shared:
         total = sum(shared.values())
-        shown = ", ".join(f"{h} ({n} in training source {t})" for (t, h), n in sorted(shared.items())[:4])
+        shown = ", ".join(f"{h} ({n} in {train_flag}'s source {t})" for (t, h), n in sorted(shared.items())[:4])
         more = f" and {len(shared) - 4} more pairs of sources" if len(shared) > 4 else ""
         raise ChatflowError(
-            f"{heldout_flag} {heldout.path} shares {total} document(s) with {train_flag} {train.path}: held-out "
-            f"{shown}{more}; a held-out record must never be trained on. Build both from one `chatflow preprocess "
+            f"{heldout_flag} {heldout.path} shares {total} document(s) with {train_flag} {train.path}: source(s) "
+            f"{shown}{more}; {why}. Build both from one `chatflow preprocess "
             f"--split train:0.98,valid:0.01,test:0.01 ...` (disjoint by construction)")
     if unchecked:
         shown = ", ".join(unchecked[:3]) + (f" and {len(unchecked) - 3} more" if len(unchecked) > 3 else "")

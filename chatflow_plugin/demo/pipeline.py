@@ -18,8 +18,8 @@
    one instruction in the target language and one in English (the table's default prompts) with ``transformers``.
 
 ``--search`` replaces step 5's ablation with ``chatflow search`` (:mod:`chatflow_plugin.search`): the schedule
-chosen from proxy runs on a validation split, then checked against the base mixture's and the static schedule on a
-test split (:func:`search_schedule`).
+chosen from proxy runs on the split's ``valid`` part, then checked against the base mixture's and the static
+schedule on its ``test`` part (:func:`search_schedule`); step 1's split has the two halves of the held-out part.
 
 The groups, their data folders and the target language come from the base mixture (:mod:`.groups`):
 ``--mixture models/mixtures/demo_ja.json --data_dir DIR`` runs the same recipe for Japanese on the user's data.
@@ -313,7 +313,7 @@ class Layout:
 
     def __init__(self, root: Path):
         self.root = root
-        self.data = root / "data"                              # split.json, train/<group>/, heldout/<group>/
+        self.data = root / "data"           # split.json, {train,heldout,valid,test}/<group>/ (heldout = valid + test)
         self.tokenizers = root / "tokenizer"
         self.english_model = self.tokenizers / "english.model"
         self.expanded_model = self.tokenizers / "expanded.model"
@@ -385,7 +385,7 @@ def _training_options(profile: Profile) -> dict:
 
 
 def split_data(data_dir: Path, out: Layout, profile: Profile, base: MixtureSpec | None = None) -> dict:
-    """Every group's documents into train / held-out; returns ``split.json``."""
+    """Every group's documents into train / held-out (its valid and test halves); returns ``split.json``."""
     if not (out.data / "split.json").is_file():
         prepare_data(data_dir, out.data, profile.budget, seed=SPLIT_SEED, force=True, base=base or base_mixture())
     return json.loads((out.data / "split.json").read_text(encoding="utf-8"))
@@ -466,30 +466,28 @@ def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Cl
 
 
 def search_schedule(out: Layout, profile: Profile, options: DemoOptions, base: MixtureSpec) -> dict:
-    """``chatflow search`` on the demo's data: the held-out documents split again, with the demo's split code, into
-    a validation half (the search's) and a test half (the final comparison's); proxies continue the expanded
+    """``chatflow search`` on the demo's split (:mod:`.split`): proxies train on its ``train`` part (the ablation's
+    shards) and are scored on its ``valid`` part, the final re-runs on its ``test`` part, which the search never
+    sees (the search itself refuses a test set sharing a document with either); proxies continue the expanded
     foundation like the ablation's runs; objective: the target language's groups' mean loss, subject to the English
     corpus loss staying within 0.02 nats of the reference's (the base mixture's schedule)."""
     from ..data.mixture import load_mixture
     from ..data.preprocess import preprocess
     from ..search.run import SearchOptions, run_search
 
-    halves = out.data / "heldout_split"          # train/: validation documents, heldout/: test documents
-    if not (halves / "split.json").is_file():
-        prepare_data(out.data / "heldout", halves, SplitBudget(heldout_chars=10 ** 15, heldout_max_fraction=0.5,
-                                                               train_chars=None, code_bytes=0),
-                     seed=1, force=True, groups=tuple(base.group_names))
+    if not all((out.data / part).is_dir() for part in ("valid", "test")):
+        raise ChatflowError(f"{out.data} was split by an older chatflow-plugin, without the valid/ and test/ parts "
+                            f"the search needs: start the demo over with --force (or give another --output_dir)")
     spec = load_mixture(out.mixtures / "dynamic.json")
-    sets = {"valid": halves / "train", "test": halves / "heldout"}
-    for name, folder in sets.items():
-        if not (out.shards / f"search_{name}" / "manifest.json").is_file():
-            preprocess(spec.with_overrides(data_root=folder), out.expanded_model, out.shards / f"search_{name}",
-                       workers=0, force=True)
+    for part in ("valid", "test"):
+        if not (out.shards / f"mixture_{part}" / "manifest.json").is_file():
+            preprocess(spec.with_overrides(data_root=out.data / part), out.expanded_model,
+                       out.shards / f"mixture_{part}", workers=0, force=True)
     target = groups_in(target_language(base), spec=base)
     english = groups_in(SOURCE_LANGUAGE, ("corpus",), base)
     options = SearchOptions(
         output_dir=str(out.root / "search"), dataset_dir=str(out.shards / "mixture_train"),
-        heldout_dir=str(out.shards / "search_valid"), test_dir=str(out.shards / "search_test"),
+        heldout_dir=str(out.shards / "mixture_valid"), test_dir=str(out.shards / "mixture_test"),
         mixture=str(out.mixtures / "dynamic.json"), objective=f"mean({', '.join(target)})",
         constraint=[f"mean({', '.join(english)}) <= reference + 0.02"], model_path=str(out.expanded),
         tokenizer=str(out.expanded_model), train_steps=options.proxy_steps or profile.proxy_steps,

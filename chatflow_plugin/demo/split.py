@@ -7,10 +7,19 @@ the layout of the bundled ``corpora/``. A missing ``code`` folder is replaced by
 ``.py`` files read at run time.
 
 The split is ``chatflow preprocess --split``'s (:mod:`chatflow_plugin.data.split`): a record's part follows from
-its rendered text's hash alone, with the group's budget turned into fractions (the held-out part about
-``heldout_chars`` characters, at most ``heldout_max_fraction`` of the documents; the training part capped at
-``train_chars``, the rest left out). So no held-out text is ever trained on, duplicates included, and the trainer
-checks it again from the shards' document hashes.
+its rendered text's hash alone, with the group's budget turned into fractions. One split of three parts,
+``valid:h/2,test:h/2,train:t`` (the held-out share h: about ``heldout_chars`` characters, at most
+``heldout_max_fraction`` of the documents; the training share t capped at ``train_chars``, the rest left out):
+
+- ``train/``: what every run trains on (and the tokenizer and the vocabulary expansion learn from);
+- ``heldout/``: the held-out documents, ``valid`` and ``test`` together in input order (the ablation's
+  evaluation set; the same documents as a two-part split ``heldout:h,train:t``, since the parts take the same
+  stretches of the hash range);
+- ``valid/`` and ``test/``: its two halves (``chatflow demo --search``: the search validates on ``valid`` and
+  scores its final re-runs on ``test``, which it never looked at).
+
+So no held-out text is ever trained on, duplicates included, and the trainer (and ``chatflow search``, for the
+test part) checks it again from the shards' document hashes.
 """
 from __future__ import annotations
 
@@ -19,6 +28,8 @@ import os
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..data.formats import render
 from ..data.inputs import COMPRESSION_SUFFIXES, iter_json_records
@@ -30,7 +41,8 @@ from ..errors import ChatflowError, DataError
 from .groups import base_mixture
 
 GROUP_DIRS = tuple(base_mixture().group_names)   # one folder per group of the default mixture, named as the group
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "heldout", "valid", "test")     # heldout = valid + test (see above)
+MIN_HELDOUT = 2        # documents: one for validation, one for test
 DATA_SUFFIXES = tuple(f".jsonl{c}" for c in ("",) + COMPRESSION_SUFFIXES) + (".parquet", ".arrow")
 
 
@@ -92,10 +104,12 @@ def stdlib_code_records(max_bytes: int, min_file: int = 1000, max_file: int = 40
 
 
 def split_records(lines: list[str], group: str, budget: SplitBudget, seed: int = 0,
-                  source: SourceSpec | None = None) -> tuple[list[str], list[str]]:
-    """(train, heldout): ``chatflow preprocess --split``'s rule over the records' rendered texts (``source``: how
-    a record becomes text; default a corpus of ``{"text"}``), with the budget as the parts' fractions. Records
-    that do not render are left out (preprocessing would skip them)."""
+                  source: SourceSpec | None = None) -> dict[str, list[str]]:
+    """``{"train", "heldout", "valid", "test": lines}`` (see the module docstring): ``chatflow preprocess
+    --split``'s rule over the records' rendered texts (``source``: how a record becomes text; default a corpus of
+    ``{"text"}``), with the budget as the parts' fractions. Records that do not render are left out
+    (preprocessing would skip them). A group too small for its fraction still holds out two documents (the first
+    in the split's hash order), one in each of ``valid`` and ``test``."""
     source = source or SourceSpec(name=group, kind="corpus", paths=("-",))
     texts, kept = [], []
     for line in lines:
@@ -105,30 +119,42 @@ def split_records(lines: list[str], group: str, budget: SplitBudget, seed: int =
             continue
         texts.append(text)
         kept.append(line)
-    if len(kept) < 2:
-        raise ChatflowError(f"group {group}: needs at least 2 documents to hold one out, found {len(kept)}")
+    if len(kept) < MIN_HELDOUT + 1:
+        raise ChatflowError(f"group {group}: needs at least {MIN_HELDOUT + 1} documents (one to train on, one to "
+                            f"validate on, one to test on), found {len(kept)}")
     chars = max(1, sum(map(len, texts)))
     # about heldout_chars characters, two documents expected at the least, at most the budget's fraction
-    held_fraction = min(budget.heldout_max_fraction, max(budget.heldout_chars / chars, 2 / len(kept)))
+    held_fraction = min(budget.heldout_max_fraction, max(budget.heldout_chars / chars, MIN_HELDOUT / len(kept)))
     train_fraction = 1.0 - held_fraction
     if budget.train_chars is not None:
         train_fraction = min(train_fraction, budget.train_chars / chars)
-    spec = SplitSpec((("heldout", held_fraction), ("train", train_fraction)), seed)
+    spec = SplitSpec((("valid", held_fraction / 2), ("test", held_fraction / 2), ("train", train_fraction)), seed)
     hashes = document_hashes(texts)
-    parts = spec.assign(hashes)
-    if not (parts == 0).any():
-        # a group too small for its fraction still holds out one document: the first in the split's hash order
-        parts[int(spec.order(hashes).argmin())] = 0
-    held = [line for line, part in zip(kept, parts) if part == 0]
-    train = [line for line, part in zip(kept, parts) if part == 1]
-    if not train:
-        raise ChatflowError(f"group {group}: nothing left to train on after holding out {len(held)} documents")
-    return train, held
+    parts, order = spec.assign(hashes), spec.order(hashes)
+    valid, test, train = range(3)
+    held = np.flatnonzero(parts <= test)
+    if len(held) < MIN_HELDOUT:      # too small for its fraction: the first others in hash order are held out too
+        others = np.flatnonzero(parts > test)
+        parts[others[np.argsort(order[others], kind="stable")][:MIN_HELDOUT - len(held)]] = test
+        held = np.flatnonzero(parts <= test)
+    by_order = held[np.argsort(order[held], kind="stable")]
+    if not (parts[held] == valid).any():
+        parts[by_order[0]] = valid
+    if not (parts[held] == test).any():
+        parts[by_order[-1]] = test
+    out = {"train": [line for line, part in zip(kept, parts) if part == train],
+           "heldout": [line for line, part in zip(kept, parts) if part <= test],
+           "valid": [line for line, part in zip(kept, parts) if part == valid],
+           "test": [line for line, part in zip(kept, parts) if part == test]}
+    if not out["train"]:
+        raise ChatflowError(f"group {group}: nothing left to train on after holding out {len(out['heldout'])} "
+                            f"documents")
+    return out
 
 
 def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, budget: SplitBudget,
                  seed: int = 0, force: bool = False, groups: tuple[str, ...] | None = None, base=None) -> dict:
-    """Write ``<output_dir>/{train,heldout}/<group>/data.jsonl`` for every group of the base mixture ``base``
+    """Write ``<output_dir>/{train,heldout,valid,test}/<group>/data.jsonl`` for every group of the base mixture ``base``
     (default: the default one; ``groups``: only those); returns per-group counts."""
     base = base or base_mixture()
     groups = tuple(groups or base.group_names)
@@ -146,17 +172,17 @@ def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, bud
             else:
                 raise ChatflowError(f"{data_dir}: missing group folder {group}/ (expected {', '.join(groups)})")
             spec = next(g for g in base.groups if g.name == group).sources[0] if base is not None else None
-            train, held = split_records(lines, group, budget, seed, spec)
-            for split, part in zip(SPLITS, (train, held)):
+            parts = split_records(lines, group, budget, seed, spec)
+            for split in SPLITS:
                 target = tmp / split / group
                 target.mkdir(parents=True)
-                (target / "data.jsonl").write_text("".join(line + "\n" for line in part), encoding="utf-8")
-            stats[group] = {"origin": origin, "documents": len(lines), "train_documents": len(train),
-                            "heldout_documents": len(held), "train_chars": sum(map(len, train)),
-                            "heldout_chars": sum(map(len, held))}
-        (tmp / "split.json").write_text(json.dumps({"seed": seed, "budget": budget.__dict__, "groups": stats,
-                                                    "rule": "chatflow_plugin.data.split (xxh3_64 of the rendered text)"},
-                                                   indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                (target / "data.jsonl").write_text("".join(line + "\n" for line in parts[split]), encoding="utf-8")
+            stats[group] = {"origin": origin, "documents": len(lines),
+                            **{f"{split}_documents": len(parts[split]) for split in SPLITS},
+                            **{f"{split}_chars": sum(map(len, parts[split])) for split in SPLITS}}
+        record = {"seed": seed, "budget": budget.__dict__, "groups": stats, "parts": list(SPLITS),
+                  "heldout": "valid + test", "rule": "chatflow_plugin.data.split (xxh3_64 of the rendered text)"}
+        (tmp / "split.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return stats
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from ..data.baselines import static_mixture
 from ..data.mixture import load_mixture
 from ..evaluation.uncertainty import paired_t_interval
+from .datasets import identity
 from .folder import Search
 from .model import spearman
 from .proxies import Run, TrainSettings
@@ -63,8 +64,8 @@ def final_results(search: Search, finals: list[Run]) -> dict | None:
         losses = search.losses(run)
         per_run.setdefault(kind, {})[seed] = {"losses": losses, "objective": search.objective.value(losses)}
     seeds = sorted(per_run["chosen"], key=int)       # JSON keys: the seeds as strings
-    out = {"split": "test", "train_steps": final_settings(search).train_steps, "test_dir": str(Path(search.options.test_dir).resolve()), "seeds": seeds, "runs": per_run,
-           "paired": {}}
+    out = {"split": "test", "train_steps": final_settings(search).train_steps,
+           "test_set": identity(search.datasets["test_dir"]), "seeds": seeds, "runs": per_run, "paired": {}}
     for baseline in ("reference", "static"):
         diffs = {"objective": paired_t_interval(per_run["chosen"][s]["objective"] - per_run[baseline][s]["objective"]
                                                 for s in seeds)}

@@ -1,9 +1,9 @@
 """The search's folder and its options: what fixes its runs (``search.json``), the mixture files it writes, the
 runs it knows, and how they are trained here, printed for a scheduler or collected.
 
-Layout: ``search.json``, ``mixtures/``, ``proxies/pNNN/``, ``final/<kind>_s<seed>/``, ``ladder/<size>/pNNN/`` (each
-a ``chatflow train`` run folder), ``logs/``, ``commands.txt``, ``proxies.csv``, ``model.json``,
-``chosen_mixture.json``, ``report/`` (docs/search.md).
+Layout: ``search.json``, ``mixtures/``, ``proxies/pNNN/``, ``final/<steps>steps/<kind>_s<seed>/``,
+``ladder/<size>/pNNN/`` (each a ``chatflow train`` run folder), ``logs/``, ``commands.txt``, ``proxies.csv``,
+``model.json``, ``chosen_mixture.json``, ``report/`` (docs/search.md).
 """
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..data.baselines import static_mixture
 from ..data.mixture import MixtureSpec, load_mixture, parse_mixture, write_mixture
 from ..errors import ChatflowError
 from ..files import atomic_file
+from ..data.shards import MANIFEST
 from ..options import option
+from ..resources import local_model, named, not_found_hint
+from .datasets import ROLES, check_datasets, identity, open_dataset
 from .objective import Constraint, Expression, parse_constraint, parse_objective
 from .proxies import Run, TrainSettings, command_line, result, run_all
 from .space import at_scale, load_space, mixture_json, reference_values
@@ -62,7 +65,7 @@ class SearchOptions:
     learning_rate: float = option(3e-4, help="peak learning rate")
     lr_scheduler: str = option("cosine", choices=["cosine", "linear", "constant_with_warmup", "cosine_with_min_lr"],
                                help="learning-rate schedule after warm-up")
-    warmup_steps: int = option(0, help="linear warm-up, optimizer steps")
+    warmup_steps: float = option(0, help="linear warm-up in optimizer steps (a value below 1: a fraction of each run)")
     heldout_windows: int = option(64, help="held-out windows per group (validation and test)")
     bf16: bool = option(False, help="bf16 autocast")
     threads: int = option(1, help="torch threads per run")
@@ -78,6 +81,10 @@ class SearchOptions:
     ladder_model_config: str = option("", help="the ladder's larger model config (from scratch)")
     ladder_model_path: str = option("", help="the ladder's larger start model")
     ladder_train_steps: int = option(0, help="the ladder runs' optimizer steps (0: --train_steps)")
+    constraint_safety: float = option(1.0, help="keep each constraint's predicted value this many times the "
+                                                "model's cross-validated error (RMSE) of its expression inside its "
+                                                "bound, so that the model's error does not carry the choice across it "
+                                                "(0: up to the bound)")
     candidates: int = option(4096, help="points the optimiser scans on the fitted model before refining")
     print_commands: bool = option(False, help="train nothing: print the `chatflow train` line of every unfinished "
                                               "run of the next stage (also written to commands.txt) for a scheduler")
@@ -89,6 +96,17 @@ def say(message: str) -> None:
     print(f"[chatflow search {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def resolve_names(options: SearchOptions) -> SearchOptions:
+    """Packaged files by name (``--mixture tiny_corpora``, ``--model_config tiny``) and models by Hugging Face Hub
+    id, as ``chatflow train`` reads them: the files they stand for (the printed commands name these)."""
+    changes = {flag: str(named(kind, getattr(options, flag))) for flag, kind in
+               (("mixture", "mixture"), ("model_config", "model_config"), ("ladder_model_config", "model_config"))
+               if getattr(options, flag)}
+    changes.update({flag: str(local_model(getattr(options, flag), f"--{flag}"))
+                    for flag in ("model_path", "ladder_model_path", "tokenizer") if getattr(options, flag)})
+    return replace(options, **changes)
+
+
 def check_options(options: SearchOptions) -> None:
     if bool(options.model_config) == bool(options.model_path):
         raise ChatflowError("give exactly one of --model_config (proxies from scratch) or --model_path")
@@ -96,7 +114,8 @@ def check_options(options: SearchOptions) -> None:
                  "threads", "candidates"):
         if getattr(options, name) <= 0:
             raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
-    for name in ("seeds", "ladder", "run_samples", "ladder_train_steps", "warmup_steps", "final_train_steps"):
+    for name in ("seeds", "ladder", "run_samples", "ladder_train_steps", "warmup_steps", "final_train_steps",
+                 "constraint_safety"):
         if getattr(options, name) < 0:
             raise ChatflowError(f"--{name} must be 0 or more, got {getattr(options, name)}")
     if options.proxies < 7:
@@ -113,15 +132,13 @@ def check_options(options: SearchOptions) -> None:
         raise ChatflowError("--print_commands and --collect_only exclude each other")
     if not math.isfinite(options.learning_rate) or options.learning_rate <= 0:
         raise ChatflowError(f"--learning_rate must be positive, got {options.learning_rate}")
-    for flag in ("dataset_dir", "heldout_dir", "test_dir"):
-        value = getattr(options, flag)
-        if value and not Path(value, "manifest.json").is_file():
-            raise ChatflowError(f"--{flag} {value}: not a shard directory (no manifest.json)")
+    kinds = {"model_config": "model_config", "ladder_model_config": "model_config", "mixture": "mixture"}
     for flag in ("model_config", "model_path", "tokenizer", "ladder_model_config", "ladder_model_path", "space",
                  "mixture"):
         value = getattr(options, flag)
         if value and not Path(value).exists():
-            raise ChatflowError(f"--{flag} {value}: not found")
+            hint = f" {not_found_hint(kinds[flag])}" if flag in kinds else ""
+            raise ChatflowError(f"--{flag} {value}: not found{hint}")
 
 
 def _settings(options: SearchOptions) -> TrainSettings:
@@ -136,7 +153,7 @@ def _settings(options: SearchOptions) -> TrainSettings:
 def _reference(options: SearchOptions) -> MixtureSpec:
     if options.mixture:
         return load_mixture(options.mixture)
-    manifest = Path(options.dataset_dir) / "manifest.json"
+    manifest = Path(options.dataset_dir) / MANIFEST
     return parse_mixture(json.loads(manifest.read_text(encoding="utf-8"))["mixture"], where=str(manifest))
 
 
@@ -151,6 +168,8 @@ class Search:
         self.options = options
         self.root = Path(options.output_dir)
         self.settings = _settings(options)
+        self.datasets = {flag: open_dataset(flag, getattr(options, flag)) for flag in ROLES
+                         if getattr(options, flag)}
         self.reference = _reference(options)
         groups = self.reference.group_names
         self.space = load_space(options.space, self.reference)
@@ -162,17 +181,19 @@ class Search:
 
     # -- record --------------------------------------------------------------------------------
     def record(self) -> dict:
-        """What fixes the proxies: a folder holding proxies of other settings is refused, not mixed in."""
+        """What fixes the proxies and the scores: a folder holding runs of other settings or scored on other data
+        (a shard set's identity: its path, content checksum and split part) is refused, not mixed in."""
         settings = asdict(self.settings)
         settings.pop("threads")
-        test = str(Path(self.options.test_dir).resolve()) if self.options.test_dir else None
+        sets = {flag: identity(self.datasets[flag]) if flag in self.datasets else None for flag in ROLES}
         return {"reference": self.reference.to_json(), "space": self.space.to_json(), "seed": self.options.seed,
-                "run_samples": self.run_samples, "proxy": settings,
-                "heldout_dir": str(Path(self.options.heldout_dir).resolve()), "test_dir": test}
+                "run_samples": self.run_samples, "proxy": settings, **sets}
 
     def check_record(self) -> None:
-        """Refuse a folder whose runs were made with other settings; a test split given for the first time is
-        recorded (the final re-runs scored on it are named by length, kind and seed, not by the test split)."""
+        """Refuse a folder whose runs were made with other settings or on other data; check the shard sets
+        (:func:`.datasets.check_datasets`: tokenizer, groups, no document shared between any two) whenever the
+        record changes, i.e. on the first call and when a test set is given for the first time (the final
+        re-runs scored on it are named by length, kind and seed, not by the test set)."""
         path = self.root / RECORD
         current = json.loads(json.dumps(self.record()))
         if path.is_file():
@@ -184,6 +205,7 @@ class Search:
                                     f"runs do not answer this search: give another --output_dir")
             if recorded.get("test_dir") is not None or current["test_dir"] is None:
                 return
+        check_datasets(self.datasets, {g.name: [s.name for s in g.sources] for g in self.reference.groups})
         with atomic_file(path) as handle:
             json.dump(current, handle, indent=2, ensure_ascii=False)
             handle.write("\n")

@@ -12,10 +12,16 @@ Candidates, simplest first: ridge regression (standardised features, unpenalised
 ``exposure+late`` and ``exposure+late+log``, each at penalties 1e-3 ... 10. Every candidate is scored by
 leave-one-out cross-validation over the proxy runs (each run predicted by a model fitted without it, its
 standardisation included); the one with the lowest mean over groups of LOO squared error / variance of the
-group's losses is kept (ties: the simpler), and its LOO predictions give the reported quality: per group and
-for the objective, Spearman's rank correlation and the root-mean-square error. The model is one per group,
-all of one candidate, refitted on every run. The model has seen only the exposures the proxies covered:
-:meth:`FittedModel.outside` measures how far a schedule lies beyond them (the optimiser does not go there).
+group's losses is kept (ties: the simpler). The model is one per group, all of one candidate, refitted on every run.
+A skill at or below 0 (1 - MSE / variance of the measured values) means the model predicts no better than the
+proxies' mean: its choice is then not supported by it, and the report says so.
+
+The reported quality is *nested* leave-one-out: each run is predicted by a model whose candidate was chosen, by
+the same leave-one-out, and which was fitted, on the other runs only. So choosing among candidates does not flatter
+it (the candidate table's own LOO figures are slightly optimistic for the kept one). Per group and for the
+objective: Spearman's rank correlation and the root-mean-square error. The model has seen only the exposures the
+proxies covered: :meth:`FittedModel.outside` measures how far a schedule lies beyond them (the optimiser does not
+go there).
 """
 from __future__ import annotations
 
@@ -51,20 +57,21 @@ def design_matrix(rows: list[dict[str, np.ndarray]], feature_set: str) -> np.nda
 
 @dataclass
 class Ridge:
-    """y ~ b + w . (x - mean) / scale, w penalised by ``penalty`` * |w|^2 (columns with no spread dropped)."""
+    """y ~ b + (x - mean) / scale . w, w penalised by ``penalty`` * |w|^2 (columns with no spread dropped); ``y``
+    one column per group, all fitted at once."""
 
     penalty: float
     mean: np.ndarray = field(default=None)
     scale: np.ndarray = field(default=None)
-    weights: np.ndarray = field(default=None)
-    intercept: float = 0.0
+    weights: np.ndarray = field(default=None)      # (features, groups)
+    intercept: np.ndarray = field(default=None)    # (groups,)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "Ridge":
         self.mean = x.mean(axis=0)
         spread = x.std(axis=0)
         self.scale = np.where(spread > 1e-12, spread, np.inf)        # a constant column contributes nothing
         z = (x - self.mean) / self.scale
-        self.intercept = float(y.mean())
+        self.intercept = y.mean(axis=0)
         gram = z.T @ z + self.penalty * len(y) * np.eye(z.shape[1])
         self.weights = np.linalg.solve(gram, z.T @ (y - self.intercept))
         return self
@@ -72,19 +79,59 @@ class Ridge:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.intercept + ((x - self.mean) / self.scale) @ self.weights
 
-    def to_json(self) -> dict:
+    def to_json(self, column: int) -> dict:
         return {"penalty": self.penalty, "mean": self.mean.tolist(),
                 "scale": [None if not math.isfinite(s) else s for s in self.scale.tolist()],
-                "weights": self.weights.tolist(), "intercept": self.intercept}
+                "weights": self.weights[:, column].tolist(), "intercept": float(self.intercept[column])}
 
 
 def loo_predictions(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
-    """Each row's prediction by a model fitted on every other row."""
-    out = np.empty(len(y))
+    """Each row's prediction (every column of ``y``) by a :class:`Ridge` fitted on every other row: all the
+    folds at once (batched solves; the same fits as one :class:`Ridge` per fold)."""
+    n, d = x.shape
+    others = np.array([np.delete(np.arange(n), i) for i in range(n)]).reshape(n, n - 1)
+    xs, ys = x[others], y[others]                                    # (n, n-1, d), (n, n-1, groups)
+    mean = xs.mean(axis=1, keepdims=True)
+    spread = xs.std(axis=1, keepdims=True)
+    scale = np.where(spread > 1e-12, spread, np.inf)
+    z = (xs - mean) / scale
+    intercept = ys.mean(axis=1, keepdims=True)
+    zt = np.swapaxes(z, 1, 2)
+    weights = np.linalg.solve(zt @ z + penalty * (n - 1) * np.eye(d), zt @ (ys - intercept))
+    return (intercept + ((x[:, None, :] - mean) / scale) @ weights)[:, 0, :]
+
+
+def _relative_error(loo: np.ndarray, y: np.ndarray) -> float:
+    """Mean over groups of the LOO squared error over the variance of the group's losses."""
+    return float(np.mean(((loo - y) ** 2).mean(axis=0) / np.maximum(y.var(axis=0), 1e-12)))
+
+
+def _select(designs: dict[str, np.ndarray], y: np.ndarray) -> tuple[tuple[str, float], dict]:
+    """The candidate (feature set, penalty) of lowest LOO relative error on ``y`` (ties: the simpler), and each
+    candidate's LOO predictions."""
+    best, loos = None, {}
+    for feature_set in FEATURE_SETS:
+        for penalty in PENALTIES:
+            loo = loo_predictions(designs[feature_set], y, penalty)
+            loos[(feature_set, penalty)] = loo
+            score = _relative_error(loo, y)
+            if best is None or score < best[0] - 1e-12:
+                best = (score, (feature_set, penalty))
+    return best[1], loos
+
+
+def nested_loo(designs: dict[str, np.ndarray], y: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Each row predicted by the candidate :func:`_select` picks on the other rows, fitted on them; and how often
+    each candidate was picked."""
+    out, picked = np.empty(y.shape), {}
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
+        (feature_set, penalty), _ = _select({k: v[keep] for k, v in designs.items()}, y[keep])
+        name = f"{feature_set}, {penalty:g}"
+        picked[name] = picked.get(name, 0) + 1
+        x = designs[feature_set]
         out[i] = Ridge(penalty).fit(x[keep], y[keep]).predict(x[i:i + 1])[0]
-    return out
+    return out, picked
 
 
 def ranks(values: np.ndarray) -> np.ndarray:
@@ -117,15 +164,15 @@ def rmse(a, b) -> float:
 
 @dataclass
 class FittedModel:
-    """One ridge model per group (all of the chosen candidate), with its cross-validated quality."""
+    """One ridge model per group (all of the chosen candidate, fitted at once), with its cross-validated quality."""
 
     groups: list[str]
     feature_set: str
     penalty: float
-    models: list[Ridge]
+    ridge: Ridge
     candidates: list[dict]       # every candidate's LOO score
-    quality: dict                # the chosen candidate's LOO quality, per group and for the objective
-    loo: np.ndarray              # (runs, groups) LOO predictions of the chosen candidate
+    quality: dict                # nested LOO quality, per group and for the objective
+    loo: np.ndarray              # (runs, groups) nested LOO predictions
     low: np.ndarray = None       # the proxies' smallest and largest exposure and late exposure per group: the
     high: np.ndarray = None      # region the model has seen (:meth:`outside`)
 
@@ -136,13 +183,28 @@ class FittedModel:
 
     def predict(self, rows: list[dict[str, np.ndarray]]) -> np.ndarray:
         """(len(rows), groups) predicted validation losses."""
-        x = design_matrix(rows, self.feature_set)
-        return np.stack([m.predict(x) for m in self.models], axis=1)
+        return self.ridge.predict(design_matrix(rows, self.feature_set))
 
     def to_json(self) -> dict:
         return {"feature_set": self.feature_set, "penalty": self.penalty, "groups": self.groups,
-                "models": {g: m.to_json() for g, m in zip(self.groups, self.models)},
+                "models": {g: self.ridge.to_json(k) for k, g in enumerate(self.groups)},
                 "candidates": self.candidates, "quality": self.quality}
+
+
+def _scores(predicted: np.ndarray, measured: np.ndarray) -> dict:
+    """Spearman, RMSE, the spread (sd) of the measured values and the skill over predicting their mean
+    (1 - MSE / variance: 1 perfect, <= 0 no better than the mean)."""
+    error, spread = rmse(predicted, measured), float(np.std(measured))
+    return {"spearman": spearman(predicted, measured), "rmse": error, "spread": spread,
+            "skill": 1.0 - error ** 2 / spread ** 2 if spread > 0 else math.nan}
+
+
+def _quality(predicted: np.ndarray, losses: np.ndarray, groups: list[str],
+             objective: Callable[[np.ndarray], float]) -> dict:
+    measured_objective = np.array([objective(r) for r in losses])
+    predicted_objective = np.array([objective(r) for r in predicted])
+    return {"objective": _scores(predicted_objective, measured_objective),
+            "groups": {g: _scores(predicted[:, k], losses[:, k]) for k, g in enumerate(groups)}}
 
 
 def fit_model(rows: list[dict[str, np.ndarray]], losses: np.ndarray, groups: list[str],
@@ -156,30 +218,19 @@ def fit_model(rows: list[dict[str, np.ndarray]], losses: np.ndarray, groups: lis
         bad = sorted({groups[j] for j in np.argwhere(~np.isfinite(losses))[:, 1]})
         raise ChatflowError(f"proxy runs have no finite validation loss for group(s) {bad}: are they in the "
                             f"held-out set?")
-    variance = np.maximum(losses.var(axis=0), 1e-12)
-    candidates, best = [], None
-    for feature_set in FEATURE_SETS:
-        x = design_matrix(rows, feature_set)
-        for penalty in PENALTIES:
-            loo = np.stack([loo_predictions(x, losses[:, k], penalty) for k in range(len(groups))], axis=1)
-            score = float(np.mean(((loo - losses) ** 2).mean(axis=0) / variance))
-            measured = np.array([objective(r) for r in losses])
-            predicted = np.array([objective(r) for r in loo])
-            candidates.append({"feature_set": feature_set, "penalty": penalty, "relative_error": score,
-                               "objective_spearman": spearman(predicted, measured),
-                               "objective_rmse": rmse(predicted, measured)})
-            if best is None or score < best[0] - 1e-12:
-                best = (score, feature_set, penalty, loo)
-    _, feature_set, penalty, loo = best
-    x = design_matrix(rows, feature_set)
-    models = [Ridge(penalty).fit(x, losses[:, k]) for k in range(len(groups))]
-    measured = np.array([objective(r) for r in losses])
-    predicted = np.array([objective(r) for r in loo])
-    quality = {"runs": len(rows), "method": "leave-one-out over the proxy runs",
-               "objective": {"spearman": spearman(predicted, measured), "rmse": rmse(predicted, measured),
-                             "spread": float(measured.std())},
-               "groups": {g: {"spearman": spearman(loo[:, k], losses[:, k]), "rmse": rmse(loo[:, k], losses[:, k]),
-                              "spread": float(losses[:, k].std())} for k, g in enumerate(groups)}}
-    seen = design_matrix(rows, "exposure+late")
-    return FittedModel(list(groups), feature_set, penalty, models, candidates, quality, loo, seen.min(axis=0),
-                       seen.max(axis=0))
+    designs = {feature_set: design_matrix(rows, feature_set) for feature_set in FEATURE_SETS}
+    (feature_set, penalty), loos = _select(designs, losses)
+    candidates = []
+    for (fs, p), loo in loos.items():
+        q = _quality(loo, losses, groups, objective)["objective"]
+        candidates.append({"feature_set": fs, "penalty": p, "relative_error": _relative_error(loo, losses),
+                           "objective_spearman": q["spearman"], "objective_rmse": q["rmse"]})
+    nested, picked = nested_loo(designs, losses)
+    quality = {"runs": len(rows), "method": "nested leave-one-out over the proxy runs (each run predicted by a "
+                                            "model chosen among the candidates and fitted without it)",
+               **_quality(nested, losses, groups, objective),
+               "kept_candidate_loo": _quality(loos[(feature_set, penalty)], losses, groups, objective)["objective"],
+               "picked_without_each_run": dict(sorted(picked.items(), key=lambda kv: -kv[1]))}
+    seen = designs["exposure+late"]
+    return FittedModel(list(groups), feature_set, penalty, Ridge(penalty).fit(designs[feature_set], losses),
+                       candidates, quality, nested, seen.min(axis=0), seen.max(axis=0))

@@ -8,8 +8,10 @@ Two deterministic steps over the unit cube of the space's free parameters:
    down to 0.005) while that improves the score.
 
 The scan includes the proxies' own design points. A point is *feasible* when every constraint holds on the
-predicted losses (relative constraints against the model's prediction for the reference schedule, so that the
-model's bias cancels) and the model has seen its exposures: every group's exposure and late exposure lie within
+predicted losses with a safety margin (relative constraints against the model's prediction for the reference
+schedule, so that the model's bias cancels; the margin, e.g. the model's cross-validated error of the constraint's
+expression, keeps an optimum that presses against a bound from crossing it by no more than the model's error)
+and the model has seen its exposures: every group's exposure and late exposure lie within
 the range the proxy runs covered (a ridge model extrapolated to a corner of the space, say a group never drawn,
 predicts what no run measured). Feasible points are ranked by the objective; if none is feasible, the point of
 least total excess is returned and marked infeasible.
@@ -38,21 +40,24 @@ class Choice:
     values: dict[str, float]
     predicted: dict[str, float]
     objective: float
-    excess: list[float]
+    excess: list[float]          # predicted value minus bound, per constraint (<= 0: held)
+    margins: list[float]         # the safety margin each had to keep (feasible: excess <= -margin)
     feasible: bool
     evaluations: int
 
     def to_json(self) -> dict:
         return {"parameters": self.values, "predicted_validation_loss": self.predicted,
                 "predicted_objective": self.objective, "constraint_excess": self.excess,
+                "constraint_margins": self.margins,
                 "feasible": self.feasible, "model_evaluations": self.evaluations}
 
 
 class _Scorer:
     def __init__(self, space: SearchSpace, model: FittedModel, run_samples: float, objective: Expression,
-                 constraints: Sequence[Constraint], reference: Mapping[str, float] | None):
+                 constraints: Sequence[Constraint], reference: Mapping[str, float] | None, margins: Sequence[float]):
         self.space, self.model, self.run_samples = space, model, run_samples
         self.objective, self.constraints, self.reference = objective, constraints, reference
+        self.margins = np.asarray(margins, dtype=np.float64).reshape(len(constraints))
         self.evaluations = 0
 
     def __call__(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -78,17 +83,20 @@ class _Scorer:
         outside = np.full(n, np.inf)
         if rows:
             outside[np.array(ok)] = self.model.outside(rows)
-        total = np.clip(excess, 0, None).sum(axis=1)
+        total = np.clip(excess + self.margins, 0, None).sum(axis=1)
         scores = np.where(outside > 1e-9, 2e6 + outside, np.where(total > 0, 1e6 + total, objectives))
         return scores, objectives, excess, predicted
 
 
 def optimize(space: SearchSpace, model: FittedModel, run_samples: float, objective: Expression,
              constraints: Sequence[Constraint], reference: Mapping[str, float] | None, seed: int,
-             candidates: int = 4096, design: np.ndarray | None = None) -> Choice:
+             candidates: int = 4096, design: np.ndarray | None = None,
+             margins: Sequence[float] | None = None) -> Choice:
     """The best point of ``space`` (see the module docstring); ``reference``: the model's predicted losses for
-    the reference schedule, for relative constraints; ``design``: the proxies' unit-cube points, scanned too."""
-    score = _Scorer(space, model, run_samples, objective, constraints, reference)
+    the reference schedule, for relative constraints; ``design``: the proxies' unit-cube points, scanned too;
+    ``margins``: each constraint's safety margin (default none)."""
+    margins = [0.0] * len(constraints) if margins is None else list(margins)
+    score = _Scorer(space, model, run_samples, objective, constraints, reference, margins)
     d = space.dimensions
     if d == 0:
         points = np.zeros((1, 0))
@@ -119,5 +127,5 @@ def optimize(space: SearchSpace, model: FittedModel, run_samples: float, objecti
             best_u, best_score = u, current
     final, objectives, excess, predicted = score(best_u[None, :])
     return Choice(u=best_u, values=space.values(best_u), predicted=dict(zip(model.groups, predicted[0].tolist())),
-                  objective=float(objectives[0]), excess=excess[0].tolist(),
+                  objective=float(objectives[0]), excess=excess[0].tolist(), margins=[float(m) for m in margins],
                   feasible=bool(final[0] < 1e6), evaluations=score.evaluations)

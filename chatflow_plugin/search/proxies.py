@@ -11,7 +11,10 @@ every path absolutely, so it runs from any directory of any machine that shares 
   in ``--train_args``).
 - :func:`command_line` is the line a scheduler runs (``--print_commands``: one line per run).
 - :func:`result` reads a finished run folder, wherever it was trained: the held-out loss per group at its last
-  step, from its ``log.jsonl``.
+  step, from its ``log.jsonl``, once its run record (``chatflow_run.json``) shows it was trained as the printed
+  command says (data, held-out set, mixture file, seeds, model, steps, batch and optimizer options, one process):
+  a folder trained by an edited command (another held-out set, more processes and so more samples per step
+  than its mixture file is written for ...) is refused by name, never mixed in.
 """
 from __future__ import annotations
 
@@ -25,7 +28,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import ChatflowError
-from ..files import read_jsonl
+from ..files import read_json, read_jsonl
+
+# chatflow train's run folder (chatflow_plugin.hosts.hf.train): the summary inside final/, which exists only
+# complete, and the run record
+FINISHED = Path("final") / "chatflow_train.json"
+RUN_RECORD = "chatflow_run.json"
 
 
 @dataclass(frozen=True)
@@ -41,16 +49,21 @@ class TrainSettings:
     gradient_accumulation_steps: int = 1
     learning_rate: float = 3e-4
     lr_scheduler: str = "cosine"
-    warmup_steps: int = 0
+    warmup_steps: float = 0
     heldout_windows: int = 64
     bf16: bool = False
     threads: int = 1
     train_args: str = ""
 
     @property
+    def global_batch(self) -> int:
+        """Samples per optimizer step (a single process: micro_batch_size x accumulation)."""
+        return self.micro_batch_size * self.gradient_accumulation_steps
+
+    @property
     def run_samples(self) -> int:
-        """Samples one run draws (a single process: train_steps x micro_batch_size x accumulation)."""
-        return self.train_steps * self.micro_batch_size * self.gradient_accumulation_steps
+        """Samples one run draws: train_steps x the global batch."""
+        return self.train_steps * self.global_batch
 
     def arguments(self) -> list[str]:
         model = ["--model_config", _absolute(self.model_config)] if self.model_config else \
@@ -59,13 +72,17 @@ class TrainSettings:
                "--train_steps", str(self.train_steps), "--micro_batch_size", str(self.micro_batch_size),
                "--gradient_accumulation_steps", str(self.gradient_accumulation_steps),
                "--learning_rate", repr(float(self.learning_rate)), "--lr_scheduler", self.lr_scheduler,
-               "--warmup_steps", str(self.warmup_steps), "--heldout_windows", str(self.heldout_windows),
+               "--warmup_steps", _number(self.warmup_steps), "--heldout_windows", str(self.heldout_windows),
                "--threads", str(self.threads), "--save_total_limit", "1", "--quiet"]
         if self.tokenizer:
             out += ["--tokenizer", _absolute(self.tokenizer)]
         if self.bf16:
             out.append("--bf16")
         return out + shlex.split(self.train_args)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _absolute(path: str) -> str:
@@ -89,9 +106,46 @@ class Run:
                 "--output_dir", _absolute(str(self.folder)), "--mixture", _absolute(str(self.mixture)),
                 "--seed", str(self.seed), "--init_seed", str(self.seed)]
 
+    def expected(self) -> dict:
+        """The run record's ``options`` that :meth:`arguments` sets (those ``--train_args`` overrides left out)."""
+        s = self.settings
+        out = {"dataset_dir": _absolute(s.dataset_dir), "heldout_dir": _absolute(self.heldout_dir),
+               "mixture": _absolute(str(self.mixture)), "seed": self.seed, "init_seed": self.seed,
+               "model_config": _absolute(s.model_config) if s.model_config else "",
+               "model_path": _absolute(s.model_path) if s.model_path else "",
+               "tokenizer": _absolute(s.tokenizer) if s.tokenizer else "", "train_steps": s.train_steps,
+               "micro_batch_size": s.micro_batch_size, "gradient_accumulation_steps": s.gradient_accumulation_steps,
+               "learning_rate": float(s.learning_rate), "lr_scheduler": s.lr_scheduler,
+               "warmup_steps": float(s.warmup_steps), "heldout_windows": s.heldout_windows, "bf16": s.bf16}
+        overridden = {word[2:].split("=")[0] for word in shlex.split(s.train_args) if word.startswith("--")}
+        return {k: v for k, v in out.items() if k not in overridden}
+
+    def differences(self) -> list[str]:
+        """How the finished folder's run record differs from :meth:`expected` and one process (empty: none)."""
+        path = self.folder / RUN_RECORD
+        if not path.is_file():
+            return [f"no {RUN_RECORD}"]
+        record = read_json(path, "run record")
+        options = record.get("options") if isinstance(record, dict) else None
+        if not isinstance(options, dict):
+            return [f"{RUN_RECORD} holds no options"]
+        out = [f"{key} {options.get(key)!r} (this search: {value!r})" for key, value in self.expected().items()
+               if not _same(options.get(key), value)]
+        if record.get("global_batch") != self.settings.global_batch:
+            out.append(f"{record.get('global_batch')} samples per step on {record.get('world_size')} process(es) "
+                       f"(this search: {self.settings.global_batch} on one, the length its mixture file is written "
+                       f"for)")
+        return out
+
     @property
     def finished(self) -> bool:
-        return (self.folder / "final" / "chatflow_train.json").is_file()
+        return (self.folder / FINISHED).is_file()
+
+
+def _same(recorded, expected) -> bool:
+    if isinstance(expected, bool) or not isinstance(expected, (int, float)):
+        return recorded == expected
+    return isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and float(recorded) == float(expected)
 
 
 def command_line(run: Run) -> str:
@@ -103,6 +157,11 @@ def result(run: Run) -> dict | None:
     """``{"losses": {group: held-out loss at the last step}, "steps", "seconds"}`` of a finished run, else None."""
     if not run.finished:
         return None
+    differences = run.differences()
+    if differences:
+        raise ChatflowError(f"{run.folder}: a finished run that was not trained as this search's command for it says "
+                            f"({'; '.join(differences)}); its losses do not answer this search: delete the folder "
+                            f"and run the command that --print_commands gives")
     log = run.folder / "log.jsonl"
     summary, last = None, None
     try:

@@ -2,12 +2,13 @@
 
 Writes into ``report/``:
 
-- ``report.md``: the settings; the model's cross-validated quality (rank correlation and error, per group and for
-  the objective, every candidate); the chosen schedule next to the reference and the static mixture; the final
+- ``report.md``: the settings and the three shard sets (path, content checksum, split part); the model's
+  cross-validated quality (nested leave-one-out: rank correlation and error, per group and for the objective;
+  every candidate); the chosen schedule next to the reference and the static mixture; the final
   re-runs on the test split (mean and sd over seeds, paired per-seed differences with 95 % t intervals, the
   constraints checked on test); the ladder's rank correlation; what the numbers can and cannot support;
 - ``report.json``: every number of the report;
-- ``schedule.png``: p_k(t) of the chosen schedule next to the reference's; ``cv.png``: leave-one-out predicted
+- ``schedule.png``: p_k(t) of the chosen schedule next to the reference's; ``cv.png``: nested leave-one-out predicted
   against measured objective over the proxy runs; ``ladder.png`` with ``--ladder``.
 """
 from __future__ import annotations
@@ -21,8 +22,11 @@ import numpy as np
 from ..data.mixture import load_mixture
 from ..evaluation.figures import DPI
 from ..files import atomic_file, pyplot, save_figure
+from .datasets import describe
 
 GOAL_SPEARMAN = 0.8
+ROLE_NAMES = {"dataset_dir": "training set", "heldout_dir": "validation set (the search's)",
+              "test_dir": "test set (the final re-runs'; never seen by the search)"}
 
 
 def _f(x, digits: int = 4) -> str:
@@ -78,7 +82,7 @@ def plot_cv(path: Path, table: list[dict], objective: str) -> None:
     lo, hi = min(measured + predicted), max(measured + predicted)
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
     ax.set_xlabel(f"measured {objective}")
-    ax.set_ylabel("predicted (leave-one-out)")
+    ax.set_ylabel("predicted (nested leave-one-out)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -120,32 +124,48 @@ def markdown(results: dict) -> str:
              f"- proxies: {s['proxies']} runs of {s['proxy_samples']:,} samples (the reference, its static "
              f"time-average and {s['proxies'] - 2} sampled schedules; seed {s['seed']}); the chosen mixture "
              f"(`{results['chosen_mixture']}`) is written for a run of {s['run_samples']:,} samples",
-             "", "## How well the fitted model predicts (leave-one-out over the proxy runs)", "",
+             *[f"- {ROLE_NAMES[flag]}: {describe(s['datasets'].get(flag))}" for flag in ROLE_NAMES],
+             "", "## How well the fitted model predicts (nested leave-one-out over the proxy runs)", "",
              f"Model: ridge regression on `{model['feature_set']}` features, penalty {model['penalty']:g}, one per "
-             f"group. Objective: Spearman {_f(rho, 3)} (goal >= {GOAL_SPEARMAN}: "
+             f"group. Each proxy run is predicted by a model chosen among the candidates below and fitted without it "
+             f"(nested leave-one-out: the choice of features and penalty does not flatter the figures). Objective: "
+             f"Spearman {_f(rho, 3)} (goal >= {GOAL_SPEARMAN}: "
              f"{'met' if rho is not None and math.isfinite(rho) and rho >= GOAL_SPEARMAN else 'NOT met'}), RMSE "
              f"{_f(q['objective']['rmse'])} nats against a spread (sd) of {_f(q['objective']['spread'])} over the "
-             f"proxies. `cv.png` plots the predictions.", "",
-             "| group | Spearman | RMSE | sd over proxies |", "|---|---|---|---|"]
+             f"proxies (skill over predicting their mean {_f(q['objective']['skill'], 2)}). `cv.png` plots the "
+             f"predictions. Candidates picked without each run: "
+             f"{', '.join(f'{name} ({n})' for name, n in q['picked_without_each_run'].items())}.", ""]
+    if not (q["objective"]["skill"] is not None and q["objective"]["skill"] > 0):
+        lines += [f"**The model predicts the objective no better than the proxies' mean (skill "
+                  f"{_f(q['objective']['skill'], 2)}): the chosen schedule is not supported by it.** More proxies, "
+                  f"longer proxies (a larger difference between schedules than the noise of one run) or a narrower "
+                  f"space would be needed; the best measured proxy is named below.", ""]
+    lines += ["| group | Spearman | RMSE | sd over proxies | skill |", "|---|---|---|---|---|"]
     for g in groups:
         r = q["groups"][g]
-        lines.append(f"| {g} | {_f(r['spearman'], 3)} | {_f(r['rmse'])} | {_f(r['spread'])} |")
-    lines += ["", "Every candidate (the kept one has the lowest mean relative LOO error; the choice among candidates is "
-                  "made on the same cross-validation, so its figures are slightly optimistic):", "",
+        lines.append(f"| {g} | {_f(r['spearman'], 3)} | {_f(r['rmse'])} | {_f(r['spread'])} | {_f(r['skill'], 2)} |")
+    lines += ["", "Every candidate, by plain leave-one-out over all runs (the kept one has the lowest mean relative "
+                  "error; its figures here are slightly optimistic, since the choice was made on them):", "",
               "| features | penalty | mean LOO error / variance | objective Spearman | objective RMSE |",
               "|---|---|---|---|---|"]
     for c in model["candidates"]:
         lines.append(f"| {c['feature_set']} | {c['penalty']:g} | {_f(c['relative_error'])} | "
                      f"{_f(c['objective_spearman'], 3)} | {_f(c['objective_rmse'])} |")
-    feasibility = ("every constraint holds on the predictions, within the exposures the proxies covered"
-                   if choice["feasible"] else "NO point of the space meets every constraint on the predictions within "
-                   "the exposures the proxies covered: the least violating one was chosen")
+    feasibility = ("every constraint holds on the predictions with its safety margin, within the exposures the "
+                   "proxies covered" if choice["feasible"] else "NO point of the space meets every constraint with "
+                   "its safety margin on the predictions within the exposures the proxies covered: the least "
+                   "violating one was chosen")
     lines += ["", "## The chosen schedule", "",
               f"Predicted {s['objective']}: chosen {_f(choice['predicted_objective'])}, reference "
               f"{_f(choice['reference_predicted_objective'])} (model predictions at the proxies' scale; "
               f"{feasibility}). The best measured proxy meeting the constraints: "
               f"{choice['best_measured_proxy'] or 'none'}. `schedule.png` draws the chosen schedule next to the "
               f"reference.", ""]
+    for text, excess, margin in zip(s["constraints"], choice["constraint_excess"], choice["constraint_margins"]):
+        lines.append(f"- `{text}`: predicted {_f(excess)} nats from the bound; safety margin {_f(margin)} nats "
+                     f"({_f(s['constraint_safety'], 2)} x the model's nested-LOO RMSE of the expression)")
+    if s["constraints"]:
+        lines.append("")
     lines += _parameters_table(results, results.get("reference_values"))
     lines += ["", "| group | predicted reference | predicted chosen |", "|---|---|---|"]
     for g in groups:

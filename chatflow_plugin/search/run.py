@@ -22,6 +22,7 @@ collects the finished folders (``--collect_only`` never trains, it fails naming 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +31,10 @@ from ..data.mixture import load_mixture
 from ..errors import ChatflowError
 from ..files import atomic_file, write_csv
 from ..outputs import output_lock, read_marker, write_marker
+from .datasets import identity
 from .check import final_results, final_runs, ladder_results, ladder_runs
-from .folder import SEARCH_KIND, SEARCH_OWNS, Search, SearchOptions, check_options, say
-from .model import fit_model, schedule_features
+from .folder import SEARCH_KIND, SEARCH_OWNS, Search, SearchOptions, check_options, resolve_names, say
+from .model import fit_model, rmse, schedule_features
 from .optimize import optimize
 from .proxies import result
 from .report import write_report
@@ -59,6 +61,7 @@ def run_search(options: SearchOptions) -> dict:
     in the mixture's group names, write it as chosen_mixture.json, re-run the chosen, reference and static schedules
     with several seeds on the test split, and report (report/report.md). Re-running on the same folder trains
     nothing new and writes the same mixture file."""
+    options = resolve_names(options)
     check_options(options)
     search = Search(options)
     root = search.root
@@ -101,9 +104,11 @@ def _search(search: Search) -> dict:
     for row, loo in zip(table, model.loo):
         row["loo_objective"] = search.objective.value(dict(zip(groups, loo)))
     reference_predicted = dict(zip(groups, model.predict([rows[0]])[0].tolist()))
+    margins = [options.constraint_safety * _expression_rmse(c.expression, model.loo, measured, groups)
+               for c in search.constraints]
     choice = optimize(search.space, model, search.proxy_samples, search.objective, search.constraints,
                       reference_predicted, options.seed, candidates=options.candidates,
-                      design=search.space.design(options.proxies - 2, options.seed))
+                      design=search.space.design(options.proxies - 2, options.seed), margins=margins)
     chosen_values = {k: round(v, DIGITS) for k, v in choice.values.items()}
     description = (f"chosen by chatflow search from {len(runs)} proxy runs of {search.proxy_samples} samples: "
                    f"minimise {search.objective.text}" + "".join(f"; {c.text}" for c in search.constraints))
@@ -118,6 +123,10 @@ def _search(search: Search) -> dict:
     with atomic_file(root / "model.json") as handle:
         json.dump(model.to_json(), handle, indent=2)
         handle.write("\n")
+    skill = model.quality["objective"]["skill"]
+    if not skill > 0:
+        say(f"warning: the fitted model predicts {search.objective.text} no better than the proxies' mean "
+            f"(cross-validated skill {skill:.2f}): the choice is not supported by it (report/report.md)")
     say(f"chosen schedule written to {chosen} (predicted {search.objective.text} = "
          f"{search.objective.value(chosen_predicted):.4f}; reference {search.objective.value(reference_predicted):.4f})")
 
@@ -129,8 +138,10 @@ def _search(search: Search) -> dict:
     results = {
         "search": {"output_dir": str(root), "proxies": len(runs), "proxy_samples": search.proxy_samples,
                    "run_samples": search.run_samples, "seed": options.seed, "objective": search.objective.text,
-                   "constraints": [c.text for c in search.constraints], "space": search.space.to_json(),
-                   "reference": search.reference.name, "groups": groups},
+                   "constraints": [c.text for c in search.constraints],
+                   "constraint_safety": options.constraint_safety, "space": search.space.to_json(),
+                   "reference": search.reference.name, "groups": groups,
+                   "datasets": {flag: identity(shards) for flag, shards in search.datasets.items()}},
         "proxies": table, "model": model.to_json(),
         "choice": dict(choice.to_json(), parameters=chosen_values, predicted_validation_loss=chosen_predicted,
                        predicted_objective=search.objective.value(chosen_predicted),
@@ -142,8 +153,10 @@ def _search(search: Search) -> dict:
     }
     report = write_report(root / "report", results, search, chosen_proxy, root / "mixtures" / "p000.json")
     say(f"report: {report}")
+    # with --print_commands, stdout holds only command lines (none: nothing is left to train) for a scheduler
     print(json.dumps({"chosen_mixture": str(chosen), "report": str(report),
-                      "cv_objective_spearman": model.quality["objective"]["spearman"]}, indent=2))
+                      "cv_objective_spearman": model.quality["objective"]["spearman"]}, indent=2),
+          file=sys.stderr if options.print_commands else sys.stdout)
     return results
 
 
@@ -154,6 +167,12 @@ def _csv_row(row: dict, groups: list[str], space: SearchSpace) -> dict:
     out.update({f"exposure_{g}": row["exposure"][g] for g in groups})
     out.update({name: (row["parameters"] or {}).get(name) for name in space.names})
     return out
+
+
+def _expression_rmse(expression, predicted: np.ndarray, measured: np.ndarray, groups: list[str]) -> float:
+    """The model's cross-validated error (RMSE over the proxies, nested leave-one-out) of an expression."""
+    values = [[expression.value(dict(zip(groups, row))) for row in rows] for rows in (predicted, measured)]
+    return rmse(values[0], values[1])
 
 
 def _best_measured(table: list[dict]) -> str | None:

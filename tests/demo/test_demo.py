@@ -61,25 +61,33 @@ BUDGET = SplitBudget(heldout_chars=2_000, heldout_max_fraction=0.2, train_chars=
 
 def test_split_is_disjoint_seeded_budgeted_and_the_preprocess_rule():
     lines = [json.dumps({"text": f"doc {i} " + "x" * 100}) for i in range(400)]
-    train, held = split_records(lines, "en_corpus", BUDGET, seed=1)
+    parts = split_records(lines, "en_corpus", BUDGET, seed=1)
+    train, held = parts["train"], parts["heldout"]
     assert not set(train) & set(held)
     assert len(train) + len(held) == 400
     chars = sum(len(json.loads(line)["text"]) for line in lines)
     fraction = BUDGET.heldout_chars / chars                      # the budget as a fraction of the records
     assert 0.4 * fraction * 400 <= len(held) <= 2.0 * fraction * 400
-    assert split_records(lines, "en_corpus", BUDGET, seed=1) == (train, held)
-    assert split_records(lines, "en_corpus", BUDGET, seed=2)[1] != held          # the seed decides
-    # the same rule as `chatflow preprocess --split`: heldout is the first stretch of the hash range
+    assert split_records(lines, "en_corpus", BUDGET, seed=1) == parts
+    assert split_records(lines, "en_corpus", BUDGET, seed=2)["heldout"] != held          # the seed decides
+    # the same rule as `chatflow preprocess --split`: heldout is the first stretch of the hash range ...
     texts = [json.loads(line)["text"] for line in lines]
-    parts = SplitSpec((("heldout", min(0.2, fraction)), ("train", 1 - min(0.2, fraction))), 1).assign(
-        document_hashes(texts))
-    assert [line for line, p in zip(lines, parts) if p == 0] == held
-    capped = split_records(lines, "g", SplitBudget(2_000, 0.5, train_chars=5_000, code_bytes=1), seed=0)[0]
+    hashes = document_hashes(texts)
+    h = min(0.2, fraction)
+    two = SplitSpec((("heldout", h), ("train", 1 - h)), 1).assign(hashes)
+    assert [line for line, p in zip(lines, two) if p == 0] == held
+    # ... and one split of three parts, valid:h/2,test:h/2,train: its halves, in input order
+    three = SplitSpec((("valid", h / 2), ("test", h / 2), ("train", 1 - h)), 1).assign(hashes)
+    for index, name in enumerate(("valid", "test", "train")):
+        assert [line for line, p in zip(lines, three) if p == index] == parts[name]
+    assert parts["valid"] and parts["test"] and sorted(parts["valid"] + parts["test"]) == sorted(held)
+    capped = split_records(lines, "g", SplitBudget(2_000, 0.5, train_chars=5_000, code_bytes=1), seed=0)["train"]
     assert 0 < sum(len(json.loads(line)["text"]) for line in capped) < 2 * 5_000
-    with pytest.raises(ChatflowError, match="at least 2"):
-        split_records(lines[:1], "g", BUDGET)
-    tiny_train, tiny_held = split_records(lines[:3], "g", SplitBudget(1, 0.001, None, 1))   # too small for its
-    assert len(tiny_held) == 1 and len(tiny_train) == 2                                  # fraction: one held out
+    with pytest.raises(ChatflowError, match="at least 3"):
+        split_records(lines[:2], "g", BUDGET)
+    for n in (3, 4, 7):      # too small for its fraction: two held out, one to validate on, one to test on
+        tiny = split_records(lines[:n], "g", SplitBudget(1, 0.001, None, 1))
+        assert len(tiny["valid"]) == len(tiny["test"]) == 1 and len(tiny["train"]) == n - 2
 
 
 def test_prepare_data_writes_splits_and_builds_code_from_the_stdlib(tmp_path):
@@ -88,10 +96,12 @@ def test_prepare_data_writes_splits_and_builds_code_from_the_stdlib(tmp_path):
     assert set(stats) == set(GROUP_DIRS)
     assert "standard library" in stats["code"]["origin"]
     for group in GROUP_DIRS:
-        train = (tmp_path / "out" / "train" / group / "data.jsonl").read_text(encoding="utf-8").splitlines()
-        held = (tmp_path / "out" / "heldout" / group / "data.jsonl").read_text(encoding="utf-8").splitlines()
-        assert train and held and not set(train) & set(held)
-        assert len(train) == stats[group]["train_documents"]
+        parts = {name: (tmp_path / "out" / name / group / "data.jsonl").read_text(encoding="utf-8").splitlines()
+                 for name in ("train", "heldout", "valid", "test")}
+        assert parts["train"] and parts["valid"] and parts["test"] and not set(parts["train"]) & set(parts["heldout"])
+        assert sorted(parts["valid"] + parts["test"]) == sorted(parts["heldout"])
+        assert len(parts["train"]) == stats[group]["train_documents"]
+        assert len(parts["test"]) == stats[group]["test_documents"]
     code = [json.loads(line)["text"] for line in stdlib_code_records(30_000)]
     assert code and all(text.startswith("# ") for text in code)
     texts = list(iter_texts(tmp_path / "out" / "train" / "zh_inst" / "data.jsonl"))

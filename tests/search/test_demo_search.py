@@ -1,5 +1,6 @@
-"""`chatflow demo --search`: the demo's data, foundation and expansion, then a small search whose report compares
-the chosen schedule with the base mixture's and the static one on a test split."""
+"""`chatflow demo --search`: the demo's data, foundation and expansion, then a small search on the demo's split (its
+valid part for the proxies, its test part for the final re-runs) whose report compares the chosen schedule with the
+base mixture's and the static one on the test part."""
 from __future__ import annotations
 
 import json
@@ -24,8 +25,12 @@ def test_demo_search_runs_and_a_rerun_trains_nothing(tmp_path):
     assert json.loads((search / "search.json").read_text())["proxy"]["train_steps"] == 4
     chosen = load_mixture(search / "chosen_mixture.json")
     assert chosen.group_names == ["en_corpus", "zh_corpus", "parallel", "en_inst", "zh_inst", "code"]
-    splits = json.loads((tmp_path / "demo" / "data" / "heldout_split" / "split.json").read_text())
-    assert all(g["train_documents"] > 0 and g["heldout_documents"] > 0 for g in splits["groups"].values())
+    splits = json.loads((tmp_path / "demo" / "data" / "split.json").read_text())
+    assert all(g["train_documents"] > 0 and g["valid_documents"] > 0 and g["test_documents"] > 0
+               for g in splits["groups"].values())
+    record = json.loads((search / "search.json").read_text())      # validated on valid, scored on test
+    assert record["heldout_dir"]["path"].endswith("shards/mixture_valid")
+    assert record["test_dir"]["path"].endswith("shards/mixture_test")
     before = {p: p.stat().st_mtime_ns for p in search.glob("proxies/*/final/chatflow_train.json")}
     first = (search / "chosen_mixture.json").read_bytes()
     assert chatflow_main(args) == 0
