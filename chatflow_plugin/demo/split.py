@@ -133,15 +133,18 @@ def split_records(lines: list[str], group: str, budget: SplitBudget, seed: int =
     parts, order = spec.assign(hashes), spec.order(hashes)
     valid, test, train = range(3)
     held = np.flatnonzero(parts <= test)
-    if len(held) < MIN_HELDOUT:      # too small for its fraction: the first others in hash order are held out too
-        others = np.flatnonzero(parts > test)
-        parts[others[np.argsort(order[others], kind="stable")][:MIN_HELDOUT - len(held)]] = test
+    missing = MIN_HELDOUT - len(np.unique(hashes[held]))
+    if missing > 0:      # too small for its fraction: the first other documents in hash order are held out too,
+        others = np.flatnonzero(parts > test)           # each with every copy of it (a copy left in training
+        ranked = others[np.argsort(order[others], kind="stable")]                      # would be trained on)
+        _, first = np.unique(hashes[ranked], return_index=True)
+        parts[np.isin(hashes, hashes[ranked[np.sort(first)][:missing]])] = test
         held = np.flatnonzero(parts <= test)
     by_order = held[np.argsort(order[held], kind="stable")]
     if not (parts[held] == valid).any():
-        parts[by_order[0]] = valid
+        parts[hashes == hashes[by_order[0]]] = valid
     if not (parts[held] == test).any():
-        parts[by_order[-1]] = test
+        parts[hashes == hashes[by_order[-1]]] = test
     out = {"train": [line for line, part in zip(kept, parts) if part == train],
            "heldout": [line for line, part in zip(kept, parts) if part <= test],
            "valid": [line for line, part in zip(kept, parts) if part == valid],

@@ -88,6 +88,10 @@ def test_split_is_disjoint_seeded_budgeted_and_the_preprocess_rule():
     for n in (3, 4, 7):      # too small for its fraction: two held out, one to validate on, one to test on
         tiny = split_records(lines[:n], "g", SplitBudget(1, 0.001, None, 1))
         assert len(tiny["valid"]) == len(tiny["test"]) == 1 and len(tiny["train"]) == n - 2
+    copies = [lines[0]] * 5 + [lines[1]] * 3 + lines[2:5]     # ... each with every copy of it (never trained on)
+    tiny = split_records(copies, "g", SplitBudget(1, 0.001, None, 1))
+    assert not set(tiny["train"]) & set(tiny["valid"] + tiny["test"]) and len(tiny["train"] + tiny["valid"] + tiny["test"]) == 11
+    assert len(set(tiny["valid"])) == len(set(tiny["test"])) == 1 and not set(tiny["valid"]) & set(tiny["test"])
 
 
 def test_prepare_data_writes_splits_and_builds_code_from_the_stdlib(tmp_path):
