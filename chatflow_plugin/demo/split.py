@@ -117,8 +117,9 @@ def split_records(lines: list[str], group: str, budget: SplitBudget, seed: int =
     hashes = document_hashes(texts)
     parts = spec.assign(hashes)
     if not (parts == 0).any():
-        # a group too small for its fraction still holds out one document: the first in the split's hash order
-        parts[int(spec.order(hashes).argmin())] = 0
+        # a group too small for its fraction still holds out one document, the first in the split's hash order,
+        # with every copy of it (a duplicate left in training would be trained on)
+        parts[hashes == hashes[int(spec.order(hashes).argmin())]] = 0
     held = [line for line, part in zip(kept, parts) if part == 0]
     train = [line for line, part in zip(kept, parts) if part == 1]
     if not train:

@@ -80,6 +80,9 @@ def test_split_is_disjoint_seeded_budgeted_and_the_preprocess_rule():
         split_records(lines[:1], "g", BUDGET)
     tiny_train, tiny_held = split_records(lines[:3], "g", SplitBudget(1, 0.001, None, 1))   # too small for its
     assert len(tiny_held) == 1 and len(tiny_train) == 2                                  # fraction: one held out
+    copies = [lines[0]] * 5 + lines[1:4]                     # ... with all its copies (never trained on)
+    copies_train, copies_held = split_records(copies, "g", SplitBudget(1, 0.001, None, 1))
+    assert not set(copies_train) & set(copies_held) and len(copies_train) + len(copies_held) == 8
 
 
 def test_prepare_data_writes_splits_and_builds_code_from_the_stdlib(tmp_path):
