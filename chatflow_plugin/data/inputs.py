@@ -184,11 +184,11 @@ _STREAM_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
 
 def _stream_error_types() -> tuple:
     errors = _STREAM_ERRORS
-    try:
-        import zstandard
-        errors += (zstandard.ZstdError,)
-    except ImportError:
-        pass
+    for module, name in (("zstandard", "ZstdError"), ("compression.zstd", "ZstdError")):
+        try:
+            errors += (getattr(__import__(module, fromlist=[name]), name),)
+        except (ImportError, AttributeError):
+            pass
     return errors
 
 

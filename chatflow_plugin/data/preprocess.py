@@ -1,8 +1,14 @@
-"""``chatflow preprocess``: render, tokenize and pack every source of a mixture into token shards.
+"""``chatflow preprocess``: render, tokenize and pack every source of a mixture into token shards (with
+``--split``, one shard directory per part of a held-out split, :mod:`.split`).
 
-Input files are cut into byte ranges at line boundaries and tokenized by a pool of workers
-(:class:`~chatflow_plugin.data.workers.WorkerPool`: an error or a dead worker stops it without hanging);
-results come back in input order, so the output is identical for any number of workers. The dataset is
+Input files are told apart by content (:mod:`.inputs`). Plain text files are cut into byte ranges at line
+boundaries that the workers read themselves; compressed text and columnar files (parquet, Arrow, ``datasets``
+folders) are read here as a stream, a chunk of decompressed lines or a record batch at a time, and sent to the
+workers. Chunks are tokenized by a pool of workers (:class:`~chatflow_plugin.data.workers.WorkerPool`: an error or a
+dead worker stops it without hanging, and it reads the chunks lazily, a few ahead); results come back in input
+order, so the output is identical for any number of workers and any container of the same records. Each worker
+also hashes every document it renders (the document hashes every dataset records, and what a split assigns parts
+by). The dataset is
 written under a temporary name and moved into place only when complete, manifest last, under the output's
 lock (:func:`chatflow_plugin.outputs.atomic_directory`). Every token and mask file's checksum is computed as
 it is written and recorded in the manifest, which is sealed with its own checksum (:mod:`.shards`).
@@ -43,7 +49,8 @@ MAX_REPORTED_ERRORS = 5
 
 @dataclass
 class PreprocessOptions:
-    mixture: str = option(help="mixture file (JSON), e.g. models/mixtures/chatflow_table1.json")
+    mixture: str = option(help="mixture file (JSON), or a packaged one's name: table1, tiny_corpora ... "
+                               "(`chatflow resources`)")
     output_dir: str = option(help="dataset directory to create")
     tokenizer: str = option("", help="the tokenizer the dataset is tokenized with: a sentencepiece model, a "
                                      "HuggingFace tokenizer.json, or a model directory holding either")
