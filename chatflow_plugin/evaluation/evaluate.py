@@ -21,7 +21,7 @@ from pathlib import Path
 from ..files import atomic_file
 from ..errors import ChatflowError
 from ..options import option
-from .gaokao_rules import CHAT_FORMATS
+from .gaokao_rules import CHAT_FORMATS, MAX_NEW_TOKENS
 from .protocols import PROTOCOL_SETS, REFERENCE_MAX_LENGTH
 from .registry import BENCHMARKS, load_benchmark
 from .report import dumps, paired_tests, subjects_markdown, table2_markdown
@@ -57,7 +57,9 @@ class EvalOptions:
                                 help="a prompt that does not fit the context: warn (score it, report the counts, "
                                      "mark the cell) or fail (stop before scoring)")
     generation: bool = option(True, help="skip generation protocols (GAOKAO-Bench's official zero-shot generation)")
-    max_new_tokens: int = option(1024, help="answer tokens per question for generation protocols")
+    max_new_tokens: int = option(MAX_NEW_TOKENS, help="answer tokens per question for generation protocols (default "
+                                                      f"{MAX_NEW_TOKENS}: GAOKAO-Bench's models/openai.py sends "
+                                                      "max_tokens=1024); generation stops after the answer's <eoa>")
     chat_format: str = option("auto", choices=list(CHAT_FORMATS),
                               help="generation prompts: auto (the tokenizer's chat template when it has one, else "
                                    "raw), raw (system prompt + question as plain text) or chatflow (ChatFlow's "

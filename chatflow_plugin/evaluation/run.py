@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import ChatflowError
 from . import readings
+from .gaokao_rules import MAX_NEW_TOKENS
 from .benchmarks import LETTERS, Benchmark, Question, Subject
 from .generation import GenerationStats, generate_answers, prompt_rows
 from .prompts import PromptPlanner
@@ -49,7 +50,7 @@ class EvalSettings:
     protocol: str = "official"          # protocol set: "official" (benchmarks' own code) or "lm-eval"
     on_truncation: str = "warn"         # "warn": report and mark; "fail": stop before scoring
     generation: bool = True             # run generation protocols (GAOKAO-Bench's official one)
-    max_new_tokens: int = 1024          # answer tokens of generation protocols
+    max_new_tokens: int = MAX_NEW_TOKENS   # answer tokens of generation protocols (GAOKAO-Bench's 1024)
     chat_format: str = "auto"           # generation prompts: "auto" (chat template if any), "raw", "chatflow"
     bootstrap: int = 1000               # resamples for bootstrap standard errors and paired tests
     seed: int = 0

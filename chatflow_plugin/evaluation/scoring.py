@@ -179,18 +179,21 @@ class ForwardCost:
     Per input token ``2 x`` the parameters outside the embeddings (the matrix products); per (query,
     key) pair ``4 x hidden x layers`` (attention scores and values); per cached token copied into a
     batch row its keys and values in every layer, twice (repeated over the batch, then concatenated
-    with the row's own), at ``FLOPS_PER_BYTE``; per forward call a fixed ``PER_CALL x layers``. The two
-    constants are rough CPU figures (a byte copied costs about what 30 FLOPs do; a call about 1 ms of
-    work per ten layers); the decision only needs the order of magnitude: a prefix shared by two or
-    more rows and longer than a few tokens almost always pays.
+    with the row's own), at ``COPY_FLOPS_PER_BYTE``; per forward call a fixed part plus reading every
+    weight once (``CALL_FLOPS_PER_BYTE``: a call over few tokens is bound by memory, not arithmetic).
+    The constants were measured on a 2-core CPU (a forward of one token of a 33M-parameter LLaMA costs
+    what ~1.3 GFLOPs of large matrix products do; a byte copied what ~30 FLOPs do); the decision only
+    needs their order of magnitude: a prefix longer than a few tokens and shared by several rows pays
+    unless the model is so small that its calls cost more than its arithmetic.
     """
     per_token: float
     per_pair: float
     per_cached_token: float
     per_call: float
 
-    FLOPS_PER_BYTE = 30.0
-    PER_CALL = 2.0e6
+    COPY_FLOPS_PER_BYTE = 30.0
+    CALL_FLOPS_PER_BYTE = 8.0
+    CALL_FLOPS = 2.0e7
 
     @classmethod
     def of(cls, model) -> "ForwardCost | None":
@@ -208,17 +211,17 @@ class ForwardCost:
             return None
         body = max(params - sum(embeddings.values()), 1)
         return cls(per_token=2.0 * body, per_pair=4.0 * hidden * layers,
-                   per_cached_token=2 * 2 * layers * kv_heads * head_dim * element * cls.FLOPS_PER_BYTE,
-                   per_call=cls.PER_CALL * layers)
+                   per_cached_token=2 * 2 * layers * kv_heads * head_dim * element * cls.COPY_FLOPS_PER_BYTE,
+                   per_call=cls.CALL_FLOPS + params * element * cls.CALL_FLOPS_PER_BYTE)
 
     def plain(self, lengths: Sequence[int], batch_size: int) -> float:
-        """Rows of these lengths, each computed whole (causal attention: n^2 / 2 pairs)."""
+        """Rows of these lengths, each computed whole (causal attention: n^2 / 2 pairs), batched with others."""
         return (sum(n * self.per_token + n * n / 2 * self.per_pair for n in lengths)
-                + math.ceil(len(lengths) / batch_size) * self.per_call)
+                + len(lengths) / batch_size * self.per_call)
 
     def cached(self, prefix: int, suffixes: Sequence[int], batch_size: int) -> float:
-        """The prefix once, then rows of these suffix lengths attending to its cached keys and values."""
-        return (self.plain([prefix], 1)
+        """The prefix once (one call), then its own batches of rows attending to its cached keys and values."""
+        return (prefix * self.per_token + prefix * prefix / 2 * self.per_pair + self.per_call
                 + sum(n * self.per_token + (n * prefix + n * n / 2) * self.per_pair + prefix * self.per_cached_token
                       for n in suffixes)
                 + math.ceil(len(suffixes) / batch_size) * self.per_call)
