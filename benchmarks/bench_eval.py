@@ -117,6 +117,16 @@ def ours_end_to_end(model_dir: Path, data: Path, name: str, limit: int, batch_si
     return time.perf_counter() - t0
 
 
+def _quiet():
+    """lm-eval's progress bars (it enables them explicitly) and git look-ups go to a buffer, not the table."""
+    import contextlib
+    import io
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    return stack
+
+
 def _lm_eval_tasks(task_manager, tasks: list[str]):
     loaded = task_manager.load(tasks)
     for task in loaded["tasks"].values():   # what simple_evaluate does before it calls evaluate
@@ -130,9 +140,10 @@ def lm_eval_scoring(lm, task_manager, tasks: list[str], bench, limit: int):
     from lm_eval.evaluator import evaluate
 
     loaded = _lm_eval_tasks(task_manager, tasks)
-    t0 = time.perf_counter()
-    out = evaluate(lm=lm, task_dict=loaded, limit=limit or None, log_samples=True)
-    seconds = time.perf_counter() - t0
+    with _quiet():
+        t0 = time.perf_counter()
+        out = evaluate(lm=lm, task_dict=loaded, limit=limit or None, log_samples=True)
+        seconds = time.perf_counter() - t0
     results = {}
     for task, subject in zip(tasks, bench.subjects):
         for sample in out["samples"][task]:
@@ -143,11 +154,12 @@ def lm_eval_scoring(lm, task_manager, tasks: list[str], bench, limit: int):
 def lm_eval_end_to_end(model_dir: Path, task_manager, tasks: list[str], limit: int, batch_size: int) -> float:
     from lm_eval import simple_evaluate
 
-    t0 = time.perf_counter()
-    simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32", tasks=tasks, num_fewshot=K,
-                    batch_size=batch_size, device="cpu", limit=limit or None, task_manager=task_manager,
-                    log_samples=True)
-    return time.perf_counter() - t0
+    with _quiet():
+        t0 = time.perf_counter()
+        simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32", tasks=tasks, num_fewshot=K,
+                        batch_size=batch_size, device="cpu", limit=limit or None, task_manager=task_manager,
+                        log_samples=True)
+        return time.perf_counter() - t0
 
 
 def compare(mine: dict, theirs: dict) -> tuple[float, bool]:

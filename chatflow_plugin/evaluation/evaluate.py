@@ -30,8 +30,9 @@ from .scoring import PREFIX_CACHE_MODES
 
 SCORING_STATEMENT = ("letter protocols: argmax over A-D of the log-probability of each letter's token(s) right after "
                      "the prompt (which token, and the prompt, per benchmark: see each record's method, reference and "
-                     "letter_tokens); ties -> first letter. Generation protocols: greedy answers, extracted and "
-                     "scored by the benchmark's own rules")
+                     "letter_tokens); ties -> first letter; GAOKAO's multiple-answer items: the best of the 15 letter "
+                     "sets, its multi-question and 5-of-7 items: one letter per sub-question, left to right. "
+                     "Generation protocols: greedy answers, extracted and scored by the benchmark's own rules")
 
 
 @dataclass
@@ -118,7 +119,8 @@ def _summary(name: str, benchmark: str, r: dict) -> str:
     if r.get("truncated_prompts"):
         notes.append(f"{r['truncated_prompts']} truncated prompt(s)")
     se = f" ± {100 * r['acc_stderr']:.2f}" if r["acc_stderr"] is not None else ""
-    return (f"{name} {benchmark} [{r['protocol']}]: {100 * r['acc']:.2f}{se} "
+    protocol = f"{r['protocol']}: {r['label']}" if r.get("label") else r["protocol"]
+    return (f"{name} {benchmark} [{protocol}]: {100 * r['acc']:.2f}{se} "
             f"({r['average']} average, {r['n']} questions, {r['n_subjects']} subjects, chance {100 * r['chance']:.1f})"
             + "".join(f"; {n}" for n in notes))
 

@@ -224,6 +224,7 @@ def _evaluate_letters(scorer: LetterScorer, bench: Benchmark, protocol: LetterPr
                            "shots": plan.shots, "cut": plan.cut, "loglikelihoods": _rounded(got.loglikelihoods)})
     after = scorer.stats.as_dict()
     stats = {key: after[key] - before[key] for key in after}
+    stats["requests"], stats["questions"] = stats["questions"], len(plans)   # a multi-question item asks once per letter
     stats["seconds_prompts"] = seconds_prompts
     record, outcomes = tally.record(settings)
     record.update(truncated_prompts=counts.pop("truncated_prompts"),

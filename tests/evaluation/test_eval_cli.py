@@ -36,11 +36,13 @@ def test_eval_writes_results_tables_and_predictions(tmp_path, tiny_llama_dir, da
     assert "multi-token letters" in captured.err    # this tiny vocabulary spells " A" as "▁" + "A"
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["settings"]["num_fewshot"] == 3 and "log-probability" in results["settings"]["scoring"]
+    assert results["settings"]["max_length"] == 2048   # the official codes' prompt length, by default
     base, chat = results["models"]["base"], results["models"]["chatflow"]
     assert set(base["benchmarks"]) == {"mmlu", "ceval", "cmmlu", "gaokao"}
     for name, r in base["benchmarks"].items():
         assert r["n_questions"] == 3 and r["acc"] == chat["benchmarks"][name]["acc"]   # same weights
         assert r["subjects"] and r["stats"]["questions"] == 3
+        assert r["truncation"]["max_length"] == 2048 and r["truncation"]["context_length"] == 4096
     assert base["benchmarks"]["gaokao"]["n_skipped"] == 1
     assert base["letter_tokens"]["mmlu"][" A"] == ["▁", "<0x41>"]
     preds = [json.loads(line) for line in open(tmp_path / "pred.jsonl", encoding="utf-8")]
