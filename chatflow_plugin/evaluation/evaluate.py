@@ -53,7 +53,8 @@ class EvalOptions:
     batch_size: int = option(8, help="sequences per forward pass")
     max_length: int = option(0, help="tokens the few-shot prompts are fitted to (0: each protocol's own: 2048 for "
                                      "--protocol official, as the benchmarks' reference code; the model's "
-                                     "max_position_embeddings for lm-eval); generation: prompt + answer")
+                                     "max_position_embeddings for lm-eval); generation protocols fit prompt + "
+                                     "answer into it (0: the model's context)")
     on_truncation: str = option("warn", choices=list(TRUNCATION_MODES),
                                 help="a prompt that does not fit the context: warn (score it, report the counts, "
                                      "mark the cell) or fail (stop before scoring)")
