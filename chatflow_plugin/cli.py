@@ -105,9 +105,32 @@ def _run(name: str, command: Command, argv: list[str]) -> int:
     return code if isinstance(code, int) else 0   # library functions return their results
 
 
+def _stdout_closed() -> int:
+    """A reader that closed our stdout early (``chatflow plan ... | head``) ends the command quietly, as SIGPIPE
+    ends a Unix tool: no traceback, exit 141, and nothing more written (Python would fail flushing at exit)."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):      # stdout is not a real file (a test's capture)
+        pass
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()     # here, not at exit, so that a closed pipe is met inside the try
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _main(argv: list[str]) -> int:
+    if not argv:
+        print(_usage(), file=sys.stderr)   # a command is required: the usage, as argparse does, exit 2
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):

@@ -1,12 +1,17 @@
 """Command-line options as dataclasses (argparse-dataclass), with the host's ``--snake_case`` spelling.
 
 Every subcommand declares a dataclass whose fields are made with :func:`option`; the flag is
-``--<field name>`` exactly as written (underscores kept, as TencentPretrain spells its options).
+``--<field name>`` exactly as written (underscores kept, as TencentPretrain spells its options). One idea has one
+flag across commands (docs/flags.md); an older spelling stays as a hidden alias (``aliases=["--model"]``: not in
+``--help``, a one-line note naming the new flag when used, :func:`add_aliases`). Prefix abbreviations are refused
+(``--step`` never binds to ``--steps``).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import sys
 import types
 import typing
 from typing import Any, Sequence, TypeVar
@@ -17,13 +22,15 @@ T = TypeVar("T")
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, positional: bool = False,
-           repeatable: bool = False, default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
+           repeatable: bool = False, default_factory: Any = dataclasses.MISSING,
+           aliases: Sequence[str] = (), **metadata: Any) -> Any:
     """A dataclass field that becomes one command-line option.
 
     ``repeatable`` lists accept both ``--x 1 2`` and ``--x 1 --x 2`` (the help says so). A bool field whose
-    default is True becomes a ``--no_<name>`` switch: write its help for that switch.
+    default is True becomes a ``--no_<name>`` switch: write its help for that switch. ``aliases`` are older
+    spellings of the flag, still accepted but hidden from ``--help`` (see :func:`add_aliases`).
     """
-    meta = dict(metadata, help=help, _positional=positional, _repeatable=repeatable)
+    meta = dict(metadata, help=help, _positional=positional, _repeatable=repeatable, _aliases=tuple(aliases))
     if repeatable:
         meta.setdefault("nargs", "+")
     if default_factory is not dataclasses.MISSING:
@@ -70,10 +77,69 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {shown})"
 
 
+class _Deprecated:
+    """Mixed into a copy of a flag's action: the old spelling works as the flag does and says what replaced it."""
+
+    flag = ""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: note: {option_string} is deprecated, use {self.flag}", file=sys.stderr)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_aliases(parser: argparse.ArgumentParser, action: argparse.Action, aliases: Sequence[str]) -> None:
+    """Hidden older spellings of ``action``'s flag: each stores into the same value, is left out of ``--help``,
+    and prints one line naming the new flag. A required flag stays required: given as either spelling
+    (:func:`missing_required` checks it after parsing)."""
+    for alias in aliases:
+        hidden = copy.copy(action)
+        hidden.option_strings = [alias]
+        hidden.help = argparse.SUPPRESS
+        hidden.required = False
+        hidden.__class__ = type(f"Deprecated{type(action).__name__}", (_Deprecated, type(action)),
+                                {"flag": action.option_strings[0]})
+        parser._add_action(hidden)
+    if aliases and action.required:
+        action.required = False
+        action._required_with_aliases = True   # noqa: SLF001 (argparse has no public hook for this)
+
+
+def missing_required(parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> None:
+    """argparse's own error for required flags that have aliases (argparse would name the alias too)."""
+    missing = [a.option_strings[0] for a in parser._actions
+               if getattr(a, "_required_with_aliases", False)
+               and getattr(namespace, a.dest, None) in (None, dataclasses.MISSING)]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+
+
+class _Parser(argparse_dataclass.ArgumentParser):
+    def _formatted(self, method):
+        flagged = [a for a in self._actions if getattr(a, "_required_with_aliases", False)]
+        for a in flagged:
+            a.required = True      # shown as required in the usage line
+        try:
+            return method()
+        finally:
+            for a in flagged:
+                a.required = False
+
+    def format_usage(self):
+        return self._formatted(super().format_usage)
+
+    def format_help(self):
+        return self._formatted(super().format_help)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace = argparse.ArgumentParser.parse_args(self, args, namespace)
+        missing_required(self, namespace)
+        return self._options_type(**argparse_dataclass._get_kwargs(namespace))
+
+
 def build_parser(cls: type, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
     _with_flag_names(cls)
-    parser = argparse_dataclass.ArgumentParser(cls, prog=prog, description=description,
-                                               formatter_class=_HelpFormatter)
+    parser = _Parser(cls, prog=prog, description=description, formatter_class=_HelpFormatter, allow_abbrev=False)
+    aliases = {f.name: f.metadata.get("_aliases", ()) for f in dataclasses.fields(cls)}
     repeatable = {f.name for f in dataclasses.fields(cls) if f.metadata.get("_repeatable")}
     defaults = {}
     for f in dataclasses.fields(cls):
@@ -88,6 +154,8 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
         if action.dest in repeatable:
             action.__class__ = _Extend
             action.help = f"{action.help} (one or more values; the flag may be repeated)"
+    for action in list(parser._actions):
+        add_aliases(parser, action, aliases.get(action.dest, ()))
     return parser
 
 

@@ -53,7 +53,9 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "T_grow" in err and "Traceback" not in err
     assert cli.main(["no-such-command"]) == 2
-    assert cli.main([]) == 0 and "commands:" in capsys.readouterr().out
+    capsys.readouterr()
+    assert cli.main([]) == 2 and "commands:" in capsys.readouterr().err   # a command is required
+    assert cli.main(["--help"]) == 0 and "commands:" in capsys.readouterr().out
 
 
 def test_mixture_reports_sources_and_epochs_of_a_dataset(tmp_path, spm_model, capsys):
