@@ -77,10 +77,23 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {shown})"
 
 
-class _Deprecated:
-    """Mixed into a copy of a flag's action: the old spelling works as the flag does and says what replaced it."""
+class _OneSpelling:
+    """Mixed into a flag with aliases: giving it under two spellings (``--tokenizer A --spm_model_path B``) is an
+    error, not a silent last-one-wins."""
 
     flag = ""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = parser.__dict__.setdefault("_spellings_given", {}).setdefault(self.dest, set())
+        other = sorted(given - {option_string})
+        if other:
+            parser.error(f"{option_string} and {other[0]} are one option ({self.flag}); give it once")
+        given.add(option_string)
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _Deprecated(_OneSpelling):
+    """Mixed into a copy of a flag's action: the old spelling works as the flag does and says what replaced it."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         print(f"{parser.prog}: note: {option_string} is deprecated, use {self.flag}", file=sys.stderr)
@@ -91,15 +104,19 @@ def add_aliases(parser: argparse.ArgumentParser, action: argparse.Action, aliase
     """Hidden older spellings of ``action``'s flag: each stores into the same value, is left out of ``--help``,
     and prints one line naming the new flag. A required flag stays required: given as either spelling
     (:func:`missing_required` checks it after parsing)."""
+    if not aliases:
+        return
+    flag = action.option_strings[0]
     for alias in aliases:
         hidden = copy.copy(action)
         hidden.option_strings = [alias]
         hidden.help = argparse.SUPPRESS
         hidden.required = False
         hidden.__class__ = type(f"Deprecated{type(action).__name__}", (_Deprecated, type(action)),
-                                {"flag": action.option_strings[0]})
+                                {"flag": flag})
         parser._add_action(hidden)
-    if aliases and action.required:
+    action.__class__ = type(f"OneSpelling{type(action).__name__}", (_OneSpelling, type(action)), {"flag": flag})
+    if action.required:
         action.required = False
         action._required_with_aliases = True   # noqa: SLF001 (argparse has no public hook for this)
 
@@ -131,6 +148,7 @@ class _Parser(argparse_dataclass.ArgumentParser):
         return self._formatted(super().format_help)
 
     def parse_args(self, args=None, namespace=None):
+        self._spellings_given = {}
         namespace = argparse.ArgumentParser.parse_args(self, args, namespace)
         missing_required(self, namespace)
         return self._options_type(**argparse_dataclass._get_kwargs(namespace))

@@ -14,8 +14,8 @@ lock (:func:`chatflow_plugin.outputs.atomic_directory`). Every token and mask fi
 it is written and recorded in the manifest, which is sealed with its own checksum (:mod:`.shards`).
 
 The tokenizer is either kind of :mod:`chatflow_plugin.tokenizer` (``--tokenizer``: a sentencepiece model, a
-``tokenizer.json`` or a model directory; ``--spm_model_path`` is the sentencepiece-only spelling the
-TencentPretrain host's launchers pass). Each worker batch-encodes a chunk's documents with the tokenizer's own
+``tokenizer.json`` or a model directory; ``--spm_model_path``, the TencentPretrain host's spelling, is a
+hidden alias of it). Each worker batch-encodes a chunk's documents with the tokenizer's own
 library on one thread (``TOKENIZERS_PARALLELISM=false``: the pool is the parallelism).
 """
 from __future__ import annotations
@@ -52,16 +52,16 @@ class PreprocessOptions:
     mixture: str = option(help="mixture file (JSON), or a packaged one's name: table1, tiny_corpora ... "
                                "(`chatflow resources`)")
     output_dir: str = option(help="dataset directory to create")
-    tokenizer: str = option("", help="the tokenizer the dataset is tokenized with: a sentencepiece model, a "
-                                     "HuggingFace tokenizer.json, or a model directory holding either")
-    spm_model_path: str = option("", help="a sentencepiece model (the TencentPretrain host's spelling; give this "
-                                          "or --tokenizer)")
+    tokenizer: str = option(help="the tokenizer the dataset is tokenized with: a sentencepiece model, a "
+                                 "HuggingFace tokenizer.json, or a model directory holding either",
+                            aliases=["--spm_model_path"])
     seq_length: int = option(0, help="tokens per training sequence (0: the mixture's seq_length); "
                                      "windows hold seq_length + 1 tokens")
     workers: int = option(0, help="tokenizer processes (0: one per CPU core)")
     on_bad_record: str = option("skip", choices=["skip", "fail"],
                                 help="skip (and count) malformed records, or stop at the first one")
-    data_root: str = option("", help="folder relative source paths resolve against (default: the mixture's)")
+    data_dir: str = option("", help="folder relative source paths resolve against (default: the mixture's "
+                                    "data_root)", aliases=["--data_root"])
     source_path: list = option(default_factory=list, repeatable=True, type=str,
                                help="override a source's files: NAME=PATH[,PATH...]")
     chunk_mb: float = option(1.0, help="size of the input pieces handed to workers, in MB")
@@ -665,11 +665,11 @@ def run_preprocess(opts: PreprocessOptions) -> None:
         raise ChatflowError(f"--chunk_mb must be positive, got {opts.chunk_mb}")
     split = parse_split(opts.split, opts.split_seed) if opts.split else None
     spec = load_mixture(opts.mixture).with_overrides(
-        data_root=opts.data_root or None, seq_length=opts.seq_length or None,
+        data_root=opts.data_dir or None, seq_length=opts.seq_length or None,
         source_paths=parse_source_overrides(opts.source_path))
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    result = preprocess(spec, tokenizer_from_options(opts.tokenizer, opts.spm_model_path), opts.output_dir,
+    result = preprocess(spec, tokenizer_from_options(opts.tokenizer, None), opts.output_dir,
                         workers=opts.workers,
                         on_bad_record=opts.on_bad_record, chunk_bytes=int(opts.chunk_mb * (1 << 20)),
                         force=opts.force, quiet=opts.quiet, split=split)

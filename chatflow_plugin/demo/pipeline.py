@@ -415,7 +415,7 @@ def english_foundation(out: Layout, profile: Profile, base: MixtureSpec | None =
                             out.mixtures / f"english_{split_name}.json", tree=out.root)
         preprocess(load_mixture(mix), out.english_model, out.shards / f"english_{split_name}", workers=0, force=True)
     _train(dataset_dir=str(out.shards / "english_train"), output_dir=str(out.foundation),
-           model_config=str(resource(profile.model_config)), spm_model_path=str(out.english_model),
+           model_config=str(resource(profile.model_config)), tokenizer=str(out.english_model),
            heldout_dir=str(out.shards / "english_heldout"), train_steps=profile.foundation_steps,
            init_seed=FOUNDATION_INIT_SEED, **_training_options(profile))
 
@@ -456,7 +456,7 @@ def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Cl
                        kinds: tuple[str, ...] = RUN_KINDS) -> dict[str, Path]:
     """Every run kind of ``kinds`` for every seed; returns ``{"<kind>_s<seed>": run folder}``."""
     common = dict(_training_options(profile), dataset_dir=str(out.shards / "mixture_train"),
-                  heldout_dir=str(out.shards / "mixture_heldout"), spm_model_path=str(out.expanded_model))
+                  heldout_dir=str(out.shards / "mixture_heldout"), tokenizer=str(out.expanded_model))
     runs = {}
     for seed in profile.seeds:
         for kind in [k for k in RUN_KINDS if k in kinds]:

@@ -27,19 +27,19 @@ def test_preprocess_onto_a_full_disk(tmp_path, spm_model):
     mixture = make_mixture(tmp_path / "data")
     with small_disk(tmp_path / "disk", "1m") as disk:
         fill(disk, 16 << 10)
-        proc = cli("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir",
+        proc = cli("preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--output_dir",
                    disk / "shards", "--quiet")
         assert_clean_error(proc, "preprocess", "no space left on device (errno 28")
         assert _contents(disk) == ["filler"]                         # no partial folder, no lock
         (disk / "filler").unlink()
-        assert_ok(cli("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir",
+        assert_ok(cli("preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--output_dir",
                       disk / "shards", "--quiet"))
 
 
 def test_preprocess_onto_a_read_only_disk(tmp_path, spm_model):
     mixture = make_mixture(tmp_path / "data")
     with small_disk(tmp_path / "disk", "1m", readonly=True) as disk:
-        proc = cli("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir",
+        proc = cli("preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--output_dir",
                    disk / "shards", "--quiet")
         assert_clean_error(proc, "preprocess", "read-only file system (errno 30")
 

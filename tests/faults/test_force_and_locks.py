@@ -23,7 +23,7 @@ def data(tmp_path):
 
 
 def _preprocess(mixture, spm, out, *extra):
-    return cli("preprocess", "--mixture", mixture, "--spm_model_path", spm, "--output_dir", out, "--quiet", *extra)
+    return cli("preprocess", "--mixture", mixture, "--tokenizer", spm, "--output_dir", out, "--quiet", *extra)
 
 
 def test_force_into_a_folder_holding_a_foreign_file_refuses_and_deletes_nothing(data, spm_model, tmp_path):
@@ -48,7 +48,7 @@ def test_force_into_a_folder_holding_a_foreign_file_refuses_and_deletes_nothing(
 def test_the_output_is_never_an_input_of_the_same_run(data, spm_model, tmp_path):
     corpora = tree(data.parent)
     assert_clean_error(_preprocess(data, spm_model, data.parent, "--force"), "preprocess", "an input of this run")
-    assert_clean_error(_preprocess(data, spm_model, data.parent, "--force", "--data_root", data.parent),
+    assert_clean_error(_preprocess(data, spm_model, data.parent, "--force", "--data_dir", data.parent),
                        "preprocess", "an input of this run")
     assert tree(data.parent) == corpora
 
@@ -103,7 +103,7 @@ def _big_mixture(root: Path, lines: int = 40000) -> Path:
 
 def _writing(mixture: Path, spm_model: Path, out: Path, workers: str):
     """A preprocess run into ``out``, returned once it holds the output's lock."""
-    proc = start("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", out,
+    proc = start("preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--output_dir", out,
                  "--workers", workers, "--quiet", "--chunk_mb", "0.05")
     deadline = time.time() + 60
     while not lock_path(out).exists() and proc.poll() is None and time.time() < deadline:

@@ -34,7 +34,7 @@ def _hostile_mixture(root: Path, record: str) -> tuple[Path, Path]:
 def test_hostile_records_are_located_and_skipped_or_fatal(tmp_path, spm_model, record, reason, workers):
     mixture, where = _hostile_mixture(tmp_path / "data", record)
     reason = reason or "invalid UTF-8"
-    args = ["preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--workers", workers]
+    args = ["preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--workers", workers]
     done = assert_ok(cli(*args, "--output_dir", tmp_path / "skip"))
     assert f"skipped {where}: {reason}" in done.stdout
     sources = {s["name"]: s for s in json.loads((tmp_path / "skip" / "manifest.json").read_text())["sources"]}
@@ -59,7 +59,7 @@ def test_hostile_mixture_numbers_and_names_are_clean_errors(tmp_path, spm_model,
     text = json.dumps(spec).replace('"__1e400__"', "1e400").replace('"__', "").replace('__"', "")
     mixture.write_text(text, encoding="utf-8")
     assert_clean_error(cli("mixture", mixture), "mixture", message)
-    assert_clean_error(cli("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir",
+    assert_clean_error(cli("preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--output_dir",
                            tmp_path / "out"), "preprocess", message)
 
 
@@ -69,7 +69,7 @@ def test_a_file_name_with_glob_characters_is_that_file(tmp_path, spm_model):
     spec = json.loads(mixture.read_text())
     spec["groups"][4]["sources"][0]["paths"] = ["br[1].jsonl"]
     mixture.write_text(json.dumps(spec))
-    assert_ok(cli("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", tmp_path / "o",
+    assert_ok(cli("preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--output_dir", tmp_path / "o",
                   "--quiet"))
     sources = {s["name"]: s for s in json.loads((tmp_path / "o" / "manifest.json").read_text())["sources"]}
     files = sources["code"]["files"]
@@ -78,7 +78,7 @@ def test_a_file_name_with_glob_characters_is_that_file(tmp_path, spm_model):
 
 def test_bad_worker_and_chunk_counts(tmp_path, spm_model):
     mixture = make_mixture(tmp_path / "data")
-    args = ["preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", tmp_path / "o"]
+    args = ["preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--output_dir", tmp_path / "o"]
     assert_clean_error(cli(*args, "--workers", "-1"), "preprocess", "--workers must be 0")
     assert_clean_error(cli(*args, "--chunk_mb", "0"), "preprocess", "--chunk_mb must be positive")
 

@@ -48,7 +48,7 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("round_", ROUNDS)
 def test_preprocess_killed_anywhere_then_rerun_equals_an_uninterrupted_run(corpus, spm_model, tmp_path, round_):
     reference = tmp_path / "reference"
-    args = lambda out: ["preprocess", "--mixture", corpus, "--spm_model_path", spm_model, "--output_dir", out,  # noqa
+    args = lambda out: ["preprocess", "--mixture", corpus, "--tokenizer", spm_model, "--output_dir", out,  # noqa
                         "--workers", "2", "--chunk_mb", "0.05", "--quiet"]
     started = time.time()
     assert_ok(cli(*args(reference)))

@@ -136,7 +136,7 @@ def test_preprocess_stopping_on_an_error_under_load_exits_cleanly_every_time(tmp
     with Load():
         for round_ in range(count):
             out = tmp_path / f"out{round_}"
-            proc = cli("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", out,
+            proc = cli("preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--output_dir", out,
                        "--workers", "2", "--chunk_mb", "0.02", "--on_bad_record", "fail", "--quiet", timeout=300)
             assert_clean_error(proc, "preprocess", where, "invalid JSON")
             assert not out.exists() and wait_until_gone(str(out)) == [], f"round {round_}: workers left"
@@ -148,7 +148,7 @@ def test_killing_the_main_process_ends_its_workers_quietly(tmp_path, spm_model, 
     mixture = _slow_mixture(tmp_path / "data")
     for round_ in range(count):
         out = tmp_path / f"out{round_}"
-        proc = start("preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", out,
+        proc = start("preprocess", "--mixture", mixture, "--tokenizer", spm_model, "--output_dir", out,
                      "--workers", "2", "--chunk_mb", "0.02", "--quiet")
         deadline = time.time() + 60
         while len(processes_mentioning(str(out))) < 3 and proc.poll() is None and time.time() < deadline:

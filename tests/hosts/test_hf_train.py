@@ -162,7 +162,7 @@ def test_collated_batch_matches_mixture_batch(dataset):
 def test_training_lowers_loss_and_writes_logs_and_model(dataset, heldout, tmp_path, spm_model):
     out = tmp_path / "run"
     summary = train(_options(dataset, out, train_steps=30, heldout_dir=str(heldout), heldout_every=15,
-                             heldout_windows=8, spm_model_path=str(spm_model)))
+                             heldout_windows=8, tokenizer=str(spm_model)))
     records = _read_jsonl(out / "log.jsonl")
     steps = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in steps] == list(range(1, 31))

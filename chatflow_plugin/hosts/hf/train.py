@@ -98,8 +98,7 @@ class TrainOptions:
     tokenizer: str = option("", help="the dataset's tokenizer (a sentencepiece model, a tokenizer.json or a model "
                                      "directory); checked against the dataset and saved with every checkpoint and the "
                                      "final model as HF tokenizer files (default: the dataset's, if still there, else "
-                                     "the start model's when it is the dataset's)")
-    spm_model_path: str = option("", help="a sentencepiece model: the sentencepiece spelling of --tokenizer")
+                                     "the start model's when it is the dataset's)", aliases=["--spm_model_path"])
     mixture: str = option("", help="mixture file replacing the dataset's recorded one (any of its sources, any "
                                    "grouping and shape), or a history file to re-run as a fixed schedule")
     seed: int = option(-1, help="sampler seed (-1: the mixture's)")
@@ -356,7 +355,7 @@ def build_model(options: TrainOptions, vocab_size: int, bos_id: int | None, eos_
 def _load_data(options: TrainOptions) -> tuple[ShardSet, MixtureDataset]:
     """The training shards and the mixture given (--mixture, else the dataset's) over them."""
     shards = ShardSet(options.dataset_dir,
-                      tokenizer=tokenizer_from_options(options.tokenizer, options.spm_model_path, required=False),
+                      tokenizer=tokenizer_from_options(options.tokenizer, None, required=False),
                       verify=options.verify_data)
     given = load_mixture_file(options.mixture) if options.mixture else None
     mixture = MixtureDataset(shards, spec=given, seed=None if options.seed < 0 else options.seed,
@@ -477,10 +476,10 @@ def _leave_finished(output_dir: Path, finished: dict, rank: int) -> dict:
 
 
 def saved_tokenizer(options, record: dict) -> Tokenizer | None:
-    """The tokenizer saved (as HF tokenizer files) with every checkpoint and the final model: ``--tokenizer`` /
-    ``--spm_model_path`` (already checked against the dataset), else the one the dataset's manifest ``record``
+    """The tokenizer saved (as HF tokenizer files) with every checkpoint and the final model: ``--tokenizer``
+    (already checked against the dataset), else the one the dataset's manifest ``record``
     names if it is unchanged, else the start model's (``--model_path``/``--model``) if it is the dataset's."""
-    given = tokenizer_from_options(options.tokenizer, options.spm_model_path, required=False)
+    given = tokenizer_from_options(options.tokenizer, None, required=False)
     if given is not None:
         return given
     start_model = getattr(options, "model_path", "") or getattr(options, "model", "")
@@ -596,7 +595,7 @@ def _check_options(options: TrainOptions) -> None:
     if options.mixture_catch_up < 0:
         raise ChatflowError(f"--mixture_catch_up must be >= 0, got {options.mixture_catch_up}")
     inputs = [options.dataset_dir, options.heldout_dir, options.model_path, options.model_config,
-              options.spm_model_path, options.mixture]
+              options.tokenizer, options.mixture]
     check_not_input(options.output_dir, inputs, what="--output_dir")
 
 
