@@ -338,7 +338,7 @@ LLAMA2=${LLAMA2:-<--llama2>}; DATA_ROOT=${DATA_ROOT:-<--data_root>}; BENCHMARKS=
 plan_run() {
   local args=(--global_batch_size "$GLOBAL_BATCH_SIZE" --schedule_unit "$SCHEDULE_UNIT" --gpus "$WORLD"
               --output "$OUT/plan.json")
-  if [[ -n $TRAIN_STEPS ]]; then args+=(--steps "$TRAIN_STEPS")
+  if [[ -n $TRAIN_STEPS ]]; then args+=(--train_steps "$TRAIN_STEPS")
   elif [[ -n $TOKENS ]]; then args+=(--tokens "$TOKENS")
   else args+=(--gpu_hours "$GPU_HOURS"); fi
   [[ -n $TOKENS_PER_SECOND_PER_GPU ]] && args+=(--tokens_per_second_per_gpu "$TOKENS_PER_SECOND_PER_GPU")

@@ -66,7 +66,7 @@ def test_mixture_reports_sources_and_epochs_of_a_dataset(tmp_path, spm_model, ca
 
     mixture = make_mixture(tmp_path / "data")
     preprocess(load_mixture(mixture), spm_model, tmp_path / "shards", workers=1)
-    assert cli.main(["mixture", str(mixture), "--realized", "500", "--dataset", str(tmp_path / "shards"), "--json"]) == 0
+    assert cli.main(["mixture", str(mixture), "--realized", "500", "--dataset_dir", str(tmp_path / "shards"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     sources = report["sources"]
     assert sum(v["samples"] for v in sources.values()) == 500

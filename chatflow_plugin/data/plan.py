@@ -60,7 +60,7 @@ THROUGHPUT_SOURCE = ("LLaMA-2-7B's pretraining: 184,320 A100-80GB GPU-hours for 
 DEFAULT_MAX_EPOCHS = 4.0
 MIN_USED_FRACTION = 0.01
 UNITS = ("samples", "tokens", "records")
-LENGTHS = ("steps", "tokens", "gpu_hours")     # the ways to give a run's length (exactly one)
+LENGTHS = ("train_steps", "tokens", "gpu_hours")     # the ways to give a run's length (exactly one)
 
 
 @dataclass
@@ -70,7 +70,8 @@ class PlanOptions:
     mixture: str = option("", help="mixture file (JSON); default: the one recorded in --dataset_dir")
     dataset_dir: str = option("", help="shard directory (chatflow preprocess): adds per-source samples, tokens "
                                        "and epochs, and the records per sample of --schedule_unit records")
-    steps: int = option(0, help="optimizer steps of the run (give one of --steps, --tokens, --gpu_hours)")
+    train_steps: int = option(0, help="optimizer steps of the run (give one of --train_steps, --tokens, --gpu_hours)",
+                              aliases=["--steps"])
     tokens: float = option(0.0, help="training tokens of the run, e.g. 8e9; steps = ceil(tokens / (global_batch_size "
                                      "x seq_length))")
     gpu_hours: float = option(0.0, help="the run's compute budget, e.g. 5376 (the paper's 16 A100s for two weeks); "
@@ -151,10 +152,10 @@ def _length(opts: PlanOptions, seq_length: int) -> tuple[int, dict]:
             raise ChatflowError(f"--{name} must be positive, got {value}")
     given = [name for name, value in values.items() if value > 0]
     if len(given) != 1:
-        raise ChatflowError("give exactly one of --steps, --tokens and --gpu_hours (positive)")
+        raise ChatflowError("give exactly one of --train_steps, --tokens and --gpu_hours (positive)")
     per_step = opts.global_batch_size * seq_length
-    if opts.steps:
-        return opts.steps, {"from": "steps"}
+    if opts.train_steps:
+        return opts.train_steps, {"from": "steps"}
     if opts.tokens:
         return math.ceil(opts.tokens / per_step), {"from": "tokens", "tokens": opts.tokens}
     throughput = opts.tokens_per_second_per_gpu
@@ -415,7 +416,7 @@ def run_plan(opts: PlanOptions) -> None:
     """Plan a training run of a mixture: samples and tokens, the step at which the schedule reaches its final
     mixture (T_grow), the mixture at start and end, per-group and (with --dataset_dir) per-source samples, tokens
     and epochs (without a dataset, per group over --data_tokens), warnings, and a GPU-hours estimate. The length is
-    --steps, --tokens or a compute budget, --gpu_hours. A run that never reaches the final mixture is an error unless
+    --train_steps, --tokens or a compute budget, --gpu_hours. A run that never reaches the final mixture is an error unless
     --allow_partial_schedule. --schedule_unit records reads the schedule's times as raw records before packing
     (converted through the dataset's manifest); --write_mixture writes the mixture in samples for the trainer."""
     plan, run_spec = make_plan(opts)

@@ -1,5 +1,5 @@
 """``chatflow mixture``: check a mixture file, print its schedule, realised counts, and plot it (any shape, with
-its knots); or show a run's mixture history (``--history RUN``: every revision and the step it took effect)."""
+its knots); or show a run's mixture history (``--run RUN``: every revision and the step it took effect)."""
 from __future__ import annotations
 
 import json
@@ -24,21 +24,22 @@ if TYPE_CHECKING:
 @dataclass
 class MixtureOptions:
     mixture: str = option("", help="mixture file (JSON) or a packaged one's name (table1 ...; `chatflow resources`), "
-                                   "or a history file (chatflow mixture --history RUN --export)",
+                                   "or a history file (chatflow mixture --run RUN --export)",
                           positional=True, nargs="?", type=str)
     at: list = option(default_factory=list, repeatable=True, type=float,
                       help="print per-group probabilities at these training samples t (repeatable); "
                            "default: 0, every knot and the midpoints between knots")
     realized: int = option(0, help="also count the groups of the first N samples the sampler draws, "
                                    "next to the expected counts (0: skip)")
-    dataset: str = option("", help="a preprocessed shard directory: with --realized, also report per-source "
-                                   "samples and epochs (passes over each source) of the first N samples")
+    dataset_dir: str = option("", help="a preprocessed shard directory: with --realized, also report per-source "
+                                       "samples and epochs (passes over each source) of the first N samples",
+                              aliases=["--dataset"])
     plot: str = option("", help="draw p_k(t) with the schedule's knots (and a history's revisions) to this PNG file")
     until: float = option(0.0, help="end of the table and plot, in samples (0: 1.2 x the last knot or revision)")
-    history: str = option("", help="show a run's mixture history instead of a file's: an HF run folder (chatflow "
-                                   "train), one of its checkpoints, a TencentPretrain --output_model_path, or a "
-                                   "chatflow_state.json")
-    export: str = option("", help="with --history: write the run's mixture history as a history file, to re-run it "
+    run: str = option("", help="show a run's mixture history instead of a file's: an HF run folder (chatflow "
+                               "train or clo-train), one of its checkpoints, a TencentPretrain --output_model_path, "
+                               "or a chatflow_state.json", aliases=["--history"])
+    export: str = option("", help="with --run: write the run's mixture history as a history file, to re-run it "
                                   "as a fixed schedule (--mixture / --mixture_config accept it)")
     json: bool = option(False, help="print one JSON object instead of tables")
 
@@ -214,20 +215,20 @@ def format_history(report: dict) -> str:
 def mixture_report(opts: MixtureOptions) -> None:
     """Print a mixture file's sampling probabilities p_k(t), the sampler's realised group counts next to the
     expected ones, per-source samples and epochs over a dataset, and optionally a plot of p_k(t) with the
-    schedule's knots; or (--history RUN) a run's mixture revisions, the step and sample each took effect at,
+    schedule's knots; or (--run RUN) a run's mixture revisions, the step and sample each took effect at,
     and its other recorded changes, optionally exported as a history file to re-run as a fixed schedule."""
-    if bool(opts.mixture) == bool(opts.history):
-        raise ChatflowError("give a mixture file or --history RUN (one of them)")
-    if opts.export and not opts.history:
-        raise ChatflowError("--export writes a run's history: give --history RUN")
-    if opts.history:
-        report = history_report(opts.history)
+    if bool(opts.mixture) == bool(opts.run):
+        raise ChatflowError("give a mixture file or --run RUN (one of them)")
+    if opts.export and not opts.run:
+        raise ChatflowError("--export writes a run's history: give --run RUN")
+    if opts.run:
+        report = history_report(opts.run)
         history = history_of(read_state(report["state"]), report["state"])
         if opts.export:
             write_history(history.fixed(), opts.export)
         if opts.plot:
             plot_schedule(history, opts.plot, opts.until,
-                          title=f"{history.current.name}: mixture history of {opts.history}")
+                          title=f"{history.current.name}: mixture history of {opts.run}")
         print(json.dumps(report) if opts.json else format_history(report))
         if opts.export and not opts.json:
             print(f"\nhistory written to {opts.export} (re-run it as a fixed schedule with --mixture)")
@@ -239,11 +240,11 @@ def mixture_report(opts: MixtureOptions) -> None:
     report = schedule_report(spec, at, opts.realized)
     if len(history) > 1:
         report["revisions"] = [{"sample": r.sample, "step": r.step, "by": r.by} for r in history.revisions[1:]]
-    if opts.dataset:
+    if opts.dataset_dir:
         from .batches import MixtureDataset
         from .shards import ShardSet
 
-        report["sources"] = source_report(MixtureDataset(ShardSet(opts.dataset), spec=spec), opts.realized)
+        report["sources"] = source_report(MixtureDataset(ShardSet(opts.dataset_dir), spec=spec), opts.realized)
     if opts.plot:
         plot_schedule(history, opts.plot, opts.until)
     if opts.json:

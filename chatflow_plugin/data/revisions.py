@@ -10,7 +10,7 @@ Two ways to write a history down:
 
 * a **history file** (``{"format": "chatflow-mixture-history", "version": 1, "revisions": [...]}``, each
   revision ``{"sample", "step", "by", "catch_up", "mixture"}`` with the whole mixture): what
-  ``chatflow mixture --history RUN --export FILE`` writes, and what ``--mixture`` / ``--mixture_config``
+  ``chatflow mixture --run RUN --export FILE`` writes, and what ``--mixture`` / ``--mixture_config``
   accept in place of a mixture file to re-run a history as a fixed schedule (adaptive policies left out);
 * the **run's history of changes** (the run record's ``history`` list, shared with every other setting a
   resumed run was allowed to change): entries ``{"step", "sample", "what", "old", "new", "time", "by"}``.

@@ -16,7 +16,7 @@ complete (HF: before ``trainer_state.json``; host: with the DeepSpeed tag or bef
 | ``adaptive`` | the adaptive policy's state after its last update (null: none) |
 
 Resuming reads the state of the checkpoint it loads (never a newer record), so the position, the mixture
-history and the policy's state are those of that step. ``chatflow mixture --history RUN`` reads
+history and the policy's state are those of that step. ``chatflow mixture --run RUN`` reads
 :func:`find_state`'s answer for any run folder of either backend.
 """
 from __future__ import annotations

@@ -78,12 +78,12 @@ def test_eight_billion_trained_tokens_end_before_t_grow_and_are_refused(capsys):
 
 
 def test_a_stated_data_size_without_a_split_reads_every_group_equally_and_bad_sizes_are_named():
-    p = plan(mixture=str(TABLE1), global_batch_size=512, steps=20_000, data_tokens=8e9)
+    p = plan(mixture=str(TABLE1), global_batch_size=512, train_steps=20_000, data_tokens=8e9)
     epochs = {g["epochs"] for g in p["groups"].values()}
     assert max(epochs) == pytest.approx(min(epochs)) == pytest.approx(p["tokens"] / 8e9)
     assert "in proportion to each group's draws" in p["data"]["from"]
     assert not any("is read" in w for w in p["warnings"])              # 2.6 epochs: under 4
-    strict = plan(mixture=str(TABLE1), global_batch_size=512, steps=20_000, data_tokens=8e9, max_epochs=2)
+    strict = plan(mixture=str(TABLE1), global_batch_size=512, train_steps=20_000, data_tokens=8e9, max_epochs=2)
     assert sum("is read" in w for w in strict["warnings"]) == 6
     for sizes, message in ((PAPER_SIZES[:-1], "no size for group\\(s\\) code"),
                            (PAPER_SIZES + ["code=3"], "group 'code' is given twice"),
@@ -91,22 +91,22 @@ def test_a_stated_data_size_without_a_split_reads_every_group_equally_and_bad_si
                            (PAPER_SIZES[:-1] + ["code=-1"], "expected NAME=SIZE with a size >= 0"),
                            (PAPER_SIZES[:-1] + ["code"], "expected NAME=SIZE")):
         with pytest.raises(ChatflowError, match=message):
-            plan(mixture=str(TABLE1), global_batch_size=512, steps=20_000, data_tokens=8e9, data_sizes=sizes)
+            plan(mixture=str(TABLE1), global_batch_size=512, train_steps=20_000, data_tokens=8e9, data_sizes=sizes)
     with pytest.raises(ChatflowError, match="give --data_tokens too"):
-        plan(mixture=str(TABLE1), global_batch_size=512, steps=20_000, data_sizes=PAPER_SIZES)
-    zero = plan(mixture=str(TABLE1), global_batch_size=512, steps=20_000, data_tokens=8e9,
+        plan(mixture=str(TABLE1), global_batch_size=512, train_steps=20_000, data_sizes=PAPER_SIZES)
+    zero = plan(mixture=str(TABLE1), global_batch_size=512, train_steps=20_000, data_tokens=8e9,
                 data_sizes=PAPER_SIZES[:-1] + ["code=0"])
     assert zero["groups"]["code"]["epochs"] is None and any("'code' is drawn from but" in w for w in zero["warnings"])
 
 
 def test_steps_and_tokens_give_the_same_plan_and_exactly_one_is_needed():
-    by_steps = plan(mixture=str(TABLE1), global_batch_size=64, steps=100_000)
+    by_steps = plan(mixture=str(TABLE1), global_batch_size=64, train_steps=100_000)
     by_tokens = plan(mixture=str(TABLE1), global_batch_size=64, tokens=100_000 * 64 * 2048)
     assert by_steps.pop("length") == {"from": "steps"} and by_tokens.pop("length")["from"] == "tokens"
     assert by_steps == by_tokens
     assert by_steps["t_grow_reached_at_step"] == math.ceil(5e6 / 64) == 78_125
-    for kw in ({}, {"steps": 10, "tokens": 1e6}, {"tokens": 1e6, "gpu_hours": 10.0}):
-        with pytest.raises(ChatflowError, match="exactly one of --steps, --tokens and --gpu_hours"):
+    for kw in ({}, {"train_steps": 10, "tokens": 1e6}, {"tokens": 1e6, "gpu_hours": 10.0}):
+        with pytest.raises(ChatflowError, match="exactly one of --train_steps, --tokens and --gpu_hours"):
             plan(mixture=str(TABLE1), global_batch_size=64, **kw)
     with pytest.raises(ChatflowError, match="less than one step"):
         plan(mixture=str(TABLE1), global_batch_size=64, gpu_hours=1e-3)
@@ -114,7 +114,7 @@ def test_steps_and_tokens_give_the_same_plan_and_exactly_one_is_needed():
     assert by_hours["steps"] == math.floor(100 * 3600 * 1000 / (64 * 2048))
     assert by_hours["length"]["throughput_from"] == "--tokens_per_second_per_gpu"
     with pytest.raises(ChatflowError, match="--global_batch_size must be positive"):
-        plan(mixture=str(TABLE1), global_batch_size=0, steps=10)
+        plan(mixture=str(TABLE1), global_batch_size=0, train_steps=10)
 
 
 def test_reading_the_times_in_tokens_or_in_assumed_records():
@@ -158,7 +158,7 @@ def dataset(tmp_path, spm_model):
 def test_records_reading_uses_the_manifest_and_the_written_mixture_trains_the_same(dataset, tmp_path):
     mixture, out = dataset
     written = tmp_path / "run" / "mixture.json"
-    run_plan(PlanOptions(dataset_dir=str(out), global_batch_size=8, steps=50, schedule_unit="records",
+    run_plan(PlanOptions(dataset_dir=str(out), global_batch_size=8, train_steps=50, schedule_unit="records",
                          write_mixture=str(written), output=str(tmp_path / "plan.json"), json=True))
     p = json.loads((tmp_path / "plan.json").read_text())
     assert p["mixture_for_training"] == str(written)
@@ -192,7 +192,7 @@ def test_records_reading_uses_the_manifest_and_the_written_mixture_trains_the_sa
     assert p["data"]["tokens"] == sum(s["windows"] for s in p["sources"].values()) * 64
     assert "manifest.json" in p["data"]["from"]
     with pytest.raises(ChatflowError, match="with --dataset_dir it is measured"):
-        plan(dataset_dir=str(out), global_batch_size=8, steps=50, data_tokens=8e9)
+        plan(dataset_dir=str(out), global_batch_size=8, train_steps=50, data_tokens=8e9)
     # the written mixture: the file's groups and weights, times in samples
     assert "records per sample" in json.loads(written.read_text())["description"]
     np.testing.assert_allclose(run_spec.schedule().probabilities([0.0, 200 / rho / 2, 1e6]),
@@ -201,17 +201,17 @@ def test_records_reading_uses_the_manifest_and_the_written_mixture_trains_the_sa
 
 def test_warnings_name_overused_underused_and_undrawn(dataset):
     _, out = dataset
-    long = plan(dataset_dir=str(out), global_batch_size=64, steps=400)
+    long = plan(dataset_dir=str(out), global_batch_size=64, train_steps=400)
     warned = "\n".join(long["warnings"])
     over = [n for n, s in long["sources"].items() if s["epochs"] > 4]
     assert over and all(f"source {n!r} is read" in warned for n in over)
-    short = plan(dataset_dir=str(out), global_batch_size=1, steps=3, allow_partial_schedule=True)
+    short = plan(dataset_dir=str(out), global_batch_size=1, train_steps=3, allow_partial_schedule=True)
     warned = "\n".join(short["warnings"])
     undrawn = [g for g, c in short["groups"].items() if c["samples"] == 0]
     assert undrawn and all(f"group {g!r} has weight in the schedule but the run draws none" in warned for g in undrawn)
     under = [n for n, s in short["sources"].items() if s["epochs"] < 0.01]
     assert under and all(f"source {n!r}: the run uses" in warned for n in under)
-    strict = plan(dataset_dir=str(out), global_batch_size=1, steps=3, allow_partial_schedule=True, max_epochs=0.0)
+    strict = plan(dataset_dir=str(out), global_batch_size=1, train_steps=3, allow_partial_schedule=True, max_epochs=0.0)
     read = [n for n, s in strict["sources"].items() if s["epochs"] > 0]
     assert read and all(any(f"source {n!r} is read" in w and "epochs > 0" in w for w in strict["warnings"]) for n in read)
 
@@ -219,18 +219,18 @@ def test_warnings_name_overused_underused_and_undrawn(dataset):
 def test_any_registered_shape_is_planned_and_its_times_must_be_marked(tmp_path, monkeypatch):
     monkeypatch.setitem(SHAPES, "switch", Switch)
     path = write(tmp_path, switch_mixture())
-    p = plan(mixture=str(path), global_batch_size=4, steps=20)
+    p = plan(mixture=str(path), global_batch_size=4, train_steps=20)
     assert p["schedule"] == {"shape": "switch", "final_mixture_at_sample": 64.0} and p["t_grow_reached_at_step"] == 16
     assert p["p_start"] == pytest.approx({"en": 0.9, "zh": 0.1})
     assert p["p_end"] == pytest.approx({"en": 0.9 / 3.9, "zh": 3.0 / 3.9})
     with pytest.raises(ChatflowError, match="does not mark all its times"):
-        plan(mixture=str(path), global_batch_size=4, steps=20, schedule_unit="tokens")
+        plan(mixture=str(path), global_batch_size=4, train_steps=20, schedule_unit="tokens")
 
     class Marked(Switch):
         mixture_keys = {**Switch.mixture_keys, "T_switch": Param(positive, time=True)}
 
     monkeypatch.setitem(SHAPES, "switch", Marked)
-    p = plan(mixture=str(path), global_batch_size=4, steps=20, schedule_unit="records", records_per_sample=4.0)
+    p = plan(mixture=str(path), global_batch_size=4, train_steps=20, schedule_unit="records", records_per_sample=4.0)
     assert p["schedule"]["final_mixture_at_sample"] == 16.0 and p["t_grow_reached_at_step"] == 4
 
 

@@ -210,10 +210,10 @@ def test_history_report_finds_the_run_state_of_either_backend(dataset, tmp_path,
     assert find_state(plain) == tmp_path / "P-8.chatflow.json"
     assert find_state(hf) == hf / "checkpoint-8" / "chatflow_state.json"
     for run in (deepspeed, plain, hf):
-        assert chatflow_main(["mixture", "--history", str(run), "--json"]) == 0
+        assert chatflow_main(["mixture", "--run", str(run), "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
         assert [(r["step"], r["sample"], r["by"]) for r in report["revisions"]] == [(0, 0, "start"),
                                                                                    (8, 64, "more_code.json")]
         assert report["changes"][0]["what"] == "world_size"
-    assert chatflow_main(["mixture", "--history", str(tmp_path / "nothing")]) == 2
+    assert chatflow_main(["mixture", "--run", str(tmp_path / "nothing")]) == 2
     assert "no chatflow run state found" in capsys.readouterr().err

@@ -1,5 +1,5 @@
 """HF backend: elastic resume, global-batch and mixture changes from a checkpoint, adaptive mixing that resumes
-exactly; every change in the run's history (record, log, checkpoints) and in `chatflow mixture --history`."""
+exactly; every change in the run's history (record, log, checkpoints) and in `chatflow mixture --run`."""
 from __future__ import annotations
 
 import json
@@ -83,9 +83,9 @@ def test_a_mixture_change_keeps_the_past_and_follows_the_new_mixture(dataset, tm
     np.testing.assert_array_equal(revised["tokens"][:12], original["tokens"][:12])        # the past is kept
     assert (revised["group"][12:] == 2).sum() > (original["group"][12:] == 2).sum()
     assert history.groups[2].schedule_params["alpha"] == 5.0
-    # the history, as `chatflow mixture --history RUN` shows it and exports it
+    # the history, as `chatflow mixture --run RUN` shows it and exports it
     exported = tmp_path / "history.json"
-    assert chatflow_main(["mixture", "--history", str(out), "--export", str(exported)]) == 0
+    assert chatflow_main(["mixture", "--run", str(out), "--export", str(exported)]) == 0
     shown = capsys.readouterr().out
     assert "mixture revisions (2)" in shown and f"step       3  sample         12  by {changed}" in shown
     np.testing.assert_array_equal(MixtureDataset(shards, spec=load_mixture_file(exported)).batch(np.arange(24))["tokens"],
@@ -129,7 +129,7 @@ def test_an_adaptive_run_killed_and_resumed_is_identical(dataset, heldout, tmp_p
     assert losses(straight) == losses(resumed)
     # the final history, re-run as a fixed schedule, reads the same samples in the same groups
     fixed = tmp_path / "fixed.json"
-    assert chatflow_main(["mixture", "--history", str(straight), "--export", str(fixed)]) == 0
+    assert chatflow_main(["mixture", "--run", str(straight), "--export", str(fixed)]) == 0
     shards = ShardSet(dataset)
     flat = [t for batch in reference for t in batch]
     np.testing.assert_array_equal(
