@@ -70,7 +70,7 @@ PYEOF
   say "chatflow demo --quick --mixture models/mixtures/demo_ja.json --data_dir $OUT/data --output_dir $OUT/demo"
   chatflow demo --quick --mixture "$ROOT/models/mixtures/demo_ja.json" --data_dir "$OUT/data" --output_dir "$OUT/demo" \
     --foundation_cache "$FOUNDATION_CACHE"
-  chatflow fidelity --model "$OUT/demo/release" --languages ja,en --max_new_tokens 24 --output "$OUT/fidelity.json"
+  chatflow fidelity --model_path "$OUT/demo/release" --languages ja,en --max_new_tokens 24 --output "$OUT/fidelity.json"
   say "report: $OUT/demo/report/report.md; fidelity: $OUT/fidelity.json"
   exit 0
 fi
@@ -108,5 +108,5 @@ torchrun --nproc_per_node "$GPUS" -m chatflow_plugin.cli train --dataset_dir "$O
   --deepspeed "$ROOT/models/hf/deepspeed_zero3_hf.json"
 
 say "4/4 language fidelity of the result on the table's $LANGUAGE and English prompts"
-chatflow fidelity --model "$OUT/run/final" --languages "$LANGUAGE,en" --output "$OUT/fidelity.json"
-say "done: $OUT/run/final (benchmarks: chatflow eval --model $OUT/run/final ...)"
+chatflow fidelity --model_path "$OUT/run/final" --languages "$LANGUAGE,en" --output "$OUT/fidelity.json"
+say "done: $OUT/run/final (benchmarks: chatflow eval --model_path $OUT/run/final ...)"

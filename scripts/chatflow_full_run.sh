@@ -517,7 +517,7 @@ PYEOF
 stage_eval() {
   say "eval: 3-shot MMLU / C-Eval / CMMLU / GAOKAO, LLaMA-2 and ChatFlow side by side ($OUT/eval/table2.md)"
   [[ $DRY_RUN == 1 ]] || mkdir -p "$OUT/eval"
-  run chatflow eval --model "$LLAMA2" --model "$OUT/chatflow_hf" --model_name llama2 --model_name chatflow \
+  run chatflow eval --model_path "$LLAMA2" --model_path "$OUT/chatflow_hf" --model_name llama2 --model_name chatflow \
     --data_dir "$BENCHMARKS" --tasks mmlu,ceval,cmmlu,gaokao --num_fewshot 3 --limit "$EVAL_LIMIT" "${EVAL_EXTRA[@]}" \
     --output "$OUT/eval/table2.json" --predictions "$OUT/eval/predictions.jsonl"
 }

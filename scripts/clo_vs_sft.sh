@@ -93,7 +93,7 @@ chatflow clo-train --model "$MODEL" --data "$DATA" --eval_data "$EVAL" --output_
 for run in start sft clo; do
   dir="$OUT/$run/model"; [[ $run == start ]] && dir="$MODEL"
   say "language fidelity of $run on $FID_LIMIT held-out prompts"
-  chatflow fidelity --model "$dir" --prompts "$EVAL" --limit "$FID_LIMIT" \
+  chatflow fidelity --model_path "$dir" --prompts "$EVAL" --limit "$FID_LIMIT" \
     --max_new_tokens 48 --output "$OUT/fidelity_$run.json"
 done
 

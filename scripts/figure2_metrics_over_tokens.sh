@@ -50,6 +50,6 @@ else
   fi
 fi
 say "scoring the checkpoints of $CHECKPOINTS on $TASKS"
-chatflow eval-curve --checkpoints "$CHECKPOINTS" --data_dir "$DATA_DIR" --tasks "$TASKS" --num_fewshot 3 \
-  --limit "$LIMIT" --tokens_per_step "$TOKENS_PER_STEP" --output "$OUTPUT_DIR/figure2" --quiet
+chatflow eval-curve --run "$CHECKPOINTS" --data_dir "$DATA_DIR" --tasks "$TASKS" --num_fewshot 3 \
+  --limit "$LIMIT" --tokens_per_step "$TOKENS_PER_STEP" --output_prefix "$OUTPUT_DIR/figure2" --quiet
 say "Figure 2: $OUTPUT_DIR/figure2.png (+ figure2.csv)"

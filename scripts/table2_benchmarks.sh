@@ -34,7 +34,7 @@ else
   names=()
 fi
 model_args=()
-for model in "${models[@]}"; do model_args+=(--model "$model"); done
+for model in "${models[@]}"; do model_args+=(--model_path "$model"); done
 mkdir -p "$OUTPUT_DIR"
 chatflow eval "${model_args[@]}" "${names[@]}" --data_dir "$DATA_DIR" --tasks mmlu,ceval,cmmlu,gaokao \
   --num_fewshot 3 --protocol "$PROTOCOL" --on_truncation "$ON_TRUNCATION" --batch_size "$BATCH_SIZE" --limit "$LIMIT" --dtype "$DTYPE" --device "$DEVICE" \

@@ -27,7 +27,7 @@ if [[ $TINY == 1 ]]; then BOOTSTRAP=${BOOTSTRAP:-200}; PRIOR=${PRIOR:-1}; else B
 
 if [[ $ARENA == 1 ]]; then
   [[ -n $VOTES && ${#POSITIONAL[@]} -ge 2 ]] || usage_error "--arena needs --votes and at least two MODEL_DIRs"
-  exec "$PY" -m chatflow_plugin.cli arena --models "${POSITIONAL[@]}" --votes "$VOTES" --host "$HOST" --port "$PORT"
+  exec "$PY" -m chatflow_plugin.cli arena --model_path "${POSITIONAL[@]}" --votes "$VOTES" --host "$HOST" --port "$PORT"
 fi
 
 if [[ $TINY == 1 ]]; then
@@ -38,7 +38,7 @@ if [[ $TINY == 1 ]]; then
   tiny_models "$OUTPUT_DIR/models" 1000 tiny-chat-a tiny-chat-b
   say "serving the arena on 127.0.0.1 (log: $OUTPUT_DIR/arena.log)"
   # "$PY" itself, not the `chatflow` function: $! must be the server's own pid for the kill below
-  OMP_NUM_THREADS=1 "$PY" -m chatflow_plugin.cli arena --models "$OUTPUT_DIR/models/tiny-chat-a" "$OUTPUT_DIR/models/tiny-chat-b" \
+  OMP_NUM_THREADS=1 "$PY" -m chatflow_plugin.cli arena --model_path "$OUTPUT_DIR/models/tiny-chat-a" "$OUTPUT_DIR/models/tiny-chat-b" \
     --votes "$VOTES" --port 0 --max_new_tokens 32 --device cpu --elo_bootstrap 100 2> "$OUTPUT_DIR/arena.log" &
   server=$!
   trap 'kill -TERM $server 2>/dev/null || true' EXIT
@@ -60,5 +60,5 @@ else
 fi
 mkdir -p "$(dirname "$OUTPUT_PREFIX")"
 chatflow elo "$VOTES" --k "$K" --initial "$INITIAL" --bootstrap "$BOOTSTRAP" --prior "$PRIOR" --seed "$SEED" \
-  --output "$OUTPUT_PREFIX"
+  --output_prefix "$OUTPUT_PREFIX"
 say "Table 3: $OUTPUT_PREFIX.md; Figure 3 (non-tie win rates): ${OUTPUT_PREFIX}_non_tie_win_rates.png"

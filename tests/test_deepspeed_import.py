@@ -60,14 +60,14 @@ def test_train_with_heldout_passes_imports_no_deepspeed(tmp_path, spm_model):
 def test_clo_train_imports_no_deepspeed(tmp_path, spm_model):
     model = tiny_llama_dir(tmp_path / "model", spm_model)
     data = triples_dir(tmp_path, n=6)
-    _assert_no_deepspeed(["clo-train", "--model", str(model), "--data", str(data), "--output_dir", str(tmp_path / "clo"),
+    _assert_no_deepspeed(["clo-train", "--model_path", str(model), "--data", str(data), "--output_dir", str(tmp_path / "clo"),
                           "--train_steps", "1", "--micro_batch_size", "2", "--max_length", "48", "--use_cpu",
                           "--quiet", "--warmup_ratio", "0"], tmp_path)
 
 
 def test_eval_imports_no_deepspeed(tmp_path, spm_model):
     model = tiny_llama_dir(tmp_path / "model", spm_model)
-    _assert_no_deepspeed(["eval", "--model", str(model), "--data_dir", str(ROOT / "corpora" / "benchmarks"),
+    _assert_no_deepspeed(["eval", "--model_path", str(model), "--data_dir", str(ROOT / "corpora" / "benchmarks"),
                           "--tasks", "mmlu,ceval", "--limit", "1", "--device", "cpu", "--quiet",
                           "--output", str(tmp_path / "eval" / "results.json")], tmp_path)
 

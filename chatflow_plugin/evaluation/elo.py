@@ -374,7 +374,7 @@ class EloOptions:
     bootstrap: int = option(1000, help="bootstrap resamples of the votes for the intervals (0: none)")
     level: float = option(0.95, help="confidence level of the intervals")
     seed: int = option(0, help="bootstrap random seed")
-    output: str = option("", help="output prefix: writes PREFIX.json, PREFIX.md, PREFIX_win_rates.png (matrix) and "
+    output_prefix: str = option("", aliases=["--output"], help="output prefix: writes PREFIX.json, PREFIX.md, PREFIX_win_rates.png (matrix) and "
                                   "PREFIX_non_tie_win_rates.png (Figure 3)")
     strict: bool = option(False, help="fail on the first malformed vote line instead of skipping it")
 
@@ -394,8 +394,8 @@ def elo(opts: EloOptions) -> Ratings:
     print(f"{len(votes)} votes, {len(votes.models)} models\n")
     print(table)
     print(win_rate_markdown(ratings))
-    if opts.output:
-        prefix = Path(opts.output)
+    if opts.output_prefix:
+        prefix = Path(opts.output_prefix)
         report = ratings_json(ratings)
         report.update(votes=len(votes), skipped_lines=problems,
                       settings={"k": opts.k, "initial": opts.initial, "scale": opts.scale, "prior": opts.prior,

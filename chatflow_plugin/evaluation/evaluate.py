@@ -39,8 +39,8 @@ SCORING_STATEMENT = ("letter protocols: argmax over A-D of the log-probability o
 class EvalOptions:
     data_dir: str = option(help="directory holding one sub-directory per benchmark in its public layout: " + "; ".join(
         f"{name}/: {spec.layout}" for name, spec in BENCHMARKS.items()))
-    model: list = option(default_factory=list, repeatable=True, type=str,
-                         help="HuggingFace causal LM directories, one Table-2 row each")
+    model_path: list = option(default_factory=list, repeatable=True, type=str, aliases=["--model"],
+                              help="HuggingFace causal LM directories, one Table-2 row each")
     tasks: str = option(",".join(BENCHMARKS), help="comma-separated benchmarks")
     model_name: list = option(default_factory=list, repeatable=True, type=str,
                               help="row name per --model, in order (default: the directory name)")
@@ -130,10 +130,10 @@ def evaluate(opts: EvalOptions) -> dict:
     """Score HuggingFace causal LMs on MMLU / C-Eval / CMMLU / GAOKAO-Bench (Table 2) by each benchmark's own
     reference code (or lm-evaluation-harness's tasks), with standard errors, chance levels, truncation counts and
     paired tests between models; print Table 2 and write the results JSON and markdown."""
-    if not opts.model:
+    if not opts.model_path:
         raise ChatflowError("--model is required (a HuggingFace causal LM directory)")
-    if opts.model_name and len(opts.model_name) != len(opts.model):
-        raise ChatflowError(f"{len(opts.model_name)} --model_name for {len(opts.model)} --model")
+    if opts.model_name and len(opts.model_name) != len(opts.model_path):
+        raise ChatflowError(f"{len(opts.model_name)} --model_name for {len(opts.model_path)} --model_path")
     for name, value in (("num_fewshot", opts.num_fewshot), ("limit", opts.limit), ("max_length", opts.max_length),
                         ("bootstrap", opts.bootstrap)):
         if value < 0:
@@ -151,7 +151,7 @@ def evaluate(opts: EvalOptions) -> dict:
                             prefix_cache=opts.prefix_cache, protocol=opts.protocol, on_truncation=opts.on_truncation,
                             generation=opts.generation, max_new_tokens=opts.max_new_tokens,
                             chat_format=opts.chat_format, bootstrap=opts.bootstrap, seed=opts.seed)
-    names = opts.model_name or [Path(m).resolve().name for m in opts.model]
+    names = opts.model_name or [Path(m).resolve().name for m in opts.model_path]
     if len(set(names)) != len(names):
         raise ChatflowError(f"model names {names} are not unique; pass --model_name")
     results = {"settings": {"tasks": tasks, "protocol": opts.protocol, "num_fewshot": opts.num_fewshot,
@@ -168,7 +168,7 @@ def evaluate(opts: EvalOptions) -> dict:
 
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(atomic_file(opts.predictions, encoding="utf-8")) if opts.predictions else None
-        for name, path in zip(names, opts.model):
+        for name, path in zip(names, opts.model_path):
             model, tokenizer = load_model(path, opts.device, opts.dtype, opts.device_map)
             t0 = time.perf_counter()
             record = evaluate_model(model, tokenizer, benchmarks, settings, _prediction_writer(sink, name), name)

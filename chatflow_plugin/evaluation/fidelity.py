@@ -192,7 +192,7 @@ def evaluate_fidelity(model_dir: str | os.PathLike, prompts_path: str | os.PathL
 
 @dataclass
 class FidelityOptions:
-    model: str = option(help="HuggingFace causal LM directory (config.json, weights, tokenizer.model)")
+    model_path: str = option(aliases=["--model"], help="HuggingFace causal LM directory (config.json, weights, tokenizer.model)")
     prompts: str = option("", help="JSONL of {prompt, lang} (or Alpaca instruction/input) records, or a "
                               "chatflow clo-data directory")
     languages: str = option("", help="without --prompts: ask the default prompts of these languages of "
@@ -211,7 +211,7 @@ def fidelity(options: FidelityOptions) -> dict:
     if options.prompts and options.languages:
         raise ChatflowError("give --prompts FILE or --languages CODES, not both")
     codes = [c.strip() for c in options.languages.split(",") if c.strip()]
-    report = evaluate_fidelity(options.model, options.prompts or None, languages=codes, limit=options.limit,
+    report = evaluate_fidelity(options.model_path, options.prompts or None, languages=codes, limit=options.limit,
                                max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
                                template=options.template, device=options.device)
     if options.output:

@@ -6,7 +6,7 @@ Two ways in, same outputs (``PREFIX.csv``: one row per evaluated step, ``PREFIX.
   ``step-<step>`` or ``iter_<step>`` sub-directories holding ``config.json``), in step order,
   skipping steps already in the CSV so an interrupted or growing run is resumed::
 
-      chatflow eval-curve --checkpoints runs/chatflow --data_dir data/benchmarks --tasks mmlu,ceval \
+      chatflow eval-curve --run runs/chatflow --data_dir data/benchmarks --tasks mmlu,ceval \
           --output fig2
 
 * call :class:`EvalHook` from a training loop every N steps with the live model
@@ -181,10 +181,12 @@ def walk_checkpoints(root: str | Path, benchmarks: list[Benchmark], settings: Ev
 
 @dataclass
 class CurveOptions:
-    checkpoints: str = option(help="directory of HF checkpoints (checkpoint-<step>/ ...)")
+    run: str = option(help="a run folder of HF checkpoints (chatflow train's checkpoint-<step>/ ...)",
+                      aliases=["--checkpoints"])
     data_dir: str = option(help="benchmark root, as for chatflow eval")
     tasks: str = option(",".join(FIGURE2), help="benchmarks to track (default: Figure 2's)")
-    output: str = option("accuracy_over_tokens", help="output prefix: PREFIX.csv and PREFIX.png")
+    output_prefix: str = option("accuracy_over_tokens", help="output prefix: PREFIX.csv and PREFIX.png",
+                                aliases=["--output"])
     tokens_per_step: int = option(0, help="tokens per optimizer step (global batch x sequence length), used when "
                                           "a checkpoint has no trainer_state.json num_input_tokens_seen")
     num_fewshot: int = option(3, help="exemplars per prompt")
@@ -206,7 +208,7 @@ def eval_curve(opts: CurveOptions) -> Curve:
     benchmarks = [load_benchmark(t, Path(opts.data_dir) / t, opts.num_fewshot) for t in tasks]
     settings = EvalSettings(num_fewshot=opts.num_fewshot, limit=opts.limit, batch_size=opts.batch_size,
                             progress=not opts.quiet, protocol=opts.protocol)
-    curve = walk_checkpoints(opts.checkpoints, benchmarks, settings, opts.output, opts.tokens_per_step,
+    curve = walk_checkpoints(opts.run, benchmarks, settings, opts.output_prefix, opts.tokens_per_step,
                              opts.device, opts.dtype)
     print(f"wrote {curve.csv_path} and {curve.png_path} ({len(curve.rows)} points)", file=sys.stderr)
     return curve

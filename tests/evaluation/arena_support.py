@@ -16,7 +16,7 @@ def start_arena(models: list[Path], votes: Path, **overrides):
     """An arena served in this process on a free 127.0.0.1 port; ``server.close()`` stops it."""
     from chatflow_plugin.evaluation.arena.serve import ArenaOptions, serve_arena
 
-    settings = dict(models=[str(m) for m in models], votes=str(votes), port=0, max_new_tokens=12,
+    settings = dict(model_path=[str(m) for m in models], votes=str(votes), port=0, max_new_tokens=12,
                     temperature=0.0, elo_bootstrap=50, device="cpu")
     settings.update(overrides)
     return serve_arena(ArenaOptions(**settings), block=False)

@@ -163,13 +163,13 @@ def test_a_model_that_fails_to_load_is_reported_on_the_page_and_left_out(models,
 
 
 def test_cli_refuses_bad_input_with_a_message(models, tmp_path, capsys):
-    assert chatflow_main(["arena", "--models", str(models[0]), "--votes", str(tmp_path / "v.jsonl")]) == 2
+    assert chatflow_main(["arena", "--model_path", str(models[0]), "--votes", str(tmp_path / "v.jsonl")]) == 2
     assert "two or more" in capsys.readouterr().err
-    assert chatflow_main(["arena", "--models", str(models[0]), str(tmp_path), "--votes", "v.jsonl"]) == 2
+    assert chatflow_main(["arena", "--model_path", str(models[0]), str(tmp_path), "--votes", "v.jsonl"]) == 2
     assert "not a HuggingFace model directory" in capsys.readouterr().err
-    assert chatflow_main(["arena", "--models", str(models[0]), str(models[1])]) == 2
+    assert chatflow_main(["arena", "--model_path", str(models[0]), str(models[1])]) == 2
     assert "--votes is required" in capsys.readouterr().err
-    assert chatflow_main(["arena", "--models", str(models[0]), str(models[1]), "--votes", "v.jsonl",
+    assert chatflow_main(["arena", "--model_path", str(models[0]), str(models[1]), "--votes", "v.jsonl",
                           "--template", "alpaca"]) == 2
     assert "choose one of" in capsys.readouterr().err
 
@@ -179,7 +179,7 @@ def test_the_command_serves_stops_on_sigterm_and_a_restart_continues_the_votes_f
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
     def run(port_file: Path, n_votes: int) -> str:
-        proc = subprocess.Popen([sys.executable, "-m", "chatflow_plugin.cli", "arena", "--models", *map(str, models),
+        proc = subprocess.Popen([sys.executable, "-m", "chatflow_plugin.cli", "arena", "--model_path", *map(str, models),
                                  "--votes", str(votes), "--port", "0", "--max_new_tokens", "8", "--device", "cpu"],
                                 stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
         url = ""

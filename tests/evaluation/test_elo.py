@@ -129,7 +129,7 @@ def test_table3_markdown_lists_models_by_rating():
 def test_cli_writes_json_markdown_and_png(tmp_path, capsys):
     votes = write_votes(tmp_path / "votes.jsonl", synthetic_votes(400, seed=5, tie_share=0.1))
     out = tmp_path / "out" / "table3"
-    assert chatflow_main(["elo", str(votes), "--bootstrap", "40", "--k", "16", "--output", str(out)]) == 0
+    assert chatflow_main(["elo", str(votes), "--bootstrap", "40", "--k", "16", "--output_prefix", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "400 votes, 4 models" in printed and "| 1 | chatflow-7b |" in printed
     report = json.loads((tmp_path / "out" / "table3.json").read_text())
@@ -155,7 +155,7 @@ def test_non_tie_win_rates_leave_ties_out_and_make_figure_3(tmp_path, capsys):
     only_ties = rate(votes_from_records([("x", "y", 0.5), ("y", "x", 0.5)]), bootstrap=0, prior=1.0)
     assert np.isnan(only_ties.non_tie()[2]).all() and "| – |" in table3_markdown(only_ties)
     votes = write_votes(tmp_path / "v.jsonl", records)
-    assert chatflow_main(["elo", str(votes), "--prior", "1", "--bootstrap", "10", "--output", str(tmp_path / "t3")]) == 0
+    assert chatflow_main(["elo", str(votes), "--prior", "1", "--bootstrap", "10", "--output_prefix", str(tmp_path / "t3")]) == 0
     assert (tmp_path / "t3_non_tie_win_rates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "non_tie_win_rates.png" in capsys.readouterr().err
 

@@ -24,7 +24,7 @@ def data_dir(tmp_path_factory):
 
 def test_eval_writes_results_tables_and_predictions(tmp_path, tiny_llama_dir, data_dir, capsys):
     out = tmp_path / "res" / "results.json"
-    argv = ["eval", "--model", str(tiny_llama_dir), "--model", str(tiny_llama_dir), "--model_name", "base",
+    argv = ["eval", "--model_path", str(tiny_llama_dir), "--model_path", str(tiny_llama_dir), "--model_name", "base",
             "--model_name", "chatflow", "--data_dir", str(data_dir), "--limit", "3", "--batch_size", "4",
             "--output", str(out), "--predictions", str(tmp_path / "pred.jsonl"), "--quiet", "--device", "cpu"]
     assert chatflow_main(argv) == 0
@@ -61,7 +61,7 @@ def test_eval_writes_results_tables_and_predictions(tmp_path, tiny_llama_dir, da
     (["--limit", "-1"], "--limit must be >= 0"),
 ])
 def test_bad_arguments_exit_2_with_a_message(tmp_path, tiny_llama_dir, data_dir, capsys, extra, message):
-    argv = ["eval", "--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--quiet"] + extra
+    argv = ["eval", "--model_path", str(tiny_llama_dir), "--data_dir", str(data_dir), "--quiet"] + extra
     assert chatflow_main(argv) == 2
     assert message in capsys.readouterr().err
 
@@ -69,9 +69,9 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path, tiny_llama_dir, data_dir,
 def test_missing_inputs(tmp_path, data_dir, capsys):
     assert chatflow_main(["eval", "--data_dir", str(data_dir)]) == 2
     assert "--model is required" in capsys.readouterr().err
-    assert chatflow_main(["eval", "--model", str(tmp_path), "--data_dir", str(data_dir), "--tasks", "mmlu"]) == 2
+    assert chatflow_main(["eval", "--model_path", str(tmp_path), "--data_dir", str(data_dir), "--tasks", "mmlu"]) == 2
     assert "not a HuggingFace model directory" in capsys.readouterr().err
-    assert chatflow_main(["eval", "--model", str(tmp_path), "--data_dir", str(tmp_path), "--tasks", "ceval"]) == 2
+    assert chatflow_main(["eval", "--model_path", str(tmp_path), "--data_dir", str(tmp_path), "--tasks", "ceval"]) == 2
     assert "ceval: directory" in capsys.readouterr().err
     assert parse_tasks(" MMLU, ceval ,mmlu") == ["mmlu", "ceval"]
     with pytest.raises(ChatflowError):
@@ -83,7 +83,7 @@ def test_eval_reports_language_fidelity(tmp_path, tiny_llama_dir, data_dir):
     prompts.write_text('{"prompt": "Name a colour.", "lang": "en"}\n{"prompt": "说一个颜色。", "lang": "zh"}\n',
                        encoding="utf-8")
     out = tmp_path / "results.json"
-    argv = ["eval", "--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--tasks", "mmlu",
+    argv = ["eval", "--model_path", str(tiny_llama_dir), "--data_dir", str(data_dir), "--tasks", "mmlu",
             "--limit", "2", "--fidelity_prompts", str(prompts), "--output", str(out), "--quiet",
             "--device", "cpu"]
     assert chatflow_main(argv) == 0
@@ -107,7 +107,7 @@ def test_eval_and_fidelity_run_every_family(tmp_path, family, data_dir, byte_bpe
     prompts.write_text('{"prompt": "Name a colour.", "lang": "en"}\n{"prompt": "说一个颜色。", "lang": "zh"}\n',
                        encoding="utf-8")
     out = tmp_path / "results.json"
-    argv = ["eval", "--model", str(model), "--data_dir", str(data_dir), "--tasks", "mmlu,cmmlu,gaokao", "--limit", "2",
+    argv = ["eval", "--model_path", str(model), "--data_dir", str(data_dir), "--tasks", "mmlu,cmmlu,gaokao", "--limit", "2",
             "--fidelity_prompts", str(prompts), "--output", str(out), "--predictions", str(tmp_path / "p.jsonl"),
             "--quiet", "--device", "cpu"]
     assert chatflow_main(argv) == 0

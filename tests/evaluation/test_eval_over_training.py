@@ -42,8 +42,8 @@ def test_checkpoint_walk_writes_csv_and_png_and_resumes(tmp_path, spm_model, dat
     (run / "logs").mkdir()
     assert [s for s, _ in find_checkpoints(run)] == [100, 200]
     out = tmp_path / "fig2"
-    argv = ["--checkpoints", str(run), "--data_dir", str(data_dir), "--tokens_per_step", "1000",
-            "--output", str(out), "--num_fewshot", "1", "--quiet", "--device", "cpu"]
+    argv = ["--run", str(run), "--data_dir", str(data_dir), "--tokens_per_step", "1000",
+            "--output_prefix", str(out), "--num_fewshot", "1", "--quiet", "--device", "cpu"]
     assert cli_main(argv) == 0
     rows = list(csv.DictReader(open(f"{out}.csv", encoding="utf-8")))
     assert [(r["step"], r["tokens"]) for r in rows] == [("100", "100000"), ("200", "123456")]
@@ -64,7 +64,7 @@ def test_curve_reads_a_chatflow_train_run_as_it_is(tmp_path, spm_model, data_dir
     run = tmp_path / "run"
     train(_options(make_dataset(tmp_path, spm_model, n_docs=40), run, train_steps=4, save_every=2))
     out = tmp_path / "fig2"
-    assert cli_main(["--checkpoints", str(run), "--data_dir", str(data_dir), "--output", str(out),
+    assert cli_main(["--run", str(run), "--data_dir", str(data_dir), "--output_prefix", str(out),
                      "--num_fewshot", "1", "--quiet", "--device", "cpu"]) == 0
     rows = list(csv.DictReader(open(f"{out}.csv", encoding="utf-8")))
     assert [(r["step"], r["tokens"], r["checkpoint"]) for r in rows] == [
@@ -78,8 +78,8 @@ def test_checkpoint_without_tokenizer_files_is_named(tmp_path, spm_model, data_d
     checkpoint = write_tiny_llama(spm_model, run / "checkpoint-10", hidden=16, layers=1)
     for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
         (checkpoint / name).unlink()
-    argv = ["--checkpoints", str(run), "--data_dir", str(data_dir), "--tokens_per_step", "8",
-            "--output", str(tmp_path / "fig2"), "--num_fewshot", "1", "--quiet", "--device", "cpu"]
+    argv = ["--run", str(run), "--data_dir", str(data_dir), "--tokens_per_step", "8",
+            "--output_prefix", str(tmp_path / "fig2"), "--num_fewshot", "1", "--quiet", "--device", "cpu"]
     with pytest.raises(ChatflowError) as error:
         cli_main(argv)
     message = str(error.value)

@@ -114,7 +114,7 @@ def data_dir(tmp_path_factory):
 
 def test_results_json_fields_and_truncation_warning(tmp_path, letters_llama_dir, data_dir, capsys):
     out = tmp_path / "r" / "results.json"
-    argv = ["eval", "--model", str(letters_llama_dir), "--data_dir", str(data_dir), "--max_length", "160",
+    argv = ["eval", "--model_path", str(letters_llama_dir), "--data_dir", str(data_dir), "--max_length", "160",
             "--max_new_tokens", "8", "--output", str(out), "--quiet", "--device", "cpu", "--bootstrap", "200"]
     assert chatflow_main(argv) == 0
     err = capsys.readouterr().err
@@ -144,7 +144,7 @@ def test_results_json_fields_and_truncation_warning(tmp_path, letters_llama_dir,
 
 def test_on_truncation_fail_stops_before_scoring(tmp_path, letters_llama_dir, data_dir, capsys):
     out = tmp_path / "results.json"
-    argv = ["eval", "--model", str(letters_llama_dir), "--data_dir", str(data_dir), "--tasks", "ceval",
+    argv = ["eval", "--model_path", str(letters_llama_dir), "--data_dir", str(data_dir), "--tasks", "ceval",
             "--max_length", "160", "--on_truncation", "fail", "--output", str(out), "--quiet", "--device", "cpu"]
     assert chatflow_main(argv) == 2
     err = capsys.readouterr().err
@@ -156,7 +156,7 @@ def test_on_truncation_fail_stops_before_scoring(tmp_path, letters_llama_dir, da
 
 def test_lm_eval_protocol_and_paired_test_with_two_models(tmp_path, letters_llama_dir, tiny_llama_dir, data_dir):
     out = tmp_path / "results.json"
-    argv = ["eval", "--model", str(letters_llama_dir), "--model", str(tiny_llama_dir), "--model_name", "a",
+    argv = ["eval", "--model_path", str(letters_llama_dir), "--model_path", str(tiny_llama_dir), "--model_name", "a",
             "--model_name", "b", "--data_dir", str(data_dir), "--tasks", "mmlu,ceval,gaokao", "--protocol", "lm-eval",
             "--output", str(out), "--quiet", "--device", "cpu", "--bootstrap", "200"]
     assert chatflow_main(argv) == 0

@@ -63,10 +63,10 @@ def test_generation_and_evaluation(tiny, tmp_path):
     out = tmp_path / "report.json"
     from chatflow_plugin.cli import main as chatflow_main
 
-    assert chatflow_main(["fidelity", "--model", str(model), "--prompts", str(data), "--max_new_tokens", "3",
+    assert chatflow_main(["fidelity", "--model_path", str(model), "--prompts", str(data), "--max_new_tokens", "3",
                           "--limit", "2", "--output", str(out)]) == 0
     assert json.loads(out.read_text())["n"] == 2
-    assert chatflow_main(["fidelity", "--model", str(model), "--prompts", str(tmp_path / "none.jsonl")]) == 2
+    assert chatflow_main(["fidelity", "--model_path", str(model), "--prompts", str(tmp_path / "none.jsonl")]) == 2
 
 
 def test_default_prompts_of_the_language_table(tiny, tmp_path, capsys):
@@ -79,12 +79,12 @@ def test_default_prompts_of_the_language_table(tiny, tmp_path, capsys):
         [(p, "en") for p in get_language("en").prompts]
     model, _ = tiny
     out = tmp_path / "report.json"
-    assert chatflow_main(["fidelity", "--model", str(model), "--languages", "ja,en", "--max_new_tokens", "3",
+    assert chatflow_main(["fidelity", "--model_path", str(model), "--languages", "ja,en", "--max_new_tokens", "3",
                           "--output", str(out)]) == 0
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["n"] == 6 and set(report["per_language"]) == {"ja", "en"} and report["prompts"].endswith("ja, en")
     for argv, message in ((["--languages", "ja", "--prompts", "x.jsonl"], "not both"),
                           ([], "give --prompts FILE or --languages"), (["--languages", "xx"], "unknown language 'xx'"),
                           (["--languages", "fr"], "no default prompts for French")):
-        assert chatflow_main(["fidelity", "--model", str(model), *argv]) == 2
+        assert chatflow_main(["fidelity", "--model_path", str(model), *argv]) == 2
         assert message in capsys.readouterr().err

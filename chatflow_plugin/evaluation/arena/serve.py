@@ -1,7 +1,7 @@
 """``chatflow arena``: a local blind pairwise-chat arena whose votes feed ``chatflow elo`` (Table 3, Figure 3).
 
-    chatflow arena --models out/chatflow-7b llama2-chat-7b linly-7b --votes votes.jsonl
-    chatflow elo votes.jsonl --prior 1 --output results/table3
+    chatflow arena --model_path out/chatflow-7b llama2-chat-7b linly-7b --votes votes.jsonl
+    chatflow elo votes.jsonl --prior 1 --output_prefix results/table3
 
 serves the page on http://127.0.0.1:7860 until interrupted (Ctrl-C or SIGTERM). Every vote is one line
 of ``--votes`` (appended, durable, safe under concurrent voters; a restart continues the file).
@@ -21,12 +21,12 @@ from ...options import option
 
 @dataclass
 class ArenaOptions:
-    models: list = option(default_factory=list, repeatable=True, type=str,
-                          help="HuggingFace causal LM directories, two or more (--models A B C)")
+    model_path: list = option(default_factory=list, repeatable=True, type=str, aliases=["--models"],
+                              help="HuggingFace causal LM directories, two or more (--model_path A B C)")
     votes: str = option("", help="JSONL file the votes are appended to (created if absent, continued after a "
                                  "restart); `chatflow elo` reads it")
     model_name: list = option(default_factory=list, repeatable=True, type=str,
-                              help="name recorded in the votes for each --models directory, in order (default: "
+                              help="name recorded in the votes for each --model_path directory, in order (default: "
                                    "the directory name)")
     host: str = option("127.0.0.1", help="address to listen on; anything but a loopback address lets other "
                                          "machines vote and read every conversation (there is no login)")
@@ -68,16 +68,16 @@ class ArenaServer:
 
 def check_options(opts: ArenaOptions) -> list[str]:
     """Validate; returns the model names. Bad input raises ChatflowError naming the flag."""
-    if len(opts.models) < 2:
-        raise ChatflowError(f"--models needs two or more model directories, got {len(opts.models)}")
+    if len(opts.model_path) < 2:
+        raise ChatflowError(f"--model_path needs two or more model directories, got {len(opts.model_path)}")
     if not opts.votes:
         raise ChatflowError("--votes is required (the JSONL file votes are appended to)")
-    for path in opts.models:
+    for path in opts.model_path:
         if not (Path(path) / "config.json").is_file():
             raise ChatflowError(f"--models {path}: not a HuggingFace model directory (no config.json)")
-    if opts.model_name and len(opts.model_name) != len(opts.models):
-        raise ChatflowError(f"{len(opts.model_name)} --model_name for {len(opts.models)} --models")
-    names = opts.model_name or [Path(p).resolve().name for p in opts.models]
+    if opts.model_name and len(opts.model_name) != len(opts.model_path):
+        raise ChatflowError(f"{len(opts.model_name)} --model_name for {len(opts.model_path)} --model_path")
+    names = opts.model_name or [Path(p).resolve().name for p in opts.model_path]
     if len(set(names)) != len(names) or not all(n.strip() for n in names):
         raise ChatflowError(f"model names {names} are not unique and non-empty; pass --model_name")
     for flag, value in (("max_prompt_chars", opts.max_prompt_chars), ("max_turns", opts.max_turns),
@@ -113,7 +113,7 @@ def serve_arena(opts: ArenaOptions, block: bool = True) -> ArenaServer:
     pairing = BalancedPairing(names, votes, sides, seed=None if opts.seed < 0 else opts.seed)
     load_lock = threading.Lock()
     workers = {}
-    for name, path in zip(names, opts.models):
+    for name, path in zip(names, opts.model_path):
         def loader(path=path):
             return load_model(path, opts.device, opts.dtype)
         workers[name] = ModelWorker(name, path, loader, opts.template, load_lock, opts.max_queue).start()
@@ -129,7 +129,7 @@ def serve_arena(opts: ArenaOptions, block: bool = True) -> ArenaServer:
             server_name=opts.host, server_port=opts.port or _free_port(opts.host), share=False, ssr_mode=False,
             prevent_thread_lock=True, quiet=True, show_error=False, footer_links=[], pwa=False, mcp_server=False,
             enable_monitoring=False, max_file_size=0, run_history=False,
-            blocked_paths=[str(Path(p).resolve()) for p in opts.models] + [str(Path(opts.votes).resolve())],
+            blocked_paths=[str(Path(p).resolve()) for p in opts.model_path] + [str(Path(opts.votes).resolve())],
             theme=_theme(), css=_css(), app_kwargs={"docs_url": None, "redoc_url": None, "openapi_url": None,
                                                     "middleware": [_no_file_routes()]})
     except OSError as exc:
