@@ -171,7 +171,7 @@ def main() -> None:
         mix_data = work / f"mix_x{scale}"
         t0 = time.time()
         run_measured([sys.executable, str(ROOT / "preprocess.py"), "--mixture_config", str(MIXTURE),
-                      "--data_root", str(data_root), "--spm_model_path", str(spm_model), "--dataset_path", str(mix_data),
+                      "--data_dir", str(data_root), "--spm_model_path", str(spm_model), "--dataset_path", str(mix_data),
                       "--data_processor", "dynamic_mixture", "--seq_length", str(opts.seq_length),
                       "--processes_num", "2"], work, dict(env, TENCENTPRETRAIN_HOME=str(home)))
         mix_prep = time.time() - t0

@@ -239,7 +239,7 @@ def prepare_data(work: Path, seq_length: int, vocab_size: int, tokenizer: str) -
     for name, root in (("train", ROOT / "corpora"), ("heldout", held_root)):
         shards[name] = work / f"shards_{name}"
         subprocess.run([sys.executable, "-m", "chatflow_plugin.cli", "preprocess", "--mixture", str(mixture),
-                        "--data_root", str(root), "--spm_model_path", str(spm_model), "--output_dir",
+                        "--data_dir", str(root), "--tokenizer", str(spm_model), "--output_dir",
                         str(shards[name]), "--seq_length", str(seq_length), "--quiet", "--force"], check=True, cwd=work)
     return spm_model, shards["train"], shards["heldout"]
 

@@ -4,8 +4,11 @@
 #
 # Flags: a script declares its flags and defaults, then calls `parse_flags "SPEC" "$@"`, where SPEC lists
 # `bool:NAME` (a switch, sets NAME=1) and `value:NAME` (takes one argument) words; `--NAME` sets the upper-case
-# shell variable of that name (--output_dir DIR sets OUTPUT_DIR). Arguments after `--` go to EXTRA, other
-# arguments to POSITIONAL. `-h`/`--help` prints the script's header comment.
+# shell variable of that name (--output_dir DIR sets OUTPUT_DIR). `alias:OLD=NEW` words keep an old spelling working
+# (docs/flags.md): `--OLD` sets NEW's variable and prints a one-line note naming `--NEW`; giving both is an error.
+# Prefixes are never expanded. Arguments after `--` go to EXTRA, other arguments to POSITIONAL. `-h`/`--help`
+# prints the script's header comment. `--check_args` (a dry parse, for tests and the docs test) stops right after
+# parsing: exit 0 if the flags parse.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRIPT=$(basename "$0" .sh)
@@ -23,14 +26,24 @@ usage_error() {
 }
 
 parse_flags() {
-  local spec=" ${1//[$'\n\t']/ } " name var     # the SPEC may span lines
+  local spec=" ${1//[$'\n\t']/ } " name var given=" " check=0 word     # the SPEC may span lines
   shift
   while [[ $# -gt 0 ]]; do
     case "$1" in
       -h|--help) usage; exit 0 ;;
-      --) shift; EXTRA=("$@"); return 0 ;;
+      --check_args) check=1; shift ;;
+      --) shift; EXTRA=("$@"); break ;;
       --*)
-        name=${1#--}; var=${name^^}
+        name=${1#--}
+        for word in $spec; do                 # an old spelling: the note, then as its new flag
+          if [[ $word == "alias:$name="* ]]; then
+            echo "$SCRIPT: note: --$name is deprecated, use --${word#*=}" >&2
+            name=${word#*=}
+          fi
+        done
+        [[ $given != *" $name:"* || $given == *" $name:$1 "* ]] ||
+          usage_error "$1 and --$name are one option (--$name); give it once"
+        given+="$name:$1 "; var=${name^^}
         if [[ $spec == *" bool:$name "* ]]; then
           printf -v "$var" 1; shift
         elif [[ $spec == *" value:$name "* ]]; then
@@ -42,6 +55,8 @@ parse_flags() {
       *) POSITIONAL+=("$1"); shift ;;
     esac
   done
+  if [[ $check == 1 ]]; then echo "$SCRIPT: the arguments parse" >&2; exit 0; fi
+  return 0
 }
 
 # json_field FILE KEY[.KEY...]: one field of a JSON file

@@ -12,9 +12,9 @@
 #       runs end to end for Japanese, it teaches the tiny model little), then `chatflow fidelity` of the released
 #       model on the table's Japanese and English prompts. Leaves DIR/demo/ and DIR/fidelity.json.
 #
-#   scripts/adapt_language.sh --model HF_DIR --data_root DIR --output_dir DIR [--language ja]
+#   scripts/adapt_language.sh --model_path HF_DIR --data_dir DIR --output_dir DIR [--language ja]
 #       [--mixture models/mixtures/japanese_table1.json] [--max_new_pieces 6000] [--strategy added_tokens|merges]
-#       [--gpus 8] [--steps 60000] [--batch_size 8] [--lr 2e-5] [--workers 32]
+#       [--gpus 8] [--train_steps 60000] [--micro_batch_size 8] [--learning_rate 2e-5] [--workers 32]
 #       Full scale. HF_DIR: any LLaMA-family model in HuggingFace format (LLaMA-2 or -3, Mistral, Qwen2), with its
 #       tokenizer (tokenizer.model is expanded as sentencepiece when there is one, else tokenizer.json as
 #       byte-level BPE); DIR: the mixture's sources laid out as the mixture file names them (or edit it).
@@ -23,10 +23,12 @@
 #       OUT/run (checkpoints, logs, final/), OUT/fidelity.json.
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
-TINY=0; OUTPUT_DIR=""; MODEL=""; DATA_ROOT=""; LANGUAGE=ja; MIXTURE=""; MAX_NEW_PIECES=6000; STRATEGY=""
-GPUS=8; STEPS=60000; BATCH_SIZE=8; LR=2e-5; WORKERS=32
-parse_flags "bool:tiny value:output_dir value:model value:data_root value:language value:mixture
-             value:max_new_pieces value:strategy value:gpus value:steps value:batch_size value:lr value:workers" "$@"
+TINY=0; OUTPUT_DIR=""; MODEL_PATH=""; DATA_DIR=""; LANGUAGE=ja; MIXTURE=""; MAX_NEW_PIECES=6000; STRATEGY=""
+GPUS=8; TRAIN_STEPS=60000; MICRO_BATCH_SIZE=8; LEARNING_RATE=2e-5; WORKERS=32
+parse_flags "bool:tiny value:output_dir value:model_path value:data_dir value:language value:mixture
+             value:max_new_pieces value:strategy value:gpus value:train_steps value:micro_batch_size value:learning_rate
+             value:workers alias:model=model_path alias:data_root=data_dir alias:steps=train_steps
+             alias:batch_size=micro_batch_size alias:lr=learning_rate" "$@"
 
 if [[ $TINY == 1 ]]; then
   OUT=${OUTPUT_DIR:-runs/adapt_language_tiny}
@@ -75,20 +77,20 @@ PYEOF
   exit 0
 fi
 
-[[ -n $MODEL && -n $DATA_ROOT && -n $OUTPUT_DIR ]] || usage_error "full scale needs --model, --data_root and --output_dir (see --help)"
-[[ -f $MODEL/config.json ]] || die "$MODEL: expected a HuggingFace model directory (config.json and its tokenizer)"
+[[ -n $MODEL_PATH && -n $DATA_DIR && -n $OUTPUT_DIR ]] || usage_error "full scale needs --model_path, --data_dir and --output_dir (see --help)"
+[[ -f $MODEL_PATH/config.json ]] || die "$MODEL_PATH: expected a HuggingFace model directory (config.json and its tokenizer)"
 MIXTURE=${MIXTURE:-$ROOT/models/mixtures/japanese_table1.json}
 OUT=$OUTPUT_DIR
 mkdir -p "$OUT"
-TOKENIZER=$MODEL; NEW_TOKENIZER=$OUT/tokenizer          # byte-level BPE: tokenizer.json, expanded into a folder
-if [[ -f $MODEL/tokenizer.model ]]; then TOKENIZER=$MODEL/tokenizer.model; NEW_TOKENIZER=$OUT/tokenizer.model; fi
+TOKENIZER=$MODEL_PATH; NEW_TOKENIZER=$OUT/tokenizer          # byte-level BPE: tokenizer.json, expanded into a folder
+if [[ -f $MODEL_PATH/tokenizer.model ]]; then TOKENIZER=$MODEL_PATH/tokenizer.model; NEW_TOKENIZER=$OUT/tokenizer.model; fi
 
 say "1/4 vocabulary expansion: $LANGUAGE characters mined from the mixture's $LANGUAGE groups, sub-token-mean rows"
 if [[ ! -f $OUT/expanded/config.json ]]; then
-  mapfile -t CORPORA < <(mixture_files "$MIXTURE" "$DATA_ROOT" "$LANGUAGE")
-  [[ ${#CORPORA[@]} -gt 0 ]] || die "$MIXTURE has no source in language $LANGUAGE under $DATA_ROOT"
+  mapfile -t CORPORA < <(mixture_files "$MIXTURE" "$DATA_DIR" "$LANGUAGE")
+  [[ ${#CORPORA[@]} -gt 0 ]] || die "$MIXTURE has no source in language $LANGUAGE under $DATA_DIR"
   args=(--tokenizer "$TOKENIZER" --output_tokenizer "$NEW_TOKENIZER" --language "$LANGUAGE" --force
-        --max_new_pieces "$MAX_NEW_PIECES" --checkpoint "$MODEL" --output_checkpoint "$OUT/expanded"
+        --max_new_pieces "$MAX_NEW_PIECES" --model_path "$MODEL_PATH" --output_model_path "$OUT/expanded"
         --report "$OUT/expand_report.json")
   for f in "${CORPORA[@]}"; do args+=(--corpus "$f"); done
   [[ -n $STRATEGY ]] && args+=(--strategy "$STRATEGY")
@@ -97,14 +99,14 @@ fi
 
 say "2/4 tokenize the mixture with the expanded tokenizer"
 if [[ ! -f $OUT/dataset/manifest.json ]]; then
-  chatflow preprocess --mixture "$MIXTURE" --data_root "$DATA_ROOT" --tokenizer "$OUT/expanded" \
+  chatflow preprocess --mixture "$MIXTURE" --data_dir "$DATA_DIR" --tokenizer "$OUT/expanded" \
     --output_dir "$OUT/dataset" --workers "$WORKERS"
 fi
 
 say "3/4 continued training with the dynamic sampler (HF backend, torchrun + DeepSpeed ZeRO-3)"
 torchrun --nproc_per_node "$GPUS" -m chatflow_plugin.cli train --dataset_dir "$OUT/dataset" \
-  --model_path "$OUT/expanded" --output_dir "$OUT/run" --train_steps "$STEPS" --micro_batch_size "$BATCH_SIZE" \
-  --learning_rate "$LR" --warmup_steps 500 --bf16 --log_every 50 --save_every 5000 \
+  --model_path "$OUT/expanded" --output_dir "$OUT/run" --train_steps "$TRAIN_STEPS" --micro_batch_size "$MICRO_BATCH_SIZE" \
+  --learning_rate "$LEARNING_RATE" --warmup_steps 500 --bf16 --log_every 50 --save_every 5000 \
   --deepspeed "$ROOT/models/hf/deepspeed_zero3_hf.json"
 
 say "4/4 language fidelity of the result on the table's $LANGUAGE and English prompts"

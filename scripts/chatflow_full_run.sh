@@ -5,7 +5,7 @@
 # with the dynamic data sampler in bf16 at global batch 512, convert the result to HuggingFace format, check it and
 # score it on MMLU / C-Eval / CMMLU / GAOKAO. The runbook, with the sources of every default: docs/full_scale.md.
 #
-#   scripts/chatflow_full_run.sh --llama2 HF_DIR --data_root DIR --benchmarks DIR --output_dir DIR [options]
+#   scripts/chatflow_full_run.sh --model_path HF_DIR --data_dir DIR --benchmarks DIR --output_dir DIR [options]
 #       Full scale. HF_DIR: LLaMA-2-7B in HuggingFace format (with tokenizer.model); DIR: the Table 1 sources as
 #       models/mixtures/chatflow_table1.json lays them out (or --mixture FILE); --benchmarks: mmlu/ ceval/ cmmlu/
 #       gaokao/ in their public layouts. Stages, in order (--stages LIST, default all; a stage whose output exists
@@ -50,30 +50,30 @@
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 TINY=0; FULL=0; DATA_DIR=""; DRY_RUN=0; SMOKE=0; ALLOW_PARTIAL_SCHEDULE=0
-OUTPUT_DIR=""; LLAMA2=""; DATA_ROOT=""; BENCHMARKS=""; BACKEND=""; STAGES=all
+OUTPUT_DIR=""; MODEL_PATH=""; BENCHMARKS=""; BACKEND=""; STAGES=all
 MIXTURE=$ROOT/models/mixtures/chatflow_table1.json      # the paper's Table 1 (Sec. 2.2)
 SYMBOLS=$ROOT/models/vocab/chatflow_62_symbols.txt      # our reconstruction of the paper's 62 symbols (Sec. 2.1)
 CONFIG=$ROOT/models/llama2/7b_config.json               # LLaMA-2-7B for the host, vocab_size 40763
 NEW_CHARS=8701                                          # the paper's Chinese characters (Sec. 2.1)
 GPU_HOURS=5376                                          # the paper: 16 A100s for two weeks (Sec. 3.1) = 16 x 336 h
 TOKENS_PER_SECOND_PER_GPU=""                            # the planner's (LLaMA-2-7B's pretraining throughput)
-TOKENS=""; TRAIN_STEPS=""; STEPS=""                     # another length instead (--steps: old spelling)
+TOKENS=""; TRAIN_STEPS=""                              # another length instead
 DATA_TOKENS=""; DATA_SIZES=""                           # with the Table 1 mixture: the paper's (below)
 GLOBAL_BATCH_SIZE=512                                   # the paper: batch 512 with gradient accumulation (Sec. 3.1)
 MICRO_BATCH_SIZE=4                                      # ours: fits an A100-40GB at 2,048 tokens (docs/full_scale.md)
 NODES=""; GPUS_PER_NODE=""; NODE_RANK=0; MASTER_ADDR=127.0.0.1; MASTER_PORT=29500
 HYPERPARAMETERS=llama2                                  # the paper: "we basically follow Meta's" (Sec. 3.1)
-LEARNING_RATE=""; WARMUP_STEPS=""; WARMUP=""; ADAM_EPSILON=""; WEIGHT_DECAY=""; ADAM_BETA2=""   # the set's, unless given
+LEARNING_RATE=""; WARMUP_STEPS=""; ADAM_EPSILON=""; WEIGHT_DECAY=""; ADAM_BETA2=""   # the set's, unless given
 ZERO_STAGE=3
 SCHEDULE_UNIT=samples                                   # the paper: T_grow = 5M samples, t = packed training samples
 RECORDS_PER_SAMPLE=10.85                                # only for --schedule_unit records: our measurement (runbook)
 WORKERS=32; SAVE_EVERY=500; REPORT_EVERY=10; EVAL_LIMIT=0
 parse_flags "bool:tiny bool:full bool:dry_run bool:smoke bool:allow_partial_schedule value:data_dir value:output_dir
-             value:llama2 value:data_root value:benchmarks value:backend value:stages value:mixture value:symbols
+             value:model_path value:benchmarks alias:llama2=model_path alias:data_root=data_dir value:backend value:stages value:mixture value:symbols
              value:config value:new_chars value:gpu_hours value:tokens_per_second_per_gpu value:tokens
-             value:train_steps value:steps value:data_tokens value:data_sizes value:global_batch_size
+             value:train_steps alias:steps=train_steps value:data_tokens value:data_sizes value:global_batch_size
              value:micro_batch_size value:nodes value:gpus_per_node value:node_rank value:master_addr value:master_port
-             value:hyperparameters value:learning_rate value:warmup_steps value:warmup value:adam_epsilon
+             value:hyperparameters value:learning_rate value:warmup_steps alias:warmup=warmup_steps value:adam_epsilon
              value:weight_decay value:adam_beta2 value:zero_stage value:schedule_unit value:records_per_sample
              value:workers value:save_every value:report_every value:eval_limit" "$@"
 [[ ${#POSITIONAL[@]} -eq 0 ]] || usage_error "unexpected argument ${POSITIONAL[0]}"
@@ -88,16 +88,6 @@ if [[ $TINY == 1 ]]; then
   exit 0
 fi
 
-# the old spellings, still accepted
-if [[ -n $STEPS ]]; then
-  [[ -z $TRAIN_STEPS ]] || usage_error "--steps is the old spelling of --train_steps: give one"
-  echo "$SCRIPT: note: --steps is deprecated, use --train_steps" >&2; TRAIN_STEPS=$STEPS
-fi
-if [[ -n $WARMUP ]]; then
-  [[ -z $WARMUP_STEPS ]] || usage_error "--warmup is the old spelling of --warmup_steps: give one"
-  echo "$SCRIPT: note: --warmup is deprecated, use --warmup_steps (a value < 1 is a fraction of the run)" >&2
-  WARMUP_STEPS=$WARMUP
-fi
 [[ -z $TRAIN_STEPS || -z $TOKENS ]] || usage_error "give the run's length once: --train_steps or --tokens (or --gpu_hours)"
 if [[ -z $BACKEND ]]; then
   if [[ $SMOKE == 1 && -z ${TENCENTPRETRAIN_HOME:-} ]]; then
@@ -115,7 +105,7 @@ if [[ $SMOKE == 1 ]]; then
   # The full-scale branches with tiny inputs: only sizes change below, never the path through the stages.
   OUTPUT_DIR=${OUTPUT_DIR:-runs/chatflow_smoke}
   [[ -f $OUTPUT_DIR/base/llama2/tokenizer.model ]] || tiny_models --english "$OUTPUT_DIR/base" 1000 llama2
-  LLAMA2=$OUTPUT_DIR/base/llama2; DATA_ROOT=$ROOT/corpora; BENCHMARKS=$TINY_BENCHMARKS
+  MODEL_PATH=$OUTPUT_DIR/base/llama2; DATA_DIR=$ROOT/corpora; BENCHMARKS=$TINY_BENCHMARKS
   CONFIG=$ROOT/models/llama2/tiny_config.json; NEW_CHARS=100; WORKERS=2
   GPU_HOURS=""; TOKENS=""; TRAIN_STEPS=${TRAIN_STEPS:-8}; GLOBAL_BATCH_SIZE=8; MICRO_BATCH_SIZE=2
   NODES=${NODES:-2}; GPUS_PER_NODE=${GPUS_PER_NODE:-1}; NODE_RANK=0; MASTER_ADDR=127.0.0.1  # every node is local
@@ -212,7 +202,7 @@ on_nodes() {
 }
 
 # -- every input, config and path, before anything runs -------------------------------------------------------
-check=$("$PY" - "$BACKEND" "$STAGES" "$SMOKE" "$OUT" "$LLAMA2" "$DATA_ROOT" "$MIXTURE" "$SYMBOLS" "$CONFIG" "$DS_CONFIG" \
+check=$("$PY" - "$BACKEND" "$STAGES" "$SMOKE" "$OUT" "$MODEL_PATH" "$DATA_DIR" "$MIXTURE" "$SYMBOLS" "$CONFIG" "$DS_CONFIG" \
         "$ZERO_STAGE" "$NEW_CHARS" "$BENCHMARKS" <<'PYEOF'
 import json, os, sys
 from pathlib import Path
@@ -229,16 +219,16 @@ def produced(stage, path):
 base_pieces = None
 if {"expand", "release", "eval"} & set(stages):
     if not llama2:
-        missing.append("--llama2: LLaMA-2-7B in HuggingFace format (config.json, tokenizer.model, weights)")
+        missing.append("--model_path: LLaMA-2-7B in HuggingFace format (config.json, tokenizer.model, weights)")
     elif not (Path(llama2) / "config.json").is_file() or not (Path(llama2) / "tokenizer.model").is_file():
-        missing.append(f"--llama2 {llama2}: no config.json and tokenizer.model there")
+        missing.append(f"--model_path {llama2}: no config.json and tokenizer.model there")
     else:
         from chatflow_plugin.tokenizer import load_sentencepiece
         base_pieces = load_sentencepiece(Path(llama2) / "tokenizer.model").get_piece_size()
         if not smoke and base_pieces != 32000:
-            problems.append(f"--llama2 {llama2}: tokenizer.model has {base_pieces} pieces, LLaMA-2's has 32,000")
+            problems.append(f"--model_path {llama2}: tokenizer.model has {base_pieces} pieces, LLaMA-2's has 32,000")
         if not list(Path(llama2).glob("*.safetensors")) + list(Path(llama2).glob("pytorch_model*.bin")):
-            missing.append(f"--llama2 {llama2}: no weights (*.safetensors or pytorch_model*.bin)")
+            missing.append(f"--model_path {llama2}: no weights (*.safetensors or pytorch_model*.bin)")
 from chatflow_plugin.checkpoints.vocab import read_piece_file
 try:
     n_symbols = sum(1 for p in read_piece_file(symbols) if p)
@@ -253,7 +243,7 @@ if {"expand", "preprocess"} & set(stages):
         if data_root:
             spec = spec.with_overrides(data_root=data_root)
         elif not smoke:
-            missing.append("--data_root: the Table 1 sources (laid out as the mixture's paths say)")
+            missing.append("--data_dir: the Table 1 sources (laid out as the mixture's paths say)")
         if data_root or smoke:
             spec.resolve_files()
     except ChatflowError as exc:
@@ -330,7 +320,7 @@ if (( ${#MISSING[@]} )); then
 fi
 
 # names for what is still missing, in the commands a dry run prints
-LLAMA2=${LLAMA2:-<--llama2>}; DATA_ROOT=${DATA_ROOT:-<--data_root>}; BENCHMARKS=${BENCHMARKS:-<--benchmarks>}
+MODEL_PATH=${MODEL_PATH:-<--model_path>}; DATA_DIR=${DATA_DIR:-<--data_dir>}; BENCHMARKS=${BENCHMARKS:-<--benchmarks>}
 
 # plan_run: the plan of this run (OUT/plan.json): from the dataset once it exists (with OUT/mixture.json, the
 # mixture the trainer reads: times in samples), else from the mixture file and the stated data size; then the
@@ -384,13 +374,13 @@ stage_expand() {
 
 expand_vocabulary() {
   if [[ -f $OUT/tokenizer.model && -f $OUT/llama2_expanded_hf/config.json ]]; then say "expand: done"; return; fi
-  say "expand: $LLAMA2's tokenizer + $NEW_CHARS Chinese characters + $SYMBOLS -> $VOCAB_SIZE pieces, new rows = sub-token means"
+  say "expand: $MODEL_PATH's tokenizer + $NEW_CHARS Chinese characters + $SYMBOLS -> $VOCAB_SIZE pieces, new rows = sub-token means"
   local corpora=()
-  mapfile -t zh < <(mixture_files "$MIXTURE" "$DATA_ROOT" zh)
+  mapfile -t zh < <(mixture_files "$MIXTURE" "$DATA_DIR" zh)
   for f in "${zh[@]}"; do corpora+=(--corpus "$f"); done
-  run chatflow expand-vocab --base_model "$LLAMA2/tokenizer.model" --output_model "$OUT/tokenizer.model" --script cjk \
+  run chatflow expand-vocab --tokenizer "$MODEL_PATH/tokenizer.model" --output_tokenizer "$OUT/tokenizer.model" --script cjk \
     --max_new_pieces "$NEW_CHARS" --pieces "$SYMBOLS" "${corpora[@]}" --expect_vocab_size "$VOCAB_SIZE" \
-    --checkpoint "$LLAMA2" --output_checkpoint "$OUT/llama2_expanded_hf" --force --report "$OUT/expand_report.json"
+    --model_path "$MODEL_PATH" --output_model_path "$OUT/llama2_expanded_hf" --force --report "$OUT/expand_report.json"
 }
 
 stage_preprocess() {
@@ -398,11 +388,11 @@ stage_preprocess() {
   else
     say "preprocess: the mixture's sources -> token shards ($OUT/dataset)"
     if [[ $BACKEND == host ]]; then
-      run "$PY" "$ROOT/preprocess.py" --mixture_config "$MIXTURE" --data_root "$DATA_ROOT" \
+      run "$PY" "$ROOT/preprocess.py" --mixture_config "$MIXTURE" --data_dir "$DATA_DIR" \
         --spm_model_path "$OUT/tokenizer.model" --dataset_path "$OUT/dataset" --data_processor dynamic_mixture \
         --processes_num "$WORKERS"
     else
-      run chatflow preprocess --mixture "$MIXTURE" --data_root "$DATA_ROOT" --spm_model_path "$OUT/tokenizer.model" \
+      run chatflow preprocess --mixture "$MIXTURE" --data_dir "$DATA_DIR" --tokenizer "$OUT/tokenizer.model" \
         --output_dir "$OUT/dataset" --workers "$WORKERS"
     fi
   fi
@@ -484,8 +474,8 @@ stage_release() {
       input=$OUT/chatflow_tp_fp32; tag=()
     fi
     # the release keeps LLaMA-2's context length (4,096), not the training sequence length of the host config
-    local positions="<max_position_embeddings of $LLAMA2>"
-    [[ -f $LLAMA2/config.json ]] && positions=$(json_field "$LLAMA2/config.json" max_position_embeddings)
+    local positions="<max_position_embeddings of $MODEL_PATH>"
+    [[ -f $MODEL_PATH/config.json ]] && positions=$(json_field "$MODEL_PATH/config.json" max_position_embeddings)
     say "release: TencentPretrain -> HuggingFace (bf16)"
     run chatflow convert tp2hf "$input" "$OUT/chatflow_hf" "${tag[@]}" --tp_config "$CONFIG" \
       --tokenizer "$OUT/tokenizer.model" --dtype bfloat16 --max_positions "$positions" --force --quiet
@@ -517,7 +507,7 @@ PYEOF
 stage_eval() {
   say "eval: 3-shot MMLU / C-Eval / CMMLU / GAOKAO, LLaMA-2 and ChatFlow side by side ($OUT/eval/table2.md)"
   [[ $DRY_RUN == 1 ]] || mkdir -p "$OUT/eval"
-  run chatflow eval --model_path "$LLAMA2" --model_path "$OUT/chatflow_hf" --model_name llama2 --model_name chatflow \
+  run chatflow eval --model_path "$MODEL_PATH" --model_path "$OUT/chatflow_hf" --model_name llama2 --model_name chatflow \
     --data_dir "$BENCHMARKS" --tasks mmlu,ceval,cmmlu,gaokao --num_fewshot 3 --limit "$EVAL_LIMIT" "${EVAL_EXTRA[@]}" \
     --output "$OUT/eval/table2.json" --predictions "$OUT/eval/predictions.jsonl"
 }

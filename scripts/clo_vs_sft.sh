@@ -6,19 +6,20 @@
 #       CPU-sized: builds a tokenizer and a tiny random LLaMA, makes it English-centric (English
 #       instructions + Chinese text continuation), then compares CLO (100 pairs, attention only) with
 #       SFT (200 target samples, all weights) on aligned en/zh instruction pairs from the bundled
-#       synthetic world (corpora/). About 2 minutes on 2 cores. `--tiny --model DIR` starts
+#       synthetic world (corpora/). About 2 minutes on 2 cores. `--tiny --model_path DIR` starts
 #       from an existing small model (e.g. the demo's) instead.
 #       The numbers exercise the pipeline; a model this small is not evidence about the method.
 #
-#   scripts/clo_vs_sft.sh --model START_MODEL --data TRIPLES_DIR --eval_data TRIPLES_DIR --output_dir DIR \
+#   scripts/clo_vs_sft.sh --model_path START_MODEL --data_dir TRIPLES_DIR --heldout_dir TRIPLES_DIR --output_dir DIR \
 #       [--pairs 3200] [--fidelity_limit 400] [-- extra clo-train options for both runs]
 #       Full size: START_MODEL is an English-centric HF LLaMA directory, TRIPLES_DIR a `chatflow clo-data`
-#       directory with at least 2 x pairs pairs, EVAL_DATA held-out triples.
+#       directory with at least 2 x pairs pairs, HELDOUT_DIR held-out triples.
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
-TINY=0; MODEL=""; DATA=""; EVAL_DATA=""; OUTPUT_DIR=""; PAIRS=3200; FIDELITY_LIMIT=400
-parse_flags "bool:tiny value:model value:data value:eval_data value:output_dir value:pairs value:fidelity_limit" "$@"
-OUT=$OUTPUT_DIR; EVAL=$EVAL_DATA; FID_LIMIT=$FIDELITY_LIMIT
+TINY=0; MODEL_PATH=""; DATA_DIR=""; HELDOUT_DIR=""; OUTPUT_DIR=""; PAIRS=3200; FIDELITY_LIMIT=400
+parse_flags "bool:tiny value:model_path value:data_dir value:heldout_dir value:output_dir value:pairs value:fidelity_limit
+             alias:model=model_path alias:data=data_dir alias:eval_data=heldout_dir" "$@"
+OUT=$OUTPUT_DIR; EVAL=$HELDOUT_DIR; FID_LIMIT=$FIDELITY_LIMIT
 
 if [[ $TINY == 1 ]]; then
   OUT=${OUT:-runs/clo_vs_sft_tiny}
@@ -63,35 +64,35 @@ EOF
   for split in start train eval; do
     chatflow clo-data --parallel "$OUT/inputs/${split}_pairs.jsonl" --output_dir "$OUT/${split}_triples" --force 2>/dev/null
   done
-  if [[ -z $MODEL ]]; then
+  if [[ -z $MODEL_PATH ]]; then
     say "tokenizer and a tiny random LLaMA (hidden 64, 2 layers) -> $OUT/random_model"
     tiny_models "$OUT" 2000 random_model
     say "English-centric start: SFT on ~800 English instructions + ~800 Chinese text continuations -> $OUT/start"
     chatflow clo-train --model "$OUT/random_model" --data "$OUT/start_triples" --output_dir "$OUT/start" \
       --objective sft --sft_languages both --epochs 3 --micro_batch_size 16 --learning_rate 3e-3 \
       --max_length 128 --log_every 50 --save_every 0 --use_cpu --quiet --force
-    MODEL="$OUT/start/model"
+    MODEL_PATH="$OUT/start/model"
   fi
-  DATA="$OUT/train_triples"; EVAL="$OUT/eval_triples"
+  DATA_DIR="$OUT/train_triples"; EVAL="$OUT/eval_triples"
   COMMON=(--max_length 128 --epochs 3 --log_every 10 --save_every 0 --use_cpu --quiet --force)
   SFT_ARGS=(--micro_batch_size 8 --learning_rate 3e-3)
   CLO_ARGS=(--micro_batch_size 4 --learning_rate 1e-3)
 else
-  [[ -n $MODEL && -n $DATA && -n $EVAL && -n $OUT ]] || usage_error "need --tiny, or --model, --data, --eval_data and --output_dir"
+  [[ -n $MODEL_PATH && -n $DATA_DIR && -n $EVAL && -n $OUT ]] || usage_error "need --tiny, or --model_path, --data_dir, --heldout_dir and --output_dir"
   COMMON=(--save_every 500 "${EXTRA[@]}")
   SFT_ARGS=(); CLO_ARGS=()
 fi
 
 SFT_N=$((2 * PAIRS))
 say "SFT: $SFT_N target-language samples, all weights -> $OUT/sft"
-chatflow clo-train --model "$MODEL" --data "$DATA" --eval_data "$EVAL" --output_dir "$OUT/sft" \
+chatflow clo-train --model_path "$MODEL_PATH" --data_dir "$DATA_DIR" --heldout_dir "$EVAL" --output_dir "$OUT/sft" \
   --objective sft --max_pairs "$SFT_N" "${SFT_ARGS[@]}" "${COMMON[@]}"
 say "CLO: $PAIRS pairs ($((2 * PAIRS)) triples), attention only -> $OUT/clo"
-chatflow clo-train --model "$MODEL" --data "$DATA" --eval_data "$EVAL" --output_dir "$OUT/clo" \
+chatflow clo-train --model_path "$MODEL_PATH" --data_dir "$DATA_DIR" --heldout_dir "$EVAL" --output_dir "$OUT/clo" \
   --objective clo --max_pairs "$PAIRS" "${CLO_ARGS[@]}" "${COMMON[@]}"
 
 for run in start sft clo; do
-  dir="$OUT/$run/model"; [[ $run == start ]] && dir="$MODEL"
+  dir="$OUT/$run/model"; [[ $run == start ]] && dir="$MODEL_PATH"
   say "language fidelity of $run on $FID_LIMIT held-out prompts"
   chatflow fidelity --model_path "$dir" --prompts "$EVAL" --limit "$FID_LIMIT" \
     --max_new_tokens 48 --output "$OUT/fidelity_$run.json"

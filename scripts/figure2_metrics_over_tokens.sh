@@ -10,7 +10,7 @@
 #       subject of the bundled synthetic benchmark files (corpora/benchmarks, the public layouts). A model this
 #       small scores near chance: the run checks the pipeline, it is no evidence about the paper's curves.
 #
-#   scripts/figure2_metrics_over_tokens.sh --checkpoints DIR --data_dir BENCH --output_dir DIR
+#   scripts/figure2_metrics_over_tokens.sh --run DIR --data_dir BENCH --output_dir DIR
 #       [--tokens_per_step N] [--backend host|hf] [--limit 0]
 #       Full scale. DIR holds the run's checkpoints (hf: `chatflow train`'s checkpoint-<step> folders, which
 #       record their training tokens and hold their tokenizer; host: TencentPretrain/DeepSpeed checkpoint folders named by step,
@@ -22,9 +22,9 @@
 # Writes DIR/figure2.csv (one row per checkpoint) and DIR/figure2.png. TASKS=mmlu,ceval picks benchmarks.
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
-TINY=0; OUTPUT_DIR=""; DATA_DIR=""; LIMIT=0; CHECKPOINTS=""; TOKENS_PER_STEP=0; BACKEND=hf
+TINY=0; OUTPUT_DIR=""; DATA_DIR=""; LIMIT=0; RUN=""; TOKENS_PER_STEP=0; BACKEND=hf
 TASKS=${TASKS:-mmlu,ceval,cmmlu,gaokao}
-parse_flags "bool:tiny value:output_dir value:data_dir value:limit value:checkpoints value:tokens_per_step
+parse_flags "bool:tiny value:output_dir value:data_dir value:limit value:run alias:checkpoints=run value:tokens_per_step
              value:backend" "$@"
 
 if [[ $TINY == 1 ]]; then
@@ -36,20 +36,20 @@ if [[ $TINY == 1 ]]; then
     --mixture "$D/mixtures/dynamic.json" --spm_model_path "$D/tokenizer/expanded.model" --output_dir "$OUTPUT_DIR/dynamic" \
     --train_steps 40 --micro_batch_size 8 --learning_rate 3e-3 --warmup_steps 5 --save_every 10 \
     --save_total_limit 10 --log_every 10 --threads 1 --quiet >/dev/null
-  CHECKPOINTS=$OUTPUT_DIR/dynamic
+  RUN=$OUTPUT_DIR/dynamic
 else
-  [[ -n $CHECKPOINTS && -n $DATA_DIR && -n $OUTPUT_DIR ]] || usage_error "full scale needs --checkpoints, --data_dir and --output_dir (see --help)"
+  [[ -n $RUN && -n $DATA_DIR && -n $OUTPUT_DIR ]] || usage_error "full scale needs --run, --data_dir and --output_dir (see --help)"
   mkdir -p "$OUTPUT_DIR"
   if [[ $BACKEND == host ]]; then
     [[ $TOKENS_PER_STEP -gt 0 ]] || die "--backend host needs --tokens_per_step"
-    for ckpt in "$CHECKPOINTS"/*; do
+    for ckpt in "$RUN"/*; do
       step=$(basename "$ckpt" | tr -dc '0-9'); [[ -n $step ]] || continue
       [[ -d $OUTPUT_DIR/hf/step$step ]] || chatflow convert tp2hf "$ckpt" "$OUTPUT_DIR/hf/step$step" --quiet
     done
-    CHECKPOINTS=$OUTPUT_DIR/hf
+    RUN=$OUTPUT_DIR/hf
   fi
 fi
-say "scoring the checkpoints of $CHECKPOINTS on $TASKS"
-chatflow eval-curve --run "$CHECKPOINTS" --data_dir "$DATA_DIR" --tasks "$TASKS" --num_fewshot 3 \
+say "scoring the checkpoints of $RUN on $TASKS"
+chatflow eval-curve --run "$RUN" --data_dir "$DATA_DIR" --tasks "$TASKS" --num_fewshot 3 \
   --limit "$LIMIT" --tokens_per_step "$TOKENS_PER_STEP" --output_prefix "$OUTPUT_DIR/figure2" --quiet
 say "Figure 2: $OUTPUT_DIR/figure2.png (+ figure2.csv)"

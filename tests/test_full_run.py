@@ -80,7 +80,7 @@ def test_dry_run_with_the_shipped_defaults_plans_the_papers_run(tmp_path):
     assert any("is read" in w and "epochs > 4" in w for w in plan["warnings"])
     assert plan["seq_length"] == 2048 and plan["tokens"] > 5.8e10
     assert (plan["micro_batch_size"], plan["gpus"], plan["gradient_accumulation_steps"]) == (4, 8, 16)
-    for missing in ("--llama2", "--data_root", "--benchmarks"):
+    for missing in ("--model_path", "--data_dir", "--benchmarks"):
         assert f"  - {missing}:" in done.stderr
     assert "input(s) still missing" in done.stderr
     # every stage's command is printed, none is run
@@ -141,7 +141,7 @@ def test_dry_run_lengths_hyperparameter_sets_old_spellings_and_the_records_readi
     (["--tokens", "8e9"], "--allow_partial_schedule"),
     (["--smoke"], "give one"),
     (["--nodes", "two"], "--nodes must be a whole number, got two"),
-    (["--steps", "10", "--train_steps", "10"], "--steps is the old spelling of --train_steps"),
+    (["--steps", "10", "--train_steps", "10"], "--steps and --train_steps are one option"),
     (["--train_steps", "10", "--tokens", "1e9"], "give the run's length once"),
     (["--hyperparameters", "fast"], "unknown set fast"),
     (["--warmup_steps", "-1"], "--warmup_steps must be 0 or more"),
@@ -158,10 +158,10 @@ def test_dry_run_checks_the_inputs_it_is_given(tmp_path):
     (tmp_path / "7b.json").write_text(json.dumps(config))
     (tmp_path / "llama").mkdir()
     (tmp_path / "bench" / "mmlu").mkdir(parents=True)
-    done = _run(["--dry_run", "--output_dir", "out", "--config", "7b.json", "--llama2", "llama", "--data_root", "data",
+    done = _run(["--dry_run", "--output_dir", "out", "--config", "7b.json", "--model_path", "llama", "--data_dir", "data",
                  "--benchmarks", "bench"], cwd=tmp_path)
     assert done.returncode == 2 and "vocab_size 40000, but the expanded tokenizer will have 40763" in done.stderr
-    done = _run(["--dry_run", "--output_dir", "out", "--llama2", "llama", "--data_root", "data", "--benchmarks",
+    done = _run(["--dry_run", "--output_dir", "out", "--model_path", "llama", "--data_dir", "data", "--benchmarks",
                  "bench"], cwd=tmp_path)
     assert done.returncode == 0
     assert "--llama2 llama: no config.json and tokenizer.model there" in done.stderr

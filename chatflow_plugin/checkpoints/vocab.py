@@ -795,8 +795,8 @@ def _check_outputs(opts: "ExpandVocabOptions", base: Tokenizer, output: str) -> 
     """Every output is new (or, with --force, an earlier output of this command), none is an input of the run,
     no two are the same file: checked before any work is done. ``output``: the expanded tokenizer (a
     sentencepiece model file, or a tokenizer directory for a byte-level BPE ``base``)."""
-    inputs = [base.file, opts.checkpoint, opts.tp_config, *opts.pieces, *opts.corpus]
-    outputs = [("--output_tokenizer", output), ("--output_checkpoint", opts.output_checkpoint),
+    inputs = [base.file, opts.model_path, opts.tp_config, *opts.pieces, *opts.corpus]
+    outputs = [("--output_tokenizer", output), ("--output_model_path", opts.output_model_path),
                ("--report", opts.report)]
     outputs = [(flag, value) for flag, value in outputs if value]
     for flag, value in outputs:
@@ -813,8 +813,8 @@ def _check_outputs(opts: "ExpandVocabOptions", base: Tokenizer, output: str) -> 
         check_replaceable(output, TOKENIZER_KIND)
     if opts.report:
         check_output_file(Path(opts.report), opts.force, _is_expand_report, "an expand-vocab report")
-    if opts.checkpoint:
-        out = Path(opts.output_checkpoint)
+    if opts.model_path:
+        out = Path(opts.output_model_path)
         if out.suffix in (".bin", ".pt"):
             check_output_file(out, opts.force, _is_torch_file, "a torch checkpoint file")
         elif out.exists() and not opts.force:
@@ -826,12 +826,10 @@ def _check_outputs(opts: "ExpandVocabOptions", base: Tokenizer, output: str) -> 
 @dataclasses.dataclass
 class ExpandVocabOptions:
     tokenizer: str = option("", help="the original tokenizer: a sentencepiece model (LLaMA-2's tokenizer.model) or a "
-                                     "byte-level BPE tokenizer.json / model directory (LLaMA-3, Qwen2)")
+                                     "byte-level BPE tokenizer.json / model directory (LLaMA-3, Qwen2)",
+                            aliases=["--base_model"])
     output_tokenizer: str = option("", help="where to write the expanded tokenizer: a model file for sentencepiece, "
-                                            "a directory for a tokenizer.json")
-    base_model: str = option("", help="the original sentencepiece model (the sentencepiece spelling of --tokenizer)")
-    output_model: str = option("", help="the expanded sentencepiece model (the sentencepiece spelling of "
-                                        "--output_tokenizer)")
+                                            "a directory for a tokenizer.json", aliases=["--output_model"])
     pieces: list[str] = option(default_factory=list, repeatable=True, type=str,
                                help="files of new pieces, one per line (added first, in file order)")
     corpus: list[str] = option(default_factory=list, repeatable=True, type=str,
@@ -852,10 +850,11 @@ class ExpandVocabOptions:
                                                     "reserved pieces (e.g. 64); default: no padding")
     new_piece_score: float | None = option(None, type=float, help="sentencepiece: score of new pieces (default: 0.0 "
                                                                   "for BPE, the lowest existing score for unigram)")
-    checkpoint: str | None = option(None, type=str, help="also expand this checkpoint (HF LLaMA/Mistral/Qwen2 "
+    model_path: str | None = option(None, type=str, aliases=["--checkpoint"], help="also expand this checkpoint (HF LLaMA/Mistral/Qwen2 "
                                                          "directory, TencentPretrain file/directory/DeepSpeed directory)")
-    output_checkpoint: str | None = option(None, type=str, help="where to write the expanded checkpoint")
-    tp_config: str | None = option(None, type=str, help="TencentPretrain config JSON of --checkpoint (copied to a TP output directory)")
+    output_model_path: str | None = option(None, type=str, aliases=["--output_checkpoint"],
+                                           help="where to write the expanded checkpoint (with --model_path)")
+    tp_config: str | None = option(None, type=str, help="TencentPretrain config JSON of --model_path (copied to a TP output directory)")
     dtype: str = option("keep", choices=["keep", "float32", "float16", "bfloat16"], help="output checkpoint dtype")
     max_shard_size: str = option("5GB", help="HF output: largest safetensors shard (500MB, 5GB, 2GiB)")
     expect_vocab_size: int = option(0, help="refuse (and write nothing) unless the expanded tokenizer has exactly this "
@@ -864,15 +863,6 @@ class ExpandVocabOptions:
     force: bool = option(False, help="replace existing outputs (only outputs this command wrote: a tokenizer, a "
                                       "checkpoint folder chatflow wrote, a report)")
     quiet: bool = option(False, help="no progress bar")
-
-
-def _one_of(new: str, old: str, new_flag: str, old_flag: str) -> tuple[str, bool]:
-    """The path of a flag given with its name or its sentencepiece spelling; and whether it was the latter."""
-    if new and old:
-        raise ChatflowError(f"give {new_flag} or {old_flag}, not both")
-    if not new and not old:
-        raise ChatflowError(f"give {new_flag} ({old_flag} also takes a sentencepiece model)")
-    return new or old, bool(old)
 
 
 def _remove_output(output) -> None:
@@ -888,10 +878,11 @@ def expand_vocab(opts: ExpandVocabOptions) -> None:
     """Append pieces (from files and mined from corpora) to a tokenizer (sentencepiece, or byte-level BPE) and
     expand a checkpoint's embedding and output rows, each new row the mean of the rows of the tokens the
     original tokenizer splits the new piece into."""
-    base_path, sentencepiece_flag = _one_of(opts.tokenizer, opts.base_model, "--tokenizer", "--base_model")
-    output, _ = _one_of(opts.output_tokenizer, opts.output_model, "--output_tokenizer", "--output_model")
-    if bool(opts.checkpoint) != bool(opts.output_checkpoint):
-        raise ChatflowError("--checkpoint and --output_checkpoint go together")
+    if not opts.tokenizer or not opts.output_tokenizer:
+        raise ChatflowError("give the tokenizer to expand (--tokenizer) and where to write it (--output_tokenizer)")
+    base_path, output = opts.tokenizer, opts.output_tokenizer
+    if bool(opts.model_path) != bool(opts.output_model_path):
+        raise ChatflowError("--model_path and --output_model_path go together")
     if not opts.pieces and not opts.corpus:
         raise ChatflowError("give new pieces with --pieces FILE and/or --corpus FILE to mine them from")
     if opts.max_new_pieces is not None and opts.max_new_pieces < 0:
@@ -902,7 +893,7 @@ def expand_vocab(opts: ExpandVocabOptions) -> None:
         raise ChatflowError(f"--pad_to_multiple must be positive, got {opts.pad_to_multiple}")
     if opts.new_piece_score is not None and not math.isfinite(opts.new_piece_score):
         raise ChatflowError(f"--new_piece_score must be a finite number, got {opts.new_piece_score}")
-    base = load_tokenizer(base_path, SENTENCEPIECE if sentencepiece_flag else None)
+    base = load_tokenizer(base_path)
     _check_outputs(opts, base, output)
     scripts = get_language(opts.language).expansion_scripts if opts.language else opts.script
     if opts.language and not scripts:
@@ -923,8 +914,8 @@ def expand_vocab(opts: ExpandVocabOptions) -> None:
                             f"{output} was not written")
     expanded = load_tokenizer(output)
     rows = None
-    if opts.checkpoint:
-        rows = expand_checkpoint_rows(opts.checkpoint, opts.output_checkpoint, base, expanded,
+    if opts.model_path:
+        rows = expand_checkpoint_rows(opts.model_path, opts.output_model_path, base, expanded,
                                       tp_config=opts.tp_config, dtype=opts.dtype, force=opts.force,
                                       max_shard_size=opts.max_shard_size, progress=not opts.quiet)
         reused = f", {rows.reused_rows} of them unused rows it already had" if rows.reused_rows else ""

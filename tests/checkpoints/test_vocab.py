@@ -261,10 +261,10 @@ def test_cli_expands_tokenizer_and_checkpoint_in_one_run(spm_model, tmp_path, ca
     _tiny_hf(tmp_path / "hf", _sp(spm_model).get_piece_size())
     (tmp_path / "pieces.txt").write_text("中文\n龘\n\n", encoding="utf-8")
     (tmp_path / "corpus.txt").write_text("龍龍鑫 的 龘\n", encoding="utf-8")
-    code = main(["expand-vocab", "--base_model", str(spm_model), "--output_model", str(tmp_path / "x.model"),
+    code = main(["expand-vocab", "--tokenizer", str(spm_model), "--output_tokenizer", str(tmp_path / "x.model"),
                  "--pieces", str(tmp_path / "pieces.txt"), "--corpus", str(tmp_path / "corpus.txt"),
-                 "--pad_to_multiple", "8", "--checkpoint", str(tmp_path / "hf"),
-                 "--output_checkpoint", str(tmp_path / "out"), "--report", str(tmp_path / "report.json"), "--quiet"])
+                 "--pad_to_multiple", "8", "--model_path", str(tmp_path / "hf"),
+                 "--output_model_path", str(tmp_path / "out"), "--report", str(tmp_path / "report.json"), "--quiet"])
     assert code == 0
     out = capsys.readouterr().out
     assert "added" in out and "skipped 1 empty or whitespace-only" in out and "skipped 1 duplicates" in out
@@ -273,7 +273,7 @@ def test_cli_expands_tokenizer_and_checkpoint_in_one_run(spm_model, tmp_path, ca
     assert report["mined_counts"] == {"龍": 2, "鑫": 1, "龘": 1}
     assert report["size"] % 8 == 0
     assert json.loads((tmp_path / "out" / "config.json").read_text())["vocab_size"] == report["size"]
-    assert main(["expand-vocab", "--base_model", str(spm_model), "--output_model", str(tmp_path / "y.model")]) == 2
+    assert main(["expand-vocab", "--tokenizer", str(spm_model), "--output_tokenizer", str(tmp_path / "y.model")]) == 2
     assert "--pieces" in capsys.readouterr().err
 
 
@@ -301,7 +301,7 @@ def test_expand_vocab_script(spm_model, tmp_path):
     (tmp_path / "symbols.txt").write_text("中文\n", encoding="utf-8")
     script = Path(__file__).resolve().parents[2] / "scripts" / "expand_vocab.sh"
     env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(["bash", str(script), "--checkpoint", str(tmp_path / "hf"), "--output_dir", str(tmp_path / "out"),
+    proc = subprocess.run(["bash", str(script), "--model_path", str(tmp_path / "hf"), "--output_dir", str(tmp_path / "out"),
                            "--max_new_pieces", "2", "--symbols", str(tmp_path / "symbols.txt"), "--pad_to_multiple", "4",
                            str(tmp_path / "zh.jsonl")], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -364,7 +364,7 @@ def test_expect_vocab_size_refuses_another_size_and_writes_nothing(spm_model, tm
     from chatflow_plugin.cli import main
     (tmp_path / "pieces.txt").write_text("龘\n龍\n", encoding="utf-8")
     size = _sp(spm_model).get_piece_size()
-    args = ["expand-vocab", "--base_model", str(spm_model), "--output_model", str(tmp_path / "x.model"),
+    args = ["expand-vocab", "--tokenizer", str(spm_model), "--output_tokenizer", str(tmp_path / "x.model"),
             "--pieces", str(tmp_path / "pieces.txt")]
     assert main(args + ["--expect_vocab_size", str(size + 3)]) == 2
     err = capsys.readouterr().err

@@ -45,7 +45,7 @@ def test_cli_expands_a_llama3_tokenizer_and_model_with_chinese_characters(tmp_pa
     model = tiny_family_model(tmp_path / "llama3", "llama3", byte_bpe_dir)
     out_tok, out_model = tmp_path / "tokenizer", tmp_path / "expanded"
     argv = ["expand-vocab", "--tokenizer", str(model), "--output_tokenizer", str(out_tok), "--corpus", str(corpus),
-            "--language", "zh", "--strategy", strategy, "--checkpoint", str(model), "--output_checkpoint",
+            "--language", "zh", "--strategy", strategy, "--model_path", str(model), "--output_model_path",
             str(out_model), "--report", str(tmp_path / "report.json"), "--quiet"]
     assert chatflow_main(argv) == 0
     report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))

@@ -97,8 +97,8 @@ def test_convert_and_expand_vocab_onto_a_full_disk(tmp_path, spm_model):
     with small_disk(tmp_path / "disk", str(size // 2)) as disk:
         assert_clean_error(cli("convert", "hf2tp", hf, disk / "tp", "--quiet"), "convert", "no space left on device")
         assert _contents(disk) == []
-        assert_clean_error(cli("expand-vocab", "--base_model", spm_model, "--pieces", pieces, "--output_model",
-                               tmp_path / "expanded.model", "--checkpoint", hf, "--output_checkpoint",
+        assert_clean_error(cli("expand-vocab", "--tokenizer", spm_model, "--pieces", pieces, "--output_tokenizer",
+                               tmp_path / "expanded.model", "--model_path", hf, "--output_model_path",
                                disk / "expanded", "--quiet"), "expand-vocab", "no space left on device")
         assert _contents(disk) == []
         remount(disk, f"size={size * 4}")

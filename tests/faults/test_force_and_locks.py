@@ -65,19 +65,19 @@ def test_expand_vocab_never_overwrites_without_force_nor_its_own_input(spm_model
     base.write_bytes(spm_model.read_bytes())
     pieces = tmp_path / "pieces.txt"
     pieces.write_text("龘\n")
-    args = ["expand-vocab", "--base_model", base, "--pieces", pieces]
-    assert_clean_error(cli(*args, "--output_model", base), "expand-vocab", "is", "an input of this run")
-    assert_clean_error(cli(*args, "--output_model", base, "--force"), "expand-vocab", "an input of this run")
+    args = ["expand-vocab", "--tokenizer", base, "--pieces", pieces]
+    assert_clean_error(cli(*args, "--output_tokenizer", base), "expand-vocab", "is", "an input of this run")
+    assert_clean_error(cli(*args, "--output_tokenizer", base, "--force"), "expand-vocab", "an input of this run")
     assert base.read_bytes() == spm_model.read_bytes()
     out = tmp_path / "out.model"
     out.write_text("my notes, not a tokenizer")
-    assert_clean_error(cli(*args, "--output_model", out), "expand-vocab", "already exists (pass --force")
-    assert_clean_error(cli(*args, "--output_model", out, "--force"), "expand-vocab", "is not a sentencepiece model")
+    assert_clean_error(cli(*args, "--output_tokenizer", out), "expand-vocab", "already exists (pass --force")
+    assert_clean_error(cli(*args, "--output_tokenizer", out, "--force"), "expand-vocab", "is not a sentencepiece model")
     assert out.read_text() == "my notes, not a tokenizer"
     out.unlink()
-    assert_ok(cli(*args, "--output_model", out))
-    assert_ok(cli(*args, "--output_model", out, "--force"))               # its own output: replaced
-    assert_clean_error(cli(*args, "--output_model", tmp_path / "o2.model", "--max_new_pieces", "-3",
+    assert_ok(cli(*args, "--output_tokenizer", out))
+    assert_ok(cli(*args, "--output_tokenizer", out, "--force"))               # its own output: replaced
+    assert_clean_error(cli(*args, "--output_tokenizer", tmp_path / "o2.model", "--max_new_pieces", "-3",
                            "--corpus", pieces), "expand-vocab", "--max_new_pieces must be 0 or more, got -3")
 
 

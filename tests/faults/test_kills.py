@@ -162,9 +162,9 @@ def test_convert_interrupted_with_ctrl_c_anywhere_says_so_in_one_line(checkpoint
 def test_expand_vocab_killed_anywhere_then_rerun_with_force_equals_an_uninterrupted_run(checkpoints, spm_model,
                                                                                          tmp_path, round_):
     def args(prefix: str, *more):
-        return ["expand-vocab", "--base_model", spm_model, "--pieces", checkpoints / "pieces.txt",
-                "--output_model", tmp_path / f"{prefix}.model", "--checkpoint", checkpoints / "hf",
-                "--output_checkpoint", tmp_path / prefix, "--report", tmp_path / f"{prefix}.json", "--quiet", *more]
+        return ["expand-vocab", "--tokenizer", spm_model, "--pieces", checkpoints / "pieces.txt",
+                "--output_tokenizer", tmp_path / f"{prefix}.model", "--model_path", checkpoints / "hf",
+                "--output_model_path", tmp_path / prefix, "--report", tmp_path / f"{prefix}.json", "--quiet", *more]
     started = time.time()
     assert_ok(cli(*args("reference")))
     duration = time.time() - started

@@ -72,7 +72,7 @@ class ChatflowMixtureDataset:
         # The host's --seq_length defaults to 128; only an explicit value overrides the mixture's.
         seq_length = args.seq_length if "seq_length" in given else None
         spec = load_mixture(mixture).with_overrides(
-            data_root=getattr(args, "data_root", None) or None, seq_length=seq_length,
+            data_root=getattr(args, "data_dir", None) or None, seq_length=seq_length,
             source_paths=parse_source_overrides(getattr(args, "source_path", None)))
         for warning in spec.warnings:
             print(f"warning: {warning}", file=sys.stderr)

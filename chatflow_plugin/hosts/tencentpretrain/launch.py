@@ -20,6 +20,7 @@ from typing import Iterator, Mapping, Sequence
 
 from ...errors import ChatflowError, exit_code
 from ...outputs import output_lock
+from ...options import add_aliases
 from ...resources import named
 from .host import locate_host, register
 from .names import DATA_PROCESSOR, GIVEN, TARGET
@@ -89,8 +90,10 @@ def add_plugin_options(parser: argparse.ArgumentParser, script: str) -> None:
         group.add_argument("--mixture_config", type=str, default=None,
                            help="Mixture file (JSON): groups, alpha/beta, sources, T_grow; e.g. "
                                 "models/mixtures/chatflow_table1.json. --seq_length, if given, overrides its seq_length.")
-        group.add_argument("--data_root", type=str, default=None,
-                           help="Folder relative source paths resolve against (default: the mixture's data_root).")
+        data_dir = group.add_argument("--data_dir", type=str, default=None,
+                                      help="Folder relative source paths resolve against (default: the mixture's "
+                                           "data_root).")
+        add_aliases(parser, data_dir, ["--data_root"])      # the old spelling (docs/flags.md)
         group.add_argument("--source_path", type=str, nargs="+", action="extend", default=None,
                            help="Override a source's files: NAME=PATH[,PATH...] (repeatable).")
         group.add_argument("--on_bad_record", choices=["skip", "fail"], default="skip",
