@@ -68,10 +68,10 @@ EOF
     say "tokenizer and a tiny random LLaMA (hidden 64, 2 layers) -> $OUT/random_model"
     tiny_models "$OUT" 2000 random_model
     say "English-centric start: SFT on ~800 English instructions + ~800 Chinese text continuations -> $OUT/start"
-    chatflow clo-train --model "$OUT/random_model" --data "$OUT/start_triples" --output_dir "$OUT/start" \
+    chatflow clo-train --model_path "$OUT/random_model" --data_dir "$OUT/start_triples" --output_dir "$OUT/start" \
       --objective sft --sft_languages both --epochs 3 --micro_batch_size 16 --learning_rate 3e-3 \
       --max_length 128 --log_every 50 --save_every 0 --use_cpu --quiet --force
-    MODEL_PATH="$OUT/start/model"
+    MODEL_PATH="$OUT/start/final"
   fi
   DATA_DIR="$OUT/train_triples"; EVAL="$OUT/eval_triples"
   COMMON=(--max_length 128 --epochs 3 --log_every 10 --save_every 0 --use_cpu --quiet --force)
@@ -92,7 +92,7 @@ chatflow clo-train --model_path "$MODEL_PATH" --data_dir "$DATA_DIR" --heldout_d
   --objective clo --max_pairs "$PAIRS" "${CLO_ARGS[@]}" "${COMMON[@]}"
 
 for run in start sft clo; do
-  dir="$OUT/$run/model"; [[ $run == start ]] && dir="$MODEL_PATH"
+  dir="$OUT/$run/final"; [[ $run == start ]] && dir="$MODEL_PATH"
   say "language fidelity of $run on $FID_LIMIT held-out prompts"
   chatflow fidelity --model_path "$dir" --prompts "$EVAL" --limit "$FID_LIMIT" \
     --max_new_tokens 48 --output "$OUT/fidelity_$run.json"

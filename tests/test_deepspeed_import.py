@@ -60,9 +60,9 @@ def test_train_with_heldout_passes_imports_no_deepspeed(tmp_path, spm_model):
 def test_clo_train_imports_no_deepspeed(tmp_path, spm_model):
     model = tiny_llama_dir(tmp_path / "model", spm_model)
     data = triples_dir(tmp_path, n=6)
-    _assert_no_deepspeed(["clo-train", "--model_path", str(model), "--data", str(data), "--output_dir", str(tmp_path / "clo"),
+    _assert_no_deepspeed(["clo-train", "--model_path", str(model), "--data_dir", str(data), "--output_dir", str(tmp_path / "clo"),
                           "--train_steps", "1", "--micro_batch_size", "2", "--max_length", "48", "--use_cpu",
-                          "--quiet", "--warmup_ratio", "0"], tmp_path)
+                          "--quiet", "--warmup_steps", "0"], tmp_path)
 
 
 def test_eval_imports_no_deepspeed(tmp_path, spm_model):

@@ -124,11 +124,11 @@ def test_a_hub_id_resolves_through_the_local_cache_or_says_how_to_download(tmp_p
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split()
     assert Path(lines[0]) == snapshot and Path(lines[1]).parent == snapshot
-    missing = subprocess.run([sys.executable, "-m", "chatflow_plugin.cli", "clo-train", "--model",
-                              "meta-llama/Llama-2-7b-hf", "--data", str(tmp_path), "--output_dir", str(tmp_path / "o")],
+    missing = subprocess.run([sys.executable, "-m", "chatflow_plugin.cli", "clo-train", "--model_path",
+                              "meta-llama/Llama-2-7b-hf", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "o")],
                              env=env, capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    assert "--model meta-llama/Llama-2-7b-hf: no such folder here, and not in the local Hugging Face cache" in \
+    assert "--model_path meta-llama/Llama-2-7b-hf: no such folder here, and not in the local Hugging Face cache" in \
         missing.stderr and "hf download meta-llama/Llama-2-7b-hf" in missing.stderr
 
 

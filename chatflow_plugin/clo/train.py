@@ -14,12 +14,13 @@ in memory), and TRL is not a dependency of this package. A HF ``Trainer`` subcla
 ``compute_loss`` keeps the Trainer's optimizer, schedule, mixed precision, distributed and
 checkpoint machinery, and the loss is tested against a hand computation.
 
-Output directory: ``run.json`` (settings, checksums), ``log.jsonl`` (one line per logging step:
-loss, nll, contrastive, reward margins/accuracy per language, learning rate), ``checkpoints/``
-(Trainer checkpoints; ``--resume auto``, the default, continues exactly from the last), ``eval.json``
-(response NLL on ``--eval_data`` before and after training) and ``model/`` (the final HF model with its
-tokenizer, written atomically). Every checkpoint holds the start model's tokenizer files too. A re-run
-of a finished run (``model/`` present, same settings) changes nothing and says so. Resume, the log and
+Output directory, laid out as ``chatflow train``'s: ``chatflow_run.json`` (settings, checksums), ``log.jsonl``
+(one line per logging step: loss, nll, contrastive, reward margins/accuracy per language, learning rate),
+``checkpoint-N/`` (Trainer checkpoints; ``--resume auto``, the default, continues exactly from the last),
+``eval.json`` (response NLL on ``--heldout_dir`` before and after training) and ``final/`` (the final HF model with
+its tokenizer, written atomically). Every checkpoint holds the start model's tokenizer files too. A re-run
+of a finished run (``final/`` present, same settings) changes nothing and says so. A run folder of the older
+layout (``run.json``, ``checkpoints/``, ``model/``) is refused with what to do instead (:func:`_refuse_old_layout`). Resume, the log and
 the final save are :mod:`chatflow_plugin.hosts.hf.run`'s, shared with ``chatflow train``.
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ import numpy as np
 from ..errors import ChatflowError
 from ..files import atomic_file, disk_error
 from ..hosts.hf.console import Console, deepspeed_only_if_used, show_progress
+from ..hosts.hf.train import FINAL_DIR, RUN_CONFIG
+from ..hosts.hyperparameters import warmup_steps
 from ..hosts.resume import apply_resumed_settings
 from ..hosts.trackers import TRACKER_OWNS, Trackers, parse_report_to, report_to_help
 from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help,
@@ -51,27 +54,28 @@ from .triples import TripleSet, load_triples
 
 # options that must not change between a run and its resumption (they decide the items and their order, or
 # the checkpoint's optimizer state holds them)
-RESUME_INVARIANTS = ("model", "data", "objective", "trainable", "max_pairs", "sft_languages", "max_length",
+RESUME_INVARIANTS = ("model_path", "data_dir", "objective", "trainable", "max_pairs", "sft_languages", "max_length",
                      "micro_batch_size", "gradient_accumulation_steps", "epochs", "train_steps", "seed",
                      "weight_decay", "bf16")
 # options that change the objective or the learning-rate schedule from the resumed step on: refused unless
-# --allow_change names them, then recorded in run.json's history
-MEANING_KEYS = ("lam", "beta", "learning_rate", "lr_scheduler", "warmup_ratio")
+# --allow_change names them, then recorded in chatflow_run.json's history
+MEANING_KEYS = ("lam", "beta", "learning_rate", "lr_scheduler", "warmup_steps")
 RUN_KIND = "clo-run"      # the run directory's marker (chatflow_plugin.outputs)
-RUN_RECORD = "run.json"
+RUN_RECORD = RUN_CONFIG          # the run folder of chatflow train: chatflow_run.json, checkpoint-N/, final/
 LOG_JSONL = "log.jsonl"
 EVAL_JSON = "eval.json"
-CHECKPOINTS = "checkpoints"
-FINAL_DIR = "model"
-RUN_OWNS = (RUN_RECORD, LOG_JSONL, EVAL_JSON, CHECKPOINTS, FINAL_DIR, f".{FINAL_DIR}.partial", ".*.tmp") + TRACKER_OWNS
+OLD_LAYOUT = ("run.json", "checkpoints", "model")   # before the two trainers shared one layout
+RUN_OWNS = (RUN_RECORD, LOG_JSONL, EVAL_JSON, FINAL_DIR, f".{FINAL_DIR}.partial", "checkpoint-*", ".*.tmp",
+            *OLD_LAYOUT) + TRACKER_OWNS
 
 
 @dataclass
 class CLOTrainOptions:
-    model: str = option(help="start model: a HuggingFace LLaMA directory (config.json, weights, tokenizer.model); "
-                        "also the frozen CLO reference")
-    data: str = option(help="triples directory from `chatflow clo-data`")
-    output_dir: str = option(help="run directory (run.json, log.jsonl, checkpoints/, eval.json, model/)")
+    model_path: str = option(help="start model: a HuggingFace LLaMA directory (config.json, weights, tokenizer.model); "
+                             "also the frozen CLO reference", aliases=["--model"])
+    data_dir: str = option(help="triples directory from `chatflow clo-data`", aliases=["--data"])
+    output_dir: str = option(help="run directory, as chatflow train's: chatflow_run.json, log.jsonl, checkpoint-N/, "
+                                  "eval.json, final/")
     objective: str = option("clo", choices=["clo", "sft"], help="clo: lambda*NLL + (1-lambda)*DPO on both triples; sft: response NLL only")
     lam: float = option(DEFAULT_LAMBDA, help="CLO weight of the target-language NLL term, in [0, 1] "
                         "(assumption; not in the public record)")
@@ -90,7 +94,8 @@ class CLOTrainOptions:
     train_steps: int = option(-1, help="optimizer steps; -1 or 0: from --epochs (epochs x the optimizer steps "
                               "of one pass over the data, rounded up)")
     lr_scheduler: str = option("cosine", help="HF scheduler name (cosine, linear, constant_with_warmup, ...)")
-    warmup_ratio: float = option(0.03, help="share of steps with linear warmup, in [0, 1)")
+    warmup_steps: float = option(0.03, help="linear warm-up in optimizer steps, a value below 1 a fraction of the run",
+                                 aliases=["--warmup_ratio"])
     weight_decay: float = option(0.0, help="AdamW weight decay")
     seed: int = option(42, help="seed of initialisation-free randomness (data order)")
     log_every: int = option(10, help="optimizer steps between log lines")
@@ -98,15 +103,16 @@ class CLOTrainOptions:
     save_total_limit: int = option(2, help="checkpoints kept")
     bf16: bool = option(False, help="bfloat16 mixed precision (GPU)")
     gradient_checkpointing: bool = option(False, help="recompute activations in backward (less memory)")
-    eval_data: Optional[str] = option(None, help="triples directory whose chosen-response NLL (source and target "
-                                   "language) is measured before and after training")
+    heldout_dir: Optional[str] = option(None, help="held-out triples directory whose chosen-response NLL (source and "
+                                                   "target language) is measured before and after training",
+                                        aliases=["--eval_data"])
     eval_batch_size: int = option(8, help="pairs per batch for reference log-probs and evaluation")
     deepspeed: Optional[str] = option(None, help="DeepSpeed config JSON passed to the HF Trainer (ZeRO for "
                                       "full-parameter SFT of 7B+ models on GPUs)")
     use_cpu: bool = option(False, help="train on CPU even if a GPU is available")
     resume: str = option("auto", help=resume_help())
     allow_change: list = option(default_factory=list, repeatable=True, type=str,
-                                help=allow_change_help(MEANING_KEYS, "run.json"))
+                                help=allow_change_help(MEANING_KEYS, RUN_RECORD))
     force: bool = option(False, help="delete an existing OUTPUT_DIR first (a fresh run in its place); only a "
                                      "clo-train run directory holding nothing else is deleted")
     report_to: list = option(default_factory=list, repeatable=True, type=str, help=report_to_help())
@@ -298,9 +304,10 @@ def _check_options(options: CLOTrainOptions) -> str:
         raise ChatflowError(f"--epochs must be positive when --train_steps is {options.train_steps}, got {options.epochs}")
     if options.save_every < 0:
         raise ChatflowError(f"--save_every must be 0 (only at the end) or positive, got {options.save_every}")
+    warmup_steps(options.warmup_steps, max(options.train_steps, 0))     # checks it
     parse_report_to(options.report_to)
-    if not (Path(options.model) / "config.json").is_file():
-        raise ChatflowError(f"{options.model}: not a HuggingFace model directory (no config.json)")
+    if not (Path(options.model_path) / "config.json").is_file():
+        raise ChatflowError(f"{options.model_path}: not a HuggingFace model directory (no config.json)")
     if options.trainable == "auto":
         return "attention" if options.objective == "clo" else "all"
     return options.trainable
@@ -315,12 +322,12 @@ def _settings(options: CLOTrainOptions) -> dict:
 
 
 def _start(options: CLOTrainOptions, out: Path, record: RunRecord) -> RunStart:
-    """Apply --resume to OUTPUT_DIR (``model/`` is written last, complete: its presence means the run has
+    """Apply --resume to OUTPUT_DIR (``final/`` is written last, complete: its presence means the run has
     finished); with --force (OUTPUT_DIR already deleted by the main process) the run starts fresh."""
     if options.force:
         record.check_names(options.allow_change)
         return RunStart(checkpoint=None, step=0, finished=False)
-    return start_run(options.resume, out, out / CHECKPOINTS, out / FINAL_DIR, out / FINAL_DIR / "config.json",
+    return start_run(options.resume, out, out, out / FINAL_DIR, out / FINAL_DIR / "config.json",
                      record, _settings(options), elsewhere="another --output_dir, or --force to replace the run",
                      allowed=options.allow_change)
 
@@ -332,7 +339,7 @@ def _datasets(options: CLOTrainOptions, triples: TripleSet, indices: np.ndarray,
     pair_seqs, truncated = encode_pairs(encoder, triples, indices, options.max_length)
     if options.objective == "sft":
         return SequenceDataset(sft_sequences(pair_seqs, options.sft_languages)), truncated, None
-    cache = ReferenceCache(triples, Path(options.model), options.max_length, dtype="float32")
+    cache = ReferenceCache(triples, Path(options.model_path), options.max_length, dtype="float32")
     if is_main_process():
         device = "cpu" if options.use_cpu else "auto"
         reference = cache.ensure(indices, batch_size=options.eval_batch_size, device=device, progress=progress)
@@ -346,7 +353,7 @@ def _load_model(options: CLOTrainOptions, trainable: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(options.model, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(options.model_path, dtype=torch.float32)
     counts = select_trainable(model, trainable)
     if options.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -374,10 +381,10 @@ def _training_arguments(options: CLOTrainOptions, out: Path, progress: bool):
 
     steps = options.train_steps if options.train_steps > 0 else -1
     return TrainingArguments(
-        output_dir=str(out / CHECKPOINTS), per_device_train_batch_size=options.micro_batch_size,
+        output_dir=str(out), per_device_train_batch_size=options.micro_batch_size,
         gradient_accumulation_steps=options.gradient_accumulation_steps, learning_rate=options.learning_rate,
         num_train_epochs=options.epochs, max_steps=steps, lr_scheduler_type=options.lr_scheduler,
-        warmup_steps=options.warmup_ratio,  # a float < 1 is a ratio of all steps
+        warmup_steps=options.warmup_steps if options.warmup_steps < 1 else int(options.warmup_steps),  # < 1: a ratio
         weight_decay=options.weight_decay, seed=options.seed, data_seed=options.seed,
         logging_steps=options.log_every, save_strategy="steps",
         save_steps=options.save_every or (steps if steps > 0 else 2 ** 31 - 1),   # the last step is always saved
@@ -392,7 +399,7 @@ def _finish(trainer, options: CLOTrainOptions, out: Path, encoder: Tokenizer, ev
     if eval_set is not None and is_main_process():
         evaluation["after"] = response_nll(trainer.model, encoder, eval_set, options.max_length,
                                            options.eval_batch_size)
-        evaluation["eval_data"] = str(options.eval_data)
+        evaluation["heldout_dir"] = str(options.heldout_dir)
         with atomic_file(out / EVAL_JSON, encoding="utf-8") as handle:
             json.dump(evaluation, handle, indent=2)
         summary["eval"] = evaluation
@@ -403,14 +410,16 @@ def _finish(trainer, options: CLOTrainOptions, out: Path, encoder: Tokenizer, ev
 def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dict:
     """Train as ``chatflow clo-train`` does; returns the run summary. ``callbacks`` are extra
     ``TrainerCallback``s (tests use one to interrupt a run)."""
-    options = replace(options, model=str(local_model(options.model, "--model")))   # a Hub id: the local cache's
+    options = replace(options, model_path=str(local_model(options.model_path, "--model_path")))   # a Hub id: the local cache's
     trainable = _check_options(options)
-    triples = load_triples(options.data)
+    triples = load_triples(options.data_dir)
     n_pairs = len(triples) if options.max_pairs is None else options.max_pairs
     if n_pairs < 1 or n_pairs > len(triples):
         raise ChatflowError(f"--max_pairs {options.max_pairs}: the data has {len(triples)} pairs")
     out = Path(options.output_dir)
-    check_not_input(out, [options.model, options.data, options.eval_data], what="--output_dir")
+    check_not_input(out, [options.model_path, options.data_dir, options.heldout_dir], what="--output_dir")
+    if not options.force:
+        _refuse_old_layout(out)
     with run_directory(out, RUN_KIND, RUN_OWNS, replace=options.force):
         try:
             return _run_training(options, callbacks, triples, n_pairs, trainable, out)
@@ -421,6 +430,17 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
             raise problem from None
 
 
+def _refuse_old_layout(out: Path) -> None:
+    """A run folder written before clo-train shared chatflow train's layout is neither resumed nor touched: its
+    checkpoints are Trainer checkpoints under ``checkpoints/``, its final model ``model/``."""
+    old = [name for name in OLD_LAYOUT if (out / name).exists()]
+    if old:
+        final = f"; to train its final model further, give --model_path {out / 'model'}" if "model" in old else ""
+        raise ChatflowError(f"{out} is a clo-train run folder of the older layout ({', '.join(old)}); this version "
+                            f"writes {RUN_RECORD}, checkpoint-N/ and {FINAL_DIR}/ as chatflow train does and does not "
+                            f"resume it: use another --output_dir, or --force to replace it{final}")
+
+
 def _run_training(options: CLOTrainOptions, callbacks, triples: TripleSet, n_pairs: int, trainable: str,
                   out: Path) -> dict:
     record = RunRecord(out / RUN_RECORD, RESUME_INVARIANTS, section="settings", changeable=MEANING_KEYS)
@@ -429,11 +449,11 @@ def _run_training(options: CLOTrainOptions, callbacks, triples: TripleSet, n_pai
         return dict(record.read() or {}, global_step=start.step if start.checkpoint else None,
                     already_finished=True, model=str(out / FINAL_DIR))
 
-    encoder = load_tokenizer(Path(options.model))
+    encoder = load_tokenizer(Path(options.model_path))
     progress = not options.quiet and is_main_process()
     dataset, truncated, reference_info = _datasets(options, triples, np.arange(n_pairs), encoder, progress)
     model, counts = _load_model(options, trainable)
-    eval_set = load_triples(options.eval_data) if options.eval_data else None
+    eval_set = load_triples(options.heldout_dir) if options.heldout_dir else None
     run = {"settings": _settings(options), "trainable_mode": trainable, "parameters": counts, "pairs": int(n_pairs),
            "items": len(dataset), "truncated_sequences": truncated, "data_sha256": triples.sha256,
            "source_lang": triples.source_lang, "target_lang": triples.target_lang, "reference": reference_info}
@@ -456,7 +476,7 @@ def _run_training(options: CLOTrainOptions, callbacks, triples: TripleSet, n_pai
                               callbacks=[log_callback(run_log, console)] + list(callbacks or []),
                               objective=options.objective, lam=options.lam, beta=options.beta)
         show_progress(trainer, console)
-        trainer.tokenizer_files = TokenizerFiles.read(options.model)
+        trainer.tokenizer_files = TokenizerFiles.read(options.model_path)
         result = trainer.train(resume_from_checkpoint=start.checkpoint)
         summary = dict(run, global_step=trainer.state.global_step, train_loss=result.training_loss)
         if trainer.state.global_step < trainer.state.max_steps:   # stopped early (callback): no final model

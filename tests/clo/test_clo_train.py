@@ -21,8 +21,8 @@ def env(tmp_path_factory, spm_model):
 
 def _options(env, out, **overrides):
     model, data, root = env
-    kwargs = dict(model=str(model), data=str(data), output_dir=str(root / out), train_steps=4, log_every=1,
-                  save_every=2, micro_batch_size=2, learning_rate=1e-3, warmup_ratio=0.0,
+    kwargs = dict(model_path=str(model), data_dir=str(data), output_dir=str(root / out), train_steps=4, log_every=1,
+                  save_every=2, micro_batch_size=2, learning_rate=1e-3, warmup_steps=0.0,
                   lr_scheduler="linear", max_length=48, use_cpu=True, quiet=True)
     kwargs.update(overrides)
     return CLOTrainOptions(**kwargs)
@@ -56,8 +56,8 @@ class StopAt:
 
 def test_clo_attention_only_and_exact_resume(env):
     model, data, root = env
-    summary = run_training(_options(env, "full", eval_data=str(data)))
-    start, end = _weights(model), _weights(root / "full" / "model")
+    summary = run_training(_options(env, "full", heldout_dir=str(data)))
+    start, end = _weights(model), _weights(root / "full" / "final")
     attention = {n for n in start if n.split(".")[-2] in ("q_proj", "k_proj", "v_proj", "o_proj")}
     assert attention and summary["trainable_mode"] == "attention"
     for name, tensor in start.items():
@@ -79,29 +79,29 @@ def test_clo_attention_only_and_exact_resume(env):
     evaluation = json.loads((root / "full" / "eval.json").read_text())
     assert set(evaluation["before"]) == {"source_nll", "target_nll", "pairs"}
     assert evaluation["after"]["target_nll"] != evaluation["before"]["target_nll"]
-    run = json.loads((root / "full" / "run.json").read_text())
+    run = json.loads((root / "full" / "chatflow_run.json").read_text())
     assert run["reference"]["computed_pairs"] == 8 and run["pairs"] == 8
     # every checkpoint holds the start model's tokenizer files and loads as it is
     from transformers import AutoModelForCausalLM, AutoTokenizer
     for step in (2, 4):
-        checkpoint = root / "full" / "checkpoints" / f"checkpoint-{step}"
+        checkpoint = root / "full" / f"checkpoint-{step}"
         for name in TOKENIZER_FILES:
             assert (checkpoint / name).read_bytes() == (model / name).read_bytes(), (step, name)
         tok = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
         assert AutoModelForCausalLM.from_pretrained(checkpoint).get_input_embeddings().num_embeddings == len(tok)
-    last = _weights(root / "full" / "checkpoints" / "checkpoint-4")
+    last = _weights(root / "full" / "checkpoint-4")
     assert all(torch.equal(t, end[n]) for n, t in last.items())
 
     # interrupted after step 2, then resumed: the same weights as the uninterrupted run, the same log
-    interrupted = run_training(_options(env, "resumed", eval_data=str(data)), callbacks=[StopAt(2).callback])
-    assert interrupted.get("stopped_early") and not (root / "resumed" / "model").exists()
+    interrupted = run_training(_options(env, "resumed", heldout_dir=str(data)), callbacks=[StopAt(2).callback])
+    assert interrupted.get("stopped_early") and not (root / "resumed" / "final").exists()
     with open(root / "resumed" / "log.jsonl", "a") as handle:   # a line written after the checkpoint
         handle.write(json.dumps({"step": 3, "loss": 99.0}) + "\n" + '{"step": 3, "lo')   # and a torn line
-    resumed = run_training(_options(env, "resumed", resume="auto", eval_data=str(data)))
+    resumed = run_training(_options(env, "resumed", resume="auto", heldout_dir=str(data)))
     assert resumed["eval"]["before"] == evaluation["before"]   # measured before the interruption, kept
     assert resumed["eval"]["after"] == pytest.approx(evaluation["after"], rel=1e-6)
     assert resumed["reference"]["computed_pairs"] == 0   # cache reused
-    final = _weights(root / "resumed" / "model")
+    final = _weights(root / "resumed" / "final")
     for name, tensor in end.items():
         assert torch.equal(tensor, final[name]), name
     resumed_log = [json.loads(line) for line in (root / "resumed" / "log.jsonl").read_text().splitlines()]
@@ -109,9 +109,9 @@ def test_clo_attention_only_and_exact_resume(env):
 
     # a finished run, resumed again with the same settings: nothing changes, and it says so
     before = _tree(root / "resumed")
-    again = run_training(_options(env, "resumed", resume="auto", eval_data=str(data)))
+    again = run_training(_options(env, "resumed", resume="auto", heldout_dir=str(data)))
     assert again["already_finished"] and again["global_step"] == 4
-    assert _tree(root / "resumed") == before   # run.json, log.jsonl, eval.json, checkpoints, model/
+    assert _tree(root / "resumed") == before   # chatflow_run.json, log.jsonl, eval.json, checkpoint-N/, final/
     with pytest.raises(ChatflowError, match="already exists and holds a finished run"):
         run_training(_options(env, "resumed", resume="no"))
     with pytest.raises(ChatflowError, match=r"would change the run's meaning \(beta: 0.1 -> 0.2\); pass --allow_change beta"):
@@ -120,26 +120,26 @@ def test_clo_attention_only_and_exact_resume(env):
 
 def test_sft_baseline_trains_everything(env, capsys):
     model, data, root = env
-    assert chatflow_main(["clo-train", "--model", str(model), "--data", str(data), "--output_dir", str(root / "sft"),
+    assert chatflow_main(["clo-train", "--model_path", str(model), "--data_dir", str(data), "--output_dir", str(root / "sft"),
                      "--objective", "sft", "--train_steps", "1", "--log_every", "1", "--micro_batch_size", "4",
-                     "--learning_rate", "1e-3", "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet",
-                     "--max_pairs", "4", "--eval_data", str(data)]) == 0
+                     "--learning_rate", "1e-3", "--warmup_steps", "0", "--max_length", "48", "--use_cpu", "--quiet",
+                     "--max_pairs", "4", "--heldout_dir", str(data)]) == 0
     assert "sft on 4 items, 1 steps" in capsys.readouterr().out
-    run = json.loads((root / "sft" / "run.json").read_text())
+    run = json.loads((root / "sft" / "chatflow_run.json").read_text())
     assert run["trainable_mode"] == "all" and run["parameters"]["trainable"] == run["parameters"]["total"]
     assert run["reference"] is None
-    start, end = _weights(model), _weights(root / "sft" / "model")
+    start, end = _weights(model), _weights(root / "sft" / "final")
     assert all(not torch.equal(start[n], end[n]) for n in start if "norm" not in n)
     log = [json.loads(line) for line in (root / "sft" / "log.jsonl").read_text().splitlines()]
     assert log[0]["nll"] == pytest.approx(log[0]["loss"], rel=1e-5)
     for name in ("tokenizer.model", "tokenizer_config.json", "config.json"):
-        assert (root / "sft" / "model" / name).is_file()
+        assert (root / "sft" / "final" / name).is_file()
     before = _tree(root / "sft")
-    argv = ["--model", str(model), "--data", str(data), "--output_dir", str(root / "sft"), "--objective", "sft",
+    argv = ["--model_path", str(model), "--data_dir", str(data), "--output_dir", str(root / "sft"), "--objective", "sft",
             "--train_steps", "1", "--log_every", "1", "--micro_batch_size", "4", "--learning_rate", "1e-3",
-            "--warmup_ratio", "0", "--max_length", "48", "--use_cpu", "--quiet", "--max_pairs", "4", "--resume", "auto"]
+            "--warmup_steps", "0", "--max_length", "48", "--use_cpu", "--quiet", "--max_pairs", "4", "--resume", "auto"]
     assert chatflow_main(["clo-train", *argv]) == 0
-    finished = f"{root / 'sft'}: finished (1 steps); the final model is {root / 'sft' / 'model'}\n"
+    finished = f"{root / 'sft'}: finished (1 steps); the final model is {root / 'sft' / 'final'}\n"
     assert capsys.readouterr().out == finished
     assert _tree(root / "sft") == before
 
@@ -147,7 +147,7 @@ def test_sft_baseline_trains_everything(env, capsys):
 def test_option_errors(env):
     for overrides, message in ((dict(objective="dpo"), "--objective"), (dict(lam=2.0), "--lam"),
                                (dict(beta=0.0), "--beta"), (dict(max_pairs=100), "the data has 8 pairs"),
-                               (dict(model="/nonexistent"), "no config.json")):
+                               (dict(model_path="/nonexistent"), "no config.json")):
         with pytest.raises(ChatflowError, match=message):
             run_training(_options(env, "bad", **overrides))
     with pytest.raises(ChatflowError, match="--sft_languages"):
@@ -164,8 +164,8 @@ def test_steps_from_epochs_a_checkpoint_at_the_end_and_the_resume_modes(env):
                   sft_languages="both")                                     # 8 sequences: 2 steps of 4
     summary = run_training(_options(env, "epochs", **epochs))
     assert summary["global_step"] == 2 and summary["items"] == 8
-    assert sorted(p.name for p in (root / "epochs" / "checkpoints").iterdir()) == ["checkpoint-2"]
-    assert json.loads((root / "epochs" / "run.json").read_text())["settings"]["train_steps"] == -1
+    assert sorted(p.name for p in (root / "epochs").glob("checkpoint-*")) == ["checkpoint-2"]
+    assert json.loads((root / "epochs" / "chatflow_run.json").read_text())["settings"]["train_steps"] == -1
     again = run_training(_options(env, "epochs", **dict(epochs, train_steps=-1)))
     assert again["already_finished"] and again["global_step"] == 2
     with pytest.raises(ChatflowError, match="already holds checkpoints"):
@@ -176,11 +176,11 @@ def test_steps_from_epochs_a_checkpoint_at_the_end_and_the_resume_modes(env):
     stepwise = dict(epochs, save_every=1)
     interrupted = run_training(_options(env, "path", **stepwise), callbacks=[StopAt(1).callback])
     assert interrupted.get("stopped_early")
-    resumed = run_training(_options(env, "path", resume=str(root / "path" / "checkpoints" / "checkpoint-1"),
+    resumed = run_training(_options(env, "path", resume=str(root / "path" / "checkpoint-1"),
                                     **stepwise))
-    assert resumed["global_step"] == 2 and (root / "path" / "model" / "config.json").is_file()
-    for name, tensor in _weights(root / "epochs" / "model").items():
-        assert torch.equal(tensor, _weights(root / "path" / "model")[name]), name
+    assert resumed["global_step"] == 2 and (root / "path" / "final" / "config.json").is_file()
+    for name, tensor in _weights(root / "epochs" / "final").items():
+        assert torch.equal(tensor, _weights(root / "path" / "final")[name]), name
     steps = [r["step"] for r in map(json.loads, (root / "path" / "log.jsonl").read_text().splitlines()) if "loss" in r]
     assert steps == [1, 2]
 
@@ -203,11 +203,24 @@ def test_clo_trains_every_family(tmp_path, family, byte_bpe_dir, qwen2_bpe_dir, 
 
     tokenizer = {"llama3": byte_bpe_dir, "qwen2": qwen2_bpe_dir, "mistral": spm_model}[family]
     model = tiny_family_model(tmp_path / "model", family, tokenizer)
-    summary = run_training(_options(env, tmp_path / "run", model=str(model), train_steps=2, save_every=0))
+    summary = run_training(_options(env, tmp_path / "run", model_path=str(model), train_steps=2, save_every=0))
     assert summary["trainable_mode"] == "attention"
-    start, end = _weights(model), _weights(tmp_path / "run" / "model")
+    start, end = _weights(model), _weights(tmp_path / "run" / "final")
     changed = {name for name in start if not torch.equal(start[name], end[name])}
     assert changed and all(name.split(".")[-2] in ("q_proj", "k_proj", "v_proj", "o_proj") for name in changed)
     if family == "qwen2":
         assert any(name.endswith("q_proj.bias") for name in changed)
-    assert (tmp_path / "run" / "model" / "tokenizer.json").read_bytes() == (model / "tokenizer.json").read_bytes()
+    assert (tmp_path / "run" / "final" / "tokenizer.json").read_bytes() == (model / "tokenizer.json").read_bytes()
+
+
+def test_clo_train_writes_train_s_layout_and_refuses_an_old_layout_folder(env, tmp_path, capsys):
+    """clo-train's run folder is chatflow train's (chatflow_run.json, checkpoint-N/, final/); a folder of the older
+    layout (run.json, checkpoints/, model/) is refused, untouched, with what to do; --force replaces it."""
+    old = tmp_path / "old"
+    (old / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (old / "model").mkdir()
+    (old / "run.json").write_text("{}")
+    before = _tree(old)
+    with pytest.raises(ChatflowError, match=r"older layout \(run.json, checkpoints, model\).*--model_path .*model"):
+        run_training(_options(env, old, train_steps=1, save_every=0))
+    assert _tree(old) == before

@@ -227,7 +227,7 @@ def test_clo_train_reports_to_tensorboard(tmp_path, spm_model):
 
     model, triples = tiny_llama_dir(tmp_path / "model", spm_model), triples_dir(tmp_path / "data", n=6)
     run = tmp_path / "clo"
-    run_training(CLOTrainOptions(model=str(model), data=str(triples), output_dir=str(run), train_steps=3,
+    run_training(CLOTrainOptions(model_path=str(model), data_dir=str(triples), output_dir=str(run), train_steps=3,
                                  log_every=1, micro_batch_size=2, max_length=48, use_cpu=True, quiet=True,
                                  report_to=["tensorboard"]))
     expected = _expected(run)
