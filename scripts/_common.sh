@@ -6,7 +6,8 @@
 # `bool:NAME` (a switch, sets NAME=1) and `value:NAME` (takes one argument) words; `--NAME` sets the upper-case
 # shell variable of that name (--output_dir DIR sets OUTPUT_DIR). `alias:OLD=NEW` words keep an old spelling working
 # (docs/flags.md): `--OLD` sets NEW's variable and prints a one-line note naming `--NEW`; giving both is an error.
-# Prefixes are never expanded. Arguments after `--` go to EXTRA, other arguments to POSITIONAL. `-h`/`--help`
+# Prefixes are never expanded. Arguments after `--` go to EXTRA; other arguments go to POSITIONAL where the SPEC
+# allows them (`positional:NAME`, or `positional:NAME:FLAG` only with the switch --FLAG) and are refused otherwise. `-h`/`--help`
 # prints the script's header comment. `--check_args` (a dry parse, for tests and the docs test) stops right after
 # parsing: exit 0 if the flags parse.
 
@@ -55,6 +56,15 @@ parse_flags() {
       *) POSITIONAL+=("$1"); shift ;;
     esac
   done
+  if [[ ${#POSITIONAL[@]} -gt 0 ]]; then
+    word=$(grep -oE 'positional:[A-Za-z_]+(:[a-z_]+)?' <<< "$spec" || true)
+    [[ -n $word ]] || usage_error "unexpected argument ${POSITIONAL[0]} (see --help)"
+    if [[ $word == positional:*:* ]]; then
+      var=${word##*:}; var=${var^^}
+      name=${word#positional:}
+      [[ ${!var:-0} == 1 ]] || usage_error "unexpected argument ${POSITIONAL[0]} (${name%%:*} arguments go with --${word##*:}; see --help)"
+    fi
+  fi
   if [[ $check == 1 ]]; then echo "$SCRIPT: the arguments parse" >&2; exit 0; fi
   return 0
 }

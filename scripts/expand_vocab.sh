@@ -27,7 +27,7 @@ set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 TINY=0; MODEL_PATH=""; OUTPUT_DIR=""; TOKENIZER=""; MAX_NEW_PIECES=8701; MIN_COUNT=1; SYMBOLS="<default>"
 PAD_TO_MULTIPLE=""; TP_CONFIG=""; DTYPE=keep; LANGUAGE=zh; STRATEGY=""
-parse_flags "bool:tiny value:model_path value:output_dir value:tokenizer value:max_new_pieces value:min_count
+parse_flags "bool:tiny positional:CORPUS value:model_path value:output_dir value:tokenizer value:max_new_pieces value:min_count
              value:symbols value:pad_to_multiple value:tp_config value:dtype value:language value:strategy
              alias:checkpoint=model_path alias:base_model=tokenizer" "$@"
 corpora=("${POSITIONAL[@]}")

@@ -5,7 +5,7 @@
 # shards and manifests; hostile records, numbers and names. Every test of tests/faults, with its long rounds.
 #
 #   scripts/fault_injection.sh --tiny [--output_dir DIR]
-#       CPU, about a minute: the campaign's machinery on a sample of it (two rounds of the preprocess and convert
+#       CPU, about 1.5 minutes: the campaign's machinery on a sample of it (two rounds of the preprocess and convert
 #       kills and of the worker-pool test), in a temporary folder.
 #
 #   scripts/fault_injection.sh [--rounds 20] [--output_dir DIR] [--tmp DIR] [-- PYTEST_ARGS]

@@ -8,7 +8,7 @@
 #   scripts/figure1_loss_curves.sh --tiny [--output_dir DIR] [--data_dir DIR] [--full]
 #       CPU: `chatflow demo --quick --run_kinds dynamic static two_stage` (English foundation, from the cache the
 #       --tiny modes share -> vocabulary expansion -> dynamic / static / two-stage runs), then the Figure 1 plot
-#       from the runs' logs. About 1-2 minutes on 2 cores.
+#       from the runs' logs. About 1 minute on 2 cores (the README's table).
 #       --data_dir DIR runs on your own data (one folder per group, see `chatflow demo --help`); --full
 #       runs the 3-seed miniature (about 15 minutes on 2 cores).
 #

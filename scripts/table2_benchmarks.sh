@@ -8,7 +8,7 @@
 #       ChatFlow checkpoint); the row name is the directory name. Expected run time for a 7B model on one
 #       A100: about 1-2 hours for the four benchmarks (estimate, not measured here).
 #   scripts/table2_benchmarks.sh --tiny [--output_dir DIR]
-#       CPU, about 2 minutes: `chatflow demo --quick --run_kinds dynamic` (the English foundation from the cache the
+#       CPU, about 1-2 minutes: `chatflow demo --quick --run_kinds dynamic` (the English foundation from the cache the
 #       --tiny modes share), then its English foundation and its released ChatFlow model scored on the bundled synthetic benchmark files (corpora/benchmarks, the public layouts). A model
 #       this small is near chance: the run checks the pipeline, it is no evidence about the paper's numbers.
 #
@@ -21,7 +21,7 @@ set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 TINY=0; DATA_DIR=""; OUTPUT_DIR=""; BATCH_SIZE=8; LIMIT=0; DTYPE=auto; DEVICE=auto; PROTOCOL=official
 ON_TRUNCATION=warn
-parse_flags "bool:tiny value:data_dir value:output_dir value:batch_size value:limit value:dtype value:device
+parse_flags "bool:tiny positional:MODEL_DIR value:data_dir value:output_dir value:batch_size value:limit value:dtype value:device
              value:protocol value:on_truncation" "$@"
 models=("${POSITIONAL[@]}")
 if [[ $TINY == 1 ]]; then

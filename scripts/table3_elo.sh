@@ -10,7 +10,7 @@
 #       Collect the votes: serves the blind arena (http://127.0.0.1:7860, --host/--port to change) until Ctrl-C;
 #       people chat with two anonymous models and vote. Then run the first form. Restarting continues the file.
 #   scripts/table3_elo.sh --tiny [--output_dir DIR]
-#       The whole path on a CPU in about a minute: two tiny random LLaMAs (made here, with a tokenizer trained
+#       The whole path on a CPU in about 35 s: two tiny random LLaMAs (made here, with a tokenizer trained
 #       on corpora/), the arena served on a free 127.0.0.1 port, --rounds (12) rounds voted through its page's
 #       endpoints by a scripted voter (the longer answer wins), the server stopped, then Table 3 and Figure 3
 #       from the votes. Checks the pipeline; random models and a scripted voter are not an evaluation.
@@ -21,7 +21,7 @@ set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 TINY=0; ARENA=0; VOTES=""; OUTPUT_PREFIX=""; OUTPUT_DIR=""; K=4; INITIAL=1000; BOOTSTRAP=""; PRIOR=""; SEED=0
 HOST=127.0.0.1; PORT=7860; ROUNDS=12
-parse_flags "bool:tiny bool:arena value:votes value:output_prefix value:output_dir value:k value:initial
+parse_flags "bool:tiny bool:arena positional:MODEL_DIR:arena value:votes value:output_prefix value:output_dir value:k value:initial
              value:bootstrap value:prior value:seed value:host value:port value:rounds" "$@"
 if [[ $TINY == 1 ]]; then BOOTSTRAP=${BOOTSTRAP:-200}; PRIOR=${PRIOR:-1}; else BOOTSTRAP=${BOOTSTRAP:-1000}; PRIOR=${PRIOR:-0}; fi
 

@@ -43,7 +43,7 @@ class EvalOptions:
                               help="HuggingFace causal LM directories, one Table-2 row each")
     tasks: str = option(",".join(BENCHMARKS), help="comma-separated benchmarks")
     model_name: list = option(default_factory=list, repeatable=True, type=str,
-                              help="row name per --model, in order (default: the directory name)")
+                              help="row name per --model_path, in order (default: the directory name)")
     protocol: str = option("official", choices=list(PROTOCOL_SETS),
                            help="official: each benchmark's own reference code (hendrycks/test, C-Eval, CMMLU, "
                                 "GAOKAO-Bench); lm-eval: lm-evaluation-harness 0.4.13's stock tasks")
