@@ -42,8 +42,10 @@ parse_flags() {
             name=${word#*=}
           fi
         done
-        [[ $given != *" $name:"* || $given == *" $name:$1 "* ]] ||
-          usage_error "$1 and --$name are one option (--$name); give it once"
+        if [[ $given == *" $name:"* && $given != *" $name:$1 "* ]]; then
+          word=${given#* $name:}
+          usage_error "${word%% *} and $1 are one option (--$name); give it once"
+        fi
         given+="$name:$1 "; var=${name^^}
         if [[ $spec == *" bool:$name "* ]]; then
           printf -v "$var" 1; shift

@@ -164,7 +164,7 @@ def test_dry_run_checks_the_inputs_it_is_given(tmp_path):
     done = _run(["--dry_run", "--output_dir", "out", "--model_path", "llama", "--data_dir", "data", "--benchmarks",
                  "bench"], cwd=tmp_path)
     assert done.returncode == 0
-    assert "--llama2 llama: no config.json and tokenizer.model there" in done.stderr
+    assert "--model_path llama: no config.json and tokenizer.model there" in done.stderr
     assert "no file matches" in done.stderr and "data/en_corpus/refinedweb/*.jsonl" in done.stderr
     assert "--benchmarks bench: no ceval/ folder" in done.stderr and "no mmlu/ folder" not in done.stderr
     # a stage run alone needs the earlier stages' outputs
