@@ -79,3 +79,19 @@ def test_help_shows_real_defaults(capsys):
         parse_options(Opts, ["--help"])
     out = capsys.readouterr().out
     assert "MISSING" not in out and "(default: 3)" in out
+
+
+def test_t_grow_prints_as_the_whole_number_it_is(capsys):
+    assert cli.main(["mixture", str(TABLE1), "--at", "0"]) == 0
+    assert "T_grow = 5000000;" in capsys.readouterr().out
+
+
+def test_a_closed_stdout_ends_a_command_quietly():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "chatflow_plugin.cli", "mixture", "table1", "--at", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                      # `chatflow mixture ... | head` after head has exited
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -77,7 +77,12 @@ def group_probabilities(history: MixtureHistory, t: np.ndarray) -> tuple[list[st
 
 def describe(spec: MixtureSpec) -> str:
     """The schedule in one line: its shape, top-level keys and knots in samples."""
-    params = ", ".join(f"{k} = {list(v) if isinstance(v, tuple) else v}" for k, v in spec.schedule_params.items())
+    def shown(v):   # a whole number of samples prints as one (T_grow = 5000000, not 5000000.0)
+        if isinstance(v, tuple):
+            return [shown(x) for x in v]
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+    params = ", ".join(f"{k} = {shown(v)}" for k, v in spec.schedule_params.items())
     knots = spec.schedule().knots
     line = f"schedule {spec.schedule_shape} ({params}; times in {spec.schedule_unit})"
     if spec.schedule_unit == "tokens":
