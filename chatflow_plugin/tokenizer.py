@@ -4,7 +4,7 @@ that name the file; sentencepiece models turned into HuggingFace tokenizer files
 Python API (other modules call these)::
 
     load_tokenizer(path, kind=None) -> Tokenizer   # the rule below; errors name the file
-    tokenizer_from_options(tokenizer, spm_model_path, required=True) -> Tokenizer | None   # the two flags
+    tokenizer_from_options(tokenizer, required=True) -> Tokenizer | None   # a command's --tokenizer
     Tokenizer: kind ("sentencepiece" | "hf"), path, file, sha256, vocab_size, bos_id, eos_id, pad_id, unk_id
         encode(text) -> list[int]                  # no special tokens
         encode_batch(texts) -> list[np.ndarray]    # int64 ids per text, batch-encoded natively
@@ -512,15 +512,11 @@ def as_tokenizer(value: "str | os.PathLike | Tokenizer") -> Tokenizer:
     return value if isinstance(value, Tokenizer) else load_tokenizer(value)
 
 
-def tokenizer_from_options(tokenizer: str | None, spm_model_path: str | None, required: bool = True
-                           ) -> Tokenizer | None:
-    """The tokenizer of a command's ``--tokenizer`` or ``--spm_model_path`` (the sentencepiece-only spelling):
-    at most one of them, and one of them when ``required``."""
-    if tokenizer and spm_model_path:
-        raise ChatflowError("give the tokenizer with --tokenizer or --spm_model_path, not both")
-    if not tokenizer and not spm_model_path:
+def tokenizer_from_options(tokenizer: str | None, required: bool = True) -> Tokenizer | None:
+    """The tokenizer of a command's ``--tokenizer`` (None when not given and not ``required``)."""
+    if not tokenizer:
         if required:
             raise ChatflowError("give the tokenizer with --tokenizer PATH (a sentencepiece model, a tokenizer.json or "
-                                "a model directory; --spm_model_path also takes a sentencepiece model)")
+                                "a model directory)")
         return None
-    return load_tokenizer(tokenizer) if tokenizer else load_tokenizer(spm_model_path, SENTENCEPIECE)
+    return load_tokenizer(tokenizer)

@@ -183,6 +183,7 @@ def test_which_tokenizer_a_path_names(tmp_path, byte_bpe_dir, spm_model):
     (bad.parent / "tokenizer_config.json").write_text('{"bos_token": "<|begin_of_text|>"}')
     with pytest.raises(ChatflowError, match="has no EOS token .* set eos_token"):
         load_tokenizer(bad.parent).require_eos()
-    with pytest.raises(ChatflowError, match="not both"):
-        tokenizer_from_options(str(spm_model), str(spm_model))
-    assert tokenizer_from_options("", "", required=False) is None
+    with pytest.raises(ChatflowError, match="give the tokenizer with --tokenizer PATH"):
+        tokenizer_from_options("")
+    assert tokenizer_from_options("", required=False) is None
+    assert tokenizer_from_options(str(spm_model)).kind == "sentencepiece"

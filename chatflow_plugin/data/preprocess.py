@@ -669,7 +669,7 @@ def run_preprocess(opts: PreprocessOptions) -> None:
         source_paths=parse_source_overrides(opts.source_path))
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    result = preprocess(spec, tokenizer_from_options(opts.tokenizer, None), opts.output_dir,
+    result = preprocess(spec, tokenizer_from_options(opts.tokenizer), opts.output_dir,
                         workers=opts.workers,
                         on_bad_record=opts.on_bad_record, chunk_bytes=int(opts.chunk_mb * (1 << 20)),
                         force=opts.force, quiet=opts.quiet, split=split)

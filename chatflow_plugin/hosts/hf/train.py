@@ -355,7 +355,7 @@ def build_model(options: TrainOptions, vocab_size: int, bos_id: int | None, eos_
 def _load_data(options: TrainOptions) -> tuple[ShardSet, MixtureDataset]:
     """The training shards and the mixture given (--mixture, else the dataset's) over them."""
     shards = ShardSet(options.dataset_dir,
-                      tokenizer=tokenizer_from_options(options.tokenizer, None, required=False),
+                      tokenizer=tokenizer_from_options(options.tokenizer, required=False),
                       verify=options.verify_data)
     given = load_mixture_file(options.mixture) if options.mixture else None
     mixture = MixtureDataset(shards, spec=given, seed=None if options.seed < 0 else options.seed,
@@ -479,7 +479,7 @@ def saved_tokenizer(options, record: dict) -> Tokenizer | None:
     """The tokenizer saved (as HF tokenizer files) with every checkpoint and the final model: ``--tokenizer``
     (already checked against the dataset), else the one the dataset's manifest ``record``
     names if it is unchanged, else the start model's (``--model_path``/``--model``) if it is the dataset's."""
-    given = tokenizer_from_options(options.tokenizer, None, required=False)
+    given = tokenizer_from_options(options.tokenizer, required=False)
     if given is not None:
         return given
     start_model = getattr(options, "model_path", "") or getattr(options, "model", "")
