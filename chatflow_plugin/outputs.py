@@ -20,6 +20,12 @@ taken over with a warning. A lock taken on another host cannot be checked and is
 start, under the lock, so no other writer can own them (:func:`remove_leftovers`).
 
 :func:`atomic_directory` combines the three with the atomic rename of :mod:`chatflow_plugin.files`.
+
+**A failure before any result** (a refused input or option, Ctrl-C) leaves the file system around an output as
+it found it (:func:`undone_if_unused`, part of :func:`output_lock`): no new empty or marker-only folder, parent
+folders included, and no marker added to a folder the user had.
+
+**Reuse.** A re-run that skips a finished stage says so, one line per stage (:func:`reused`).
 """
 from __future__ import annotations
 
@@ -218,7 +224,16 @@ def _take_stale(path: Path, owner: dict | None) -> None:
 def output_lock(output: str | os.PathLike, what: str = "", wait: float = 0.0,
                 on_wait: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Hold the lock of ``output`` for the block; refuse if another live process holds it, or with ``wait``
-    (seconds between checks) wait until it lets go, calling ``on_wait`` once with the owner's description."""
+    (seconds between checks) wait until it lets go, calling ``on_wait`` once with the owner's description.
+    A block that fails before writing anything leaves no new folder behind (:func:`undone_if_unused`)."""
+    with undone_if_unused(output):
+        with _locked(output, what, wait, on_wait) as path:
+            yield path
+
+
+@contextlib.contextmanager
+def _locked(output: str | os.PathLike, what: str, wait: float,
+            on_wait: Callable[[str], None] | None) -> Iterator[Path]:
     path = lock_path(output)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +281,70 @@ def output_lock(output: str | os.PathLike, what: str = "", wait: float = 0.0,
         with contextlib.suppress(OSError):
             if _read_owner(path) == json.loads(record):
                 os.unlink(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A failure before any result: no new folder left behind
+
+
+def _entries(folder: Path) -> set[str] | None:
+    """The names in ``folder`` (None: it is not a folder, or a symbolic link to one)."""
+    if folder.is_symlink():
+        return None
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def undone_if_unused(output: str | os.PathLike) -> Iterator[None]:
+    """If the block fails (an invalid input or option, Ctrl-C) before writing anything into ``output``, undo
+    what the block did to the file system around it: ``output`` and its parent folders that the block created
+    are removed again while they hold nothing but the marker, and a marker the block added to a folder that
+    existed is removed while the folder holds what it held before. Nothing that existed before the block is
+    ever removed, and nothing once a result was written (a folder holding more than the marker is left as is).
+    """
+    out = Path(os.path.abspath(os.path.expanduser(os.fspath(output))))
+    created = []                  # folders missing now, deepest first: the block may create them
+    for folder in (out, *out.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        created.append(folder)
+    before = None if created and created[0] == out else _entries(out)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            now = _entries(out)
+            if before is not None and MARKER not in before and now == before | {MARKER}:
+                (out / MARKER).unlink()        # the user's folder as it was
+            for folder in created:
+                if not os.path.lexists(folder):     # never made (or already removed)
+                    continue
+                now = _entries(folder)
+                if now is None or now - {MARKER}:
+                    break
+                if now:
+                    (folder / MARKER).unlink()
+                folder.rmdir()
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# A finished output reused
+
+
+def reused(stage: str, output: str | os.PathLike, finished: str | os.PathLike | None = None,
+           redo: str = "--force") -> str:
+    """The line a re-run prints for a ``stage`` it does not run again because its ``output`` is finished:
+    ``reusing <stage>: <output> (finished <time>; <redo> to redo)``, the time being when ``finished`` (the file
+    whose presence makes the stage finished; default ``output``) was written."""
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(finished or output).st_mtime))
+    except OSError:
+        when = "earlier"
+    return f"reusing {stage}: {output} (finished {when}; {redo} to redo)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,11 +408,7 @@ def atomic_directory(path: str | os.PathLike, kind: str, force: bool = False,
     """
     path = Path(path)
     check_not_input(path, inputs)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_error(exc, path.parent) from None
-    with output_lock(path):
+    with output_lock(path):        # creates path's parent folders (removed again if the block fails)
         if path.exists() or path.is_symlink():
             if not force:
                 raise ChatflowError(f"output directory {path} already exists (pass --force to replace it)")

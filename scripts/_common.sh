@@ -20,6 +20,33 @@ chatflow() { "$PY" -m chatflow_plugin.cli "$@"; }
 say() { echo "[$SCRIPT $(date -u +%H:%M:%S)] $*" >&2; }
 die() { echo "$SCRIPT: error: $*" >&2; exit 2; }
 usage() { sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+# make_output_dir DIR: mkdir -p DIR, remembering the folders it creates; a script that then fails (a refused input,
+# a failed command) removes those of them that are still empty when it exits, deepest first, so a failed
+# validation leaves no new empty folder. Nothing that existed before, and no folder holding anything, is removed.
+CREATED_DIRS=()
+make_output_dir() {
+  local dir=$1
+  while [[ -n $dir && ! -e $dir && ! -L $dir ]]; do CREATED_DIRS+=("$dir"); dir=$(dirname "$dir"); done
+  mkdir -p "$1"
+}
+remove_unused_dirs() {
+  local status=$? dir
+  if (( status != 0 && ${#CREATED_DIRS[@]} )); then
+    while IFS= read -r dir; do rmdir -- "$dir" 2>/dev/null || true; done \
+      < <(printf '%s\n' "${CREATED_DIRS[@]}" | awk '{ print length($0) "\t" $0 }' | sort -rn | cut -f2-)
+  fi
+  return "$status"
+}
+trap remove_unused_dirs EXIT
+
+# reusing STAGE PATH [REDO]: the line a re-run prints for a stage it skips because its output PATH is finished,
+# as chatflow's commands print it: "reusing STAGE: PATH (finished TIME; REDO to redo)" (REDO: how to redo it).
+reusing() {
+  local when
+  when=$(date -r "$2" '+%Y-%m-%d %H:%M:%S' 2>/dev/null || echo earlier)
+  say "reusing $1: $2 (finished $when; ${3:-delete it} to redo)"
+}
 # usage_error MESSAGE: the script's synopsis lines (its header's `scripts/NAME.sh ...` lines), the message, exit 2
 usage_error() {
   sed -n '2,/^[^#]/p' "$0" | grep -E '^#   scripts/' | sed -E 's/^#   /usage: /' >&2
@@ -151,7 +178,7 @@ tiny_models() {
   local english=0
   [[ ${1:-} == --english ]] && { english=1; shift; }
   local out=$1 vocab=$2; shift 2
-  mkdir -p "$out"
+  make_output_dir "$out"
   "$PY" - "$ROOT" "$out" "$vocab" "$english" "$@" <<'PYEOF'
 import json, sys
 from pathlib import Path

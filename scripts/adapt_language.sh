@@ -32,7 +32,7 @@ parse_flags "bool:tiny value:output_dir value:model_path value:data_dir value:la
 
 if [[ $TINY == 1 ]]; then
   OUT=${OUTPUT_DIR:-runs/adapt_language_tiny}
-  mkdir -p "$OUT"
+  make_output_dir "$OUT"
   say "a small Japanese sample (sentences written into this script) under $OUT/data"
   "$PY" - "$OUT/data" <<'PYEOF'
 import json, random, sys
@@ -81,7 +81,7 @@ fi
 [[ -f $MODEL_PATH/config.json ]] || die "$MODEL_PATH: expected a HuggingFace model directory (config.json and its tokenizer)"
 MIXTURE=${MIXTURE:-$ROOT/models/mixtures/japanese_table1.json}
 OUT=$OUTPUT_DIR
-mkdir -p "$OUT"
+make_output_dir "$OUT"
 TOKENIZER=$MODEL_PATH; NEW_TOKENIZER=$OUT/tokenizer          # byte-level BPE: tokenizer.json, expanded into a folder
 if [[ -f $MODEL_PATH/tokenizer.model ]]; then TOKENIZER=$MODEL_PATH/tokenizer.model; NEW_TOKENIZER=$OUT/tokenizer.model; fi
 

@@ -162,7 +162,7 @@ ACCUMULATION=$((GLOBAL_BATCH_SIZE / (MICRO_BATCH_SIZE * WORLD)))
 (( NODE_RANK >= 0 && NODE_RANK < NODES )) || die "--node_rank $NODE_RANK is outside 0..$((NODES - 1))"
 if [[ $BACKEND == host ]]; then DS_CONFIG=$ROOT/models/deepspeed_zero${ZERO_STAGE}_config.json
 else DS_CONFIG=$ROOT/models/hf/deepspeed_zero3_hf.json; fi
-mkdir -p "$OUT"
+make_output_dir "$OUT"
 
 # run CMD...: run a stage's command, or with --dry_run print it
 run() {
@@ -373,7 +373,9 @@ stage_expand() {
 }
 
 expand_vocabulary() {
-  if [[ -f $OUT/tokenizer.model && -f $OUT/llama2_expanded_hf/config.json ]]; then say "expand: done"; return; fi
+  if [[ -f $OUT/tokenizer.model && -f $OUT/llama2_expanded_hf/config.json ]]; then
+    reusing expand "$OUT/llama2_expanded_hf" "delete it and $OUT/tokenizer.model"; return
+  fi
   say "expand: $MODEL_PATH's tokenizer + $NEW_CHARS Chinese characters + $SYMBOLS -> $VOCAB_SIZE pieces, new rows = sub-token means"
   local corpora=()
   mapfile -t zh < <(mixture_files "$MIXTURE" "$DATA_DIR" zh)
@@ -384,7 +386,7 @@ expand_vocabulary() {
 }
 
 stage_preprocess() {
-  if [[ -f $OUT/dataset/manifest.json ]]; then say "preprocess: done"
+  if [[ -f $OUT/dataset/manifest.json ]]; then reusing preprocess "$OUT/dataset"
   else
     say "preprocess: the mixture's sources -> token shards ($OUT/dataset)"
     if [[ $BACKEND == host ]]; then
@@ -425,7 +427,9 @@ stage_train() {
   local where="node $NODE_RANK of $NODES, $GPUS_PER_NODE process(es) each"
   [[ $SMOKE == 1 ]] && where="$NODES nodes x $GPUS_PER_NODE process(es) on 127.0.0.1, one torchrun launcher per node"
   if [[ $BACKEND == host ]]; then
-    if (( $(trained_samples) == STEPS_PLANNED * GLOBAL_BATCH_SIZE )); then say "train: done ($OUT/chatflow_tp)"; return; fi
+    if (( $(trained_samples) == STEPS_PLANNED * GLOBAL_BATCH_SIZE )); then
+      reusing train "$OUT/chatflow_tp"; return
+    fi
     [[ $DRY_RUN == 1 ]] || write_deepspeed_config "$OUT/deepspeed_config.json"
     local extra=()
     [[ $ZERO_STAGE == 3 ]] && extra+=(--enable_zero3)
@@ -442,7 +446,9 @@ stage_train() {
       --weight_decay "$WEIGHT_DECAY" --adam_beta2 "$ADAM_BETA2" --adam_epsilon "$ADAM_EPSILON" \
       --adam_bias_correction --deepspeed_checkpoint_activations "${extra[@]}"
   else
-    if [[ -f $OUT/chatflow_run/final/config.json ]]; then say "train: done ($OUT/chatflow_run/final)"; return; fi
+    if [[ -f $OUT/chatflow_run/final/config.json ]]; then
+      reusing train "$OUT/chatflow_run/final" "delete $OUT/chatflow_run"; return
+    fi
     say "train: chatflow train + DeepSpeed ZeRO-3, $where (resumes from $OUT/chatflow_run's last checkpoint; log: $OUT/train.node$NODE_RANK.log)"
     on_nodes -m chatflow_plugin.cli train --dataset_dir "$OUT/dataset" --mixture "$OUT/mixture.json" \
       --model_path "$OUT/llama2_expanded_hf" --spm_model_path "$OUT/tokenizer.model" --output_dir "$OUT/chatflow_run" \
@@ -455,7 +461,7 @@ stage_train() {
 }
 
 stage_release() {
-  if [[ -f $OUT/chatflow_hf/config.json ]]; then say "release: done ($OUT/chatflow_hf)"
+  if [[ -f $OUT/chatflow_hf/config.json ]]; then reusing release "$OUT/chatflow_hf"
   elif [[ $BACKEND == host ]]; then
     # the last checkpoint, which must hold the whole planned run (whatever the GPU count it was trained with)
     local last="<the tag in $OUT/chatflow_tp/latest>"
@@ -506,7 +512,7 @@ PYEOF
 
 stage_eval() {
   say "eval: 3-shot MMLU / C-Eval / CMMLU / GAOKAO, LLaMA-2 and ChatFlow side by side ($OUT/eval/table2.md)"
-  [[ $DRY_RUN == 1 ]] || mkdir -p "$OUT/eval"
+  [[ $DRY_RUN == 1 ]] || make_output_dir "$OUT/eval"
   run chatflow eval --model_path "$MODEL_PATH" --model_path "$OUT/chatflow_hf" --model_name llama2 --model_name chatflow \
     --data_dir "$BENCHMARKS" --tasks mmlu,ceval,cmmlu,gaokao --num_fewshot 3 --limit "$EVAL_LIMIT" "${EVAL_EXTRA[@]}" \
     --output "$OUT/eval/table2.json" --predictions "$OUT/eval/predictions.jsonl"

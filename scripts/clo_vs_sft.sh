@@ -24,7 +24,7 @@ OUT=$OUTPUT_DIR; EVAL=$HELDOUT_DIR; FID_LIMIT=$FIDELITY_LIMIT
 if [[ $TINY == 1 ]]; then
   OUT=${OUT:-runs/clo_vs_sft_tiny}
   PAIRS=100; FID_LIMIT=80
-  mkdir -p "$OUT"
+  make_output_dir "$OUT"
   say "aligned en/zh instruction pairs from the synthetic world in corpora/ -> $OUT/inputs"
   "$PY" - "$OUT" "$ROOT/corpora" <<'EOF'
 import json, random, sys

@@ -31,7 +31,7 @@ if [[ $TINY == 1 ]]; then
 fi
 OUTPUT_DIR=${OUTPUT_DIR:-runs/fault_injection}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || usage_error "--rounds must be a positive number, got $ROUNDS"
-mkdir -p "$OUTPUT_DIR"
+make_output_dir "$OUTPUT_DIR"
 OUTPUT_DIR=$(cd "$OUTPUT_DIR" && pwd)
 if [[ -n $TMP ]]; then
   mkdir -p "$TMP"

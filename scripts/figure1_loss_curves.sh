@@ -49,7 +49,7 @@ fi
 
 [[ -n $DATASET_DIR && -n $MODEL_PATH && -n $OUTPUT_DIR ]] || usage_error "full scale needs --dataset_dir, --model_path and --output_dir (see --help)"
 [[ -f $DATASET_DIR/manifest.json ]] || die "$DATASET_DIR is not a chatflow shard directory (no manifest.json)"
-mkdir -p "$OUTPUT_DIR"
+make_output_dir "$OUTPUT_DIR"
 SEQ=$(json_field "$DATASET_DIR/manifest.json" seq_length)
 RUN_SAMPLES=$((TRAIN_STEPS * GPUS * MICRO_BATCH_SIZE))
 "$PY" - "$DATASET_DIR/manifest.json" "$OUTPUT_DIR/dataset_mixture.json" <<'PYEOF'

@@ -39,7 +39,7 @@ if [[ $TINY == 1 ]]; then
   RUN=$OUTPUT_DIR/dynamic
 else
   [[ -n $RUN && -n $DATA_DIR && -n $OUTPUT_DIR ]] || usage_error "full scale needs --run, --data_dir and --output_dir (see --help)"
-  mkdir -p "$OUTPUT_DIR"
+  make_output_dir "$OUTPUT_DIR"
   if [[ $BACKEND == host ]]; then
     [[ $TOKENS_PER_STEP -gt 0 ]] || die "--backend host needs --tokens_per_step"
     for ckpt in "$RUN"/*; do

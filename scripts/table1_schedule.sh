@@ -20,7 +20,7 @@ if [[ $TINY == 1 ]]; then
 else
   MIXTURE=${MIXTURE:-$ROOT/models/mixtures/chatflow_table1.json}; OUTPUT_DIR=${OUTPUT_DIR:-runs/table1}
 fi
-mkdir -p "$OUTPUT_DIR"
+make_output_dir "$OUTPUT_DIR"
 T_GROW=$("$PY" -c "import sys; from chatflow_plugin.data.mixture import load_mixture; print(int(load_mixture(sys.argv[1]).t_grow_samples))" "$MIXTURE")
 AT=(--at 0 --at $((T_GROW / 2)) --at "$T_GROW" --at $((2 * T_GROW)))
 chatflow mixture "$MIXTURE" "${AT[@]}" --realized "$T_GROW" --plot "$OUTPUT_DIR/table1_schedule.png" \

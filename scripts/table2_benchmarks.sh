@@ -35,7 +35,7 @@ else
 fi
 model_args=()
 for model in "${models[@]}"; do model_args+=(--model_path "$model"); done
-mkdir -p "$OUTPUT_DIR"
+make_output_dir "$OUTPUT_DIR"
 chatflow eval "${model_args[@]}" "${names[@]}" --data_dir "$DATA_DIR" --tasks mmlu,ceval,cmmlu,gaokao \
   --num_fewshot 3 --protocol "$PROTOCOL" --on_truncation "$ON_TRUNCATION" --batch_size "$BATCH_SIZE" --limit "$LIMIT" --dtype "$DTYPE" --device "$DEVICE" \
   --output "$OUTPUT_DIR/table2.json" --predictions "$OUTPUT_DIR/predictions.jsonl"

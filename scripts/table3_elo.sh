@@ -32,7 +32,7 @@ fi
 
 if [[ $TINY == 1 ]]; then
   OUTPUT_DIR=${OUTPUT_DIR:-runs/table3_tiny}; VOTES=$OUTPUT_DIR/votes.jsonl; OUTPUT_PREFIX=$OUTPUT_DIR/table3
-  mkdir -p "$OUTPUT_DIR"
+  make_output_dir "$OUTPUT_DIR"
   rm -f "$VOTES"
   say "tokenizer on corpora/ and two tiny random LLaMAs -> $OUTPUT_DIR/models"
   tiny_models "$OUTPUT_DIR/models" 1000 tiny-chat-a tiny-chat-b
@@ -58,7 +58,7 @@ if [[ $TINY == 1 ]]; then
 else
   [[ -n $VOTES && -n $OUTPUT_PREFIX ]] || usage_error "need --votes and --output_prefix, --arena, or --tiny (see --help)"
 fi
-mkdir -p "$(dirname "$OUTPUT_PREFIX")"
+make_output_dir "$(dirname "$OUTPUT_PREFIX")"
 chatflow elo "$VOTES" --k "$K" --initial "$INITIAL" --bootstrap "$BOOTSTRAP" --prior "$PRIOR" --seed "$SEED" \
   --output_prefix "$OUTPUT_PREFIX"
 say "Table 3: $OUTPUT_PREFIX.md; Figure 3 (non-tie win rates): ${OUTPUT_PREFIX}_non_tie_win_rates.png"

@@ -119,6 +119,10 @@ def read_piece_file(path: str | os.PathLike) -> list[str]:
         raise ChatflowError(f"{path}: piece file not found {not_found_hint('pieces')}") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 ({exc.reason} at byte {exc.start})", str(path)) from None
+    except IsADirectoryError:
+        raise ChatflowError(f"--pieces {path} is a folder; give a file of pieces, one per line") from None
+    except OSError as exc:
+        raise ChatflowError(f"--pieces {path}: cannot read it ({exc.strerror})") from None
     pieces = []
     for line in lines:
         piece = line.split("\t", 1)[0].lstrip("\ufeff")

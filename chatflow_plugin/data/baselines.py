@@ -126,9 +126,9 @@ class BaselineOptions:
 
 def write_baselines(spec: MixtureSpec, run_samples: int, output_dir: str | Path) -> dict:
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     first, second, stage2 = two_stage_mixtures(spec, run_samples)
     files = {"dynamic": spec.to_json(), "static": static_mixture(spec, run_samples), "stage1": first, "stage2": second}
+    out.mkdir(parents=True, exist_ok=True)      # only once every file is computed: a refusal leaves no folder
     for name, data in files.items():
         write_mixture(data, out / f"{name}.json", tree=out)
     info = {"run_samples": run_samples, "shares": time_average_shares(spec, run_samples),

@@ -204,9 +204,9 @@ def write_report(out_dir: str | Path, runs: dict[str, Path], context: dict | Non
     """
     context = context or {}
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     base = base or base_mixture()
     results = _Results(runs, group_languages(base) if languages is None else languages, base)
+    out.mkdir(parents=True, exist_ok=True)      # only once the runs are read: a refusal leaves no folder
     write_csv(out / "heldout.csv", results.held)
     write_csv(out / "training.csv", results.trained)
     write_csv(out / "final.csv", results.final_rows)

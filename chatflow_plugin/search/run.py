@@ -65,8 +65,8 @@ def run_search(options: SearchOptions) -> dict:
     check_options(options)
     search = Search(options)
     root = search.root
-    root.mkdir(parents=True, exist_ok=True)
-    with output_lock(root):
+    with output_lock(root):         # a search refused before its first result leaves no folder behind
+        root.mkdir(exist_ok=True)
         marker = read_marker(root)
         if marker is None:
             if any(p.name != ".chatflow-output.json" for p in root.iterdir()):
