@@ -288,7 +288,7 @@ def test_smoke_host_runs_every_stage_with_tencentpretrain_and_deepspeed(tmp_path
     assert len(states) == 2 and all((out / "chatflow_tp" / "16" / f).read_bytes() ==
                                     (one / "chatflow_tp" / "16" / f).read_bytes() for f in states)
     again = _run(smoke_command("host"), cwd=tmp_path, env=env)
-    assert again.returncode == 0 and "train: done" in again.stderr and "release: done" in again.stderr
+    assert again.returncode == 0 and "reusing train: " in again.stderr and "reusing release: " in again.stderr
 
 
 # -- the runbook -----------------------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ from ..hosts.hyperparameters import warmup_steps
 from ..hosts.resume import apply_resumed_settings
 from ..hosts.trackers import TRACKER_OWNS, Trackers, parse_report_to, report_to_help
 from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help,
-                            is_main_process, leave_process_group, resume_help, run_directory, save_final_model,
-                            start_run)
+                            is_main_process, leave_process_group, quiet_libraries, resume_help, run_directory,
+                            save_final_model, start_run)
 from ..outputs import check_not_input
 from ..resources import local_model
 from ..options import option
@@ -118,7 +118,8 @@ class CLOTrainOptions:
     report_to: list = option(default_factory=list, repeatable=True, type=str, help=report_to_help())
     tensorboard_dir: str = option("", help="where --report_to tensorboard writes its event files (default: "
                                            "<output_dir>/tensorboard)")
-    quiet: bool = option(False, help="no progress bars and no log lines")
+    quiet: bool = option(False, help="no progress bars and no log lines (the libraries' too); a resumed run still "
+                                      "says which checkpoint it continues from")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -412,6 +413,8 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
     ``TrainerCallback``s (tests use one to interrupt a run)."""
     options = replace(options, model_path=str(local_model(options.model_path, "--model_path")))   # a Hub id: the local cache's
     trainable = _check_options(options)
+    if options.quiet:
+        quiet_libraries()
     triples = load_triples(options.data_dir)
     n_pairs = len(triples) if options.max_pairs is None else options.max_pairs
     if n_pairs < 1 or n_pairs > len(triples):

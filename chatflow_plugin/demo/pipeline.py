@@ -45,7 +45,7 @@ from .split import SplitBudget, iter_texts, prepare_data
 from ..data.mixture import MixtureSpec, write_mixture
 from ..errors import ChatflowError
 from ..files import path_for_file, pyplot, read_jsonl
-from ..outputs import atomic_directory, check_replaceable, output_lock, read_marker, write_marker
+from ..outputs import atomic_directory, check_replaceable, output_lock, read_marker, reused, write_marker
 from ..languages import get_language
 from ..options import option
 from ..resources import resource
@@ -149,6 +149,14 @@ def _say(message: str) -> None:
     print(f"[chatflow demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def _finished(stage: str, output: Path, finished: Path) -> bool:
+    """Whether ``stage`` is finished (``finished`` exists); if so, says that its ``output`` is reused."""
+    if not finished.is_file():
+        return False
+    _say(reused(stage, output, finished))
+    return True
+
+
 def default_data_dir() -> Path:
     return resource("corpora")
 
@@ -222,15 +230,19 @@ def run_mixtures(run_samples: int, t_grow: float, seq_length: int, data_root: Pa
 
 
 def _train(**kw) -> dict:
-    from ..hosts.hf.train import TrainOptions, train
+    from ..hosts.hf.train import FINAL_DIR, TrainOptions, train
 
-    return train(TrainOptions(**kw))
+    summary = train(TrainOptions(**kw))
+    if summary.get("already_finished"):      # a part of a run whose other parts were not all finished
+        final = Path(kw["output_dir"]) / FINAL_DIR
+        _say(reused(f"the training run {Path(kw['output_dir']).name}", final, final / "config.json"))
+    return summary
 
 
 def _continue_run(kind: str, seed: int, work: Path, mixtures: dict, steps: int, common: dict) -> Path:
     """One continued-training run (two Trainer runs for two_stage); returns its folder."""
     run_dir = work / "runs" / f"{kind}_s{seed}"
-    if (run_dir / "done.json").is_file():
+    if _finished(f"the {kind} run, seed {seed}", run_dir, run_dir / "done.json"):
         return run_dir
     mix_dir = work / "mixtures"
     foundation = str(work / "foundation_expanded")
@@ -355,7 +367,8 @@ def resolve_profile(options: DemoOptions) -> Profile:
 
 def _prepare(options: DemoOptions, profile: Profile) -> Layout:
     import torch
-    from transformers.utils import logging as hf_logging
+
+    from ..hosts.hf.run import quiet_libraries
 
     out = Layout(Path(options.output_dir))
     if options.force and (out.root.exists() or out.root.is_symlink()):
@@ -369,8 +382,7 @@ def _prepare(options: DemoOptions, profile: Profile) -> Layout:
         raise ChatflowError(f"{out.root} holds a chatflow {marker['kind']}, not a demo; give the demo another "
                             f"--output_dir")
     torch.set_num_threads(profile.threads)
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    quiet_libraries()
     return out
 
 
@@ -386,7 +398,7 @@ def _training_options(profile: Profile) -> dict:
 
 def split_data(data_dir: Path, out: Layout, profile: Profile, base: MixtureSpec | None = None) -> dict:
     """Every group's documents into train / held-out (its valid and test halves); returns ``split.json``."""
-    if not (out.data / "split.json").is_file():
+    if not _finished("the split", out.data, out.data / "split.json"):
         prepare_data(data_dir, out.data, profile.budget, seed=SPLIT_SEED, force=True, base=base or base_mixture())
     return json.loads((out.data / "split.json").read_text(encoding="utf-8"))
 
@@ -394,7 +406,7 @@ def split_data(data_dir: Path, out: Layout, profile: Profile, base: MixtureSpec 
 def english_tokenizer(out: Layout, profile: Profile, base: MixtureSpec | None = None) -> None:
     """The English tokenizer."""
     out.tokenizers.mkdir(exist_ok=True)
-    if not out.english_model.is_file():
+    if not _finished("the English tokenizer", out.english_model, out.english_model):
         train_english_tokenizer(out.data / "train", out.english_model.with_suffix(""), profile.vocab_size,
                                 profile.tokenizer_sentences, base)
 
@@ -404,7 +416,7 @@ def english_foundation(out: Layout, profile: Profile, base: MixtureSpec | None =
     from ..data.mixture import load_mixture
     from ..data.preprocess import preprocess
 
-    if (out.foundation / "final" / "config.json").is_file():
+    if _finished("the English foundation", out.foundation / "final", out.foundation / "final" / "config.json"):
         return
     corpus = [g for g in _groups_from_base(base) if g["name"] in groups_in(SOURCE_LANGUAGE, ("corpus",), base)]
     for g in corpus:
@@ -425,7 +437,7 @@ def expand_vocabulary(out: Layout, profile: Profile, base: MixtureSpec | None = 
     appended; new rows = sub-token means."""
     from ..checkpoints import vocab
 
-    if (out.expanded / "config.json").is_file():
+    if _finished("the vocabulary expansion", out.expanded, out.expanded / "config.json"):
         return
     target = target_language(base)
     corpora = [out.data / "train" / g / "data.jsonl" for g in groups_in(target, spec=base)]
@@ -445,9 +457,11 @@ def tokenize_mixture(out: Layout, mixtures: dict) -> None:
     for name in ("dynamic", "static", "stage1", "stage2", "piecewise", "adaptive"):
         write_mixture(mixtures[name], out.mixtures / f"{name}.json", tree=out.root)
     spec = load_mixture(out.mixtures / "dynamic.json")
-    if not (out.shards / "mixture_train" / "manifest.json").is_file():
+    if not _finished("the training shards", out.shards / "mixture_train",
+                     out.shards / "mixture_train" / "manifest.json"):
         preprocess(spec, out.expanded_model, out.shards / "mixture_train", workers=0, force=True)
-    if not (out.shards / "mixture_heldout" / "manifest.json").is_file():
+    if not _finished("the held-out shards", out.shards / "mixture_heldout",
+                     out.shards / "mixture_heldout" / "manifest.json"):
         preprocess(spec.with_overrides(data_root=out.data / "heldout"), out.expanded_model,
                    out.shards / "mixture_heldout", workers=0, force=True)
 
@@ -480,7 +494,8 @@ def search_schedule(out: Layout, profile: Profile, options: DemoOptions, base: M
                             f"the search needs: start the demo over with --force (or give another --output_dir)")
     spec = load_mixture(out.mixtures / "dynamic.json")
     for part in ("valid", "test"):
-        if not (out.shards / f"mixture_{part}" / "manifest.json").is_file():
+        if not _finished(f"the {part} shards", out.shards / f"mixture_{part}",
+                         out.shards / f"mixture_{part}" / "manifest.json"):
             preprocess(spec.with_overrides(data_root=out.data / part), out.expanded_model,
                        out.shards / f"mixture_{part}", workers=0, force=True)
     target = groups_in(target_language(base), spec=base)

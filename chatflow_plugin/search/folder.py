@@ -20,10 +20,11 @@ from ..errors import ChatflowError
 from ..files import atomic_file
 from ..data.shards import MANIFEST
 from ..options import option
+from ..outputs import reused
 from ..resources import local_model, named, not_found_hint
 from .datasets import ROLES, check_datasets, identity, open_dataset
 from .objective import Constraint, Expression, parse_constraint, parse_objective
-from .proxies import Run, TrainSettings, command_line, result, run_all
+from .proxies import FINISHED, Run, TrainSettings, command_line, result, run_all
 from .space import at_scale, load_space, mixture_json, reference_values
 
 SEARCH_KIND = "search"
@@ -252,6 +253,9 @@ class Search:
     def train(self, runs: list[Run], stage: str) -> bool:
         """Train (or print) the unfinished ``runs``; False when the commands were printed instead."""
         pending = [r for r in runs if not r.finished]
+        for run in runs:
+            if run not in pending:
+                say(reused(f"{stage} run {run.name}", run.folder, run.folder / FINISHED, "delete the folder"))
         if not pending:
             return True
         if self.options.print_commands:

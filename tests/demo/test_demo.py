@@ -309,3 +309,35 @@ def test_figure_plots_from_chatflow_runs_host_logs_and_eval_results(tmp_path, ca
         _fake_run(tmp_path / "runs" / f"{kind}_s0", {"en_corpus": [6.0, 5.5, 4.5]})
     assert chatflow_main(["demo-report", "--runs_dir", str(tmp_path / "runs"), "--output_dir", str(tmp_path / "rep")]) == 0
     assert "| en_corpus | static |" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_a_rerun_says_which_finished_stages_it_reuses(tmp_path, capsys):
+    """Each stage whose output is finished is skipped with one line naming it, its output, when it finished and
+    how to redo it; nothing is rebuilt."""
+    import os
+    import time
+
+    from chatflow_plugin.demo import pipeline
+
+    out = pipeline.Layout(tmp_path / "demo")
+    profile = pipeline.PROFILES["quick"]
+    finished = {out.data / "split.json": "{}", out.english_model: "model",
+                out.foundation / "final" / "config.json": "{}", out.expanded / "config.json": "{}",
+                out.root / "runs" / "static_s0" / "done.json": "{}"}
+    for path, text in finished.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    before = {p: p.read_text() for p in finished}
+    assert pipeline.split_data(tmp_path / "no_data", out, profile) == {}
+    pipeline.english_tokenizer(out, profile)
+    pipeline.english_foundation(out, profile)
+    pipeline.expand_vocabulary(out, profile)
+    assert pipeline._continue_run("static", 0, out.root, {}, 4, {}) == out.root / "runs" / "static_s0"
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1_700_000_000))
+    assert lines == [f"reusing {stage}: {path} (finished {when}; --force to redo)" for stage, path in [
+        ("the split", out.data), ("the English tokenizer", out.english_model),
+        ("the English foundation", out.foundation / "final"), ("the vocabulary expansion", out.expanded),
+        ("the static run, seed 0", out.root / "runs" / "static_s0")]]
+    assert {p: p.read_text() for p in finished} == before

@@ -479,3 +479,24 @@ def test_two_cpu_processes_read_disjoint_samples(dataset, heldout, tmp_path):
     assert [r["step"] for r in held] == [0, 3]      # evaluated on every rank, logged once by rank 0
     for name in TOKENIZER_FILES:                    # written by rank 0 into the checkpoint
         assert (out / "checkpoint-3" / name).read_bytes() == (out / "final" / name).read_bytes()
+
+
+def test_quiet_silences_the_libraries_but_says_that_the_run_resumed(dataset, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "chatflow_plugin.cli", "train", "--dataset_dir", str(dataset), "--output_dir",
+            str(out), "--model_config", str(TINY_CONFIG), "--train_steps", "4", "--save_every", "2",
+            "--micro_batch_size", "2", "--log_every", "1", "--threads", "1", "--warmup_steps", "0", "--quiet"]
+    first = subprocess.run(argv, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    shutil.rmtree(out / "final")                 # as a kill after the step-2 checkpoint would leave it
+    shutil.rmtree(out / "checkpoint-4")
+    (out / "train_summary.json").unlink()
+    again = subprocess.run(argv, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    for done in (first, again):                  # no progress bar (tqdm's, transformers' "Writing model shards")
+        assert not any(mark in done.stderr for mark in ("\r", "it/s", "%|", "█", "Writing model")), done.stderr
+    assert f"{out}: resuming from {out / 'checkpoint-2'} (step 2)" in again.stderr.splitlines()
+    assert "resuming" not in first.stderr
+    assert json.loads((out / "train_summary.json").read_text())["resumed_from"] == str(out / "checkpoint-2")

@@ -20,6 +20,8 @@ complete. This module owns what both trainers do with it:
 * the run's lock and marker (:func:`run_directory`): one process writes a run directory at a time, and it is
   marked as chatflow's (:mod:`chatflow_plugin.outputs`);
 * the log (:class:`RunLog`), cut back to the resumed step so that it holds one history;
+* ``--quiet`` (:func:`quiet_libraries`): the libraries' progress bars and logging silenced; a resumed run still
+  says which checkpoint it continues from (:func:`start_run`, on stderr);
 * the tokenizer files written into every checkpoint and the final model, before the weights
   (:class:`TokenizerFiles`, :class:`SavesTokenizerFiles`), and the final model saved under a temporary
   name and renamed into place (:func:`save_final_model`).
@@ -340,8 +342,27 @@ def start_run(resume: str, output_dir: Path, checkpoints: Path, final: Path, fin
     record.check_names(allowed)
     if checkpoint is not None or finished:
         changes = record.check(settings, f"use {elsewhere}", allowed)
+    if checkpoint is not None and not finished and is_main_process():   # said even under --quiet
+        print(f"{output_dir}: resuming from {checkpoint} (step {checkpoint_step(checkpoint)})", file=sys.stderr,
+              flush=True)
     return RunStart(checkpoint, checkpoint_step(checkpoint) if checkpoint is not None else 0, finished,
                     tuple(changes))
+
+
+def quiet_libraries() -> None:
+    """``--quiet``: no progress bars and no info or warning lines from transformers, huggingface_hub and datasets
+    (if imported: chatflow never imports it itself); chatflow's own warnings and the resume line stay."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    with contextlib.suppress(ImportError):
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "datasets" in sys.modules:      # never imported only for this
+        sys.modules["datasets"].disable_progress_bars()
+        sys.modules["datasets"].logging.set_verbosity_error()
 
 
 def allow_change_help(names: Sequence[str], record_name: str) -> str:

@@ -60,7 +60,7 @@ from ...tokenizer import Tokenizer, TokenizerFiles, load_tokenizer, tokenizer_fr
 from ..hyperparameters import LLAMA2, warmup_steps, warmup_warning
 from ..resume import apply_resumed_settings
 from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help, leave_process_group,
-                  resume_help, run_directory, save_final_model, start_run, world)
+                  quiet_libraries, resume_help, run_directory, save_final_model, start_run, world)
 
 RUN_CONFIG = "chatflow_run.json"
 LOG_JSONL = "log.jsonl"
@@ -148,7 +148,8 @@ class TrainOptions:
     report_to: list = option(default_factory=list, repeatable=True, type=str, help=report_to_help())
     tensorboard_dir: str = option("", help="where --report_to tensorboard writes its event files (default: "
                                            "<output_dir>/tensorboard)")
-    quiet: bool = option(False, help="no progress bar and no log lines")
+    quiet: bool = option(False, help="no progress bars and no log lines (the libraries' too); a resumed run "
+                                      "still says which checkpoint it continues from")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,6 +605,8 @@ def train(options: TrainOptions) -> dict:
     if options.model_path:      # a Hub id: its folder in the local cache
         options = replace(options, model_path=str(local_model(options.model_path, "--model_path")))
     _check_options(options)
+    if options.quiet:
+        quiet_libraries()
     warning = warmup_warning(warmup_steps(options.warmup_steps, options.train_steps), options.train_steps)
     if warning and world()[0] == 0:
         print(warning, file=sys.stderr)
