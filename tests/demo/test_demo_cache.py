@@ -84,6 +84,10 @@ def test_a_failed_build_leaves_no_entry(tmp_path):
 
     with pytest.raises(RuntimeError):
         cached_stages(tmp_path / "cache", {"k": 2}, ["data"], broken, tmp_path / "demo", say=lambda m: None)
+    assert not (tmp_path / "cache").exists()          # nor the (new, empty) cache folder made for it
+    (tmp_path / "cache").mkdir()
+    with pytest.raises(RuntimeError):                 # a cache folder that existed stays, without an entry
+        cached_stages(tmp_path / "cache", {"k": 2}, ["data"], broken, tmp_path / "demo", say=lambda m: None)
     assert list((tmp_path / "cache").iterdir()) == []
     cached_stages(tmp_path / "cache", {"k": 2}, ["data"], lambda f: _build(f, tmp_path / "log"), tmp_path / "demo",
                   say=lambda m: None)
