@@ -221,8 +221,9 @@ def summarize(readings: dict, skip: int, tokens_per_step: int) -> dict:
 
 def prepare_data(work: Path, seq_length: int, vocab_size: int, tokenizer: str) -> tuple[Path, Path, Path]:
     """(tokenizer, training shards, held-out shards): the bundled corpora under the tiny mixture, tokenized with
-    ``tokenizer`` or a byte-fallback BPE trained here; the held-out shards are every fifth document of each group
-    (the benchmark measures the cost of held-out passes, not held-out loss)."""
+    ``tokenizer`` or a byte-fallback BPE trained here, split by ``chatflow preprocess --split train:0.8,valid:0.2``
+    (a fifth of each source's records held out, disjoint from training as the trainer requires; the benchmark
+    measures the cost of held-out passes, not held-out loss)."""
     from bench_host_trainer import corpus_texts, train_tokenizer
 
     if tokenizer:
@@ -230,18 +231,12 @@ def prepare_data(work: Path, seq_length: int, vocab_size: int, tokenizer: str) -
     else:
         spm_model = train_tokenizer(corpus_texts(ROOT / "corpora"), work, vocab_size)
     mixture = ROOT / "models" / "mixtures" / "tiny_corpora.json"
-    held_root = work / "heldout_corpora"
-    for path in sorted((ROOT / "corpora").glob("*/*.jsonl")):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        (held_root / path.parent.name).mkdir(parents=True, exist_ok=True)
-        (held_root / path.parent.name / path.name).write_text("\n".join(lines[::5]) + "\n", encoding="utf-8")
-    shards = {}
-    for name, root in (("train", ROOT / "corpora"), ("heldout", held_root)):
-        shards[name] = work / f"shards_{name}"
-        subprocess.run([sys.executable, "-m", "chatflow_plugin.cli", "preprocess", "--mixture", str(mixture),
-                        "--data_dir", str(root), "--tokenizer", str(spm_model), "--output_dir",
-                        str(shards[name]), "--seq_length", str(seq_length), "--quiet", "--force"], check=True, cwd=work)
-    return spm_model, shards["train"], shards["heldout"]
+    shards = work / "shards"
+    subprocess.run([sys.executable, "-m", "chatflow_plugin.cli", "preprocess", "--mixture", str(mixture),
+                    "--data_dir", str(ROOT / "corpora"), "--tokenizer", str(spm_model), "--output_dir", str(shards),
+                    "--split", "train:0.8,valid:0.2", "--seq_length", str(seq_length), "--quiet", "--force"],
+                   check=True, cwd=work)
+    return spm_model, shards / "train", shards / "valid"
 
 
 def model_config_file(opts: argparse.Namespace, work: Path) -> Path:
@@ -327,7 +322,7 @@ def main() -> None:
                           str(opts.log_every), "--threads", str(opts.threads), "--init_seed", str(opts.init_seed),
                           "--output_dir", "OUT"] + (["--bf16"] if opts.bf16 else []),
         "chatflow train": ["--worker", "ours", "--dataset_dir", str(train_dir), "--model_config", str(config),
-                           "--spm_model_path", str(spm_model), "--output_dir", "OUT", "--quiet", *common],
+                           "--tokenizer", str(spm_model), "--output_dir", "OUT", "--quiet", *common],
     }
     if not opts.no_heldout:
         configs["chatflow train + held-out"] = configs["chatflow train"] + [
