@@ -39,14 +39,17 @@ from pathlib import Path
 
 from ..files import read_json
 from ..errors import ChatflowError
-from ..outputs import atomic_directory
+from ..outputs import OutputKind, atomic_directory
 from ..options import option
 from ..tokenizer import load_sentencepiece, write_hf_tokenizer_files
 from . import tensor_io as cio
 from . import llama_layout as L
 
 TP_WEIGHTS = "tencentpretrain_model.bin"
-HF_KIND, TP_KIND = "hf-model", "tencentpretrain-model"   # the kinds of output folder (chatflow_plugin.outputs)
+# the kinds of output folder (chatflow_plugin.outputs): regular files only, each named by the folder's marker (a
+# model folder may keep the extra files of the model it came from)
+HF_KIND = OutputKind("hf-model", folders=())
+TP_KIND = OutputKind("tencentpretrain-model", folders=())
 
 
 def torch_equal(a, b) -> bool:

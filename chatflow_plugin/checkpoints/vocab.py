@@ -70,6 +70,7 @@ take the first of them, and the matrix grows only past its end.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -85,7 +86,7 @@ from pathlib import Path
 from ..files import atomic_file, json_strings, read_json, read_jsonl
 from ..errors import ChatflowError, DataError
 from ..languages import get_language, in_scripts, script_names
-from ..outputs import atomic_directory, check_not_input, check_replaceable, output_lock, remove_leftovers
+from ..outputs import OutputKind, atomic_directory, check_not_input, check_replaceable, output_lock, remove_leftovers
 from ..options import option
 from ..tokenizer import (HF, SENTENCEPIECE, HFTokenizer, Tokenizer, as_tokenizer, load_tokenizer, read_sentencepiece_proto)
 
@@ -94,7 +95,7 @@ RESERVED_TOKEN = "<|reserved_{}|>"      # byte-level BPE padding: special added 
 SPACE = "▁"
 STRATEGIES = ("added_tokens", "merges")
 DEFAULT_STRATEGY = "added_tokens"      # why: the module docstring and docs/vocab_and_conversion.md
-TOKENIZER_KIND = "tokenizer"           # the output marker of an expanded tokenizer directory
+TOKENIZER_KIND = OutputKind("tokenizer", folders=())   # an expanded tokenizer directory: files only
 
 
 def _processor(proto):
@@ -893,7 +894,19 @@ def expand_vocab(opts: ExpandVocabOptions) -> None:
     if opts.new_piece_score is not None and not math.isfinite(opts.new_piece_score):
         raise ChatflowError(f"--new_piece_score must be a finite number, got {opts.new_piece_score}")
     base = load_tokenizer(base_path, SENTENCEPIECE if sentencepiece_flag else None)
-    _check_outputs(opts, base, output)
+    with contextlib.ExitStack() as locks:      # the outputs' locks, from the checks to the last write
+        for path in [output, opts.output_checkpoint, opts.report]:
+            if path:
+                locks.enter_context(output_lock(path))
+        _check_outputs(opts, base, output)
+        for path in [output, opts.report]:
+            if path:
+                remove_leftovers(path)
+        _expand_vocab(opts, base, output)
+
+
+def _expand_vocab(opts: ExpandVocabOptions, base: Tokenizer, output: str) -> None:
+    """:func:`expand_vocab` once its outputs are checked and locked."""
     scripts = get_language(opts.language).expansion_scripts if opts.language else opts.script
     if opts.language and not scripts:
         raise ChatflowError(f"chatflow_plugin/languages.py lists no scripts to mine for {opts.language!r}; "

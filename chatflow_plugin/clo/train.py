@@ -37,7 +37,7 @@ from ..hosts.resume import apply_resumed_settings
 from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help,
                             is_main_process, leave_process_group, resume_help, run_directory, save_final_model,
                             start_run)
-from ..outputs import check_not_input
+from ..outputs import OutputKind, check_not_input
 from ..options import option
 from .objective import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps
 from .reference import ReferenceCache, pair_sequences, wait_for_cache
@@ -53,13 +53,14 @@ RESUME_INVARIANTS = ("model", "data", "objective", "trainable", "max_pairs", "sf
 # options that change the objective or the learning-rate schedule from the resumed step on: refused unless
 # --allow_change names them, then recorded in run.json's history
 MEANING_KEYS = ("lam", "beta", "learning_rate", "lr_scheduler", "warmup_ratio")
-RUN_KIND = "clo-run"      # the run directory's marker (chatflow_plugin.outputs)
 RUN_RECORD = "run.json"
 LOG_JSONL = "log.jsonl"
 EVAL_JSON = "eval.json"
 CHECKPOINTS = "checkpoints"
 FINAL_DIR = "model"
-RUN_OWNS = (RUN_RECORD, LOG_JSONL, EVAL_JSON, CHECKPOINTS, FINAL_DIR, f".{FINAL_DIR}.partial", ".*.tmp")
+# the run directory's kind (chatflow_plugin.outputs): the entries a run writes, each a file or a folder
+RUN_KIND = OutputKind("clo-run", files=(RUN_RECORD, LOG_JSONL, EVAL_JSON, ".*.tmp"),
+                      folders=(CHECKPOINTS, FINAL_DIR, f".{FINAL_DIR}.partial"))
 
 
 @dataclass
@@ -399,7 +400,7 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
         raise ChatflowError(f"--max_pairs {options.max_pairs}: the data has {len(triples)} pairs")
     out = Path(options.output_dir)
     check_not_input(out, [options.model, options.data, options.eval_data], what="--output_dir")
-    with run_directory(out, RUN_KIND, RUN_OWNS, replace=options.force):
+    with run_directory(out, RUN_KIND, replace=options.force):
         try:
             return _run_training(options, callbacks, triples, n_pairs, trainable, out)
         except Exception as exc:     # a full or read-only disk while the Trainer saves: no traceback

@@ -189,6 +189,19 @@ class MixtureSpec:
             raise ChatflowError("missing input files:\n  " + "\n  ".join(problems) + "\n" + where)
         return resolved
 
+    def scanned_folders(self) -> list[Path]:
+        """The folders whose files the sources' glob patterns take (``en/*.jsonl``: ``<data_root>/en``): inputs
+        of preprocessing, which must not hold its output (a later run would read it)."""
+        folders = []
+        for _, source in self.sources:
+            for pattern in source.paths:
+                full = Path(pattern if os.path.isabs(pattern) else str(self.data_root / pattern))
+                if os.path.exists(full) or not glob.has_magic(str(full)):
+                    continue
+                first_magic = next(i for i, part in enumerate(full.parts) if glob.has_magic(part))
+                folders.append(Path(*full.parts[:first_magic]))
+        return sorted(set(folders))
+
     def to_json(self) -> dict[str, Any]:
         """The spec as a mixture file's JSON (``data_root`` absolute; :func:`write_mixture` relativises it)."""
         # the default shape is left implicit: a paper mixture writes what it wrote before shapes existed

@@ -28,12 +28,12 @@ import numpy as np
 from .. import __version__
 from ..files import json_error, new_checksum, sha256_file
 from ..errors import ChatflowError, DataError
-from ..outputs import atomic_directory
+from ..outputs import atomic_directory, check_not_input
 from .formats import record_from_tsv, render
 from .mixture import MixtureSpec, SourceSpec, load_mixture, parse_source_overrides
 from ..options import option
 from ..tokenizer import Tokenizer, as_tokenizer, load_tokenizer, tokenizer_from_options
-from .shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, seal_manifest, token_dtype
+from .shards import DATASET_KIND, FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, seal_manifest, token_dtype
 from .workers import WorkerPool, default_workers
 
 MAX_REPORTED_ERRORS = 5
@@ -421,9 +421,9 @@ def preprocess(spec: MixtureSpec, tokenizer: str | os.PathLike | Tokenizer, outp
     fail = on_bad_record == "fail"
     stats, chunks = plan_sources(spec, chunk_bytes, fail)
     sources = [s for _, s in spec.sources]
-    inputs = [tok.file, spec.path] + [f["path"] for st in stats for f in st.files]
+    inputs = [tok.file, spec.path] + [f["path"] for st in stats for f in st.files] + spec.scanned_folders()
     started = time.time()
-    with atomic_directory(output_dir, "dataset", force=force, inputs=inputs) as tmp:
+    with atomic_directory(output_dir, DATASET_KIND, force=force, inputs=inputs) as tmp:
         writer = ShardWriter(tmp, sources, stats, dtype, fail)
         try:
             tokenize_chunks(chunks, (str(tok.path), tok.kind, sources, on_bad_record), workers, writer.add, quiet)
@@ -460,6 +460,7 @@ def run_preprocess(opts: PreprocessOptions) -> None:
         source_paths=parse_source_overrides(opts.source_path))
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    check_not_input(opts.output_dir, [opts.data_root], what="--output_dir")     # the raw-data folder given
     manifest = preprocess(spec, tokenizer_from_options(opts.tokenizer, opts.spm_model_path), opts.output_dir,
                           workers=opts.workers,
                           on_bad_record=opts.on_bad_record, chunk_bytes=int(opts.chunk_mb * (1 << 20)),

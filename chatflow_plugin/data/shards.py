@@ -29,6 +29,7 @@ import numpy as np
 
 from ..files import checksum_algorithm, file_checksum, new_checksum, resolve_from_file, sha256_file
 from ..errors import ChatflowError
+from ..outputs import OutputKind
 from ..tokenizer import HF, SENTENCEPIECE, Tokenizer, as_tokenizer
 
 MANIFEST = "manifest.json"
@@ -37,6 +38,20 @@ FORMAT_VERSION = 1
 PROMPT = 1   # mask value of a prompt token
 SEAL = "manifest_checksum"
 VERIFY_HINT = "preprocess again (or pass --no_verify_data to load it unchecked)"
+
+
+def _listed_files(folder: Path) -> list[str]:
+    """The token and mask files a dataset folder's manifest lists (none if it is unreadable)."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+        names = [info.get(key) for info in manifest["sources"] for key in ("tokens_file", "mask_file")]
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return []
+    return [name for name in names if isinstance(name, str) and name and "/" not in name and "\\" not in name]
+
+
+# the output kind of a dataset folder (chatflow_plugin.outputs): its manifest and the files the manifest lists
+DATASET_KIND = OutputKind("dataset", files=(MANIFEST,), folders=(), listed=_listed_files)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
