@@ -39,6 +39,7 @@ KINDS = ("corpus", "code", "parallel", "instruction")
 FORMATS = ("jsonl", "tsv", "text")
 SCHEDULE_UNITS = ("samples", "tokens")
 _IGNORED = {"comment", "description"}
+MAX_SEQ_LENGTH = 1 << 20   # 1,048,576 tokens: the longest context windows models are trained with
 _TOP_KEYS = {"name", "seq_length", "schedule_shape", "schedule_unit", "seed", "data_root", "groups", "adaptive"}
 _GROUP_KEYS = {"name", "language", "sources"}      # a schedule shape adds its own keys to both
 _SOURCE_KEYS = {"name", "kind", "paths", "share", "format", "fields", "text_field", "language"}
@@ -153,8 +154,9 @@ class MixtureSpec:
         if data_root is not None:
             spec = replace(spec, data_root=_absolute(data_root))
         if seq_length is not None:
-            if seq_length <= 0:
-                raise ChatflowError(f"seq_length must be positive, got {seq_length}")
+            if not 0 < seq_length <= MAX_SEQ_LENGTH:
+                raise ChatflowError(f"--seq_length must be a positive integer up to {MAX_SEQ_LENGTH:,} (the longest "
+                                    f"context models train on), got {seq_length:,}")
             spec = replace(spec, seq_length=int(seq_length))
         if source_paths:
             known = {s.name for _, s in spec.sources}
@@ -346,8 +348,9 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
     top = _check_keys(data, _TOP_KEYS | set(shape.mixture_keys), where)
     schedule_params = _schedule_keys(top, shape.mixture_keys, where)
     seq_length = top.get("seq_length", 2048)
-    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length <= 0:
-        raise ChatflowError(f"{where}.seq_length: expected a positive integer, got {seq_length!r}")
+    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or not 0 < seq_length <= MAX_SEQ_LENGTH:
+        raise ChatflowError(f"{where}.seq_length: expected a positive integer up to {MAX_SEQ_LENGTH:,} (the longest "
+                            f"context models train on), got {seq_length!r}")
     unit = top.get("schedule_unit", "samples")
     if unit not in SCHEDULE_UNITS:
         raise ChatflowError(f"{where}.schedule_unit: expected one of {SCHEDULE_UNITS}, got {unit!r}")

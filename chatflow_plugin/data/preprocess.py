@@ -360,13 +360,22 @@ class ShardWriter:
             mask_sum.update(mask)
 
     def finish(self, window: int, eos_id: int) -> list[dict]:
-        """Pad each source's last window and close its files; the manifest's ``sources`` entries."""
+        """Pad each source's last window and close its files; the manifest's ``sources`` entries. A window longer
+        than every source (the dataset would be mostly padding) is refused before any padding is written."""
         entries = []
+        longest = max(self.stats, key=lambda st: st.tokens)
+        if 0 < longest.tokens < window:
+            raise ChatflowError(f"seq_length {window - 1} is longer than any source: the longest, {longest.name!r}, "
+                                f"has {longest.tokens:,} tokens, so every window would be mostly padding; choose a "
+                                f"seq_length of at most {longest.tokens - 1:,} (or add data)")
         for index, st in enumerate(self.stats):
             if st.tokens == 0:
                 where = ", ".join(f["path"] for f in st.files)
                 detail = f"; first problems: {'; '.join(st.first_errors)}" if st.first_errors else ""
                 raise ChatflowError(f"source {st.name!r} has no usable records ({where}){detail}")
+            if st.tokens < window:
+                print(f"warning: source {st.name!r} has {st.tokens:,} tokens, fewer than one window of {window:,}: "
+                      f"its only window is {1 - st.tokens / window:.0%} padding", file=sys.stderr)
             tok_handle, mask_handle = self.handles[index]
             st.windows = -(-st.tokens // window)
             st.pad_tokens = st.windows * window - st.tokens
