@@ -308,3 +308,17 @@ def test_concurrent_expand_vocab_runs_into_one_output_one_wins_the_others_are_re
     from chatflow_plugin.tokenizer import load_sentencepiece
     assert load_sentencepiece(out).get_piece_size() == report["size"]     # the output is the winner's
     assert not lock_path(out).exists() and hidden_leftovers(tmp_path, "out.model") == []
+
+
+def test_baselines_never_overwrite_the_users_mixtures(tmp_path, data):
+    mine = tmp_path / "mixtures"
+    mine.mkdir()
+    (mine / "static.json").write_text('{"my": "mixture"}')
+    args = ["baselines", "--mixture", data, "--run_samples", "400", "--output_dir", mine]
+    assert_clean_error(cli(*args), "baselines", "static.json")
+    assert tree(mine) == {"static.json": b'{"my": "mixture"}'}
+    (mine / "static.json").rename(mine / "mine.json")
+    done = assert_ok(cli(*args))
+    assert "mine.json" in done.stderr and (mine / "mine.json").read_text() == '{"my": "mixture"}'
+    assert sorted(json.loads((mine / MARKER).read_text())["owns"])[:2] == [".*.tmp", "baselines.json"]
+    assert_ok(cli(*args))                                                 # its own folder: written again
