@@ -375,12 +375,12 @@ def start_run(resume: str, output_dir: Path, checkpoints: Path, final: Path, fin
     ends the errors: where else to train."""
     checkpoint = find_checkpoint(resume, output_dir, checkpoints, final, f"use --resume auto or {elsewhere}")
     finished = resume == "auto" and finished_marker.is_file()
-    if checkpoint is not None and not finished:
-        check_loadable(checkpoint, Path(checkpoint).parent)
     changes: list = []
     record.check_names(allowed)
     if checkpoint is not None or finished:
         changes = record.check(settings, f"use {elsewhere}", allowed)
+    if checkpoint is not None and not finished:
+        check_loadable(checkpoint, Path(checkpoint).parent)
     return RunStart(checkpoint, checkpoint_step(checkpoint) if checkpoint is not None else 0, finished,
                     tuple(changes))
 
