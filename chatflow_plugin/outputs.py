@@ -435,6 +435,8 @@ def atomic_directory(path: str | os.PathLike, kind: str, force: bool = False,
     replaceable (:func:`check_replaceable`); leftovers of killed runs are removed; the finished folder gets
     the ``kind`` marker (owning what it holds, or ``owns``) and replaces ``path`` only once complete. ``path``
     must not be or hold one of ``inputs``. A full or read-only disk is a :class:`ChatflowError` naming the file.
+    The block writes the file that makes the folder load (a manifest, a model's config) with :func:`write_last`,
+    so that nothing, not even the marker, is written after it.
     """
     path = Path(path)
     check_not_input(path, inputs)
@@ -454,14 +456,32 @@ def atomic_directory(path: str | os.PathLike, kind: str, force: bool = False,
         except OSError as exc:
             raise write_error(exc, path.parent) from None
         try:
+            write_marker(tmp, kind, owns or [])          # completed below, or by write_last
             yield tmp
-            write_marker(tmp, kind, owns)
+            marker = read_marker(tmp)
+            if owns is None and (marker is None or not set(os.listdir(tmp)) - {MARKER} <= set(marker["owns"])):
+                write_marker(tmp, kind)
             replace_directory(tmp, path)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if is_write_error(exc):
                 raise write_error(exc, path) from None
             raise
+
+
+def write_last(folder: str | os.PathLike, name: str, text: str) -> Path:
+    """Write ``name``, the file whose presence makes an :func:`atomic_directory`'s temporary ``folder`` load (a
+    dataset's ``manifest.json``, a model's ``config.json``), as the folder's very last file: its marker is
+    completed first (owning what the folder holds and ``name``), then ``name`` appears atomically. So a kill at
+    any moment never leaves a ``.partial`` folder that loads."""
+    folder = Path(folder)
+    marker = read_marker(folder)
+    if marker is None:
+        raise ChatflowError(f"{folder}: write_last writes into the temporary folder of an atomic_directory")
+    write_marker(folder, marker["kind"], sorted(set(os.listdir(folder)) - {MARKER} | {name}))
+    with atomic_file(folder / name, encoding="utf-8") as handle:
+        handle.write(text)
+    return folder / name
 
 
 # ---------------------------------------------------------------------------------------------

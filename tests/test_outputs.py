@@ -239,3 +239,19 @@ def test_replace_directory_over_a_file_leaves_nothing_behind(tmp_path):
     target.write_text("old")
     replace_directory(src, target)
     assert target.is_dir() and sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_the_file_that_makes_a_folder_load_is_written_after_everything_else(tmp_path, monkeypatch):
+    """A kill at any moment never leaves a .partial folder holding it: the marker is completed before it."""
+    from chatflow_plugin import files, outputs
+
+    written = []
+    original = os.replace
+    monkeypatch.setattr(files.os, "replace", lambda a, b: written.append(os.path.basename(b)) or original(a, b))
+    with atomic_directory(tmp_path / "shards", "dataset") as folder:
+        (folder / "en.tokens.bin").write_bytes(b"12")
+        outputs.write_last(folder, "manifest.json", "{}")
+        (partial,) = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert written[-3:] == [MARKER, "manifest.json", "shards"]          # then only the folder's rename
+    assert read_marker(tmp_path / "shards")["owns"] == ["en.tokens.bin", "manifest.json"]
+    assert not partial.exists() and sorted(os.listdir(tmp_path)) == ["shards"]

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from ..files import read_json
 from ..errors import ChatflowError
-from ..outputs import OutputKind, atomic_directory
+from ..outputs import OutputKind, atomic_directory, write_last
 from ..options import option
 from ..tokenizer import load_sentencepiece, write_hf_tokenizer_files
 from . import tensor_io as cio
@@ -165,7 +165,7 @@ def convert_hf_to_tp(hf_dir, output_dir, tokenizer=None, dtype=None, force: bool
         cio.write_torch_file(tmp / TP_WEIGHTS, items, progress=bar)
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.model")
-        (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")   # last
+        write_last(tmp, "config.json", json.dumps(tp_cfg, indent=2) + "\n")   # last: it loads
     return output_dir
 
 
@@ -229,7 +229,7 @@ def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
         write_hf_tokenizer_files(tokenizer, tmp, hf_cfg["max_position_embeddings"], warn=True)
         # config.json last: the temporary folder of a killed run never loads with from_pretrained
-        (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
+        write_last(tmp, "config.json", json.dumps(hf_cfg, indent=2) + "\n")
     return output_dir
 
 

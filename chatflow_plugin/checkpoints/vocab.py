@@ -86,7 +86,8 @@ from pathlib import Path
 from ..files import atomic_file, json_strings, read_json, read_jsonl
 from ..errors import ChatflowError, DataError
 from ..languages import get_language, in_scripts, script_names
-from ..outputs import OutputKind, atomic_directory, check_not_input, check_replaceable, output_lock, remove_leftovers
+from ..outputs import (OutputKind, atomic_directory, check_not_input, check_replaceable, output_lock,
+                       remove_leftovers, write_last)
 from ..options import option
 from ..tokenizer import (HF, SENTENCEPIECE, HFTokenizer, Tokenizer, as_tokenizer, load_tokenizer, read_sentencepiece_proto)
 
@@ -721,7 +722,7 @@ def expand_checkpoint_rows(checkpoint, output, base, expanded, tp_config=None, d
                 hf_cfg["torch_dtype"] = hf_cfg["dtype"] = cio.dtype_name(out_dtype)
             files.write(tmp)
             # config.json last: the temporary folder of a killed run never loads with from_pretrained
-            (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
+            write_last(tmp, "config.json", json.dumps(hf_cfg, indent=2) + "\n")
     elif output.suffix in (".bin", ".pt"):
         check_not_input(output, inputs)
         with output_lock(output):
@@ -733,12 +734,12 @@ def expand_checkpoint_rows(checkpoint, output, base, expanded, tp_config=None, d
         with atomic_directory(output, TP_KIND, force=force, inputs=inputs) as tmp, \
                 cio.progress_bar(total, "expand", progress) as bar:
             cio.write_torch_file(tmp / TP_WEIGHTS, items, progress=bar)
-            if tp_cfg is not None:
-                (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")
             if expanded.kind == SENTENCEPIECE:
                 shutil.copyfile(expanded.file, tmp / "tokenizer.model")
             else:
                 expanded.hf_files(2048)[0].write(tmp)
+            if tp_cfg is not None:
+                write_last(tmp, "config.json", json.dumps(tp_cfg, indent=2) + "\n")   # last: it loads
     return RowExpansion(output, layout, old_vocab, new_vocab, sum(1 for ids in id_lists if not ids), names,
                         reused_rows=max(0, min(rows, old_vocab + len(id_lists)) - old_vocab))
 

@@ -28,7 +28,7 @@ import numpy as np
 from .. import __version__
 from ..files import json_error, new_checksum, sha256_file
 from ..errors import ChatflowError, DataError
-from ..outputs import atomic_directory, check_not_input
+from ..outputs import atomic_directory, check_not_input, write_last
 from .formats import record_from_tsv, render
 from .mixture import MixtureSpec, SourceSpec, load_mixture, parse_source_overrides
 from ..options import option
@@ -440,7 +440,7 @@ def preprocess(spec: MixtureSpec, tokenizer: str | os.PathLike | Tokenizer, outp
         finally:
             writer.close()
         manifest = build_manifest(spec, tok, dtype, entries, time.time() - started)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_last(tmp, MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")   # last: it loads
     return manifest
 
 

@@ -150,6 +150,7 @@ def test_train_refuses_its_dataset_or_another_outputs_folder_as_output_dir(tmp_p
 
 
 def test_clo_train_force_replaces_only_a_clo_run(tmp_path):
+    from chatflow_plugin.clo.train import RUN_KIND
     from chatflow_plugin.errors import ChatflowError
     from chatflow_plugin.hosts.hf.run import run_directory
 
@@ -157,13 +158,14 @@ def test_clo_train_force_replaces_only_a_clo_run(tmp_path):
     mine.mkdir()
     (mine / "results.csv").write_text("keep")
     with pytest.raises(ChatflowError, match="holds no .chatflow-output.json"):
-        with run_directory(mine, "clo-run", ("run.json",), replace=True):
+        with run_directory(mine, RUN_KIND, replace=True):
             pass
     assert (mine / "results.csv").read_text() == "keep"
     run = tmp_path / "run"
-    with run_directory(run, "clo-run", ("run.json", "checkpoints")):
+    with run_directory(run, RUN_KIND):
         (run / "run.json").write_text("{}")
-    with run_directory(run, "clo-run", ("run.json", "checkpoints"), replace=True):
+        (run / "checkpoints").mkdir()
+    with run_directory(run, RUN_KIND, replace=True):
         assert sorted(os.listdir(run)) == [MARKER]
 
 
