@@ -71,7 +71,15 @@ setup(
     ],
     extras_require={
         # selenium drives Debian's chromium/chromium-driver in tests/test_arena_browser.py (skipped without them)
-        "test": ["pytest>=7,<10", "selenium>=4.10,<5"],
+        "test": ["pytest>=7,<10", "selenium>=4.10,<5", "zstandard>=0.19,<1", "pyarrow>=12,<27", "tensorboard>=2.10,<3"],
+        # corpus files: .zst text (Python 3.14+ reads it without this) and parquet / Arrow / datasets folders
+        "zstd": ["zstandard>=0.19,<1"],
+        "parquet": ["pyarrow>=12,<27"],
+        # experiment trackers (`--report_to`; docs/demo.md "Experiment trackers"), each optional
+        "tensorboard": ["tensorboard>=2.10,<3"],
+        "wandb": ["wandb>=0.17,<1"],
+        "mlflow": ["mlflow-skinny>=2.14,<4", "sqlalchemy>=1.4,<3", "alembic>=1.8,<2"],   # the SQLite store
+        "trackio": ["trackio>=0.2,<1"],
         "plot": ["matplotlib>=3.5,<4"],
         "hf": ["transformers>=4.40,<6", "tokenizers>=0.19,<1", "safetensors>=0.4,<1", "accelerate>=0.30,<2",
                "protobuf>=3.20,<8",

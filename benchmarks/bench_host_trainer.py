@@ -8,7 +8,11 @@ Baseline, in the same run: the host's stock path (``preprocess.py --data_process
 the stock ``--target lm``. CPU mode (no DeepSpeed): the comparison is about the data path.
 
     TENCENTPRETRAIN_HOME=/path/to/TencentPretrain python benchmarks/bench_host_trainer.py \
-        [--steps 60] [--batch_size 8] [--seq_length 256] [--scale 8]
+        [--steps 60] [--batch_size 8] [--seq_length 256] [--scale 8] [--config_path FILE] [--gpu] [--output FILE]
+
+``--scale 1`` measures one dataset size; ``--gpu`` trains on GPU 0 (the host's fp32 path, ``--gpu_ranks 0``), with
+e.g. ``--config_path models/llama2/1b_config.json`` (``benchmarks/gpu_check.sh`` does); ``--output`` writes the
+figures as JSON.
 """
 from __future__ import annotations
 
@@ -66,13 +70,13 @@ def scaled_corpora(src: Path, dst: Path, scale: int) -> Path:
     return dst
 
 
-def train_tokenizer(texts: list[str], out: Path) -> Path:
+def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 2000) -> Path:
     import sentencepiece as spm
 
     sample = out / "spm_train.txt"
     sample.write_text("\n".join(texts[:20000]) + "\n", encoding="utf-8")
-    spm.SentencePieceTrainer.train(input=str(sample), model_prefix=str(out / "spm"), vocab_size=2000,
-                                   model_type="bpe", byte_fallback=True, character_coverage=1.0, unk_id=0,
+    spm.SentencePieceTrainer.train(input=str(sample), model_prefix=str(out / "spm"), vocab_size=vocab_size,
+                                   model_type="bpe", hard_vocab_limit=False, byte_fallback=True, character_coverage=1.0, unk_id=0,
                                    bos_id=1, eos_id=2, pad_id=-1, num_threads=2, minloglevel=2)
     return out / "spm.model"
 
@@ -87,7 +91,7 @@ def tokens_per_second(text: str) -> tuple[float, float, float]:
 
 
 def loader_seconds_per_batch(home: Path, lm_data: Path, mix_data: Path, spm_model: Path, batch_size: int,
-                             batches: int) -> tuple[float, float]:
+                             batches: int, config: Path = TINY) -> tuple[float, float]:
     """CPU seconds per micro-batch of the host's LmDataloader and of ours (no model): the data path alone."""
     from argparse import Namespace
 
@@ -101,7 +105,7 @@ def loader_seconds_per_batch(home: Path, lm_data: Path, mix_data: Path, spm_mode
     args = Namespace(tokenizer=tokenizer, vocab=tokenizer.vocab, instances_buffer_size=25600, whole_word_masking=False,
                      span_masking=False, span_geo_prob=0.2, span_max_length=10, pipeline_model_parallel_size=1,
                      tensor_model_parallel_size=1, spm_model_path=str(spm_model), max_seq_length=4096,
-                     config_path=str(TINY), mixture_config=None, response_only_loss=False, sample_log=None)
+                     config_path=str(config), mixture_config=None, response_only_loss=False, sample_log=None)
     out = []
     for name, path in (("lm", lm_data), ("dynamic_mixture", mix_data)):
         loader = host_utils.str2dataloader[name](args, str(path), batch_size, 0, 1, None, True)
@@ -123,7 +127,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each configuration, interleaved; tokens/s is the best run (shared machines)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--config_path", default=str(TINY), help="the host's model config (default: the tiny LLaMA)")
+    parser.add_argument("--gpu", action="store_true", help="train on GPU 0 (--world_size 1 --gpu_ranks 0)")
+    parser.add_argument("--output", default="", help="write the figures as JSON here")
     opts = parser.parse_args()
+    config = Path(opts.config_path).resolve()
     home = os.environ.get("TENCENTPRETRAIN_HOME")
     if not home or not (Path(home) / "tencentpretrain").is_dir():
         sys.exit("set TENCENTPRETRAIN_HOME to a TencentPretrain work tree")
@@ -142,11 +150,13 @@ def main() -> None:
     host_env = dict(env, PYTHONPATH=str(home))
     texts = corpus_texts(corpora)
     spm_model = train_tokenizer(texts, work)
-    common = ["--spm_model_path", str(spm_model), "--config_path", str(TINY), "--total_steps", str(opts.steps),
+    common = ["--spm_model_path", str(spm_model), "--config_path", str(config), "--total_steps", str(opts.steps),
               "--batch_size", str(opts.batch_size), "--report_steps", str(max(opts.steps // 6, 1)),
               "--save_checkpoint_steps", str(10 * opts.steps), "--learning_rate", "1e-3", "--seed", "7"]
+    if opts.gpu:
+        common += ["--world_size", "1", "--gpu_ranks", "0"]
     rows, loader_rows = [], []
-    for scale in (1, opts.scale):
+    for scale in sorted({1, opts.scale}):
         data_root = corpora if scale == 1 else scaled_corpora(corpora, work / f"corpora_x{scale}", scale)
         # host lm data: the text-field corpora, one JSON document per line
         lm_corpus = work / f"lm_corpus_x{scale}.jsonl"
@@ -165,7 +175,8 @@ def main() -> None:
                       "--data_processor", "dynamic_mixture", "--seq_length", str(opts.seq_length),
                       "--processes_num", "2"], work, dict(env, TENCENTPRETRAIN_HOME=str(home)))
         mix_prep = time.time() - t0
-        host_loader, our_loader = loader_seconds_per_batch(home, lm_data, mix_data, spm_model, opts.batch_size, 300)
+        host_loader, our_loader = loader_seconds_per_batch(home, lm_data, mix_data, spm_model, opts.batch_size, 300,
+                                                           config)
         loader_rows.append((scale, host_loader, our_loader))
         size_lm = lm_data.stat().st_size / 2**20
         size_mix = sum(p.stat().st_size for p in mix_data.iterdir()) / 2**20
@@ -194,8 +205,8 @@ def main() -> None:
             rate, first, last, _, wall, cpu = best
             rss = max(r[3] for r in results[name])
             rows.append((scale, name, size, prep, rate, rss, first, last, wall, cpu))
-    print(f"\ntiny LLaMA {TINY.name}, batch {opts.batch_size} x {opts.seq_length} tokens, {opts.steps} steps, "
-          f"CPU ({os.cpu_count()} cores); tokens/s = mean of the host's report lines after the first, "
+    print(f"\nLLaMA {config.name}, batch {opts.batch_size} x {opts.seq_length} tokens, {opts.steps} steps, "
+          f"{'GPU 0' if opts.gpu else f'CPU ({os.cpu_count()} cores)'}; tokens/s = mean of the host's report lines after the first, "
           f"best of {opts.repeats} interleaved runs (wall/CPU s of that run); peak RSS = max over runs")
     print(f"{'data':>5} {'trainer data / target':<40} {'dataset MB':>10} {'prep s':>7} {'tokens/s':>9} "
           f"{'peak RSS MB':>11} {'loss first->last':>17} {'wall s':>7} {'CPU s':>6}")
@@ -206,6 +217,15 @@ def main() -> None:
     print(f"{'data':>5} {'host LmDataloader':>18} {'dynamic_mixture':>16}")
     for scale, host_loader, our_loader in loader_rows:
         print(f"{'x' + str(scale):>5} {host_loader * 1e3:>18.3f} {our_loader * 1e3:>16.3f}")
+    if opts.output:
+        keys = ("data", "trainer", "dataset_mb", "prep_seconds", "tokens_per_second", "peak_rss_mb", "first_loss",
+                "last_loss", "wall_seconds", "cpu_seconds")
+        Path(opts.output).write_text(json.dumps({
+            "config": str(config), "device": "gpu" if opts.gpu else "cpu", "steps": opts.steps,
+            "batch_size": opts.batch_size, "seq_length": opts.seq_length,
+            "runs": [dict(zip(keys, (f"x{row[0]}",) + row[1:])) for row in rows],
+            "loader_ms_per_batch": [{"data": f"x{scale}", "host_lm": h * 1e3, "dynamic_mixture": o * 1e3}
+                                    for scale, h, o in loader_rows]}, indent=2) + "\n", encoding="utf-8")
     if opts.keep:
         print(f"kept {work}")
     else:

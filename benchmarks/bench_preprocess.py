@@ -10,11 +10,18 @@
    TENCENTPRETRAIN_HOME points at a host work tree. Its ``--full_sentences`` path crashes on short
    documents, so the host runs its default path (one instance per document, padded).
 
-Corpus: the English and Chinese corpus samples under --data_dir (default ../shared/data), ~5.6 MB.
+Corpus: the English and Chinese corpus samples under --data_dir (default ../shared/data, ~5.6 MB, when it is there;
+else the bundled corpora/, ~1.9 MB).
 Tokenizers: a 3,000-piece byte-fallback BPE sentencepiece model and a 3,000-token byte-level BPE, both trained
 here on that text.
 
-    python benchmarks/bench_preprocess.py [--data_dir ../shared/data] [--repeat 3]
+Every row also gives tokens/s per worker (per process or thread the pipeline ran on) and tokens per CPU second
+(all its processes and threads: what a worker achieves when it has a core to itself, steady on a shared machine),
+and the run ends with ``chatflow preprocess``'s throughput per worker, and per CPU second, as a share of the
+tokenizer library's own batch encoding on one thread (sentencepiece ``encode`` of the document list;
+``tokenizers`` ``encode_batch_fast``): the ceiling of one worker, measured in the same run on the same documents.
+
+    python benchmarks/bench_preprocess.py [--data_dir ../shared/data] [--repeat 3] [--workers 2] [--scale 1]
 """
 from __future__ import annotations
 
@@ -67,22 +74,38 @@ def corpus_files(data_dir: Path) -> list[Path]:
     return files
 
 
+CPU_SECONDS: list[float] = []   # CPU seconds (this process and its finished children) of each best_of's best run
+
+
+def _cpu() -> float:
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def best_of(repeat: int, fn):
-    times = []
+    """(best wall seconds, result) of ``repeat`` calls; that run's CPU seconds are appended to CPU_SECONDS."""
+    runs = []
     result = None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+        runs.append((time.perf_counter() - start, _cpu() - cpu))
+    best = min(runs)
+    CPU_SECONDS.append(best[1])
+    return best[0], result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data"))
+    shared = ROOT.parent / "shared" / "data"
+    parser.add_argument("--data_dir", default=str(shared if (shared / "en_corpus").is_dir() else ROOT / "corpora"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seq_length", type=int, default=1024)
+    parser.add_argument("--scale", type=int, default=1, help="the corpus repeated this many times (fixed costs such "
+                                                             "as starting the workers weigh less in a larger run)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_preprocess_"))
@@ -90,8 +113,10 @@ def main() -> None:
         files = corpus_files(Path(args.data_dir))
         corpus = work / "corpus.jsonl"
         with open(corpus, "w", encoding="utf-8") as out:
-            for f in files:
-                out.write(f.read_text(encoding="utf-8"))
+            for _ in range(args.scale):
+                for f in files:
+                    text = f.read_text(encoding="utf-8")
+                    out.write(text if text.endswith("\n") else text + "\n")
         texts = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
         plain = work / "train.txt"
         plain.write_text("\n".join(texts), encoding="utf-8")
@@ -109,7 +134,7 @@ def main() -> None:
 
         raw_s, ids = best_of(args.repeat, lambda: sp.encode(texts, num_threads=1))
         n_tokens = sum(len(x) + 2 for x in ids)
-        rows = [("sentencepiece encode, 1 thread", raw_s, n_tokens)]
+        rows = [("sentencepiece encode, 1 thread", raw_s, n_tokens, 1)]
 
         spec = parse_mixture({"name": "bench", "T_grow": 1, "seq_length": args.seq_length, "groups": [
             {"name": "all", "alpha": 1, "beta": 1,
@@ -118,7 +143,7 @@ def main() -> None:
         ours_s, manifest = best_of(args.repeat, lambda: preprocess(spec, model, out_dir, workers=args.workers,
                                                                    force=True))
         rows.append((f"chatflow preprocess, sentencepiece, {args.workers} workers", ours_s,
-                     manifest["sources"][0]["tokens"]))
+                     manifest["sources"][0]["tokens"], args.workers))
 
         from tokenizers import Tokenizer
         backend = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
@@ -128,12 +153,13 @@ def main() -> None:
             seconds, encoded = best_of(args.repeat, lambda: backend.encode_batch_fast(texts, add_special_tokens=False))
             hf_tokens = sum(len(e.ids) + 2 for e in encoded)
             label = "1 thread" if threads == "false" else f"all threads ({os.cpu_count()} cores)"
-            rows.append((f"tokenizers encode_batch_fast, {label}", seconds, hf_tokens))
+            rows.append((f"tokenizers encode_batch_fast, {label}", seconds, hf_tokens,
+                         1 if threads == "false" else os.cpu_count() or 1))
         os.environ.pop("TOKENIZERS_PARALLELISM", None)
         hf_s, manifest = best_of(args.repeat, lambda: preprocess(spec, hf_dir, work / "ours_hf", workers=args.workers,
                                                                  force=True))
         rows.append((f"chatflow preprocess, tokenizer.json, {args.workers} workers", hf_s,
-                     manifest["sources"][0]["tokens"]))
+                     manifest["sources"][0]["tokens"], args.workers))
 
         host = os.environ.get("TENCENTPRETRAIN_HOME")
         if host and (Path(host) / "preprocess.py").is_file():
@@ -151,20 +177,28 @@ def main() -> None:
                 subprocess.run(cmd, cwd=host_cwd, env=env, check=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
             host_s, _ = best_of(args.repeat, run_host)
-            rows.append((f"TencentPretrain llm_pretrain, {args.workers} processes", host_s, n_tokens))
+            rows.append((f"TencentPretrain llm_pretrain, {args.workers} processes", host_s, n_tokens, args.workers))
         else:
             print("(TencentPretrain not found: set TENCENTPRETRAIN_HOME to compare with the host)")
 
-        print(f"\n{'pipeline':<56} {'seconds':>8} {'tokens':>10} {'tokens/s':>12} {'MB/s':>6}")
-        for name, seconds, tokens in rows:
-            print(f"{name:<56} {seconds:>8.2f} {tokens:>10} {tokens / seconds:>12,.0f} {size_mb / seconds:>6.2f}")
-        rate = {name: tokens / seconds for name, seconds, tokens in rows}
-        names = [name for name, _, _ in rows]
-        print(f"\nchatflow sentencepiece / raw sentencepiece (1 thread): {rate[names[1]] / rate[names[0]]:.2f}x")
-        print(f"chatflow tokenizer.json / raw tokenizers (1 thread): {rate[names[4]] / rate[names[2]]:.2f}x; "
-              f"/ tokenizers' own batch encoding on all threads (the ceiling): {rate[names[4]] / rate[names[3]]:.2f}x")
+        print(f"\n{'pipeline':<56} {'seconds':>8} {'tokens':>10} {'tokens/s':>12} {'per worker':>11} "
+              f"{'per CPU s':>10} {'MB/s':>6}")
+        per_cpu = {}
+        for (name, seconds, tokens, workers), cpu in zip(rows, CPU_SECONDS):
+            per_cpu[name] = tokens / cpu
+            print(f"{name:<56} {seconds:>8.2f} {tokens:>10} {tokens / seconds:>12,.0f} "
+                  f"{tokens / seconds / workers:>11,.0f} {per_cpu[name]:>10,.0f} {size_mb / seconds:>6.2f}")
+        per_worker = {name: tokens / seconds / workers for name, seconds, tokens, workers in rows}
+        names = [row[0] for row in rows]
+        print(f"\nper worker, chatflow preprocess / the library's own batch encoding on one thread: sentencepiece "
+              f"{per_worker[names[1]] / per_worker[names[0]]:.2f}x, tokenizer.json "
+              f"{per_worker[names[4]] / per_worker[names[2]]:.2f}x")
+        print(f"per CPU second, the same: sentencepiece {per_cpu[names[1]] / per_cpu[names[0]]:.2f}x, tokenizer.json "
+              f"{per_cpu[names[4]] / per_cpu[names[2]]:.2f}x")
+        print(f"chatflow tokenizer.json ({args.workers} workers) / tokenizers' own batch encoding on all threads: "
+              f"{per_worker[names[4]] * args.workers / (per_worker[names[3]] * (os.cpu_count() or 1)):.2f}x")
         if len(rows) > 5:
-            print(f"chatflow sentencepiece / TencentPretrain: {rate[names[1]] / rate[names[5]]:.2f}x")
+            print(f"chatflow sentencepiece / TencentPretrain, per worker: {per_worker[names[1]] / per_worker[names[5]]:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -9,7 +9,8 @@ path: a :class:`~chatflow_plugin.errors.ChatflowError` prints ``chatflow <comman
 :data:`chatflow_plugin.files.WRITE_ERRNOS`, named with the file it names). Ctrl-C exits 130 and SIGTERM 143
 with one line, after the same clean-up as an error (outputs being written removed, locks released), also while
 the command's modules are still being imported: this module imports next to nothing at import time, so that
-even the first instants of ``chatflow`` are covered (docs/reliability.md).
+even the first instants of ``chatflow`` are covered (docs/reliability.md). A command run without ``--deepspeed``
+never imports DeepSpeed (:func:`chatflow_plugin.hosts.zero.deepspeed_hidden`).
 
 ``torchrun -m chatflow_plugin.cli train ...`` runs a command under a distributed launcher.
 """
@@ -37,6 +38,8 @@ COMMANDS: dict[str, Command] = {
                     "plan a run: steps, T_grow step, per-group/source samples and epochs, GPU-hours"),
     "baselines": Command("chatflow_plugin.data.baselines", "BaselineOptions", "run_baselines",
                          "static / two-stage ablation mixtures matched to a dynamic run"),
+    "search": Command("chatflow_plugin.search.run", "SearchOptions", "run_search",
+                      "choose a mixture's schedule (alpha, beta, T_grow) from small proxy runs"),
     "expand-vocab": Command("chatflow_plugin.checkpoints.vocab", "ExpandVocabOptions", "expand_vocab",
                             "append pieces to a tokenizer (sentencepiece or byte-level BPE) and expand weights"),
     "convert": Command("chatflow_plugin.checkpoints.convert", "ConvertOptions", "convert",
@@ -67,6 +70,8 @@ COMMANDS: dict[str, Command] = {
                         "build Cross-Lingual Optimization preference triples"),
     "clo-train": Command("chatflow_plugin.clo.train", "CLOTrainOptions", "run_clo_train",
                          "train with the CLO objective (or its SFT baseline) on triples"),
+    "resources": Command("chatflow_plugin.resources", "ResourcesOptions", "list_resources",
+                         "list the packaged mixtures, model configs and files commands take by name"),
 }
 
 
@@ -93,7 +98,10 @@ def _run(name: str, command: Command, argv: list[str]) -> int:
     function = getattr(module, command.function)
     options = parse_options(getattr(module, command.options), argv, prog=prog,
                             description=inspect.getdoc(function))
-    code = function(options)
+    from .hosts.zero import deepspeed_hidden
+
+    with deepspeed_hidden(getattr(options, "deepspeed", None)):   # imported only by a run that uses it
+        code = function(options)
     return code if isinstance(code, int) else 0   # library functions return their results
 
 

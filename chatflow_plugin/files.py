@@ -263,22 +263,44 @@ def json_strings(value: Any) -> Iterator[str]:
             stack.extend(reversed(item))
 
 
+def csv_columns(rows: list[dict]) -> list[str]:
+    """The columns of :func:`write_csv`: every key, in order of first appearance."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    return list(columns)
+
+
+def _csv_writer(handle, columns: list[str]):
+    import csv
+
+    return csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+
+
+def _csv_row(row: dict, columns: list[str]) -> dict:
+    return {k: ("" if row.get(k) is None else row.get(k)) for k in columns}
+
+
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> Path:
     """Rows as CSV (columns in order of first appearance; None -> empty), written atomically."""
-    import csv
     import io
 
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
+    columns = csv_columns(rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer = _csv_writer(buffer, columns)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        writer.writerow(_csv_row(row, columns))
     with atomic_file(path) as handle:
         handle.write(buffer.getvalue())
     return Path(path)
+
+
+def append_csv_row(path: str | os.PathLike, columns: list[str], row: dict) -> None:
+    """One row added to a CSV :func:`write_csv` wrote with ``columns`` (which hold every key of ``row``), formatted
+    as it would format it: O(1) where rewriting the file grows with it."""
+    with open(path, "a", encoding="utf-8", newline="") as handle:
+        _csv_writer(handle, columns).writerow(_csv_row(row, columns))
 
 
 def pyplot():

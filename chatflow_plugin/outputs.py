@@ -70,13 +70,15 @@ class OutputKind:
     any name, as for a model folder that keeps the extra files of the model it came from; the marker must then
     name each entry). ``listed(folder)``: names of further regular files a file of the output lists (a
     dataset's manifest lists its token and mask files). Only the patterns declared here may stand in a marker
-    for names; a marker's other patterns claim nothing.
+    for names; a marker's other patterns claim nothing. ``nested``: each of its folders is an output of the same
+    kind (a split dataset's parts), the project's only if it holds that kind's marker and only its own entries.
     """
 
     name: str
     files: tuple[str, ...] | None = None
     folders: tuple[str, ...] | None = None
     listed: Callable[[Path], Iterable[str]] | None = None
+    nested: bool = False
 
     def patterns(self) -> tuple[str, ...]:
         """The kind's own glob patterns (what a marker may name instead of single entries)."""
@@ -152,6 +154,12 @@ def foreign_entries(directory: str | os.PathLike, owns: Iterable[str], kind: "Ou
         claimed = name in names or any(fnmatch.fnmatchcase(name, p) for p in patterns)
         if entry.is_symlink() or not claimed or not kind.writes(name, entry.is_dir(), listed):
             foreign.append(name + ("/" if entry.is_dir() and not entry.is_symlink() else ""))
+        elif kind.nested and entry.is_dir():
+            inner = read_marker(entry)
+            if inner is None or inner["kind"] != kind.name:
+                foreign.append(name + "/")
+            else:
+                foreign += [f"{name}/{inside}" for inside in foreign_entries(entry, inner["owns"], kind)]
     return sorted(foreign)
 
 
@@ -313,10 +321,12 @@ _HELD: dict[Path, list] = {}   # locks this process holds: path -> [(pid, thread
 
 
 @contextlib.contextmanager
-def output_lock(output: str | os.PathLike, what: str = "") -> Iterator[Path]:
+def output_lock(output: str | os.PathLike, what: str = "", wait: float = 0.0,
+                on_wait: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Hold the lock of ``output`` for the block; refuse if another live process (or another thread of this
-    one) holds it. The thread holding it may take it again: the lock is released when the outermost block
-    ends."""
+    one) holds it, or with ``wait`` (seconds between checks) wait until it lets go, calling ``on_wait`` once
+    with the owner's description. The thread holding it may take it again: the lock is released when the
+    outermost block ends."""
     path = lock_path(output)
     holder = (os.getpid(), threading.get_ident())
     held = _HELD.get(path)
@@ -329,6 +339,9 @@ def output_lock(output: str | os.PathLike, what: str = "") -> Iterator[Path]:
         finally:
             held[1] -= 1
         return
+    while held is not None and wait:            # another thread of this process holds it
+        time.sleep(wait)
+        held = _HELD.get(path)
     if held is not None:
         raise ChatflowError(f"{what or output} is being written by another thread of this process (lock {path})")
     try:
@@ -336,24 +349,33 @@ def output_lock(output: str | os.PathLike, what: str = "") -> Iterator[Path]:
     except OSError as exc:
         raise write_error(exc, path.parent) from None
     record = json.dumps(_owner_record()).encode()
-    for _ in range(5):
+    attempts = 0
+    while attempts < 5:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             try:
                 owner = _read_owner(path)
             except FileNotFoundError:
+                attempts += 1
                 continue
             if _owner_running(owner, path):
-                if not _valid_owner(owner):
-                    raise ChatflowError(
-                        f"{what or output} is locked by {path}, which holds no owner record yet (a writer creating "
-                        f"it, or one killed meanwhile); it is taken over once it is {UNREADABLE_LOCK_AGE:.0f} s old: "
-                        f"try again then") from None
-                raise ChatflowError(f"{what or output} is being written by {_describe(owner)}: two runs must not "
-                                    f"write one output; wait for it to finish (if that process is gone, delete "
-                                    f"the lock {path})") from None
+                if not wait:
+                    if not _valid_owner(owner):
+                        raise ChatflowError(
+                            f"{what or output} is locked by {path}, which holds no owner record yet (a writer "
+                            f"creating it, or one killed meanwhile); it is taken over once it is "
+                            f"{UNREADABLE_LOCK_AGE:.0f} s old: try again then") from None
+                    raise ChatflowError(f"{what or output} is being written by {_describe(owner)}: two runs must "
+                                        f"not write one output; wait for it to finish (if that process is gone, "
+                                        f"delete the lock {path})") from None
+                if on_wait is not None:
+                    on_wait(_describe(owner))
+                    on_wait = None
+                time.sleep(wait)
+                continue
             _take_stale(path, owner)
+            attempts += 1
             continue
         except OSError as exc:
             raise write_error(exc, path) from None

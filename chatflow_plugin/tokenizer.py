@@ -71,6 +71,7 @@ from typing import Iterable
 
 from .errors import ChatflowError
 from .files import atomic_file, read_json
+from .resources import local_model
 
 # English and Chinese, leading, repeated and odd whitespace, digits, emoji, full-width forms, a rare
 # character: the cases on which an HF pipeline built naively from a sentencepiece model goes wrong.
@@ -481,7 +482,7 @@ def _is_json_file(path: Path) -> bool:
 def load_tokenizer(path: str | os.PathLike, kind: str | None = None) -> Tokenizer:
     """The tokenizer ``path`` names (the rule of the module docstring); ``kind`` ("sentencepiece" or "hf")
     insists on one kind, as ``--spm_model_path`` does."""
-    path = Path(path)
+    path = local_model(path, "tokenizer")     # a Hugging Face Hub id: its folder in the local cache
     if kind not in (None, *KINDS):
         raise ChatflowError(f"unknown tokenizer kind {kind!r} (choose from {', '.join(KINDS)})")
     if not path.exists():

@@ -96,12 +96,19 @@ for group, source in spec.sources:
 PYEOF
 }
 
+# The English foundations the --tiny modes share (`chatflow demo --foundation_cache`): one is trained per set of
+# data, settings, code and library versions, and every later demo copies it instead of training it again (the
+# entries are keyed by all of these, so none is ever stale; concurrent scripts wait for the one building it).
+# CHATFLOW_CACHE_DIR moves it (default: $XDG_CACHE_HOME/chatflow, else ~/.cache/chatflow); deleting it is safe.
+FOUNDATION_CACHE=${CHATFLOW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatflow}/foundations
+
 # tiny_demo OUTPUT_DIR [demo options...]: the CPU miniature (`chatflow demo --quick`) other --tiny modes build on:
-# English tokenizer and foundation -> vocabulary expansion -> dynamic / static / two-stage runs -> HF release.
+# English tokenizer and foundation (from the shared cache) -> vocabulary expansion -> the continued-training runs
+# -> HF release; `--stop_after foundation|mixture` and `--run_kinds` make only what a script needs.
 tiny_demo() {
   local out=$1; shift
   say "the CPU miniature: chatflow demo --quick --output_dir $out $*"
-  chatflow demo --quick --output_dir "$out" "$@"
+  chatflow demo --quick --output_dir "$out" --foundation_cache "$FOUNDATION_CACHE" "$@"
 }
 
 # The bundled synthetic benchmark files (public layouts of MMLU, C-Eval, CMMLU and GAOKAO-Bench).

@@ -68,7 +68,8 @@ write("ja_inst", [{"conversations": [{"from": "human", "value": q}, {"from": "gp
                   for q, a in (rng.choice(questions) for _ in range(150))])
 PYEOF
   say "chatflow demo --quick --mixture models/mixtures/demo_ja.json --data_dir $OUT/data --output_dir $OUT/demo"
-  chatflow demo --quick --mixture "$ROOT/models/mixtures/demo_ja.json" --data_dir "$OUT/data" --output_dir "$OUT/demo"
+  chatflow demo --quick --mixture "$ROOT/models/mixtures/demo_ja.json" --data_dir "$OUT/data" --output_dir "$OUT/demo" \
+    --foundation_cache "$FOUNDATION_CACHE"
   chatflow fidelity --model "$OUT/demo/release" --languages ja,en --max_new_tokens 24 --output "$OUT/fidelity.json"
   say "report: $OUT/demo/report/report.md; fidelity: $OUT/fidelity.json"
   exit 0

@@ -14,55 +14,68 @@
 #       --nodes N --node_rank R --master_addr HOST (shared file system); the other stages once.
 #   scripts/chatflow_full_run.sh --dry_run [--output_dir DIR] [options]
 #       Validate every input, config and path, plan the run and write DIR/plan.json (the plan plus the run's
-#       precision and vocab_size), print each stage's commands, run nothing. With no other argument: the paper's
-#       defaults, listing the inputs still missing.
+#       precision, vocab_size and optimizer settings), print each stage's commands, run nothing. With no other
+#       argument: the paper's defaults, listing the inputs still missing.
 #   scripts/chatflow_full_run.sh --smoke [--backend host|hf] [--output_dir DIR]
 #       The same stages and branches on a CPU in a minute or two: a tiny LLaMA with an English tokenizer built from
 #       the bundled corpora (scripts/_common.sh tiny_models), 100 Chinese characters + the 62 symbols, the bundled
-#       corpora and benchmarks, 8 optimizer steps at global batch 8 by 2 processes x 2 x 2 accumulated, torchrun
-#       (gloo) and DeepSpeed with the shipped ZeRO-3 bf16 config, a 2-question-per-subject evaluation.
+#       corpora and benchmarks, 8 optimizer steps at global batch 8 with a 2-step warm-up, trained as 2 nodes x 1
+#       process on 127.0.0.1 (two torchrun launchers with the cluster's rendezvous, gloo) x 2 x 2 accumulated,
+#       DeepSpeed with the shipped ZeRO-3 bf16 config, a 2-question-per-subject evaluation. Backend: host when
+#       TENCENTPRETRAIN_HOME is set, else hf (said at the start).
 #   scripts/chatflow_full_run.sh --tiny [--output_dir DIR] [--data_dir DIR] [--full]
 #       `chatflow demo --quick` (another pipeline: the recipe in miniature with its ablations, HF backend, no host).
 #
-# Options (default: the paper's setting, sources in docs/full_scale.md):
+# Options (default: the paper's setting; the source of every default: docs/full_scale.md):
 #   --backend host|hf (host)        TencentPretrain + DeepSpeed (TENCENTPRETRAIN_HOME), or `chatflow train` + DeepSpeed
-#   --tokens 8e9 | --steps N        the paper's ~8B training tokens, or optimizer steps
+#   --gpu_hours 5376                the run's length: the paper's compute, 16 A100s for two weeks, in steps at
+#   --tokens_per_second_per_gpu X   the planner's throughput (default: LLaMA-2-7B's own, 3,014 tokens/s per A100)
+#   --train_steps N | --tokens T    or optimizer steps, or training tokens (--steps: the old spelling of --train_steps)
+#   --data_tokens 8e9 --data_sizes en_corpus=10,zh_corpus=24.5,...   the data before preprocessing, for the plan's
+#                                   epochs (with the Table 1 mixture: the paper's 8B tokens split by Table 1's GB;
+#                                   otherwise none unless given); once preprocessed, the dataset's own figures
 #   --global_batch_size 512         the paper; reached by gradient accumulation for any GPU count
 #   --micro_batch_size 4            sequences per GPU per forward pass
 #   --nodes 1 --gpus_per_node 8 --node_rank 0 --master_addr 127.0.0.1 --master_port 29500
-#   --learning_rate 1e-4 --warmup 0.01   peak learning rate and warm-up (fraction of the steps); cosine to 10%
-#   --weight_decay 0.1 --adam_beta2 0.95 LLaMA-2's AdamW; gradient clipping 1.0 is in the DeepSpeed configs
+#   --hyperparameters llama2        Meta's LLaMA-2 settings, which the paper follows; `cautious`: peak 1e-4
+#   --learning_rate 3e-4 --warmup_steps 2000 --adam_epsilon 1e-5 --weight_decay 0.1 --adam_beta2 0.95
+#                                   (override the set; cosine to 10%, clipping 1.0 in the DeepSpeed configs;
+#                                   --warmup: the old spelling of --warmup_steps; a value < 1 is a fraction)
 #   --zero_stage 3 (or 2)           models/deepspeed_zero{3,2}_config.json, bf16
-#   --schedule_unit records         read T_grow = 5M as raw records before packing (samples: packed sequences)
-#   --records_per_sample 10.85      assumed by --dry_run until the dataset exists (then the manifest's figure)
+#   --schedule_unit samples         T_grow = 5M counts packed training samples (the paper's unit); `records`
+#   --records_per_sample 10.85      reads it as raw records (our interpretation), assuming this until preprocessed
 #   --new_chars 8701 --symbols FILE --mixture FILE --config FILE (models/llama2/7b_config.json) --workers 32
 #   --save_every 500 --report_every 10   optimizer steps;   --eval_limit 0 (questions per subject, 0 = all)
 #   --allow_partial_schedule        train although the run ends before the schedule's final mixture
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 TINY=0; FULL=0; DATA_DIR=""; DRY_RUN=0; SMOKE=0; ALLOW_PARTIAL_SCHEDULE=0
-OUTPUT_DIR=""; LLAMA2=""; DATA_ROOT=""; BENCHMARKS=""; BACKEND=host; STAGES=all
+OUTPUT_DIR=""; LLAMA2=""; DATA_ROOT=""; BENCHMARKS=""; BACKEND=""; STAGES=all
 MIXTURE=$ROOT/models/mixtures/chatflow_table1.json      # the paper's Table 1 (Sec. 2.2)
 SYMBOLS=$ROOT/models/vocab/chatflow_62_symbols.txt      # our reconstruction of the paper's 62 symbols (Sec. 2.1)
 CONFIG=$ROOT/models/llama2/7b_config.json               # LLaMA-2-7B for the host, vocab_size 40763
 NEW_CHARS=8701                                          # the paper's Chinese characters (Sec. 2.1)
-TOKENS=8e9; STEPS=""                                    # the paper: about 8B tokens (Sec. 3.1)
+GPU_HOURS=5376                                          # the paper: 16 A100s for two weeks (Sec. 3.1) = 16 x 336 h
+TOKENS_PER_SECOND_PER_GPU=""                            # the planner's (LLaMA-2-7B's pretraining throughput)
+TOKENS=""; TRAIN_STEPS=""; STEPS=""                     # another length instead (--steps: old spelling)
+DATA_TOKENS=""; DATA_SIZES=""                           # with the Table 1 mixture: the paper's (below)
 GLOBAL_BATCH_SIZE=512                                   # the paper: batch 512 with gradient accumulation (Sec. 3.1)
 MICRO_BATCH_SIZE=4                                      # ours: fits an A100-40GB at 2,048 tokens (docs/full_scale.md)
-NODES=1; GPUS_PER_NODE=8; NODE_RANK=0; MASTER_ADDR=127.0.0.1; MASTER_PORT=29500
-LEARNING_RATE=1e-4                                      # ours, justified in docs/full_scale.md (LLaMA-2 peaked at 3e-4)
-WARMUP=0.01                                             # re-warming over 1% of the steps (docs/full_scale.md)
-WEIGHT_DECAY=0.1; ADAM_BETA2=0.95                       # LLaMA-2 (Touvron et al. 2023, Sec. 2.2)
+NODES=""; GPUS_PER_NODE=""; NODE_RANK=0; MASTER_ADDR=127.0.0.1; MASTER_PORT=29500
+HYPERPARAMETERS=llama2                                  # the paper: "we basically follow Meta's" (Sec. 3.1)
+LEARNING_RATE=""; WARMUP_STEPS=""; WARMUP=""; ADAM_EPSILON=""; WEIGHT_DECAY=""; ADAM_BETA2=""   # the set's, unless given
 ZERO_STAGE=3
-SCHEDULE_UNIT=records                                   # the reading under which the paper's run reaches beta
-RECORDS_PER_SAMPLE=10.85                                # measured on public samples of the Table 1 kinds (runbook)
+SCHEDULE_UNIT=samples                                   # the paper: T_grow = 5M samples, t = packed training samples
+RECORDS_PER_SAMPLE=10.85                                # only for --schedule_unit records: our measurement (runbook)
 WORKERS=32; SAVE_EVERY=500; REPORT_EVERY=10; EVAL_LIMIT=0
 parse_flags "bool:tiny bool:full bool:dry_run bool:smoke bool:allow_partial_schedule value:data_dir value:output_dir
              value:llama2 value:data_root value:benchmarks value:backend value:stages value:mixture value:symbols
-             value:config value:new_chars value:tokens value:steps value:global_batch_size value:micro_batch_size
-             value:nodes value:gpus_per_node value:node_rank value:master_addr value:master_port value:learning_rate
-             value:warmup value:weight_decay value:adam_beta2 value:zero_stage value:schedule_unit
-             value:records_per_sample value:workers value:save_every value:report_every value:eval_limit" "$@"
+             value:config value:new_chars value:gpu_hours value:tokens_per_second_per_gpu value:tokens
+             value:train_steps value:steps value:data_tokens value:data_sizes value:global_batch_size
+             value:micro_batch_size value:nodes value:gpus_per_node value:node_rank value:master_addr value:master_port
+             value:hyperparameters value:learning_rate value:warmup_steps value:warmup value:adam_epsilon
+             value:weight_decay value:adam_beta2 value:zero_stage value:schedule_unit value:records_per_sample
+             value:workers value:save_every value:report_every value:eval_limit" "$@"
 [[ ${#POSITIONAL[@]} -eq 0 ]] || usage_error "unexpected argument ${POSITIONAL[0]}"
 
 if [[ $TINY == 1 ]]; then
@@ -75,6 +88,25 @@ if [[ $TINY == 1 ]]; then
   exit 0
 fi
 
+# the old spellings, still accepted
+if [[ -n $STEPS ]]; then
+  [[ -z $TRAIN_STEPS ]] || usage_error "--steps is the old spelling of --train_steps: give one"
+  echo "$SCRIPT: note: --steps is deprecated, use --train_steps" >&2; TRAIN_STEPS=$STEPS
+fi
+if [[ -n $WARMUP ]]; then
+  [[ -z $WARMUP_STEPS ]] || usage_error "--warmup is the old spelling of --warmup_steps: give one"
+  echo "$SCRIPT: note: --warmup is deprecated, use --warmup_steps (a value < 1 is a fraction of the run)" >&2
+  WARMUP_STEPS=$WARMUP
+fi
+[[ -z $TRAIN_STEPS || -z $TOKENS ]] || usage_error "give the run's length once: --train_steps or --tokens (or --gpu_hours)"
+if [[ -z $BACKEND ]]; then
+  if [[ $SMOKE == 1 && -z ${TENCENTPRETRAIN_HOME:-} ]]; then
+    BACKEND=hf
+    say "smoke: backend hf (chatflow train), because TENCENTPRETRAIN_HOME is not set; set it to a TencentPretrain work tree to rehearse the host backend"
+  else
+    BACKEND=host
+  fi
+fi
 [[ $BACKEND == host || $BACKEND == hf ]] || usage_error "--backend must be host or hf, got $BACKEND"
 [[ $ZERO_STAGE == 2 || $ZERO_STAGE == 3 ]] || usage_error "--zero_stage must be 2 or 3, got $ZERO_STAGE"
 [[ $SMOKE == 1 && $DRY_RUN == 1 ]] && usage_error "--smoke runs the stages; --dry_run plans them: give one"
@@ -85,19 +117,43 @@ if [[ $SMOKE == 1 ]]; then
   [[ -f $OUTPUT_DIR/base/llama2/tokenizer.model ]] || tiny_models --english "$OUTPUT_DIR/base" 1000 llama2
   LLAMA2=$OUTPUT_DIR/base/llama2; DATA_ROOT=$ROOT/corpora; BENCHMARKS=$TINY_BENCHMARKS
   CONFIG=$ROOT/models/llama2/tiny_config.json; NEW_CHARS=100; WORKERS=2
-  TOKENS=""; STEPS=8; GLOBAL_BATCH_SIZE=8; MICRO_BATCH_SIZE=2; NODES=1; GPUS_PER_NODE=2; NODE_RANK=0
+  GPU_HOURS=""; TOKENS=""; TRAIN_STEPS=${TRAIN_STEPS:-8}; GLOBAL_BATCH_SIZE=8; MICRO_BATCH_SIZE=2
+  NODES=${NODES:-2}; GPUS_PER_NODE=${GPUS_PER_NODE:-1}; NODE_RANK=0; MASTER_ADDR=127.0.0.1  # every node is local
   MASTER_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  WARMUP_STEPS=${WARMUP_STEPS:-2}          # a short run's own warm-up (LLaMA-2's 2,000 steps exceed it)
   SAVE_EVERY=4; REPORT_EVERY=2; EVAL_LIMIT=2; EVAL_EXTRA=(--max_new_tokens 16)
-  # the bundled corpora's mixture (the paper's groups and alpha/beta) with its times scaled down 20x, so that
-  # 8 steps pass T_grow (read as records, as at full scale)
+  # the bundled corpora's mixture (the paper's groups and alpha/beta) with its times scaled down 50x: T_grow = 40
+  # packed samples, reached at step 5 of 8
   MIXTURE=$OUTPUT_DIR/mixture_smoke.json
   "$PY" - "$ROOT/models/mixtures/tiny_corpora.json" "$MIXTURE" <<'PYEOF'
 import sys
 from chatflow_plugin.data.mixture import load_mixture, write_mixture
-write_mixture(load_mixture(sys.argv[1]).in_samples(20.0).to_json(), sys.argv[2])
+write_mixture(load_mixture(sys.argv[1]).in_samples(50.0).to_json(), sys.argv[2])
 PYEOF
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 fi
+NODES=${NODES:-1}; GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+if [[ $MIXTURE == "$ROOT/models/mixtures/chatflow_table1.json" ]]; then   # the paper's data, for the plan's epochs
+  DATA_TOKENS=${DATA_TOKENS:-8e9}                       # the paper: "about 50GB data containing 8B tokens" (Sec. 2.2)
+  DATA_SIZES=${DATA_SIZES:-en_corpus=10,zh_corpus=24.5,parallel=3.2,en_inst=6.7,zh_inst=9.1,code=2}  # Table 1, GB
+fi
+# the optimizer settings: the named set's, each unless given (chatflow_plugin/hosts/hyperparameters.py)
+read -r SET_LR SET_WARMUP SET_EPS SET_WD SET_BETA2 SET_MIN_LR SET_CLIP < <("$PY" - "$HYPERPARAMETERS" <<'PYEOF'
+import sys
+from chatflow_plugin.errors import ChatflowError
+from chatflow_plugin.hosts.hyperparameters import preset
+try:
+    h = preset(sys.argv[1])
+except ChatflowError as exc:
+    print(f"error {exc}")
+    sys.exit(0)
+print(*(f"{v:g}" for v in (h.learning_rate, h.warmup_steps, h.adam_epsilon, h.weight_decay, h.adam_beta2,
+                           h.min_lr_ratio, h.max_grad_norm)))
+PYEOF
+)
+[[ $SET_LR != error ]] || usage_error "--hyperparameters: unknown set $HYPERPARAMETERS (llama2 or cautious)"
+LEARNING_RATE=${LEARNING_RATE:-$SET_LR}; WARMUP_STEPS=${WARMUP_STEPS:-$SET_WARMUP}; ADAM_EPSILON=${ADAM_EPSILON:-$SET_EPS}
+WEIGHT_DECAY=${WEIGHT_DECAY:-$SET_WD}; ADAM_BETA2=${ADAM_BETA2:-$SET_BETA2}
 OUTPUT_DIR=${OUTPUT_DIR:-runs/chatflow_full}
 OUT=$OUTPUT_DIR
 [[ $STAGES == all ]] && STAGES=expand,preprocess,train,release,eval
@@ -106,7 +162,7 @@ for stage in ${STAGES//,/ }; do
 done
 wants() { [[ ,$STAGES, == *,$1,* ]]; }
 for name in NODES GPUS_PER_NODE NODE_RANK MASTER_PORT GLOBAL_BATCH_SIZE MICRO_BATCH_SIZE NEW_CHARS WORKERS SAVE_EVERY \
-            REPORT_EVERY EVAL_LIMIT ${STEPS:+STEPS}; do
+            REPORT_EVERY EVAL_LIMIT ${TRAIN_STEPS:+TRAIN_STEPS}; do
   [[ ${!name} =~ ^[0-9]+$ ]] || usage_error "--${name,,} must be a whole number, got ${!name}"
 done
 WORLD=$((NODES * GPUS_PER_NODE))
@@ -122,8 +178,38 @@ mkdir -p "$OUT"
 run() {
   if [[ $DRY_RUN == 1 ]]; then printf '  would run:'; printf ' %q' "$@"; printf '\n'; else "$@"; fi
 }
-torchrun_args=("$PY" -m torch.distributed.run --nnodes "$NODES" --node_rank "$NODE_RANK" --nproc_per_node "$GPUS_PER_NODE"
-               --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
+# launcher R: LAUNCHER = the torchrun command of node R (the rendezvous docs/full_scale.md gives for a cluster)
+launcher() {
+  LAUNCHER=("$PY" -m torch.distributed.run --nnodes "$NODES" --node_rank "$1" --nproc_per_node "$GPUS_PER_NODE"
+            --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
+}
+
+# on_nodes ARGS...: the train stage's command (ARGS: what follows the launcher) on this node, logged to
+# OUT/train.node<R>.log; with --smoke on every node at once, all on 127.0.0.1 (nodes 1.. in the background)
+on_nodes() {
+  if [[ $DRY_RUN == 1 ]]; then launcher "$NODE_RANK"; run "${LAUNCHER[@]}" "$@"; return; fi
+  local pids=() r status=0
+  if [[ $SMOKE == 1 ]]; then
+    for ((r = 1; r < NODES; r++)); do
+      launcher "$r"
+      "${LAUNCHER[@]}" "$@" >>"$OUT/train.node$r.log" 2>&1 &
+      pids+=($!)
+    done
+  fi
+  launcher "$NODE_RANK"
+  "${LAUNCHER[@]}" "$@" 2>&1 | tee -a "$OUT/train.node$NODE_RANK.log" || status=$?
+  if (( status != 0 )); then
+    (( ${#pids[@]} == 0 )) || kill "${pids[@]}" 2>/dev/null || true
+    wait || true
+    for ((r = 1; r <= ${#pids[@]}; r++)); do
+      echo "--- the end of node $r's log ($OUT/train.node$r.log):" >&2; tail -n 20 "$OUT/train.node$r.log" >&2
+    done
+    die "train: node $NODE_RANK failed (exit $status; log: $OUT/train.node$NODE_RANK.log)"
+  fi
+  for ((r = 1; r <= ${#pids[@]}; r++)); do
+    wait "${pids[r - 1]}" || { tail -n 20 "$OUT/train.node$r.log" >&2; die "train: node $r failed (log: $OUT/train.node$r.log)"; }
+  done
+}
 
 # -- every input, config and path, before anything runs -------------------------------------------------------
 check=$("$PY" - "$BACKEND" "$STAGES" "$SMOKE" "$OUT" "$LLAMA2" "$DATA_ROOT" "$MIXTURE" "$SYMBOLS" "$CONFIG" "$DS_CONFIG" \
@@ -209,11 +295,12 @@ if "eval" in stages:
             if not (Path(bench) / name).is_dir():
                 missing.append(f"--benchmarks {bench}: no {name}/ folder")
 from chatflow_plugin.files import read_json
-precision = "fp32"
+precision, clipping = "fp32", None
 try:
     ds = read_json(ds_config, "DeepSpeed config")
     if backend == "host" and ds.get("zero_optimization", {}).get("stage") != zero:
         problems.append(f"{ds_config}: zero_optimization.stage is not {zero}")
+    clipping = ds.get("gradient_clipping", 0.0)       # hf: "auto", filled from chatflow train --max_grad_norm
     if backend == "hf" or ds.get("bf16", {}).get("enabled") is True:
         precision = "bf16"                    # hf: chatflow train --bf16 fills the config's "auto"
     elif ds.get("fp16", {}).get("enabled") is True:
@@ -221,12 +308,13 @@ try:
 except ChatflowError as exc:
     problems.append(str(exc))
 print(json.dumps({"vocab_size": vocab_size, "base_pieces": base_pieces, "symbols": n_symbols, "precision": precision,
-                  "missing": missing, "problems": problems}))        # the last line (imports may print before it)
+                  "clipping": clipping, "missing": missing, "problems": problems}))        # the last line (imports may print before it)
 PYEOF
 )
 check=$(tail -n 1 <<<"$check")
 VOCAB_SIZE=$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["vocab_size"])' "$check")
 PRECISION=$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["precision"])' "$check")
+MAX_GRAD_NORM=$("$PY" -c 'import json, sys; c = json.loads(sys.argv[1])["clipping"]; print(sys.argv[2] if c in (None, "auto") else c)' "$check" "$SET_CLIP")
 mapfile -t MISSING < <("$PY" -c 'import json, sys; [print(m) for m in json.loads(sys.argv[1])["missing"]]' "$check")
 mapfile -t PROBLEMS < <("$PY" -c 'import json, sys; [print(m) for m in json.loads(sys.argv[1])["problems"]]' "$check")
 for p in "${PROBLEMS[@]}"; do echo "$SCRIPT: error: $p" >&2; done
@@ -245,29 +333,46 @@ fi
 LLAMA2=${LLAMA2:-<--llama2>}; DATA_ROOT=${DATA_ROOT:-<--data_root>}; BENCHMARKS=${BENCHMARKS:-<--benchmarks>}
 
 # plan_run: the plan of this run (OUT/plan.json): from the dataset once it exists (with OUT/mixture.json, the
-# mixture the trainer reads: times in samples), else from the mixture file and the assumed records per sample
+# mixture the trainer reads: times in samples), else from the mixture file and the stated data size; then the
+# run's precision, vocabulary, layout and optimizer settings
 plan_run() {
   local args=(--global_batch_size "$GLOBAL_BATCH_SIZE" --schedule_unit "$SCHEDULE_UNIT" --gpus "$WORLD"
               --output "$OUT/plan.json")
-  if [[ -n $STEPS ]]; then args+=(--steps "$STEPS"); else args+=(--tokens "$TOKENS"); fi
+  if [[ -n $TRAIN_STEPS ]]; then args+=(--steps "$TRAIN_STEPS")
+  elif [[ -n $TOKENS ]]; then args+=(--tokens "$TOKENS")
+  else args+=(--gpu_hours "$GPU_HOURS"); fi
+  [[ -n $TOKENS_PER_SECOND_PER_GPU ]] && args+=(--tokens_per_second_per_gpu "$TOKENS_PER_SECOND_PER_GPU")
   if [[ -f $OUT/dataset/manifest.json ]]; then
     args+=(--dataset_dir "$OUT/dataset" --write_mixture "$OUT/mixture.json")
   else
     args+=(--mixture "$MIXTURE")
     [[ $SCHEDULE_UNIT == records ]] && args+=(--records_per_sample "$RECORDS_PER_SAMPLE")
+    if [[ -n $DATA_TOKENS ]]; then
+      args+=(--data_tokens "$DATA_TOKENS")
+      [[ -n $DATA_SIZES ]] && args+=(--data_sizes ${DATA_SIZES//,/ })
+    fi
   fi
   [[ $ALLOW_PARTIAL_SCHEDULE == 1 ]] && args+=(--allow_partial_schedule)
   chatflow plan "${args[@]}"
-  json_set "$OUT/plan.json" precision "$PRECISION" vocab_size "$VOCAB_SIZE" backend "$BACKEND" \
-    micro_batch_size "$MICRO_BATCH_SIZE" gpus "$WORLD" gradient_accumulation_steps "$ACCUMULATION"
   STEPS_PLANNED=$(json_field "$OUT/plan.json" steps)
+  WARMUP_PLANNED=$("$PY" -c 'import sys; from chatflow_plugin.hosts.hyperparameters import warmup_steps
+print(warmup_steps(float(sys.argv[1]), int(sys.argv[2])))' "$WARMUP_STEPS" "$STEPS_PLANNED" 2>/dev/null) || \
+    usage_error "--warmup_steps must be 0 or more (a value < 1 is a fraction of the run), got $WARMUP_STEPS"
+  json_set "$OUT/plan.json" precision "$PRECISION" vocab_size "$VOCAB_SIZE" backend "$BACKEND" \
+    micro_batch_size "$MICRO_BATCH_SIZE" gpus "$WORLD" gradient_accumulation_steps "$ACCUMULATION" \
+    hyperparameters "$HYPERPARAMETERS" learning_rate "$LEARNING_RATE" warmup_steps "$WARMUP_PLANNED" \
+    lr_scheduler cosine_with_min_lr min_lr_ratio "$SET_MIN_LR" adam_beta1 0.9 adam_beta2 "$ADAM_BETA2" \
+    adam_epsilon "$ADAM_EPSILON" weight_decay "$WEIGHT_DECAY" max_grad_norm "$MAX_GRAD_NORM"
+  if (( WARMUP_PLANNED >= STEPS_PLANNED )); then
+    say "warning: the warm-up ($WARMUP_PLANNED steps) is not shorter than the run ($STEPS_PLANNED steps): the learning rate never reaches its peak; give a shorter --warmup_steps"
+  fi
 }
 
 plan_run
 say "$BACKEND backend, $PRECISION, vocabulary $VOCAB_SIZE, $STEPS_PLANNED steps x $GLOBAL_BATCH_SIZE = $MICRO_BATCH_SIZE" \
-    "per GPU x $WORLD GPUs x $ACCUMULATION accumulated; plan: $OUT/plan.json"
+    "per GPU x $WORLD GPUs x $ACCUMULATION accumulated; peak learning rate $LEARNING_RATE after $WARMUP_PLANNED" \
+    "warm-up steps ($HYPERPARAMETERS); plan: $OUT/plan.json"
 HOST_STEPS=$((STEPS_PLANNED * ACCUMULATION))   # the host counts micro-batches
-WARMUP_STEPS=$("$PY" -c "import sys; print(int(int(sys.argv[1]) * float(sys.argv[2])))" "$STEPS_PLANNED" "$WARMUP")
 
 stage_expand() {
   expand_vocabulary
@@ -327,32 +432,35 @@ PYEOF
 
 stage_train() {
   [[ $DRY_RUN == 1 || -f $OUT/mixture.json ]] || plan_run
+  local where="node $NODE_RANK of $NODES, $GPUS_PER_NODE process(es) each"
+  [[ $SMOKE == 1 ]] && where="$NODES nodes x $GPUS_PER_NODE process(es) on 127.0.0.1, one torchrun launcher per node"
   if [[ $BACKEND == host ]]; then
     if (( $(trained_samples) == STEPS_PLANNED * GLOBAL_BATCH_SIZE )); then say "train: done ($OUT/chatflow_tp)"; return; fi
     [[ $DRY_RUN == 1 ]] || write_deepspeed_config "$OUT/deepspeed_config.json"
     local extra=()
     [[ $ZERO_STAGE == 3 ]] && extra+=(--enable_zero3)
     [[ -f $OUT/chatflow_tp/latest ]] && extra+=(--resume_from_checkpoint "$OUT/chatflow_tp")
-    say "train: TencentPretrain + DeepSpeed ZeRO-$ZERO_STAGE, $HOST_STEPS micro-batches per GPU (log: $OUT/train.node$NODE_RANK.log)"
-    local train=("${torchrun_args[@]}" "$ROOT/pretrain.py" --deepspeed --deepspeed_config "$OUT/deepspeed_config.json" \
+    [[ $SMOKE == 1 ]] && extra+=(--sample_log "$OUT/samples.jsonl")      # which samples each rank trained on
+    say "train: TencentPretrain + DeepSpeed ZeRO-$ZERO_STAGE, $HOST_STEPS micro-batches per GPU, $where (log: $OUT/train.node$NODE_RANK.log)"
+    on_nodes "$ROOT/pretrain.py" --deepspeed --deepspeed_config "$OUT/deepspeed_config.json" \
       --pretrained_model_path "$OUT/llama2_expanded_tp/tencentpretrain_model.bin" --dataset_path "$OUT/dataset" \
       --spm_model_path "$OUT/tokenizer.model" --config_path "$CONFIG" --output_model_path "$OUT/chatflow_tp" \
       --data_processor dynamic_mixture --target chatflow_instruction --mixture_config "$OUT/mixture.json" \
       --total_steps "$HOST_STEPS" --save_checkpoint_steps $((SAVE_EVERY * ACCUMULATION)) \
       --report_steps $((REPORT_EVERY * ACCUMULATION)) --batch_size "$MICRO_BATCH_SIZE" \
-      --learning_rate "$LEARNING_RATE" --scheduler cosine_with_min_lr --warmup "$WARMUP" \
-      --weight_decay "$WEIGHT_DECAY" --adam_beta2 "$ADAM_BETA2" --adam_bias_correction \
-      --deepspeed_checkpoint_activations "${extra[@]}")
-    if [[ $DRY_RUN == 1 ]]; then run "${train[@]}"; else "${train[@]}" 2>&1 | tee -a "$OUT/train.node$NODE_RANK.log"; fi
+      --learning_rate "$LEARNING_RATE" --scheduler cosine_with_min_lr --warmup_steps "$WARMUP_STEPS" \
+      --weight_decay "$WEIGHT_DECAY" --adam_beta2 "$ADAM_BETA2" --adam_epsilon "$ADAM_EPSILON" \
+      --adam_bias_correction --deepspeed_checkpoint_activations "${extra[@]}"
   else
     if [[ -f $OUT/chatflow_run/final/config.json ]]; then say "train: done ($OUT/chatflow_run/final)"; return; fi
-    say "train: chatflow train + DeepSpeed ZeRO-3 (resumes from $OUT/chatflow_run's last checkpoint)"
-    run "${torchrun_args[@]}" -m chatflow_plugin.cli train --dataset_dir "$OUT/dataset" --mixture "$OUT/mixture.json" \
+    say "train: chatflow train + DeepSpeed ZeRO-3, $where (resumes from $OUT/chatflow_run's last checkpoint; log: $OUT/train.node$NODE_RANK.log)"
+    on_nodes -m chatflow_plugin.cli train --dataset_dir "$OUT/dataset" --mixture "$OUT/mixture.json" \
       --model_path "$OUT/llama2_expanded_hf" --spm_model_path "$OUT/tokenizer.model" --output_dir "$OUT/chatflow_run" \
       --train_steps "$STEPS_PLANNED" --micro_batch_size "$MICRO_BATCH_SIZE" --gradient_accumulation_steps "$ACCUMULATION" \
       --learning_rate "$LEARNING_RATE" --lr_scheduler cosine_with_min_lr --warmup_steps "$WARMUP_STEPS" \
-      --weight_decay "$WEIGHT_DECAY" --adam_beta2 "$ADAM_BETA2" --max_grad_norm 1.0 --bf16 \
-      --log_every "$REPORT_EVERY" --save_every "$SAVE_EVERY" --resume auto --quiet --deepspeed "$DS_CONFIG"
+      --weight_decay "$WEIGHT_DECAY" --adam_beta2 "$ADAM_BETA2" --adam_epsilon "$ADAM_EPSILON" \
+      --max_grad_norm "$MAX_GRAD_NORM" --bf16 --log_every "$REPORT_EVERY" --save_every "$SAVE_EVERY" --resume auto \
+      --quiet --deepspeed "$DS_CONFIG"
   fi
 }
 

@@ -14,8 +14,9 @@
 #       the expanded tokenizer (OUT.tokenizer.model for sentencepiece, OUT.tokenizer/ for a tokenizer.json) and
 #       OUT.expand_report.json. About 10 minutes for LLaMA-2-7B on a CPU (estimate).
 #   scripts/expand_vocab.sh --tiny [--output_dir DIR]
-#       CPU, about a minute: the English foundation of `chatflow demo --quick` expanded with Chinese characters
-#       mined from the bundled corpora/zh_corpus and zh_inst files.
+#       CPU, under a minute: the English foundation of `chatflow demo --quick` (its first stages only, from the
+#       foundation cache the --tiny modes share) expanded with Chinese characters mined from the bundled
+#       corpora/zh_corpus and zh_inst files.
 #
 # Options [defaults]: --base_model [CKPT/tokenizer.model if there is one, else CKPT's tokenizer.json],
 # --language [zh], --max_new_pieces [8701, the paper's count], --min_count [1], --symbols FILE (extra pieces, one
@@ -34,7 +35,7 @@ if [[ $SYMBOLS == "<default>" ]]; then
 fi
 if [[ $TINY == 1 ]]; then
   work=${OUTPUT_DIR:-runs/expand_vocab_tiny}
-  tiny_demo "$work/demo" --skip_generation
+  tiny_demo "$work/demo" --stop_after foundation
   CHECKPOINT=$work/demo/foundation/final; OUTPUT_DIR=$work/expanded; MAX_NEW_PIECES=400; MIN_COUNT=2
   corpora=("$ROOT"/corpora/zh_corpus/*.jsonl "$ROOT"/corpora/zh_inst/*.jsonl)
 fi

@@ -6,8 +6,9 @@
 # so the tiny scale also reports held-out loss per group on identical windows.
 #
 #   scripts/figure1_loss_curves.sh --tiny [--output_dir DIR] [--data_dir DIR] [--full]
-#       CPU: `chatflow demo --quick` (English foundation -> vocabulary expansion -> dynamic / static /
-#       two-stage runs), then the Figure 1 plot from the runs' logs. About 1-2 minutes on 2 cores.
+#       CPU: `chatflow demo --quick --run_kinds dynamic static two_stage` (English foundation, from the cache the
+#       --tiny modes share -> vocabulary expansion -> dynamic / static / two-stage runs), then the Figure 1 plot
+#       from the runs' logs. About 1-2 minutes on 2 cores.
 #       --data_dir DIR runs on your own data (one folder per group, see `chatflow demo --help`); --full
 #       runs the 3-seed miniature (about 15 minutes on 2 cores).
 #
@@ -35,7 +36,8 @@ if [[ $TINY == 1 ]]; then
   [[ $FULL == 0 ]] && args+=(--quick)
   [[ -n $DATA_DIR ]] && args+=(--data_dir "$DATA_DIR")
   say "chatflow demo ${args[*]} --output_dir $OUTPUT_DIR/demo"
-  chatflow demo --output_dir "$OUTPUT_DIR/demo" "${args[@]}"
+  chatflow demo --output_dir "$OUTPUT_DIR/demo" --foundation_cache "$FOUNDATION_CACHE" \
+    --run_kinds dynamic static two_stage "${args[@]}"
   runs=()
   for run in dynamic static two_stage; do runs+=(--run "$run=$OUTPUT_DIR/demo/runs/${run}_s0"); done
   chatflow figure1 "${runs[@]}" --output "$OUTPUT_DIR/figure1_training_loss.png"

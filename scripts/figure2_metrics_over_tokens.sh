@@ -4,8 +4,9 @@
 # by `chatflow eval-curve` (the same prompts and scoring as Table 2's `chatflow eval`).
 #
 #   scripts/figure2_metrics_over_tokens.sh --tiny [--output_dir DIR] [--limit 3]
-#       CPU, about 2 minutes: `chatflow demo --quick` for the expanded foundation and the tokenized mixture,
-#       then a dynamic run keeping a checkpoint every 10 of 40 steps, each scored on --limit questions per
+#       CPU, about 2 minutes: `chatflow demo --quick --stop_after mixture` for the expanded foundation and the
+#       tokenized mixture (the English foundation from the cache the --tiny modes share), then a dynamic run
+#       keeping a checkpoint every 10 of 40 steps, each scored on --limit questions per
 #       subject of the bundled synthetic benchmark files (corpora/benchmarks, the public layouts). A model this
 #       small scores near chance: the run checks the pipeline, it is no evidence about the paper's curves.
 #
@@ -28,7 +29,7 @@ parse_flags "bool:tiny value:output_dir value:data_dir value:limit value:checkpo
 
 if [[ $TINY == 1 ]]; then
   OUTPUT_DIR=${OUTPUT_DIR:-runs/figure2_tiny}; DATA_DIR=${DATA_DIR:-$TINY_BENCHMARKS}; [[ $LIMIT == 0 ]] && LIMIT=3
-  tiny_demo "$OUTPUT_DIR/demo" --skip_generation
+  tiny_demo "$OUTPUT_DIR/demo" --stop_after mixture
   D=$OUTPUT_DIR/demo
   say "a dynamic run keeping a checkpoint every 10 of 40 steps -> $OUTPUT_DIR/dynamic"
   chatflow train --dataset_dir "$D/shards/mixture_train" --model_path "$D/foundation_expanded" \

@@ -8,8 +8,8 @@
 #       ChatFlow checkpoint); the row name is the directory name. Expected run time for a 7B model on one
 #       A100: about 1-2 hours for the four benchmarks (estimate, not measured here).
 #   scripts/table2_benchmarks.sh --tiny [--output_dir DIR]
-#       CPU, about 2 minutes: `chatflow demo --quick`, then its English foundation and its released ChatFlow
-#       model scored on the bundled synthetic benchmark files (corpora/benchmarks, the public layouts). A model
+#       CPU, about 2 minutes: `chatflow demo --quick --run_kinds dynamic` (the English foundation from the cache the
+#       --tiny modes share), then its English foundation and its released ChatFlow model scored on the bundled synthetic benchmark files (corpora/benchmarks, the public layouts). A model
 #       this small is near chance: the run checks the pipeline, it is no evidence about the paper's numbers.
 #
 # Options: --batch_size (8), --limit (questions per subject, 0 = all), --dtype (auto), --device (auto),
@@ -26,7 +26,7 @@ parse_flags "bool:tiny value:data_dir value:output_dir value:batch_size value:li
 models=("${POSITIONAL[@]}")
 if [[ $TINY == 1 ]]; then
   OUTPUT_DIR=${OUTPUT_DIR:-runs/table2_tiny}; DATA_DIR=${DATA_DIR:-$TINY_BENCHMARKS}
-  tiny_demo "$OUTPUT_DIR/demo" --skip_generation
+  tiny_demo "$OUTPUT_DIR/demo" --skip_generation --run_kinds dynamic
   models=("$OUTPUT_DIR/demo/foundation/final" "$OUTPUT_DIR/demo/release")
   names=(--model_name english_foundation --model_name chatflow_demo)
 else

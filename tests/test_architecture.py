@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "chatflow_plugin"
 ROOT_LEAVES = {"errors", "options", "files", "outputs", "resources", "tokenizer", "languages"}
-LAYERS = {"data": 1, "checkpoints": 2, "hosts": 3, "clo": 4, "evaluation": 4, "demo": 5, "cli": 6}
+LAYERS = {"data": 1, "checkpoints": 2, "hosts": 3, "clo": 4, "evaluation": 4, "search": 4, "demo": 5, "cli": 6}
 
 
 def _modules() -> dict[str, Path]:

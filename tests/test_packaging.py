@@ -3,6 +3,7 @@ written into generated files follow one rule; `chatflow --version`."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,96 @@ def test_readme_has_the_two_fresh_machine_commands_ci_runs():
     assert "chatflow demo --quick" in main_job and " -e " not in main_job     # a regular install
     assert "-c constraints.txt" in tests and tests.endswith("python -m pytest -q tests")
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
+
+
+# --- resources by name ---------------------------------------------------------------------------------------------
+
+def test_every_named_resource_is_a_packaged_file_and_commands_take_the_names(capsys, tmp_path, monkeypatch):
+    from chatflow_plugin.cli import main
+    from chatflow_plugin.resources import NAMED, named
+
+    for kind, entries in NAMED.items():
+        for name, (relative, about) in entries.items():
+            assert named(kind, name) == resource(relative) and about
+    monkeypatch.chdir(tmp_path)                              # from any directory
+    assert named("model_config", "models/hf/demo_tiny.json") == resource("models/hf/demo_tiny.json")
+    assert main(["mixture", "table1", "--at", "0"]) == 0
+    assert "mixture chatflow_table1" in capsys.readouterr().out
+    assert main(["resources", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["model_config"]["tiny"]["path"] == str(resource("models/hf/demo_tiny.json"))
+    (tmp_path / "table1").write_text("{}")                    # a file of that name wins over the packaged one
+    assert named("mixture", "table1") == Path("table1")
+    assert main(["mixture", "nosuch", "--at", "0"]) == 2
+    assert "or the name of a packaged mixture: table1" in capsys.readouterr().err
+
+
+def _fake_hub_cache(home: Path, repo: str, model: Path) -> Path:
+    """A Hugging Face cache under ``home`` holding ``model`` as the snapshot of ``repo``'s main branch."""
+    import shutil
+
+    folder = home / "hub" / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0123456789abcdef0123456789abcdef01234567")
+    snapshot = folder / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(model, snapshot)
+    return snapshot
+
+
+def test_a_hub_id_resolves_through_the_local_cache_or_says_how_to_download(tmp_path, spm_model):
+    pytest.importorskip("huggingface_hub")
+    from test_clo_support import tiny_llama_dir
+
+    model = tiny_llama_dir(tmp_path / "model", spm_model)
+    home = tmp_path / "hf_home"
+    snapshot = _fake_hub_cache(home, "someorg/tiny-llama", model)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(home), HF_HUB_OFFLINE="1")
+    script = ("import sys; from chatflow_plugin.resources import local_model; from chatflow_plugin.tokenizer import "
+              "load_tokenizer; print(local_model(sys.argv[1])); print(load_tokenizer(sys.argv[1]).file)")
+    done = subprocess.run([sys.executable, "-c", script, "someorg/tiny-llama"], env=env, capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    assert Path(lines[0]) == snapshot and Path(lines[1]).parent == snapshot
+    missing = subprocess.run([sys.executable, "-m", "chatflow_plugin.cli", "clo-train", "--model",
+                              "meta-llama/Llama-2-7b-hf", "--data", str(tmp_path), "--output_dir", str(tmp_path / "o")],
+                             env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "--model meta-llama/Llama-2-7b-hf: no such folder here, and not in the local Hugging Face cache" in \
+        missing.stderr and "hf download meta-llama/Llama-2-7b-hf" in missing.stderr
+
+
+@pytest.mark.slow
+def test_after_a_regular_install_the_names_work_from_an_empty_directory(tmp_path, spm_model):
+    """A real `pip install .` (not editable) into a scratch virtual environment, then commands by name from an
+    empty directory: chatflow mixture table1, preprocess of the bundled corpora split in two, train --model_config
+    tiny with TensorBoard."""
+    venv = tmp_path / "venv"
+    # without pip of its own: the system's pip and setuptools (which builds wheels) install into it
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True,
+                   timeout=300)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    str(ROOT)], check=True, timeout=900, capture_output=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    chatflow = str(venv / "bin" / "chatflow")
+
+    def run(*args):
+        done = subprocess.run([chatflow, *map(str, args)], cwd=empty, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import chatflow_plugin; print(chatflow_plugin.__file__)"],
+                           cwd=empty, capture_output=True, text=True, check=True).stdout
+    assert str(venv) in where and str(ROOT) not in where                     # the installed copy, not the checkout
+    assert "mixture chatflow_table1" in run("mixture", "table1", "--at", "0")
+    assert "_bundled" in run("resources")
+    run("preprocess", "--mixture", "tiny_corpora", "--tokenizer", spm_model, "--output_dir", "data", "--split",
+        "train:0.95,valid:0.05", "--workers", "1", "--quiet")
+    run("train", "--dataset_dir", "data/train", "--heldout_dir", "data/valid", "--model_config", "tiny",
+        "--output_dir", "run", "--train_steps", "2", "--micro_batch_size", "2", "--threads", "1", "--quiet",
+        "--report_to", "tensorboard")
+    assert (empty / "run" / "final" / "config.json").is_file() and list((empty / "run" / "tensorboard").iterdir())

@@ -29,8 +29,16 @@ TINY_OUTPUTS = {
 }
 
 
-def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """The foundation cache the --tiny modes share (scripts/_common.sh), one for the session: nothing in ~/.cache."""
+    return tmp_path_factory.mktemp("chatflow_cache")
+
+
+def _run(script: str, *args: str, cwd: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHON=sys.executable, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    if cache is not None:
+        env["CHATFLOW_CACHE_DIR"] = str(cache)
     return subprocess.run(["bash", str(ROOT / "scripts" / script), *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=1800)
 
@@ -50,10 +58,10 @@ def test_help_documents_tiny_and_unknown_flags_are_refused(script, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_tiny_runs_from_another_directory_with_a_relative_output(script, tmp_path):
+def test_tiny_runs_from_another_directory_with_a_relative_output(script, tmp_path, cache_dir):
     elsewhere = tmp_path / "work"
     elsewhere.mkdir()
-    done = _run(script, "--tiny", "--output_dir", "out/tiny", cwd=elsewhere)
+    done = _run(script, "--tiny", "--output_dir", "out/tiny", cwd=elsewhere, cache=cache_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     out = elsewhere / "out" / "tiny"
     for name in TINY_OUTPUTS[script]:
@@ -64,3 +72,21 @@ def test_tiny_runs_from_another_directory_with_a_relative_output(script, tmp_pat
         rated = json.loads((out / "table3.json").read_text())
         assert len(votes) == 12 and rated["votes"] == 12
         assert {m["model"] for m in rated["models"]} == {"tiny-chat-a", "tiny-chat-b"}
+
+
+def test_gpu_check_documents_its_modes_and_refuses_what_it_cannot_do(tmp_path):
+    """benchmarks/gpu_check.sh (its --tiny run is CI's, .ci/run): --help shows both modes, an unknown flag is refused,
+    and without a GPU the full check says to use --tiny instead of failing half-way."""
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    env = dict(os.environ, PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="")
+
+    def run(*args):
+        return subprocess.run(["bash", str(script), *args], cwd=tmp_path, env=env, text=True, capture_output=True,
+                              timeout=300)
+
+    shown = run("--help")
+    assert shown.returncode == 0 and "--tiny" in shown.stdout and "--time_limit" in shown.stdout
+    refused = run("--no_such_flag")
+    assert refused.returncode == 2 and "unknown argument --no_such_flag" in refused.stderr
+    no_gpu = run("--output", "x.json")
+    assert no_gpu.returncode == 2 and "use --tiny" in no_gpu.stderr and not (tmp_path / "x.json").exists()

@@ -17,7 +17,9 @@ Python API (other modules call these)::
 a DeepSpeed checkpoint directory (ZeRO 0-2, tensor-parallel ranks merged; ``tag`` picks a tag other
 than ``latest``). Its config is
 ``tp_config`` or the directory's ``config.json``; its tokenizer is ``tokenizer`` or the directory's
-``tokenizer.model``. ``dtype`` is ``None`` (keep), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+``tokenizer.model`` or ``tokenizer.json``: a sentencepiece model (LLaMA-2's kind) or an HF ``tokenizer.json``
+(byte-level BPE, LLaMA-3's or Qwen2's kind, with the ``tokenizer_config.json`` beside it), whatever
+:func:`chatflow_plugin.tokenizer.load_tokenizer` reads. ``dtype`` is ``None`` (keep), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
 
 The HF side is any checkpoint of the LLaMA family the host can represent (LLaMA-2, and LLaMA-3, Mistral or Qwen2
 checkpoints whose settings the host has; :func:`chatflow_plugin.checkpoints.llama_layout.host_limitations` names
@@ -41,7 +43,7 @@ from ..files import read_json
 from ..errors import ChatflowError
 from ..outputs import OutputKind, atomic_directory, write_last
 from ..options import option
-from ..tokenizer import load_sentencepiece, write_hf_tokenizer_files
+from ..tokenizer import HF_TOKENIZER_JSON, SENTENCEPIECE, SPM_FILE, Tokenizer, load_tokenizer, write_hf_tokenizer_files
 from . import tensor_io as cio
 from . import llama_layout as L
 
@@ -70,14 +72,34 @@ def parse_size(text: str | int) -> int:
     return max(1, int(number * scale))
 
 
-def _check_vocab(vocab_rows: int, tokenizer: Path | None, where: str) -> None:
+def _check_vocab(vocab_rows: int, tokenizer: Tokenizer | None, where: str) -> None:
+    """A sentencepiece model has one piece per embedding row; an HF tokenizer's ids must fit in the rows (padded
+    embeddings, as Qwen2's, have more rows than ids)."""
     if tokenizer is None:
         return
-    pieces = load_sentencepiece(tokenizer).get_piece_size()
-    if pieces != vocab_rows:
-        raise ChatflowError(f"{where}: the embedding has {vocab_rows} rows but tokenizer {tokenizer} has {pieces} "
-                            "pieces; pass the tokenizer this checkpoint was trained with (or expand the weights "
-                            "with `chatflow expand-vocab`)")
+    pieces = tokenizer.vocab_size
+    if pieces != vocab_rows if tokenizer.kind == SENTENCEPIECE else pieces > vocab_rows:
+        raise ChatflowError(f"{where}: the embedding has {vocab_rows} rows but tokenizer {tokenizer.path} has "
+                            f"{pieces} {'pieces' if tokenizer.kind == SENTENCEPIECE else 'ids'}; pass the tokenizer "
+                            "this checkpoint was trained with (or expand the weights with `chatflow expand-vocab`)")
+
+
+def _tokenizer_in(folder: Path) -> Path | None:
+    """The tokenizer a model folder holds: its tokenizer.model, else its tokenizer.json."""
+    for name in (SPM_FILE, HF_TOKENIZER_JSON):
+        if folder.is_dir() and (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _write_tokenizer(tokenizer: Tokenizer, folder: Path, model_max_length: int | None, warn: bool = False) -> None:
+    """The tokenizer's files into a model folder: a sentencepiece model as itself plus the HF files derived from
+    it (checked against it); an HF tokenizer as its own files (tokenizer.json and the configs beside it)."""
+    if tokenizer.kind == SENTENCEPIECE:
+        write_hf_tokenizer_files(tokenizer.file, folder, model_max_length, warn=warn)
+    else:
+        files, _ = tokenizer.hf_files(model_max_length or 2048)
+        files.write(folder)
 
 
 def _check_shapes(refs: dict, expected: dict[str, tuple], where: str) -> None:
@@ -155,16 +177,19 @@ def convert_hf_to_tp(hf_dir, output_dir, tokenizer=None, dtype=None, force: bool
     """An HF ``LlamaForCausalLM`` directory -> ``output_dir`` with the host's model file and config."""
     hf_dir, output_dir = Path(hf_dir), Path(output_dir)
     cfg, refs, shape, maps = load_hf(hf_dir)
-    tokenizer = Path(tokenizer) if tokenizer else (hf_dir / "tokenizer.model" if (hf_dir / "tokenizer.model").is_file() else None)
-    _check_vocab(refs[L.HF_EMBEDDING].shape[0], tokenizer, str(hf_dir))
+    tokenizer = Path(tokenizer) if tokenizer else _tokenizer_in(hf_dir)
+    tok = load_tokenizer(tokenizer) if tokenizer is not None else None
+    _check_vocab(refs[L.HF_EMBEDDING].shape[0], tok, str(hf_dir))
     tp_cfg = L.tp_config_from_hf(cfg, str(hf_dir / "config.json"), max_seq_length, keys=refs)
     pairs = [(m.hf if m.hf in refs else L.HF_EMBEDDING, m.tp, m.rotary) for m in maps]   # tied: lm_head = embedding
     items = _items(refs, pairs, shape, "hf->tp", cio.as_dtype(dtype))
     with atomic_directory(output_dir, TP_KIND, force=force, inputs=(hf_dir, tokenizer)) as tmp, \
             cio.progress_bar(sum(i.nbytes for i in items), "hf->tp", progress) as bar:
         cio.write_torch_file(tmp / TP_WEIGHTS, items, progress=bar)
-        if tokenizer is not None:
-            shutil.copyfile(tokenizer, tmp / "tokenizer.model")
+        if tok is not None and tok.kind == SENTENCEPIECE:
+            shutil.copyfile(tok.file, tmp / SPM_FILE)        # the host reads the sentencepiece model itself
+        elif tok is not None:
+            _write_tokenizer(tok, tmp, cfg.get("max_position_embeddings"))
         write_last(tmp, "config.json", json.dumps(tp_cfg, indent=2) + "\n")   # last: it loads
     return output_dir
 
@@ -190,8 +215,7 @@ def load_tp(tp_path, tp_config=None, tag: str | None = None):
     layers = L.count_layers(refs, "tp")
     if layers != cfg["layers_num"]:
         raise ChatflowError(f"{tp_path}: {cfg_path} says layers_num {cfg['layers_num']}, the weights have {layers} layers")
-    tokenizer = tp_path / "tokenizer.model" if tp_path.is_dir() and (tp_path / "tokenizer.model").is_file() else None
-    return cfg, refs, tokenizer
+    return cfg, refs, _tokenizer_in(tp_path)
 
 
 def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=None, force: bool = False,
@@ -202,15 +226,16 @@ def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=
     cfg, refs, found_tokenizer = load_tp(tp_path, tp_config, tag)
     tokenizer = Path(tokenizer) if tokenizer else found_tokenizer
     if tokenizer is None:
-        raise ChatflowError(f"{tp_path}: pass --tokenizer, the sentencepiece model of this checkpoint "
-                            "(a release without tokenizer files cannot be loaded with AutoTokenizer)")
+        raise ChatflowError(f"{tp_path}: pass --tokenizer, the tokenizer of this checkpoint (a sentencepiece model or "
+                            "a tokenizer.json; a release without tokenizer files cannot be loaded with AutoTokenizer)")
+    tok = load_tokenizer(tokenizer)
     shape = L.tp_shape(cfg)
     maps = L.key_mappings(shape)
     L.check_keys(refs, [m.tp for m in maps], str(tp_path))
     vocab = refs[L.TP_EMBEDDING].shape[0]
     expected = _expected_hf_shapes(shape, cfg["hidden_size"], cfg["feedforward_size"], vocab)
     _check_shapes(refs, {m.tp: expected[m.hf] for m in maps}, str(tp_path))
-    _check_vocab(vocab, tokenizer, str(tp_path))
+    _check_vocab(vocab, tok, str(tp_path))
     out_dtype = cio.as_dtype(dtype)
     if cfg.get("tie_weights"):   # the host ties the output layer to the embedding: HF saves the embedding only
         if not torch_equal(refs[L.TP_OUTPUT].read(), refs[L.TP_EMBEDDING].read()):
@@ -218,16 +243,14 @@ def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=
                                 f"{L.TP_EMBEDDING}")
         maps = [m for m in maps if m.tp != L.TP_OUTPUT]
     items = _items(refs, [(m.tp, m.hf, m.rotary) for m in maps], shape, "tp->hf", out_dtype)
-    sp = load_sentencepiece(tokenizer)
-    hf_cfg = L.hf_config_from_tp(cfg, vocab, sp.bos_id() if sp.bos_id() >= 0 else None,
-                                 sp.eos_id() if sp.eos_id() >= 0 else None,
+    hf_cfg = L.hf_config_from_tp(cfg, vocab, tok.bos_id, tok.eos_id,
                                  cio.dtype_name(out_dtype or refs[L.TP_EMBEDDING].dtype), max_position_embeddings)
     with atomic_directory(output_dir, HF_KIND, force=force, inputs=(tp_path, tp_config, tokenizer)) as tmp, \
             cio.progress_bar(sum(i.nbytes for i in items), "tp->hf", progress) as bar:
         cio.write_safetensors(tmp, items, parse_size(max_shard_size), progress=bar)
         generation = {"bos_token_id": hf_cfg["bos_token_id"], "eos_token_id": hf_cfg["eos_token_id"]}
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
-        write_hf_tokenizer_files(tokenizer, tmp, hf_cfg["max_position_embeddings"], warn=True)
+        _write_tokenizer(tok, tmp, hf_cfg["max_position_embeddings"], warn=True)
         # config.json last: the temporary folder of a killed run never loads with from_pretrained
         write_last(tmp, "config.json", json.dumps(hf_cfg, indent=2) + "\n")
     return output_dir
@@ -243,8 +266,10 @@ class ConvertOptions:
                                               "DeepSpeed checkpoint directory; hf2tp: HF model directory")
     output: str = option(positional=True, help="output directory (must not exist unless --force)")
     tp_config: str | None = option(None, type=str, help="tp2hf: the host's LLaMA config JSON (default: <input>/config.json)")
-    tokenizer: str | None = option(None, type=str, help="sentencepiece model (default: <input>/tokenizer.model); its piece "
-                                              "count must equal the embedding rows")
+    tokenizer: str | None = option(None, type=str, help="the checkpoint's tokenizer: a sentencepiece model (its piece "
+                                              "count must equal the embedding rows) or an HF tokenizer.json / a "
+                                              "folder holding one, e.g. byte-level BPE (its ids must fit in the "
+                                              "rows); default: <input>/tokenizer.model, else <input>/tokenizer.json")
     dtype: str = option("keep", choices=["keep", "float32", "float16", "bfloat16"], help="output dtype")
     max_shard_size: str = option("5GB", help="tp2hf: largest safetensors shard (decimal units: 500MB, 5GB; GiB binary)")
     tag: str | None = option(None, type=str, help="tp2hf, DeepSpeed input: checkpoint tag (default: the 'latest' file)")

@@ -83,7 +83,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import atomic_file, json_strings, read_json, read_jsonl
+from ..data.inputs import COLUMNAR, detect, iter_json_records, text_blocks, text_name
+from ..resources import named, not_found_hint
+from ..files import atomic_file, json_strings, read_json
 from ..errors import ChatflowError, DataError
 from ..languages import get_language, in_scripts, script_names
 from ..outputs import (OutputKind, atomic_directory, check_not_input, check_replaceable, output_lock,
@@ -112,11 +114,11 @@ def read_piece_file(path: str | os.PathLike) -> list[str]:
     inside a piece become "▁", sentencepiece's space; a line starting with "#" is a comment (so a piece cannot
     start with "#"). Empty/whitespace-only lines are kept as "" so that :func:`expand_sentencepiece` reports
     them."""
-    path = Path(path)
+    path = named("pieces", path)        # or a packaged file's name: chatflow_62_symbols
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise ChatflowError(f"{path}: piece file not found") from None
+        raise ChatflowError(f"{path}: piece file not found {not_found_hint('pieces')}") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 ({exc.reason} at byte {exc.start})", str(path)) from None
     pieces = []
@@ -130,22 +132,30 @@ def read_piece_file(path: str | os.PathLike) -> list[str]:
 
 def _corpus_documents(path: Path):
     """The documents of a corpus file, each as one string: the lines of a text file; the records of a ``.jsonl``
-    file and the items of a ``.json`` list (or the whole ``.json`` value), every string field joined by newlines."""
+    file, a parquet or Arrow file or a ``datasets`` folder and the items of a ``.json`` list (or the whole ``.json``
+    value), every string field joined by newlines. Compressed files are read by content, as a stream
+    (:mod:`chatflow_plugin.data.inputs`)."""
     try:
-        if path.suffix == ".jsonl":
-            for _, record in read_jsonl(path):
+        if not path.exists():
+            raise FileNotFoundError(path)
+        kind = "datasets" if path.is_dir() else detect(path)
+        if kind == "datasets" or kind in COLUMNAR or text_name(path).endswith(".jsonl"):
+            for where, record in iter_json_records(path):
+                if isinstance(record, DataError):
+                    raise DataError(record.reason, where)
                 yield "\n".join(json_strings(record))
             return
-        with open(path, encoding="utf-8") as handle:
-            if path.suffix == ".json":
+        if path.suffix == ".json":
+            with open(path, encoding="utf-8") as handle:
                 try:
                     value = json.load(handle)
                 except ValueError as exc:
                     raise DataError(f"not JSON ({exc})", str(path)) from None
-                for item in value if isinstance(value, list) else [value]:
-                    yield "\n".join(json_strings(item))
-                return
-            yield from handle
+            for item in value if isinstance(value, list) else [value]:
+                yield "\n".join(json_strings(item))
+            return
+        for _, _, block in text_blocks(path, kind, 1 << 22):
+            yield from block.decode("utf-8").splitlines(keepends=True)
     except FileNotFoundError:
         raise ChatflowError(f"{path}: corpus not found") from None
     except UnicodeDecodeError as exc:

@@ -24,8 +24,9 @@ the final save are :mod:`chatflow_plugin.hosts.hf.run`'s, shared with ``chatflow
 """
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -33,11 +34,14 @@ import numpy as np
 
 from ..errors import ChatflowError
 from ..files import atomic_file, disk_error
+from ..hosts.hf.console import Console, deepspeed_only_if_used, show_progress
 from ..hosts.resume import apply_resumed_settings
+from ..hosts.trackers import TRACKER_FILES, TRACKER_FOLDERS, Trackers, parse_report_to, report_to_help
 from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help,
                             is_main_process, leave_process_group, resume_help, run_directory, save_final_model,
                             start_run)
 from ..outputs import OutputKind, check_not_input
+from ..resources import local_model
 from ..options import option
 from .objective import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps
 from .reference import ReferenceCache, pair_sequences, wait_for_cache
@@ -59,8 +63,8 @@ EVAL_JSON = "eval.json"
 CHECKPOINTS = "checkpoints"
 FINAL_DIR = "model"
 # the run directory's kind (chatflow_plugin.outputs): the entries a run writes, each a file or a folder
-RUN_KIND = OutputKind("clo-run", files=(RUN_RECORD, LOG_JSONL, EVAL_JSON, ".*.tmp"),
-                      folders=(CHECKPOINTS, FINAL_DIR, f".{FINAL_DIR}.partial"))
+RUN_KIND = OutputKind("clo-run", files=(RUN_RECORD, LOG_JSONL, EVAL_JSON, ".*.tmp") + TRACKER_FILES,
+                      folders=(CHECKPOINTS, FINAL_DIR, f".{FINAL_DIR}.partial") + TRACKER_FOLDERS)
 
 
 @dataclass
@@ -106,7 +110,10 @@ class CLOTrainOptions:
                                 help=allow_change_help(MEANING_KEYS, "run.json"))
     force: bool = option(False, help="delete an existing OUTPUT_DIR first (a fresh run in its place); only a "
                                      "clo-train run directory holding nothing else is deleted")
-    quiet: bool = option(False, help="no progress bars")
+    report_to: list = option(default_factory=list, repeatable=True, type=str, help=report_to_help())
+    tensorboard_dir: str = option("", help="where --report_to tensorboard writes its event files (default: "
+                                           "<output_dir>/tensorboard)")
+    quiet: bool = option(False, help="no progress bars and no log lines")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,10 +231,13 @@ def _make_trainer_class():
     class LogCallback(TrainerCallback):
         """Every log event as one record of the run log (which only the main process has)."""
 
-        def __init__(self, run_log: RunLog | None):
-            self.run_log = run_log
+        def __init__(self, run_log: RunLog | None, console: Console | None = None):
+            self.run_log, self.console = run_log, console
 
         def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+            if self.console is not None:
+                self.console.total = state.max_steps
+                self.console.start(state.global_step)
             if state.global_step > 0:       # resumed: this run's learning rate, not the checkpoint's
                 apply_resumed_settings(optimizer, lr_scheduler, args.learning_rate)
 
@@ -289,6 +299,7 @@ def _check_options(options: CLOTrainOptions) -> str:
         raise ChatflowError(f"--epochs must be positive when --train_steps is {options.train_steps}, got {options.epochs}")
     if options.save_every < 0:
         raise ChatflowError(f"--save_every must be 0 (only at the end) or positive, got {options.save_every}")
+    parse_report_to(options.report_to)
     if not (Path(options.model) / "config.json").is_file():
         raise ChatflowError(f"{options.model}: not a HuggingFace model directory (no config.json)")
     if options.trainable == "auto":
@@ -393,6 +404,7 @@ def _finish(trainer, options: CLOTrainOptions, out: Path, encoder: Tokenizer, ev
 def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dict:
     """Train as ``chatflow clo-train`` does; returns the run summary. ``callbacks`` are extra
     ``TrainerCallback``s (tests use one to interrupt a run)."""
+    options = replace(options, model=str(local_model(options.model, "--model")))   # a Hub id: the local cache's
     trainable = _check_options(options)
     triples = load_triples(options.data)
     n_pairs = len(triples) if options.max_pairs is None else options.max_pairs
@@ -426,24 +438,32 @@ def _run_training(options: CLOTrainOptions, callbacks, triples: TripleSet, n_pai
     run = {"settings": _settings(options), "trainable_mode": trainable, "parameters": counts, "pairs": int(n_pairs),
            "items": len(dataset), "truncated_sequences": truncated, "data_sha256": triples.sha256,
            "source_lang": triples.source_lang, "target_lang": triples.target_lang, "reference": reference_info}
-    run_log = None
-    if is_main_process():
-        record.write(run, step=start.step, changes=start.changes)
-        run_log = RunLog(out / LOG_JSONL)
-        run_log.restart_at(start.step)
-    evaluation = _evaluate_before(options, out, model, encoder, eval_set, start)
+    with contextlib.ExitStack() as stack:
+        run_log, console = None, None
+        if is_main_process():
+            record.write(run, step=start.step, changes=start.changes)
+            console = Console(0) if progress else None
+            trackers = Trackers(parse_report_to(options.report_to), out, config=run, start_step=start.step,
+                                tensorboard_dir=options.tensorboard_dir or None)
+            stack.callback(trackers.close)
+            run_log = RunLog(out / LOG_JSONL, sinks=[s for s in (console, trackers) if s is not None])
+            run_log.restart_at(start.step)
+        evaluation = _evaluate_before(options, out, model, encoder, eval_set, start)
 
-    trainer_cls, log_callback = _make_trainer_class()
-    trainer = trainer_cls(model=model, args=_training_arguments(options, out, progress), train_dataset=dataset,
-                          data_collator=Collator(encoder.padding_id), callbacks=[log_callback(run_log)] + list(callbacks or []),
-                          objective=options.objective, lam=options.lam, beta=options.beta)
-    trainer.tokenizer_files = TokenizerFiles.read(options.model)
-    result = trainer.train(resume_from_checkpoint=start.checkpoint)
-    summary = dict(run, global_step=trainer.state.global_step, train_loss=result.training_loss)
-    if trainer.state.global_step < trainer.state.max_steps:   # stopped early (callback): no final model
-        summary["stopped_early"] = True
-        return summary
-    return _finish(trainer, options, out, encoder, eval_set, evaluation, summary)
+        trainer_cls, log_callback = _make_trainer_class()
+        stack.enter_context(deepspeed_only_if_used(bool(options.deepspeed)))
+        trainer = trainer_cls(model=model, args=_training_arguments(options, out, progress), train_dataset=dataset,
+                              data_collator=Collator(encoder.padding_id),
+                              callbacks=[log_callback(run_log, console)] + list(callbacks or []),
+                              objective=options.objective, lam=options.lam, beta=options.beta)
+        show_progress(trainer, console)
+        trainer.tokenizer_files = TokenizerFiles.read(options.model)
+        result = trainer.train(resume_from_checkpoint=start.checkpoint)
+        summary = dict(run, global_step=trainer.state.global_step, train_loss=result.training_loss)
+        if trainer.state.global_step < trainer.state.max_steps:   # stopped early (callback): no final model
+            summary["stopped_early"] = True
+            return summary
+        return _finish(trainer, options, out, encoder, eval_set, evaluation, summary)
 
 
 def run_clo_train(options: CLOTrainOptions) -> dict:

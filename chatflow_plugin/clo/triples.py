@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from ..files import json_error, read_jsonl, sha256_file
+from ..data.inputs import iter_json_records
+from ..files import read_jsonl, sha256_file
 from ..outputs import OutputKind, atomic_directory
 from ..errors import ChatflowError, DataError
 from ..languages import detect_language, script_of_language
@@ -89,34 +90,14 @@ def instruction_text(record: object) -> tuple[str, str]:
     return prompt, answer
 
 
-def _is_json_array(path: Path) -> bool:
-    """Whether the first character of the file that is not a byte-order mark or whitespace is ``[``."""
-    with open(path, "rb") as handle:
-        block = handle.read(1 << 16).removeprefix(b"\xef\xbb\xbf")
-        while block:
-            if block.lstrip():
-                return block.lstrip()[:1] == b"["
-            block = handle.read(1 << 16)
-    return False
-
-
 def read_records(path: str | os.PathLike) -> Iterator[tuple[str, object]]:
-    """Yield ``(location, record or DataError)`` for a JSONL file or a JSON-array file."""
+    """Yield ``(location, record or DataError)`` for a JSONL file or a JSON-array file (either plain or
+    gzip/bz2/xz/zstd-compressed, told by content), a parquet or Arrow file or a ``datasets`` folder
+    (:func:`chatflow_plugin.data.inputs.iter_json_records`)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ChatflowError(f"{path}: no such file")
-    if _is_json_array(path):
-        try:
-            records = json.loads(path.read_text(encoding="utf-8-sig"))
-        except UnicodeDecodeError as exc:
-            raise DataError(f"invalid UTF-8 at byte {exc.start}", str(path)) from None
-        except (ValueError, RecursionError) as exc:     # syntax, huge integers, deep nesting
-            raise DataError(f"invalid JSON array: {json_error(exc)}", str(path)) from None
-        for i, record in enumerate(records):
-            yield f"{path}[{i}]", record
-        return
-    for number, record in read_jsonl(path, on_bad_line="yield"):
-        yield f"{path}:{number}", DataError(record.reason) if isinstance(record, DataError) else record
+    yield from iter_json_records(path)
 
 
 def _parsed(items: Iterable[tuple[str, object]]) -> Iterator[tuple[str, tuple[str, str] | DataError]]:

@@ -89,6 +89,19 @@ class MixtureDataset:
         except ValueError as exc:
             raise ChatflowError(f"mixture history over {self.shards.path}: {exc}") from None
 
+    def group_epochs(self, n: int) -> np.ndarray:
+        """How many times each run group's data has been read after the first n samples: the samples its sources
+        (in the mixture in force) gave, over their windows."""
+        counts = self.sampler.source_counts(n)
+        index = {name: i for i, name in enumerate(self.source_names)}
+        groups = {name: k for k, name in enumerate(self.group_names)}
+        read, windows = np.zeros(len(groups)), np.zeros(len(groups))
+        for group, source in self.spec.sources:
+            s, k = index[source.name], groups[group.name]
+            read[k] += counts[s]
+            windows[k] += self.source_shards[s].windows
+        return read / np.maximum(windows, 1)
+
     def revise(self, revision: MixtureRevision) -> None:
         """Apply a change of mixture from ``revision.sample`` on; samples drawn already are never re-drawn."""
         if revision.sample < self.drawn_until:

@@ -100,7 +100,7 @@ def render_instruction(record: dict) -> Rendered:
     if "conversations" in record:
         return render_conversation(record)
     instruction = _text_value(record, "instruction")
-    extra = _text_value(record, "input", allow_empty=True) if "input" in record else ""
+    extra = _text_value(record, "input", allow_empty=True) if record.get("input") is not None else ""   # null: none
     output = _text_value(record, "output")
     question = instruction + ("\n" + extra if extra.strip() else "")
     return _chat([(question, output)])

@@ -32,7 +32,9 @@ import numpy as np
 from ..files import atomic_file, json_error, path_for_file
 from ..errors import ChatflowError
 from ..languages import languages_of
+from ..resources import named, not_found_hint
 from .adaptive import AdaptivePolicy, parse_policy
+from .inputs import is_datasets_folder
 from .schedule import DEFAULT_SHAPE, REQUIRED, SHAPES, Param, ParamError, Schedule, non_negative
 
 KINDS = ("corpus", "code", "parallel", "instruction")
@@ -181,7 +183,7 @@ class MixtureSpec:
                     matches = [full] if os.path.exists(full) else []
                 else:
                     matches = sorted(glob.glob(full, recursive=True))
-                matches = [m for m in matches if os.path.isfile(m)]
+                matches = [m for m in matches if os.path.isfile(m) or is_datasets_folder(m)]   # save_to_disk folders
                 if not matches:
                     problems.append(f"source {source.name!r}: no file matches {full}")
                 files.extend(Path(m) for m in matches)
@@ -230,7 +232,7 @@ def _reject_duplicate_keys(where: str):
     return hook
 
 
-def _check_keys(obj: Any, allowed: set[str], where: str) -> dict:
+def check_keys(obj: Any, allowed: set[str], where: str) -> dict:
     if not isinstance(obj, dict):
         raise ChatflowError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - allowed - _IGNORED)
@@ -286,7 +288,7 @@ def _named_entry(raw: Any, allowed: set[str], where: str, seen: set[str], what: 
         raise ChatflowError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     name = _name(raw, where)
     where = f"{where} ({name})"
-    _check_keys(raw, allowed, where)
+    check_keys(raw, allowed, where)
     if name in seen:
         raise ChatflowError(f"{where}: duplicate {what} name {name!r}")
     seen.add(name)
@@ -345,7 +347,7 @@ def _check_computable(schedule: Schedule, where: str) -> None:
 
 def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path(".")) -> MixtureSpec:
     shape = _shape(data, where)
-    top = _check_keys(data, _TOP_KEYS | set(shape.mixture_keys), where)
+    top = check_keys(data, _TOP_KEYS | set(shape.mixture_keys), where)
     schedule_params = _schedule_keys(top, shape.mixture_keys, where)
     seq_length = top.get("seq_length", 2048)
     if isinstance(seq_length, bool) or not isinstance(seq_length, int) or not 0 < seq_length <= MAX_SEQ_LENGTH:
@@ -420,11 +422,12 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
 
 
 def load_mixture(path: str | os.PathLike) -> MixtureSpec:
-    path = Path(path)
+    """The mixture file ``path``, or a packaged one by name (``table1``; :mod:`chatflow_plugin.resources`)."""
+    path = named("mixture", path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ChatflowError(f"mixture file not found: {path}") from None
+        raise ChatflowError(f"mixture file not found: {path} {not_found_hint('mixture')}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ChatflowError(f"cannot read mixture file {path}: {exc}") from None
     try:

@@ -1,17 +1,25 @@
 """``chatflow plan``: what a training run of a mixture will do, before it runs.
 
-Given a mixture (and, better, its shard directory), a global batch size and a length (optimizer steps or
-tokens), the plan gives the samples and tokens the run consumes, the step at which the schedule reaches its
-final mixture (``T_grow`` for the paper's shape: ``t_grow_reached_at_step``), the mixture at the first and the
-last sample, per group and per source what is drawn and how many passes over each source that is, what looks
-wrong, and a GPU-hours estimate. A run that ends before its schedule does is refused unless
-``--allow_partial_schedule``. It works through the :class:`~.schedule.Schedule` interface only
-(``probabilities``, ``expected_counts``, ``knots``), so it plans any registered shape.
+Given a mixture (and, better, its shard directory), a global batch size and a length (optimizer steps, tokens,
+or a compute budget in GPU-hours turned into tokens by the throughput model), the plan gives the samples and
+tokens the run consumes, the step at which the schedule reaches its final mixture (``T_grow`` for the paper's
+shape: ``t_grow_reached_at_step``), the mixture at the first and the last sample, per group and per source what
+is drawn and how many passes (epochs) over its data that is, what looks wrong, and a GPU-hours estimate. A run
+that ends before its schedule does is refused unless ``--allow_partial_schedule``. It works through the
+:class:`~.schedule.Schedule` interface only (``probabilities``, ``expected_counts``, ``knots``), so it plans any
+registered shape.
+
+**Epochs.** With ``--dataset_dir`` each source's and group's epochs are measured (its windows in the manifest).
+Without one, ``--data_tokens`` states the size of the data (the paper: "about 50GB data containing 8B tokens")
+and ``--data_sizes NAME=SIZE`` how it splits over the groups (relative sizes, e.g. Table 1's GB); without
+``--data_sizes`` each group is assumed to hold data in proportion to what the run draws from it. A group read
+more than ``--max_epochs`` times is warned about.
 
 **Readings of the schedule's times.** A mixture file gives its times in its ``schedule_unit``: packed training
-samples (windows of ``seq_length`` tokens) or tokens. ``--schedule_unit records`` reads them instead as *raw
-records before packing* (documents, sentence pairs, conversations): the growth phase ends once the sampler has
-fed ``T_grow`` records. The times are converted to samples with the dataset's own figures (``manifest.json``):
+samples (windows of ``seq_length`` tokens; the paper's unit: its sampler "constructs training batches" and
+gamma(t) is "the sampling rate for the t-th sample") or tokens. ``--schedule_unit records`` is our own
+interpretation, kept by name and never the default: it reads the times as *raw records before packing*
+(documents, sentence pairs, conversations): the growth phase ends once the sampler has fed ``T_grow`` records. The times are converted to samples with the dataset's own figures (``manifest.json``):
 source s holds ``records_s / windows_s`` records per sample; group k, drawing its sources by their shares w_s,
 ``rho_k = sum_s w_s records_s / windows_s``; over the growth phase the sampler draws fraction ``f_k`` of its
 samples from group k (``f_k = E_k(T) / T`` at the last knot T, a property of the shape that does not depend on
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 
@@ -51,6 +60,7 @@ THROUGHPUT_SOURCE = ("LLaMA-2-7B's pretraining: 184,320 A100-80GB GPU-hours for 
 DEFAULT_MAX_EPOCHS = 4.0
 MIN_USED_FRACTION = 0.01
 UNITS = ("samples", "tokens", "records")
+LENGTHS = ("steps", "tokens", "gpu_hours")     # the ways to give a run's length (exactly one)
 
 
 @dataclass
@@ -60,9 +70,12 @@ class PlanOptions:
     mixture: str = option("", help="mixture file (JSON); default: the one recorded in --dataset_dir")
     dataset_dir: str = option("", help="shard directory (chatflow preprocess): adds per-source samples, tokens "
                                        "and epochs, and the records per sample of --schedule_unit records")
-    steps: int = option(0, help="optimizer steps of the run (give this or --tokens; default: none)")
+    steps: int = option(0, help="optimizer steps of the run (give one of --steps, --tokens, --gpu_hours)")
     tokens: float = option(0.0, help="training tokens of the run, e.g. 8e9; steps = ceil(tokens / (global_batch_size "
-                                     "x seq_length)) (give this or --steps; default: none)")
+                                     "x seq_length))")
+    gpu_hours: float = option(0.0, help="the run's compute budget, e.g. 5376 (the paper's 16 A100s for two weeks); "
+                                        "steps = floor(gpu_hours x 3600 x --tokens_per_second_per_gpu / "
+                                        "(global_batch_size x seq_length))")
     schedule_unit: str = option("", choices=list(UNITS),
                                 help="read the mixture's schedule times (T_grow) in this unit instead of the file's "
                                      "schedule_unit: samples (packed sequences), tokens, or records (raw documents, "
@@ -73,8 +86,16 @@ class PlanOptions:
                                               help="training throughput for the GPU-hours estimate (default: "
                                                    f"{DEFAULT_THROUGHPUT:,.0f}, {THROUGHPUT_SOURCE})")
     gpus: int = option(0, help="GPUs of the run: also estimate wall-clock hours (default: none)")
-    max_epochs: float = option(DEFAULT_MAX_EPOCHS, help="warn when a source is read more times than this (4: "
-                                                        "Muennighoff et al. 2023, repeated data stops paying off)")
+    max_epochs: float = option(DEFAULT_MAX_EPOCHS, help="warn when a source (or, without --dataset_dir, a group) is "
+                                                        "read more times than this (4: Muennighoff et al. 2023, "
+                                                        "repeated data stops paying off)")
+    data_tokens: float = option(0.0, help="without --dataset_dir: the tokens of the data the run draws from, e.g. 8e9 "
+                                          "(the paper: 'about 50GB data containing 8B tokens'), for each group's "
+                                          "epochs (default: none)")
+    data_sizes: list = option(default_factory=list, repeatable=True, type=str,
+                              help="with --data_tokens: how the data splits over the groups, NAME=SIZE with relative "
+                                   "sizes (e.g. Table 1's GB: en_corpus=10 zh_corpus=24.5 ...); default: in "
+                                   "proportion to each group's draws over the run")
     allow_partial_schedule: bool = option(False, help="plan a run that ends before the schedule reaches its final "
                                                       "mixture instead of refusing it")
     write_mixture: str = option("", help="write the mixture with its schedule times in samples (what a trainer "
@@ -120,16 +141,34 @@ def _reading(spec: MixtureSpec, unit: str, ds, rho: float) -> tuple[float, dict]
 
 # -- the plan -----------------------------------------------------------------------------------------------
 
-def _steps(opts: PlanOptions, seq_length: int) -> int:
+def _length(opts: PlanOptions, seq_length: int) -> tuple[int, dict]:
+    """(optimizer steps, how the length was given: the plan's ``length``)."""
     if opts.global_batch_size <= 0:
         raise ChatflowError(f"--global_batch_size must be positive, got {opts.global_batch_size}")
-    if (opts.steps > 0) == (opts.tokens > 0):
-        raise ChatflowError("give exactly one of --steps and --tokens (positive)")
-    if opts.steps < 0 or opts.tokens < 0:
-        raise ChatflowError("--steps and --tokens must be positive")
+    values = {name: getattr(opts, name) for name in LENGTHS}
+    for name, value in values.items():
+        if value < 0 or not math.isfinite(value):
+            raise ChatflowError(f"--{name} must be positive, got {value}")
+    given = [name for name, value in values.items() if value > 0]
+    if len(given) != 1:
+        raise ChatflowError("give exactly one of --steps, --tokens and --gpu_hours (positive)")
+    per_step = opts.global_batch_size * seq_length
     if opts.steps:
-        return opts.steps
-    return math.ceil(opts.tokens / (opts.global_batch_size * seq_length))
+        return opts.steps, {"from": "steps"}
+    if opts.tokens:
+        return math.ceil(opts.tokens / per_step), {"from": "tokens", "tokens": opts.tokens}
+    throughput = opts.tokens_per_second_per_gpu
+    tokens = opts.gpu_hours * 3600 * throughput
+    steps = math.floor(tokens / per_step)
+    if steps < 1:
+        raise ChatflowError(f"--gpu_hours {opts.gpu_hours:g} at {throughput:,.0f} tokens/s per GPU is less than one "
+                            f"step of {per_step:,} tokens")
+    return steps, {"from": "gpu_hours", "gpu_hours": opts.gpu_hours, "tokens": tokens,
+                   "tokens_per_second_per_gpu": throughput, "throughput_from": _throughput_source(throughput)}
+
+
+def _throughput_source(throughput: float) -> str:
+    return THROUGHPUT_SOURCE if throughput == DEFAULT_THROUGHPUT else "--tokens_per_second_per_gpu"
 
 
 def _load(opts: PlanOptions):
@@ -178,7 +217,7 @@ def make_plan(opts: PlanOptions) -> tuple[dict, MixtureSpec]:
         ds = MixtureDataset(ds.shards, spec=run_spec)
     schedule = run_spec.schedule()
     G, L = opts.global_batch_size, run_spec.seq_length
-    steps = _steps(opts, L)
+    steps, length = _length(opts, L)
     n = steps * G
     end = float(schedule.knots[-1])
     reached = math.ceil(end / G) if end > 0 else 0
@@ -190,7 +229,7 @@ def make_plan(opts: PlanOptions) -> tuple[dict, MixtureSpec]:
         "mixture": run_spec.name, "mixture_file": str(spec.path) if spec.path else None,
         "dataset": str(ds.shards.path) if ds is not None else None,
         "seq_length": L, "global_batch_size": G, "steps": steps, "samples": n, "tokens": n * L,
-        "reading": reading,
+        "length": length, "schedule_unit": unit, "reading": reading,
         "schedule": {"shape": run_spec.schedule_shape, "final_mixture_at_sample": end},
         "t_grow_reached_at_step": reached if reached <= steps else None,
         "p_start": dict(zip(names, schedule.probabilities(0.0).tolist())),
@@ -206,26 +245,37 @@ def make_plan(opts: PlanOptions) -> tuple[dict, MixtureSpec]:
         if weighted and c == 0:
             warnings.append(f"group {name!r} has weight in the schedule but the run draws none of its samples")
     if ds is not None:
+        if opts.data_tokens or opts.data_sizes:
+            raise ChatflowError("--data_tokens and --data_sizes state the data's size without a dataset; with "
+                                "--dataset_dir it is measured")
         _add_sources(plan, ds, n, opts.max_epochs, warnings)
+    elif opts.data_tokens > 0:
+        _add_data_size(plan, opts, warnings)
+    elif opts.data_sizes:
+        raise ChatflowError("--data_sizes splits --data_tokens over the groups: give --data_tokens too")
+    elif opts.data_tokens < 0:
+        raise ChatflowError(f"--data_tokens must be positive, got {opts.data_tokens}")
     throughput = opts.tokens_per_second_per_gpu
     gpu_hours = n * L / throughput / 3600
     plan["gpu_hours"] = {"gpu_hours": gpu_hours, "tokens_per_second_per_gpu": throughput,
-                         "throughput_from": THROUGHPUT_SOURCE if throughput == DEFAULT_THROUGHPUT else
-                         "--tokens_per_second_per_gpu", "gpus": opts.gpus or None,
+                         "throughput_from": _throughput_source(throughput), "gpus": opts.gpus or None,
                          "hours": gpu_hours / opts.gpus if opts.gpus else None}
     plan["warnings"] = warnings
     return plan, run_spec
 
 
 def _add_sources(plan: dict, ds, n: int, max_epochs: float, warnings: list[str]) -> None:
+    """Per source and per group, from the dataset's manifest: what is drawn and the epochs over its windows."""
     L = ds.seq_length
     report = source_report(ds, n)
     group_of = {s.name: g.name for g, s in ds.spec.sources}
     sources = {}
     records = 0.0
+    windows = dict.fromkeys(plan["groups"], 0)
     for shard, (name, r) in zip(ds.source_shards, report.items()):
         per_sample = shard.info["records"] / shard.windows
         records += r["samples"] * per_sample
+        windows[group_of[name]] += r["windows"]
         sources[name] = {"group": group_of[name], "samples": r["samples"], "tokens": r["samples"] * L,
                          "windows": r["windows"], "records": shard.info["records"], "epochs": r["epochs"]}
         if r["epochs"] > max_epochs:
@@ -236,6 +286,59 @@ def _add_sources(plan: dict, ds, n: int, max_epochs: float, warnings: list[str])
                             f"(< {MIN_USED_FRACTION:.0%}); most of it is preprocessed for nothing")
     plan["sources"] = sources
     plan["records"] = records
+    for name, group in plan["groups"].items():
+        group["data_tokens"] = windows[name] * L
+        group["epochs"] = group["samples"] / windows[name] if windows[name] else None
+    total = sum(windows.values()) * L
+    plan["data"] = {"tokens": total, "from": f"{ds.shards.path / 'manifest.json'}: the windows of every source",
+                    "epochs": n * L / total if total else None}
+
+
+def parse_data_sizes(items: list[str], groups: list[str]) -> dict[str, float]:
+    """``--data_sizes NAME=SIZE ...`` -> relative size per group (every group named once, sizes >= 0)."""
+    sizes = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            size = float(value) if sep else float("nan")
+        except ValueError:
+            size = float("nan")
+        if not math.isfinite(size) or size < 0:
+            raise ChatflowError(f"--data_sizes {item}: expected NAME=SIZE with a size >= 0")
+        if name not in groups:
+            raise ChatflowError(f"--data_sizes {item}: the mixture has no group {name!r} (groups: {', '.join(groups)})")
+        if name in sizes:
+            raise ChatflowError(f"--data_sizes: group {name!r} is given twice")
+        sizes[name] = size
+    missing = [g for g in groups if g not in sizes]
+    if missing:
+        raise ChatflowError(f"--data_sizes: no size for group(s) {', '.join(missing)}")
+    if sum(sizes.values()) <= 0:
+        raise ChatflowError("--data_sizes: the sizes add up to 0")
+    return sizes
+
+
+def _add_data_size(plan: dict, opts: PlanOptions, warnings: list[str]) -> None:
+    """Per group, the epochs over a stated data size (no dataset yet)."""
+    groups = plan["groups"]
+    total = opts.data_tokens
+    if opts.data_sizes:
+        sizes = parse_data_sizes(opts.data_sizes, list(groups))
+        split = "by --data_sizes " + " ".join(f"{g}={v:g}" for g, v in sizes.items())
+    else:
+        sizes = {name: g["samples"] for name, g in groups.items()}
+        split = "assumed: in proportion to each group's draws over the run (--data_sizes not given)"
+    whole = sum(sizes.values())
+    for name, group in groups.items():
+        group["data_tokens"] = total * sizes[name] / whole
+        group["epochs"] = group["tokens"] / group["data_tokens"] if group["data_tokens"] else None
+        if group["epochs"] is None and group["tokens"]:
+            warnings.append(f"group {name!r} is drawn from but --data_sizes gives it no data")
+        elif group["epochs"] is not None and group["epochs"] > opts.max_epochs:
+            warnings.append(f"group {name!r} is read {group['epochs']:.2f} times (epochs > {opts.max_epochs:g}) over its "
+                            f"stated {group['data_tokens']:,.0f} tokens: repeated data stops paying off")
+    plan["data"] = {"tokens": total, "from": f"--data_tokens; split {split}",
+                    "epochs": plan["tokens"] / total}
 
 
 # -- output -------------------------------------------------------------------------------------------------
@@ -244,16 +347,30 @@ def _pct(x: float) -> str:
     return f"{100 * x:6.2f}%"
 
 
+def _shown_path(path: str) -> str:
+    """A path as the text plan shows it: relative to the working directory when inside it (a packaged file named
+    from a clone reads as ``models/...``), else as it is."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def format_plan(plan: dict) -> str:
     r = plan["reading"]
-    lines = [f"plan: mixture {plan['mixture']}" + (f" ({plan['mixture_file']})" if plan["mixture_file"] else "")
+    shown = _shown_path(plan["mixture_file"]) if plan["mixture_file"] else None
+    lines = [f"plan: mixture {plan['mixture']}" + (f" ({shown})" if shown else "")
              + (f", dataset {plan['dataset']}" if plan["dataset"] else ""),
              f"run: {plan['steps']:,} steps x {plan['global_batch_size']:,} samples = {plan['samples']:,} samples of "
              f"{plan['seq_length']:,} tokens = {plan['tokens']:,} tokens"]
+    length = plan["length"]
+    if length["from"] == "gpu_hours":
+        lines.append(f"length: {length['gpu_hours']:,.0f} GPU-hours at {length['tokens_per_second_per_gpu']:,.0f} "
+                     f"tokens/s per GPU ({length['throughput_from']}) = {length['tokens']:,.0f} tokens, in whole steps")
     reading = f"schedule ({plan['schedule']['shape']}): times read in {r['schedule_unit']}"
     reading += " (as written)" if r["schedule_unit"] == r["as_written"] else f" (the file says {r['as_written']})"
     for key, value in r["times"].items():
-        reading += f"; {key} = {value['as_written']:,.0f} {r['schedule_unit']} = {value['samples']:,.0f} samples"
+        reading += f"; {key} = {value['as_written']:,.0f} {r['schedule_unit']}"
+        if r["schedule_unit"] != "samples":
+            reading += f" = {value['samples']:,.0f} samples"
     if "records_per_sample" in r:
         reading += f" at {r['records_per_sample']:.3f} records per sample ({r['records_per_sample_from']})"
     lines.append(reading)
@@ -264,11 +381,19 @@ def format_plan(plan: dict) -> str:
                                         f"{plan['samples']:,}")
     names = list(plan["groups"])
     width = max(10, *(len(n) for n in names))
-    lines += ["", f"{'group':<{width}} {'p_start':>8} {'p_end':>8} {'samples':>13} {'tokens':>17} {'share':>8}"]
+    data = plan.get("data")
+    header = f"{'group':<{width}} {'p_start':>8} {'p_end':>8} {'samples':>13} {'tokens':>17} {'share':>8}"
+    lines += ["", header + (f" {'data tokens':>15} {'epochs':>7}" if data else "")]
     for name in names:
         g = plan["groups"][name]
-        lines.append(f"{name:<{width}} {plan['p_start'][name]:>8.4f} {plan['p_end'][name]:>8.4f} {g['samples']:>13,} "
-                     f"{g['tokens']:>17,} {_pct(g['share']):>8}")
+        line = (f"{name:<{width}} {plan['p_start'][name]:>8.4f} {plan['p_end'][name]:>8.4f} {g['samples']:>13,} "
+                f"{g['tokens']:>17,} {_pct(g['share']):>8}")
+        if data:
+            epochs = "-" if g["epochs"] is None else f"{g['epochs']:.2f}"
+            line += f" {g['data_tokens']:>15,.0f} {epochs:>7}"
+        lines.append(line)
+    if data:
+        lines.append(f"data: {data['tokens']:,.0f} tokens ({data['from']}), read {data['epochs']:.2f} times in all")
     if "sources" in plan:
         width = max(10, *(len(n) for n in plan["sources"]))
         lines += ["", f"{'source':<{width}} {'group':<12} {'samples':>13} {'tokens':>17} {'windows':>11} {'epochs':>8}"]
@@ -289,7 +414,8 @@ def format_plan(plan: dict) -> str:
 def run_plan(opts: PlanOptions) -> None:
     """Plan a training run of a mixture: samples and tokens, the step at which the schedule reaches its final
     mixture (T_grow), the mixture at start and end, per-group and (with --dataset_dir) per-source samples, tokens
-    and epochs, warnings, and a GPU-hours estimate. A run that never reaches the final mixture is an error unless
+    and epochs (without a dataset, per group over --data_tokens), warnings, and a GPU-hours estimate. The length is
+    --steps, --tokens or a compute budget, --gpu_hours. A run that never reaches the final mixture is an error unless
     --allow_partial_schedule. --schedule_unit records reads the schedule's times as raw records before packing
     (converted through the dataset's manifest); --write_mixture writes the mixture in samples for the trainer."""
     plan, run_spec = make_plan(opts)
@@ -298,8 +424,8 @@ def run_plan(opts: PlanOptions) -> None:
         raise ChatflowError(
             f"the run ({plan['steps']:,} steps x {plan['global_batch_size']} = {plan['samples']:,} samples) ends at "
             f"{plan['samples'] / end:.0%} of the schedule, whose final mixture starts at sample {end:,.0f} (step "
-            f"{math.ceil(end / plan['global_batch_size']):,}): train longer, shorten the schedule, read its times "
-            f"in records (--schedule_unit records), or pass --allow_partial_schedule")
+            f"{math.ceil(end / plan['global_batch_size']):,}): train longer, shorten the schedule, or pass "
+            f"--allow_partial_schedule")
     if opts.write_mixture:
         data = run_spec.to_json()
         r = plan["reading"]

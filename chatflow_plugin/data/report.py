@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class MixtureOptions:
-    mixture: str = option("", help="mixture file (JSON), or a history file (chatflow mixture --history RUN --export)",
+    mixture: str = option("", help="mixture file (JSON) or a packaged one's name (table1 ...; `chatflow resources`), "
+                                   "or a history file (chatflow mixture --history RUN --export)",
                           positional=True, nargs="?", type=str)
     at: list = option(default_factory=list, repeatable=True, type=float,
                       help="print per-group probabilities at these training samples t (repeatable); "

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import ChatflowError
 from ..files import atomic_file
+from ..resources import named, not_found_hint
 from .mixture import MixtureSpec, load_mixture, parse_mixture
 
 HISTORY_FORMAT = "chatflow-mixture-history"
@@ -228,12 +229,13 @@ def is_history(data: Any) -> bool:
 
 
 def load_mixture_file(path: str | os.PathLike) -> MixtureSpec | MixtureHistory:
-    """A mixture file, or a history file (:meth:`MixtureHistory.to_json`) to re-run as a fixed schedule."""
-    path = Path(path)
+    """A mixture file (or a packaged one's name), or a history file (:meth:`MixtureHistory.to_json`) to re-run as a
+    fixed schedule."""
+    path = named("mixture", path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ChatflowError(f"mixture file not found: {path}") from None
+        raise ChatflowError(f"mixture file not found: {path} {not_found_hint('mixture')}") from None
     except (OSError, UnicodeDecodeError, ValueError):
         data = None                  # load_mixture says what is wrong, with line and column
     if is_history(data):

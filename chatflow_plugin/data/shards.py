@@ -5,6 +5,7 @@ Layout of a dataset directory::
     manifest.json              written last; a directory without it is refused
     <source>.tokens.bin        windows * (seq_length + 1) tokens, uint16 if the vocabulary fits
     <source>.mask.bin          instruction sources only: one uint8 per token, 1 = prompt token
+    <source>.docs.bin          one uint64 per document: its document hash (:mod:`.split`), in input order
 
 A source's documents (BOS + tokens + EOS each) are concatenated in input order and cut into
 consecutive windows of ``seq_length + 1`` tokens (the full-sentence strategy: windows cross document
@@ -38,6 +39,7 @@ MANIFEST = "manifest.json"
 FORMAT_NAME = "chatflow-shards"
 FORMAT_VERSION = 1
 PROMPT = 1   # mask value of a prompt token
+DOCUMENTS_DTYPE = np.dtype("<u8")   # a document hash per document (little-endian uint64)
 SEAL = "manifest_checksum"
 VERIFY_HINT = "preprocess again (or pass --no_verify_data to load it unchecked)"
 CHECKSUMS_SINCE = (0, 1, 0)   # every release of chatflow-plugin writes checksums and the seal (0.1.0 is the first)
@@ -58,17 +60,19 @@ def writer_version(created_by: Any) -> tuple[int, ...] | None:
 
 
 def _listed_files(folder: Path) -> list[str]:
-    """The token and mask files a dataset folder's manifest lists (none if it is unreadable)."""
+    """The token, mask and document files a dataset folder's manifest lists (none if it is unreadable)."""
     try:
         manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
-        names = [info.get(key) for info in manifest["sources"] for key in ("tokens_file", "mask_file")]
+        names = [info.get(key) for info in manifest["sources"]
+                 for key in ("tokens_file", "mask_file", "documents_file")]
     except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
         return []
     return [name for name in names if isinstance(name, str) and name and "/" not in name and "\\" not in name]
 
 
-# the output kind of a dataset folder (chatflow_plugin.outputs): its manifest and the files the manifest lists
-DATASET_KIND = OutputKind("dataset", files=(MANIFEST,), folders=(), listed=_listed_files)
+# the output kind of a dataset folder (chatflow_plugin.outputs): its manifest and the files the manifest lists;
+# with a held-out split (chatflow preprocess --split), one folder per part, each a dataset of its own
+DATASET_KIND = OutputKind("dataset", files=(MANIFEST,), folders=None, listed=_listed_files, nested=True)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -237,10 +241,20 @@ class ShardSet:
                 value = info.get(key)
                 if value is not None:
                     checksum_algorithm(value, f"{self.manifest_path}: {where}.{key}")
+            docs = info.get("documents_file")
+            self._field(f"{where}.documents_file", docs, docs is None or self._inside(docs),
+                        "null or a file name inside the dataset directory")
+            if docs is not None:
+                records = info.get("records")
+                self._field(f"{where}.records", records, _is_int(records) and records > 0, "a positive integer")
+                checksum_algorithm(info.get("documents_checksum"), f"{self.manifest_path}: {where}.documents_checksum")
             if mask is not None:
                 self._field(f"{where}.mask_checksum", info.get("mask_checksum"),
                             (info.get("mask_checksum") is None) == (info.get("tokens_checksum") is None),
                             "a checksum, as its tokens_file has")
+        split = m.get("split")
+        self._field("split", split, split is None or (isinstance(split, dict) and isinstance(split.get("part"), str)),
+                    "null or an object naming its part")
         if SEAL in m:
             checksum_algorithm(m[SEAL], f"{self.manifest_path}: {SEAL}")
 
@@ -266,13 +280,18 @@ class ShardSet:
             if not mask_path.is_file() or mask_path.stat().st_size != expected:
                 raise ChatflowError(f"{mask_path}: missing or wrong size; the dataset is damaged, preprocess again")
             mask = np.memmap(mask_path, dtype=np.uint8, mode="r", shape=(info["windows"], self.window_length))
+        if info.get("documents_file"):
+            docs_path = self.path / info["documents_file"]
+            if not docs_path.is_file() or docs_path.stat().st_size != info["records"] * DOCUMENTS_DTYPE.itemsize:
+                raise ChatflowError(f"{docs_path}: missing or not {info['records']} document hashes; the dataset is "
+                                    f"damaged, preprocess again")
         return SourceShard(name=info["name"], group=info["group"], kind=info["kind"], windows=info["windows"],
                            tokens=tokens, mask=mask, pad_tokens=int(info["pad_tokens"]), info=info)
 
     # -- content ---------------------------------------------------------------------------
     def _files(self) -> list[Path]:
         return [self.path / name for info in self.manifest["sources"]
-                for name in (info["tokens_file"], info.get("mask_file")) if name]
+                for name in (info["tokens_file"], info.get("mask_file"), info.get("documents_file")) if name]
 
     def _identity(self) -> tuple:
         stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino)
@@ -306,11 +325,16 @@ class ShardSet:
             if info.get("mask_file"):
                 self._verify_file(self.path / info["mask_file"], info.get("mask_checksum"), np.dtype(np.uint8), 2,
                                   "mask value", "not 0 or 1")
+            if info.get("documents_file"):
+                self._verify_file(self.path / info["documents_file"], info["documents_checksum"], DOCUMENTS_DTYPE,
+                                  None, "document hash", "")
         _VERIFIED.add(identity)
 
-    def _verify_file(self, path: Path, expected: str | None, dtype: np.dtype, bound: int, what: str,
+    def _verify_file(self, path: Path, expected: str | None, dtype: np.dtype, bound: int | None, what: str,
                      problem: str) -> None:
         def inspect(block: bytes, offset: int) -> None:
+            if bound is None:
+                return
             values = np.frombuffer(block, dtype=dtype)
             if len(values) and int(values.max()) >= bound:
                 at = int(np.argmax(values >= bound))
@@ -350,6 +374,22 @@ class ShardSet:
     @property
     def group_names(self) -> list[str]:
         return [g["name"] for g in self.manifest["mixture"]["groups"]]
+
+    @property
+    def split(self) -> dict | None:
+        """The split this dataset is a part of (``{"part", "parts", "seed", "hash", "left_out"}``), or None."""
+        return self.manifest.get("split")
+
+    def has_documents(self, source: str) -> bool:
+        return bool(self.by_name[source].info.get("documents_file"))
+
+    def sources_without_documents(self) -> list[str]:
+        return [name for name in self.by_name if not self.has_documents(name)]
+
+    def document_hashes(self, source: str) -> np.ndarray:
+        """The source's document hashes (:mod:`.split`), one per document in input order, memory-mapped."""
+        info = self.by_name[source].info
+        return np.memmap(self.path / info["documents_file"], dtype=DOCUMENTS_DTYPE, mode="r", shape=(info["records"],))
 
     def token_stream(self, source: str) -> np.ndarray:
         """A source's tokens in input order, padding removed (for tests and inspection)."""

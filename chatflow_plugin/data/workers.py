@@ -7,7 +7,9 @@ waits forever for a worker killed mid-task (by the OOM killer, say), and leaves 
 * every worker has its own pipe; the main process waits on the pipes *and* the workers' process sentinels
   together, so a worker that dies is noticed at once and reported (which item, which exit code or signal);
 * at most ``window`` items are dispatched beyond the one the caller waits for, so memory stays bounded
-  however slow one item is;
+  however slow one item is, and items are read from the caller's iterable only as they are dispatched;
+* a worker holds two small items (one queued in its pipe) but a large one only when idle: a send that waits
+  for a busy worker to read, while that worker waits to send its result back, would deadlock;
 * leaving the ``with`` block for any reason (an error in the caller, in a worker, Ctrl-C) terminates the
   workers (SIGTERM, then SIGKILL after ``grace`` seconds) and reaps them: no zombies, no wait without end;
 * workers ignore SIGINT (Ctrl-C reaches the main process, which tears the pool down) and exit quietly when
@@ -26,9 +28,13 @@ import pickle
 import signal
 import sys
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import ChatflowError
+
+
+SMALL_MESSAGE = 32 << 10      # bytes: a message this small always fits in a pipe's buffer (Linux: 200+ KB)
 
 
 class WorkerDied(ChatflowError):
@@ -138,45 +144,69 @@ class WorkerPool:
     # -- work ----------------------------------------------------------------------------
     def map(self, items: Sequence[Any] | Iterable[Any]) -> Iterator[Any]:
         """The function's result for every item, in the items' order."""
-        items = list(items)
+        for _, result in self.map_with_items(items):
+            yield result
+
+    def map_with_items(self, items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        """``(item, result)`` for every item, in the items' order. ``items`` is read lazily, never more than
+        ``window`` items ahead of the result being waited for (a generator that reads a file as it goes keeps
+        memory bounded); an error it raises stops the pool like any other."""
         if not self._procs:
             raise RuntimeError("use the pool inside its `with` block")
+        source = iter(items)
+        exhausted = False
+        pending: dict[int, Any] = {}     # dispatched items not yet yielded
         done: dict[int, Any] = {}
         busy: dict[int, list[int]] = {w: [] for w in range(len(self._procs))}   # worker -> indices it owes
         following = 0       # the next index to hand to a worker
         wanted = 0          # the next index to yield
-        while wanted < len(items):
-            # keep every worker fed (two items each), but never run more than `window` ahead of `wanted`
-            while following < len(items) and following < wanted + self.window:
+        held: bytes | None = None   # the next message, pickled, when no worker could take it yet
+        while True:
+            # keep every worker fed (two small items each, one large), never more than `window` ahead of `wanted`
+            while not exhausted and following < wanted + self.window:
+                if held is None:
+                    try:
+                        item = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending[following] = item
+                    held = ForkingPickler.dumps((following, item))
                 worker = min(busy, key=lambda w: len(busy[w]))
-                if len(busy[worker]) >= 2:
+                # A message larger than the pipe's buffer blocks the send until the worker reads it, and a busy
+                # worker reads only after sending its result, which this process reads only after the send:
+                # large messages go to idle workers only.
+                if len(busy[worker]) >= (2 if len(held) <= SMALL_MESSAGE else 1):
                     break
                 busy[worker].append(following)
                 try:
-                    self._conns[worker].send((following, items[following]))
+                    self._conns[worker].send_bytes(held)
                 except OSError:      # its pipe is closed: the worker is gone
-                    self._died(worker, busy[worker], items)
+                    self._died(worker, busy[worker], pending)
+                held = None
                 following += 1
             if wanted in done:        # then dispatch again before waiting: the window has moved
-                yield done.pop(wanted)
+                yield pending.pop(wanted), done.pop(wanted)
                 wanted += 1
                 continue
+            if exhausted and wanted >= following:
+                return
             ready = wait(self._conns + [p.sentinel for p in self._procs])
             for worker, conn in enumerate(self._conns):
                 if conn in ready:
                     try:
                         index, ok, value = conn.recv()
                     except (EOFError, OSError):
-                        self._died(worker, busy[worker], items)
+                        self._died(worker, busy[worker], pending)
                     busy[worker].remove(index)
                     if not ok:
                         raise value
                     done[index] = value
             for worker, proc in enumerate(self._procs):
                 if proc.sentinel in ready and busy[worker] and not self._conns[worker].poll():
-                    self._died(worker, busy[worker], items)
+                    self._died(worker, busy[worker], pending)
 
-    def _died(self, worker: int, owed: list[int], items: list) -> None:
+    def _died(self, worker: int, owed: list[int], items: dict) -> None:
         proc = self._procs[worker]
         proc.join(self.grace)
         code = proc.exitcode

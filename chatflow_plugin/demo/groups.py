@@ -17,7 +17,7 @@ from pathlib import Path
 from ..data.mixture import GroupSpec, MixtureSpec, load_mixture
 from ..errors import ChatflowError
 from ..languages import get_language, one_language
-from ..resources import resource
+from ..resources import named, resource
 
 BASE_MIXTURE = "models/mixtures/tiny_corpora.json"   # a packaged file (chatflow_plugin.resources)
 SOURCE_LANGUAGE = "en"      # the foundation's language
@@ -34,12 +34,7 @@ def base_mixture(path: str | os.PathLike | None = None) -> MixtureSpec:
     from any directory after ``pip install``)."""
     if not path:
         return _load(resource(BASE_MIXTURE))
-    if not Path(path).exists() and not Path(path).is_absolute():
-        try:
-            return _load(resource(Path(path).as_posix()))
-        except ChatflowError:
-            pass
-    return _load(Path(path).resolve())
+    return _load(named("mixture", path).resolve())
 
 
 def groups_in(language: str, kinds: tuple[str, ...] | None = None, spec: MixtureSpec | None = None) -> list[str]:

@@ -17,11 +17,17 @@
    markdown report (:mod:`chatflow_plugin.demo.report`), save the dynamic run in HuggingFace format and answer
    one instruction in the target language and one in English (the table's default prompts) with ``transformers``.
 
+``--search`` replaces step 5's ablation with ``chatflow search`` (:mod:`chatflow_plugin.search`): the schedule
+chosen from proxy runs on the split's ``valid`` part, then checked against the base mixture's and the static
+schedule on its ``test`` part (:func:`search_schedule`); step 1's split has the two halves of the held-out part.
+
 The groups, their data folders and the target language come from the base mixture (:mod:`.groups`):
 ``--mixture models/mixtures/demo_ja.json --data_dir DIR`` runs the same recipe for Japanese on the user's data.
 
 Stages whose output exists are reused, so an interrupted demo continues where it stopped (``--force``
-starts over).
+starts over). ``--foundation_cache DIR`` takes stages 1-3 from a cache shared between demos (:mod:`.cache`);
+``--stop_after foundation|mixture`` stops after stage 3 or after the mixture is tokenized, ``--run_kinds`` trains
+only some of the run kinds (for scripts that need no more).
 """
 from __future__ import annotations
 
@@ -29,9 +35,10 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .cache import cached_stages, foundation_key
 from .groups import SOURCE_LANGUAGE, base_mixture, group_languages, groups_in, target_language
 from .report import write_report
 from .split import SplitBudget, iter_texts, prepare_data
@@ -45,10 +52,13 @@ from ..resources import resource
 from ..tokenizer import load_sentencepiece
 
 RUN_KINDS = ("dynamic", "static", "two_stage", "piecewise", "adaptive")
+STOPS = ("foundation", "mixture", "report")     # --stop_after: after stage 3, after the tokenized mixture, at the end
+SPLIT_SEED = 0                 # the train / held-out split's shuffle
+FOUNDATION_INIT_SEED = 1234    # the English foundation's initialisation
 # the output folder's kind (chatflow_plugin.outputs): --force replaces only such a folder, holding nothing else
 DEMO_KIND = OutputKind("demo", files=("generations.json", ".*.tmp", ".*.lock"),
                        folders=("data", "tokenizer", "mixtures", "shards", "foundation", "foundation_expanded", "runs",
-                                "release", "report", ".*.partial"))
+                                "release", "report", "search", ".*.partial"))
 # The adaptive run's policy (chatflow_plugin.data.adaptive): Online Data Mixing's signal (the held-out loss),
 # modest steps and bounds around the dynamic schedule; it updates at the held-out evaluations.
 ADAPTIVE_POLICY = {"signal": "loss", "rate": 1.0, "smoothing": 0.5, "min_factor": 0.5, "max_factor": 2.0}
@@ -70,6 +80,8 @@ class Profile:
     budget: SplitBudget
     warmup_steps: int
     tokenizer_sentences: int
+    search_proxies: int    # --search: proxy runs (the reference, its static average and sampled schedules)
+    proxy_steps: int       # --search: optimizer steps of a proxy run (the final re-runs have train_steps)
     bf16: bool             # bf16 autocast pays off from a few million parameters; slower for the tiny model
     threads: int           # torch threads; one is fastest for the tiny model and robust on a busy machine
 
@@ -77,13 +89,15 @@ class Profile:
 PROFILES = {
     "quick": Profile(model_config="models/hf/demo_tiny.json", seq_length=128, vocab_size=1000, new_chars=400,
                      foundation_steps=60, train_steps=40, micro_batch_size=8, learning_rate=3e-3, heldout_every=10,
-                     heldout_windows=8, seeds=(0,), warmup_steps=5, tokenizer_sentences=50_000, bf16=False, threads=1,
+                     heldout_windows=8, seeds=(0,), warmup_steps=5, tokenizer_sentences=50_000, search_proxies=8, proxy_steps=20,
+                     bf16=False, threads=1,
                      budget=SplitBudget(heldout_chars=6_000, heldout_max_fraction=0.2, train_chars=250_000,
                                         code_bytes=150_000)),
     "full": Profile(model_config="models/hf/demo_small.json", seq_length=256, vocab_size=4000, new_chars=1500,
                     foundation_steps=400, train_steps=200, micro_batch_size=8, learning_rate=2e-3, heldout_every=40,
-                    heldout_windows=24, seeds=(0, 1, 2), warmup_steps=20, tokenizer_sentences=300_000, bf16=True,
-                    threads=1,
+                    heldout_windows=24, seeds=(0, 1, 2), warmup_steps=20, tokenizer_sentences=300_000, search_proxies=48,
+                    proxy_steps=120,
+                    bf16=True, threads=1,
                     budget=SplitBudget(heldout_chars=60_000, heldout_max_fraction=0.1, train_chars=None,
                                        code_bytes=2_000_000)),
 }
@@ -108,6 +122,26 @@ class DemoOptions:
                             help="auto: fp32 for --quick's tiny model, bf16 autocast for the full miniature "
                                  "(about 5x faster than fp32 there on a CPU with bf16 support)")
     skip_generation: bool = option(False, help="do not load the released model and generate")
+    search: bool = option(False, help="instead of the five-way ablation, choose the schedule with `chatflow search`: "
+                                      "proxy runs continued from the expanded foundation, scored on a validation "
+                                      "split; the chosen, reference (the base mixture's) and static schedules re-run "
+                                      "with the profile's seeds on a test split (report in <output_dir>/search/report)")
+    search_proxies: int = option(0, help="--search: proxy runs (0: the profile's: 8 quick, 48 full)")
+    proxy_steps: int = option(0, help="--search: optimizer steps of each proxy run (0: the profile's: 20 quick, 120 "
+                                      "full); the final re-runs have --train_steps")
+    workers: int = option(1, help="--search: runs trained at once (each with --threads threads)")
+    ladder: int = option(0, help="--search: re-run the best and worst this many proxies at twice their training "
+                                 "length and report whether their order holds (0: no ladder)")
+    run_kinds: list = option(default_factory=list, repeatable=True, type=str, choices=RUN_KINDS,
+                             help="the continued-training runs to make, dynamic among them (the others are compared "
+                                  "with it; default: all five)")
+    stop_after: str = option("report", choices=list(STOPS),
+                             help="foundation: stop after the English foundation; mixture: after the vocabulary "
+                                  "expansion and the tokenized mixture; report: run everything")
+    foundation_cache: str = option("", help="folder of English foundations shared between demos: the split, the "
+                                            "English tokenizer and foundation are taken from it when an entry for "
+                                            "the same data, settings, code and libraries is there, else built into "
+                                            "it (concurrent demos wait for one another)")
     force: bool = option(False, help="delete output_dir first and start over (only a demo's output folder holding "
                                      "nothing else)")
 
@@ -280,7 +314,7 @@ class Layout:
 
     def __init__(self, root: Path):
         self.root = root
-        self.data = root / "data"                              # split.json, train/<group>/, heldout/<group>/
+        self.data = root / "data"           # split.json, {train,heldout,valid,test}/<group>/ (heldout = valid + test)
         self.tokenizers = root / "tokenizer"
         self.english_model = self.tokenizers / "english.model"
         self.expanded_model = self.tokenizers / "expanded.model"
@@ -332,18 +366,19 @@ def _prepare(options: DemoOptions, profile: Profile) -> Layout:
 
 
 def _training_options(profile: Profile) -> dict:
-    """``chatflow train`` options every run of the demo shares."""
+    """``chatflow train`` options every run of the demo shares: a miniature's own learning rate, warm-up and
+    Adam epsilon (torch's 1e-8, with which docs/demo.md's figures were measured), LLaMA-2's schedule shape."""
     return dict(micro_batch_size=profile.micro_batch_size, learning_rate=profile.learning_rate,
-                warmup_steps=profile.warmup_steps, lr_scheduler="cosine_with_min_lr", bf16=profile.bf16,
+                warmup_steps=profile.warmup_steps, lr_scheduler="cosine_with_min_lr", adam_epsilon=1e-8,
+                bf16=profile.bf16,
                 log_every=max(1, profile.heldout_every // 2), heldout_windows=profile.heldout_windows,
                 heldout_every=profile.heldout_every, quiet=True, threads=profile.threads, save_total_limit=1)
 
 
 def split_data(data_dir: Path, out: Layout, profile: Profile, base: MixtureSpec | None = None) -> dict:
-    """Every group's documents into train / held-out; returns ``split.json``."""
+    """Every group's documents into train / held-out (its valid and test halves); returns ``split.json``."""
     if not (out.data / "split.json").is_file():
-        prepare_data(data_dir, out.data, profile.budget, seed=0, force=True,
-                     groups=tuple((base or base_mixture()).group_names))
+        prepare_data(data_dir, out.data, profile.budget, seed=SPLIT_SEED, force=True, base=base or base_mixture())
     return json.loads((out.data / "split.json").read_text(encoding="utf-8"))
 
 
@@ -373,7 +408,7 @@ def english_foundation(out: Layout, profile: Profile, base: MixtureSpec | None =
     _train(dataset_dir=str(out.shards / "english_train"), output_dir=str(out.foundation),
            model_config=str(resource(profile.model_config)), spm_model_path=str(out.english_model),
            heldout_dir=str(out.shards / "english_heldout"), train_steps=profile.foundation_steps,
-           init_seed=1234, **_training_options(profile))
+           init_seed=FOUNDATION_INIT_SEED, **_training_options(profile))
 
 
 def expand_vocabulary(out: Layout, profile: Profile, base: MixtureSpec | None = None) -> None:
@@ -408,16 +443,59 @@ def tokenize_mixture(out: Layout, mixtures: dict) -> None:
                    out.shards / "mixture_heldout", workers=0, force=True)
 
 
-def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Clock) -> dict[str, Path]:
-    """Every run kind for every seed; returns ``{"<kind>_s<seed>": run folder}``."""
+def continued_training(out: Layout, profile: Profile, mixtures: dict, clock: _Clock,
+                       kinds: tuple[str, ...] = RUN_KINDS) -> dict[str, Path]:
+    """Every run kind of ``kinds`` for every seed; returns ``{"<kind>_s<seed>": run folder}``."""
     common = dict(_training_options(profile), dataset_dir=str(out.shards / "mixture_train"),
                   heldout_dir=str(out.shards / "mixture_heldout"), spm_model_path=str(out.expanded_model))
     runs = {}
     for seed in profile.seeds:
-        for kind in RUN_KINDS:
+        for kind in [k for k in RUN_KINDS if k in kinds]:
             clock.stage(f"continued training: {kind}, seed {seed} ({profile.train_steps} steps)")
             runs[f"{kind}_s{seed}"] = _continue_run(kind, seed, out.root, mixtures, profile.train_steps, common)
     return runs
+
+
+def search_schedule(out: Layout, profile: Profile, options: DemoOptions, base: MixtureSpec) -> dict:
+    """``chatflow search`` on the demo's split (:mod:`.split`): proxies train on its ``train`` part (the ablation's
+    shards) and are scored on its ``valid`` part, the final re-runs on its ``test`` part, which the search never
+    sees (the search itself refuses a test set sharing a document with either); proxies continue the expanded
+    foundation like the ablation's runs; objective: the target language's groups' mean loss, subject to the English
+    corpus loss staying within 0.02 nats of the reference's (the base mixture's schedule)."""
+    from ..data.mixture import load_mixture
+    from ..data.preprocess import preprocess
+    from ..search.run import SearchOptions, run_search
+
+    if not all((out.data / part).is_dir() for part in ("valid", "test")):
+        raise ChatflowError(f"{out.data} was split by an older chatflow-plugin, without the valid/ and test/ parts "
+                            f"the search needs: start the demo over with --force (or give another --output_dir)")
+    spec = load_mixture(out.mixtures / "dynamic.json")
+    for part in ("valid", "test"):
+        if not (out.shards / f"mixture_{part}" / "manifest.json").is_file():
+            preprocess(spec.with_overrides(data_root=out.data / part), out.expanded_model,
+                       out.shards / f"mixture_{part}", workers=0, force=True)
+    target = groups_in(target_language(base), spec=base)
+    english = groups_in(SOURCE_LANGUAGE, ("corpus",), base)
+    options = SearchOptions(
+        output_dir=str(out.root / "search"), dataset_dir=str(out.shards / "mixture_train"),
+        heldout_dir=str(out.shards / "mixture_valid"), test_dir=str(out.shards / "mixture_test"),
+        mixture=str(out.mixtures / "dynamic.json"), objective=f"mean({', '.join(target)})",
+        constraint=[f"mean({', '.join(english)}) <= reference + 0.02"], model_path=str(out.expanded),
+        tokenizer=str(out.expanded_model), train_steps=options.proxy_steps or profile.proxy_steps,
+        final_train_steps=profile.train_steps, run_samples=profile.train_steps * profile.micro_batch_size,
+        micro_batch_size=profile.micro_batch_size,
+        learning_rate=profile.learning_rate, lr_scheduler="cosine_with_min_lr", warmup_steps=profile.warmup_steps,
+        heldout_windows=profile.heldout_windows, bf16=profile.bf16, threads=profile.threads, workers=options.workers,
+        seeds=len(profile.seeds), proxies=options.search_proxies or profile.search_proxies,
+        ladder=options.ladder, ladder_model_path=str(out.expanded) if options.ladder else "",
+        ladder_train_steps=2 * (options.proxy_steps or profile.proxy_steps))
+    results = run_search(options)
+    final = results["final"]["paired"]["chosen - reference"]["objective"] if results.get("final") else None
+    return {"report": str(out.root / "search" / "report" / "report.md"),
+            "chosen_mixture": str(out.root / "search" / "chosen_mixture.json"),
+            "cv_objective_spearman": results["model"]["quality"]["objective"]["spearman"],
+            "test_chosen_minus_reference": final,
+            "ladder_spearman": results["ladder"]["spearman"] if results.get("ladder") else None}
 
 
 def release_and_generate(out: Layout, dynamic_run: Path, generate: bool, clock: _Clock,
@@ -447,6 +525,9 @@ def run_demo(options: DemoOptions) -> dict:
     Prints and returns the report's path, the run time and the run folders."""
     profile = resolve_profile(options)
     base = base_mixture(options.mixture or None)
+    if options.run_kinds and "dynamic" not in options.run_kinds:
+        raise ChatflowError(f"--run_kinds {' '.join(options.run_kinds)}: dynamic must be among them (every other run "
+                            f"is compared with it, and it is the one released)")
     with output_folder(options.output_dir, DEMO_KIND, replace=options.force,
                        advice="give the demo another --output_dir"):
         return _run_demo(options, profile, base)
@@ -461,12 +542,14 @@ def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict
     else:
         data_dir = base.data_root if options.mixture else default_data_dir()
     clock = _Clock()
-    clock.stage(f"split documents into train / held-out ({', '.join(base.group_names)} under {data_dir})")
-    split = split_data(data_dir, out, profile, base)
-    clock.stage("train the English tokenizer")
-    english_tokenizer(out, profile, base)
-    clock.stage("train the English foundation model")
-    english_foundation(out, profile, base)
+    if options.foundation_cache and not any(path.exists() for path in _foundation_outputs(out)):
+        clock.stage(f"the split, English tokenizer and foundation from the shared cache {options.foundation_cache}")
+        cached_stages(options.foundation_cache, _foundation_key(data_dir, profile, base), FOUNDATION_STAGE_OUTPUTS,
+                      lambda folder: _foundation_stages(Layout(folder), data_dir, profile, base, _Clock()),
+                      out.root, say=_say)
+    split = _foundation_stages(out, data_dir, profile, base, clock)
+    if options.stop_after == "foundation":
+        return _stopped(out, "foundation", clock)
     clock.stage(f"expand the vocabulary with {target.name} characters (sub-token mean rows)")
     expand_vocabulary(out, profile, base)
     clock.stage(f"tokenize the {len(base.groups)}-group mixture (train and held-out)")
@@ -475,7 +558,15 @@ def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict
     mixtures = run_mixtures(run_samples, t_grow, profile.seq_length, out.data / "train", base,
                             adaptive_every=profile.heldout_every * profile.micro_batch_size)
     tokenize_mixture(out, mixtures)
-    runs = continued_training(out, profile, mixtures, clock)
+    if options.search:
+        clock.stage("chatflow search: proxy runs, fitted model, chosen schedule, re-runs on the test split")
+        found = search_schedule(out, profile, options, base)
+        _say(f"done in {clock.total():.0f} s; search report: {found['report']}")
+        print(json.dumps(found, indent=2))
+        return found
+    if options.stop_after == "mixture":
+        return _stopped(out, "mixture", clock)
+    runs = continued_training(out, profile, mixtures, clock, tuple(options.run_kinds or RUN_KINDS))
     clock.stage("release the dynamic run in HuggingFace format")
     generations = release_and_generate(out, runs[f"dynamic_s{profile.seeds[0]}"], not options.skip_generation, clock,
                                        base)
@@ -486,6 +577,50 @@ def _run_demo(options: DemoOptions, profile: Profile, base: MixtureSpec) -> dict
     report = write_report(out.report, runs, context, base=base)
     _say(f"done in {clock.timings['total']:.0f} s; report: {report}")
     result = {"report": str(report), "seconds": clock.timings["total"], "runs": {k: str(v) for k, v in runs.items()}}
+    print(json.dumps(result, indent=2))
+    return result
+
+
+# What stages 1-3 write, relative to the output folder: what --foundation_cache shares.
+FOUNDATION_STAGE_OUTPUTS = ["data", "tokenizer/english.model", "mixtures/english_train.json",
+                            "mixtures/english_heldout.json", "shards/english_train", "shards/english_heldout",
+                            "foundation"]
+
+
+def _foundation_outputs(out: Layout) -> list[Path]:
+    """The files whose presence makes stages 1-3 reuse their outputs."""
+    return [out.data / "split.json", out.english_model, out.foundation / "final" / "config.json"]
+
+
+def _foundation_stages(out: Layout, data_dir: Path, profile: Profile, base: MixtureSpec, clock: _Clock) -> dict:
+    """Stages 1-3 (each skipped when its output exists); returns ``split.json``."""
+    clock.stage(f"split documents into train / held-out ({', '.join(base.group_names)} under {data_dir})")
+    split = split_data(data_dir, out, profile, base)
+    clock.stage("train the English tokenizer")
+    english_tokenizer(out, profile, base)
+    clock.stage("train the English foundation model")
+    english_foundation(out, profile, base)
+    return split
+
+
+def _foundation_key(data_dir: Path, profile: Profile, base: MixtureSpec) -> dict:
+    """What decides stages 1-3 (:func:`chatflow_plugin.demo.cache.foundation_key`): the data of every group, the
+    groups' names, languages and first sources (the split and the English mixture), and the profile's settings
+    but those of the later stages (new characters, continued-training steps, seeds)."""
+    groups = [{"name": g.name, "language": g.language, "source": [g.sources[0].name, g.sources[0].kind,
+                                                                  list(g.sources[0].fields or [])]}
+              for g in base.groups]
+    settings = {k: v for k, v in asdict(profile).items() if k not in ("new_chars", "train_steps", "seeds")}
+    return foundation_key(data_dir, list(base.group_names), {"groups": groups, "profile": settings,
+                                                             "split_seed": SPLIT_SEED,
+                                                             "foundation_init_seed": FOUNDATION_INIT_SEED},
+                          {"model_config": resource(profile.model_config)})
+
+
+def _stopped(out: Layout, stage: str, clock: _Clock) -> dict:
+    clock.total()
+    _say(f"stopped after the {stage} stage ({clock.timings['total']:.0f} s); outputs in {out.root}")
+    result = {"stopped_after": stage, "output_dir": str(out.root), "seconds": clock.timings["total"]}
     print(json.dumps(result, indent=2))
     return result
 

@@ -29,6 +29,7 @@ from .groups import SOURCE_LANGUAGE, base_mixture, group_languages, groups_in, t
 from ..data.mixture import MixtureSpec
 from ..errors import ChatflowError
 from ..evaluation.figures import DPI
+from ..evaluation.uncertainty import t95
 from ..files import atomic_file, pyplot, read_json, read_jsonl, resolve_from_file, save_figure, write_csv
 from ..options import option
 from ..languages import get_language
@@ -121,15 +122,13 @@ def paired(a: dict[int, dict[int, float]], b: dict[int, dict[int, float]], fract
     return float(np.mean(diffs)), sd, len(diffs)
 
 
-# Two-sided 95% quantiles of Student's t by degrees of freedom (n - 1 seeds).
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
 def _verdict(mean: float, sd: float, n: int, lower_is: str) -> str:
     """Whether the 95% paired-t interval of the per-seed differences excludes zero."""
     if n < 2 or not math.isfinite(sd):
         return f"one seed only: no spread to judge by ({'baseline higher' if mean > 0 else 'baseline lower'})"
-    if abs(mean) <= T95.get(n - 1, 2.0) * sd / math.sqrt(n):
+    if abs(mean) <= t95(n - 1) * sd / math.sqrt(n):
         return "within seed noise"
     return f"{lower_is} lower, beyond seed noise" if mean > 0 else "baseline lower, beyond seed noise"
 

@@ -111,31 +111,105 @@ def decisive_counts(votes: Votes) -> np.ndarray:
     return decisive
 
 
+def _infinite_rows(wins: np.ndarray, games: np.ndarray, prior: float) -> np.ndarray:
+    """Per table of a stack ``(..., m, m)``: whether some model that played never won or never lost (its maximum
+    likelihood strength is 0 or infinite); never with a prior."""
+    if prior > 0:
+        return np.zeros(wins.shape[:-2], dtype=bool)
+    total, played = wins.sum(-1), games.sum(-1)
+    return np.any((played > 0) & ((total <= 0) | (total >= played)), axis=-1)
+
+
+def bradley_terry_batch(wins: np.ndarray, games: np.ndarray, prior: float = 0.0, tol: float = 1e-10,
+                        max_iter: int = 100_000) -> np.ndarray:
+    """Log-strengths (natural log, mean 0) maximising the Bradley-Terry likelihood of each table of a stack:
+    ``wins``/``games`` of shape (K, m, m) -> (K, m), by Hunter's (2004) MM iteration.
+
+    ``prior`` adds that many virtual ties of every model against a fixed model of strength 1. Every table runs
+    the same arithmetic, row for row, as it would alone (a table stops when its own largest change in log
+    strength is below ``tol``), vectorised over the tables still running. Tables where a model never won or
+    never lost (without a prior) must be left out by the caller (:func:`_infinite_rows`).
+    """
+    wins, games = np.asarray(wins, dtype=np.float64), np.asarray(games, dtype=np.float64)
+    k, m = wins.shape[0], wins.shape[-1]
+    total = wins.sum(2) + prior / 2.0
+    out = np.ones((k, m))
+    active = np.arange(k)
+    p, g, t = out.copy(), games, total
+    for _ in range(max_iter):
+        if not len(active):
+            break
+        denom = (g / (p[:, :, None] + p[:, None, :])).sum(2) + prior / (p + 1.0)
+        new = np.where(denom > 0, t / np.where(denom > 0, denom, 1.0), p)
+        if prior <= 0:
+            new = new / np.exp(np.mean(np.log(new), axis=1))[:, None]
+        done = np.max(np.abs(np.log(new) - np.log(p)), axis=1) < tol
+        out[active] = new
+        if done.any():
+            keep = ~done
+            active, p, g, t = active[keep], new[keep], g[keep], t[keep]
+        else:
+            p = new
+    logp = np.log(out)
+    return logp - logp.mean(axis=1, keepdims=True)
+
+
 def bradley_terry(wins: np.ndarray, games: np.ndarray, prior: float = 0.0, tol: float = 1e-10,
                   max_iter: int = 100_000) -> np.ndarray:
-    """Log-strengths (natural log, mean 0) maximising the Bradley-Terry likelihood (MM algorithm).
+    """Log-strengths (natural log, mean 0) maximising the Bradley-Terry likelihood (MM algorithm) of one table
+    (:func:`bradley_terry_batch`); a model that never won or never lost without a prior is an error."""
+    if _infinite_rows(wins, games, prior):
+        raise ChatflowError("a model never won or never lost: its Bradley-Terry rating is infinite; "
+                            "pass --prior 1 (one virtual tie against an average model)")
+    return bradley_terry_batch(wins[None], games[None], prior, tol, max_iter)[0]
 
-    ``prior`` adds that many virtual ties of every model against a fixed model of strength 1.
-    """
-    m = wins.shape[0]
-    total = wins.sum(1) + prior / 2.0
-    if prior <= 0:
-        played = games.sum(1) > 0
-        if np.any(total[played] <= 0) or np.any(total[played] >= games.sum(1)[played]):
-            raise ChatflowError("a model never won or never lost: its Bradley-Terry rating is infinite; "
-                                "pass --prior 1 (one virtual tie against an average model)")
-    p = np.ones(m)
-    for _ in range(max_iter):
-        denom = (games / (p[:, None] + p[None, :])).sum(1) + prior / (p + 1.0)
-        new = np.where(denom > 0, total / np.where(denom > 0, denom, 1.0), p)
-        if prior <= 0:
-            new = new / np.exp(np.mean(np.log(new)))
-        if np.max(np.abs(np.log(new) - np.log(p))) < tol:
-            p = new
-            break
-        p = new
-    logp = np.log(p)
-    return logp - logp.mean()
+
+class VoteKinds:
+    """The votes by kind (the pair and the outcome: at most 3 m (m - 1) kinds, whatever the number of votes) and
+    each kind's points in the (m, m) table :func:`pair_counts` makes, flattened."""
+
+    def __init__(self, votes: Votes):
+        m = len(votes.models)
+        kinds, kind_of_vote = np.unique(np.stack([votes.a, votes.b, 2 * votes.score_a]).T, axis=0,
+                                        return_inverse=True)
+        self.models = m
+        self.kind_of_vote = kind_of_vote.reshape(-1)
+        self.count = len(kinds)
+        a, b, score = kinds[:, 0].astype(np.int64), kinds[:, 1].astype(np.int64), kinds[:, 2] / 2.0
+        self.points = np.zeros((self.count, m * m))
+        np.add.at(self.points, (np.arange(self.count), a * m + b), score)
+        np.add.at(self.points, (np.arange(self.count), b * m + a), 1.0 - score)
+
+    def wins(self, resamples: np.ndarray) -> np.ndarray:
+        """The wins table (:func:`pair_counts`) of each bootstrap resample, as a (K, m, m) stack: ``resamples``
+        (K, n) are vote indices drawn with replacement. Every count is a multiple of 1/2, so the sums are exact in
+        any order: the tables equal those of each resample's multiplicities."""
+        counts = np.empty((len(resamples), self.count))
+        for row, drawn in enumerate(resamples):       # row by row: small arrays that stay in cache
+            counts[row] = np.bincount(self.kind_of_vote[drawn], minlength=self.count)
+        return (counts @ self.points).reshape(len(resamples), self.models, self.models)
+
+
+def bootstrap_ratings(votes: Votes, bootstrap: int, prior: float = 0.0, initial: float = 1000.0,
+                      scale: float = 400.0, seed: int = 0) -> np.ndarray:
+    """Bradley-Terry ratings (Elo scale) of ``bootstrap`` resamples of the votes, drawn with replacement from
+    ``numpy.random.default_rng(seed)`` one resample after another; resamples where some model never won or never
+    lost (no prior: unbounded ratings) are left out. The resamples are counted a block at a time (about 16 MB of
+    vote indices each), then fitted together (:func:`bradley_terry_batch`, about 64 MB of tables at a time)."""
+    rng = np.random.default_rng(seed)
+    n, m = len(votes), len(votes.models)
+    kinds = VoteKinds(votes)
+    wins = np.empty((bootstrap, m, m))
+    block = max(1, (16 << 20) // (8 * max(n, 1)))
+    for start in range(0, bootstrap, block):
+        resamples = rng.integers(0, n, (min(block, bootstrap - start), n))   # the stream of one draw per resample
+        wins[start:start + len(resamples)] = kinds.wins(resamples)
+    games = wins + wins.transpose(0, 2, 1)
+    finite = np.flatnonzero(~_infinite_rows(wins, games, prior))
+    fit = max(1, (64 << 20) // (8 * 4 * m * m))
+    parts = [to_elo_scale(bradley_terry_batch(wins[rows], games[rows], prior), initial, scale)
+             for rows in np.array_split(finite, max(1, -(-len(finite) // fit)))]
+    return np.concatenate(parts) if len(finite) else np.empty((0, m))
 
 
 def to_elo_scale(log_strength: np.ndarray, initial: float = 1000.0, scale: float = 400.0) -> np.ndarray:
@@ -172,20 +246,11 @@ def rate(votes: Votes, k: float = 4.0, initial: float = 1000.0, scale: float = 4
         raise ChatflowError(f"confidence level must be in (0, 1), got {level}")
     wins, games = pair_counts(votes)
     bt = to_elo_scale(bradley_terry(wins, games, prior), initial, scale)
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(bootstrap):
-        weights = np.bincount(rng.integers(0, len(votes), len(votes)), minlength=len(votes)).astype(float)
-        w, g = pair_counts(votes, weights)
-        try:
-            samples.append(to_elo_scale(bradley_terry(w, g, prior), initial, scale))
-        except ChatflowError:
-            continue   # a resample where some model never won: its rating there is unbounded
-    if bootstrap and len(samples) < 0.9 * bootstrap:
-        raise ChatflowError(f"only {len(samples)} of {bootstrap} bootstrap resamples had finite ratings; "
+    arr = bootstrap_ratings(votes, bootstrap, prior, initial, scale, seed)
+    if bootstrap and len(arr) < 0.9 * bootstrap:
+        raise ChatflowError(f"only {len(arr)} of {bootstrap} bootstrap resamples had finite ratings; "
                             "pass --prior 1")
-    if samples:
-        arr = np.array(samples)
+    if len(arr):
         lo, hi = np.percentile(arr, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
     else:
         lo = hi = np.full(len(bt), np.nan)

@@ -21,16 +21,18 @@ from pathlib import Path
 from ..files import atomic_file
 from ..errors import ChatflowError
 from ..options import option
-from .gaokao_rules import CHAT_FORMATS
-from .protocols import PROTOCOL_SETS
+from .gaokao_rules import CHAT_FORMATS, MAX_NEW_TOKENS
+from .protocols import PROTOCOL_SETS, REFERENCE_MAX_LENGTH
 from .registry import BENCHMARKS, load_benchmark
 from .report import dumps, paired_tests, subjects_markdown, table2_markdown
 from .run import TRUNCATION_MODES, EvalSettings, evaluate_model
+from .scoring import PREFIX_CACHE_MODES
 
 SCORING_STATEMENT = ("letter protocols: argmax over A-D of the log-probability of each letter's token(s) right after "
                      "the prompt (which token, and the prompt, per benchmark: see each record's method, reference and "
-                     "letter_tokens); ties -> first letter. Generation protocols: greedy answers, extracted and "
-                     "scored by the benchmark's own rules")
+                     "letter_tokens); ties -> first letter; GAOKAO's multiple-answer items: the best of the 15 letter "
+                     "sets, its multi-question and 5-of-7 items: one letter per sub-question, left to right. "
+                     "Generation protocols: greedy answers, extracted and scored by the benchmark's own rules")
 
 
 @dataclass
@@ -49,13 +51,17 @@ class EvalOptions:
                                       "GAOKAO: the first k questions of each subject, held out)")
     limit: int = option(0, help="score at most this many questions per subject (0: all)")
     batch_size: int = option(8, help="sequences per forward pass")
-    max_length: int = option(0, help="the model's context in tokens for fitting prompts (0: its "
-                                     "max_position_embeddings)")
+    max_length: int = option(0, help="tokens the few-shot prompts are fitted to (0: each protocol's own: 2048 for "
+                                     "--protocol official, as the benchmarks' reference code; the model's "
+                                     "max_position_embeddings for lm-eval); generation protocols fit prompt + "
+                                     "answer into it (0: the model's context)")
     on_truncation: str = option("warn", choices=list(TRUNCATION_MODES),
                                 help="a prompt that does not fit the context: warn (score it, report the counts, "
                                      "mark the cell) or fail (stop before scoring)")
     generation: bool = option(True, help="skip generation protocols (GAOKAO-Bench's official zero-shot generation)")
-    max_new_tokens: int = option(1024, help="answer tokens per question for generation protocols")
+    max_new_tokens: int = option(MAX_NEW_TOKENS, help="answer tokens per question for generation protocols (default "
+                                                      f"{MAX_NEW_TOKENS}: GAOKAO-Bench's models/openai.py sends "
+                                                      "max_tokens=1024); generation stops after the answer's <eoa>")
     chat_format: str = option("auto", choices=list(CHAT_FORMATS),
                               help="generation prompts: auto (the tokenizer's chat template when it has one, else "
                                    "raw), raw (system prompt + question as plain text) or chatflow (ChatFlow's "
@@ -69,8 +75,10 @@ class EvalOptions:
     device_map: str = option("", help="passed to from_pretrained (e.g. 'auto' to spread a large model over "
                                       "GPUs); overrides --device")
     add_bos: bool = option(True, help="do not prepend the BOS token (by default every prompt starts with BOS, as LLaMA was trained)")
-    share_prefix: bool = option(True, help="do not reuse the key/value cache of each subject's header + exemplars "
-                                           "(by default they are run once per subject: same scores, less compute)")
+    prefix_cache: str = option("auto", choices=list(PREFIX_CACHE_MODES),
+                               help="prefixes shared by many prompts (a subject's header + exemplars) run once and "
+                                    "their key/value cache reused: auto (when the estimated compute saved exceeds "
+                                    "the cost), always or never; the scores are the same")
     fidelity_prompts: str = option("", help="also report language fidelity (share of answers in the prompt's "
                                             "language): JSONL of {prompt, lang} or a chatflow clo-data directory")
     output: str = option("", help="results JSON path; the markdown tables go next to it (.md)")
@@ -112,7 +120,8 @@ def _summary(name: str, benchmark: str, r: dict) -> str:
     if r.get("truncated_prompts"):
         notes.append(f"{r['truncated_prompts']} truncated prompt(s)")
     se = f" ± {100 * r['acc_stderr']:.2f}" if r["acc_stderr"] is not None else ""
-    return (f"{name} {benchmark} [{r['protocol']}]: {100 * r['acc']:.2f}{se} "
+    protocol = f"{r['protocol']}: {r['label']}" if r.get("label") else r["protocol"]
+    return (f"{name} {benchmark} [{protocol}]: {100 * r['acc']:.2f}{se} "
             f"({r['average']} average, {r['n']} questions, {r['n_subjects']} subjects, chance {100 * r['chance']:.1f})"
             + "".join(f"; {n}" for n in notes))
 
@@ -139,7 +148,7 @@ def evaluate(opts: EvalOptions) -> dict:
         benchmarks.append(bench)
     settings = EvalSettings(num_fewshot=opts.num_fewshot, limit=opts.limit, batch_size=opts.batch_size,
                             max_length=opts.max_length, add_bos=opts.add_bos, progress=not opts.quiet,
-                            share_prefix=opts.share_prefix, protocol=opts.protocol, on_truncation=opts.on_truncation,
+                            prefix_cache=opts.prefix_cache, protocol=opts.protocol, on_truncation=opts.on_truncation,
                             generation=opts.generation, max_new_tokens=opts.max_new_tokens,
                             chat_format=opts.chat_format, bootstrap=opts.bootstrap, seed=opts.seed)
     names = opts.model_name or [Path(m).resolve().name for m in opts.model]
@@ -147,7 +156,9 @@ def evaluate(opts: EvalOptions) -> dict:
         raise ChatflowError(f"model names {names} are not unique; pass --model_name")
     results = {"settings": {"tasks": tasks, "protocol": opts.protocol, "num_fewshot": opts.num_fewshot,
                             "limit": opts.limit, "data_dir": str(opts.data_dir), "add_bos": opts.add_bos,
-                            "max_length": opts.max_length or "model's max_position_embeddings",
+                            "max_length": opts.max_length or (REFERENCE_MAX_LENGTH if opts.protocol == "official"
+                                                              else "the model's max_position_embeddings"),
+                            "prefix_cache": opts.prefix_cache,
                             "on_truncation": opts.on_truncation, "generation": opts.generation,
                             "max_new_tokens": opts.max_new_tokens, "chat_format": opts.chat_format,
                             "bootstrap": opts.bootstrap, "seed": opts.seed, "scoring": SCORING_STATEMENT},

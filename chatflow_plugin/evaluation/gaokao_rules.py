@@ -30,6 +30,10 @@ from .benchmarks import Question, Subject
 
 END_OF_ANSWER = "<eoa>"
 CHAT_FORMATS = ("auto", "raw", "chatflow")
+# Answer tokens per question: GAOKAO-Bench's API wrapper sent max_tokens=1024 (models/openai.py, as of commit
+# c214b47, the code that produced its completion-model results); its later GPT-4 wrapper (Models/openai_gpt4.py)
+# declares 4096 but never sends it, leaving GPT-4 unbounded. Generation also stops after the n-th <eoa>.
+MAX_NEW_TOKENS = 1024
 
 
 def user_message(q: Question) -> str:

@@ -20,6 +20,12 @@ the answer continuation is scored instead and the fallback is reported (``letter
 
 Averages: ``micro`` (over questions), ``macro`` (mean of subject accuracies), ``points`` (earned /
 possible exam points).
+
+Prompt length: an official protocol fits its prompts to ``REFERENCE_MAX_LENGTH`` = 2,048 tokens, the
+length its reference code fits to (hendrycks/test ``crop.py``: 2,048 GPT-2 tokens; C-Eval
+``eval_llama.py``: ``max_seq_len=2048``; CMMLU ``hf_causal_model.py``: ``--max_length 2048``) and
+ChatFlow's training sequence length; lm-evaluation-harness fits to the model's context.
+``--max_length`` overrides both.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ from .prompts import FIT_RULES, PromptFormat
 LETTER_RULES = ("continuation", "encode_first", "vocab_piece")
 AVERAGES = ("micro", "macro", "points")
 PROTOCOL_SETS = ("official", "lm-eval")   # --protocol: the benchmarks' own code, or lm-evaluation-harness
+REFERENCE_MAX_LENGTH = 2048   # the official codes' prompt length (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -45,14 +52,20 @@ class LetterProtocol:
     fit: str                    # one of prompts.FIT_RULES
     average: str                # one of AVERAGES
     label: str = ""             # table column suffix when a benchmark reports several protocols
-    kinds: tuple[str, ...] = ("single_choice",)
+    kinds: tuple[str, ...] = ("single_choice",)   # question types scored (see .readings for how each is read)
+    max_length: int | None = None   # prompt budget in tokens (None: the model's context)
+    count_bos: bool = True          # the budget counts BOS (hendrycks/test's GPT-3 prompts had none)
     kind: str = field(default="loglikelihood", init=False)
 
     def __post_init__(self):
         assert self.letters in LETTER_RULES and self.fit in FIT_RULES and self.average in AVERAGES
 
     def chance(self, subject: Subject, q: Question) -> float:
-        return 1 / len(LETTERS)
+        return gaokao_rules.chance(subject.kind, q.answers)
+
+    def score(self, kind: str, answers: list[str], gold: tuple[str, ...], points: float) -> tuple[float, float]:
+        """(earned, possible): 1 or 0 for a letter; GAOKAO's exam-point rules for its question types."""
+        return gaokao_rules.score(kind, answers, gold, points)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ benchmark is adding one entry here; nothing else lists benchmark names.
 References (the commits read):
 
 * MMLU: hendrycks/test ``evaluate.py`` (4450500); lm-evaluation-harness ``tasks/mmlu/default``.
-* C-Eval: hkust-nlp/ceval ``code/evaluator_series/evaluators/llama.py`` and README prompt (cba65ae);
+* C-Eval: hkust-nlp/ceval ``code/evaluator_series/evaluators/llama.py`` and ``eval_llama.py`` (cba65ae), which
+  put the subject's file key (``operating_system``) in the header;
   lm-evaluation-harness ``tasks/ceval`` (``ceval-valid``).
 * CMMLU: haonan-li/CMMLU ``src/mp_utils.py``, ``src/hf_causal_model.py`` (d6e7b71); lm-evaluation-harness
   ``tasks/cmmlu``.
@@ -25,7 +26,7 @@ from ..errors import ChatflowError
 from ..languages import normalize_language
 from .benchmarks import Benchmark, CsvLayout, Question, Subject, read_csv_benchmark, read_gaokao
 from .prompts import PromptFormat
-from .protocols import PROTOCOL_SETS, GenerationProtocol, LetterProtocol, LmEvalTask, Protocol
+from .protocols import PROTOCOL_SETS, REFERENCE_MAX_LENGTH, GenerationProtocol, LetterProtocol, LmEvalTask, Protocol
 from .subject_names import CEVAL_SUBJECTS_ZH, CMMLU_SUBJECTS_ZH
 
 LM_EVAL = "lm-evaluation-harness 0.4.13"
@@ -86,9 +87,10 @@ MMLU = BenchmarkSpec(
         "official": (LetterProtocol(
             "official", "hendrycks/test evaluate.py",
             "' A'..' D' after 'Answer:' (GPT-3's ' A' token: ▁A for LLaMA); the first k dev rows, the last "
-            "dropped while the prompt does not fit; accuracy over all questions",
+            "dropped while the prompt is over 2,048 tokens (crop.py); accuracy over all questions",
             PromptFormat(_mmlu_official_header, "Answer:", " ", strip_question=False, pandas_cells=True),
-            letters="continuation", fit="drop_last", average="micro"),),
+            letters="continuation", fit="drop_last", average="micro", max_length=REFERENCE_MAX_LENGTH,
+            count_bos=False),),
         "lm-eval": (LetterProtocol(
             "lm-eval", f"{LM_EVAL} tasks/mmlu/default",
             "' A'..' D' after 'Answer:', first k dev rows, left truncation; accuracy over all questions",
@@ -109,11 +111,12 @@ CEVAL = BenchmarkSpec(
     protocols={
         "official": (LetterProtocol(
             "official", "hkust-nlp/ceval code/evaluator_series/evaluators/llama.py + README answer-only prompt",
-            "logit of tokenizer.encode(letter)[0] (▁A for LLaMA) after '答案：'; the first k dev rows, the last "
-            "dropped while the prompt does not fit; mean of subject accuracies",
-            PromptFormat(lambda s: f"以下是中国关于{_ceval_zh(s.name)}考试的单项选择题，请选出其中的正确答案。\n\n",
+            "logit of tokenizer.encode(letter)[0] (▁A for LLaMA) after '答案：'; the header names the subject by "
+            "its file key as eval_llama.py passes it; the first k dev rows, the last dropped while the prompt is "
+            "over 2,048 tokens (max_seq_len); mean of subject accuracies",
+            PromptFormat(lambda s: f"以下是中国关于{s.name}考试的单项选择题，请选出其中的正确答案。\n\n",
                          "答案：", "", strip_question=False, pandas_cells=True),
-            letters="encode_first", fit="drop_last", average="macro"),),
+            letters="encode_first", fit="drop_last", average="macro", max_length=REFERENCE_MAX_LENGTH),),
         "lm-eval": (LetterProtocol(
             "lm-eval", f"{LM_EVAL} tasks/ceval (ceval-valid)",
             "' A'..' D' after '答案：', first k dev rows, left truncation; accuracy over all questions",
@@ -134,10 +137,10 @@ CMMLU = BenchmarkSpec(
         "official": (LetterProtocol(
             "official", "haonan-li/CMMLU src/mp_utils.py + src/hf_causal_model.py",
             "logit of the vocabulary piece 'A' (convert_tokens_to_ids) after '答案是：'; the first k dev rows, the "
-            "longest dropped while they do not fit; mean of subject accuracies",
+            "longest dropped while they do not fit 2,048 tokens (--max_length); mean of subject accuracies",
             PromptFormat(lambda s: _ANSWER_ONLY_CMMLU.format(_cmmlu_zh(s.name)), "答案是：", "", question_prefix="题目：",
                          strip_question=False, pandas_cells=True),
-            letters="vocab_piece", fit="drop_longest", average="macro"),),
+            letters="vocab_piece", fit="drop_longest", average="macro", max_length=REFERENCE_MAX_LENGTH),),
         "lm-eval": (LetterProtocol(
             "lm-eval", f"{LM_EVAL} tasks/cmmlu",
             "' A'..' D' after '答案：', first k dev rows, left truncation; accuracy over all questions",
@@ -148,12 +151,18 @@ CMMLU = BenchmarkSpec(
 )
 
 _GAOKAO_LETTERS = LetterProtocol(
-    "paper", "ChatFlow Table 2's '3-shot' (our reading; GAOKAO-Bench has no few-shot protocol)",
-    "' A'..' D' after '【答案】:' following the subject's prefix prompt; single-choice subjects only; the "
-    "first k questions of each file are the exemplars (not scored), the last dropped while the prompt does "
-    "not fit; earned / possible exam points",
+    "paper", "ChatFlow Table 2's '3-shot' (our reading; GAOKAO-Bench has no few-shot protocol), scored by "
+    "OpenLMLab/GAOKAO-Bench Bench/OBJ_score_evaluation.py",
+    "every objective subset: after '【答案】:' following the subject's prefix prompt, the best of ' A'..' D' "
+    "(single-choice), of the 15 letter sets written ' BD <eoa>' (multiple-answer), or one letter per "
+    "sub-question left to right (multi-question: A-D, 5-of-7: A-G); the first k questions of each file are "
+    "the exemplars (not scored), the last dropped while the prompt is over 2,048 tokens; scored by "
+    "GAOKAO-Bench's rules (a proper subset of a multiple answer earns half, each sub-question its item's "
+    "score); earned / possible exam points",
     PromptFormat(lambda s: s.header.rstrip("\n") + "\n", "【答案】:", " ", exemplar_suffix=" <eoa>"),
-    letters="continuation", fit="drop_last", average="points", label="letter")
+    letters="continuation", fit="drop_last", average="points", label="3-shot letters",
+    kinds=("single_choice", "multi_choice", "multi_question_choice", "five_out_of_seven"),
+    max_length=REFERENCE_MAX_LENGTH)
 
 GAOKAO = BenchmarkSpec(
     name="gaokao", display="GAOKAO", language="zh",
@@ -165,7 +174,7 @@ GAOKAO = BenchmarkSpec(
             "official", "OpenLMLab/GAOKAO-Bench Bench/objective_bench.py, bench_function.py, OBJ_score_evaluation.py",
             "zero-shot greedy generation after the subject's prefix prompt; answers extracted and scored by "
             "GAOKAO-Bench's rules for single-choice, multiple-answer, multi-question and 5-of-7 questions; "
-            "earned / possible exam points", label="generation")),
+            "earned / possible exam points", label="0-shot generation")),
         "lm-eval": (_GAOKAO_LETTERS,),
     },
     paper={"ChatFlow": 40.7, "HFL-Alpaca2": 36.2, "LLaMA-2-Chat": 27.3},

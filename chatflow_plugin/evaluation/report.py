@@ -37,10 +37,14 @@ def _record(model: dict, col: tuple[str, str | None]) -> dict | None:
 
 
 def _title(models: dict, col: tuple[str, str | None]) -> str:
+    """The column header; a benchmark reported under several protocols names the protocol of every column,
+    its Table 2 column included (GAOKAO (3-shot letters), GAOKAO (0-shot generation))."""
     name, other = col
-    if other is None:
+    records = [r for m in models.values() if (r := _record(m, col))]
+    several = any(m["benchmarks"].get(name, {}).get("other_protocols") for m in models.values())
+    if other is None and not several:
         return BENCHMARKS[name].display
-    label = next((r["label"] for m in models.values() if (r := _record(m, col)) and r.get("label")), other)
+    label = next((r["label"] for r in records if r.get("label")), other or records[0]["protocol"])
     return f"{BENCHMARKS[name].display} ({label})"
 
 

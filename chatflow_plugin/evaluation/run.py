@@ -9,9 +9,10 @@ run in order; the first gives the benchmark's record (Table 2's number), the oth
   over subjects, ``points`` = earned / possible exam points), ``acc_stderr`` and ``stderr_method``
   (:mod:`.uncertainty`), ``n`` scored questions, ``chance`` (the same average of a uniform guess);
 * ``truncated_prompts``: questions whose prompt is not the protocol's k-shot prompt because it did not
-  fit the model's context (exemplars dropped, header dropped or text cut), detailed in ``truncation``.
-  Such runs print a warning naming the counts and the context length, or stop before scoring with
-  ``on_truncation="fail"``.
+  fit the prompt budget (exemplars dropped, header dropped) or the model (text cut), detailed in
+  ``truncation`` with the budget (``max_length``: 2,048 tokens for the official protocols, as their
+  reference code, unless ``--max_length``) and the model's ``context_length``. Such runs print a warning
+  naming the counts and the lengths, or stop before scoring with ``on_truncation="fail"``.
 """
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ChatflowError
+from . import readings
+from .gaokao_rules import MAX_NEW_TOKENS
 from .benchmarks import LETTERS, Benchmark, Question, Subject
 from .generation import GenerationStats, generate_answers, prompt_rows
 from .prompts import PromptPlanner
 from .protocols import GenerationProtocol, LetterProtocol, Protocol, letter_targets
 from .registry import protocols_of
-from .scoring import LetterScorer, predictions, split_continuation
+from .scoring import PREFIX_CACHE_MODES, LetterScorer, split_continuation
 from .uncertainty import Outcomes, headline, stderr
 
 TRUNCATION_MODES = ("warn", "fail")
@@ -39,14 +42,15 @@ class EvalSettings:
     num_fewshot: int = 3
     limit: int = 0            # scored questions per subject (0: all)
     batch_size: int = 8
-    max_length: int = 0       # 0: the model's max_position_embeddings
+    max_length: int = 0       # prompt budget; 0: each protocol's own (2048 official, the model's context lm-eval)
     add_bos: bool = True
     progress: bool = True
-    share_prefix: bool = True  # run each subject's header + exemplars once and reuse its key/value cache
+    prefix_cache: str = "auto"  # shared prefixes run once and their key/value cache reused: auto (cost rule),
+                                # always, never
     protocol: str = "official"          # protocol set: "official" (benchmarks' own code) or "lm-eval"
     on_truncation: str = "warn"         # "warn": report and mark; "fail": stop before scoring
     generation: bool = True             # run generation protocols (GAOKAO-Bench's official one)
-    max_new_tokens: int = 1024          # answer tokens of generation protocols
+    max_new_tokens: int = MAX_NEW_TOKENS   # answer tokens of generation protocols (GAOKAO-Bench's 1024)
     chat_format: str = "auto"           # generation prompts: "auto" (chat template if any), "raw", "chatflow"
     bootstrap: int = 1000               # resamples for bootstrap standard errors and paired tests
     seed: int = 0
@@ -54,6 +58,19 @@ class EvalSettings:
     def __post_init__(self):
         if self.on_truncation not in TRUNCATION_MODES:
             raise ChatflowError(f"on_truncation must be one of {', '.join(TRUNCATION_MODES)}, got {self.on_truncation!r}")
+        if self.prefix_cache not in PREFIX_CACHE_MODES:
+            raise ChatflowError(f"prefix_cache must be one of {', '.join(PREFIX_CACHE_MODES)}, got {self.prefix_cache!r}")
+
+
+def prompt_lengths(protocol: LetterProtocol, settings: EvalSettings, context: int) -> tuple[int, int]:
+    """(budget, limit) in tokens: what prompts are fitted to (``--max_length``, else the protocol's own, never
+    more than the model's context) and the longest input scored uncut (the budget itself for
+    lm-evaluation-harness's left cut, else the model's context)."""
+    if settings.max_length:
+        budget = settings.max_length
+    else:
+        budget = min(protocol.max_length, context) if protocol.max_length else context
+    return budget, (budget if protocol.fit == "left_cut" else context)
 
 
 def letter_tokens(tokenizer, protocol: str | LetterProtocol, add_bos: bool = True) -> dict[str, list[str]]:
@@ -150,18 +167,22 @@ class _Tally:
         }, outcomes
 
 
-def _truncation_report(name: str, protocol: Protocol, counts: dict, total: int, max_length: int, k: int,
+def _truncation_report(name: str, protocol: Protocol, counts: dict, total: int, budget: int, limit: int, k: int,
                        settings: EvalSettings, model_name: str) -> None:
     n = counts["truncated_prompts"]
     if not n:
         return
-    parts = [f"{counts[key]} {what}" for key, what in (("exemplars_dropped", "with exemplars dropped"),
-                                                       ("header_dropped", "without the instruction header"),
-                                                       ("prompts_cut", "cut from the left")) if counts.get(key)]
+    parts = [f"{counts[key]} {what}" for key, what in (
+        ("exemplars_dropped", "with exemplars dropped"), ("header_dropped", "without the instruction header"),
+        ("over_budget", f"still over it, scored whole (the model takes {limit})"),
+        ("prompts_cut", f"cut from the left to {limit}")) if counts.get(key)]
     shots = f" with {k} exemplars" if protocol.kind == "loglikelihood" else ""
     where = f"{model_name} " if model_name else ""
-    message = (f"{where}{name} ({protocol.name} protocol): {n} of {total} prompts do not fit the model's context "
-               f"length of {max_length} tokens{shots}: {', '.join(parts)}")
+    if protocol.kind == "loglikelihood":
+        fits = f"the prompt budget of {budget} tokens{shots}"
+    else:
+        fits = f"the model's context of {budget} tokens with room for the answer"
+    message = f"{where}{name} ({protocol.name} protocol): {n} of {total} prompts do not fit {fits}: {', '.join(parts)}"
     if settings.on_truncation == "fail":
         raise ChatflowError(message + " (--on_truncation warn to score them anyway, marked in table2.md; or "
                                       "--num_fewshot / --max_length)")
@@ -172,38 +193,42 @@ def _evaluate_letters(scorer: LetterScorer, bench: Benchmark, protocol: LetterPr
                       on_prediction, model_name: str) -> tuple[dict, Outcomes]:
     tok, k = scorer.tokenizer, settings.num_fewshot
     t0 = time.perf_counter()
+    budget, limit = prompt_lengths(protocol, settings, scorer.context)
     targets, note = letter_targets(protocol, tok)
     tokens = letter_tokens(tok, protocol, scorer.add_bos)
-    planner = PromptPlanner(protocol.format, protocol.fit, tok, scorer.max_length, scorer.add_bos,
-                            extra_tokens=max(len(t) for t in tokens.values()) - 1)
     owners, skipped = _scored(bench, protocol, settings.limit)
-    plans = [planner.plan(subject, q, k) for subject, q in owners]
+    extra = readings.extra_tokens(tok, protocol, owners, max(len(t) for t in tokens.values()), scorer.add_bos)
+    planner = PromptPlanner(protocol.format, protocol.fit, tok, budget, scorer.add_bos, limit=limit,
+                            count_bos=protocol.count_bos)
+    plans = [planner.plan(subject, q, k, e) for (subject, q), e in zip(owners, extra)]
     counts = {"truncated_prompts": sum(p.truncated for p in plans),
               "exemplars_dropped": sum(p.shots < p.wanted for p in plans),
-              "header_dropped": sum(p.dropped_header for p in plans), "prompts_cut": sum(p.cut for p in plans)}
-    _truncation_report(bench.name, protocol, counts, len(plans), scorer.max_length, k, settings, model_name)
+              "header_dropped": sum(p.dropped_header for p in plans),
+              "over_budget": sum(p.over_budget and not p.cut for p in plans), "prompts_cut": sum(p.cut for p in plans)}
+    _truncation_report(bench.name, protocol, counts, len(plans), budget, limit, k, settings, model_name)
     seconds_prompts = time.perf_counter() - t0
     before = scorer.stats.as_dict()
-    scores = scorer.loglikelihoods([(p.context, targets) for p in plans], desc=f"{bench.name} ({len(plans)} q)",
-                                   prefixes=[p.prefix for p in plans] if settings.share_prefix else None)
-    pred = predictions(scores)
+    answers = readings.read(scorer, protocol, owners, plans, targets, limit, desc=f"{bench.name} ({len(plans)} q)")
     tally = _Tally(protocol)
-    for i, ((subject, q), plan) in enumerate(zip(owners, plans)):
-        ok = LETTERS[pred[i]] == q.answer
+    for (subject, q), plan, got in zip(owners, plans, answers):
         points = q.points if protocol.average == "points" else 1.0
-        tally.add(subject, q, points * ok, points, truncated=int(plan.truncated))
+        earned, possible = protocol.score(subject.kind, got.answers, q.answers, points)
+        tally.add(subject, q, earned, possible, truncated=int(plan.truncated))
         tally.subjects[subject.name]["fewshot"] = plan.wanted
         if on_prediction is not None:
+            single = readings.READINGS[subject.kind] != "sequence"
             on_prediction({"benchmark": bench.name, "protocol": protocol.name, "subject": subject.name,
-                           "location": q.location, "gold": q.answer, "prediction": LETTERS[pred[i]], "correct": bool(ok),
-                           "shots": plan.shots, "cut": plan.cut,
-                           "loglikelihoods": [round(float(x), 6) for x in scores[i]]})
+                           "location": q.location, "gold": q.answers[0] if single else list(q.answers),
+                           "prediction": got.answers[0] if single else got.answers,
+                           "correct": earned >= possible, "earned": earned, "possible": possible,
+                           "shots": plan.shots, "cut": plan.cut, "loglikelihoods": _rounded(got.loglikelihoods)})
     after = scorer.stats.as_dict()
     stats = {key: after[key] - before[key] for key in after}
+    stats["requests"], stats["questions"] = stats["questions"], len(plans)   # a multi-question item asks once per letter
     stats["seconds_prompts"] = seconds_prompts
     record, outcomes = tally.record(settings)
     record.update(truncated_prompts=counts.pop("truncated_prompts"),
-                  truncation={**counts, "max_length": scorer.max_length, "num_fewshot": k},
+                  truncation={**counts, "max_length": budget, "context_length": scorer.context, "num_fewshot": k},
                   letter_tokens=tokens, stats=stats,
                   subjects_with_fewer_shots={s: r["fewshot"] for s, r in tally.subjects.items() if r["fewshot"] < k},
                   not_scored=skipped)
@@ -212,16 +237,20 @@ def _evaluate_letters(scorer: LetterScorer, bench: Benchmark, protocol: LetterPr
     return record, outcomes
 
 
+def _rounded(values):
+    return [_rounded(v) for v in values] if isinstance(values, list) else round(float(values), 6)
+
+
 def _evaluate_generation(scorer: LetterScorer, bench: Benchmark, protocol: GenerationProtocol,
                          settings: EvalSettings, on_prediction, model_name: str) -> tuple[dict, Outcomes]:
-    tok, max_length = scorer.tokenizer, scorer.max_length
+    tok, max_length = scorer.tokenizer, settings.max_length or scorer.context
     owners, skipped = _scored(bench, protocol, settings.limit)
     prompts = [protocol.prompt(subject, q, tok, settings.chat_format) for subject, q in owners]
     rows = prompt_rows(tok, prompts, max_new_tokens=settings.max_new_tokens, max_length=max_length,
                        add_bos=scorer.add_bos)
     cut = sum(row.cut for row in rows)
     counts = {"truncated_prompts": cut, "prompts_cut": cut}
-    _truncation_report(bench.name, protocol, counts, len(prompts), max_length, 0, settings, model_name)
+    _truncation_report(bench.name, protocol, counts, len(prompts), max_length, max_length, 0, settings, model_name)
     gstats = GenerationStats()
     outputs = generate_answers(scorer.model, tok, rows, [protocol.stop_after(s.kind, q) for s, q in owners],
                                max_new_tokens=settings.max_new_tokens, max_length=max_length,
@@ -238,7 +267,8 @@ def _evaluate_generation(scorer: LetterScorer, bench: Benchmark, protocol: Gener
                            "earned": earned, "possible": possible, "cut": out.cut, "stopped": out.stopped,
                            "output": out.text})
     record, outcomes = tally.record(settings)
-    record.update(truncated_prompts=cut, truncation={"prompts_cut": cut, "max_length": max_length, "num_fewshot": 0,
+    record.update(truncated_prompts=cut, truncation={"prompts_cut": cut, "max_length": max_length,
+                                                     "context_length": scorer.context, "num_fewshot": 0,
                                       "max_new_tokens": settings.max_new_tokens,
                                       "shortened_budgets": gstats.shortened_budgets},
                   chat_format=settings.chat_format, stats=gstats.as_dict(),
@@ -281,9 +311,9 @@ def evaluate_model(model, tokenizer, benchmarks: list[Benchmark], settings: Eval
                    on_prediction: Callable[[dict], None] | None = None, model_name: str = "") -> dict[str, Any]:
     """``{"benchmarks": {name: record}, "letter_tokens": {name: ...}, "context_length", "outcomes"}``;
     ``outcomes`` (per-question results for paired tests) is not meant for the JSON file."""
-    scorer = LetterScorer(model, tokenizer, batch_size=settings.batch_size, max_length=settings.max_length or None,
-                          add_bos=settings.add_bos, progress=settings.progress, share_prefix=settings.share_prefix)
-    out: dict[str, Any] = {"benchmarks": {}, "letter_tokens": {}, "context_length": scorer.max_length, "outcomes": {}}
+    scorer = LetterScorer(model, tokenizer, batch_size=settings.batch_size, add_bos=settings.add_bos,
+                          progress=settings.progress, prefix_cache=settings.prefix_cache)
+    out: dict[str, Any] = {"benchmarks": {}, "letter_tokens": {}, "context_length": scorer.context, "outcomes": {}}
     for bench in benchmarks:
         record = evaluate_benchmark(scorer, bench, settings, on_prediction, out["outcomes"], model_name)
         out["benchmarks"][bench.name] = record

@@ -16,6 +16,9 @@ Paired comparison of models A and B on the same questions: a paired bootstrap (t
 questions for both) gives the standard error and 95 % percentile interval of A - B and the two-sided
 p-value 2 min(P*(d <= 0), P*(d >= 0)); for 0/1 outcomes also McNemar's exact test on the discordant
 questions (A right and B wrong: b, the reverse: c; two-sided binomial p with p = 1/2).
+
+Paired differences over seeds (training runs of two designs, one pair per seed): :func:`paired_t_interval`, the
+mean difference with its 95 % Student-t interval.
 """
 from __future__ import annotations
 
@@ -108,3 +111,30 @@ def paired_test(a: Outcomes, b: Outcomes, n_boot: int = 1000, seed: int = 0) -> 
         nb, nc = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
         out["mcnemar"] = {"a_only": nb, "b_only": nc, "p": mcnemar_exact(nb, nc)}
     return out
+
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (n - 1 seeds); beyond the table, the normal's.
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+       12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t95(dof: int) -> float:
+    """The two-sided 95 % Student-t quantile for ``dof`` degrees of freedom (the next smaller tabulated one, a
+    little wider, between table entries; 1.96 from 120 on)."""
+    if dof >= 120:
+        return 1.96
+    return T95[max(k for k in T95 if k <= dof)] if dof >= 1 else float("nan")
+
+
+def paired_t_interval(differences) -> dict:
+    """Mean of paired per-seed differences, their sample standard deviation and 95 % t interval (``low``,
+    ``high``; None with fewer than 2 pairs); ``excludes_zero`` says whether the interval does."""
+    d = np.asarray(list(differences), dtype=np.float64)
+    n = len(d)
+    mean = float(d.mean()) if n else float("nan")
+    if n < 2:
+        return {"n": n, "mean": mean, "sd": None, "low": None, "high": None, "excludes_zero": False}
+    sd = float(d.std(ddof=1))
+    half = t95(n - 1) * sd / np.sqrt(n)
+    return {"n": n, "mean": mean, "sd": sd, "low": mean - half, "high": mean + half,
+            "excludes_zero": bool(mean - half > 0 or mean + half < 0)}

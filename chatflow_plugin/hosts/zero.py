@@ -7,12 +7,19 @@ the only obstacle is DeepSpeed's own state: DeepSpeed converts a checkpoint to i
 (``python -m deepspeed.checkpoint.ds_to_universal``), which loads on any number of ranks when the DeepSpeed
 config says ``"checkpoint": {"load_universal": true}``. Both backends check this before the model is built and
 say exactly what to run.
+
+DeepSpeed is imported only by a run that uses it (:func:`deepspeed_hidden`): accelerate imports it whenever it is
+installed (``extract_model_from_parallel``, called as every ``transformers.Trainer`` is built), which costs start-up
+time and prints DeepSpeed's accelerator warning in commands that never use it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import ChatflowError
 
@@ -43,3 +50,25 @@ def refuse_world_change(tag_folder: Path, saved: int, world: int, config: str | 
         f"deepspeed.checkpoint.ds_to_universal --input_folder {tag_folder} --output_folder {tag_folder}_universal "
         f"--inject_missing_state` and add \"checkpoint\": {{\"load_universal\": true}} to {where}; the run then "
         f"continues at sample {samples}")
+
+
+def deepspeed_requested(config: str | None) -> bool:
+    """Whether this process runs under DeepSpeed: a ``--deepspeed`` config, or ``accelerate launch`` with DeepSpeed
+    (it sets ``ACCELERATE_USE_DEEPSPEED``)."""
+    return bool(config) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes")
+
+
+@contextlib.contextmanager
+def deepspeed_hidden(config: str | None = None) -> Iterator[None]:
+    """Run the body with DeepSpeed invisible unless it is requested (:func:`deepspeed_requested`) or already
+    imported: ``sys.modules["deepspeed"] = None`` makes ``importlib.util.find_spec`` answer None, so accelerate and
+    transformers take DeepSpeed for absent and never import it. Restored afterwards."""
+    if deepspeed_requested(config) or "deepspeed" in sys.modules:
+        yield
+        return
+    sys.modules["deepspeed"] = None
+    try:
+        yield
+    finally:
+        if "deepspeed" in sys.modules and sys.modules["deepspeed"] is None:
+            del sys.modules["deepspeed"]

@@ -429,3 +429,64 @@ def test_cli_both_directions(spm_model, tmp_path, capsys):
     from chatflow_plugin.cli import main
     assert main(["convert", "tp2hf", str(tmp_path / "tp"), str(tmp_path / "hf2")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+# ---- byte-level BPE tokenizers (tokenizer.json) ------------------------------------------------------
+
+BPE_TEXTS = ["Hello world, the model learns 语言 from data.", "温度是２３℃，湿度８０％。", "  two  spaces\tand\nlines 12345",
+             "def f(x):\n    return x ** 2  # code", "混合 mixed 文本 text ✓"]
+
+
+@pytest.mark.parametrize("style, padded_rows", [("llama3", 0), ("qwen2", 16)])
+def test_byte_level_bpe_round_trips_with_identical_ids_and_logits(style, padded_rows, tmp_path, capsys):
+    """tp2hf of a model whose tokenizer is a byte-level BPE tokenizer.json (LLaMA-3's kind with its BOS template;
+    Qwen2's kind without BOS and with padded embedding rows): the release loads with AutoTokenizer, gives the
+    tokenizer's own ids, and the model computes bit-identical logits."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    from chatflow_plugin.cli import main as chatflow_main
+    from chatflow_plugin.tokenizer import TokenizerFiles, load_tokenizer
+    from conftest import train_byte_bpe
+
+    source = train_byte_bpe(tmp_path / "bpe", style=style)
+    tok = load_tokenizer(source)
+    assert tok.kind == "hf" and (tok.bos_id is None) == (style == "qwen2")
+    torch.manual_seed(0)
+    config = _tiny_config(tok.vocab_size + padded_rows, bos_token_id=tok.bos_id, eos_token_id=tok.eos_id)
+    model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(tmp_path / "hf")
+    TokenizerFiles.read(source).write(tmp_path / "hf")
+    convert_hf_to_tp(tmp_path / "hf", tmp_path / "tp")
+    assert (tmp_path / "tp" / "tokenizer.json").is_file() and not (tmp_path / "tp" / "tokenizer.model").exists()
+    convert_tp_to_hf(tmp_path / "tp", tmp_path / "release")          # the tokenizer found beside the weights
+    assert chatflow_main(["convert", "tp2hf", str(tmp_path / "tp" / "tencentpretrain_model.bin"),
+                          str(tmp_path / "release_cli"), "--tp_config", str(tmp_path / "tp" / "config.json"),
+                          "--tokenizer", str(source / "tokenizer.json"), "--quiet"]) == 0
+    capsys.readouterr()
+    reference = AutoTokenizer.from_pretrained(source)
+    for release in (tmp_path / "release", tmp_path / "release_cli"):
+        _assert_same(_state(tmp_path / "hf"), _state(release))
+        cfg = json.loads((release / "config.json").read_text())
+        assert (cfg["vocab_size"], cfg["bos_token_id"], cfg["eos_token_id"]) == \
+            (tok.vocab_size + padded_rows, tok.bos_id, tok.eos_id)
+        loaded = AutoTokenizer.from_pretrained(release)
+        released = AutoModelForCausalLM.from_pretrained(release, dtype=torch.float32).eval()
+        for text in BPE_TEXTS:
+            ids = loaded(text)["input_ids"]
+            assert ids == reference(text)["input_ids"] == ([tok.bos_id] if tok.bos_id is not None else []) + \
+                tok.encode(text), text
+            assert loaded.decode(ids, skip_special_tokens=True) == text
+            with torch.no_grad():
+                x = torch.tensor([ids])
+                assert torch.equal(released(x).logits, model(x).logits), text
+
+
+def test_a_tokenizer_json_with_more_ids_than_rows_is_refused(byte_bpe_dir, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    from chatflow_plugin.tokenizer import load_tokenizer
+    vocab = load_tokenizer(byte_bpe_dir).vocab_size
+    LlamaForCausalLM(_tiny_config(vocab - 10)).save_pretrained(tmp_path / "hf")
+    with pytest.raises(ChatflowError, match=f"the embedding has {vocab - 10} rows but tokenizer .* has {vocab} ids"):
+        convert_hf_to_tp(tmp_path / "hf", tmp_path / "tp", tokenizer=byte_bpe_dir / "tokenizer.json")
+    assert not (tmp_path / "tp").exists()

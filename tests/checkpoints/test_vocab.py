@@ -133,6 +133,11 @@ def test_mine_pieces_ranks_new_characters_of_the_script(spm_model, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{broken\n', encoding="utf-8")
     with pytest.raises(DataError, match="bad.jsonl:2"):
         mine_pieces([tmp_path / "bad.jsonl"], spm_model)
+    import bz2
+    import gzip
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress((tmp_path / "a.txt").read_bytes()))     # compressed: by content
+    (tmp_path / "b.jsonl.bz2").write_bytes(bz2.compress((tmp_path / "b.jsonl").read_bytes()))
+    assert mine_pieces([tmp_path / "a.txt.gz", tmp_path / "b.jsonl.bz2"], spm_model) == mined
 
 
 def test_mean_init_ids_follow_the_original_tokenizer(spm_model, tmp_path):

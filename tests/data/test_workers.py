@@ -52,6 +52,24 @@ def test_results_come_in_order_with_the_initializers_state():
     assert _children() == before
 
 
+def _echo_large(item: bytes) -> bytes:
+    return item[::-1] * 2          # a result larger than the item, both larger than a pipe's buffer
+
+
+def test_large_items_and_results_never_deadlock_and_items_are_read_lazily():
+    pulled = []
+
+    def items():
+        for i in range(12):
+            pulled.append(i)
+            yield bytes([i]) * (3 << 20)       # 3 MB each: far beyond a pipe's buffer
+
+    with WorkerPool(2, _echo_large, window=4) as pool:
+        for i, (item, result) in enumerate(pool.map_with_items(items())):
+            assert item == bytes([i]) * (3 << 20) and len(result) == 6 << 20
+            assert len(pulled) <= i + 1 + 4        # never more than the window ahead of the caller
+
+
 def test_an_error_in_a_worker_is_raised_for_its_item_and_the_pool_is_reaped():
     before = _children()
     with pytest.raises(ValueError, match="bad item"):

@@ -16,6 +16,7 @@ from chatflow_plugin.cli import main as chatflow_main  # noqa: E402
 from chatflow_plugin.demo.pipeline import run_mixtures  # noqa: E402
 from chatflow_plugin.demo.split import (GROUP_DIRS, SplitBudget, iter_texts, prepare_data, read_group,  # noqa: E402
                                        split_records, stdlib_code_records)
+from chatflow_plugin.data.split import SplitSpec, document_hashes  # noqa: E402
 from chatflow_plugin.errors import ChatflowError, DataError  # noqa: E402
 from chatflow_plugin.demo.report import paired, write_report  # noqa: E402
 from chatflow_plugin.data.mixture import parse_mixture  # noqa: E402
@@ -58,20 +59,39 @@ BUDGET = SplitBudget(heldout_chars=2_000, heldout_max_fraction=0.2, train_chars=
 
 # --- data split ----------------------------------------------------------------------------------
 
-def test_split_is_disjoint_seeded_and_budgeted():
-    lines = [json.dumps({"text": f"doc {i} " + "x" * 100}) for i in range(100)]
-    train, held = split_records(lines, "en_corpus", BUDGET, seed=1)
+def test_split_is_disjoint_seeded_budgeted_and_the_preprocess_rule():
+    lines = [json.dumps({"text": f"doc {i} " + "x" * 100}) for i in range(400)]
+    parts = split_records(lines, "en_corpus", BUDGET, seed=1)
+    train, held = parts["train"], parts["heldout"]
     assert not set(train) & set(held)
-    assert len(train) + len(held) == 100
-    assert 2_000 <= sum(map(len, held)) < 2_000 + 200 and len(held) <= 20
-    assert split_records(lines, "en_corpus", BUDGET, seed=1) == (train, held)
-    assert split_records(lines, "zh_corpus", BUDGET, seed=1)[1] != held    # per-group shuffles
-    capped = split_records(lines, "g", SplitBudget(1, 0.5, train_chars=500, code_bytes=1), seed=0)[0]
-    assert 500 <= sum(map(len, capped)) < 500 + 200
-    with pytest.raises(ChatflowError, match="at least 2"):
-        split_records(lines[:1], "g", BUDGET)
-    with pytest.raises(ChatflowError, match="nothing left"):
-        split_records(lines[:3], "g", SplitBudget(10**9, 1.0, None, 1))
+    assert len(train) + len(held) == 400
+    chars = sum(len(json.loads(line)["text"]) for line in lines)
+    fraction = BUDGET.heldout_chars / chars                      # the budget as a fraction of the records
+    assert 0.4 * fraction * 400 <= len(held) <= 2.0 * fraction * 400
+    assert split_records(lines, "en_corpus", BUDGET, seed=1) == parts
+    assert split_records(lines, "en_corpus", BUDGET, seed=2)["heldout"] != held          # the seed decides
+    # the same rule as `chatflow preprocess --split`: heldout is the first stretch of the hash range ...
+    texts = [json.loads(line)["text"] for line in lines]
+    hashes = document_hashes(texts)
+    h = min(0.2, fraction)
+    two = SplitSpec((("heldout", h), ("train", 1 - h)), 1).assign(hashes)
+    assert [line for line, p in zip(lines, two) if p == 0] == held
+    # ... and one split of three parts, valid:h/2,test:h/2,train: its halves, in input order
+    three = SplitSpec((("valid", h / 2), ("test", h / 2), ("train", 1 - h)), 1).assign(hashes)
+    for index, name in enumerate(("valid", "test", "train")):
+        assert [line for line, p in zip(lines, three) if p == index] == parts[name]
+    assert parts["valid"] and parts["test"] and sorted(parts["valid"] + parts["test"]) == sorted(held)
+    capped = split_records(lines, "g", SplitBudget(2_000, 0.5, train_chars=5_000, code_bytes=1), seed=0)["train"]
+    assert 0 < sum(len(json.loads(line)["text"]) for line in capped) < 2 * 5_000
+    with pytest.raises(ChatflowError, match="at least 3"):
+        split_records(lines[:2], "g", BUDGET)
+    for n in (3, 4, 7):      # too small for its fraction: two held out, one to validate on, one to test on
+        tiny = split_records(lines[:n], "g", SplitBudget(1, 0.001, None, 1))
+        assert len(tiny["valid"]) == len(tiny["test"]) == 1 and len(tiny["train"]) == n - 2
+    copies = [lines[0]] * 5 + [lines[1]] * 3 + lines[2:5]     # ... each with every copy of it (never trained on)
+    tiny = split_records(copies, "g", SplitBudget(1, 0.001, None, 1))
+    assert not set(tiny["train"]) & set(tiny["valid"] + tiny["test"]) and len(tiny["train"] + tiny["valid"] + tiny["test"]) == 11
+    assert len(set(tiny["valid"])) == len(set(tiny["test"])) == 1 and not set(tiny["valid"]) & set(tiny["test"])
 
 
 def test_prepare_data_writes_splits_and_builds_code_from_the_stdlib(tmp_path):
@@ -80,10 +100,12 @@ def test_prepare_data_writes_splits_and_builds_code_from_the_stdlib(tmp_path):
     assert set(stats) == set(GROUP_DIRS)
     assert "standard library" in stats["code"]["origin"]
     for group in GROUP_DIRS:
-        train = (tmp_path / "out" / "train" / group / "data.jsonl").read_text(encoding="utf-8").splitlines()
-        held = (tmp_path / "out" / "heldout" / group / "data.jsonl").read_text(encoding="utf-8").splitlines()
-        assert train and held and not set(train) & set(held)
-        assert len(train) == stats[group]["train_documents"]
+        parts = {name: (tmp_path / "out" / name / group / "data.jsonl").read_text(encoding="utf-8").splitlines()
+                 for name in ("train", "heldout", "valid", "test")}
+        assert parts["train"] and parts["valid"] and parts["test"] and not set(parts["train"]) & set(parts["heldout"])
+        assert sorted(parts["valid"] + parts["test"]) == sorted(parts["heldout"])
+        assert len(parts["train"]) == stats[group]["train_documents"]
+        assert len(parts["test"]) == stats[group]["test_documents"]
     code = [json.loads(line)["text"] for line in stdlib_code_records(30_000)]
     assert code and all(text.startswith("# ") for text in code)
     texts = list(iter_texts(tmp_path / "out" / "train" / "zh_inst" / "data.jsonl"))

@@ -158,3 +158,28 @@ def test_non_tie_win_rates_leave_ties_out_and_make_figure_3(tmp_path, capsys):
     assert chatflow_main(["elo", str(votes), "--prior", "1", "--bootstrap", "10", "--output", str(tmp_path / "t3")]) == 0
     assert (tmp_path / "t3_non_tie_win_rates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "non_tie_win_rates.png" in capsys.readouterr().err
+
+
+def test_vectorised_bootstrap_equals_one_fit_per_resample():
+    """All resamples fitted together give, bit for bit, what fitting each resample alone gives (the same draws
+    from the seed's stream, the same tables, the same MM arithmetic and stopping rule per resample), and leave out
+    the same resamples: those where a model never won or never lost, without a prior."""
+    from chatflow_plugin.evaluation.elo import bootstrap_ratings
+
+    few = votes_from_records([("x", "y", 1.0), ("y", "z", 1.0), ("z", "x", 1.0), ("x", "y", 0.5), ("y", "x", 1.0),
+                              ("z", "y", 0.0), ("x", "z", 1.0)])
+    many = votes_from_records(synthetic_votes(500, seed=4, tie_share=0.2))
+    for votes, prior in ((few, 0.0), (few, 1.0), (many, 0.0)):
+        rng = np.random.default_rng(7)
+        expected = []
+        for _ in range(60):
+            weights = np.bincount(rng.integers(0, len(votes), len(votes)), minlength=len(votes)).astype(float)
+            try:
+                expected.append(to_elo_scale(bradley_terry(*pair_counts(votes, weights), prior)))
+            except ChatflowError:
+                continue
+        got = bootstrap_ratings(votes, 60, prior, seed=7)
+        assert got.shape == (len(expected), len(votes.models))
+        assert np.array_equal(got, np.array(expected)), (prior, np.max(np.abs(got - np.array(expected))))
+        if votes is few and prior == 0.0:
+            assert 0 < len(expected) < 60          # some resamples were left out, the same ones

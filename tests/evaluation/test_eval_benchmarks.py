@@ -77,6 +77,35 @@ def write_gaokao(root: Path, n=10, seed=0) -> Path:
     return root
 
 
+def write_gaokao_all_kinds(root: Path, n: int = 4, seed: int = 0) -> Path:
+    """One GAOKAO file of each objective type: single-choice, multiple-answer (Physics, 6 points as in the
+    release), multi-question (2-3 sub-questions) and 5-of-7 (letters A-G), ``n`` examples each."""
+    (root / "Objective_Questions").mkdir(parents=True, exist_ok=True)
+    kinds = {"2010-2022_Biology_MCQs": "single_choice", "2010-2022_Physics_MCQs": "multi_choice",
+             "2010-2022_Geography_MCQs": "multi_question_choice", "2012-2022_English_Cloze_Test": "five_out_of_seven"}
+    prompts = {"examples": [{"keyword": k, "type": t, "prefix_prompt": f"请你做一道{t}题\n题目如下："}
+                            for k, t in kinds.items()]}
+    (root / "Obj_Prompt.json").write_text(json.dumps(prompts, ensure_ascii=False), encoding="utf-8")
+    rng = random.Random(seed)
+    for keyword, kind in kinds.items():
+        examples = []
+        for i, r in enumerate(_rows(n, seed + len(keyword), zh=True)):
+            if kind == "single_choice":
+                answer, score = [r[5]], 5
+            elif kind == "multi_choice":
+                answer, score = ["".join(sorted(rng.sample("ABCD", rng.randint(1, 3))))], 6
+            elif kind == "multi_question_choice":
+                answer, score = [rng.choice("ABCD") for _ in range(rng.randint(2, 3))], 4
+            else:
+                answer, score = rng.sample("ABCDEFG", 5), 2
+            q = f"{i + 1}．{r[0]}（ ）\nA．{r[1]} B．{r[2]}\nC．{r[3]} D．{r[4]}\n"
+            examples.append({"year": "2012", "category": "（新课标）", "question": q, "answer": answer,
+                             "analysis": "", "index": i, "score": score})
+        (root / "Objective_Questions" / f"{keyword}.json").write_text(
+            json.dumps({"keywords": keyword, "example": examples}, ensure_ascii=False), encoding="utf-8")
+    return root
+
+
 WRITERS = {"mmlu": write_mmlu, "ceval": write_ceval, "cmmlu": write_cmmlu, "gaokao": write_gaokao}
 
 
@@ -86,13 +115,11 @@ def test_each_layout_reads_subjects_pool_and_scored_split(tmp_path, name):
     bench = load_benchmark(name, root, num_fewshot=3)
     assert bench.language == ("en" if name == "mmlu" else "zh")
     if name == "gaokao":
-        # every objective type is read (the official generation protocol scores them); the letter protocol
-        # scores single-choice subjects only
+        # every objective type is read, and both protocols score every type
         assert [(s.name, s.kind) for s in bench.subjects] == [("2010-2022_Biology_MCQs", "single_choice"),
                                                               ("2010-2022_Geography_MCQs", "multi_question_choice")]
         assert bench.subjects[1].fewshot_pool[0].answers == ("B", "C") and not bench.skipped
-        letter_kinds = protocols_of("gaokao")[0].kinds
-        assert [s.name for s in bench.subjects if s.kind in letter_kinds] == ["2010-2022_Biology_MCQs"]
+        assert all(s.kind in p.kinds for p in protocols_of("gaokao") for s in bench.subjects)
         subject = bench.subjects[0]
         assert len(subject.fewshot_pool) == 3 and len(subject.questions) == 7   # first 3 held out
         assert subject.questions[0].location.endswith("#example[3]") and subject.questions[0].points in (5, 6)
@@ -175,7 +202,10 @@ def test_prompts_follow_each_benchmarks_format(tmp_path):
 
     ceval = load_benchmark("ceval", write_ceval(tmp_path / "ceval"), 1)
     ctx, conts = build_prompt("ceval", ceval.subjects[0], ceval.subjects[0].questions[0], 1)
-    assert ctx.startswith("以下是中国关于法学考试的单项选择题，请选出其中的正确答案。\n\n")
+    # the file key, as hkust-nlp/ceval's eval_llama.py passes it to the header (lm-eval: the Chinese name)
+    assert ctx.startswith("以下是中国关于law考试的单项选择题，请选出其中的正确答案。\n\n")
+    assert build_prompt("ceval", ceval.subjects[0], ceval.subjects[0].questions[0], 1, "lm-eval")[0].startswith(
+        "以下是中国关于法学的单项选择题，请选出其中的正确答案。\n\n")
     assert ctx.endswith("\n答案：") and conts == ["A", "B", "C", "D"]
     assert f"答案：{ceval.subjects[0].fewshot_pool[0].answer}\n\n" in ctx
 
@@ -199,7 +229,7 @@ def test_real_sample_files_parse_completely():
     counts = {}
     for name in ("mmlu", "ceval", "cmmlu", "gaokao"):
         bench = load_benchmark(name, REAL / name, 3)
-        kinds = protocols_of(name)[0].kinds   # the letter protocol's view (single-choice subjects)
+        kinds = protocols_of(name)[0].kinds   # the Table 2 protocol's view: every objective type
         letter_subjects = [s for s in bench.subjects if s.kind in kinds]
         skipped = len(bench.skipped) + len(bench.subjects) - len(letter_subjects)
         counts[name] = (len(letter_subjects), sum(len(s.questions) for s in letter_subjects), skipped)
@@ -211,11 +241,11 @@ def test_real_sample_files_parse_completely():
             assert {s.name for s in bench.subjects} <= set(CEVAL_SUBJECTS_ZH)
         if name == "cmmlu":
             assert {s.name for s in bench.subjects} <= set(CMMLU_SUBJECTS_ZH)
-    # README counts: every row readable; GAOKAO's multi-question geography left out (12 first-3 exemplars held out)
+    # README counts: every row readable; the first 3 examples of each GAOKAO file held out as exemplars
     assert counts["mmlu"] == (5, 669, 0)
     assert counts["ceval"] == (52, 1346, 0)
     assert counts["cmmlu"] == (4, 773, 0)
-    assert counts["gaokao"] == (4, 150 + 124 + 287 + 214 - 12, 1)
+    assert counts["gaokao"] == (5, 150 + 124 + 34 + 287 + 214 - 15, 0)
     gaokao = load_benchmark("gaokao", REAL / "gaokao", 3)   # the generation protocol's view: every question
     geography = next(s for s in gaokao.subjects if s.kind == "multi_question_choice")
     assert len(geography.fewshot_pool + geography.questions) == 34 and not gaokao.skipped

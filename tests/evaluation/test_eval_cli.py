@@ -29,17 +29,20 @@ def test_eval_writes_results_tables_and_predictions(tmp_path, tiny_llama_dir, da
             "--output", str(out), "--predictions", str(tmp_path / "pred.jsonl"), "--quiet", "--device", "cpu"]
     assert chatflow_main(argv) == 0
     captured = capsys.readouterr()
-    assert "| Model | MMLU | C-Eval | CMMLU | GAOKAO |" in captured.out and "| chatflow |" in captured.out
-    # multi-question geography: scored by the official generation protocol, reported as not scored by the letter one
-    assert "not scored: 2010-2022_Geography_MCQs (question type multi_question_choice" in captured.err
+    assert ("| Model | MMLU | C-Eval | CMMLU | GAOKAO (3-shot letters) | GAOKAO (0-shot generation) |" in captured.out
+            and "| chatflow |" in captured.out)
+    # the one geography item is an exemplar of the few-shot reading; the zero-shot generation scores it
+    assert "not scored: 2010-2022_Geography_MCQs (no questions left after the exemplars)" in captured.err
     assert "multi-token letters" in captured.err    # this tiny vocabulary spells " A" as "▁" + "A"
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["settings"]["num_fewshot"] == 3 and "log-probability" in results["settings"]["scoring"]
+    assert results["settings"]["max_length"] == 2048   # the official codes' prompt length, by default
     base, chat = results["models"]["base"], results["models"]["chatflow"]
     assert set(base["benchmarks"]) == {"mmlu", "ceval", "cmmlu", "gaokao"}
     for name, r in base["benchmarks"].items():
         assert r["n_questions"] == 3 and r["acc"] == chat["benchmarks"][name]["acc"]   # same weights
         assert r["subjects"] and r["stats"]["questions"] == 3
+        assert r["truncation"]["max_length"] == 2048 and r["truncation"]["context_length"] == 4096
     assert base["benchmarks"]["gaokao"]["n_skipped"] == 1
     assert base["letter_tokens"]["mmlu"][" A"] == ["▁", "<0x41>"]
     preds = [json.loads(line) for line in open(tmp_path / "pred.jsonl", encoding="utf-8")]
@@ -48,7 +51,8 @@ def test_eval_writes_results_tables_and_predictions(tmp_path, tiny_llama_dir, da
     generated = [p for p in preds if "output" in p]
     assert len(generated) == 2 * (3 + 1) and {p["protocol"] for p in generated} == {"official"}   # biology + geography
     md = out.with_suffix(".md").read_text(encoding="utf-8")
-    assert md.startswith("| Model | MMLU | C-Eval | CMMLU | GAOKAO |") and "### C-Eval" in md and "| law | 3 |" in md
+    assert md.startswith("| Model | MMLU | C-Eval | CMMLU | GAOKAO (3-shot letters) |") and "### C-Eval" in md
+    assert "| law | 3 |" in md
 
 
 @pytest.mark.parametrize("extra,message", [

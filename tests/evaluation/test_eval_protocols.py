@@ -118,7 +118,7 @@ def test_results_json_fields_and_truncation_warning(tmp_path, letters_llama_dir,
             "--max_new_tokens", "8", "--output", str(out), "--quiet", "--device", "cpu", "--bootstrap", "200"]
     assert chatflow_main(argv) == 0
     err = capsys.readouterr().err
-    assert "prompts do not fit the model's context length of 160 tokens with 3 exemplars" in err
+    assert "prompts do not fit the prompt budget of 160 tokens with 3 exemplars" in err
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["settings"]["protocol"] == "official"
     record = next(iter(results["models"].values()))
@@ -127,13 +127,14 @@ def test_results_json_fields_and_truncation_warning(tmp_path, letters_llama_dir,
             assert key in r, (name, key)
         assert r["chance"] == pytest.approx(0.25) and 0 <= r["acc"] <= 1 and r["acc_stderr"] >= 0
         assert r["truncated_prompts"] > 0 and r["truncation"]["max_length"] == 160
+        assert r["truncation"]["context_length"] == 4096
     assert record["benchmarks"]["ceval"]["average"] == "macro" and record["benchmarks"]["cmmlu"]["average"] == "macro"
     assert record["benchmarks"]["ceval"]["letter_tokens"] == {c: [f"▁{c}"] for c in "ABCD"}
     generation = record["benchmarks"]["gaokao"]["other_protocols"]["official"]
     assert generation["kind"] == "generation" and generation["n"] == 6 + 1
     md = out.with_suffix(".md").read_text(encoding="utf-8")
     header = md.splitlines()[0]
-    assert header == "| Model | MMLU | C-Eval | CMMLU | GAOKAO | GAOKAO (generation) |"
+    assert header == "| Model | MMLU | C-Eval | CMMLU | GAOKAO (3-shot letters) | GAOKAO (0-shot generation) |"
     row = md.splitlines()[2]
     assert row.count("±") == 5 and row.count("†") >= 4
     assert "| *paper: ChatFlow* | 46.8 | 43.1 | 40.2 | 40.7 | – |" in md and "| *chance* | 25.0 |" in md
@@ -147,7 +148,7 @@ def test_on_truncation_fail_stops_before_scoring(tmp_path, letters_llama_dir, da
             "--max_length", "160", "--on_truncation", "fail", "--output", str(out), "--quiet", "--device", "cpu"]
     assert chatflow_main(argv) == 2
     err = capsys.readouterr().err
-    assert "chatflow eval: error:" in err and "do not fit the model's context length of 160 tokens" in err
+    assert "chatflow eval: error:" in err and "do not fit the prompt budget of 160 tokens" in err
     assert not out.exists()
     with pytest.raises(ChatflowError, match="on_truncation"):
         EvalSettings(on_truncation="ignore")

@@ -15,8 +15,8 @@ from chatflow_plugin.evaluation.benchmarks import LETTERS
 from chatflow_plugin.evaluation.protocols import letter_targets
 from chatflow_plugin.evaluation.registry import build_prompt, load_benchmark, protocols_of, shared_prefix
 from chatflow_plugin.evaluation.run import EvalSettings, evaluate_benchmark, evaluate_model, letter_tokens
-from chatflow_plugin.evaluation.scoring import (LetterScorer, load_model, predictions, resolve_device,
-                                                split_continuation)
+from chatflow_plugin.evaluation.scoring import (PREFIX_CACHE_MODES, ForwardCost, LetterScorer, load_model, predictions,
+                                                resolve_device, split_continuation)
 
 
 @pytest.fixture(scope="module")
@@ -55,37 +55,53 @@ def test_split_continuation_follows_lm_eval_and_handles_merges(tiny):
 
 
 @pytest.mark.parametrize("name,writer", [("mmlu", write_mmlu), ("ceval", write_ceval), ("gaokao", write_gaokao)])
-def test_scores_equal_unbatched_reference_and_are_batch_invariant(tmp_path, tiny, name, writer):
+def test_scores_equal_unbatched_reference_on_every_path(tmp_path, tiny, name, writer):
+    """Batched, cached (a shared prefix run once) and plain rows all give the reference's numbers (1e-5)."""
     model, tok = tiny
     bench = load_benchmark(name, writer(tmp_path / name), 2)
     requests = _requests(bench, 2)[:6]
     ref = _reference(model, tok, requests)
-    scores = {b: LetterScorer(model, tok, batch_size=b).loglikelihoods(requests) for b in (1, 4)}
-    np.testing.assert_allclose(scores[1], ref, atol=2e-4)
-    np.testing.assert_allclose(scores[4], ref, atol=2e-4)   # left padding + position ids change nothing
-    again = LetterScorer(model, tok, batch_size=4).loglikelihoods(requests)
-    np.testing.assert_array_equal(again, scores[4])          # deterministic
-    # the shared few-shot prefix computed once and its key/value cache reused: same numbers
     prefixes = [shared_prefix(name, s, 2) for s in bench.subjects for q in s.questions][:6]
-    shared = LetterScorer(model, tok, batch_size=4)
-    np.testing.assert_allclose(shared.loglikelihoods(requests, prefixes=prefixes), ref, atol=2e-4)
-    rows = 6 if name == "ceval" else 24   # ceval letters are single tokens here, the others "▁" + letter
-    assert shared.stats.shared_prefix_rows == rows
-    assert shared.stats.prefix_forward_passes == len(set(prefixes))
-    plain = LetterScorer(model, tok, batch_size=4)
-    plain.loglikelihoods(requests)
-    assert shared.stats.tokens < plain.stats.tokens / 2   # the exemplars dominate a 2-shot prompt
+    runs = {}
+    for mode in PREFIX_CACHE_MODES:
+        for batch in (1, 4):
+            scorer = LetterScorer(model, tok, batch_size=batch, prefix_cache=mode)
+            runs[mode, batch] = scorer.loglikelihoods(requests, prefixes=prefixes), scorer.stats
+            np.testing.assert_allclose(runs[mode, batch][0], ref, atol=1e-5, err_msg=f"{mode}, batch {batch}")
+            assert list(predictions(runs[mode, batch][0])) == list(predictions(ref))
+    again = LetterScorer(model, tok, batch_size=4).loglikelihoods(requests, prefixes=prefixes)
+    np.testing.assert_array_equal(again, runs["auto", 4][0])   # deterministic
+    never, always = runs["never", 4][1], runs["always", 4][1]
+    assert never.prefix_forward_passes == never.shared_prefix_rows == 0
+    if name == "ceval":   # letters are single tokens here: one row per question, the subject's exemplars shared
+        assert always.prefix_forward_passes == len(set(prefixes)) and always.shared_prefix_rows == 6
+    else:   # "▁" + letter: four rows per question, sharing the question's context
+        assert always.prefix_forward_passes == 6 and always.shared_prefix_rows == 24
+    assert always.tokens < never.tokens / 2   # the exemplars (or the context) computed once
+    assert runs["auto", 4][1].tokens <= never.tokens
 
 
 def test_prefix_that_does_not_match_the_tokens_is_not_shared(tmp_path, tiny):
     model, tok = tiny
     bench = load_benchmark("ceval", write_ceval(tmp_path / "ceval"), 2)
     requests = _requests(bench, 2)[:4]
-    scorer = LetterScorer(model, tok, batch_size=4)
+    scorer = LetterScorer(model, tok, batch_size=4, prefix_cache="always")
     got = scorer.loglikelihoods(requests, prefixes=["not the prefix"] * 4)
     assert scorer.stats.shared_prefix_rows == 0
-    np.testing.assert_allclose(got, LetterScorer(model, tok, share_prefix=False).loglikelihoods(requests), atol=1e-5)
-    assert LetterScorer(OracleLM(tok), tok).share_prefix is False   # a model without a cache is scored plainly
+    np.testing.assert_allclose(got, LetterScorer(model, tok, prefix_cache="never").loglikelihoods(requests), atol=1e-5)
+    with pytest.warns(UserWarning, match="no key/value cache"):
+        assert LetterScorer(OracleLM(tok), tok).share_prefix is False   # a model without a cache is scored plainly
+    assert LetterScorer(OracleLM(tok), tok, prefix_cache="never").prefix_cache == "never"   # asked for: no warning
+
+
+def test_cost_rule_caches_a_prefix_only_when_it_pays(tiny):
+    model, _ = tiny
+    cost = ForwardCost.of(model)
+    assert cost is not None and cost.per_token > 0 and cost.per_pair > 0
+    assert cost.prefix_pays(300, [40] * 16, 8)              # long exemplars shared by many questions
+    assert not cost.prefix_pays(300, [40], 8)                # one row: the prefix forward is pure overhead
+    assert not cost.prefix_pays(2, [400] * 16, 8)            # a prefix of two tokens saves less than its call
+    assert cost.cached(300, [40] * 16, 8) < cost.plain([340] * 16, 8)
 
 
 def test_single_token_fast_path_and_multi_token_letters_are_counted(tmp_path, tiny):
@@ -95,12 +111,15 @@ def test_single_token_fast_path_and_multi_token_letters_are_counted(tmp_path, ti
     assert letter_tokens(tok, "mmlu")[" A"] == ["▁", "<0x41>"]
     ceval = load_benchmark("ceval", write_ceval(tmp_path / "ceval"), 1)
     mmlu = load_benchmark("mmlu", write_mmlu(tmp_path / "mmlu"), 1)
-    scorer = LetterScorer(model, tok, batch_size=8)
+    scorer = LetterScorer(model, tok, batch_size=8, prefix_cache="never")
     scorer.loglikelihoods(_requests(ceval, 1))
     assert scorer.stats.single_token_questions == 16 and scorer.stats.multi_token_questions == 0
     assert scorer.stats.forward_passes == 2   # one row per question
     scorer.loglikelihoods(_requests(mmlu, 1))
     assert scorer.stats.multi_token_questions == 16 and scorer.stats.forward_passes == 2 + 8   # 4 rows each
+    shared = LetterScorer(model, tok, batch_size=8, prefix_cache="always")
+    shared.loglikelihoods(_requests(mmlu, 1))   # each question's context once, its 4 continuations from the cache
+    assert shared.stats.prefix_forward_passes == 16 and shared.stats.shared_prefix_rows == 64
 
 
 @pytest.mark.parametrize("name,writer", [("mmlu", write_mmlu), ("ceval", write_ceval), ("gaokao", write_gaokao)])

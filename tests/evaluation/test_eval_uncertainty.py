@@ -82,3 +82,16 @@ def test_paired_test_uses_the_common_questions_and_skips_mcnemar_for_partial_cre
     assert test["n"] == 3 and test["diff"] == pytest.approx((0 + 1 + 1) / 3 - (1 + 1 + 0) / 3)
     partial = Outcomes(["q0", "q1"], np.zeros(2, dtype=np.int64), np.array([3.0, 6]), np.array([6.0, 6]), "points")
     assert "mcnemar" not in paired_test(partial, partial, n_boot=100)
+
+
+def test_paired_t_interval_over_seeds():
+    from chatflow_plugin.evaluation.uncertainty import paired_t_interval, t95
+
+    d = paired_t_interval([-0.05, -0.04, -0.06])
+    assert d["n"] == 3 and abs(d["mean"] + 0.05) < 1e-12 and abs(d["sd"] - 0.01) < 1e-12
+    half = 4.303 * 0.01 / 3 ** 0.5
+    assert abs(d["low"] - (-0.05 - half)) < 1e-12 and abs(d["high"] - (-0.05 + half)) < 1e-12
+    assert d["excludes_zero"]
+    assert not paired_t_interval([-0.05, 0.04, -0.01])["excludes_zero"]
+    assert paired_t_interval([0.3])["low"] is None
+    assert t95(11) == t95(10) and t95(500) == 1.96

@@ -227,6 +227,23 @@ def test_force_checks_the_type_of_each_owned_entry(data, spm_model, tmp_path):
     assert (out / "zh.tokens.bin" / "thesis.txt").read_text() == "years of work"
 
 
+def test_force_over_a_split_dataset_checks_each_part(data, spm_model, tmp_path):
+    out = tmp_path / "shards"
+    split = ("--split", "train:0.5,valid:0.5", "--workers", "1")
+    assert_ok(_preprocess(data, spm_model, out, *split))
+    assert (out / "train" / MARKER).is_file() and (out / "valid" / MARKER).is_file()   # each part a dataset
+    assert_ok(_preprocess(data, spm_model, out, "--force", *split))                    # its own: replaced
+    assert_ok(_preprocess(data, spm_model, out, "--force"))                            # by one without a split too
+    assert_ok(_preprocess(data, spm_model, out, "--force", *split))
+    (out / "valid" / "notes.txt").write_text("mine")                      # the user's file inside a part
+    assert_clean_error(_preprocess(data, spm_model, out, "--force", *split), "preprocess", "valid/notes.txt")
+    assert (out / "valid" / "notes.txt").read_text() == "mine"
+    (out / "valid" / "notes.txt").unlink()
+    (out / "valid" / MARKER).unlink()                                     # a part without its marker is not ours
+    assert_clean_error(_preprocess(data, spm_model, out, "--force", *split), "preprocess", "valid/")
+    assert (out / "valid" / "manifest.json").is_file()
+
+
 def test_a_marker_written_by_hand_claims_only_what_its_kind_writes(data, spm_model, tmp_path):
     out = tmp_path / "looks_like_a_dataset"
     out.mkdir()

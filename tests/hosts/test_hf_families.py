@@ -35,7 +35,8 @@ def test_preprocess_and_train_a_byte_level_llama3_from_the_command_line(tmp_path
     config = write_model_config("llama3", tmp_path / "llama3.json")
     assert chatflow_main(["train", "--dataset_dir", str(data), "--output_dir", str(run), "--model_config",
                           str(config), "--tokenizer", str(byte_bpe_dir), "--train_steps", "4", "--micro_batch_size",
-                          "2", "--save_every", "2", "--log_every", "1", "--learning_rate", "3e-3", "--quiet"]) == 0
+                          "2", "--save_every", "2", "--log_every", "1", "--learning_rate", "3e-3", "--warmup_steps", "0",
+                          "--quiet"]) == 0
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["steps"] == 4 and np.isfinite(summary["train_loss"])
     final = run / "final"
@@ -69,7 +70,8 @@ def test_continued_training_of_qwen2_and_mistral(tmp_path, family, qwen2_bpe_dir
     assert chatflow_main(["preprocess", "--mixture", str(make_mixture(tmp_path / "data", seq_length=32)),
                           "--tokenizer", str(start), "--output_dir", str(data), "--workers", "1", "--quiet"]) == 0
     summary = train(TrainOptions(dataset_dir=str(data), output_dir=str(tmp_path / "run"), model_path=str(start),
-                                 train_steps=3, micro_batch_size=2, log_every=1, learning_rate=3e-3, quiet=True))
+                                 train_steps=3, micro_batch_size=2, log_every=1, learning_rate=3e-3, warmup_steps=0,
+                                 quiet=True))
     assert np.isfinite(summary["train_loss"])
     before = AutoModelForCausalLM.from_pretrained(start)
     after = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")

@@ -158,7 +158,7 @@ def test_a_run_saved_on_two_ranks_resumes_on_one_reading_the_same_samples(datase
     script = tmp_path / "record.py"
     script.write_text(RECORD_SCRIPT, encoding="utf-8")
     common = ["--dataset_dir", str(dataset), "--model_config", str(TINY_CONFIG), "--log_every", "1", "--threads", "1",
-              "--quiet", "--save_every", "2"]
+              "--quiet", "--save_every", "2", "--warmup_steps", "0"]
     straight, elastic = tmp_path / "straight", tmp_path / "elastic"
     torchrun_train(script, ["--output_dir", str(straight), "--train_steps", "4", "--micro_batch_size", "2", *common], 2)
     torchrun_train(script, ["--output_dir", str(elastic), "--train_steps", "4", "--micro_batch_size", "2", *common], 2,

@@ -115,6 +115,35 @@ def test_run_log_restarts_at_a_step_and_keeps_csv_views(tmp_path):
     assert json.loads((tmp_path / "plain.jsonl").read_text()) == {"step": 1, "epoch": 0.5, "loss": 3.0}
 
 
+def test_run_log_appends_csv_rows_and_rewrites_only_for_a_new_column(tmp_path, monkeypatch):
+    """The CSV view equals a fresh write of the records; a row with known columns is appended (constant time
+    whatever the log's length), a new column rewrites the file."""
+    import chatflow_plugin.hosts.hf.run as run_module
+    from chatflow_plugin.files import write_csv
+
+    rewrites = []
+    monkeypatch.setattr(run_module, "write_csv", lambda path, rows: rewrites.append(len(rows)) or write_csv(path, rows))
+    log = RunLog(tmp_path / "log.jsonl", {"train": tmp_path / "train.csv", "heldout": tmp_path / "heldout.csv"})
+    log.restart_at(0)
+    assert rewrites == [0, 0]
+    for step in range(1, 201):
+        record = {"kind": "train", "step": step, "loss": 1.0 / step, "grad_norm": None if step % 2 else 0.5}
+        if step == 50:
+            record["note"] = 'a "quoted", text'              # a new column: one rewrite
+        if step == 60:
+            del record["loss"]                               # a missing key: an empty cell, appended
+        log.add(record)
+        if step == 100:
+            log.add({"kind": "heldout", "step": step, "heldout_en": 2.5})
+    assert rewrites == [0, 0, 1, 50, 1]
+    expected = tmp_path / "expected.csv"
+    write_csv(expected, [{k: v for k, v in r.items() if k != "kind"} for r in log.records if r["kind"] == "train"])
+    assert (tmp_path / "train.csv").read_text() == expected.read_text()
+    with open(tmp_path / "train.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 200 and rows[49]["note"] == 'a "quoted", text' and rows[59]["loss"] == "" and rows[0]["note"] == ""
+
+
 class _Saver:
     """Stands in for the base Trainer: writes a 'model' and remembers what the directory held first."""
 

@@ -71,8 +71,8 @@ def heldout(tmp_path_factory, spm_model) -> Path:
 
 def _options(dataset: Path, out: Path, **kw) -> TrainOptions:
     base = dict(dataset_dir=str(dataset), output_dir=str(out), model_config=str(TINY_CONFIG), train_steps=6,
-                micro_batch_size=2, gradient_accumulation_steps=2, learning_rate=3e-3, log_every=1,
-                warmup_steps=0, threads=1, quiet=True)
+                micro_batch_size=2, gradient_accumulation_steps=2, learning_rate=3e-3, lr_scheduler="cosine",
+                log_every=1, warmup_steps=0, threads=1, quiet=True)       # a short run's own schedule
     base.update(kw)
     return TrainOptions(**base)
 
@@ -287,7 +287,8 @@ def test_rerun_of_a_finished_run_leaves_it_alone(dataset, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["--dataset_dir", str(dataset), "--output_dir", str(out), "--model_config", str(TINY_CONFIG),
             "--train_steps", "4", "--save_every", "2", "--micro_batch_size", "2", "--gradient_accumulation_steps",
-            "2", "--log_every", "1", "--threads", "1", "--learning_rate", "3e-3", "--quiet"]
+            "2", "--log_every", "1", "--threads", "1", "--learning_rate", "3e-3", "--lr_scheduler", "cosine",
+            "--warmup_steps", "0", "--quiet"]
     assert chatflow_main(["train", *argv]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["train_loss"] > 0
@@ -369,6 +370,31 @@ def test_bad_options_are_clear_errors(dataset, tmp_path, spm_model):
         train(_options(tmp_path / "empty", tmp_path / "d"))
     with pytest.raises(ChatflowError, match="is inside .*empty, an input folder of this run"):
         train(_options(tmp_path / "empty", tmp_path / "empty" / "run"))
+
+
+def test_defaults_are_llama2s_and_a_warmup_outlasting_the_run_is_said(dataset, tmp_path, capsys):
+    from chatflow_plugin.hosts.hf.train import _training_arguments
+    from chatflow_plugin.hosts.hyperparameters import LLAMA2
+    defaults = TrainOptions(dataset_dir="d", output_dir="o")
+    assert (defaults.learning_rate, defaults.lr_scheduler, defaults.warmup_steps, defaults.weight_decay,
+            defaults.adam_beta2, defaults.adam_epsilon, defaults.max_grad_norm) == \
+        (3e-4, "cosine_with_min_lr", 2000, 0.1, 0.95, 1e-5, 1.0) == \
+        (LLAMA2.learning_rate, LLAMA2.lr_scheduler, LLAMA2.warmup_steps, LLAMA2.weight_decay, LLAMA2.adam_beta2,
+         LLAMA2.adam_epsilon, LLAMA2.max_grad_norm)
+    args = _training_arguments(defaults, tmp_path, 1)
+    assert (args.adam_beta1, args.adam_beta2, args.adam_epsilon, args.weight_decay, args.max_grad_norm,
+            args.warmup_steps, args.learning_rate) == (0.9, 0.95, 1e-5, 0.1, 1.0, 2000, 3e-4)
+    assert args.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    fraction = TrainOptions(dataset_dir="d", output_dir="o", train_steps=600, warmup_steps=0.05)
+    assert _training_arguments(fraction, tmp_path, 1).warmup_steps == 30         # a value below 1: of the run
+    for bad, message in ((-1, "must be 0 or more"), (2.5, "give whole optimizer steps")):
+        with pytest.raises(ChatflowError, match=message):
+            train(_options(dataset, tmp_path / "bad", warmup_steps=bad))
+    # LLaMA-2's 2,000 warm-up steps in a 2-step run: it runs, and says so
+    train(_options(dataset, tmp_path / "short", train_steps=2, warmup_steps=2000))
+    assert "warning: the warm-up (2,000 optimizer steps) is not shorter than the run (2 steps)" in \
+        capsys.readouterr().err
+    assert json.loads((tmp_path / "short" / "chatflow_run.json").read_text())["adam_epsilon"] == 1e-5
 
 
 def test_continue_from_pretrained_directory_and_cli(dataset, tmp_path, capsys):

@@ -202,13 +202,16 @@ def _pretrain_args(dataset: Path, corpus: Path, out: str, steps: int, batch: int
     return [str(ROOT / "pretrain.py"), "--dataset_path", str(dataset), "--spm_model_path", str(corpus / "spm.model"),
             "--config_path", str(TINY), "--output_model_path", out, "--data_processor", "dynamic_mixture",
             "--target", "chatflow_instruction", "--total_steps", str(steps), "--batch_size", str(batch),
-            "--learning_rate", "3e-3", "--seed", "7", *extra]
+            "--learning_rate", "3e-3", "--warmup_steps", "0", "--seed", "7", *extra]      # a short run's own warm-up
 
 
 def test_pretrain_cpu_learns_logs_groups_and_saves_a_loadable_final_checkpoint(dataset, corpus, home):
     out = corpus / "cpu_run"
+    # LLaMA-2's AdamW (bias correction, beta2 0.95) takes lr-sized steps: a tiny model learns in 32 steps at 1e-2
     proc = _run([sys.executable, *_pretrain_args(dataset, corpus, str(out / "model"), 32, 8,
-                                                 ["--report_steps", "8", "--save_checkpoint_steps", "1000"])],
+                                                 ["--report_steps", "8", "--save_checkpoint_steps", "1000",
+                                                  "--learning_rate", "1e-2",
+                                                  "--tensorboard_dir", str(out / "tb")])],
                 cwd=corpus / "cwd", env=_env(home))
     reports = _reports(proc.stderr + proc.stdout)
     assert [r["step"] for r in reports] == [8, 16, 24, 32]
@@ -216,6 +219,22 @@ def test_pretrain_cpu_learns_logs_groups_and_saves_a_loadable_final_checkpoint(d
     for r in reports:
         assert set(r["groups"]) >= {"en_corpus", "zh_corpus", "parallel", "instructions"}
         assert "p: en_corpus" in r["tail"]
+    # --tensorboard_dir: the same numbers as the log lines (which round them), per group too
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((out / "tb").glob("events.out.tfevents.*"))), size_guidance={"scalars": 0})
+    events.Reload()
+    scalar = {(tag, e.step): e.value for tag in events.Tags()["scalars"] for e in events.Scalars(tag)}
+    for r in reports:
+        assert abs(scalar[("train/loss", r["step"])] - r["loss"]) <= 0.006
+        assert scalar[("train/samples", r["step"])] == r["step"] * 8
+        for group, value in r["groups"].items():
+            if value != "-":
+                assert abs(scalar[(f"train/loss_{group}", r["step"])] - float(value)) <= 0.0006
+        assert abs(sum(scalar[(f"train/p_{g}", r["step"])] for g in r["groups"]) - 1) < 1e-5
+        assert abs(sum(scalar[(f"train/mix_{g}", r["step"])] for g in r["groups"]) - 1) < 1e-5
+    assert scalar[("train/learning_rate", 8)] > scalar[("train/learning_rate", 32)] >= 0   # the host's decay
     # the last step is saved although 32 is not a multiple of --save_checkpoint_steps
     final = out / "model-32"
     assert final.is_file() and json.loads((out / "model-32.chatflow.json").read_text())["samples_done"] == 256
@@ -370,9 +389,12 @@ def test_deepspeed_adaptive_run_killed_and_resumed_is_identical(dataset, corpus,
     rng = random.Random(5)
     held = corpus / "held_data"
     held.mkdir()
-    for name in ("en", "zh", "par", "inst"):
+    for name, field in (("en", "text"), ("zh", "text"), ("par", "en"), ("inst", "instruction")):
         lines = (corpus / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
-        _jsonl(held / f"{name}.jsonl", [json.loads(line) for line in rng.sample([x for x in lines if x.strip()], 20)])
+        records = [json.loads(line) for line in rng.sample([x for x in lines if x.strip()], 20)]
+        for record in records:           # documents of the same kind that were never trained on (the trainer checks)
+            record[field] = "held out: " + record[field]
+        _jsonl(held / f"{name}.jsonl", records)
     spec = load_mixture(corpus / "mixture.json").with_overrides(data_root=held)
     preprocess(spec, corpus / "spm.model", corpus / "held_ds", workers=1)
     mixture = json.loads((corpus / "mixture.json").read_text())

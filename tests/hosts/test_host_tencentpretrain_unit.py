@@ -175,6 +175,42 @@ def test_llama2_optimizer_options_and_scheduler_choice():
     assert (defaults.weight_decay, defaults.adam_beta2, defaults.adam_bias_correction) == (None, None, False)
 
 
+def _pretrain_args(argv):
+    """The host's pretraining options as the launcher hands them over (the host's own defaults included)."""
+    parser = _host_like_parser("pretrain")
+    parser.add_argument("--learning_rate", type=float, default=2e-5)
+    parser.add_argument("--warmup", type=float, default=0.1)
+    parser.add_argument("--scheduler", choices=["linear", "cosine"], default="linear")
+    with host_parser_extended("pretrain", argv):
+        return parser.parse_args(argv)
+
+
+def test_dynamic_mixture_runs_get_llama2_hyperparameters_unless_given():
+    from chatflow_plugin.hosts.hyperparameters import LLAMA2
+    args = _pretrain_args(["--data_processor", "dynamic_mixture"])
+    assert (args.learning_rate, args.scheduler, args.warmup_steps, args.weight_decay, args.adam_beta2,
+            args.adam_epsilon, args.adam_bias_correction, args.max_grad_norm) == \
+        (3e-4, "cosine_with_min_lr", 2000, 0.1, 0.95, 1e-5, True, 1.0) == \
+        (LLAMA2.learning_rate, LLAMA2.lr_scheduler, LLAMA2.warmup_steps, LLAMA2.weight_decay, LLAMA2.adam_beta2,
+         LLAMA2.adam_epsilon, True, LLAMA2.max_grad_norm)
+    mine = _pretrain_args(["--data_processor", "dynamic_mixture", "--learning_rate", "1e-4", "--scheduler", "cosine",
+                           "--warmup_steps", "0.05", "--adam_epsilon", "1e-8", "--no_adam_bias_correction",
+                           "--max_grad_norm", "0"])
+    assert (mine.learning_rate, mine.scheduler, mine.warmup_steps, mine.adam_epsilon, mine.adam_bias_correction,
+            mine.max_grad_norm) == (1e-4, "cosine", 0.05, 1e-8, False, 0.0)
+    host_warmup = _pretrain_args(["--data_processor", "dynamic_mixture", "--warmup", "0.02"])
+    assert host_warmup.warmup_steps is None and host_warmup.warmup == 0.02      # the host's fraction, as given
+    stock = _pretrain_args(["--data_processor", "lm"])                              # other processors: the host's
+    assert (stock.learning_rate, stock.scheduler, stock.adam_epsilon, stock.weight_decay) == (2e-5, "linear", None, None)
+    for argv, message in ((["--warmup", "0.1", "--warmup_steps", "10"], "give the warm-up once"),
+                          (["--adam_bias_correction", "--no_adam_bias_correction"], "not both"),
+                          (["--adam_epsilon", "-1"], "--adam_epsilon must be a finite number >= 0"),
+                          (["--warmup_steps", "10.5"], "give whole optimizer steps"),
+                          (["--adam_beta2", "1"], "--adam_beta2 must be in")):
+        with pytest.raises(ChatflowError, match=message):
+            _pretrain_args(["--data_processor", "dynamic_mixture", *argv])
+
+
 def _optimizer_args(tmp_path, **kw):
     import logging
     config = tmp_path / "ds.json"
@@ -571,3 +607,37 @@ def test_a_zero_checkpoint_on_another_number_of_ranks_is_refused_with_the_conver
     (ckpt / "latest").write_text("8")
     with pytest.raises(ChatflowError, match=r"'latest_universal' names a conversion of step 4 but 'latest' is at step 8"):
         check_deepspeed_world(str(ckpt), str(universal), 1)
+
+
+def test_llama2_optimizer_sets_epsilon_a_warmup_in_steps_and_warns_when_it_outlasts_the_run(tmp_path, caplog):
+    import logging
+    from chatflow_plugin.hosts.tencentpretrain.optimizer import _wrap, gradient_clipping
+    caplog.set_level(logging.INFO, logger="test")
+    args = _optimizer_args(tmp_path, warmup_steps=30, adam_epsilon=1e-5, adam_bias_correction=True)
+    optimizer, scheduler, _ = _wrap(_host_init_optimizer([]))(args, torch.nn.Linear(2, 2))
+    assert [g["eps"] for g in optimizer.param_groups] == [1e-5, 1e-5]
+    lrs = []
+    for _ in range(40):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[15] == pytest.approx(5e-4) and lrs[30] == pytest.approx(1e-3) and lrs[31] < 1e-3
+    assert "eps 1e-05" in caplog.text and "peak 0.001 after 30 warm-up steps" in caplog.text
+    assert "warning" not in caplog.text
+    # a fraction of the run; the host's own schedulers get it as their --warmup fraction
+    seen = []
+
+    def host(args, model):
+        seen.append((args.scheduler, args.warmup))
+        return _host_init_optimizer([])(args, model)
+    _wrap(host)(_optimizer_args(tmp_path, warmup_steps=0.1, scheduler="linear", warmup=0.5), torch.nn.Linear(2, 2))
+    assert seen == [("linear", pytest.approx(0.1))]
+    # a warm-up longer than the run (200 optimizer steps) is said, not silent
+    caplog.clear()
+    _wrap(_host_init_optimizer([]))(_optimizer_args(tmp_path, warmup_steps=2000), torch.nn.Linear(2, 2))
+    assert "warning: the warm-up (2,000 optimizer steps) is not shorter than the run (200 steps)" in caplog.text
+    # clipping: DeepSpeed's config clips; a different --max_grad_norm given on the command line is an error
+    assert gradient_clipping(_optimizer_args(tmp_path, max_grad_norm=1.0)) == (0.0, f"gradient_clipping of {tmp_path / 'ds.json'}")
+    assert gradient_clipping(_optimizer_args(tmp_path, deepspeed=False, max_grad_norm=1.0)) == (1.0, "--max_grad_norm")
+    with pytest.raises(ChatflowError, match="under DeepSpeed the config clips"):
+        gradient_clipping(_optimizer_args(tmp_path, max_grad_norm=1.0, **{GIVEN: {"max_grad_norm"}}))

@@ -29,6 +29,7 @@ re-weighted from the held-out losses every so many samples, each update a record
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -45,14 +46,19 @@ from ...data.metrics import GroupLossMeter, data_parallel_sum, first_rank_value
 from ...data.revisions import adaptive_update, change, load_mixture_file
 from ...data.runstate import CHANGEABLE, check_allowed, first_mixture
 from ...data.shards import ShardSet
+from ...data.split import check_disjoint
 from ...errors import ChatflowError
 from ...files import atomic_file, disk_error, path_for_file, read_json
 from ...outputs import OutputKind, check_not_input
+from ...resources import local_model, named, not_found_hint
 from ...options import option
+from ..trackers import TRACKER_FILES, TRACKER_FOLDERS, Trackers, parse_report_to, report_to_help
+from .console import Console, deepspeed_only_if_used, show_progress
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
 from .models import SIZE_KEYS, check_config, check_memory, check_weights, last_line, pretrained_config
 from .progress import RunProgress, global_batch, plan_run
 from ...tokenizer import Tokenizer, TokenizerFiles, load_tokenizer, tokenizer_from_options
+from ..hyperparameters import LLAMA2, warmup_steps, warmup_warning
 from ..resume import apply_resumed_settings
 from .run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help, leave_process_group,
                   resume_help, run_directory, save_final_model, start_run, world)
@@ -70,7 +76,7 @@ FINAL_RECORD = "chatflow_train.json"   # the summary, inside final/ (renamed int
 # change with --allow_change, recorded: the checkpoint's run state says what they were.)
 POSITION_KEYS = ("dataset_sha", "seed", "seq_length")
 # Settings the checkpoint's optimizer state holds (loading it would silently restore the old values).
-OPTIMIZER_KEYS = ("weight_decay", "adam_beta2")
+OPTIMIZER_KEYS = ("weight_decay", "adam_beta2", "adam_epsilon")
 # Settings that change what the run means from the resumed step on (its objective, learning-rate schedule,
 # data: the dataset's content checksum): refused unless --allow_change names them, then recorded.
 MEANING_KEYS = ("loss", "learning_rate", "lr_scheduler", "warmup_steps", "max_grad_norm", "bf16", "dataset")
@@ -79,8 +85,9 @@ MEANING_KEYS = ("loss", "learning_rate", "lr_scheduler", "warmup_steps", "max_gr
 MODEL_KEYS = ("model_type",) + SIZE_KEYS
 START_KEYS = ("init_seed",) + MODEL_KEYS
 # the run directory's kind (chatflow_plugin.outputs): the entries a run writes, each a file or a folder
-RUN_KIND = OutputKind("train-run", files=(RUN_CONFIG, LOG_JSONL, TRAIN_CSV, HELDOUT_CSV, SUMMARY_JSON, ".*.tmp"),
-                      folders=(FINAL_DIR, f".{FINAL_DIR}.partial", "checkpoint-*"))
+RUN_KIND = OutputKind("train-run",
+                      files=(RUN_CONFIG, LOG_JSONL, TRAIN_CSV, HELDOUT_CSV, SUMMARY_JSON, ".*.tmp") + TRACKER_FILES,
+                      folders=(FINAL_DIR, f".{FINAL_DIR}.partial", "checkpoint-*") + TRACKER_FOLDERS)
 
 
 @dataclass
@@ -88,10 +95,12 @@ class TrainOptions:
     dataset_dir: str = option(help="shard directory made by `chatflow preprocess`")
     output_dir: str = option(help="run directory: checkpoints, logs, and the final model in <output_dir>/final")
     model_config: str = option("", help="model config JSON to train from scratch: an HF config.json of a causal LM "
-                                        "(model_type llama, mistral, qwen2 ...; llama when absent), e.g. "
-                                        "models/hf/demo_tiny.json; vocab_size, BOS and EOS are set to the tokenizer's")
+                                        "(model_type llama, mistral, qwen2 ...; llama when absent), or a packaged "
+                                        "one's name (tiny, small; `chatflow resources`); vocab_size, BOS and EOS are "
+                                        "set to the tokenizer's")
     model_path: str = option("", help="HuggingFace model directory to continue from (e.g. a converted LLaMA-2, a "
-                                      "LLaMA-3, Qwen2 or Mistral release)")
+                                      "LLaMA-3, Qwen2 or Mistral release), or a Hub id in the local Hugging Face cache "
+                                      "(meta-llama/Llama-2-7b-hf; nothing is downloaded)")
     tokenizer: str = option("", help="the dataset's tokenizer (a sentencepiece model, a tokenizer.json or a model "
                                      "directory); checked against the dataset and saved with every checkpoint and the "
                                      "final model as HF tokenizer files (default: the dataset's, if still there, else "
@@ -104,13 +113,19 @@ class TrainOptions:
     train_steps: int = option(1000, help="optimizer steps")
     micro_batch_size: int = option(8, help="sequences per rank per forward pass")
     gradient_accumulation_steps: int = option(1, help="micro-batches per optimizer step")
-    learning_rate: float = option(3e-4, help="peak learning rate")
-    lr_scheduler: str = option("cosine", choices=["cosine", "linear", "constant_with_warmup", "cosine_with_min_lr"],
-                               help="learning-rate schedule after warm-up (cosine_with_min_lr: to 10%% of peak)")
-    warmup_steps: int = option(0, help="linear warm-up, optimizer steps")
-    weight_decay: float = option(0.1, help="AdamW weight decay")
-    adam_beta2: float = option(0.95, help="AdamW beta2")
-    max_grad_norm: float = option(1.0, help="gradient clipping norm (0: none)")
+    # the defaults are Meta's LLaMA-2 settings, which the paper follows (chatflow_plugin/hosts/hyperparameters.py)
+    learning_rate: float = option(LLAMA2.learning_rate, help="peak learning rate (LLaMA-2-7B's)")
+    lr_scheduler: str = option(LLAMA2.lr_scheduler, choices=["cosine", "linear", "constant_with_warmup",
+                                                             "cosine_with_min_lr"],
+                               help="learning-rate schedule after warm-up (cosine_with_min_lr: cosine to 10%% of the "
+                                    "peak, LLaMA-2's; cosine: to 0)")
+    warmup_steps: float = option(LLAMA2.warmup_steps, help="linear warm-up in optimizer steps, a value below 1 a "
+                                                           "fraction of the run (LLaMA-2's 2,000 steps are meant for "
+                                                           "long runs: give short runs their own)")
+    weight_decay: float = option(LLAMA2.weight_decay, help="AdamW weight decay")
+    adam_beta2: float = option(LLAMA2.adam_beta2, help="AdamW beta2 (beta1 is 0.9)")
+    adam_epsilon: float = option(LLAMA2.adam_epsilon, help="AdamW epsilon")
+    max_grad_norm: float = option(LLAMA2.max_grad_norm, help="gradient clipping norm (0: none)")
     loss: str = option("all", choices=["all", "response_only"],
                        help="all: every token carries loss (the paper); response_only: not instruction prompts")
     bf16: bool = option(False, help="bf16 mixed precision (autocast; also on CPU)")
@@ -134,12 +149,16 @@ class TrainOptions:
     heldout_dir: str = option("", help="shard directory of held-out documents (same tokenizer and groups)")
     heldout_every: int = option(0, help="optimizer steps between held-out evaluations (0: start and end only)")
     heldout_windows: int = option(64, help="held-out windows per group")
-    deepspeed: str = option("", help="DeepSpeed config JSON (GPU clusters; launch with torchrun or deepspeed)")
+    deepspeed: str = option("", help="DeepSpeed config JSON, or a packaged one's name (zero3_hf) (GPU clusters; "
+                                     "launch with torchrun or deepspeed)")
     threads: int = option(0, help="torch CPU threads per process (0: torch's default)")
     verify_data: bool = option(True, help="load the datasets without checking their files' checksums and token ids "
                                           "(for huge datasets already checked; sizes and manifest fields are "
                                           "still checked)")
-    quiet: bool = option(False, help="no progress bar")
+    report_to: list = option(default_factory=list, repeatable=True, type=str, help=report_to_help())
+    tensorboard_dir: str = option("", help="where --report_to tensorboard writes its event files (default: "
+                                           "<output_dir>/tensorboard)")
+    quiet: bool = option(False, help="no progress bar and no log lines")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +182,7 @@ def _make_trainer_class():
             self.heldout_every = heldout_every
             self.group_loss = GroupLossMeter(mixture.group_names)
             self.run_state = lambda: progress.state(self.state.global_step)
+            self.console: Console | None = None
 
         # -- data ----------------------------------------------------------------------
         def samples_at(self, step: int) -> int:
@@ -202,13 +222,17 @@ def _make_trainer_class():
                 logs["tokens"] = samples * self.mixture.seq_length
                 for name, value in zip(self.mixture.group_names, group_losses):
                     logs[f"loss_{name}"] = float("nan") if value is None else value
+                p = self.mixture.sampler.probabilities(float(max(samples - 1, 0)))    # at the step's last sample
+                epochs = self.mixture.group_epochs(samples)
                 for g, name in enumerate(self.mixture.group_names):
                     logs[f"mix_{name}"] = float(counts[g] / samples) if samples else 0.0
+                    logs[f"p_{name}"] = float(p[g])
+                    logs[f"epochs_{name}"] = float(epochs[g])
                 if self.run_log is not None and self.is_world_process_zero():
                     record = {"kind": "train", "step": self.state.global_step, "samples": samples,
                               "tokens": logs["tokens"], "learning_rate": logs.get("learning_rate"),
                               "loss": logs["loss"], "grad_norm": logs.get("grad_norm")}
-                    record.update({k: v for k, v in logs.items() if k.startswith(("loss_", "mix_"))})
+                    record.update({k: v for k, v in logs.items() if k.startswith(("loss_", "mix_", "p_", "epochs_"))})
                     self.run_log.add(record)
             super().log(logs, start_time)
 
@@ -217,8 +241,9 @@ def _make_trainer_class():
             if self.heldout is None:
                 return None
             from .heldout import heldout_losses
-            losses = heldout_losses(self.model, self.heldout, device=self.args.device,
-                                    autocast_dtype=torch.bfloat16 if self.args.bf16 else None)
+            # in micro-batches of the training's size: the pass never needs more memory than a training step
+            losses = heldout_losses(self.model, self.heldout, batch_size=self.args.per_device_train_batch_size,
+                                    device=self.args.device, autocast_dtype=torch.bfloat16 if self.args.bf16 else None)
             samples = self.samples_at(self.state.global_step)
             if self.run_log is not None and self.is_world_process_zero():
                 record = {"kind": "heldout", "step": self.state.global_step, "samples": samples,
@@ -253,6 +278,9 @@ def _make_trainer_class():
             self.trainer = trainer
 
         def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+            if self.trainer.console is not None:     # time per step from here, not from the process's start
+                self.trainer.console.start(state.global_step,
+                                           self.trainer.samples_at(state.global_step) * self.trainer.mixture.seq_length)
             if state.global_step > 0:
                 apply_resumed_settings(optimizer, lr_scheduler, args.learning_rate)
             if state.global_step == 0:
@@ -284,6 +312,9 @@ def model_config(path: str, vocab_size: int, bos_id: int | None, eos_id: int):
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    path = named("model_config", path)       # or a packaged config's name: tiny, small
+    if not path.exists():
+        raise ChatflowError(f"--model_config {path}: no such file {not_found_hint('model_config')}")
     raw = read_json(path, "model config")
     model_type = raw.get("model_type", "llama")
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or model_type not in CONFIG_MAPPING:
@@ -362,6 +393,7 @@ def _heldout(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset) -
     if held_shards.seq_length != shards.seq_length:
         raise ChatflowError(f"{options.heldout_dir}: seq_length {held_shards.seq_length} differs from the "
                             f"training data's {shards.seq_length}")
+    check_disjoint(shards, held_shards)
     groups = {g.name: [s.name for s in g.sources] for g in mixture.spec.groups}
     return HeldOutSet(held_shards, options.heldout_windows, groups=groups)
 
@@ -512,29 +544,30 @@ def _training_arguments(options: TrainOptions, output_dir: Path, world_size: int
         per_device_train_batch_size=options.micro_batch_size,
         gradient_accumulation_steps=options.gradient_accumulation_steps,
         learning_rate=options.learning_rate, lr_scheduler_type=options.lr_scheduler,
-        lr_scheduler_kwargs={"min_lr_rate": 0.1} if options.lr_scheduler == "cosine_with_min_lr" else {},
-        warmup_steps=options.warmup_steps, weight_decay=options.weight_decay, adam_beta2=options.adam_beta2,
+        lr_scheduler_kwargs={"min_lr_rate": LLAMA2.min_lr_ratio} if options.lr_scheduler == "cosine_with_min_lr" else {},
+        warmup_steps=warmup_steps(options.warmup_steps, options.train_steps), weight_decay=options.weight_decay,
+        adam_beta1=LLAMA2.adam_beta1, adam_beta2=options.adam_beta2, adam_epsilon=options.adam_epsilon,
         max_grad_norm=options.max_grad_norm, bf16=options.bf16, logging_steps=options.log_every,
         save_strategy="steps", save_steps=options.save_every or options.train_steps,
         save_total_limit=options.save_total_limit, seed=options.init_seed, report_to="none",
         disable_tqdm=options.quiet, remove_unused_columns=False, dataloader_num_workers=0,
         ignore_data_skip=True,   # the batch sampler restarts at the restored step itself (exact, O(1))
         use_cpu=use_cpu, ddp_backend="gloo" if use_cpu and world_size > 1 else None,
-        deepspeed=options.deepspeed or None, save_only_model=False,
+        deepspeed=str(named("deepspeed_config", options.deepspeed)) if options.deepspeed else None,
+        save_only_model=False,
     )
 
 
 def _build_trainer(options: TrainOptions, model, args, mixture: MixtureDataset, heldout, progress: RunProgress,
-                   tokenizer_files: TokenizerFiles | None):
+                   tokenizer_files: TokenizerFiles | None, console: Console | None):
     MixtureTrainer, RunCallback = _make_trainer_class()
     dataset = MixtureTorchDataset(mixture, progress.samples_at(options.train_steps))
     trainer = MixtureTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate_windows,
                              mixture=mixture, progress=progress, heldout=heldout, heldout_every=options.heldout_every)
     trainer.tokenizer_files = tokenizer_files
+    trainer.console = console
     trainer.add_callback(RunCallback(trainer))
-    if options.quiet:
-        from transformers import PrinterCallback
-        trainer.remove_callback(PrinterCallback)
+    show_progress(trainer, console)
     return trainer
 
 
@@ -564,15 +597,19 @@ def _check_options(options: TrainOptions) -> None:
     for name in ("train_steps", "micro_batch_size", "gradient_accumulation_steps", "log_every", "heldout_windows"):
         if getattr(options, name) <= 0:
             raise ChatflowError(f"--{name} must be positive, got {getattr(options, name)}")
-    for name in ("save_every", "save_total_limit", "warmup_steps", "heldout_every", "threads"):
+    for name in ("save_every", "save_total_limit", "heldout_every", "threads"):
         if getattr(options, name) < 0:
             raise ChatflowError(f"--{name} must be 0 or more, got {getattr(options, name)}")
-    for name in ("learning_rate", "weight_decay", "adam_beta2", "max_grad_norm"):
+    warmup_steps(options.warmup_steps, options.train_steps)       # checks it
+    if options.warmup_steps == int(options.warmup_steps):
+        options.warmup_steps = int(options.warmup_steps)          # recorded as the whole number it is (0 too)
+    for name in ("learning_rate", "weight_decay", "adam_beta2", "adam_epsilon", "max_grad_norm"):
         value = getattr(options, name)
         if not math.isfinite(value) or value < 0 or (name == "adam_beta2" and value >= 1):
             raise ChatflowError(f"--{name} must be a finite number >= 0{' and < 1' if name == 'adam_beta2' else ''}, "
                                 f"got {value}")
     check_allowed(options.allow_change, also=MEANING_KEYS)
+    parse_report_to(options.report_to)
     if options.mixture_catch_up < 0:
         raise ChatflowError(f"--mixture_catch_up must be >= 0, got {options.mixture_catch_up}")
     inputs = [options.dataset_dir, options.heldout_dir, options.model_path, options.model_config,
@@ -582,7 +619,12 @@ def _check_options(options: TrainOptions) -> None:
 
 def train(options: TrainOptions) -> dict:
     """Run (or resume) one training run; returns the summary also written to ``train_summary.json``."""
+    if options.model_path:      # a Hub id: its folder in the local cache
+        options = replace(options, model_path=str(local_model(options.model_path, "--model_path")))
     _check_options(options)
+    warning = warmup_warning(warmup_steps(options.warmup_steps, options.train_steps), options.train_steps)
+    if warning and world()[0] == 0:
+        print(warning, file=sys.stderr)
     if options.threads > 0:
         torch.set_num_threads(options.threads)
     output_dir = Path(options.output_dir)
@@ -623,27 +665,34 @@ def _train(options: TrainOptions, output_dir: Path) -> dict:
 
         clear_stale_build_locks()     # DeepSpeed builds its CPU ops under a lock that never times out
     args = _training_arguments(options, output_dir, world_size)
-    run_log = None
-    if rank == 0:
-        run_config["history"] = progress.changes
-        progress.record, progress.run_config = record, run_config
-        record.write(run_config)
-        run_log = _run_log(output_dir)
-        run_log.restart_at(start.step)
-        for entry in progress.changes:        # the checkpoint's changes at its own step (the log dropped them)
-            if entry.get("step") == start.step and start.checkpoint is not None:
-                run_log.add({"kind": "change", **entry})
-        progress.run_log = run_log
-    for entry in progress.pending:
-        progress.add_change(entry)
-    trainer = _build_trainer(options, model, args, mixture, heldout, progress, tokenizer_files)
-    started = time.time()
-    result = trainer.train(resume_from_checkpoint=start.checkpoint)
-    seconds = time.time() - started
-    if trainer.state.global_step < options.train_steps:   # stopped by a callback: no final model
-        return {"steps": options.train_steps, "stopped_early_at": trainer.state.global_step,
-                "seconds_this_session": round(seconds, 2), "resumed_from": start.checkpoint}
-    return _finish(trainer, options, mixture, start, result, seconds, world_size, mismatches, run_log)
+    run_log, console = None, None
+    with contextlib.ExitStack() as stack:
+        if rank == 0:
+            run_config["history"] = progress.changes
+            progress.record, progress.run_config = record, run_config
+            record.write(run_config)
+            run_log = _run_log(output_dir)
+            run_log.restart_at(start.step)
+            console = None if options.quiet else Console(options.train_steps, mixture.group_names)
+            trackers = Trackers(parse_report_to(options.report_to), output_dir, config=run_config,
+                                start_step=start.step, tensorboard_dir=options.tensorboard_dir or None)
+            stack.callback(trackers.close)
+            run_log.sinks = [s for s in (console, trackers) if s is not None]
+            for entry in progress.changes:        # the checkpoint's changes at its own step (the log dropped them)
+                if entry.get("step") == start.step and start.checkpoint is not None:
+                    run_log.add({"kind": "change", **entry})
+            progress.run_log = run_log
+        for entry in progress.pending:
+            progress.add_change(entry)
+        stack.enter_context(deepspeed_only_if_used(bool(options.deepspeed)))
+        trainer = _build_trainer(options, model, args, mixture, heldout, progress, tokenizer_files, console)
+        started = time.time()
+        result = trainer.train(resume_from_checkpoint=start.checkpoint)
+        seconds = time.time() - started
+        if trainer.state.global_step < options.train_steps:   # stopped by a callback: no final model
+            return {"steps": options.train_steps, "stopped_early_at": trainer.state.global_step,
+                    "seconds_this_session": round(seconds, 2), "resumed_from": start.checkpoint}
+        return _finish(trainer, options, mixture, start, result, seconds, world_size, mismatches, run_log)
 
 
 def run_train(options: TrainOptions) -> dict:

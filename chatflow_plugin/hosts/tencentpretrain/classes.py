@@ -36,11 +36,13 @@ from ...data.preprocess import preprocess, summary
 from ...data.revisions import load_mixture_file
 from ...data.runstate import STATE_FILE, STATE_SUFFIX, write_state
 from ...data.shards import ShardSet
+from ...data.split import check_disjoint, parse_split
 from ...tokenizer import SENTENCEPIECE, load_tokenizer
 from .batches import RankStream, SampleLog
 from .mixing import HostRun, heldout_losses
-from .names import DATA_PROCESSOR, TARGET
+from .names import DATA_PROCESSOR, GIVEN, TARGET
 from ..resume import apply_resumed_settings
+from ..trackers import Trackers
 from ..zero import deepspeed_settings
 from .progress import format_report, resume_position, settings_changes
 
@@ -66,7 +68,7 @@ class ChatflowMixtureDataset:
             raise ChatflowError(f"--data_processor {DATA_PROCESSOR} needs --spm_model_path (a sentencepiece model)")
         if int(workers) < 1:
             raise ChatflowError(f"--processes_num must be positive, got {workers}")
-        given = getattr(args, "chatflow_given_options", set())
+        given = getattr(args, GIVEN, set())
         # The host's --seq_length defaults to 128; only an explicit value overrides the mixture's.
         seq_length = args.seq_length if "seq_length" in given else None
         spec = load_mixture(mixture).with_overrides(
@@ -75,12 +77,15 @@ class ChatflowMixtureDataset:
         for warning in spec.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         tokenizer = load_tokenizer(args.spm_model_path, SENTENCEPIECE)
-        manifest = preprocess(spec, tokenizer, args.dataset_path, workers=max(int(workers), 1),
-                              on_bad_record=getattr(args, "on_bad_record", "skip"),
-                              force=bool(getattr(args, "overwrite_dataset", False)), quiet=False)
-        print(summary(manifest))
-        print(f"wrote {args.dataset_path}")
-        return manifest
+        split = getattr(args, "split", None)
+        split = parse_split(split, int(getattr(args, "split_seed", 0) or 0)) if split else None
+        result = preprocess(spec, tokenizer, args.dataset_path, workers=max(int(workers), 1),
+                            on_bad_record=getattr(args, "on_bad_record", "skip"),
+                            force=bool(getattr(args, "overwrite_dataset", False)), quiet=False, split=split)
+        for part, manifest in ({None: result} if split is None else result).items():
+            print(summary(manifest))
+            print(f"wrote {args.dataset_path if part is None else os.path.join(args.dataset_path, part)}")
+        return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +229,7 @@ class ChatflowTrainer(LmTrainer):
         if not isinstance(loader, ChatflowMixtureDataloader):
             raise ChatflowError(f"the {DATA_PROCESSOR} trainer needs the {DATA_PROCESSOR} dataloader")
         self.loader = loader
+        self.optimizer_for_report = optimizer
         self.dp_world = loader.world_size
         self.is_logger = loader.rank == 0 and (global_rank in (None, 0))
         self.device = torch.device("cuda", local_rank) if local_rank is not None else None
@@ -236,6 +242,10 @@ class ChatflowTrainer(LmTrainer):
         self.run = HostRun(loader.dataset, {"micro_batch_size": self.batch_size, "gradient_accumulation_steps":
                                             self.accumulation_steps, "world_size": self.dp_world},
                            os.path.abspath(args.dataset_path), log=self.logger.info if self.is_logger else None)
+        if self.is_logger and getattr(args, "tensorboard_dir", None):
+            self.run.tracker = Trackers(["tensorboard"], os.path.dirname(os.path.abspath(self.output_model_path)),
+                                        config={k: v for k, v in vars(args).items() if _plain(v)},
+                                        start_step=position.steps_done, tensorboard_dir=args.tensorboard_dir)
         steps_done = self.run.resume(position.steps_done, position.state, list(getattr(args, "allow_change", None) or []),
                                      getattr(args, "mixture_config", None), float(getattr(args, "mixture_catch_up", 0.0)),
                                      position.origin)
@@ -297,6 +307,8 @@ class ChatflowTrainer(LmTrainer):
                 if args.deepspeed:
                     model.step()
                 else:
+                    if getattr(args, "max_grad_norm", None):     # DeepSpeed clips by its config's gradient_clipping
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
                     model.zero_grad()
@@ -308,6 +320,8 @@ class ChatflowTrainer(LmTrainer):
             self.current_step += 1
         if loader.sample_log is not None:
             loader.sample_log.close()
+        if self.run.tracker is not None:
+            self.run.tracker.close()
 
     # -- held-out losses and the adaptive policy ------------------------------------------
     def after_optimizer_step(self, args, model) -> None:
@@ -327,6 +341,10 @@ class ChatflowTrainer(LmTrainer):
         if self.is_logger:
             self.logger.info(f"| {step:8d}/{self.total_steps:8d} steps| heldout: " +
                              " ".join(f"{g} {v:.4f}" for g, v in losses.items()))
+            if self.run.tracker is not None:
+                self.run.tracker.log({"kind": "heldout", "step": step, "samples": samples,
+                                      "tokens": samples * self.dataset.seq_length,
+                                      **{f"heldout_{g}": v for g, v in losses.items()}})
         if adapt:
             self.run.adapt(step, samples, losses, first_rank_value)
 
@@ -348,9 +366,32 @@ class ChatflowTrainer(LmTrainer):
                                            done_tokens / max(time.time() - self.start_time, 1e-9),
                                            float(total[0]) / steps, self.dataset.group_names,
                                            group_losses if has_groups else None, p.tolist()))
+            if self.run.tracker is not None:
+                self.run.tracker.log(self.tracker_record(float(total[0]) / steps, group_losses, p))
         self.total_loss = 0.0
         self.steps_since_report = 0
         self.start_time = time.time()
+
+    def tracker_record(self, loss: float, group_losses, p) -> dict:
+        """The report's numbers as a log record (:mod:`chatflow_plugin.hosts.trackers`): the loss, per group its
+        loss, p_k(t), realised share and epochs, the learning rate, samples and tokens."""
+        dataset, samples = self.loader.dataset, self.loader.samples_done
+        counts, epochs = dataset.sampler.group_counts(samples), dataset.group_epochs(samples)
+        record = {"kind": "train", "step": self.current_step, "samples": samples,
+                  "tokens": samples * dataset.seq_length, "loss": loss, "learning_rate": self.learning_rate()}
+        for g, name in enumerate(dataset.group_names):
+            record[f"loss_{name}"] = group_losses[g]
+            record[f"p_{name}"] = float(p[g])
+            record[f"mix_{name}"] = float(counts[g] / samples) if samples else 0.0
+            record[f"epochs_{name}"] = float(epochs[g])
+        return record
+
+    def learning_rate(self) -> float | None:
+        optimizer = getattr(self, "optimizer_for_report", None)
+        try:
+            return float(optimizer.param_groups[0]["lr"]) if optimizer is not None else None
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return None
 
     # -- checkpoints ---------------------------------------------------------------------
     def save(self, args, model, global_rank) -> None:
@@ -376,7 +417,14 @@ def run_settings(args, dataset: MixtureDataset) -> dict:
     target = "chatflow_instruction" if getattr(args, "chatflow_instruction", False) else list(args.target)
     return {"target": target, "response_only_loss": bool(getattr(args, "response_only_loss", False)),
             "learning_rate": args.learning_rate, "scheduler": args.scheduler, "warmup": args.warmup,
+            "warmup_steps": getattr(args, "warmup_steps", None),
             "dataset": dataset.shards.content_checksum(), "total_steps": args.total_steps}
+
+
+def _plain(value) -> bool:
+    """A value a tracker's config shows as it is."""
+    return value is None or isinstance(value, (str, int, float, bool)) or (
+        isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -396,6 +444,7 @@ def _heldout_set(args, dataset: MixtureDataset) -> HeldOutSet | None:
     if shards.seq_length != dataset.seq_length:
         raise ChatflowError(f"--heldout_dataset_path {path}: seq_length {shards.seq_length} differs from the "
                             f"training data's {dataset.seq_length}")
+    check_disjoint(dataset.shards, shards, "--dataset_path", "--heldout_dataset_path")
     groups = {g.name: [s.name for s in g.sources] for g in dataset.spec.groups}
     return HeldOutSet(shards, int(getattr(args, "heldout_windows", 64)), groups=groups)
 

@@ -20,14 +20,14 @@ from typing import Iterator, Mapping, Sequence
 
 from ...errors import ChatflowError, exit_code
 from ...outputs import output_lock
+from ...resources import named
 from .host import locate_host, register
-from .names import DATA_PROCESSOR, TARGET
-from .optimizer import SCHEDULER, add_optimizer_options, llama2_optimizer
+from .names import DATA_PROCESSOR, GIVEN, TARGET
+from .optimizer import SCHEDULER, add_optimizer_options, apply_defaults, llama2_optimizer
 from ...data.runstate import CHANGEABLE
 from .progress import MEANING_KEYS, resume_tag
 
 SCRIPTS = ("preprocess", "pretrain")
-GIVEN = "chatflow_given_options"      # namespace attribute: option names given on the command line
 STOCK_TARGET = "lm"
 
 
@@ -42,6 +42,21 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
             out += [name, value]
         else:
             out.append(token)
+    return out
+
+
+# options whose value may be a packaged file's name (chatflow_plugin.resources): --config_path llama2-7b ...
+NAMED_OPTIONS = {"mixture_config": "mixture", "config_path": "host_config", "deepspeed_config": "deepspeed_config"}
+
+
+def resolve_names(argv: Sequence[str]) -> list[str]:
+    """Packaged files named without a path (``--mixture_config table1``, ``--config_path llama2-7b``,
+    ``--deepspeed_config zero3``) replaced by their paths, which the host then reads as it would any file."""
+    out = list(argv)
+    for i, token in enumerate(out[:-1]):
+        kind = NAMED_OPTIONS.get(token[2:]) if token.startswith("--") else None
+        if kind is not None:
+            out[i + 1] = str(named(kind, out[i + 1]))
     return out
 
 
@@ -82,6 +97,12 @@ def add_plugin_options(parser: argparse.ArgumentParser, script: str) -> None:
                            help="Skip (and count) malformed records such as blank JSONL lines, or stop at the first.")
         group.add_argument("--overwrite_dataset", action="store_true",
                            help="Replace --dataset_path if it exists (only once the new one is complete).")
+        group.add_argument("--split", type=str, default=None,
+                           help="Split every source by record before tokenization into a training part and held-out "
+                                "parts, one dataset each under --dataset_path: train:0.98,valid:0.01,test:0.01, or "
+                                "969,30,1 (train,valid,test). Train on --dataset_path D/train with "
+                                "--heldout_dataset_path D/valid.")
+        group.add_argument("--split_seed", type=int, default=0, help="Seed of --split.")
     else:
         group.add_argument("--mixture_config", type=str, default=None,
                            help="Mixture file replacing the one recorded in the dataset (any of its sources, any "
@@ -94,6 +115,10 @@ def add_plugin_options(parser: argparse.ArgumentParser, script: str) -> None:
                            help="Shard directory of held-out documents (same tokenizer): per-group held-out loss "
                                 "at the start, every --heldout_steps and at the end; an adaptive mixture needs it.")
         group.add_argument("--heldout_windows", type=int, default=64, help="Held-out windows per group.")
+        group.add_argument("--tensorboard_dir", type=str, default=None,
+                           help="Write TensorBoard event files here (first rank): the loss, per-group loss, the "
+                                "mixture p_k(t), realised shares and epochs, learning rate, samples, tokens at every "
+                                "report, held-out losses, and a mark at every mixture revision or allowed change.")
         group.add_argument("--heldout_steps", type=int, default=0,
                            help="Steps between held-out evaluations (0: start and end, and the adaptive updates).")
         group.add_argument("--response_only_loss", action="store_true",
@@ -171,6 +196,8 @@ def host_parser_extended(script: str, argv: Sequence[str]) -> Iterator[None]:
             parsed = original(self, args, namespace)
             setattr(parsed, GIVEN, set(given))
             translate_target(parsed)
+            if script == "pretrain" and _data_processor(argv) == DATA_PROCESSOR:
+                apply_defaults(parsed, given)       # LLaMA-2's optimizer settings where none is given
             return parsed
         return original(self, args, namespace)
 
@@ -377,7 +404,7 @@ def run_host_script(script: str, argv: Sequence[str] | None = None) -> int:
     """Run the host's ``<script>.py`` main() with the plugin registered; returns an exit code."""
     if script not in SCRIPTS:
         raise ValueError(f"script must be one of {SCRIPTS}")
-    argv = normalize_argv(sys.argv[1:] if argv is None else argv)
+    argv = resolve_names(normalize_argv(sys.argv[1:] if argv is None else argv))
     prog = f"{script}.py"
 
     def run() -> None:

@@ -43,6 +43,7 @@ class HostRun:
     adaptive: dict | None = None
     heldout: HeldOutSet | None = None
     settings: dict = field(default_factory=dict)   # what --allow_change guards (progress.MEANING_KEYS), its length
+    tracker: Any = None                   # the first rank's experiment trackers (--tensorboard_dir), or None
 
     @property
     def global_batch(self) -> int:
@@ -78,6 +79,8 @@ class HostRun:
 
     def record(self, entry: dict) -> None:
         self.changes.append(entry)
+        if self.tracker is not None:
+            self.tracker.log({"kind": "change", **entry})
         if self.log is not None:
             old, new = entry["old"], entry["new"]
             if entry["what"] == "mixture" and entry.get("by") != ADAPTIVE:

@@ -37,7 +37,7 @@ from ..zero import deepspeed_settings, refuse_world_change
 ADVICE = "delete it and pass --start_step"
 # what a resumed run may change only with --allow_change (recorded in the history); total_steps may change
 # (a run continued for longer: the schedule spans the new length) and is recorded without asking
-MEANING_KEYS = ("target", "response_only_loss", "learning_rate", "scheduler", "warmup", "dataset")
+MEANING_KEYS = ("target", "response_only_loss", "learning_rate", "scheduler", "warmup", "warmup_steps", "dataset")
 
 
 @dataclass(frozen=True)
