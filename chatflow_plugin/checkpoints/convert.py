@@ -41,14 +41,17 @@ from pathlib import Path
 
 from ..files import read_json
 from ..errors import ChatflowError
-from ..outputs import atomic_directory
+from ..outputs import OutputKind, atomic_directory, write_last
 from ..options import option
 from ..tokenizer import HF_TOKENIZER_JSON, SENTENCEPIECE, SPM_FILE, Tokenizer, load_tokenizer, write_hf_tokenizer_files
 from . import tensor_io as cio
 from . import llama_layout as L
 
 TP_WEIGHTS = "tencentpretrain_model.bin"
-HF_KIND, TP_KIND = "hf-model", "tencentpretrain-model"   # the kinds of output folder (chatflow_plugin.outputs)
+# the kinds of output folder (chatflow_plugin.outputs): regular files only, each named by the folder's marker (a
+# model folder may keep the extra files of the model it came from)
+HF_KIND = OutputKind("hf-model", folders=())
+TP_KIND = OutputKind("tencentpretrain-model", folders=())
 
 
 def torch_equal(a, b) -> bool:
@@ -187,7 +190,7 @@ def convert_hf_to_tp(hf_dir, output_dir, tokenizer=None, dtype=None, force: bool
             shutil.copyfile(tok.file, tmp / SPM_FILE)        # the host reads the sentencepiece model itself
         elif tok is not None:
             _write_tokenizer(tok, tmp, cfg.get("max_position_embeddings"))
-        (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")   # last
+        write_last(tmp, "config.json", json.dumps(tp_cfg, indent=2) + "\n")   # last: it loads
     return output_dir
 
 
@@ -249,7 +252,7 @@ def convert_tp_to_hf(tp_path, output_dir, tp_config=None, tokenizer=None, dtype=
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
         _write_tokenizer(tok, tmp, hf_cfg["max_position_embeddings"], warn=True)
         # config.json last: the temporary folder of a killed run never loads with from_pretrained
-        (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
+        write_last(tmp, "config.json", json.dumps(hf_cfg, indent=2) + "\n")
     return output_dir
 
 

@@ -14,6 +14,12 @@ one shard.
 Accepted inputs of :func:`open_state_dict`: a ``.safetensors`` / ``.bin`` / ``.pt`` file; a
 ``*.index.json`` (HF ``weight_map`` or TencentPretrain's ``tencentpretrain_model.bin.index.json``); a
 directory holding one of those; a DeepSpeed checkpoint directory (see :func:`resolve_deepspeed`).
+
+Before a library loads a checkpoint itself (``from_pretrained``, the Trainer's optimizer, scheduler and RNG
+states), :func:`check_torch_file` proves that ``torch.load(weights_only=True)`` takes the file (memory-mapped:
+no tensor data is read) and :func:`weight_differences` that the tensors' names and shapes are the ones the model
+has, so that a pickle with code in it, a damaged file or weights of another model is one line naming the file
+(:func:`load_problem`), not a traceback, and never a model partly initialised at random.
 """
 from __future__ import annotations
 
@@ -23,12 +29,13 @@ import json
 import math
 import os
 import pickle
+import re
 import struct
 import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import torch
 
@@ -190,6 +197,51 @@ def _storage_types() -> dict[str, torch.dtype]:
     return names
 
 
+def load_problem(exc: BaseException) -> str:
+    """What ``torch.load`` (or the lazy reader) found wrong with a file, in one line: a pickled object that
+    ``weights_only`` refuses (named; refused unread, so nothing in it ran), a damaged zip, or the error's first
+    line."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.<>]+)", text) or re.search(r"Unsupported operand (\d+)", text)
+    if found is not None and "GLOBAL" in found.group(0):
+        return (f"it holds a pickled {found.group(1)}, which is not weights: torch refused to load it (weights_only), "
+                f"so nothing in it ran")
+    if found is not None or "Weights only load failed" in text:
+        return "it holds a pickle that is not weights: torch refused to load it (weights_only), so nothing in it ran"
+    if "zip archive" in text or "central directory" in text or isinstance(exc, (EOFError, zipfile.BadZipFile)):
+        return f"not a complete torch file (damaged or cut short: {_first_line(text) or type(exc).__name__})"
+    return f"not a loadable torch file ({type(exc).__name__}: {_first_line(text)[:200]})"
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def check_torch_file(path: str | os.PathLike, what: str = "") -> None:
+    """Refuse a torch file that ``torch.load(weights_only=True)`` would not load (a pickle with code in it, a
+    damaged file): one line naming it (and ``what`` it is). Zip files are memory-mapped, so no tensor data is
+    read. Call it inside ``torch.serialization.safe_globals`` to allow what the file's reader allows."""
+    path = Path(path)
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as exc:   # UnpicklingError, RuntimeError (zip), EOFError, ValueError ...
+        raise ChatflowError(f"{path}: {what + ' ' if what else ''}cannot be loaded: {load_problem(exc)}") from None
+
+
+def weight_differences(refs: dict[str, "TensorRef"], expected: dict[str, tuple[int, ...]],
+                       optional: Collection[str] = (), ignored: Callable[[str], bool] = lambda name: False
+                       ) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, mismatched) between a checkpoint's tensors ``refs`` and the ``expected`` names and
+    shapes of a model: missing are expected names absent (``optional`` ones, such as an output matrix tied to
+    the embedding, may be), unexpected are names the model has no place for (unless ``ignored``), mismatched
+    are ``"name: (shape) where the model has (shape)"``."""
+    missing = sorted(n for n in expected if n not in refs and n not in optional)
+    unexpected = sorted(n for n in refs if n not in expected and not ignored(n))
+    mismatched = [f"{n}: {tuple(refs[n].shape)} where the model has {tuple(expected[n])}" for n in sorted(refs)
+                  if n in expected and tuple(refs[n].shape) != tuple(expected[n])]
+    return missing, unexpected, mismatched
+
+
 def _rebuild_tensor(storage, offset, size, stride, *_args):
     return _LazyTensor(storage, int(offset), tuple(size), tuple(stride))
 
@@ -256,7 +308,7 @@ def read_torch_refs(path: Path) -> dict[str, TensorRef]:
         try:
             obj = _LazyUnpickler(io.BytesIO(archive.read(pkl[0]))).load()
         except Exception as exc:   # corrupt or foreign pickles: say which file
-            raise ChatflowError(f"{path}: cannot read the checkpoint index ({exc})") from None
+            raise ChatflowError(f"{path}: cannot read the checkpoint index ({_first_line(str(exc))[:200]})") from None
     state = _tensors_in(obj, path)
     offsets: dict[str, int] = {}
     refs = {}
@@ -293,7 +345,7 @@ def _read_legacy_torch(path: Path) -> dict[str, TensorRef]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ChatflowError(f"{path}: not a readable torch checkpoint ({exc.__class__.__name__}: {exc})") from None
+        raise ChatflowError(f"{path}: cannot be loaded: {load_problem(exc)}") from None
     state = _tensors_in(obj, path)
     return {name: TensorRef(name, tuple(t.shape), t.dtype, path, (lambda t=t: t))
             for name, t in state.items() if isinstance(t, torch.Tensor)}

@@ -70,6 +70,7 @@ take the first of them, and the matrix grows only past its end.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -87,7 +88,8 @@ from ..resources import named, not_found_hint
 from ..files import atomic_file, json_strings, read_json
 from ..errors import ChatflowError, DataError
 from ..languages import get_language, in_scripts, script_names
-from ..outputs import atomic_directory, check_not_input, check_replaceable, output_lock, remove_leftovers
+from ..outputs import (OutputKind, atomic_directory, check_not_input, check_replaceable, output_lock,
+                       remove_leftovers, write_last)
 from ..options import option
 from ..tokenizer import (HF, SENTENCEPIECE, HFTokenizer, Tokenizer, as_tokenizer, load_tokenizer, read_sentencepiece_proto)
 
@@ -96,7 +98,7 @@ RESERVED_TOKEN = "<|reserved_{}|>"      # byte-level BPE padding: special added 
 SPACE = "▁"
 STRATEGIES = ("added_tokens", "merges")
 DEFAULT_STRATEGY = "added_tokens"      # why: the module docstring and docs/vocab_and_conversion.md
-TOKENIZER_KIND = "tokenizer"           # the output marker of an expanded tokenizer directory
+TOKENIZER_KIND = OutputKind("tokenizer", folders=())   # an expanded tokenizer directory: files only
 
 
 def _processor(proto):
@@ -734,7 +736,7 @@ def expand_checkpoint_rows(checkpoint, output, base, expanded, tp_config=None, d
                 hf_cfg["torch_dtype"] = hf_cfg["dtype"] = cio.dtype_name(out_dtype)
             files.write(tmp)
             # config.json last: the temporary folder of a killed run never loads with from_pretrained
-            (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n", encoding="utf-8")
+            write_last(tmp, "config.json", json.dumps(hf_cfg, indent=2) + "\n")
     elif output.suffix in (".bin", ".pt"):
         check_not_input(output, inputs)
         with output_lock(output):
@@ -746,12 +748,12 @@ def expand_checkpoint_rows(checkpoint, output, base, expanded, tp_config=None, d
         with atomic_directory(output, TP_KIND, force=force, inputs=inputs) as tmp, \
                 cio.progress_bar(total, "expand", progress) as bar:
             cio.write_torch_file(tmp / TP_WEIGHTS, items, progress=bar)
-            if tp_cfg is not None:
-                (tmp / "config.json").write_text(json.dumps(tp_cfg, indent=2) + "\n", encoding="utf-8")
             if expanded.kind == SENTENCEPIECE:
                 shutil.copyfile(expanded.file, tmp / "tokenizer.model")
             else:
                 expanded.hf_files(2048)[0].write(tmp)
+            if tp_cfg is not None:
+                write_last(tmp, "config.json", json.dumps(tp_cfg, indent=2) + "\n")   # last: it loads
     return RowExpansion(output, layout, old_vocab, new_vocab, sum(1 for ids in id_lists if not ids), names,
                         reused_rows=max(0, min(rows, old_vocab + len(id_lists)) - old_vocab))
 
@@ -898,7 +900,19 @@ def expand_vocab(opts: ExpandVocabOptions) -> None:
     if opts.new_piece_score is not None and not math.isfinite(opts.new_piece_score):
         raise ChatflowError(f"--new_piece_score must be a finite number, got {opts.new_piece_score}")
     base = load_tokenizer(base_path)
-    _check_outputs(opts, base, output)
+    with contextlib.ExitStack() as locks:      # the outputs' locks, from the checks to the last write
+        for path in [output, opts.output_model_path, opts.report]:
+            if path:
+                locks.enter_context(output_lock(path))
+        _check_outputs(opts, base, output)
+        for path in [output, opts.report]:
+            if path:
+                remove_leftovers(path)
+        _expand_vocab(opts, base, output)
+
+
+def _expand_vocab(opts: ExpandVocabOptions, base: Tokenizer, output: str) -> None:
+    """:func:`expand_vocab` once its outputs are checked and locked."""
     scripts = get_language(opts.language).expansion_scripts if opts.language else opts.script
     if opts.language and not scripts:
         raise ChatflowError(f"chatflow_plugin/languages.py lists no scripts to mine for {opts.language!r}; "

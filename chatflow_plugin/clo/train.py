@@ -39,11 +39,11 @@ from ..hosts.hf.console import Console, deepspeed_only_if_used, show_progress
 from ..hosts.hf.train import FINAL_DIR, RUN_CONFIG
 from ..hosts.hyperparameters import warmup_steps
 from ..hosts.resume import apply_resumed_settings
-from ..hosts.trackers import TRACKER_OWNS, Trackers, parse_report_to, report_to_help
+from ..hosts.trackers import TRACKER_FILES, TRACKER_FOLDERS, Trackers, parse_report_to, report_to_help
 from ..hosts.hf.run import (RunLog, RunRecord, RunStart, SavesTokenizerFiles, allow_change_help,
                             is_main_process, leave_process_group, quiet_libraries, resume_help, run_directory,
                             save_final_model, start_run)
-from ..outputs import check_not_input
+from ..outputs import OutputKind, check_not_input
 from ..resources import local_model
 from ..options import option
 from .objective import DEFAULT_BETA, DEFAULT_LAMBDA, clo_loss, select_trainable, sequence_logps
@@ -60,13 +60,15 @@ RESUME_INVARIANTS = ("model_path", "data_dir", "objective", "trainable", "max_pa
 # options that change the objective or the learning-rate schedule from the resumed step on: refused unless
 # --allow_change names them, then recorded in chatflow_run.json's history
 MEANING_KEYS = ("lam", "beta", "learning_rate", "lr_scheduler", "warmup_steps")
-RUN_KIND = "clo-run"      # the run directory's marker (chatflow_plugin.outputs)
 RUN_RECORD = RUN_CONFIG          # the run folder of chatflow train: chatflow_run.json, checkpoint-N/, final/
 LOG_JSONL = "log.jsonl"
 EVAL_JSON = "eval.json"
 OLD_LAYOUT = ("run.json", "checkpoints", "model")   # before the two trainers shared one layout
-RUN_OWNS = (RUN_RECORD, LOG_JSONL, EVAL_JSON, FINAL_DIR, f".{FINAL_DIR}.partial", "checkpoint-*", ".*.tmp",
-            *OLD_LAYOUT) + TRACKER_OWNS
+# the run directory's kind (chatflow_plugin.outputs): the entries a run writes, each a file or a folder (the old
+# layout's too, so that --force replaces an old run folder)
+RUN_KIND = OutputKind("clo-run", files=(RUN_RECORD, LOG_JSONL, EVAL_JSON, ".*.tmp", OLD_LAYOUT[0]) + TRACKER_FILES,
+                      folders=(FINAL_DIR, f".{FINAL_DIR}.partial", "checkpoint-*") + OLD_LAYOUT[1:]
+                      + TRACKER_FOLDERS)
 
 
 @dataclass
@@ -423,7 +425,7 @@ def run_training(options: CLOTrainOptions, callbacks: list | None = None) -> dic
     check_not_input(out, [options.model_path, options.data_dir, options.heldout_dir], what="--output_dir")
     if not options.force:
         _refuse_old_layout(out)
-    with run_directory(out, RUN_KIND, RUN_OWNS, replace=options.force):
+    with run_directory(out, RUN_KIND, replace=options.force):
         try:
             return _run_training(options, callbacks, triples, n_pairs, trainable, out)
         except Exception as exc:     # a full or read-only disk while the Trainer saves: no traceback

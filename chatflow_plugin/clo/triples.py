@@ -29,13 +29,14 @@ from typing import Iterable, Iterator, Optional
 
 from ..data.inputs import iter_json_records
 from ..files import read_jsonl, sha256_file
-from ..outputs import atomic_directory
+from ..outputs import OutputKind, atomic_directory
 from ..errors import ChatflowError, DataError
 from ..languages import detect_language, script_of_language
 from ..options import option
 
 TRIPLES_FILE = "triples.jsonl"
 BUILD_FILE = "build.json"
+TRIPLES_KIND = OutputKind("clo-triples", files=(TRIPLES_FILE, BUILD_FILE), folders=())   # chatflow_plugin.outputs
 MAX_REPORTED = 20   # skipped pairs printed individually; the rest are only counted
 
 
@@ -220,7 +221,7 @@ def write_triples(output_dir: str | os.PathLike, triples: list[dict], build_info
                   inputs: Iterable[str | None] = ()) -> Path:
     """Write ``triples.jsonl`` + ``build.json`` into a directory that appears only when complete (``inputs``: the
     files it was built from, which it must not replace)."""
-    with atomic_directory(output_dir, "clo-triples", force=force, inputs=inputs) as tmp:
+    with atomic_directory(output_dir, TRIPLES_KIND, force=force, inputs=inputs) as tmp:
         with open(tmp / TRIPLES_FILE, "w", encoding="utf-8") as handle:
             for triple in triples:
                 handle.write(json.dumps(triple, ensure_ascii=False) + "\n")

@@ -27,6 +27,7 @@ from ..files import atomic_file
 from ..errors import ChatflowError
 from .mixture import MixtureSpec, load_mixture, write_mixture
 from ..options import option
+from ..outputs import OutputKind, output_folder
 from .schedule import DEFAULT_SHAPE, SHAPES, Piecewise
 
 
@@ -139,8 +140,15 @@ def write_baselines(spec: MixtureSpec, run_samples: int, output_dir: str | Path)
     return info
 
 
+# the output folder's kind (chatflow_plugin.outputs): a folder the user made is used only if it holds none of these
+BASELINES_KIND = OutputKind("baselines", files=("dynamic.json", "static.json", "stage1.json", "stage2.json",
+                                                "baselines.json", ".*.tmp"), folders=())
+
+
 def run_baselines(options: BaselineOptions) -> dict:
     """Write the static and two-stage baselines of a dynamic mixture, matched to a run of ``run_samples``."""
-    info = write_baselines(load_mixture(options.mixture), options.run_samples, options.output_dir)
+    spec = load_mixture(options.mixture)
+    with output_folder(options.output_dir, BASELINES_KIND):
+        info = write_baselines(spec, options.run_samples, options.output_dir)
     print(json.dumps(info, indent=2))
     return info

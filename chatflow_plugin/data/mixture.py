@@ -41,6 +41,7 @@ KINDS = ("corpus", "code", "parallel", "instruction")
 FORMATS = ("jsonl", "tsv", "text")
 SCHEDULE_UNITS = ("samples", "tokens")
 _IGNORED = {"comment", "description"}
+MAX_SEQ_LENGTH = 1 << 20   # 1,048,576 tokens: the longest context windows models are trained with
 _TOP_KEYS = {"name", "seq_length", "schedule_shape", "schedule_unit", "seed", "data_root", "groups", "adaptive"}
 _GROUP_KEYS = {"name", "language", "sources"}      # a schedule shape adds its own keys to both
 _SOURCE_KEYS = {"name", "kind", "paths", "share", "format", "fields", "text_field", "language"}
@@ -155,8 +156,9 @@ class MixtureSpec:
         if data_root is not None:
             spec = replace(spec, data_root=_absolute(data_root))
         if seq_length is not None:
-            if seq_length <= 0:
-                raise ChatflowError(f"seq_length must be positive, got {seq_length}")
+            if not 0 < seq_length <= MAX_SEQ_LENGTH:
+                raise ChatflowError(f"--seq_length must be a positive integer up to {MAX_SEQ_LENGTH:,} (the longest "
+                                    f"context models train on), got {seq_length:,}")
             spec = replace(spec, seq_length=int(seq_length))
         if source_paths:
             known = {s.name for _, s in spec.sources}
@@ -190,6 +192,19 @@ class MixtureSpec:
             where = f" (data_root {self.data_root}; override with --data_root or --source_path NAME=PATH)"
             raise ChatflowError("missing input files:\n  " + "\n  ".join(problems) + "\n" + where)
         return resolved
+
+    def scanned_folders(self) -> list[Path]:
+        """The folders whose files the sources' glob patterns take (``en/*.jsonl``: ``<data_root>/en``): inputs
+        of preprocessing, which must not hold its output (a later run would read it)."""
+        folders = []
+        for _, source in self.sources:
+            for pattern in source.paths:
+                full = Path(pattern if os.path.isabs(pattern) else str(self.data_root / pattern))
+                if os.path.exists(full) or not glob.has_magic(str(full)):
+                    continue
+                first_magic = next(i for i, part in enumerate(full.parts) if glob.has_magic(part))
+                folders.append(Path(*full.parts[:first_magic]))
+        return sorted(set(folders))
 
     def to_json(self) -> dict[str, Any]:
         """The spec as a mixture file's JSON (``data_root`` absolute; :func:`write_mixture` relativises it)."""
@@ -335,8 +350,9 @@ def parse_mixture(data: Any, where: str = "mixture", base_dir: Path = Path("."))
     top = check_keys(data, _TOP_KEYS | set(shape.mixture_keys), where)
     schedule_params = _schedule_keys(top, shape.mixture_keys, where)
     seq_length = top.get("seq_length", 2048)
-    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length <= 0:
-        raise ChatflowError(f"{where}.seq_length: expected a positive integer, got {seq_length!r}")
+    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or not 0 < seq_length <= MAX_SEQ_LENGTH:
+        raise ChatflowError(f"{where}.seq_length: expected a positive integer up to {MAX_SEQ_LENGTH:,} (the longest "
+                            f"context models train on), got {seq_length!r}")
     unit = top.get("schedule_unit", "samples")
     if unit not in SCHEDULE_UNITS:
         raise ChatflowError(f"{where}.schedule_unit: expected one of {SCHEDULE_UNITS}, got {unit!r}")

@@ -34,13 +34,13 @@ import numpy as np
 from .. import __version__
 from ..files import json_error, new_checksum, sha256_file
 from ..errors import ChatflowError, DataError
-from ..outputs import atomic_directory
+from ..outputs import atomic_directory, check_not_input, write_last, write_marker
 from .formats import record_from_tsv, render
 from .inputs import COLUMNAR, batch_to_bytes, detect, expand, record_batches, rows_of, table_schema, text_blocks, text_name
 from .mixture import MixtureSpec, SourceSpec, load_mixture, parse_source_overrides
 from ..options import option
 from ..tokenizer import Tokenizer, as_tokenizer, load_tokenizer, tokenizer_from_options
-from .shards import DOCUMENTS_DTYPE, FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, seal_manifest, token_dtype
+from .shards import DATASET_KIND, DOCUMENTS_DTYPE, FORMAT_NAME, FORMAT_VERSION, MANIFEST, PROMPT, seal_manifest, token_dtype
 from .split import SplitSpec, document_hashes, parse_split
 from .workers import WorkerPool, default_workers
 
@@ -475,9 +475,18 @@ class ShardWriter:
                 hasher.update(data)
 
     def finish(self, window: int, eos_id: int, split: SplitSpec | None = None) -> list[dict]:
-        """Pad each source's last window and close its files; the manifest's ``sources`` entries."""
+        """Pad each source's last window and close its files; the manifest's ``sources`` entries. A window longer
+        than every source of the training data (the dataset would be mostly padding) is refused before any padding
+        is written."""
         entries = []
         self.empty: list[str] = []
+        training = self.part is None or self.part == split.names[0]      # held-out parts are small by design
+        longest = max(self.stats, key=lambda st: st.tokens)
+        if training and 0 < longest.tokens < window:
+            within = "" if self.part is None else f" of the split's part {self.part!r}"
+            raise ChatflowError(f"seq_length {window - 1} is longer than any source{within}: the longest, "
+                                f"{longest.name!r}, has {longest.tokens:,} tokens, so every window would be mostly "
+                                f"padding; choose a seq_length of at most {longest.tokens - 1:,} (or add data)")
         for index, st in enumerate(self.stats):
             if st.tokens == 0 and self.part is not None and self.part != split.names[0]:
                 self._drop(index)       # a held-out part without this source: said, not an error
@@ -485,6 +494,9 @@ class ShardWriter:
                 continue
             if st.tokens == 0:
                 raise ChatflowError(self._nothing(st, split))
+            if training and st.tokens < window:
+                print(f"warning: source {st.name!r} has {st.tokens:,} tokens, fewer than one window of {window:,}: "
+                      f"its only window is {1 - st.tokens / window:.0%} padding", file=sys.stderr)
             tok_handle, mask_handle, _ = self.handles[index]
             st.windows = -(-st.tokens // window)
             st.pad_tokens = st.windows * window - st.tokens
@@ -615,9 +627,9 @@ def preprocess(spec: MixtureSpec, tokenizer: str | os.PathLike | Tokenizer, outp
     fail = on_bad_record == "fail"
     stats, files = plan_sources(spec, fail)
     sources = [s for _, s in spec.sources]
-    inputs = [tok.file, spec.path] + [f["path"] for st in stats for f in st.files]
+    inputs = [tok.file, spec.path] + [f["path"] for st in stats for f in st.files] + spec.scanned_folders()
     started = time.time()
-    with atomic_directory(output_dir, "dataset", force=force, inputs=inputs) as tmp:
+    with atomic_directory(output_dir, DATASET_KIND, force=force, inputs=inputs) as tmp:
         writer = SplitWriter(tmp, sources, stats, dtype, fail, split)
         try:
             tokenize_chunks(iter_chunks(files, sources, chunk_bytes),
@@ -633,7 +645,9 @@ def preprocess(spec: MixtureSpec, tokenizer: str | os.PathLike | Tokenizer, outp
                                                        empty_sources=writer.writers[part].empty)
             manifest = build_manifest(spec, tok, dtype, sources_json, seconds, recorded)
             folder = tmp if part is None else tmp / part
-            (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            if part is not None:
+                write_marker(folder, DATASET_KIND, [])        # each part is a dataset of its own
+            write_last(folder, MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")   # last: it loads
             manifests[part] = manifest
     return manifests[None] if split is None else manifests
 
@@ -669,6 +683,7 @@ def run_preprocess(opts: PreprocessOptions) -> None:
         source_paths=parse_source_overrides(opts.source_path))
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    check_not_input(opts.output_dir, [opts.data_dir], what="--output_dir")     # the raw-data folder given
     result = preprocess(spec, tokenizer_from_options(opts.tokenizer), opts.output_dir,
                         workers=opts.workers,
                         on_bad_record=opts.on_bad_record, chunk_bytes=int(opts.chunk_mb * (1 << 20)),

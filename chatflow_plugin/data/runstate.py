@@ -106,16 +106,45 @@ def describe_change(key: str, old: Any, new: Any) -> str:
 
 
 def refuse_changes(run: Path | str, changed: list[tuple[str, Any, Any]], why: str = "", advice: str = "",
-                   allowed: Collection[str] | None = None) -> None:
+                   allowed: Collection[str] | None = None, described: Mapping[str, str] | None = None) -> None:
     """Refuse to continue ``run`` with the settings ``changed`` ((key, old, new)) that ``allowed`` (the names
-    given to ``--allow_change``) does not list; None: settings no flag can change."""
+    given to ``--allow_change``) does not list; None: settings no flag can change. ``described``: how to say a
+    key's change, where ``key: old -> new`` would not say it."""
     refused = [c for c in changed if allowed is None or c[0] not in allowed]
     if refused:
         why = f"; {why}" if why else ""
-        names = ", ".join(describe_change(*c) for c in refused)
+        names = ", ".join((described or {}).get(c[0]) or describe_change(*c) for c in refused)
         allow = " ".join(f"--allow_change {key}" for key, _, _ in refused)
         raise ChatflowError(f"{run}: cannot resume with different settings ({names}{why}); {advice}"
                             + (f", or allow the change explicitly with {allow}" if allowed is not None else ""))
+
+
+def json_differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """``path: old -> new`` for each value that differs between two JSON values (``groups[1].beta: 0.5 -> 0.3``;
+    a key present on one side only: ``(absent)``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in list(old) + [k for k in new if k not in old]:
+            lines += json_differences(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{where}.{key}" if where else key)
+        return lines
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [line for i, (a, b) in enumerate(zip(old, new)) for line in json_differences(a, b, f"{where}[{i}]")]
+    if old == new and type(old) is type(new):
+        return []
+    return [f"{where}: {'(absent)' if old is _ABSENT else repr(old)} -> {'(absent)' if new is _ABSENT else repr(new)}"]
+
+
+_ABSENT = object()
+
+
+def mixture_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """How a mixture changed, for a message: its name, and the first fields that differ."""
+    lines = json_differences({k: v for k, v in old.items() if k != "name"},
+                             {k: v for k, v in new.items() if k != "name"})
+    fields = ", ".join(lines[:3]) + (f" and {len(lines) - 3} more" if len(lines) > 3 else "")
+    name = (f"{old.get('name')!r}" if old.get("name") == new.get("name") else
+            f"{old.get('name')!r} -> {new.get('name')!r}")
+    return f"mixture {name}" + (f": {fields}" if fields else "")
 
 
 def check_change_names(allowed: Collection[str], names: Sequence[str]) -> None:
@@ -164,7 +193,9 @@ def resume_mixture(state: Mapping[str, Any], given: MixtureDataset, run: str, al
     if mixture_json(spec) == mixture_json(resumed.history.designed):
         return resumed, []
     refuse_changes(run, [("mixture", resumed.history.designed.name, spec.name)], allowed=allowed,
-                   advice="resume with the run's mixture")
+                   advice="resume with the run's mixture",
+                   described={"mixture": mixture_difference(mixture_json(resumed.history.designed),
+                                                             mixture_json(spec))})
     revision = MixtureRevision(int(state["samples_done"]), spec, step=int(state["step"]), by=by, catch_up=catch_up)
     entry = mixture_change(resumed.history, revision)
     resumed.revise(revision)

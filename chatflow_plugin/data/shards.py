@@ -19,6 +19,7 @@ checksum, every token id against the vocabulary and every mask value, in one rea
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -30,7 +31,9 @@ import numpy as np
 
 from ..files import checksum_algorithm, file_checksum, new_checksum, resolve_from_file, sha256_file
 from ..errors import ChatflowError
+from ..outputs import OutputKind
 from ..tokenizer import HF, SENTENCEPIECE, Tokenizer, as_tokenizer
+from .mixture import parse_mixture
 
 MANIFEST = "manifest.json"
 FORMAT_NAME = "chatflow-shards"
@@ -39,6 +42,37 @@ PROMPT = 1   # mask value of a prompt token
 DOCUMENTS_DTYPE = np.dtype("<u8")   # a document hash per document (little-endian uint64)
 SEAL = "manifest_checksum"
 VERIFY_HINT = "preprocess again (or pass --no_verify_data to load it unchecked)"
+CHECKSUMS_SINCE = (0, 1, 0)   # every release of chatflow-plugin writes checksums and the seal (0.1.0 is the first)
+
+
+def writer_version(created_by: Any) -> tuple[int, ...] | None:
+    """The version in a manifest's ``created_by`` (``"chatflow-plugin 0.1.0"`` -> (0, 1, 0)); None if it names none."""
+    if not isinstance(created_by, str) or not created_by.startswith("chatflow-plugin "):
+        return None
+    parts = created_by.split(" ", 1)[1].split(".")
+    numbers = []
+    for part in parts[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            return None
+        numbers.append(int(digits))
+    return tuple(numbers)
+
+
+def _listed_files(folder: Path) -> list[str]:
+    """The token, mask and document files a dataset folder's manifest lists (none if it is unreadable)."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+        names = [info.get(key) for info in manifest["sources"]
+                 for key in ("tokens_file", "mask_file", "documents_file")]
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return []
+    return [name for name in names if isinstance(name, str) and name and "/" not in name and "\\" not in name]
+
+
+# the output kind of a dataset folder (chatflow_plugin.outputs): its manifest and the files the manifest lists;
+# with a held-out split (chatflow preprocess --split), one folder per part, each a dataset of its own
+DATASET_KIND = OutputKind("dataset", files=(MANIFEST,), folders=None, listed=_listed_files, nested=True)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -171,6 +205,11 @@ class ShardSet:
         mixture = m.get("mixture")
         self._field("mixture", mixture, isinstance(mixture, dict) and isinstance(mixture.get("groups"), list),
                     "a mixture object with groups")
+        try:   # the mixture recorded is checked as a mixture file is (a NaN T_grow, a negative alpha ...)
+            parse_mixture(mixture, where="mixture")
+        except ChatflowError as exc:
+            raise ChatflowError(f"{self.manifest_path}: {exc}; the manifest is damaged or was edited, preprocess "
+                                f"again") from None
         groups = {g.get("name") for g in mixture["groups"] if isinstance(g, dict)}
         sources = m.get("sources")
         self._field("sources", sources, isinstance(sources, list) and sources, "a non-empty list")
@@ -271,6 +310,11 @@ class ShardSet:
                                 f"damaged after preprocessing; {VERIFY_HINT}")
         unsealed = [info["name"] for info in m["sources"] if info.get("tokens_checksum") is None]
         if unsealed or SEAL not in m:
+            version = writer_version(m.get("created_by"))
+            if version is not None and version >= CHECKSUMS_SINCE:
+                missing = f"the checksums of {', '.join(unsealed)}" if unsealed else f"its {SEAL}"
+                raise ChatflowError(f"{self.manifest_path}: {missing} were removed: {m['created_by']}, which wrote "
+                                    f"it, always writes them; {VERIFY_HINT}")
             print(f"warning: {self.path} was written by a chatflow-plugin without checksums ({m.get('created_by')}): "
                   f"its files can be checked only for token ids; preprocess again to have them verified",
                   file=sys.stderr)

@@ -45,7 +45,7 @@ from .split import SplitBudget, iter_texts, prepare_data
 from ..data.mixture import MixtureSpec, write_mixture
 from ..errors import ChatflowError
 from ..files import path_for_file, pyplot, read_jsonl
-from ..outputs import atomic_directory, check_replaceable, output_lock, read_marker, reused, write_marker
+from ..outputs import OutputKind, atomic_directory, output_folder, reused
 from ..languages import get_language
 from ..options import option
 from ..resources import resource
@@ -55,9 +55,10 @@ RUN_KINDS = ("dynamic", "static", "two_stage", "piecewise", "adaptive")
 STOPS = ("foundation", "mixture", "report")     # --stop_after: after stage 3, after the tokenized mixture, at the end
 SPLIT_SEED = 0                 # the train / held-out split's shuffle
 FOUNDATION_INIT_SEED = 1234    # the English foundation's initialisation
-DEMO_KIND = "demo"        # the output folder's marker (chatflow_plugin.outputs); --force replaces only such a folder
-DEMO_OWNS = ("data", "tokenizer", "mixtures", "shards", "foundation", "foundation_expanded", "runs", "release",
-             "report", "generations.json", "search", ".*.partial", ".*.tmp", ".*.lock")
+# the output folder's kind (chatflow_plugin.outputs): --force replaces only such a folder, holding nothing else
+DEMO_KIND = OutputKind("demo", files=("generations.json", ".*.tmp", ".*.lock"),
+                       folders=("data", "tokenizer", "mixtures", "shards", "foundation", "foundation_expanded", "runs",
+                                "release", "report", "search", ".*.partial"))
 # The adaptive run's policy (chatflow_plugin.data.adaptive): Online Data Mixing's signal (the held-out loss),
 # modest steps and bounds around the dynamic schedule; it updates at the held-out evaluations.
 ADAPTIVE_POLICY = {"signal": "loss", "rate": 1.0, "smoothing": 0.5, "min_factor": 0.5, "max_factor": 2.0}
@@ -371,16 +372,6 @@ def _prepare(options: DemoOptions, profile: Profile) -> Layout:
     from ..hosts.hf.run import quiet_libraries
 
     out = Layout(Path(options.output_dir))
-    if options.force and (out.root.exists() or out.root.is_symlink()):
-        check_replaceable(out.root, DEMO_KIND)        # only a demo's own folder, holding nothing else
-        shutil.rmtree(out.root)
-    out.root.mkdir(parents=True, exist_ok=True)
-    marker = read_marker(out.root)
-    if marker is None:
-        write_marker(out.root, DEMO_KIND, DEMO_OWNS)
-    elif marker["kind"] != DEMO_KIND:
-        raise ChatflowError(f"{out.root} holds a chatflow {marker['kind']}, not a demo; give the demo another "
-                            f"--output_dir")
     torch.set_num_threads(profile.threads)
     quiet_libraries()
     return out
@@ -552,7 +543,8 @@ def run_demo(options: DemoOptions) -> dict:
     if options.run_kinds and "dynamic" not in options.run_kinds:
         raise ChatflowError(f"--run_kinds {' '.join(options.run_kinds)}: dynamic must be among them (every other run "
                             f"is compared with it, and it is the one released)")
-    with output_lock(options.output_dir):
+    with output_folder(options.output_dir, DEMO_KIND, replace=options.force,
+                       advice="give the demo another --output_dir"):
         return _run_demo(options, profile, base)
 
 

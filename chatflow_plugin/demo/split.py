@@ -36,12 +36,13 @@ from ..data.inputs import COMPRESSION_SUFFIXES, iter_json_records
 from ..data.mixture import SourceSpec
 from ..data.split import SplitSpec, document_hashes
 from ..files import json_strings, read_jsonl
-from ..outputs import atomic_directory
+from ..outputs import OutputKind, atomic_directory
 from ..errors import ChatflowError, DataError
 from .groups import base_mixture
 
 GROUP_DIRS = tuple(base_mixture().group_names)   # one folder per group of the default mixture, named as the group
 SPLITS = ("train", "heldout", "valid", "test")     # heldout = valid + test (see above)
+SPLIT_KIND = OutputKind("demo-split", files=("split.json",), folders=SPLITS)   # chatflow_plugin.outputs
 MIN_HELDOUT = 2        # documents: one for validation, one for test
 DATA_SUFFIXES = tuple(f".jsonl{c}" for c in ("",) + COMPRESSION_SUFFIXES) + (".parquet", ".arrow")
 
@@ -165,7 +166,7 @@ def prepare_data(data_dir: str | os.PathLike, output_dir: str | os.PathLike, bud
     if not data_dir.is_dir():
         raise ChatflowError(f"data folder not found: {data_dir}")
     stats: dict[str, dict] = {}
-    with atomic_directory(output_dir, "demo-split", force=force, inputs=[data_dir]) as tmp:
+    with atomic_directory(output_dir, SPLIT_KIND, force=force, inputs=[data_dir]) as tmp:
         for group in groups:
             folder = data_dir / group
             if folder.is_dir():

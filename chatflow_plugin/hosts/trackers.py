@@ -34,7 +34,9 @@ _MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", 
 IDS_FILE = "trackers.json"
 PROJECT = "chatflow"
 MLFLOW_DB = "mlflow.db"
-TRACKER_OWNS = ("tensorboard", "wandb", MLFLOW_DB, "mlartifacts", IDS_FILE)   # what trackers write into a run folder
+# what trackers write into a run folder (an output kind's entries, chatflow_plugin.outputs): files, folders
+TRACKER_FILES = (MLFLOW_DB, f"{MLFLOW_DB}-journal", IDS_FILE)
+TRACKER_FOLDERS = ("tensorboard", "wandb", "mlartifacts")
 
 
 def report_to_help() -> str:

@@ -18,6 +18,7 @@ from ..data.baselines import static_mixture
 from ..data.mixture import MixtureSpec, load_mixture, parse_mixture, write_mixture
 from ..errors import ChatflowError
 from ..files import atomic_file
+from ..outputs import OutputKind
 from ..data.shards import MANIFEST
 from ..options import option
 from ..outputs import reused
@@ -27,9 +28,10 @@ from .objective import Constraint, Expression, parse_constraint, parse_objective
 from .proxies import FINISHED, Run, TrainSettings, command_line, result, run_all
 from .space import at_scale, load_space, mixture_json, reference_values
 
-SEARCH_KIND = "search"
-SEARCH_OWNS = ("search.json", "mixtures", "proxies", "ladder", "final", "logs", "commands.txt", "proxies.csv",
-               "model.json", "chosen_mixture.json", "report", ".*.tmp", ".*.lock")
+# the search folder's kind (chatflow_plugin.outputs): the entries a search writes, each a file or a folder
+SEARCH_KIND = OutputKind("search", files=("search.json", "commands.txt", "proxies.csv", "model.json",
+                                          "chosen_mixture.json", ".*.tmp", ".*.lock"),
+                         folders=("mixtures", "proxies", "ladder", "final", "logs", "report"))
 RECORD = "search.json"
 
 

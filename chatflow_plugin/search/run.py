@@ -33,7 +33,7 @@ from ..files import atomic_file, write_csv
 from ..outputs import output_lock, read_marker, write_marker
 from .datasets import identity
 from .check import final_results, final_runs, ladder_results, ladder_runs
-from .folder import SEARCH_KIND, SEARCH_OWNS, Search, SearchOptions, check_options, resolve_names, say
+from .folder import SEARCH_KIND, Search, SearchOptions, check_options, resolve_names, say
 from .model import fit_model, rmse, schedule_features
 from .optimize import optimize
 from .proxies import result
@@ -71,8 +71,8 @@ def run_search(options: SearchOptions) -> dict:
         if marker is None:
             if any(p.name != ".chatflow-output.json" for p in root.iterdir()):
                 raise ChatflowError(f"{root} is not empty and not a search's folder: give another --output_dir")
-            write_marker(root, SEARCH_KIND, SEARCH_OWNS)
-        elif marker["kind"] != SEARCH_KIND:
+            write_marker(root, SEARCH_KIND, SEARCH_KIND.entries())
+        elif marker["kind"] != SEARCH_KIND.name:
             raise ChatflowError(f"{root} holds a chatflow {marker['kind']}, not a search: give another --output_dir")
         search.check_record()
         return _search(search)

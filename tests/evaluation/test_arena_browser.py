@@ -130,3 +130,72 @@ def test_a_person_chats_votes_and_reads_the_leaderboard(browser, served, tmp_pat
     urls = [u for u in requested_urls(browser) if u.startswith(("http:", "https:", "ws:", "wss:"))]
     assert urls and all(urlparse(u).netloc == host for u in urls), sorted({u for u in urls
                                                                            if urlparse(u).netloc != host})
+
+
+# What a model may answer (and a person may send): markup that runs if the page renders it as HTML (issue 21).
+HOSTILE = ('Try <script>window.__xss = "script"</script> or <img src="x" onerror="window.__xss = \'img\'"> or '
+           '[click me](javascript:window.__xss="link") or <a id="evil" href="javascript:window.__xss=\'a\'">this</a>, '
+           'and `<b>code</b>` stays code.')
+
+
+@pytest.fixture
+def hostile_answers(monkeypatch):
+    """Both models answer :data:`HOSTILE`, whatever they are asked."""
+    from chatflow_plugin.evaluation.arena import workers
+    from chatflow_plugin.evaluation.arena.chat import Reply
+
+    def answer(model, tokenizer, kind, messages, settings, on_text, cancelled):
+        on_text(HOSTILE)
+        return Reply(HOSTILE, 40, 0.01, "eos")
+    monkeypatch.setattr(workers, "generate_reply", answer)
+
+
+def _exchange(browser, server) -> list:
+    """Send a hostile prompt, wait for both (hostile) answers; the two panes."""
+    wait = WebDriverWait(browser, 120, poll_frequency=0.2)
+    browser.get(server.url)
+    prompt = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#prompt textarea"))
+    wait.until(lambda d: "2 of 2 models ready" in d.find_element(By.ID, "arena_status").text)
+    prompt.send_keys('<img src="y" onerror="window.__xss = \'prompt\'">')
+    browser.find_element(By.ID, "send").click()
+    wait.until(lambda d: d.find_element(By.ID, "vote_a").is_enabled())
+    return [browser.find_element(By.ID, f"chat_{side}") for side in "ab"]
+
+
+def test_model_output_is_shown_as_text_never_run(browser, hostile_answers, served):
+    server, _ = served
+    panes = _exchange(browser, server)
+    assert browser.execute_script("return window.__xss") is None            # nothing ran
+    for pane in panes:
+        text = pane.text
+        for shown in ('<script>window.__xss = "script"</script>', '<img src="x" onerror=',
+                      '[click me](javascript:window.__xss="link")', '<a id="evil" href=', '<img src="y" onerror='):
+            assert shown in text, (shown, text)                                # shown as the characters written
+        assert not pane.find_elements(By.CSS_SELECTOR, "script, img[onerror], [onerror], a[href^='javascript'], #evil")
+        assert [c.text for c in pane.find_elements(By.CSS_SELECTOR, "code")][-1] == "<b>code</b>"
+    # the second guard stays on: Gradio's sanitiser of both chat panes
+    chats = [block for block in server.app.blocks.values() if block.__class__.__name__ == "Chatbot"]
+    assert len(chats) == 2 and all(chat.sanitize_html for chat in chats)
+
+
+def test_without_either_guard_the_hostile_output_would_run(browser, hostile_answers, monkeypatch, spm_model, tmp_path):
+    """The check above is not vacuous: with the page's escaping and Gradio's sanitiser both turned off, the same
+    answer runs in the browser (and the test above would fail)."""
+    import gradio as gr
+    import torch
+
+    from chatflow_plugin.evaluation.arena import app
+
+    chatbot = gr.Chatbot
+    monkeypatch.setattr(gr, "Chatbot", lambda *a, **k: chatbot(*a, **{**k, "sanitize_html": False}))
+    monkeypatch.setattr(app, "shown_as_text", lambda text: text)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    server = start_arena(make_models(spm_model, tmp_path / "models"), tmp_path / "votes.jsonl")
+    try:
+        wait_ready(server)
+        _exchange(browser, server)
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script("return window.__xss"))
+    finally:
+        server.close()
+        torch.set_num_threads(threads)

@@ -198,7 +198,8 @@ def test_the_command_serves_stops_on_sigterm_and_a_restart_continues_the_votes_f
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0 and "shutting down" in err, err[-2000:]
+        assert proc.returncode == 143 and "shutting down" in err, err[-2000:]
+        assert err.strip().splitlines()[-1] == "chatflow arena: terminated", err[-2000:]
         return url
 
     run(tmp_path / "p1", 2)

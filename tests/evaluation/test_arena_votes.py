@@ -56,8 +56,9 @@ def test_bad_winner_and_unusable_paths_are_refused(tmp_path):
         VoteStore(tmp_path)
     other = tmp_path / "notes.txt"
     other.write_text("these are my notes\nnot votes\n", encoding="utf-8")
-    with pytest.raises(ChatflowError, match="no valid vote line"):
-        VoteStore(other).pair_counts()
+    with pytest.raises(ChatflowError, match="not a votes file"):
+        VoteStore(other)
+    assert other.read_text(encoding="utf-8") == "these are my notes\nnot votes\n"
 
 
 def test_a_torn_last_line_is_moved_aside_before_the_next_vote(tmp_path, capsys):

@@ -146,3 +146,17 @@ def test_gaokao_items_without_a_numeric_score_are_reported_not_counted_as_one_po
     reasons = [s.reason for s in bench.skipped]
     assert len(reasons) == 5 and all("score" in r for r in reasons), reasons
     assert all("#example[" in s.location for s in bench.skipped)
+
+
+def test_a_sequence_length_no_model_uses_or_longer_than_the_data_is_refused(tmp_path, spm_model):
+    mixture = make_mixture(tmp_path / "data")
+    args = ["preprocess", "--mixture", mixture, "--spm_model_path", spm_model, "--output_dir", tmp_path / "out"]
+    assert_clean_error(cli(*args, "--seq_length", "1000000000"), "preprocess",
+                       "--seq_length must be a positive integer up to 1,048,576", "got 1,000,000,000")
+    spec = json.loads(mixture.read_text())
+    mixture.write_text(json.dumps(dict(spec, seq_length=10 ** 9)))
+    assert_clean_error(cli("mixture", mixture), "mixture", "seq_length: expected a positive integer up to 1,048,576")
+    mixture.write_text(json.dumps(spec))
+    line = assert_clean_error(cli(*args, "--seq_length", "100000"), "preprocess",
+                              "seq_length 100000 is longer than any source", "every window would be mostly padding")
+    assert [p.name for p in tmp_path.iterdir()] == ["data"], line              # no padding written, nothing left

@@ -1,5 +1,5 @@
 """Nothing silently wrong: tampered or damaged shards and manifests are refused, naming the file and field
-(issue 12, "Silently wrong")."""
+(issue 12, "Silently wrong"; issue 21, "Accepted although wrong")."""
 from __future__ import annotations
 
 import json
@@ -102,13 +102,17 @@ def test_manifest_edits_are_refused_naming_the_field(shards, change, reseal, mes
     assert str(shards / MANIFEST) in str(caught.value)
 
 
+def _unseal(m: dict, created_by: str = "chatflow-plugin 0.0.9") -> None:
+    """A manifest as a version without checksums wrote it (or one whose checksums were removed)."""
+    m.pop(SEAL)
+    m["created_by"] = created_by
+    for info in m["sources"]:
+        info.pop("tokens_checksum")
+        info.pop("mask_checksum")
+
+
 def test_a_dataset_of_an_older_version_is_checked_for_ids_and_mask_values(shards, capsys):
-    def unseal(m):
-        m.pop(SEAL)
-        for info in m["sources"]:
-            info.pop("tokens_checksum")
-            info.pop("mask_checksum")
-    _edit(shards, unseal, reseal=False)
+    _edit(shards, _unseal, reseal=False)
     assert ShardSet(shards).content_checksum() is None
     assert "without checksums" in capsys.readouterr().err
     _VERIFIED.clear()
@@ -153,3 +157,32 @@ def test_the_manifest_checksum_covers_every_key(shards):
     manifest = _manifest(shards)
     assert manifest[SEAL] == manifest_checksum(manifest)
     assert manifest_checksum(dict(manifest, extra=1)) != manifest[SEAL]     # a key added by hand changes it
+
+
+def test_checksums_removed_from_a_version_that_writes_them_are_refused(shards, capsys):
+    from chatflow_plugin import __version__
+
+    _edit(shards, lambda m: _unseal(m, f"chatflow-plugin {__version__}"), reseal=False)
+    with pytest.raises(ChatflowError, match=rf"{shards / MANIFEST}: the checksums of en, zh, .* were removed: "
+                                            rf"chatflow-plugin {__version__}, which wrote it, always writes them; "
+                                            rf"preprocess again \(or pass --no_verify_data"):
+        ShardSet(shards)
+    assert ShardSet(shards, verify=False).content_checksum() is None     # the user's explicit choice: loads
+    proc = cli("train", "--dataset_dir", shards, "--output_dir", shards.parent / "run", "--model_config",
+               Path(__file__).resolve().parents[2] / "models" / "hf" / "demo_tiny.json", "--train_steps", "1",
+               "--micro_batch_size", "1", "--quiet")
+    assert_clean_error(proc, "train", "were removed", "always writes them")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["mixture"].update(T_grow="__nan__"), r"mixture.T_grow: expected a finite number, got nan"),
+    (lambda m: m["mixture"]["groups"][0].update(alpha=-0.5), r"mixture.groups\[0\] \(en_corpus\).alpha: .*-0.5"),
+    (lambda m: m["mixture"].update(seed=-3), r"mixture.seed: expected a non-negative integer, got -3"),
+], ids=["nan T_grow", "negative alpha", "negative seed"])
+def test_mixture_values_in_a_manifest_are_checked_as_a_mixture_file_is(shards, change, message):
+    manifest = _manifest(shards)
+    change(manifest)
+    text = json.dumps(seal_manifest(json.loads(json.dumps(manifest).replace('"__nan__"', "NaN"))))
+    (shards / MANIFEST).write_text(text, encoding="utf-8")
+    with pytest.raises(ChatflowError, match=rf"{shards / MANIFEST}: {message}"):
+        ShardSet(shards)

@@ -23,7 +23,10 @@ ROUNDS = round_params(20)
 
 
 def _no_loadable_partial(parent: Path, name: str, loadable_file: str) -> None:
-    """A temporary folder a kill left never holds the file that would make it load."""
+    """A temporary folder a kill left never holds the file that would make it load (a kill during start-up, before
+    the run made its folder, left none)."""
+    if not parent.is_dir():
+        return
     for leftover in hidden_leftovers(parent, name):
         if leftover.endswith(".partial"):
             assert not (parent / leftover / loadable_file).exists(), f"{leftover} holds {loadable_file}"

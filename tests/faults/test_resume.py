@@ -1,5 +1,6 @@
-"""Resume after a fault: an incomplete newest checkpoint is skipped, and a resume that would change the run's
-meaning is refused unless allowed, then recorded (issue 12, "Hangs and tracebacks", "Silently wrong")."""
+"""Resume after a fault: an incomplete newest checkpoint is skipped, a damaged one named, and a resume that would
+change the run's meaning is refused unless allowed, then recorded (issue 12, "Hangs and tracebacks", "Silently
+wrong"; issue 21)."""
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ from chatflow_plugin.hosts.hf.run import checkpoint_problem, last_complete_check
 from chatflow_plugin.hosts.hf.train import train
 
 pytest.importorskip("transformers")
+TINY = Path(__file__).resolve().parents[2] / "models" / "hf" / "demo_tiny.json"
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +155,69 @@ def test_a_resume_onto_other_data_with_the_same_shape_needs_allow_change(dataset
     train(_options(other, run, train_steps=6, save_every=2, allow_change=["dataset"]))
     [entry] = json.loads((run / "chatflow_run.json").read_text())["history"]
     assert entry["what"] == "dataset" and entry["old"] != entry["new"]
+
+
+# -- issue 21: what a resumed run must not silently take or change ---------------------------------------------------
+
+def test_resuming_with_another_model_size_is_refused_naming_the_setting(dataset, straight, tmp_path):
+    run = _interrupted(dataset, straight, tmp_path)
+    bigger = tmp_path / "bigger.json"
+    bigger.write_text(json.dumps(dict(json.loads(TINY.read_text()), hidden_size=128)))
+    with pytest.raises(ChatflowError, match=r"cannot resume with different settings \(hidden_size: 64 -> 128, "
+                                            r"head_dim: 16 -> 32"):
+        train(_options(dataset, run, train_steps=6, save_every=2, model_config=str(bigger)))
+
+
+@pytest.mark.parametrize("setting, value, refusal", [
+    ("init_seed", 1, r"cannot resume with different settings \(init_seed: 0 -> 1"),
+    ("bf16", True, r"would change the run's meaning \(bf16: False -> True\); pass --allow_change bf16"),
+], ids=["init_seed", "bf16"])
+def test_init_seed_and_precision_are_settings_of_the_run(dataset, straight, tmp_path, setting, value, refusal):
+    run = _interrupted(dataset, straight, tmp_path)
+    with pytest.raises(ChatflowError, match=refusal):
+        train(_options(dataset, run, train_steps=6, save_every=2, **{setting: value}))
+    if setting == "bf16":
+        train(_options(dataset, run, train_steps=6, save_every=2, bf16=True, allow_change=["bf16"]))
+        record = json.loads((run / "chatflow_run.json").read_text())
+        assert record["bf16"] is True and [(h["what"], h["old"], h["new"]) for h in record["history"]] == \
+            [("bf16", False, True)]
+
+
+def test_a_refused_mixture_change_names_what_changed(dataset, straight, tmp_path):
+    run = _interrupted(dataset, straight, tmp_path)
+    mixture = json.loads((dataset / MANIFEST).read_text())["mixture"]
+    mixture["groups"][1]["beta"] = 0.6                                  # same name 't', other contents
+    edited = tmp_path / "t.json"
+    edited.write_text(json.dumps(mixture))
+    with pytest.raises(ChatflowError, match=r"\(mixture 't': groups\[1\]\.beta: 0\.5 -> 0\.6\); .*--allow_change "
+                                            r"mixture") as caught:
+        train(_options(dataset, run, train_steps=6, save_every=2, mixture=str(edited)))
+    assert "'t' -> 't'" not in str(caught.value)
+
+
+def _rng_payload(path: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (print, ("code from the checkpoint ran",))
+    torch.save({"python": Payload()}, path)
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("optimizer.pt", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3])),
+    ("rng_state.pth", _rng_payload),
+    ("scheduler.pt", lambda p: p.write_bytes(b"not a torch file at all")),
+], ids=["truncated optimizer", "rng state with code", "garbage scheduler"])
+def test_a_damaged_or_malicious_state_file_on_resume_is_named_with_the_checkpoint_to_use(
+        dataset, straight, tmp_path, capsys, name, damage):
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    shutil.rmtree(run / "final")                                        # stopped after its step-6 checkpoint
+    (run / "train_summary.json").unlink()
+    damage(run / "checkpoint-6" / name)
+    with pytest.raises(ChatflowError) as caught:
+        train(_options(dataset, run, train_steps=8, save_every=2, save_total_limit=3))
+    message = str(caught.value)
+    assert message.startswith(f"{run / 'checkpoint-6' / name}: cannot be loaded: ") and "\n" not in message
+    assert f"{run / 'checkpoint-4'} is complete and loads: resume from it with --resume {run / 'checkpoint-4'}" \
+        in message
+    assert "code from the checkpoint ran" not in capsys.readouterr().out

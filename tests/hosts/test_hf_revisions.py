@@ -193,9 +193,13 @@ def test_a_run_saved_on_two_ranks_resumes_on_one_reading_the_same_samples(datase
 def test_a_zero_checkpoint_on_another_number_of_processes_is_refused_before_the_model_is_built(dataset, tmp_path):
     from chatflow_plugin.data.runstate import first_mixture, write_state
 
+    from chatflow_plugin.hosts.hf.train import RUN_KIND
+    from chatflow_plugin.outputs import write_marker
+
     out = tmp_path / "run"
     checkpoint = out / "checkpoint-2"
     checkpoint.mkdir(parents=True)
+    write_marker(out, RUN_KIND, RUN_KIND.entries())       # a run folder, as chatflow train leaves it
     (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
     (checkpoint / "config.json").write_text("{}")        # complete as the resume looks at it: DeepSpeed's
     (checkpoint / "global_step2").mkdir()                 # folder holds the weights and optimizer states

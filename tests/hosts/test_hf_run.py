@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -28,7 +29,7 @@ def _checkpoint(folder: Path, step: int) -> Path:
     path.mkdir(parents=True)
     (path / "config.json").write_text("{}")
     _safetensors(path / "model.safetensors")
-    (path / "optimizer.pt").write_bytes(b"state")
+    torch.save({"state": {}, "param_groups": []}, path / "optimizer.pt")
     (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return path
 

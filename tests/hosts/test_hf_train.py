@@ -363,10 +363,13 @@ def test_bad_options_are_clear_errors(dataset, tmp_path, spm_model):
         train(_options(dataset, tmp_path / "a", model_config=""))
     with pytest.raises(ChatflowError, match="train_steps"):
         train(_options(dataset, tmp_path / "b", train_steps=0))
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ChatflowError, match="not a HuggingFace model directory"):
-        train(_options(dataset, tmp_path / "c", model_config="", model_path=str(tmp_path)))
+        train(_options(dataset, tmp_path / "c", model_config="", model_path=str(tmp_path / "empty")))
     with pytest.raises(ChatflowError, match="complete chatflow dataset"):
-        train(_options(tmp_path, tmp_path / "d"))
+        train(_options(tmp_path / "empty", tmp_path / "d"))
+    with pytest.raises(ChatflowError, match="is inside .*empty, an input folder of this run"):
+        train(_options(tmp_path / "empty", tmp_path / "empty" / "run"))
 
 
 def test_defaults_are_llama2s_and_a_warmup_outlasting_the_run_is_said(dataset, tmp_path, capsys):

@@ -3,10 +3,14 @@
 Only presentation lives here; the rules are :class:`~.rounds.Arena`'s. What the page never does: show a
 model's name before the vote (names stay in the server-side session state until the vote record is
 written), accept an upload or serve a file (no file components; Gradio serves only its own assets),
-load anything from the internet (analytics off, no share link, fonts and scripts from the package).
+load anything from the internet (analytics off, no share link, fonts and scripts from the package), run what
+a model or a person wrote: every message is shown as text (:func:`shown_as_text`: Markdown formatting, but
+HTML as the characters it is written with and links only to web addresses), with Gradio's sanitiser on as a
+second guard.
 """
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -24,6 +28,25 @@ Chat with two anonymous models side by side, as long as you like, then vote for 
 The names are shown only after your vote. Votes build the leaderboard (Elo and Bradley-Terry ratings).
 """
 CSS = ".arena-notice {min-height: 1.5em} #chat_a button[aria-label='Clear'], #chat_b button[aria-label='Clear'] {display: none}"
+
+
+_CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]*`)", re.S)     # Markdown code: its text is shown as written
+_NOT_A_WEB_LINK = re.compile(r"\]\((?!\s*<?(?:https?://|mailto:))")   # [text](javascript:...) and the like
+
+
+def shown_as_text(text: str) -> str:
+    """A message as the page shows it: Markdown (emphasis, lists, code, links to web addresses) is formatted, but
+    HTML is shown as the characters it is written with (``<script>``, ``<img onerror=...>`` are text) and a link
+    to anything but ``http(s):``/``mailto:`` is shown as written, not made a link. Code spans and blocks are
+    left alone: the page shows their text as it is."""
+    parts = _CODE.split(text)
+    for i in range(0, len(parts), 2):      # the text outside code
+        parts[i] = _NOT_A_WEB_LINK.sub("&#93;(", parts[i].replace("&", "&amp;").replace("<", "&lt;"))
+    return "".join(parts)
+
+
+def _shown(messages: list[dict]) -> list[dict]:
+    return [dict(m, content=shown_as_text(m["content"])) for m in messages]
 
 
 @dataclass
@@ -110,7 +133,8 @@ def build_app(arena: Arena, leaderboard: Leaderboard) -> gr.Blocks:
         def show(session: Session, a: list, b: list, note: str, *, text=gr.update(), busy: bool = False,
                  votable: bool = False, names: tuple[str, str] | None = None) -> list:
             label_a, label_b = ((f"Model A: {names[0]}", f"Model B: {names[1]}") if names else ("Model A", "Model B"))
-            return [gr.update(value=a, label=label_a), gr.update(value=b, label=label_b), note, text,
+            return [gr.update(value=_shown(a), label=label_a), gr.update(value=_shown(b), label=label_b), note,
+                    text,
                     gr.update(interactive=not busy), *[gr.update(interactive=votable) for _ in votes],
                     session, status_markdown(arena)]
 

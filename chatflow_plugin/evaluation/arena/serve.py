@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import ChatflowError
+from ...errors import ChatflowError, Terminated
 from ...options import option
 
 
@@ -137,10 +137,11 @@ def serve_arena(opts: ArenaOptions, block: bool = True) -> ArenaServer:
             worker.stop(timeout=5)
         raise ChatflowError(f"cannot listen on {opts.host}:{opts.port}: {exc}") from None
     server = ArenaServer(url, app, arena, list(workers.values()))
-    print(f"chatflow arena: serving {url} ({len(names)} models; votes -> {opts.votes}, "
-          f"{store.count()} so far)", file=sys.stderr, flush=True)
+    serving = f"chatflow arena: serving {url} ({len(names)} models; votes -> {opts.votes}, {store.count()} so far)"
     if block:
-        _serve_until_signal(server)
+        _serve_until_signal(server, serving)
+    else:
+        print(serving, file=sys.stderr, flush=True)
     return server
 
 
@@ -190,17 +191,26 @@ def _css() -> str:
     return CSS
 
 
-def _serve_until_signal(server: ArenaServer) -> None:
+def _serve_until_signal(server: ArenaServer, serving: str) -> None:
+    """Say ``serving`` once the signals are handled here, serve until SIGINT or SIGTERM, shut down, then end as
+    every command does on that signal (130 / 143 and one line: :func:`chatflow_plugin.errors.exit_code`)."""
     stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        stop.set()
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(serving, file=sys.stderr, flush=True)
     try:
         while not stop.wait(1.0):
             pass
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, old in previous.items():
+            signal.signal(s, old)
         print("chatflow arena: shutting down", file=sys.stderr, flush=True)
         server.close()
+    raise Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def arena(opts: ArenaOptions) -> None:

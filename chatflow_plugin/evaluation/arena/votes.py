@@ -13,8 +13,11 @@ Appending is safe under concurrent voters and a kill at any moment:
   starts on a line of its own and ``chatflow elo`` never sees a corrupt line. A failed write is cut off
   the same way before the error is reported.
 
-A restart appends to the same file. ``flock`` is advisory and local: several servers may share a votes
-file on one machine's file system, not over NFS.
+A restart appends to the same file, which must be a votes file: absent, empty, or starting with a vote record
+(or the beginning of one, a first write cut short). Anything else (a text file, a model's ``config.json``) is
+refused before the server starts, untouched: the store never repairs or appends to a file it did not write.
+``flock`` is advisory and local: several servers may share a votes file on one machine's file system, not over
+NFS.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -33,6 +37,8 @@ from ...files import atomic_file
 from ...errors import ChatflowError
 from ..elo import read_votes
 
+# how every vote line starts (rounds.vote_record's first key): recognises a first record cut short
+VOTE_START = re.compile(rb'^\{\s*"model_a"\s*:')
 # the page's four buttons -> the winner spelling that ``chatflow elo`` reads (Chatbot Arena's for "both bad")
 WINNERS = {"a": "a", "b": "b", "tie": "tie", "bothbad": "tie (bothbad)"}
 SCHEMA = 1   # version of the fields written by rounds.vote_record
@@ -49,6 +55,7 @@ class VoteStore:
         self._lock = threading.Lock()
         self.repaired: list[Path] = []   # side files holding torn fragments cut off by this store
         with self._locked() as fd:
+            self._check_votes_file(fd)
             self._repair(fd)
 
     # -- writing ----------------------------------------------------------------------------------
@@ -117,6 +124,27 @@ class VoteStore:
                 yield fd
             finally:
                 os.close(fd)   # also releases the flock
+
+    def _check_votes_file(self, fd: int) -> None:
+        """Refuse a file that is not a votes file (see the module docstring), before anything is written to it."""
+        head = os.pread(fd, 1 << 20, 0)
+        text = head.lstrip(b"\r\n\t ")
+        if not text:
+            return
+        first, newline, _ = text.partition(b"\n")
+        if first.startswith(b"\xef\xbb\xbf"):
+            first = first[3:]
+        try:
+            record = json.loads(first)
+        except ValueError:       # not JSON (or not UTF-8); a first record cut short is recognised by its start
+            record = None
+            if not newline and len(head) < 1 << 20 and VOTE_START.match(first):
+                return
+        if isinstance(record, dict) and {"model_a", "model_b", "winner"} <= set(record):
+            return
+        shown = first[:60].decode("utf-8", "replace")
+        raise ChatflowError(f"--votes {self.path}: not a votes file (its first line, {shown!r}, is not a vote "
+                            f"record); give a new file or one `chatflow arena` wrote")
 
     def _repair(self, fd: int) -> None:
         """Cut a torn last line (no trailing newline) off the file, keeping a copy of it beside the file."""

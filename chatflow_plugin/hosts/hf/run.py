@@ -49,10 +49,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from ...checkpoints import tensor_io as cio
 from ...data.runstate import STATE_FILE, check_change_names, describe_change, write_state
 from ...errors import ChatflowError
 from ...files import append_csv_row, atomic_file, csv_columns, read_jsonl, write_csv
-from ...outputs import check_replaceable, output_lock, read_marker, remove_leftovers, replace_directory, write_marker
+from ...outputs import OutputKind, output_folder, replace_directory
 from ...tokenizer import TokenizerFiles
 
 
@@ -184,6 +185,44 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
         print(f"warning: no complete checkpoint in {checkpoints} ({skipped[0][0]}: {skipped[0][1]}); "
               f"starting from step 0", file=sys.stderr)
     return None
+
+
+# files of a checkpoint the Trainer unpickles on resume (with torch.load(weights_only=True))
+TORCH_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "pytorch_model*.bin")
+
+
+def unloadable_file(checkpoint: str | os.PathLike) -> str | None:
+    """Why a file the Trainer will ``torch.load`` from ``checkpoint`` does not load (None: every one does): a
+    pickle holding code, a damaged file. Checked as the Trainer loads them (``weights_only``, with the numpy
+    types it allows in its RNG states), memory-mapped: no tensor data is read."""
+    from transformers.trainer_pt_utils import safe_globals
+
+    for pattern in TORCH_FILES:
+        for path in sorted(Path(checkpoint).glob(pattern)):
+            try:
+                with safe_globals():
+                    cio.check_torch_file(path)
+            except ChatflowError as exc:
+                return str(exc)
+    return None
+
+
+def check_loadable(checkpoint: str, checkpoints: Path) -> None:
+    """Refuse to resume from a complete ``checkpoint`` holding a file the Trainer could not load safely, naming
+    the file and the newest older checkpoint that can be used, if any."""
+    problem = unloadable_file(checkpoint)
+    if problem is None:
+        return
+    step = checkpoint_step(checkpoint)
+    older = sorted(((int(m.group(1)), entry) for entry in checkpoints.iterdir()
+                    if (m := CHECKPOINT_NAME.match(entry.name)) and entry.is_dir() and int(m.group(1)) < step),
+                   reverse=True)
+    usable = next((str(folder) for _, folder in older
+                   if checkpoint_problem(folder) is None and unloadable_file(folder) is None), None)
+    advice = (f"{usable} is complete and loads: resume from it with --resume {usable} (or move {checkpoint} away)"
+              if usable else f"no older complete checkpoint in {checkpoints} loads: start again with another "
+                             f"--output_dir")
+    raise ChatflowError(f"{problem}; the checkpoint {checkpoint} was damaged or altered after it was saved; {advice}")
 
 
 def find_checkpoint(resume: str, output_dir: Path, checkpoints: Path, final: Path,
@@ -342,6 +381,8 @@ def start_run(resume: str, output_dir: Path, checkpoints: Path, final: Path, fin
     record.check_names(allowed)
     if checkpoint is not None or finished:
         changes = record.check(settings, f"use {elsewhere}", allowed)
+    if checkpoint is not None and not finished:
+        check_loadable(checkpoint, Path(checkpoint).parent)
     if checkpoint is not None and not finished and is_main_process():   # said even under --quiet
         print(f"{output_dir}: resuming from {checkpoint} (step {checkpoint_step(checkpoint)})", file=sys.stderr,
               flush=True)
@@ -377,25 +418,15 @@ def allow_change_help(names: Sequence[str], record_name: str) -> str:
 
 
 @contextlib.contextmanager
-def run_directory(output_dir: Path, kind: str, owns: Sequence[str], replace: bool = False) -> Iterator[None]:
-    """Hold ``output_dir``'s lock for the block (rank 0; other ranks do nothing) and mark it as a ``kind``
-    run owning ``owns``. ``replace``: delete it first (``--force``), which only a run directory of this
-    kind holding only what it owns may be (:func:`chatflow_plugin.outputs.check_replaceable`)."""
+def run_directory(output_dir: Path, kind: OutputKind, replace: bool = False) -> Iterator[None]:
+    """Hold ``output_dir``'s lock for the block (rank 0; other ranks do nothing), with ``output_dir`` a ``kind``
+    run folder of the project (:func:`chatflow_plugin.outputs.output_folder`: a folder chatflow did not write is
+    used only if it holds none of the run's entries). ``replace``: delete it first (``--force``), which only a
+    run directory of this kind holding only its own entries may be."""
     if not is_main_process():
         yield
         return
-    with output_lock(output_dir):
-        if replace and (output_dir.exists() or output_dir.is_symlink()):
-            check_replaceable(output_dir, kind)
-            shutil.rmtree(output_dir)
-        remove_leftovers(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        marker = read_marker(output_dir)
-        if marker is None:
-            write_marker(output_dir, kind, owns)
-        elif marker["kind"] != kind:
-            raise ChatflowError(f"{output_dir} holds a chatflow {marker['kind']}, not a {kind}; give the run "
-                                f"another --output_dir")
+    with output_folder(output_dir, kind, replace=replace, advice="give the run another --output_dir"):
         yield
 
 

@@ -49,12 +49,13 @@ from ...data.shards import ShardSet
 from ...data.split import check_disjoint
 from ...errors import ChatflowError
 from ...files import atomic_file, disk_error, path_for_file, read_json
-from ...outputs import check_not_input
+from ...outputs import OutputKind, check_not_input
 from ...resources import local_model, named, not_found_hint
 from ...options import option
-from ..trackers import TRACKER_OWNS, Trackers, parse_report_to, report_to_help
+from ..trackers import TRACKER_FILES, TRACKER_FOLDERS, Trackers, parse_report_to, report_to_help
 from .console import Console, deepspeed_only_if_used, show_progress
 from .data import MixtureTorchDataset, RankBatchSampler, collate_windows
+from .models import SIZE_KEYS, check_config, check_memory, check_weights, last_line, pretrained_config
 from .progress import RunProgress, global_batch, plan_run
 from ...tokenizer import Tokenizer, TokenizerFiles, load_tokenizer, tokenizer_from_options
 from ..hyperparameters import LLAMA2, warmup_steps, warmup_warning
@@ -78,10 +79,15 @@ POSITION_KEYS = ("dataset_sha", "seed", "seq_length")
 OPTIMIZER_KEYS = ("weight_decay", "adam_beta2", "adam_epsilon")
 # Settings that change what the run means from the resumed step on (its objective, learning-rate schedule,
 # data: the dataset's content checksum): refused unless --allow_change names them, then recorded.
-MEANING_KEYS = ("loss", "learning_rate", "lr_scheduler", "warmup_steps", "max_grad_norm", "dataset")
-RUN_KIND = "train-run"     # the run directory's marker (chatflow_plugin.outputs)
-RUN_OWNS = (RUN_CONFIG, LOG_JSONL, TRAIN_CSV, HELDOUT_CSV, SUMMARY_JSON, FINAL_DIR, f".{FINAL_DIR}.partial",
-            "checkpoint-*", ".*.tmp") + TRACKER_OWNS
+MEANING_KEYS = ("loss", "learning_rate", "lr_scheduler", "warmup_steps", "max_grad_norm", "bf16", "dataset")
+# Settings that decide the model the run started from (its architecture, its initialisation): a resumed run
+# loads the checkpoint's weights, which have them, and must not claim others.
+MODEL_KEYS = ("model_type",) + SIZE_KEYS
+START_KEYS = ("init_seed",) + MODEL_KEYS
+# the run directory's kind (chatflow_plugin.outputs): the entries a run writes, each a file or a folder
+RUN_KIND = OutputKind("train-run",
+                      files=(RUN_CONFIG, LOG_JSONL, TRAIN_CSV, HELDOUT_CSV, SUMMARY_JSON, ".*.tmp") + TRACKER_FILES,
+                      folders=(FINAL_DIR, f".{FINAL_DIR}.partial", "checkpoint-*") + TRACKER_FOLDERS)
 
 
 @dataclass
@@ -122,6 +128,9 @@ class TrainOptions:
     loss: str = option("all", choices=["all", "response_only"],
                        help="all: every token carries loss (the paper); response_only: not instruction prompts")
     bf16: bool = option(False, help="bf16 mixed precision (autocast; also on CPU)")
+    allow_missing_weights: bool = option(False, help="start from a --model_path that lacks some of the model's "
+                                                     "weights (initialised at random) or holds some it has no place "
+                                                     "for (dropped); without it such a model is refused, naming them")
     log_every: int = option(10, help="optimizer steps between log lines")
     save_every: int = option(0, help="optimizer steps between checkpoints (0: only at the end)")
     save_total_limit: int = option(2, help="checkpoints kept (oldest deleted first)")
@@ -296,12 +305,6 @@ def _make_trainer_class():
 # Model
 
 
-def _last_line(exc: BaseException) -> str:
-    """The message's last line: validation errors wrap their cause's message after their own."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
 def model_config(path: str, vocab_size: int, bos_id: int | None, eos_id: int):
     """The ``transformers`` config of a config JSON of any causal LM (``model_type`` llama when absent), with the
     tokenizer's vocabulary size, BOS and EOS."""
@@ -320,27 +323,39 @@ def model_config(path: str, vocab_size: int, bos_id: int | None, eos_id: int):
     try:
         config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items() if k != "model_type"})
     except Exception as exc:   # TypeError, ValueError, huggingface_hub's validation errors
-        raise ChatflowError(f"{path}: not a valid {model_type} config ({_last_line(exc)})") from None
+        raise ChatflowError(f"{path}: not a valid {model_type} config ({last_line(exc)})") from None
     config.vocab_size = vocab_size
     config.bos_token_id, config.eos_token_id = bos_id, eos_id
     return config
 
 
-def build_model(options: TrainOptions, vocab_size: int, bos_id: int | None, eos_id: int):
-    from transformers import AutoModelForCausalLM
-
+def start_config(options: TrainOptions, vocab_size: int, bos_id: int | None, eos_id: int):
+    """The config of the model the run starts from (``--model_config``, or ``--model_path``'s), its sizes and the
+    memory its parameters need checked before anything is allocated (:mod:`.models`)."""
     if bool(options.model_config) == bool(options.model_path):
         raise ChatflowError("give exactly one of --model_config (train from scratch) or --model_path")
     if options.model_config:
-        config = model_config(options.model_config, vocab_size, bos_id, eos_id)
+        config, where = model_config(options.model_config, vocab_size, bos_id, eos_id), options.model_config
+    else:
+        config, where = pretrained_config(options.model_path), str(Path(options.model_path, "config.json"))
+    check_config(config, where)
+    check_memory(config, where, training_on_cpu=not torch.cuda.is_available() and not options.deepspeed)
+    return config
+
+
+def build_model(options: TrainOptions, config, vocab_size: int):
+    """The model ``config`` (:func:`start_config`) describes: initialised (``--model_config``) or loaded from
+    ``--model_path`` once its weights are checked (:func:`.models.check_weights`)."""
+    from transformers import AutoModelForCausalLM
+
+    if options.model_config:
         torch.manual_seed(options.init_seed)
         try:
             return AutoModelForCausalLM.from_config(config)
         except (TypeError, ValueError) as exc:   # e.g. a hidden size that the head count does not divide
             raise ChatflowError(f"{options.model_config}: cannot build a {config.model_type} model from it "
                                 f"({exc})") from None
-    if not Path(options.model_path, "config.json").is_file():
-        raise ChatflowError(f"{options.model_path}: not a HuggingFace model directory (no config.json)")
+    check_weights(options.model_path, config, options.allow_missing_weights)
     model = AutoModelForCausalLM.from_pretrained(options.model_path, dtype=torch.float32)
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < vocab_size:
@@ -395,8 +410,9 @@ def _plan(options: TrainOptions, start: RunStart, record: RunRecord, mixture: Mi
                     catch_up=options.mixture_catch_up, deepspeed=options.deepspeed)
 
 
-def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset, world_size: int) -> dict:
-    """The run record (``chatflow_run.json``): what fixes the sample order, and every option."""
+def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset, world_size: int, config) -> dict:
+    """The run record (``chatflow_run.json``): what fixes the sample order, the model it started from, and every
+    option."""
     tok = shards.tokenizer
     layout = _layout(options, world_size)
     given = mixture.history
@@ -406,7 +422,8 @@ def _run_config(options: TrainOptions, shards: ShardSet, mixture: MixtureDataset
             **layout, "global_batch": global_batch(layout), "seq_length": shards.seq_length,
             "train_steps": options.train_steps,
             **{key: getattr(options, key) for key in MEANING_KEYS + OPTIMIZER_KEYS if key != "dataset"},
-            "dataset": shards.content_checksum(), "options": asdict(options), "history": []}
+            "dataset": shards.content_checksum(), "init_seed": options.init_seed,
+            **{key: getattr(config, key, None) for key in MODEL_KEYS}, "options": asdict(options), "history": []}
 
 
 def _finished_summary(output_dir: Path) -> dict | None:
@@ -613,7 +630,7 @@ def train(options: TrainOptions) -> dict:
     if options.threads > 0:
         torch.set_num_threads(options.threads)
     output_dir = Path(options.output_dir)
-    with run_directory(output_dir, RUN_KIND, RUN_OWNS):
+    with run_directory(output_dir, RUN_KIND):
         try:
             return _train(options, output_dir)
         except Exception as exc:     # a full or read-only disk while the Trainer saves: no traceback
@@ -626,8 +643,11 @@ def train(options: TrainOptions) -> dict:
 def _train(options: TrainOptions, output_dir: Path) -> dict:
     rank, world_size = world()
     shards, mixture = _load_data(options)
-    run_config = _run_config(options, shards, mixture, world_size)
-    record = RunRecord(output_dir / RUN_CONFIG, POSITION_KEYS + OPTIMIZER_KEYS, changeable=MEANING_KEYS,
+    tok = shards.tokenizer
+    bos = tok["bos_id"] if tok.get("bos_id") is not None and tok["bos_id"] >= 0 else None
+    config = start_config(options, tok["vocab_size"], bos, tok["eos_id"])
+    run_config = _run_config(options, shards, mixture, world_size, config)
+    record = RunRecord(output_dir / RUN_CONFIG, POSITION_KEYS + OPTIMIZER_KEYS + START_KEYS, changeable=MEANING_KEYS,
                        also_changeable=CHANGEABLE,
                        why="they decide what each sample is, or the checkpoint's optimizer state holds them")
     start, finished = _start(options, output_dir, record, run_config, rank)
@@ -639,9 +659,7 @@ def _train(options: TrainOptions, output_dir: Path) -> dict:
                         for c in start.changes] + progress.pending
     heldout = _heldout(options, shards, mixture)
 
-    tok = shards.tokenizer
-    bos = tok["bos_id"] if tok.get("bos_id") is not None and tok["bos_id"] >= 0 else None
-    model = build_model(options, tok["vocab_size"], bos, tok["eos_id"])
+    model = build_model(options, config, shards.tokenizer["vocab_size"])
     tokenizer_files, mismatches = _tokenizer_files(
         options, shards, rank, getattr(model.config, "max_position_embeddings", None) or shards.seq_length)
     if options.deepspeed:
