@@ -211,7 +211,13 @@ def test_demo_never_adopts_a_folder_it_did_not_write_and_says_what_it_leaves(tmp
     proc = cli("demo", "--quick", "--output_dir", beside, "--data_dir", tmp_path / "absent")
     assert_clean_error(proc, "demo", "data folder not found")            # stops early: the folder was opened
     assert f"{beside} holds entries chatflow did not write (paper.tex)" in proc.stderr
-    marker = json.loads((beside / MARKER).read_text())
+    # refused before any result: the marker it added is taken back (docs/reliability.md, a refusal leaves
+    # nothing behind), the user's file untouched
+    assert tree(beside) == {"paper.tex": b"draft"}
+    proc = cli("demo", "--quick", "--output_dir", beside, "--stop_after", "foundation", "--foundation_cache",
+               tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    marker = json.loads((beside / MARKER).read_text())                  # a demo that ran claims only its own
     assert "paper.tex" not in marker["owns"] and (beside / "paper.tex").read_text() == "draft"
     assert_clean_error(cli("demo", "--quick", "--output_dir", beside, "--force"), "demo", "paper.tex")
     assert (beside / "paper.tex").read_text() == "draft"
