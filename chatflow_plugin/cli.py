@@ -124,6 +124,22 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _stdout_closed()
+    finally:
+        if argv is None:       # the process's own command line: it ends now
+            _ignore_signals_in_teardown()
+
+
+def _ignore_signals_in_teardown() -> None:
+    """The command has ended (its outputs whole, or undone, and its exit code chosen): a Ctrl-C or SIGTERM that
+    lands while the interpreter tears down (atexit callbacks, torch's finalizers) would only print an "Exception
+    ignored" traceback, so the teardown ignores them."""
+    import signal
+
+    for name in ("SIGINT", "SIGTERM"):
+        try:
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        except (ValueError, OSError):       # not the main thread
+            pass
 
 
 def _main(argv: list[str]) -> int:

@@ -276,16 +276,18 @@ def test_csv_benchmarks_load_every_row(name, k):
         assert len(s.fewshot_pool) == FEWSHOT and len(s.questions) == QUESTIONS
 
 
-def test_gaokao_loads_every_item_and_the_letter_reading_scores_the_single_choice_ones():
+def test_gaokao_loads_every_item_and_the_letter_reading_scores_every_objective_type():
     from chatflow_plugin.evaluation.registry import protocols_of
 
     bench = load_benchmark("gaokao", BENCH / "gaokao", 3)
     single = sorted(k for k, t in GAOKAO_TYPES.items() if t == "single_choice")
     # every objective type is read (the official generation protocol scores them all), nothing skipped
     assert sorted((s.name, s.kind) for s in bench.subjects) == sorted(GAOKAO_TYPES.items()) and not bench.skipped
-    # the 3-shot letter reading scores the single-choice files only
+    # the 3-shot letter reading scores every objective type (single and multiple answers, multi-question, 5 of 7)
     letter_kinds = protocols_of("gaokao")[0].kinds
-    assert [s.name for s in bench.subjects if s.kind in letter_kinds] == single
+    assert set(letter_kinds) == {"single_choice", "multi_choice", "multi_question_choice", "five_out_of_seven"}
+    assert [s.name for s in bench.subjects if s.kind in letter_kinds] == sorted(
+        k for k, t in GAOKAO_TYPES.items() if t in letter_kinds) and single
     for s in bench.subjects:
         if s.kind != "single_choice":
             continue
