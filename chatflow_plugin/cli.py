@@ -135,9 +135,9 @@ def _ignore_signals_in_teardown() -> None:
     ignored" traceback, so the teardown ignores them."""
     import signal
 
-    for name in ("SIGINT", "SIGTERM"):
+    for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+            signal.signal(signum, signal.SIG_IGN)
         except (ValueError, OSError):       # not the main thread
             pass
 
